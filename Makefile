@@ -1,0 +1,34 @@
+# The two front-door commands: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+
+.PHONY: run test setup db test-unit test-notebooks bench clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+db: setup
+	$(BIN)/flask --app app init-db
+
+## make run: set up, migrate the SQLite database and start the gateway with simulated providers.
+run: db
+	$(BIN)/python -m kyma.launcher
+
+## make test: set up and run every test (unit, integration, browser, notebooks).
+test: setup
+	$(BIN)/python -m pytest -q tests
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis

@@ -1,0 +1,76 @@
+"""JSON API under /v1: one blueprint, one error mapping per protocol."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from kyma.errors import KymaError
+
+api_bp = Blueprint("api", __name__, url_prefix="/v1")
+
+# Importing the view modules attaches their routes to api_bp.
+from kyma.api import auth, catalog, chat, credits, discovery, messages  # noqa: E402,F401
+
+_HTTP_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+    415: "invalid_request_error", 429: "rate_limit",
+}
+
+
+def _is_api_request() -> bool:
+    return request.path == "/v1" or request.path.startswith("/v1/")
+
+
+def _is_anthropic_request() -> bool:
+    return request.path.startswith("/v1/messages")
+
+
+def error_response(err: KymaError):
+    """Render a KymaError in the shape of the protocol the request spoke."""
+    if _is_anthropic_request():
+        from kyma.translate.errors import anthropic_error_body
+
+        body, status = anthropic_error_body(err)
+    else:
+        body, status = err.to_openai(), err.status
+    resp = jsonify(body)
+    resp.status_code = status
+    for name, value in err.headers.items():
+        resp.headers[name] = value
+    return resp
+
+
+def register_api_errors(app: Flask) -> None:
+    """Map KymaError and HTTP errors under /v1 to JSON; pages keep HTML errors."""
+
+    @app.errorhandler(KymaError)
+    def _kyma_error(err: KymaError):
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if not _is_api_request():
+            return exc
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.code, "http_error")
+        message = exc.description or exc.name
+        if exc.code == 404:
+            message = f"No route for {request.method} {request.path}."
+        elif exc.code == 405:
+            message = f"Method {request.method} is not allowed on {request.path}."
+        err = KymaError(message, code=code, status=exc.code)
+        err.type = _HTTP_TYPES.get(exc.code, "api_error")
+        resp = error_response(err)
+        # Keep Allow (405) and other headers werkzeug computed.
+        for name, value in exc.get_response().headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                resp.headers[name] = value
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if isinstance(exc, HTTPException) or not _is_api_request():
+            raise exc
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(KymaError("Internal error; the request was not billed.", code="internal_error"))

@@ -1,0 +1,46 @@
+"""`flask --app app …` commands: schema, ledger and credits administration."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from playhouse.migrate import SchemaMigrator, migrate
+
+from kyma.db import database
+from kyma.models import ALL_MODELS
+
+
+def create_or_migrate_schema() -> list[str]:
+    """Create missing tables and add missing columns; safe to run any number of times."""
+    changes: list[str] = []
+    db = database.obj
+    with db.connection_context():
+        existing = set(db.get_tables())
+        db.create_tables(ALL_MODELS, safe=True)
+        migrator = SchemaMigrator.from_database(db)
+        for model in ALL_MODELS:
+            table = model._meta.table_name
+            if table not in existing:
+                changes.append(f"created table {table}")
+                continue
+            have = {c.name for c in db.get_columns(table)}
+            missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
+            for f in missing:
+                f.null = True  # new columns on old rows must be nullable or defaulted
+                migrate(migrator.add_column(table, f.column_name, f))
+                changes.append(f"added {table}.{f.column_name}")
+    return changes
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the gateway's commands to `flask --app app`."""
+
+    @app.cli.command("init-db")
+    def init_db_command():
+        """Create or migrate the database schema (idempotent)."""
+        changes = create_or_migrate_schema()
+        click.echo("\n".join(changes) if changes else "schema is up to date")
+
+    from kyma.cli_credits import register_credit_commands
+
+    register_credit_commands(app)

@@ -1,0 +1,106 @@
+"""Settings read once from KYMA_* environment variables, with documented defaults."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _secret_key(instance: Path) -> str:
+    """Use KYMA_SECRET_KEY, or a random key kept in instance/ so sessions survive restarts."""
+    if os.environ.get("KYMA_SECRET_KEY"):
+        return os.environ["KYMA_SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every operator-facing setting; each field maps to one KYMA_* variable (see README)."""
+
+    instance_dir: Path
+    database_url: str
+    redis_url: str
+    secret_key: str
+    host: str
+    port: int
+    workers: int
+    signup_credit_usd: float
+    bcrypt_rounds: int
+    session_idle_minutes: int
+    session_max_hours: int
+    catalog_path: Path
+    routes_path: Path
+    claude_models_path: Path
+    sim_base_port: int
+    connect_timeout: float
+    first_byte_timeout: float
+    idle_timeout: float
+    request_deadline: float
+    max_attempts: int
+    hold_ttl_seconds: int
+    login_max_failures: int
+    log_level: str
+    secure_cookies: bool
+
+    @classmethod
+    def from_env(cls, overrides: dict | None = None) -> "Settings":
+        """Build settings from the environment; `overrides` (tests) win over it."""
+        overrides = dict(overrides or {})
+        instance = Path(overrides.pop("instance_dir", _env("KYMA_INSTANCE_DIR", str(ROOT / "instance"))))
+        values = dict(
+            instance_dir=instance,
+            database_url=_env("KYMA_DATABASE_URL", f"sqlite:///{instance / 'kyma.db'}"),
+            redis_url=_env("KYMA_REDIS_URL", ""),
+            secret_key=overrides.pop("secret_key", None) or _secret_key(instance),
+            host=_env("KYMA_HOST", "127.0.0.1"),
+            port=int(_env("KYMA_PORT", "8080")),
+            workers=int(_env("KYMA_WORKERS", "2")),
+            signup_credit_usd=float(_env("KYMA_SIGNUP_CREDIT_USD", "0.50")),
+            bcrypt_rounds=int(_env("KYMA_BCRYPT_ROUNDS", "12")),
+            session_idle_minutes=int(_env("KYMA_SESSION_IDLE_MINUTES", "720")),
+            session_max_hours=int(_env("KYMA_SESSION_MAX_HOURS", "168")),
+            catalog_path=Path(_env("KYMA_CATALOG", str(DATA / "catalog.json"))),
+            routes_path=Path(_env("KYMA_ROUTES", str(DATA / "routes.json"))),
+            claude_models_path=Path(_env("KYMA_CLAUDE_MODELS", str(DATA / "claude_models.json"))),
+            sim_base_port=int(_env("KYMA_SIM_BASE_PORT", "8091")),
+            connect_timeout=float(_env("KYMA_CONNECT_TIMEOUT", "3")),
+            first_byte_timeout=float(_env("KYMA_FIRST_BYTE_TIMEOUT", "30")),
+            idle_timeout=float(_env("KYMA_IDLE_TIMEOUT", "60")),
+            request_deadline=float(_env("KYMA_REQUEST_DEADLINE", "60")),
+            max_attempts=int(_env("KYMA_MAX_ATTEMPTS", "4")),
+            hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
+            login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
+            log_level=_env("KYMA_LOG_LEVEL", "INFO"),
+            secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
+        )
+        names = {f.name for f in fields(cls)}
+        for key, value in overrides.items():
+            if key not in names:
+                raise KeyError(f"unknown setting {key!r}")
+            values[key] = value
+        return cls(**values)
+
+
+# The KYMA_* variables the gateway reads; tests check each is documented in the README.
+ENVIRONMENT_VARIABLES = (
+    "KYMA_INSTANCE_DIR", "KYMA_DATABASE_URL", "KYMA_REDIS_URL", "KYMA_SECRET_KEY", "KYMA_HOST",
+    "KYMA_PORT", "KYMA_WORKERS", "KYMA_SIGNUP_CREDIT_USD", "KYMA_BCRYPT_ROUNDS",
+    "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
+    "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
+    "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_HOLD_TTL_SECONDS",
+    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES",
+)

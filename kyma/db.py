@@ -1,0 +1,58 @@
+"""The database proxy: SQLite (WAL) by default, PostgreSQL through psycopg 3 when configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peewee import DatabaseProxy
+from playhouse.db_url import connect
+
+# Bound to a real database in init_db(); models refer to the proxy so importing does no I/O.
+database = DatabaseProxy()
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 5000,
+    # NORMAL keeps every committed row through a killed process; see docs/benchmarks.md.
+    "synchronous": "normal",
+    "foreign_keys": 1,
+}
+
+
+def is_sqlite(url: str) -> bool:
+    """True when the URL names an SQLite database."""
+    return url.startswith("sqlite")
+
+
+def make_database(url: str):
+    """Open (lazily) the database a URL names; postgresql:// uses psycopg 3, never psycopg2."""
+    if is_sqlite(url):
+        path = url.split(":///", 1)[-1].split("?", 1)[0]  # what peewee opens
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return connect(url, pragmas=SQLITE_PRAGMAS)
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "psycopg3://" + url.split("://", 1)[1]
+    return connect(url, autorollback=True)
+
+
+def init_db(url: str):
+    """Bind the proxy to the database at `url` and return it."""
+    db = make_database(url)
+    database.initialize(db)
+    return db
+
+
+def write_transaction():
+    """A write transaction that takes SQLite's write lock up front (no deferred-lock upgrade)."""
+    db = database.obj
+    if is_sqlite_db(db):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def is_sqlite_db(db) -> bool:
+    """True for a peewee SQLite database object."""
+    from peewee import SqliteDatabase
+
+    return isinstance(db, SqliteDatabase)

@@ -1,0 +1,82 @@
+"""create_app(): the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from kyma.config import ROOT, Settings
+from kyma.db import database, init_db
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the gateway app; `test_config` overrides settings read from KYMA_* variables."""
+    settings = Settings.from_env(test_config)
+    app = Flask(
+        "kyma",
+        root_path=str(ROOT),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(settings.instance_dir),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+    )
+    app.json.sort_keys = False
+    logging.basicConfig(level=settings.log_level)
+
+    init_db(settings.database_url)
+    app.extensions["kyma"] = _build_runtime(settings)
+    _register_database_hooks(app)
+    _register_blueprints(app)
+
+    from kyma.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _build_runtime(settings: Settings):
+    from kyma.providers.registry import UpstreamPool
+    from kyma.runtime import Runtime
+    from kyma.services.breaker import CircuitBreaker
+    from kyma.services.catalog import Catalog, load_claude_models
+    from kyma.services.ratelimit import Limiter
+    from kyma.services.routes import RouteTable
+
+    catalog = Catalog.load(settings.catalog_path)
+    return Runtime(
+        settings=settings,
+        catalog=catalog,
+        routes=RouteTable.load(settings.routes_path, catalog),
+        limiter=Limiter.create(settings),
+        breaker=CircuitBreaker.create(settings),
+        upstreams=UpstreamPool(settings),
+        claude_models=load_claude_models(settings.claude_models_path),
+    )
+
+
+def _register_database_hooks(app: Flask) -> None:
+    @app.before_request
+    def _open_db():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close_db(exc):
+        if not database.is_closed():
+            database.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from kyma.api import api_bp, register_api_errors
+    from kyma.web import register_web
+
+    app.register_blueprint(api_bp)
+    register_api_errors(app)
+    register_web(app)

@@ -1,0 +1,160 @@
+"""Peewee models: accounts, credentials, the credit ledger, request log and shared route/limit state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from kyma.db import database
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (both SQLite and PostgreSQL store it the same way)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+class Account(BaseModel):
+    """A customer. `balance_micros` caches the sum of its ledger entries (checked by `ledger check`)."""
+
+    id = AutoField()
+    email = CharField(max_length=254, unique=True)
+    password_hash = CharField(max_length=100)
+    balance_micros = BigIntegerField(default=0)
+    lifetime_purchased_micros = BigIntegerField(default=0)
+    tier = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+
+
+class ApiKey(BaseModel):
+    """A `ky-` API key; only its SHA-256 is stored, plus a short prefix for display."""
+
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="keys", on_delete="CASCADE")
+    name = CharField(max_length=100, default="default")
+    key_hash = CharField(max_length=64, unique=True)
+    prefix = CharField(max_length=16)
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked_at = DateTimeField(null=True)
+
+
+class SessionToken(BaseModel):
+    """A `ks-` session token (API and dashboard); hashed, with idle and absolute expiry."""
+
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="sessions", on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    revoked_at = DateTimeField(null=True)
+
+
+class LedgerEntry(BaseModel):
+    """One append-only movement of credit in micro-dollars (positive adds, negative spends)."""
+
+    KINDS = ("signup", "purchase", "grant", "hold", "release", "usage", "adjustment")
+
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="ledger", on_delete="CASCADE")
+    kind = CharField(max_length=16, index=True)
+    amount_micros = BigIntegerField()
+    request_id = CharField(max_length=64, null=True, index=True)
+    idempotency_key = CharField(max_length=128, null=True, unique=True)
+    note = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+class Hold(BaseModel):
+    """Credit reserved for one in-flight request; settled or released exactly once."""
+
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="holds", on_delete="CASCADE")
+    request_id = CharField(max_length=64, unique=True)
+    amount_micros = BigIntegerField()
+    owner = CharField(max_length=64, default="")  # host:pid of the worker that took it
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+    closed_at = DateTimeField(null=True, index=True)
+
+
+class RequestLog(BaseModel):
+    """One row per API request, successful or not."""
+
+    id = AutoField()
+    request_id = CharField(max_length=64, unique=True)
+    account = ForeignKeyField(Account, null=True, backref="requests", on_delete="SET NULL")
+    api_key = ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")
+    endpoint = CharField(max_length=40)
+    model_requested = CharField(max_length=100, default="")
+    alias = CharField(max_length=100, null=True)
+    model_served = CharField(max_length=100, null=True, index=True)
+    provider = CharField(max_length=100, null=True)
+    simulated = BooleanField(default=False)
+    fallback_layer = IntegerField(default=0)
+    attempts = IntegerField(default=0)
+    status = IntegerField(index=True)
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    cached_tokens = IntegerField(default=0)
+    cost_micros = BigIntegerField(default=0)
+    latency_ms = FloatField(default=0)
+    ttft_ms = FloatField(null=True)
+    stream = BooleanField(default=False)
+    error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+class RouteOutcome(BaseModel):
+    """The result of one upstream attempt; feeds uptime and status."""
+
+    id = AutoField()
+    model = CharField(max_length=100, index=True)
+    provider = CharField(max_length=100)
+    ok = BooleanField()
+    status = IntegerField(null=True)
+    error = CharField(max_length=200, null=True)
+    latency_ms = FloatField(default=0)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+class RouteState(BaseModel):
+    """Circuit-breaker state of one provider route, shared by every worker."""
+
+    route = CharField(max_length=200, primary_key=True)
+    state = CharField(max_length=10, default="closed")  # closed | open | half_open
+    failures = IntegerField(default=0)
+    opened_until = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class RateCounter(BaseModel):
+    """A fixed-window counter for rate limits and login throttling (database backend)."""
+
+    key = CharField(max_length=200)
+    window = BigIntegerField()  # window start, epoch seconds
+    count = BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = False
+        indexes = ((("key", "window"), True),)
+
+
+ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter)

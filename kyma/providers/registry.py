@@ -1,0 +1,3 @@
+"""placeholder"""
+class UpstreamPool:
+    def __init__(self, settings): self.settings = settings

@@ -1,0 +1,129 @@
+"""Start real gateway and simulator processes on 127.0.0.1 for integration tests; stop them by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# The three built-in simulated providers and their personalities (see kyma/sim).
+SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(n: int) -> int:
+    """The first of n consecutive free ports."""
+    for _ in range(200):
+        base = free_port()
+        if base + n > 65000:
+            continue
+        try:
+            socks = []
+            for i in range(n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Wait until `url` answers, failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Proc:
+    """A started server process and where it listens."""
+
+    popen: subprocess.Popen
+    port: int
+    log: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop the process (gunicorn master and its workers) by PID."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> subprocess.Popen:
+    cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "1000",
+           "--no-control-socket", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", target]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def start_simulator(name: str, port: int, workdir: Path, **settings: str) -> Proc:
+    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent."""
+    env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
+    log = workdir / f"{name}-{port}.log"
+    popen = _gunicorn("kyma.sim.app:create_sim_app()", port, env, log)
+    proc = Proc(popen, port, log, env)
+    wait_http(f"{proc.url}/v1/models", popen)
+    return proc
+
+
+def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
+    """Environment for a gateway process with its own SQLite database under workdir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "OPENAI_", "ANTHROPIC_"))}
+    env.update({
+        "KYMA_INSTANCE_DIR": str(workdir),
+        "KYMA_DATABASE_URL": f"sqlite:///{workdir / 'kyma.db'}",
+        "KYMA_SECRET_KEY": "test-secret",
+        "KYMA_SIM_BASE_PORT": str(sim_base_port),
+        "KYMA_BCRYPT_ROUNDS": "4",
+        "KYMA_LOG_LEVEL": "WARNING",
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None = None) -> Proc:
+    """Migrate the schema, then start the gateway under gunicorn with gevent workers."""
+    subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    port = port or free_port()
+    log = workdir / f"gateway-{port}.log"
+    popen = _gunicorn("app:app", port, env, log, workers=workers)
+    proc = Proc(popen, port, log, env)
+    wait_http(f"{proc.url}/healthz", popen)
+    return proc
