@@ -1,6 +1,108 @@
-"""Model catalog (placeholder)."""
+"""The model catalog: a data file of models and aliases, loaded once into typed objects."""
+
+from __future__ import annotations
+
 import json
-class Catalog:
+from dataclasses import dataclass
+from pathlib import Path
+
+from kyma.errors import ModelNotFound
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per million tokens."""
+
+    input_per_1m: float
+    output_per_1m: float
+    cached_input_per_1m: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One catalog model: what routing, pricing and validation need, plus its full API object."""
+
+    id: str
+    name: str
+    family: str
+    context_window: int
+    max_output_tokens: int
+    supports_tools: bool
+    supports_vision: bool
+    supports_reasoning: bool
+    supports_structured_outputs: bool
+    supports_caching: bool
+    cost_tier: str
+    latency_tier: str
+    quality_tier: str
+    pricing: Pricing
+    api: dict  # the object /v1/models returns, every seed field included
+
     @classmethod
-    def load(cls, path): return cls()
-def load_claude_models(path): return {}
+    def from_record(cls, record: dict) -> "ModelInfo":
+        """Build from one catalog-file record (the API object itself)."""
+        p = record["pricing"]
+        pricing = Pricing(float(p["input_per_1m"]), float(p["output_per_1m"]),
+                          float(p.get("cached_input_per_1m", round(float(p["input_per_1m"]) * 0.1, 6))))
+        api = {**record, "pricing": {"input_per_1m": pricing.input_per_1m, "output_per_1m": pricing.output_per_1m,
+                                     "cached_input_per_1m": pricing.cached_input_per_1m}}
+        return cls(
+            id=record["id"], name=record["name"], family=record["family"],
+            context_window=int(record["context_window"]), max_output_tokens=int(record["max_output_tokens"]),
+            supports_tools=bool(record["supports_tools"]), supports_vision=bool(record["supports_vision"]),
+            supports_reasoning=bool(record["supports_reasoning"]),
+            supports_structured_outputs=bool(record["supports_structured_outputs"]),
+            supports_caching=bool(record.get("supports_caching", True)),
+            cost_tier=record["cost_tier"], latency_tier=record["latency_tier"],
+            quality_tier=record["quality_tier"], pricing=pricing, api=api,
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All models, in file order, with their aliases and the default model."""
+
+    models: tuple[ModelInfo, ...]
+    aliases: dict[str, str]
+    default_model: str
+
+    @classmethod
+    def load(cls, path: Path) -> "Catalog":
+        """Read and validate the catalog file; a dangling alias or default is an error at start-up."""
+        data = json.loads(Path(path).read_text())
+        models = tuple(ModelInfo.from_record(r) for r in data["models"])
+        ids = {m.id for m in models}
+        aliases = dict(data.get("aliases", {}))
+        for alias, target in aliases.items():
+            if target not in ids:
+                raise ValueError(f"catalog alias {alias!r} points at unknown model {target!r}")
+        default = data.get("default_model", models[0].id)
+        if default not in ids:
+            raise ValueError(f"catalog default model {default!r} is not in the catalog")
+        return cls(models, aliases, default)
+
+    def get(self, name: str) -> ModelInfo | None:
+        """The model with this id or alias, or None."""
+        target = self.aliases.get(name, name)
+        for m in self.models:
+            if m.id == target:
+                return m
+        return None
+
+    def resolve(self, name: str) -> tuple[ModelInfo, str | None]:
+        """(model, alias used or None); unknown names raise ModelNotFound (404)."""
+        model = self.get(name)
+        if model is None:
+            raise ModelNotFound(f"The model '{name}' does not exist. GET /v1/models lists the models "
+                                f"and their aliases.", param="model")
+        return model, (name if name in self.aliases else None)
+
+    def siblings(self, model: ModelInfo) -> list[ModelInfo]:
+        """Other models of the same family (fallback layer 2), in catalog order."""
+        return [m for m in self.models if m.family == model.family and m.id != model.id]
+
+
+def load_claude_models(path: Path) -> dict:
+    """The claude-* name → catalog model map for Anthropic clients ({} when the file is absent)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
