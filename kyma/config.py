@@ -52,6 +52,8 @@ class Settings:
     request_deadline: float
     max_attempts: int
     hold_ttl_seconds: int
+    tiers_path: Path
+    redis_prefix: str
     login_max_failures: int
     log_level: str
     secure_cookies: bool
@@ -83,6 +85,8 @@ class Settings:
             request_deadline=float(_env("KYMA_REQUEST_DEADLINE", "60")),
             max_attempts=int(_env("KYMA_MAX_ATTEMPTS", "4")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
+            tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
+            redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
             login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
             log_level=_env("KYMA_LOG_LEVEL", "INFO"),
             secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
@@ -102,5 +106,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
     "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_HOLD_TTL_SECONDS",
-    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES",
+    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
 )

@@ -49,6 +49,7 @@ def _build_runtime(settings: Settings):
     from kyma.services.catalog import Catalog, load_claude_models
     from kyma.services.ratelimit import Limiter
     from kyma.services.routes import RouteTable
+    from kyma.services.tiers import TierLadder
 
     catalog = Catalog.load(settings.catalog_path)
     return Runtime(
@@ -59,6 +60,7 @@ def _build_runtime(settings: Settings):
         breaker=CircuitBreaker.create(settings),
         upstreams=UpstreamPool(settings),
         claude_models=load_claude_models(settings.claude_models_path),
+        tiers=TierLadder.load(settings.tiers_path),
     )
 
 

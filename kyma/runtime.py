@@ -21,6 +21,7 @@ class Runtime:
     breaker: Any  # kyma.services.breaker.CircuitBreaker
     upstreams: Any  # kyma.providers.registry.UpstreamPool
     claude_models: dict
+    tiers: Any = None  # kyma.services.tiers.TierLadder
 
 
 def runtime() -> Runtime:

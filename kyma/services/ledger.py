@@ -1,0 +1,318 @@
+"""The credit ledger: append-only entries in integer micro-dollars, holds, settlement and top-ups.
+
+Account.balance_micros is the cached sum of the account's LedgerEntry rows; every function here
+changes both in one transaction. Debits are one conditional UPDATE (`balance >= x`), never a
+read-then-write in Python, so concurrent requests on any number of workers cannot overspend.
+
+A request's life: place_hold (debit the worst case) → settle_hold (give the hold back, debit the
+actual cost) or release_hold (failed: give it back). A hold whose worker died is released by
+reap_expired_holds, run by the reaper greenlet and by `flask --app app ledger reap`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from peewee import IntegrityError, fn
+
+from kyma.db import write_transaction
+from kyma.errors import Conflict, InvalidRequest, NotFound
+from kyma.models import Account, Hold, LedgerEntry, utcnow
+from kyma.services.pricing import usd_to_micros
+from kyma.services.tiers import TierLadder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOLD_TTL_SECONDS = 900
+CREDIT_KINDS = ("purchase", "grant", "adjustment", "signup")
+
+
+@dataclass(frozen=True)
+class Balance:
+    """An account's money as the API reports it (micro-dollars)."""
+
+    account_id: int
+    balance_micros: int
+    held_micros: int
+    lifetime_purchased_micros: int
+    tier: int
+
+
+@dataclass(frozen=True)
+class CreditResult:
+    """The outcome of add_credit; `replayed` when the idempotency key had already been used."""
+
+    account_id: int
+    entry_id: int
+    amount_micros: int
+    balance_micros: int
+    tier: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One account that fails a ledger invariant, and why."""
+
+    account_id: int
+    email: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"account {self.account_id} <{self.email}>: {self.reason}"
+
+
+def worker_identity() -> str:
+    """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _hold_ttl(ttl_seconds: int | None) -> int:
+    if ttl_seconds is not None:
+        return ttl_seconds
+    from flask import has_app_context
+
+    if has_app_context():
+        from kyma.runtime import runtime
+
+        return runtime().settings.hold_ttl_seconds
+    return DEFAULT_HOLD_TTL_SECONDS
+
+
+def _entry(account_id: int, kind: str, amount: int, *, request_id: str | None = None,
+           key: str | None = None, note: str = "") -> LedgerEntry:
+    return LedgerEntry.create(account=account_id, kind=kind, amount_micros=amount, request_id=request_id,
+                              idempotency_key=key, note=note[:200])
+
+
+def _add_to_balance(account_id: int, delta: int) -> None:
+    Account.update(balance_micros=Account.balance_micros + delta).where(Account.id == account_id).execute()
+
+
+def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: str = "",
+               ttl_seconds: int | None = None) -> bool:
+    """Reserve `amount_micros` for a request; False (nothing written) when the balance can't cover it.
+
+    `owner` defaults to this process (worker_identity()); the TTL to settings.hold_ttl_seconds.
+    Callable inside an outer transaction (it nests as a savepoint).
+    """
+    if amount_micros < 0:
+        raise ValueError("a hold cannot be negative")
+    expires_at = utcnow() + timedelta(seconds=_hold_ttl(ttl_seconds))
+    with write_transaction():
+        debited = (Account.update(balance_micros=Account.balance_micros - amount_micros)
+                   .where((Account.id == account_id) & (Account.balance_micros >= amount_micros))
+                   .execute())
+        if not debited:
+            return False
+        _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold")
+        Hold.create(account=account_id, request_id=request_id, amount_micros=amount_micros,
+                    owner=(owner or worker_identity())[:64], expires_at=expires_at)
+    return True
+
+
+def _close_hold(request_id: str) -> Hold | None:
+    """Mark the hold closed if it is still open; None when absent or already closed (exactly once)."""
+    hold = Hold.get_or_none(Hold.request_id == request_id)
+    if hold is None:
+        return None
+    closed = (Hold.update(closed_at=utcnow())
+              .where((Hold.id == hold.id) & Hold.closed_at.is_null())
+              .execute())
+    return hold if closed else None
+
+
+def settle_hold(request_id: str, cost_micros: int) -> int:
+    """Release the request's hold and debit its actual cost, once; returns micros debited (0 if repeated).
+
+    Overshoot policy (reliability DI-5): the true cost is always debited, so the ledger matches the
+    provider. When cost > hold the balance may go below zero, by at most the overshoot
+    (cost - hold); that usage entry's note starts with "overshoot", and a negative balance makes
+    every new hold fail (402) until the account is topped up. Nests inside an outer transaction
+    (the pipeline writes its request-log row in the same one).
+    """
+    if cost_micros < 0:
+        raise ValueError("a cost cannot be negative")
+    with write_transaction():
+        hold = _close_hold(request_id)
+        if hold is None:
+            return 0
+        account_id = hold.account_id
+        _entry(account_id, "release", hold.amount_micros, request_id=request_id, key=f"{request_id}:release")
+        overshoot = cost_micros - hold.amount_micros
+        note = f"overshoot {overshoot} micros over the hold" if overshoot > 0 else ""
+        _entry(account_id, "usage", -cost_micros, request_id=request_id, key=f"{request_id}:usage", note=note)
+        _add_to_balance(account_id, hold.amount_micros - cost_micros)
+    if overshoot > 0:
+        log.warning("request %s cost %d micros over its hold", request_id, overshoot)
+    return cost_micros
+
+
+def release_hold(request_id: str, *, note: str = "") -> bool:
+    """Give a hold back in full (the request failed: nothing billed); False if it was already closed."""
+    with write_transaction():
+        hold = _close_hold(request_id)
+        if hold is None:
+            return False
+        _entry(hold.account_id, "release", hold.amount_micros, request_id=request_id,
+               key=f"{request_id}:release", note=note)
+        _add_to_balance(hold.account_id, hold.amount_micros)
+    return True
+
+
+def _owner_is_dead(owner: str, host: str, me: str) -> bool:
+    """True when `owner` is a process on this host that no longer exists."""
+    name, _, pid = owner.rpartition(":")
+    if name != host or owner == me or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def reap_expired_holds(now: datetime | None = None) -> int:
+    """Release open holds past expires_at, and those of dead workers on this host; returns how many.
+
+    Policy: a reaped hold is released in full (the customer is not billed for a request whose
+    worker died), with note "reaped". A late settle after that is a no-op.
+    """
+    now = now or utcnow()
+    host, me = socket.gethostname(), worker_identity()
+    open_holds = Hold.select(Hold.request_id, Hold.owner, Hold.expires_at).where(Hold.closed_at.is_null())
+    reaped = 0
+    for hold in open_holds:
+        expired = hold.expires_at <= now
+        if (expired or _owner_is_dead(hold.owner, host, me)) and release_hold(
+                hold.request_id, note="reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
+            reaped += 1
+    if reaped:
+        log.info("reaped %d abandoned holds", reaped)
+    return reaped
+
+
+def balance(account_id: int) -> Balance:
+    """The account's balance, credit on hold, lifetime purchases and tier."""
+    account = Account.get_or_none(Account.id == account_id)
+    if account is None:
+        raise NotFound(f"No account {account_id}.")
+    held = (Hold.select(fn.COALESCE(fn.SUM(Hold.amount_micros), 0))
+            .where((Hold.account == account_id) & Hold.closed_at.is_null()).scalar())
+    return Balance(account.id, account.balance_micros, int(held or 0), account.lifetime_purchased_micros,
+                   account.tier)
+
+
+def _find_account(email_or_account_id) -> Account:
+    if isinstance(email_or_account_id, int) or str(email_or_account_id).isdigit():
+        account = Account.get_or_none(Account.id == int(email_or_account_id))
+    else:
+        account = Account.get_or_none(fn.LOWER(Account.email) == str(email_or_account_id).strip().lower())
+    if account is None:
+        raise NotFound(f"No account {email_or_account_id!r}.")
+    return account
+
+
+def _default_ladder() -> TierLadder:
+    from flask import has_app_context
+
+    if has_app_context():
+        from kyma.runtime import runtime
+
+        return runtime().tiers
+    from kyma.config import DATA
+
+    return TierLadder.load(DATA / "tiers.json")
+
+
+def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_key: str | None = None,
+               note: str = "", ladder: TierLadder | None = None) -> CreditResult:
+    """Add credit (purchase or grant; adjustment may be negative); purchases raise the tier at once.
+
+    With an idempotency key, a repeat with the same account, kind and amount replays the first
+    result; the same key with anything else raises Conflict.
+    """
+    if kind not in CREDIT_KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(CREDIT_KINDS)}.")
+    amount = usd_to_micros(usd)
+    if amount == 0 or (amount < 0 and kind != "adjustment"):
+        raise InvalidRequest("The amount must be positive (only an adjustment may be negative).")
+    account = _find_account(email_or_account_id)
+    ladder = ladder or _default_ladder()
+    key = f"credit:{idempotency_key}" if idempotency_key else None
+    try:
+        with write_transaction():
+            entry = _entry(account.id, kind, amount, key=key, note=note)
+            debit_ok = (Account.update(balance_micros=Account.balance_micros + amount)
+                        .where((Account.id == account.id) & (Account.balance_micros + amount >= 0))
+                        .execute())
+            if not debit_ok:
+                raise InvalidRequest("The adjustment would take the balance below zero.")
+            if kind == "purchase":
+                Account.update(lifetime_purchased_micros=Account.lifetime_purchased_micros + amount) \
+                    .where(Account.id == account.id).execute()
+            fresh = Account.get_by_id(account.id)
+            tier = max(fresh.tier, ladder.for_purchased(fresh.lifetime_purchased_micros).level)
+            if tier != fresh.tier:
+                Account.update(tier=tier).where(Account.id == account.id).execute()
+    except IntegrityError:
+        return _replay(key, account.id, kind, amount)
+    return CreditResult(account.id, entry.id, amount, fresh.balance_micros, tier)
+
+
+def _replay(key: str | None, account_id: int, kind: str, amount: int) -> CreditResult:
+    first = LedgerEntry.get_or_none(LedgerEntry.idempotency_key == key) if key else None
+    if first is None:
+        raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.")
+    if (first.account_id, first.kind, first.amount_micros) != (account_id, kind, amount):
+        raise Conflict("This idempotency key was already used for a different credit.", code="idempotency_mismatch")
+    account = Account.get_by_id(account_id)
+    return CreditResult(account_id, first.id, amount, account.balance_micros, account.tier, replayed=True)
+
+
+def grant_signup_credit(account_id: int, amount_micros: int) -> None:
+    """Post the new-account credit (kind "signup"); call it inside the transaction creating the account."""
+    if amount_micros <= 0:
+        return
+    with write_transaction():
+        _entry(account_id, "signup", amount_micros, key=f"signup:{account_id}")
+        _add_to_balance(account_id, amount_micros)
+
+
+def check_ledger(now: datetime | None = None) -> list[Mismatch]:
+    """Every account whose cached balance != its entry sum, whose open holds disagree with its
+    hold/release entries, that is negative without a recorded overshoot, or that has an expired open hold."""
+    now = now or utcnow()
+    sums = dict(LedgerEntry.select(LedgerEntry.account, fn.SUM(LedgerEntry.amount_micros))
+                .group_by(LedgerEntry.account).tuples())
+    held_by_entries = dict(LedgerEntry.select(LedgerEntry.account, fn.SUM(LedgerEntry.amount_micros))
+                           .where(LedgerEntry.kind.in_(("hold", "release")))
+                           .group_by(LedgerEntry.account).tuples())
+    open_holds = dict(Hold.select(Hold.account, fn.SUM(Hold.amount_micros))
+                      .where(Hold.closed_at.is_null()).group_by(Hold.account).tuples())
+    stale = set(Hold.select(Hold.account).where(Hold.closed_at.is_null() & (Hold.expires_at <= now)).tuples())
+    overshot = set(LedgerEntry.select(LedgerEntry.account)
+                   .where((LedgerEntry.kind == "usage") & LedgerEntry.note.startswith("overshoot")).tuples())
+    problems: list[Mismatch] = []
+    for account in Account.select(Account.id, Account.email, Account.balance_micros).order_by(Account.id):
+        total = int(sums.get(account.id) or 0)
+        if account.balance_micros != total:
+            problems.append(Mismatch(account.id, account.email,
+                                     f"balance {account.balance_micros} != sum of entries {total}"))
+        held = int(open_holds.get(account.id) or 0)
+        by_entries = -int(held_by_entries.get(account.id) or 0)
+        if held != by_entries:
+            problems.append(Mismatch(account.id, account.email,
+                                     f"open holds {held} != hold minus release entries {by_entries}"))
+        if account.balance_micros < 0 and (account.id,) not in overshot:
+            problems.append(Mismatch(account.id, account.email,
+                                     f"negative balance {account.balance_micros} without a recorded overshoot"))
+        if (account.id,) in stale:
+            problems.append(Mismatch(account.id, account.email, "an open hold is past its expiry (run `ledger reap`)"))
+    return problems
