@@ -1,0 +1,1 @@
+"""The provider simulator: an OpenAI-compatible upstream with fault injection (see app.py)."""
