@@ -1,3 +1,98 @@
-"""auth endpoints (placeholder until its issue lands)."""
+"""/v1/auth: sign-up, log-in, log-out, the caller's account and API keys."""
 
-from kyma.api import api_bp  # noqa: F401
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from kyma.api import api_bp
+from kyma.api.credentials import current_principal, presented_credential, require_principal
+from kyma.api.parsing import json_object, required_string
+from kyma.errors import InvalidRequest
+from kyma.runtime import runtime
+from kyma.services import accounts
+from kyma.services.accounts import isoformat_utc
+from kyma.services.pricing import micros_to_usd
+
+# Fields a client may never set on itself (mass assignment); anything else unknown is ignored.
+_FORBIDDEN_FIELDS = ("user_id", "account_id", "owner", "balance", "tier", "is_admin", "admin",
+                     "key_hash", "password_hash", "lifetime_purchased", "credits")
+
+
+def _body() -> dict:
+    body = json_object()
+    for name in _FORBIDDEN_FIELDS:
+        if name in body:
+            raise InvalidRequest(f"'{name}' cannot be set by a client.", param=name, code="forbidden_field")
+    return body
+
+
+def _secret(payload: dict, status: int = 200):
+    """A response carrying a secret shown once: never cached anywhere."""
+    resp = jsonify(payload)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@api_bp.post("/auth/register")
+def register():
+    """Create an account; returns its first API key and a session token (shown once)."""
+    body = _body()
+    reg = accounts.register(body.get("email"), body.get("password"), runtime().settings)
+    return _secret({
+        "user_id": str(reg.account_id), "email": reg.email, "api_key": reg.api_key,
+        "api_key_id": reg.api_key_id, "session_token": reg.session_token,
+        "expires_at": isoformat_utc(reg.expires_at), "balance": micros_to_usd(reg.balance_micros),
+    })
+
+
+@api_bp.post("/auth/login")
+def login():
+    """Exchange email and password for a session token."""
+    body = _body()
+    email = required_string(body, "email", max_length=accounts.MAX_EMAIL_CHARS)
+    password = required_string(body, "password", max_length=1024)
+    grant = accounts.login(email, password, runtime().settings, client_ip=request.remote_addr or "")
+    return _secret({"session_token": grant.token, "expires_at": isoformat_utc(grant.expires_at),
+                    "user_id": str(grant.account_id)})
+
+
+@api_bp.post("/auth/logout")
+@require_principal
+def logout():
+    """End the session whose token authenticated this request."""
+    accounts.logout(presented_credential(request))
+    return jsonify({"ok": True})
+
+
+@api_bp.get("/auth/me")
+@require_principal
+def me():
+    """The caller's account, balance and masked keys."""
+    return jsonify(accounts.me(current_principal()))
+
+
+@api_bp.get("/auth/keys")
+@require_principal
+def list_keys():
+    """The caller's API keys, masked."""
+    keys = accounts.list_keys(current_principal().account_id)
+    return jsonify({"keys": [k.to_dict() for k in keys]})
+
+
+@api_bp.post("/auth/keys")
+@require_principal
+def create_key():
+    """A new API key; the full key appears in this response only."""
+    body = _body() if request.data else {}
+    new = accounts.create_key(current_principal().account_id, body.get("name"))
+    return _secret({"id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
+                    "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)
+
+
+@api_bp.delete("/auth/keys/<int:key_id>")
+@require_principal
+def revoke_key(key_id: int):
+    """Revoke one of the caller's keys; it is refused from the next request on."""
+    accounts.revoke_key(current_principal().account_id, key_id)
+    return jsonify({"id": key_id, "revoked": True})

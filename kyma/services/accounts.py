@@ -1,8 +1,45 @@
-"""Accounts, API keys and session tokens (placeholder seam; the accounts work fills it)."""
+"""Accounts, API keys and session tokens: register, log in, authenticate, manage keys.
+
+Secrets (`ky-` keys, `ks-` session tokens) are shown once and stored only as SHA-256 hex;
+passwords only as bcrypt hashes. Authentication is one indexed read per request and caches
+nothing, so a revoked key or ended session is refused by the very next request on any worker.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+from peewee import IntegrityError, OperationalError
+
+from kyma.db import write_transaction
+from kyma.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
+from kyma.models import Account, ApiKey, LedgerEntry, SessionToken, utcnow
+from kyma.services import counters
+from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
+                                     password_too_long)
+from kyma.services.pricing import micros_to_usd, usd_to_micros
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "ky-"
+SESSION_PREFIX = "ks-"
+# token_urlsafe(32) is always 43 characters; anything else is refused before any query.
+_CREDENTIAL_SHAPE = re.compile(r"^k[ys]-[A-Za-z0-9_-]{43}$")
+_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+MIN_PASSWORD_CHARS = 6
+MAX_EMAIL_CHARS = 254
+MAX_KEY_NAME_CHARS = 100
+MAX_ACTIVE_KEYS = 50
+# last_used_at / last_seen_at are stamped at most this often, keeping auth read-only in between.
+TOUCH_EVERY = timedelta(minutes=1)
+LOGIN_FAILED = "Invalid email or password."
+INVALID_CREDENTIAL = "Invalid API key. Check that it is complete and has not been revoked."
 
 
 @dataclass(frozen=True)
@@ -14,3 +51,327 @@ class Principal:
     tier: int
     api_key_id: int | None = None
     session_id: int | None = None
+
+    @property
+    def credential(self) -> str:
+        """'api_key' or 'session'."""
+        return "api_key" if self.api_key_id is not None else "session"
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    """A new session token (shown once) and when it expires at the latest."""
+
+    token: str
+    session_id: int
+    account_id: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new account with its first API key and session (secrets shown once)."""
+
+    account_id: int
+    email: str
+    api_key: str
+    api_key_id: int
+    session_token: str
+    expires_at: datetime
+    balance_micros: int
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listed: never the key itself, only its masked form."""
+
+    id: int
+    name: str
+    prefix: str
+    masked: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (ISO-8601 UTC times)."""
+        out = asdict(self)
+        out["created_at"] = isoformat_utc(self.created_at)
+        out["last_used_at"] = isoformat_utc(self.last_used_at)
+        return out
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly created API key; `key` is the only time the full secret is available."""
+
+    id: int
+    name: str
+    key: str
+    prefix: str
+    created_at: datetime
+
+
+def isoformat_utc(value: datetime | None) -> str | None:
+    """A naive-UTC datetime as '2026-01-02T03:04:05Z'."""
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+def digest(secret: str) -> str:
+    """SHA-256 hex of a key or token: what the database stores and looks up by."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _new_secret(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def _mask(key: str) -> str:
+    # Enough to recognise a key in a list, far too little to guess it (35 of 43 chars hidden).
+    return f"{key[:7]}…{key[-4:]}"
+
+
+def _prefix_of(mask: str) -> str:
+    return mask.split("…", 1)[0]
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def normalize_email(raw) -> str:
+    """A trimmed, lower-cased email address, or a 400 naming the `email` field."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidRequest("'email' is required and must be a string.", param="email",
+                             code="missing_field" if raw is None else "invalid_type")
+    email = raw.strip().lower()
+    if len(email) > MAX_EMAIL_CHARS or not _EMAIL_SHAPE.match(email):
+        raise InvalidRequest("'email' is not a valid email address.", param="email", code="invalid_email")
+    return email
+
+
+def validate_password(password) -> str:
+    """The password if acceptable (6+ characters, at most 72 UTF-8 bytes), else a 400."""
+    if not isinstance(password, str) or not password:
+        raise InvalidRequest("'password' is required and must be a string.", param="password",
+                             code="missing_field" if password is None else "invalid_type")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidRequest(f"'password' must be at least {MIN_PASSWORD_CHARS} characters.",
+                             param="password", code="password_too_short")
+    if password_too_long(password):
+        raise InvalidRequest("'password' must be at most 72 bytes in UTF-8 (bcrypt's limit).",
+                             param="password", code="password_too_long")
+    return password
+
+
+def _key_name(name) -> str:
+    if name is None:
+        return "default"
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("'name' must be a non-empty string.", param="name", code="invalid_type")
+    name = name.strip()
+    if len(name) > MAX_KEY_NAME_CHARS:
+        raise InvalidRequest(f"'name' is longer than {MAX_KEY_NAME_CHARS} characters.", param="name")
+    return name
+
+
+# --- registration and sessions -----------------------------------------------------------
+
+
+def register(email: str, password: str, settings, *, now: datetime | None = None) -> Registration:
+    """Create an account with its signup credit, first API key and a session, in one transaction."""
+    email = normalize_email(email)
+    validate_password(password)
+    if Account.select().where(Account.email == email).exists():
+        raise Conflict("An account with this email already exists.", param="email", code="email_taken")
+    now = now or utcnow()
+    password_hash = hash_password(password, settings.bcrypt_rounds)  # slow: never inside the txn
+    key = _new_secret(KEY_PREFIX)
+    try:
+        with write_transaction():
+            account = Account.create(email=email, password_hash=password_hash, created_at=now)
+            credit = _grant_signup_credit(account.id, settings)
+            api_key = ApiKey.create(account=account.id, name="default", key_hash=digest(key),
+                                    prefix=_mask(key), created_at=now)
+            grant = _create_session(account.id, settings, now)
+    except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
+        raise Conflict("An account with this email already exists.", param="email",
+                       code="email_taken") from exc
+    return Registration(account.id, email, key, api_key.id, grant.token, grant.expires_at, credit)
+
+
+def _grant_signup_credit(account_id: int, settings) -> int:
+    """Credit a new account (call inside the registration transaction); returns micro-dollars."""
+    amount = usd_to_micros(settings.signup_credit_usd)
+    if amount <= 0:
+        return 0
+    LedgerEntry.create(account=account_id, kind="signup", amount_micros=amount,
+                       idempotency_key=f"signup:{account_id}", note="signup credit")
+    Account.update(balance_micros=Account.balance_micros + amount).where(Account.id == account_id).execute()
+    return amount
+
+
+def _create_session(account_id: int, settings, now: datetime) -> SessionGrant:
+    token = _new_secret(SESSION_PREFIX)
+    expires_at = now + timedelta(hours=settings.session_max_hours)
+    row = SessionToken.create(account=account_id, token_hash=digest(token), created_at=now,
+                              last_seen_at=now, expires_at=expires_at)
+    return SessionGrant(token, row.id, account_id, expires_at)
+
+
+def _epoch(now: datetime) -> float:
+    return now.replace(tzinfo=timezone.utc).timestamp()
+
+
+def _throttle_rules(email: str, client_ip: str, settings) -> list[tuple[str, int, int]]:
+    """(counter key, max failures, window seconds): per account+IP, per account, per IP."""
+    who = digest(email)[:32]  # emails stay out of the counter table
+    limit = settings.login_max_failures
+    return [
+        (f"login-fail:acct-ip:{who}:{client_ip}", limit, 900),
+        # Many IPs against one account: bounded, but a victim is never locked out for good.
+        (f"login-fail:acct:{who}", limit * 10, 900),
+        (f"login-fail:ip:{client_ip}", limit * 20, 3600),
+    ]
+
+
+def login(email: str, password: str, settings, *, client_ip: str = "",
+          now: datetime | None = None) -> SessionGrant:
+    """A new session for valid credentials; one 401 for any mismatch; 429 when throttled."""
+    now = now or utcnow()
+    email = email.strip().lower() if isinstance(email, str) else ""
+    password = password if isinstance(password, str) else ""
+    rules = _throttle_rules(email, client_ip, settings)
+    store = counters.backend(settings)
+    for key, limit, window in rules:
+        count = store.peek(key, window, now=_epoch(now))
+        if count.count >= limit:
+            wait = count.retry_after(_epoch(now))
+            raise RateLimited(f"Too many failed login attempts. Try again in {wait} seconds.",
+                              headers={"Retry-After": str(wait)}, code="login_throttled")
+    account = Account.get_or_none(Account.email == email) if email else None
+    if account is None:
+        check_password(password, dummy_hash(settings.bcrypt_rounds))  # same cost as a real check
+        ok = False
+    else:
+        ok = check_password(password, account.password_hash)
+    if not ok:
+        for key, _limit, window in rules:
+            store.hit(key, window, now=_epoch(now))
+        raise AuthenticationFailed(LOGIN_FAILED, code="invalid_credentials")
+    new_hash = hash_password(password, settings.bcrypt_rounds) \
+        if needs_rehash(account.password_hash, settings.bcrypt_rounds) else None
+    with write_transaction():
+        if new_hash:  # the configured cost changed since this password was stored
+            Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
+        return _create_session(account.id, settings, now)
+
+
+def logout(token: str, *, now: datetime | None = None) -> None:
+    """End the session a `ks-` token names (no-op for API keys and unknown tokens)."""
+    if not isinstance(token, str) or not token.startswith(SESSION_PREFIX):
+        return
+    (SessionToken.update(revoked_at=now or utcnow())
+     .where((SessionToken.token_hash == digest(token)) & SessionToken.revoked_at.is_null())
+     .execute())
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+def _invalid() -> AuthenticationFailed:
+    return AuthenticationFailed(INVALID_CREDENTIAL, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticate(token: str, settings=None, *, now: datetime | None = None) -> Principal:
+    """The principal for a `ky-` key or `ks-` session token, or AuthenticationFailed (401)."""
+    if not isinstance(token, str) or not _CREDENTIAL_SHAPE.match(token):
+        raise _invalid()  # malformed: no database query at all
+    now = now or utcnow()
+    hashed = digest(token)
+    if token.startswith(KEY_PREFIX):
+        return _authenticate_key(hashed, now)
+    if settings is None:
+        from kyma.runtime import runtime
+
+        settings = runtime().settings
+    return _authenticate_session(hashed, settings, now)
+
+
+def _authenticate_key(hashed: str, now: datetime) -> Principal:
+    row = ApiKey.select(ApiKey, Account).join(Account).where(ApiKey.key_hash == hashed).first()
+    if row is None or not hmac.compare_digest(row.key_hash, hashed) or row.revoked_at is not None:
+        raise _invalid()
+    _touch(ApiKey, ApiKey.last_used_at, row.id, row.last_used_at, now)
+    return Principal(row.account.id, row.account.email, row.account.tier, api_key_id=row.id)
+
+
+def _authenticate_session(hashed: str, settings, now: datetime) -> Principal:
+    row = SessionToken.select(SessionToken, Account).join(Account).where(SessionToken.token_hash == hashed).first()
+    if row is None or not hmac.compare_digest(row.token_hash, hashed) or row.revoked_at is not None:
+        raise _invalid()
+    idle = timedelta(minutes=settings.session_idle_minutes)
+    if now >= row.expires_at or now - row.last_seen_at > idle:
+        raise _invalid()
+    _touch(SessionToken, SessionToken.last_seen_at, row.id, row.last_seen_at, now)
+    return Principal(row.account.id, row.account.email, row.account.tier, session_id=row.id)
+
+
+def _touch(model, field, row_id: int, last: datetime | None, now: datetime) -> None:
+    """Stamp last use, at most once per TOUCH_EVERY; a busy database skips the stamp, not the request."""
+    if last is not None and now - last < TOUCH_EVERY:
+        return
+    try:
+        model.update({field: now}).where(model.id == row_id).execute()
+    except OperationalError as exc:
+        log.warning("skipped last-use stamp on %s %s: %s", model.__name__, row_id, exc)
+
+
+# --- account and keys -------------------------------------------------------------------------
+
+
+def me(principal: Principal) -> dict:
+    """The caller's account, balance and (masked) keys."""
+    account = Account.get_by_id(principal.account_id)
+    return {
+        "user_id": str(account.id),
+        "email": account.email,
+        "balance": micros_to_usd(account.balance_micros),
+        "currency": "USD",
+        "tier": account.tier,
+        "lifetime_purchased": micros_to_usd(account.lifetime_purchased_micros),
+        "created_at": isoformat_utc(account.created_at),
+        "credential": principal.credential,
+        "keys": [k.to_dict() for k in list_keys(account.id)],
+    }
+
+
+def list_keys(account_id: int) -> list[KeyInfo]:
+    """The account's API keys, oldest first, revoked ones flagged; never the secret."""
+    rows = ApiKey.select().where(ApiKey.account == account_id).order_by(ApiKey.id)
+    return [KeyInfo(r.id, r.name, _prefix_of(r.prefix), r.prefix, r.created_at, r.last_used_at,
+                    r.revoked_at is not None) for r in rows]
+
+
+def create_key(account_id: int, name=None, *, now: datetime | None = None) -> NewKey:
+    """A new API key for the account; the full key is returned here and never again."""
+    name = _key_name(name)
+    active = ApiKey.select().where((ApiKey.account == account_id) & ApiKey.revoked_at.is_null()).count()
+    if active >= MAX_ACTIVE_KEYS:
+        raise InvalidRequest(f"An account can have at most {MAX_ACTIVE_KEYS} active keys; revoke one first.",
+                             code="too_many_keys")
+    key = _new_secret(KEY_PREFIX)
+    row = ApiKey.create(account=account_id, name=name, key_hash=digest(key), prefix=_mask(key),
+                        created_at=now or utcnow())
+    return NewKey(row.id, name, key, key[:7], row.created_at)
+
+
+def revoke_key(account_id: int, key_id: int, *, now: datetime | None = None) -> bool:
+    """Revoke one of the account's keys: True if revoked now, False if it already was; 404 otherwise."""
+    owned = (ApiKey.account == account_id) & (ApiKey.id == key_id)
+    changed = ApiKey.update(revoked_at=now or utcnow()).where(owned & ApiKey.revoked_at.is_null()).execute()
+    if changed:
+        return True
+    if ApiKey.select().where(owned).exists():
+        return False
+    # Another account's key looks exactly like a missing one.
+    raise NotFound(f"No API key with id {key_id}.", param="key_id", code="key_not_found")

@@ -1,0 +1,91 @@
+"""Fixed-window counters shared by every worker (login throttling, rate limits).
+
+The database backend is exact across processes: one upsert adds to the window's row, and the
+read that follows runs in the same short transaction. A Redis backend can implement the same
+two methods; `backend()` is the one place that picks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from peewee import EXCLUDED
+
+from kyma.db import write_transaction
+from kyma.models import RateCounter
+
+
+@dataclass(frozen=True)
+class Count:
+    """A window's count after (or without) a hit, and when that window ends (epoch seconds)."""
+
+    count: int
+    resets_at_epoch: int
+
+    def retry_after(self, now: float | None = None) -> int:
+        """Whole seconds until the window resets (at least 1)."""
+        now = time.time() if now is None else now
+        return max(1, int(self.resets_at_epoch - now + 0.999))
+
+
+class Counters(Protocol):
+    """What every counter backend offers."""
+
+    def hit(self, key: str, window_seconds: int, amount: int = 1, *, now: float | None = None) -> Count: ...
+
+    def peek(self, key: str, window_seconds: int, *, now: float | None = None) -> Count: ...
+
+
+def _window_start(window_seconds: int, now: float | None) -> int:
+    now = time.time() if now is None else now
+    return int(now) - int(now) % window_seconds
+
+
+class DatabaseCounters:
+    """Counters in the RateCounter table (SQLite or PostgreSQL)."""
+
+    def hit(self, key: str, window_seconds: int, amount: int = 1, *, now: float | None = None) -> Count:
+        """Add `amount` to the key's current window and return the new total."""
+        window = _window_start(window_seconds, now)
+        with write_transaction():
+            (RateCounter.insert(key=key, window=window, count=amount)
+             .on_conflict(conflict_target=[RateCounter.key, RateCounter.window],
+                          update={RateCounter.count: RateCounter.count + EXCLUDED.count})
+             .execute())
+            # Our upsert holds the row (SQLite write lock / PostgreSQL row lock) until commit,
+            # so this read sees exactly the total including our hit.
+            count = _read(key, window)
+        return Count(count, window + window_seconds)
+
+    def peek(self, key: str, window_seconds: int, *, now: float | None = None) -> Count:
+        """The key's count in the current window, without adding to it."""
+        window = _window_start(window_seconds, now)
+        return Count(_read(key, window), window + window_seconds)
+
+    def prune(self, older_than_epoch: int) -> int:
+        """Delete windows that started before `older_than_epoch`; returns rows removed."""
+        return RateCounter.delete().where(RateCounter.window < older_than_epoch).execute()
+
+
+def _read(key: str, window: int) -> int:
+    row = (RateCounter.select(RateCounter.count)
+           .where((RateCounter.key == key) & (RateCounter.window == window))
+           .scalar())
+    return int(row or 0)
+
+
+def backend(settings=None) -> Counters:
+    """The counter backend for these settings (the database today; Redis can slot in here)."""
+    return DatabaseCounters()
+
+
+def hit(key: str, window_seconds: int, amount: int = 1, *, now: float | None = None) -> Count:
+    """Add to a fixed-window counter on the default backend."""
+    return backend().hit(key, window_seconds, amount, now=now)
+
+
+def peek(key: str, window_seconds: int, *, now: float | None = None) -> Count:
+    """Read a fixed-window counter on the default backend."""
+    return backend().peek(key, window_seconds, now=now)

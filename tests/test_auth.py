@@ -1,0 +1,401 @@
+"""/v1/auth and the account services, through the Flask test client on a fresh SQLite database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from kyma.models import Account, ApiKey, LedgerEntry, RateCounter, SessionToken, utcnow
+from kyma.services import accounts, counters, passwords
+
+PASSWORD = "correct horse"
+
+
+def register(client, email="ada@example.com", password=PASSWORD):
+    resp = client.post("/v1/auth/register", json={"email": email, "password": password})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def bearer(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def error_of(resp) -> dict:
+    return resp.get_json()["error"]
+
+
+# --- register --------------------------------------------------------------------------------
+
+
+def test_register_returns_key_session_and_signup_credit(app, client):
+    body = register(client, email="  Ada@Example.COM ")
+    assert body["api_key"].startswith("ky-") and len(body["api_key"]) == 46
+    assert body["session_token"].startswith("ks-") and len(body["session_token"]) == 46
+    assert body["email"] == "ada@example.com"
+    assert body["balance"] == 0.5
+    assert body["user_id"] == str(int(body["user_id"]))
+    assert body["expires_at"].endswith("Z")
+    with app.app_context():
+        account = Account.get()
+        entries = list(LedgerEntry.select().where(LedgerEntry.account == account.id))
+        assert [(e.kind, e.amount_micros) for e in entries] == [("signup", 500_000)]
+        assert account.balance_micros == 500_000
+        assert account.password_hash.startswith("$2b$04$")
+
+
+def test_register_response_is_not_cacheable(client):
+    resp = client.post("/v1/auth/register", json={"email": "a@b.io", "password": PASSWORD})
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+def test_signup_credit_follows_settings(tmp_path):
+    from kyma.cli import create_or_migrate_schema
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}",
+                      "secret_key": "s", "bcrypt_rounds": 4, "signup_credit_usd": 2.25})
+    create_or_migrate_schema()
+    body = register(app.test_client())
+    assert body["balance"] == 2.25
+
+
+@pytest.mark.parametrize("payload, param, code", [
+    ({"email": "not-an-email", "password": PASSWORD}, "email", "invalid_email"),
+    ({"email": "a@b", "password": PASSWORD}, "email", "invalid_email"),
+    ({"email": "x" * 250 + "@b.io", "password": PASSWORD}, "email", "invalid_email"),
+    ({"password": PASSWORD}, "email", "missing_field"),
+    ({"email": 42, "password": PASSWORD}, "email", "invalid_type"),
+    ({"email": "a@b.io"}, "password", "missing_field"),
+    ({"email": "a@b.io", "password": ["x"] * 8}, "password", "invalid_type"),
+    ({"email": "a@b.io", "password": "12345"}, "password", "password_too_short"),
+    ({"email": "a@b.io", "password": "€" * 25}, "password", "password_too_long"),  # 75 bytes
+    ({"email": "a@b.io", "password": PASSWORD, "balance": 1e12}, "balance", "forbidden_field"),
+])
+def test_register_rejects_bad_input_naming_the_field(client, payload, param, code):
+    resp = client.post("/v1/auth/register", json=payload)
+    assert resp.status_code == 400
+    err = error_of(resp)
+    assert (err["param"], err["code"], err["type"]) == (param, code, "invalid_request_error")
+
+
+def test_password_of_exactly_72_bytes_is_accepted(client):
+    body = register(client, password="€" * 24)  # 72 bytes
+    assert client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "€" * 24}).status_code == 200
+    assert body["api_key"]
+
+
+@pytest.mark.parametrize("data, content_type", [
+    (b"", "application/json"),
+    (b"{not json", "application/json"),
+    (b"[1, 2]", "application/json"),
+    (b"email=a@b.io&password=secret1", "application/x-www-form-urlencoded"),
+])
+def test_register_rejects_non_json_bodies(client, data, content_type):
+    resp = client.post("/v1/auth/register", data=data, content_type=content_type)
+    assert resp.status_code == 400
+    assert error_of(resp)["code"] == "invalid_json"
+
+
+def test_duplicate_email_is_409_case_insensitively(app, client):
+    register(client, email="Foo@x.io")
+    resp = client.post("/v1/auth/register", json={"email": "foo@X.io", "password": "other-pass"})
+    assert resp.status_code == 409
+    assert error_of(resp)["param"] == "email"
+    with app.app_context():
+        assert Account.select().count() == 1
+
+
+# --- login / logout ------------------------------------------------------------------------
+
+
+def test_login_issues_a_new_session_each_time(client):
+    reg = register(client)
+    first = client.post("/v1/auth/login", json={"email": "ADA@example.com", "password": PASSWORD})
+    second = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+    assert first.status_code == second.status_code == 200
+    tokens = {reg["session_token"], first.get_json()["session_token"], second.get_json()["session_token"]}
+    assert len(tokens) == 3
+    assert first.get_json()["user_id"] == reg["user_id"]
+    assert first.headers["Cache-Control"] == "no-store"
+    me = client.get("/v1/auth/me", headers=bearer(first.get_json()["session_token"]))
+    assert me.status_code == 200 and me.get_json()["credential"] == "session"
+
+
+def test_unknown_email_and_wrong_password_get_identical_401(client):
+    register(client)
+    wrong = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "wrong-pass"})
+    unknown = client.post("/v1/auth/login", json={"email": "nobody@example.com", "password": "wrong-pass"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.data == unknown.data
+    assert error_of(wrong)["type"] == "authentication_error"
+    assert sorted(wrong.headers.keys()) == sorted(unknown.headers.keys())
+
+
+def test_overlong_password_at_login_is_401_not_500(client):
+    register(client)
+    resp = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "€" * 25})
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize("payload, param", [({"password": PASSWORD}, "email"), ({"email": "a@b.io"}, "password"),
+                                            ({"email": "a@b.io", "password": 7}, "password")])
+def test_login_missing_fields_are_400(client, payload, param):
+    resp = client.post("/v1/auth/login", json=payload)
+    assert resp.status_code == 400 and error_of(resp)["param"] == param
+
+
+def test_failed_logins_are_throttled_even_for_the_right_password(client):
+    register(client)
+    for _ in range(5):  # login_max_failures defaults to 5
+        assert client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "bad-pass"}).status_code == 401
+    resp = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+    assert resp.status_code == 429
+    assert error_of(resp)["type"] == "rate_limit"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 900
+    # Another client address is not blocked by this address's failures.
+    other = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD},
+                        environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert other.status_code == 200
+
+
+def test_throttle_lifts_when_the_window_has_passed(app, client):
+    register(client)
+    settings = app.extensions["kyma"].settings
+    with app.app_context():
+        now = utcnow()
+        for _ in range(5):
+            with pytest.raises(accounts.AuthenticationFailed):
+                accounts.login("ada@example.com", "bad-pass", settings, client_ip="1.2.3.4", now=now)
+        with pytest.raises(accounts.RateLimited):
+            accounts.login("ada@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=now)
+        later = now + timedelta(minutes=16)
+        assert accounts.login("ada@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=later).token
+
+
+def test_unknown_emails_are_throttled_too(client):
+    for _ in range(5):
+        client.post("/v1/auth/login", json={"email": "ghost@example.com", "password": "bad-pass"})
+    assert client.post("/v1/auth/login", json={"email": "ghost@example.com", "password": "x-pass"}).status_code == 429
+
+
+def test_logout_ends_the_session_only(client):
+    reg = register(client)
+    assert client.post("/v1/auth/logout", headers=bearer(reg["session_token"])).status_code == 200
+    assert client.get("/v1/auth/me", headers=bearer(reg["session_token"])).status_code == 401
+    assert client.get("/v1/auth/me", headers=bearer(reg["api_key"])).status_code == 200
+
+
+def test_login_rehashes_when_the_cost_changes(app, client):
+    register(client)
+    settings = app.extensions["kyma"].settings
+    from dataclasses import replace
+
+    with app.app_context():
+        accounts.login("ada@example.com", PASSWORD, replace(settings, bcrypt_rounds=5))
+        assert Account.get().password_hash.startswith("$2b$05$")
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+def test_key_and_session_work_as_bearer_and_x_api_key(client):
+    reg = register(client)
+    for headers in (bearer(reg["api_key"]), bearer(reg["session_token"]), {"x-api-key": reg["api_key"]},
+                    {"Authorization": f"bearer   {reg['api_key']}"}):
+        resp = client.get("/v1/auth/me", headers=headers)
+        assert resp.status_code == 200, headers
+        assert resp.get_json()["email"] == "ada@example.com"
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer "},
+    {"Authorization": "Basic abc"},
+    {"Authorization": "Bearer ky-short"},
+    {"Authorization": "Bearer sk-" + "a" * 43},
+    {"x-api-key": "ky-" + "a" * 43},
+])
+def test_missing_or_invalid_credentials_are_401(client, headers):
+    register(client)
+    resp = client.get("/v1/auth/me", headers=headers)
+    assert resp.status_code == 401
+    assert error_of(resp)["type"] == "authentication_error"
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_changed_character_is_refused_and_not_echoed(client):
+    key = register(client)["api_key"]
+    forged = key[:-1] + ("A" if key[-1] != "A" else "B")
+    resp = client.get("/v1/auth/me", headers=bearer(forged))
+    assert resp.status_code == 401
+    assert forged not in resp.get_data(as_text=True)
+
+
+def test_malformed_credentials_cost_no_query(app, client):
+    register(client)
+    with app.app_context():
+        from kyma.db import database
+
+        db = database.obj
+        queries = []
+        original = db.execute_sql
+
+        def counting(sql, *args, **kwargs):
+            queries.append(sql)
+            return original(sql, *args, **kwargs)
+
+        db.execute_sql = counting
+        try:
+            for bad in ("sk-" + "a" * 43, "ky-" + "a" * 10, "kyma-" + "a" * 43, ""):
+                with pytest.raises(accounts.AuthenticationFailed):
+                    accounts.authenticate(bad)
+            assert queries == []
+            with pytest.raises(accounts.AuthenticationFailed):  # well-formed: one indexed read
+                accounts.authenticate("ky-" + "a" * 43)
+            assert len(queries) == 1
+        finally:
+            db.execute_sql = original
+
+
+def test_session_idle_expiry(app, client):
+    token = register(client)["session_token"]
+    with app.app_context():
+        past = utcnow() - timedelta(minutes=app.extensions["kyma"].settings.session_idle_minutes + 1)
+        SessionToken.update(last_seen_at=past).execute()
+    assert client.get("/v1/auth/me", headers=bearer(token)).status_code == 401
+
+
+def test_session_absolute_expiry_despite_activity(app, client):
+    token = register(client)["session_token"]
+    with app.app_context():
+        SessionToken.update(expires_at=utcnow() - timedelta(seconds=1), last_seen_at=utcnow()).execute()
+    assert client.get("/v1/auth/me", headers=bearer(token)).status_code == 401
+
+
+def test_last_use_is_stamped_at_most_once_a_minute(app, client):
+    key = register(client)["api_key"]
+    client.get("/v1/auth/me", headers=bearer(key))
+    with app.app_context():
+        first = ApiKey.get().last_used_at
+        assert first is not None
+    client.get("/v1/auth/me", headers=bearer(key))
+    with app.app_context():
+        assert ApiKey.get().last_used_at == first
+        ApiKey.update(last_used_at=first - timedelta(minutes=2)).execute()
+    client.get("/v1/auth/me", headers=bearer(key))
+    with app.app_context():
+        assert ApiKey.get().last_used_at > first - timedelta(minutes=2)
+
+
+# --- me and keys -----------------------------------------------------------------------------
+
+
+def test_me_shows_account_and_masked_keys(client):
+    reg = register(client)
+    body = client.get("/v1/auth/me", headers=bearer(reg["api_key"])).get_json()
+    assert body["user_id"] == reg["user_id"] and body["balance"] == 0.5 and body["tier"] == 0
+    assert body["credential"] == "api_key"
+    assert len(body["keys"]) == 1
+    assert reg["api_key"] not in str(body)
+    assert "password_hash" not in body and "key_hash" not in str(body)
+
+
+def test_key_lifecycle(client):
+    reg = register(client)
+    auth = bearer(reg["session_token"])
+    created = client.post("/v1/auth/keys", json={"name": "ci"}, headers=auth)
+    assert created.status_code == 201
+    new = created.get_json()
+    assert new["key"].startswith("ky-") and new["name"] == "ci" and new["key"].startswith(new["prefix"])
+    assert created.headers["Cache-Control"] == "no-store"
+    assert client.get("/v1/auth/me", headers=bearer(new["key"])).status_code == 200
+
+    listed = client.get("/v1/auth/keys", headers=auth).get_json()["keys"]
+    assert [k["name"] for k in listed] == ["default", "ci"]
+    assert new["key"] not in str(listed) and reg["api_key"] not in str(listed)
+    assert listed[1]["masked"] == f"{new['key'][:7]}…{new['key'][-4:]}"
+
+    gone = client.delete(f"/v1/auth/keys/{new['id']}", headers=auth)
+    assert gone.status_code == 200 and gone.get_json() == {"id": new["id"], "revoked": True}
+    # Revocation takes effect on the very next request.
+    assert client.get("/v1/auth/me", headers=bearer(new["key"])).status_code == 401
+    listed = client.get("/v1/auth/keys", headers=auth).get_json()["keys"]
+    assert [k["revoked"] for k in listed] == [False, True]
+    assert client.delete(f"/v1/auth/keys/{new['id']}", headers=auth).status_code == 200  # idempotent
+
+
+def test_create_key_without_body_gets_default_name(client):
+    reg = register(client)
+    resp = client.post("/v1/auth/keys", headers=bearer(reg["api_key"]))
+    assert resp.status_code == 201 and resp.get_json()["name"] == "default"
+
+
+@pytest.mark.parametrize("payload, param", [({"name": 5}, "name"), ({"name": "x" * 101}, "name"),
+                                            ({"name": "mine", "user_id": "1"}, "user_id")])
+def test_create_key_bad_input(client, payload, param):
+    reg = register(client)
+    resp = client.post("/v1/auth/keys", json=payload, headers=bearer(reg["api_key"]))
+    assert resp.status_code == 400 and error_of(resp)["param"] == param
+
+
+def test_key_routes_need_credentials(client):
+    assert client.get("/v1/auth/keys").status_code == 401
+    assert client.post("/v1/auth/keys", json={"name": "x"}).status_code == 401
+    assert client.delete("/v1/auth/keys/1").status_code == 401
+    assert client.post("/v1/auth/logout").status_code == 401
+
+
+def test_another_accounts_key_cannot_be_revoked(app, client):
+    alice = register(client, email="alice@example.com")
+    bob = register(client, email="bob@example.com")
+    resp = client.delete(f"/v1/auth/keys/{bob['api_key_id']}", headers=bearer(alice["api_key"]))
+    assert resp.status_code == 404
+    missing = client.delete("/v1/auth/keys/999999", headers=bearer(alice["api_key"]))
+    assert resp.get_json()["error"]["message"].replace(str(bob["api_key_id"]), "N") == \
+        missing.get_json()["error"]["message"].replace("999999", "N")
+    assert client.get("/v1/auth/me", headers=bearer(bob["api_key"])).status_code == 200
+    alice_keys = client.get("/v1/auth/keys", headers=bearer(alice["api_key"])).get_json()["keys"]
+    assert [k["id"] for k in alice_keys] == [alice["api_key_id"]]
+    with app.app_context():
+        assert ApiKey.get_by_id(bob["api_key_id"]).revoked_at is None
+
+
+def test_secrets_are_stored_only_as_hashes(app, client, tmp_path):
+    reg = register(client)
+    new = client.post("/v1/auth/keys", json={"name": "two"}, headers=bearer(reg["api_key"])).get_json()
+    login = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}).get_json()
+    with app.app_context():
+        from kyma.db import database
+
+        database.obj.execute_sql("PRAGMA wal_checkpoint(FULL)")
+        assert ApiKey.select().where(ApiKey.key_hash == accounts.digest(new["key"])).exists()
+    raw = b"".join(p.read_bytes() for p in Path(tmp_path).glob("kyma.db*"))
+    for secret in (reg["api_key"], reg["session_token"], new["key"], login["session_token"], PASSWORD):
+        assert secret.encode() not in raw
+        assert secret[3:20].encode() not in raw  # not even a long fragment
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+def test_counter_upsert_is_exact_and_windowed(app):
+    with app.app_context():
+        store = counters.backend()
+        assert store.peek("k", 60, now=1000.0).count == 0
+        assert [store.hit("k", 60, now=1000.0 + i).count for i in range(3)] == [1, 2, 3]
+        assert store.hit("k", 60, amount=5, now=1010.0).count == 8
+        nxt = store.hit("k", 60, now=1021.0)  # window [1020, 1080)
+        assert (nxt.count, nxt.resets_at_epoch) == (1, 1080)
+        assert counters.peek("k", 60, now=1000.0).count == 8
+        assert RateCounter.select().count() == 2
+
+
+def test_passwords_never_raise_on_long_input():
+    hashed = passwords.hash_password("secret1", rounds=4)
+    assert passwords.check_password("secret1", hashed)
+    assert not passwords.check_password("secret2", hashed)
+    assert not passwords.check_password("€" * 25, hashed)
+    assert passwords.needs_rehash(hashed, 5) and not passwords.needs_rehash(hashed, 4)
