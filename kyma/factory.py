@@ -77,8 +77,10 @@ def _register_database_hooks(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from kyma.api import api_bp, register_api_errors
+    from kyma.api.wellknown import wellknown_bp
     from kyma.web import register_web
 
     app.register_blueprint(api_bp)
+    app.register_blueprint(wellknown_bp)
     register_api_errors(app)
     register_web(app)

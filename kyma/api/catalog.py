@@ -1,3 +1,97 @@
-"""catalog endpoints (placeholder until its issue lands)."""
+"""Model catalog endpoints: GET /v1/models (with the seed's filters) and GET /v1/models/{id}."""
 
-from kyma.api import api_bp  # noqa: F401
+from __future__ import annotations
+
+import math
+
+from flask import jsonify, request
+
+from kyma.api import api_bp
+from kyma.errors import InvalidRequest
+from kyma.runtime import runtime
+from kyma.services.catalog import (COST_TIERS, LATENCY_TIERS, QUALITY_TIERS, RECOMMENDED_FOR, ModelFilter,
+                                   filter_models)
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def query_bool(name: str) -> bool | None:
+    """A boolean query parameter (true/false/1/0/yes/no), None when absent; anything else is a 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise InvalidRequest(f"'{name}' must be true or false, not {raw!r}.", param=name, code="invalid_parameter")
+
+
+def query_choice(name: str, choices: tuple[str, ...]) -> str | None:
+    """A query parameter restricted to `choices`, None when absent; a 400 lists the valid values."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise InvalidRequest(f"'{name}' must be one of {', '.join(choices)}; got {raw!r}.", param=name,
+                             code="invalid_parameter")
+    return raw
+
+
+def query_number(name: str, *, integer: bool = False) -> float | int | None:
+    """A finite numeric query parameter, None when absent; integers may be written as 4096 or 4096.0."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    kind = "an integer" if integer else "a number"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be {kind}, not {raw!r}.", param=name,
+                             code="invalid_parameter") from None
+    if not math.isfinite(value) or (integer and not value.is_integer()):
+        raise InvalidRequest(f"'{name}' must be {kind}, not {raw!r}.", param=name, code="invalid_parameter")
+    return int(value) if integer else value
+
+
+def _recommended_for() -> tuple[str, ...]:
+    raw = request.args.get("recommended_for", "")
+    tags = tuple(t.strip() for t in raw.split(",") if t.strip())
+    unknown = [t for t in tags if t not in RECOMMENDED_FOR]
+    if unknown:
+        raise InvalidRequest(f"'recommended_for' has unknown value(s) {', '.join(map(repr, unknown))}; valid: "
+                             f"{', '.join(RECOMMENDED_FOR)}.", param="recommended_for", code="invalid_parameter")
+    return tags
+
+
+def _model_filter() -> ModelFilter:
+    return ModelFilter(
+        recommended_for=_recommended_for(),
+        tools=query_bool("tools"), vision=query_bool("vision"), reasoning=query_bool("reasoning"),
+        structured_outputs=query_bool("structured_outputs"),
+        latency_tier=query_choice("latency_tier", LATENCY_TIERS),
+        cost_tier=query_choice("cost_tier", COST_TIERS),
+        quality_tier=query_choice("quality_tier", QUALITY_TIERS),
+        min_context_window=query_number("min_context_window", integer=True),
+        max_input_price=query_number("max_input_price"),
+    )
+
+
+@api_bp.get("/models")
+def list_models():
+    """The catalog in OpenAI's list shape plus the alias map; filters combine with AND."""
+    catalog = runtime().catalog
+    models = filter_models(catalog, _model_filter())
+    return jsonify({"object": "list", "data": [m.api for m in models], "aliases": catalog.aliases,
+                    "default_model": catalog.default_model})
+
+
+@api_bp.get("/models/<path:model_id>")
+def get_model(model_id: str):
+    """One model by id or alias (404 model_not_found otherwise)."""
+    model, alias = runtime().catalog.resolve(model_id)
+    body = dict(model.api)
+    if alias:
+        body["alias"] = alias
+    return jsonify(body)

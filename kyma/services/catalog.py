@@ -106,3 +106,59 @@ def load_claude_models(path: Path) -> dict:
     """The claude-* name → catalog model map for Anthropic clients ({} when the file is absent)."""
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+# The seed's recommended_for vocabulary and tier enums; filters reject anything else.
+RECOMMENDED_FOR = ("general", "coding", "reasoning", "agent", "vision", "fast", "cheap", "long-context",
+                   "math", "multilingual", "balanced", "value", "writing", "bulk")
+LATENCY_TIERS = ("fast", "medium", "slow")
+COST_TIERS = ("cheap", "balanced", "premium")
+QUALITY_TIERS = ("efficient", "strong", "frontier-open")
+
+
+@dataclass(frozen=True)
+class ModelFilter:
+    """The /v1/models query filters; None means "don't filter on this"."""
+
+    recommended_for: tuple[str, ...] = ()
+    tools: bool | None = None
+    vision: bool | None = None
+    reasoning: bool | None = None
+    structured_outputs: bool | None = None
+    latency_tier: str | None = None
+    cost_tier: str | None = None
+    quality_tier: str | None = None
+    min_context_window: int | None = None
+    max_input_price: float | None = None
+
+    def matches(self, m: ModelInfo) -> bool:
+        """True when the model passes every filter that is set."""
+        flags = ((self.tools, m.supports_tools), (self.vision, m.supports_vision),
+                 (self.reasoning, m.supports_reasoning),
+                 (self.structured_outputs, m.supports_structured_outputs))
+        if any(want is not None and want != have for want, have in flags):
+            return False
+        tiers = ((self.latency_tier, m.latency_tier), (self.cost_tier, m.cost_tier),
+                 (self.quality_tier, m.quality_tier))
+        if any(want is not None and want != have for want, have in tiers):
+            return False
+        if self.recommended_for and not set(self.recommended_for) & set(m.api.get("recommended_for", ())):
+            return False
+        if self.min_context_window is not None and m.context_window < self.min_context_window:
+            return False
+        return self.max_input_price is None or m.pricing.input_per_1m <= self.max_input_price
+
+
+def filter_models(catalog: Catalog, model_filter: ModelFilter) -> list[ModelInfo]:
+    """The catalog's models that pass `model_filter`, in catalog order."""
+    return [m for m in catalog.models if model_filter.matches(m)]
+
+
+def claude_model_for(claude_models: dict, name: str) -> str | None:
+    """The catalog id a claude-* name maps to: exact key, else the longest key it starts with, else 'default'."""
+    if name in claude_models:
+        return claude_models[name]
+    prefixes = [k for k in claude_models if k != "default" and name.startswith(k)]
+    if prefixes:
+        return claude_models[max(prefixes, key=len)]
+    return claude_models.get("default")
