@@ -19,8 +19,8 @@ from peewee import IntegrityError, OperationalError
 
 from kyma.db import write_transaction
 from kyma.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
-from kyma.models import Account, ApiKey, LedgerEntry, SessionToken, utcnow
-from kyma.services import counters
+from kyma.models import Account, ApiKey, SessionToken, utcnow
+from kyma.services import counters, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
                                      password_too_long)
 from kyma.services.pricing import micros_to_usd, usd_to_micros
@@ -201,12 +201,8 @@ def register(email: str, password: str, settings, *, now: datetime | None = None
 
 def _grant_signup_credit(account_id: int, settings) -> int:
     """Credit a new account (call inside the registration transaction); returns micro-dollars."""
-    amount = usd_to_micros(settings.signup_credit_usd)
-    if amount <= 0:
-        return 0
-    LedgerEntry.create(account=account_id, kind="signup", amount_micros=amount,
-                       idempotency_key=f"signup:{account_id}", note="signup credit")
-    Account.update(balance_micros=Account.balance_micros + amount).where(Account.id == account_id).execute()
+    amount = max(0, usd_to_micros(settings.signup_credit_usd))
+    ledger.grant_signup_credit(account_id, amount)  # nests as a savepoint in our transaction
     return amount
 
 
