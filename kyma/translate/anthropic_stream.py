@@ -25,6 +25,7 @@ class _Tool:
     name: str
     pending: list[str] = field(default_factory=list)  # argument fragments not yet sent
     block: int | None = None  # Anthropic block index once opened
+    sent: bool = False  # any argument fragment emitted
     closed: bool = False
 
 
@@ -160,6 +161,7 @@ class AnthropicStreamTranslator:
 
     def _flush(self, tool: _Tool) -> list[bytes]:
         out = [self._block_delta({"type": "input_json_delta", "partial_json": p}) for p in tool.pending]
+        tool.sent = tool.sent or bool(tool.pending)
         tool.pending.clear()
         return out
 
@@ -181,10 +183,15 @@ class AnthropicStreamTranslator:
         if self._open is None:
             return []
         kind, index = self._open
+        out = []
         if kind == "tool":
-            self._tools[index].closed = True
+            tool = self._tools[index]
+            if not tool.sent:
+                # Claude Code and the TS SDK build input only from deltas: never leave it empty.
+                out.append(self._block_delta({"type": "input_json_delta", "partial_json": "{}"}))
+            tool.closed = True
         self._open = None
-        return [sse_event({"type": "content_block_stop", "index": self._next_index - 1})]
+        return out + [sse_event({"type": "content_block_stop", "index": self._next_index - 1})]
 
 
 def _upstream_error(error) -> KymaError:
