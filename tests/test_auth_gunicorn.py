@@ -1,0 +1,70 @@
+"""Accounts on the real server: gunicorn with 2 gevent workers, the openai SDK as the client."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import requests
+
+from tests.servers import gateway_env, start_gateway
+
+
+@pytest.fixture()
+def lone_gateway(tmp_path):
+    """A gateway with no reachable upstreams (auth needs none), 2 gevent workers."""
+    proc = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1), workers=2)
+    yield proc
+    proc.stop()
+
+
+def _me_status(base: str, key: str) -> int:
+    # A fresh connection per call, so the requests spread over both workers.
+    sdk = openai.OpenAI(api_key=key, base_url=f"{base}/v1", max_retries=0)
+    try:
+        sdk.get("/auth/me", cast_to=object)
+        return 200
+    except openai.AuthenticationError as err:
+        assert err.body["type"] == "authentication_error"
+        assert key not in str(err.response.text)
+        return 401
+    finally:
+        sdk.close()
+
+
+def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
+    base = lone_gateway.url
+    reg = requests.post(f"{base}/v1/auth/register", json={"email": "ops@example.com", "password": "s3cret!!"},
+                        timeout=10)
+    assert reg.status_code == 200, reg.text
+    session = reg.json()["session_token"]
+    extra = requests.post(f"{base}/v1/auth/keys", json={"name": "doomed"},
+                          headers={"Authorization": f"Bearer {session}"}, timeout=10).json()
+
+    with ThreadPoolExecutor(4) as pool:
+        before = list(pool.map(lambda _: _me_status(base, extra["key"]), range(10)))
+    assert before == [200] * 10
+
+    gone = requests.delete(f"{base}/v1/auth/keys/{extra['id']}", headers={"Authorization": f"Bearer {session}"},
+                           timeout=10)
+    assert gone.status_code == 200
+
+    with ThreadPoolExecutor(4) as pool:
+        after = list(pool.map(lambda _: _me_status(base, extra["key"]), range(10)))
+    assert after == [401] * 10
+    # The account's other credentials still work.
+    assert _me_status(base, reg.json()["api_key"]) == 200
+    assert _me_status(base, session) == 200
+
+
+def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
+    base = lone_gateway.url
+    creds = {"email": "pat@example.com", "password": "pa55word"}
+    assert requests.post(f"{base}/v1/auth/register", json=creds, timeout=10).status_code == 200
+    ok = requests.post(f"{base}/v1/auth/login", json=creds, timeout=10)
+    assert ok.status_code == 200 and ok.json()["session_token"].startswith("ks-")
+    bad = requests.post(f"{base}/v1/auth/login", json={**creds, "password": "nope-nope"}, timeout=10)
+    unknown = requests.post(f"{base}/v1/auth/login", json={"email": "x@example.com", "password": "nope-nope"},
+                            timeout=10)
+    assert bad.status_code == unknown.status_code == 401 and bad.content == unknown.content
