@@ -1,0 +1,238 @@
+"""Sliding-window counter stores for the rate limiter: database (default), Redis, in-process.
+
+Each limit key holds per-second buckets of counts. `consume` atomically sums a key's buckets of
+the last WINDOW seconds for every check, and only when every check fits (sum + cost <= limit)
+adds the costs to the current second's bucket: all or nothing, so a rejected attempt consumes
+nothing. It returns the live buckets as they were before the hit; the limiter derives remaining,
+reset and Retry-After from them.
+
+Atomicity: SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL takes a per-account
+transaction-scoped advisory lock; Redis runs one Lua script.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from peewee import EXCLUDED, fn
+
+from kyma.db import database, is_sqlite_db, write_transaction
+from kyma.models import RateCounter
+
+log = logging.getLogger(__name__)
+
+WINDOW = 60  # seconds; every limit here is "per minute"
+
+Buckets = dict[int, int]  # second → count
+
+
+@dataclass(frozen=True)
+class Check:
+    """One limit to test and consume: `cost` units against `limit` per WINDOW on `key`."""
+
+    key: str
+    limit: int
+    cost: int
+
+
+class WindowStore(Protocol):
+    """What every backend offers."""
+
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]: ...
+
+    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None: ...
+
+    def peek(self, keys: list[str], now: int) -> list[Buckets]: ...
+
+
+def fits(buckets: Buckets, check: Check) -> bool:
+    """The admission rule every backend applies (Redis mirrors it in Lua)."""
+    return sum(buckets.values()) + check.cost <= check.limit
+
+
+class DatabaseStore:
+    """Buckets as RateCounter rows (key, window=second, count), on SQLite or PostgreSQL."""
+
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
+        """Check every limit and, when all fit, add the costs; one transaction."""
+        keys = [c.key for c in checks]
+        with write_transaction():
+            if not is_sqlite_db(database.obj):
+                # READ COMMITTED re-reads would race: serialise this account's admissions instead.
+                database.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_key,))
+            RateCounter.delete().where(RateCounter.key.in_(keys) & (RateCounter.window <= now - WINDOW)).execute()
+            seen = self._read(keys, now)
+            ok = all(fits(b, c) for b, c in zip(seen, checks))
+            if ok:
+                for c in checks:
+                    if c.cost:
+                        self._add(c.key, now, c.cost)
+        return ok, seen
+
+    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
+        """Add `delta` (negative to refund) to a bucket still inside the window."""
+        if delta and bucket > now - WINDOW:
+            with write_transaction():
+                self._add(key, bucket, delta)
+
+    def peek(self, keys: list[str], now: int) -> list[Buckets]:
+        """The live buckets of each key, without changing them."""
+        return self._read(keys, now)
+
+    @staticmethod
+    def _read(keys: list[str], now: int) -> list[Buckets]:
+        rows = (RateCounter.select(RateCounter.key, RateCounter.window, fn.SUM(RateCounter.count))
+                .where(RateCounter.key.in_(keys) & (RateCounter.window > now - WINDOW))
+                .group_by(RateCounter.key, RateCounter.window).tuples())
+        found: dict[str, Buckets] = {k: {} for k in keys}
+        for key, window, count in rows:
+            found[key][int(window)] = int(count)
+        return [found[k] for k in keys]
+
+    @staticmethod
+    def _add(key: str, bucket: int, amount: int) -> None:
+        (RateCounter.insert(key=key, window=bucket, count=amount)
+         .on_conflict(conflict_target=[RateCounter.key, RateCounter.window],
+                      update={RateCounter.count: RateCounter.count + EXCLUDED.count})
+         .execute())
+
+
+class MemoryStore:
+    """Per-process buckets: for unit tests and as the capped fallback when Redis is down."""
+
+    def __init__(self):
+        self._data: dict[str, Buckets] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str, now: int) -> Buckets:
+        buckets = self._data.setdefault(key, {})
+        for b in [b for b in buckets if b <= now - WINDOW]:
+            del buckets[b]
+        return buckets
+
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
+        """Check every limit and, when all fit, add the costs."""
+        with self._lock:
+            seen = [dict(self._live(c.key, now)) for c in checks]
+            ok = all(fits(b, c) for b, c in zip(seen, checks))
+            if ok:
+                for c in checks:
+                    live = self._live(c.key, now)
+                    live[now] = live.get(now, 0) + c.cost
+        return ok, seen
+
+    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
+        """Add `delta` to a bucket still inside the window."""
+        with self._lock:
+            if delta and bucket > now - WINDOW:
+                live = self._live(key, now)
+                live[bucket] = live.get(bucket, 0) + delta
+
+    def peek(self, keys: list[str], now: int) -> list[Buckets]:
+        """The live buckets of each key."""
+        with self._lock:
+            return [dict(self._live(k, now)) for k in keys]
+
+
+# KEYS = limit hashes; ARGV = now, window, then limit/cost per key. Returns {ok, {b1,c1,b2,c2…} per key}.
+_CONSUME_LUA = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local ok = 1
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local flat = redis.call('HGETALL', key)
+  local live = {}
+  local sum = 0
+  for j = 1, #flat, 2 do
+    local b = tonumber(flat[j])
+    if b <= now - window then
+      redis.call('HDEL', key, flat[j])
+    else
+      sum = sum + tonumber(flat[j + 1])
+      live[#live + 1] = flat[j]
+      live[#live + 1] = flat[j + 1]
+    end
+  end
+  if sum + tonumber(ARGV[2 + 2 * i]) > tonumber(ARGV[1 + 2 * i]) then ok = 0 end
+  out[i + 1] = live
+end
+if ok == 1 then
+  for i, key in ipairs(KEYS) do
+    local cost = tonumber(ARGV[2 + 2 * i])
+    if cost ~= 0 then
+      redis.call('HINCRBY', key, now, cost)
+      redis.call('EXPIRE', key, window * 2)
+    end
+  end
+end
+out[1] = ok
+return out
+"""
+
+
+class RedisStore:
+    """Buckets as Redis hashes (field = second), consumed by one Lua script: exact across instances.
+
+    If Redis is unreachable, rate limiting fails open to a per-process MemoryStore (reliability
+    RL-7: limits protect the service, credits protect the money) and a warning is logged at most
+    every 10 s.
+    """
+
+    def __init__(self, url: str, prefix: str = "kyma:"):
+        import redis
+
+        self._errors = redis.RedisError
+        self._client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(
+            url, socket_connect_timeout=1, socket_timeout=2, max_connections=200))
+        self._consume = self._client.register_script(_CONSUME_LUA)
+        self._prefix = prefix
+        self._fallback = MemoryStore()
+        self._last_warning = 0.0
+
+    def _warn(self, exc: Exception) -> None:
+        if time.monotonic() - self._last_warning > 10:
+            self._last_warning = time.monotonic()
+            log.warning("Redis rate-limit store unavailable (%s); limiting per process until it returns", exc)
+
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
+        """Check every limit and, when all fit, add the costs; one Lua script."""
+        args = [now, WINDOW]
+        for c in checks:
+            args += [c.limit, c.cost]
+        try:
+            result = self._consume(keys=[self._prefix + c.key for c in checks], args=args)
+        except self._errors as exc:
+            self._warn(exc)
+            return self._fallback.consume(lock_key, checks, now)
+        return bool(int(result[0])), [_pairs(flat) for flat in result[1:]]
+
+    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
+        """Add `delta` to a bucket still inside the window."""
+        if not delta or bucket <= now - WINDOW:
+            return
+        try:
+            self._client.hincrby(self._prefix + key, bucket, delta)
+        except self._errors as exc:
+            self._warn(exc)
+            self._fallback.adjust(key, bucket, delta, now)
+
+    def peek(self, keys: list[str], now: int) -> list[Buckets]:
+        """The live buckets of each key."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                pipe.hgetall(self._prefix + k)
+            raw = pipe.execute()
+        except self._errors as exc:
+            self._warn(exc)
+            return self._fallback.peek(keys, now)
+        return [{int(b): int(c) for b, c in h.items() if int(b) > now - WINDOW} for h in raw]
+
+
+def _pairs(flat: list) -> Buckets:
+    return {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
