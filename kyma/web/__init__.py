@@ -1,10 +1,76 @@
-"""HTML pages, htmx fragments and the playground websocket."""
+"""HTML pages, htmx fragments and the playground websocket (blueprint `web`)."""
 
-from flask import Flask
+from __future__ import annotations
+
+from flask import Blueprint, Flask, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException
+
+from kyma.errors import KymaError
+
+web_bp = Blueprint("web", __name__)
+
+# Importing the view modules attaches their routes to web_bp.
+from kyma.web import auth, dashboard, pages, playground  # noqa: E402,F401
+from kyma.web import csrf, htmx  # noqa: E402
+from kyma.web.charts import usd  # noqa: E402
+from kyma.web.identity import current_principal  # noqa: E402
+
+# 'self' covers same-origin ws:// and wss:// in current browsers; no inline script anywhere.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; "
+                           "object-src 'none'")
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Mark the session cookie Secure when the request came over https (or when configured)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+@web_bp.before_request
+def _check_csrf():
+    csrf.protect()
+
+
+@web_bp.after_request
+def _security_headers(resp):
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _error_page(status: int, title: str, message: str):
+    template = "errors/_flash.html" if htmx.is_htmx() else "errors/error.html"
+    resp = render_template(template, status=status, title=title, message=message), status
+    if htmx.is_htmx():
+        from flask import make_response
+
+        resp = htmx.retarget(make_response(*resp), "#flash")
+    return resp
+
+
+@web_bp.errorhandler(KymaError)
+def _kyma_error(err: KymaError):
+    return _error_page(err.status, "Something went wrong", err.message)
+
+
+@web_bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return _error_page(exc.code or 500, exc.name, exc.description or exc.name)
 
 
 def register_web(app: Flask) -> None:
-    """Attach the web blueprints (placeholder until the web issue lands)."""
-    @app.get("/healthz")
-    def healthz():
-        return {"status": "ok"}
+    """Attach the web blueprint, the session cookie policy and the template helpers."""
+    app.session_interface = _SessionInterface()
+    app.register_blueprint(web_bp)
+    app.jinja_env.globals.update(csrf_token=csrf.csrf_token, current_principal=current_principal)
+    app.jinja_env.filters["usd"] = usd
+    if "/healthz" not in {rule.rule for rule in app.url_map.iter_rules()}:
+        # Until kyma/api/wellknown.py serves /healthz, the web layer answers it.
+        app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})

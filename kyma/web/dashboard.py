@@ -1,0 +1,86 @@
+"""The signed-in dashboard: balance, spend charts, request log, API keys (htmx fragments)."""
+
+from __future__ import annotations
+
+from flask import render_template, request
+
+from kyma.services import accounts
+from kyma.services import dashboard as board
+from kyma.services import ledger
+from kyma.web import charts, htmx, web_bp
+from kyma.web.identity import current_principal, login_required
+
+
+def _spend_context(account_id: int) -> dict:
+    days, per_model = board.spend_per_day(account_id), board.spend_per_model(account_id)
+    return dict(balance=ledger.balance(account_id), day_chart=charts.daily_spend_chart(days),
+                model_chart=charts.model_spend_chart(per_model), month_micros=sum(d.cost_micros for d in days),
+                credits=board.credit_history(account_id))
+
+
+def _log_filter() -> board.LogFilter:
+    status = request.args.get("status", "")
+    return board.LogFilter(model=request.args.get("model", "").strip(),
+                           status=status if status in board.STATUS_FILTERS else "",
+                           page=request.args.get("page", 1, type=int) or 1)
+
+
+@web_bp.get("/dashboard")
+@login_required
+def dashboard():
+    """The whole dashboard page."""
+    p = current_principal()
+    return render_template("web/dashboard.html", principal=p, keys=accounts.list_keys(p.account_id),
+                           log=board.request_log(p.account_id, _log_filter()),
+                           log_models=board.logged_models(p.account_id), **_spend_context(p.account_id))
+
+
+@web_bp.get("/dashboard/spend")
+@login_required
+def spend():
+    """Balance and spend charts (polled every 10 s)."""
+    p = current_principal()
+    return htmx.render("web/spend.html", "web/_spend.html", principal=p, **_spend_context(p.account_id))
+
+
+@web_bp.get("/dashboard/requests")
+@login_required
+def requests_log():
+    """The request log, filtered and paged."""
+    p = current_principal()
+    return htmx.render("web/requests.html", "web/_requests.html", principal=p,
+                       log=board.request_log(p.account_id, _log_filter()),
+                       log_models=board.logged_models(p.account_id))
+
+
+@web_bp.get("/dashboard/requests/<int:log_id>")
+@login_required
+def request_detail(log_id: int):
+    """Tokens, cost, latency, time to first token, provider and fallback of one request."""
+    row = board.request_detail(current_principal().account_id, log_id)
+    return htmx.render("web/request_detail.html", "web/_request_detail.html", row=row)
+
+
+@web_bp.post("/dashboard/keys")
+@login_required
+def create_key():
+    """Create a key; its full value is shown once, in this response only."""
+    p = current_principal()
+    new = accounts.create_key(p.account_id, request.form.get("name", "").strip() or "default")
+    return _keys_response(p.account_id, new_key=new, status=201)
+
+
+@web_bp.post("/dashboard/keys/<int:key_id>/revoke")
+@login_required
+def revoke_key(key_id: int):
+    """Revoke one of the signed-in account's keys (another account's key is a 404)."""
+    p = current_principal()
+    accounts.revoke_key(p.account_id, key_id)
+    return _keys_response(p.account_id)
+
+
+def _keys_response(account_id: int, new_key=None, status: int = 200):
+    # htmx swaps the keys table; a plain form post (no JavaScript) gets a page showing the same table.
+    resp = htmx.render("web/keys.html", "web/_keys.html", keys=accounts.list_keys(account_id), new_key=new_key)
+    resp.status_code = status
+    return resp

@@ -1,0 +1,88 @@
+"""The playground page and its websocket: a chat reply streamed token by token, billed like the API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from urllib.parse import urlsplit
+
+from flask import render_template, request
+from flask_sock import Sock
+
+from kyma.errors import KymaError
+from kyma.runtime import runtime
+from kyma.services import playground as chat
+from kyma.web import csrf, web_bp
+from kyma.web.identity import current_principal, login_required
+
+# flask-sock only wraps the view; routes are registered on web_bp, so this object holds no app state.
+sock = Sock()
+
+
+@web_bp.get("/playground")
+@login_required
+def playground():
+    """The playground form; the reply streams over /playground/ws."""
+    catalog = runtime().catalog
+    return render_template("web/playground.html", models=catalog.models, aliases=sorted(catalog.aliases.items()),
+                           default_model=catalog.default_model)
+
+
+def _same_origin() -> bool:
+    # Browsers send Origin on websocket handshakes; a foreign page must not ride the session cookie.
+    origin = request.headers.get("Origin")
+    return bool(origin) and urlsplit(origin).netloc == request.host
+
+
+def _send(ws, kind: str, **data) -> None:
+    ws.send(json.dumps({"type": kind, **data}))
+
+
+def _stop_requested(ws) -> bool:
+    """True when the browser pressed Stop (or left); reads without blocking."""
+    message = ws.receive(timeout=0)
+    if message is None:
+        return False
+    try:
+        return json.loads(message).get("type") == "stop"
+    except (ValueError, AttributeError):
+        return False
+
+
+def _run(ws, principal, data: dict) -> None:
+    """Stream one reply; Stop closes the pipeline's generator, which closes the upstream call."""
+    if not csrf.token_matches(data.get("csrf")):
+        return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
+    events = chat.stream_reply(principal, chat.PlaygroundPrompt.from_message(data))
+    try:
+        for event in events:
+            if isinstance(event, chat.Delta):
+                _send(ws, "delta", text=event.text)
+            else:
+                _send(ws, "done", **asdict(event))
+            if _stop_requested(ws):
+                _send(ws, "stopped")
+                return
+    finally:
+        events.close()
+
+
+@sock.route("/playground/ws", bp=web_bp)
+def playground_ws(ws):
+    """Protocol: client sends {type: start, …} or {type: stop}; server sends delta/done/stopped/error."""
+    principal = current_principal()
+    if principal is None or not _same_origin():
+        _send(ws, "error", message="Log in to use the playground.", status=401)
+        return
+    while True:
+        try:
+            data = json.loads(ws.receive())
+        except ValueError:
+            _send(ws, "error", message="Messages must be JSON.", status=400)
+            continue
+        if not isinstance(data, dict) or data.get("type") != "start":
+            continue
+        try:
+            _run(ws, principal, data)
+        except KymaError as err:
+            _send(ws, "error", message=err.message, status=err.status)

@@ -1,0 +1,126 @@
+// The playground's websocket client: send the conversation, render deltas, show the cost, stop on demand.
+(function () {
+  "use strict";
+  var form = document.getElementById("play-form");
+  if (!form) return;
+  var log = document.getElementById("pg-log");
+  var state = document.getElementById("pg-state");
+  var summary = document.getElementById("pg-summary");
+  var send = document.getElementById("pg-send");
+  var stop = document.getElementById("pg-stop");
+  var history = [];
+  var socket = null;
+  var reply = null;
+
+  function setBusy(busy) {
+    send.disabled = busy;
+    stop.disabled = !busy;
+  }
+
+  function bubble(role, text) {
+    var div = document.createElement("div");
+    div.className = "msg " + role;
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Model";
+    var body = document.createElement("div");
+    body.className = "text";
+    body.textContent = text;  // textContent: model output is never parsed as HTML
+    div.appendChild(who);
+    div.appendChild(body);
+    log.appendChild(div);
+    return body;
+  }
+
+  function fact(name, value) {
+    var dt = document.createElement("dt");
+    dt.textContent = name;
+    var dd = document.createElement("dd");
+    dd.textContent = value;
+    summary.appendChild(dt);
+    summary.appendChild(dd);
+  }
+
+  function showSummary(done) {
+    summary.textContent = "";
+    var u = done.usage || {};
+    fact("Model", done.model + (done.alias ? " (via alias " + done.alias + ")" : ""));
+    fact("Provider", (done.provider || "?") + (done.simulated ? " (simulated)" : ""));
+    fact("Fallback", done.fallback_layer ? "layer " + done.fallback_layer : "none");
+    fact("Tokens", (u.prompt_tokens || 0) + " in · " + (u.completion_tokens || 0) + " out");
+    fact("Cost", "$" + Number(done.cost_usd || 0).toFixed(6));
+    summary.hidden = false;
+    summary.id = "pg-summary";
+  }
+
+  function finish(text) {
+    if (reply && reply.textContent) history.push({ role: "assistant", content: reply.textContent });
+    reply = null;
+    state.textContent = text;
+    setBusy(false);
+  }
+
+  function onMessage(event) {
+    var msg = JSON.parse(event.data);
+    if (msg.type === "delta") {
+      reply.textContent += msg.text;
+      state.textContent = "Streaming…";
+    } else if (msg.type === "done") {
+      showSummary(msg);
+      finish("Done.");
+    } else if (msg.type === "stopped") {
+      finish("Stopped.");
+    } else if (msg.type === "error") {
+      if (reply && !reply.textContent) reply.parentNode.remove();
+      reply = reply && reply.textContent ? reply : null;
+      finish("Error " + (msg.status || "") + ": " + msg.message);
+    }
+  }
+
+  function connect(then) {
+    if (socket && socket.readyState === WebSocket.OPEN) return then();
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + form.dataset.ws);
+    socket.onmessage = onMessage;
+    socket.onopen = then;
+    socket.onclose = function () {
+      socket = null;
+      if (reply) finish("Connection closed.");
+    };
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var prompt = form.elements.prompt.value.trim();
+    if (!prompt) return;
+    history.push({ role: "user", content: prompt });
+    bubble("user", prompt);
+    reply = bubble("assistant", "");
+    form.elements.prompt.value = "";
+    summary.hidden = true;
+    state.textContent = "Waiting for the first token…";
+    setBusy(true);
+    connect(function () {
+      socket.send(JSON.stringify({
+        type: "start", csrf: form.dataset.csrf, model: form.elements.model.value,
+        system: form.elements.system.value, temperature: form.elements.temperature.value,
+        max_tokens: form.elements.max_tokens.value, messages: history
+      }));
+    });
+  });
+
+  stop.addEventListener("click", function () {
+    if (socket) socket.send(JSON.stringify({ type: "stop" }));
+  });
+
+  document.getElementById("pg-clear").addEventListener("click", function () {
+    history = [];
+    log.textContent = "";
+    summary.hidden = true;
+    state.textContent = "";
+  });
+
+  form.elements.prompt.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+  });
+})();
