@@ -229,3 +229,52 @@ def test_ledger_state_machine(ctx):
     LedgerMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
                                                suppress_health_check=list(HealthCheck))
     LedgerMachine.TestCase().runTest()
+
+
+# ---- no overspend across OS processes (DI-3) ----
+
+def _hold_many(url: str, account_id: int, barrier, results, tag: str, attempts: int) -> None:
+    init_db(url)
+    barrier.wait()
+    won = sum(ledger.place_hold(account_id, f"{tag}-{i}", 100_000) for i in range(attempts))
+    results.put(won)
+
+
+def _race_holds(url: str, procs: int = 6, attempts: int = 8) -> tuple[int, int]:
+    import multiprocessing
+
+    acct = make_account(1_000_000)  # covers exactly 10 holds of 100_000
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    workers = [ctx.Process(target=_hold_many, args=(url, acct, barrier, results, f"p{i}", attempts))
+               for i in range(procs)]
+    for w in workers:
+        w.start()
+    won = sum(results.get(timeout=60) for _ in workers)
+    for w in workers:
+        w.join(10)
+    return won, acct
+
+
+def test_concurrent_holds_never_overspend_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    init_db(url).create_tables(ALL_MODELS)
+    won, acct = _race_holds(url)
+    assert won == 10
+    assert ledger.balance(acct).balance_micros == 0
+    assert ledger.check_ledger() == []
+
+
+def test_concurrent_holds_never_overspend_postgres():
+    from tests.backends import postgres_url
+
+    with postgres_url() as url:
+        db = init_db(url)
+        db.create_tables(ALL_MODELS)
+        try:
+            won, acct = _race_holds(url)
+            assert won == 10
+            assert ledger.balance(acct).balance_micros == 0
+            assert ledger.check_ledger() == []
+        finally:
+            db.close()
