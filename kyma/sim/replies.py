@@ -20,7 +20,8 @@ from kyma.tokens import count_text
 
 _SAY_EXACTLY = re.compile(r"say exactly:\s?(.*)\Z", re.IGNORECASE | re.DOTALL)
 _COUNT_TO = re.compile(r"count to (\d{1,5})\b", re.IGNORECASE)
-_HINT = re.compile(r"\b([A-Za-z_][\w-]*)\s*[=:]\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s,;]+))")
+_HINTS = tuple(re.compile(rf"\b([A-Za-z_][\w-]*)\s*{sep}\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s,;]+))")
+               for sep in ("=", ":"))  # `key=value` pairs win over the looser `key: value`
 _QUOTED = re.compile(r"\"([^\"]{1,200})\"")
 _PLACE = re.compile(r"\b(?:in|for|at|of|about|to|from)\s+([A-Z][\w-]*(?:\s+[A-Z][\w-]*)*)")
 _IMAGE_TYPES = ("image_url", "input_image", "image")
@@ -71,8 +72,9 @@ def last_user_text(messages: list) -> str:
 def prompt_hints(text: str) -> dict:
     """`key=value` and `key: value` pairs in the prompt, plus a quoted string or a place name."""
     hints = {}
-    for key, dq, sq, bare in _HINT.findall(text):
-        hints.setdefault(key.lower(), dq or sq or bare)
+    for pattern in _HINTS:
+        for key, dq, sq, bare in pattern.findall(text):
+            hints.setdefault(key.lower(), dq or sq or bare)
     quoted = _QUOTED.search(text)
     place = _PLACE.search(text)
     if quoted or place:

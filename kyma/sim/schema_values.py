@@ -8,6 +8,7 @@ formats, anyOf/oneOf/allOf and local $ref (pydantic puts nested models under $de
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 MAX_DEPTH = 6
@@ -145,12 +146,12 @@ class SchemaFiller:
             value = lo
         if hi is not None and value > hi:
             value = hi
-        if integer:
-            value = int(value)
-            step = schema.get("multipleOf")
-            if isinstance(step, int) and step > 0:
-                value -= value % step
-        return value
+        step = schema.get("multipleOf")
+        if isinstance(step, (int, float)) and step > 0:
+            value = math.ceil(value / step) * step  # the first multiple at or above the bound
+            if hi is not None and value > hi:
+                value = math.floor(hi / step) * step
+        return int(value) if integer else value
 
     def _boolean(self, schema: dict, name: str, depth: int) -> bool:
         hint = self.hints.get(name.lower())

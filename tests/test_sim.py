@@ -1,0 +1,435 @@
+"""The provider simulator under gunicorn + gevent, driven by the real openai SDK (and raw HTTP)."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import jsonschema
+import openai
+import pydantic
+import pytest
+import requests
+
+from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_header, parse_rates
+from kyma.sim.schema_values import value_for_schema
+from tests.servers import free_port, start_simulator
+
+USER = [{"role": "user", "content": "Hello there, simulator"}]
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "additionalProperties": False, "required": ["city", "unit", "days"],
+                   "properties": {"city": {"type": "string", "minLength": 2},
+                                  "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                                  "days": {"type": "integer", "minimum": 1, "maximum": 7}}}}}
+BOOKING = {"type": "function", "function": {
+    "name": "book_flight",
+    "parameters": {"type": "object", "required": ["passengers", "date"], "properties": {
+        "date": {"type": "string", "format": "date"},
+        "passengers": {"type": "array", "minItems": 2, "items": {
+            "type": "object", "required": ["name", "age"],
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
+                           "meal": {"anyOf": [{"type": "null"}, {"enum": ["veg", "any"]}]}}}},
+        "direct": {"type": "boolean"}}}}}
+
+
+def schema_of(tool: dict) -> dict:
+    return tool["function"]["parameters"]
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    proc = start_simulator("sim-test", free_port(), tmp_path_factory.mktemp("sim"),
+                           kyma_sim_timeout_seconds="2", kyma_sim_models="m1,m2")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def oai(sim):
+    return openai.OpenAI(base_url=f"{sim.url}/v1", api_key="sk-test", max_retries=0, timeout=10)
+
+
+def chat(sim, headers: dict | None = None, **body) -> requests.Response:
+    body = {"model": "m1", "messages": USER, **body}
+    return requests.post(f"{sim.url}/v1/chat/completions", json=body, headers=headers or {},
+                         timeout=5, stream=bool(body.get("stream")))
+
+
+def sse_lines(resp: requests.Response) -> list[str]:
+    return [line[len("data: "):] for line in resp.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+
+
+# --- plain and streamed text --------------------------------------------------------------
+
+def test_plain_reply_quotes_the_prompt_and_reports_usage(oai):
+    r = oai.chat.completions.create(model="qwen-3-32b", messages=USER)
+    assert r.model == "qwen-3-32b"
+    assert r.choices[0].finish_reason == "stop"
+    assert '"Hello there, simulator"' in r.choices[0].message.content
+    assert "sim-test" in r.choices[0].message.content
+    assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.usage.prompt_tokens_details.cached_tokens == 0
+
+
+def test_say_exactly_convention_and_determinism(oai):
+    msgs = [{"role": "user", "content": "Please say exactly: The sky is green."}]
+    a = oai.chat.completions.create(model="m1", messages=msgs)
+    b = oai.chat.completions.create(model="m1", messages=msgs, seed=42, temperature=1.5)
+    assert a.choices[0].message.content == "The sky is green."
+    assert b.choices[0].message.content == a.choices[0].message.content
+
+
+def test_max_tokens_stops_with_length(oai):
+    msgs = [{"role": "user", "content": "count to 100"}]
+    r = oai.chat.completions.create(model="m1", messages=msgs, max_completion_tokens=10)
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens <= 10
+    assert r.choices[0].message.content.startswith("1 2 3")
+    r = oai.chat.completions.create(model="m1", messages=msgs, max_tokens=5)
+    assert r.choices[0].message.content == "1 2 3 4 5"
+
+
+def test_stop_sequence_is_not_returned(oai):
+    r = oai.chat.completions.create(model="m1", messages=[{"role": "user", "content": "count to 20"}],
+                                    stop=[" 7", "nope"])
+    assert r.choices[0].message.content == "1 2 3 4 5 6"
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_n_above_one_is_rejected(oai):
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(model="m1", messages=USER, n=2)
+    assert exc.value.param == "n"
+
+
+def test_stream_has_several_deltas_usage_chunk_and_done(sim, oai):
+    plain = oai.chat.completions.create(model="m1", messages=USER).choices[0].message.content
+    resp = chat(sim, stream=True, stream_options={"include_usage": True})
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    assert resp.headers["Cache-Control"] == "no-cache"
+    lines = sse_lines(resp)
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(x) for x in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    texts = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
+    assert len([t for t in texts if t]) >= 3
+    assert "".join(t for t in texts if t) == plain
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stream_without_include_usage_sends_no_usage(sim):
+    chunks = [json.loads(x) for x in sse_lines(chat(sim, stream=True))[:-1]]
+    assert all(c["choices"] for c in chunks)
+    assert all(c.get("usage") is None for c in chunks)
+
+
+def test_sdk_stream_helper(oai):
+    with oai.chat.completions.stream(model="m1", messages=[{"role": "user", "content": "count to 12"}],
+                                     stream_options={"include_usage": True}) as stream:
+        deltas = [e.delta for e in stream if e.type == "content.delta"]
+        final = stream.get_final_completion()
+    assert len(deltas) >= 3
+    assert final.choices[0].message.content == " ".join(str(i) for i in range(1, 13))
+    assert final.usage.completion_tokens == 12
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+def test_tool_call_arguments_validate_and_use_the_prompt(oai):
+    r = oai.chat.completions.create(model="m1", tools=[WEATHER, BOOKING], messages=[
+        {"role": "user", "content": "Use get_weather for Oslo, unit=fahrenheit days=3"}])
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.id.startswith("call_") and call.type == "function"
+    assert call.function.name == "get_weather"
+    args = json.loads(call.function.arguments)
+    jsonschema.validate(args, schema_of(WEATHER))
+    assert args == {"city": "Oslo", "unit": "fahrenheit", "days": 3}
+
+
+def test_nested_schema_and_tool_choice_modes(oai):
+    named = oai.chat.completions.create(model="m1", messages=USER, tools=[WEATHER, BOOKING],
+                                        tool_choice={"type": "function", "function": {"name": "book_flight"}})
+    [call] = named.choices[0].message.tool_calls
+    args = json.loads(call.function.arguments)
+    jsonschema.validate(args, schema_of(BOOKING), format_checker=jsonschema.FormatChecker())
+    assert len(args["passengers"]) == 2
+    required = oai.chat.completions.create(model="m1", messages=USER, tools=[WEATHER], tool_choice="required")
+    assert required.choices[0].message.tool_calls[0].function.name == "get_weather"
+    auto = oai.chat.completions.create(model="m1", messages=USER, tools=[WEATHER])
+    assert auto.choices[0].message.tool_calls is None and auto.choices[0].finish_reason == "stop"
+    none = oai.chat.completions.create(model="m1", tools=[WEATHER], tool_choice="none",
+                                       messages=[{"role": "user", "content": "call get_weather"}])
+    assert none.choices[0].message.tool_calls is None
+
+
+def test_parallel_tool_calls(oai):
+    msgs = [{"role": "user", "content": "First book_flight, then get_weather in Rome"}]
+    r = oai.chat.completions.create(model="m1", messages=msgs, tools=[WEATHER, BOOKING])
+    names = [c.function.name for c in r.choices[0].message.tool_calls]
+    assert names == ["book_flight", "get_weather"]
+    assert len({c.id for c in r.choices[0].message.tool_calls}) == 2
+    single = oai.chat.completions.create(model="m1", messages=msgs, tools=[WEATHER, BOOKING],
+                                         parallel_tool_calls=False)
+    assert [c.function.name for c in single.choices[0].message.tool_calls] == ["book_flight"]
+
+
+def test_streamed_tool_call_arguments_arrive_in_fragments(sim, oai):
+    msgs = [{"role": "user", "content": "call get_weather for Lima"}]
+    chunks = [json.loads(x) for x in sse_lines(chat(sim, stream=True, messages=msgs, tools=[WEATHER]))[:-1]]
+    frags = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks
+             if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    assert frags[0]["id"].startswith("call_") and frags[0]["type"] == "function"
+    assert frags[0]["function"]["name"] == "get_weather"
+    assert len(frags) >= 3
+    assert all(set(f) == {"index", "function"} and set(f["function"]) == {"arguments"} for f in frags[1:])
+    args = json.loads("".join(f["function"]["arguments"] for f in frags))
+    jsonschema.validate(args, schema_of(WEATHER))
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    # The SDK's helper accumulates the same fragments into one valid call.
+    with oai.chat.completions.stream(model="m1", messages=msgs, tools=[WEATHER]) as stream:
+        final = stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] == "Lima"
+
+
+def test_tool_result_round_trip(oai):
+    msgs = [{"role": "user", "content": "get_weather in Oslo"}]
+    first = oai.chat.completions.create(model="m1", messages=msgs, tools=[WEATHER])
+    call = first.choices[0].message.tool_calls[0]
+    msgs += [first.choices[0].message.model_dump(exclude_none=True),
+             {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees"}]
+    second = oai.chat.completions.create(model="m1", messages=msgs, tools=[WEATHER])
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content == "The get_weather tool returned: Sunny, 21 degrees."
+
+
+# --- structured output and vision ---------------------------------------------------------------
+
+class Address(pydantic.BaseModel):
+    street: str
+    city: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+    role: Literal["admin", "user"]
+    tags: list[str]
+    address: Address
+    nickname: str | None
+
+
+def test_json_schema_parse_with_pydantic(oai):
+    r = oai.chat.completions.parse(model="m1", response_format=Person,
+                                   messages=[{"role": "user", "content": "Extract: name=Ada age=36 role=admin"}])
+    person = r.choices[0].message.parsed
+    assert isinstance(person, Person)
+    assert (person.name, person.age, person.role) == ("Ada", 36, "admin")
+    assert isinstance(person.address, Address)
+
+
+def test_json_object_mode(oai):
+    r = oai.chat.completions.create(model="m1", messages=USER, response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_images_are_counted_not_fetched(oai):
+    parts = [{"type": "text", "text": "What are these?"},
+             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+             {"type": "image_url", "image_url": {"url": "http://192.0.2.1/never-fetched.png"}}]
+    r = oai.chat.completions.create(model="m1", messages=[{"role": "user", "content": parts}])
+    assert r.choices[0].message.content.startswith("I see 2 images.")
+    assert r.usage.prompt_tokens > 2 * 700  # images are priced in the prompt
+
+
+def test_repeated_long_prefix_reports_cached_tokens(oai):
+    system = {"role": "system", "content": " ".join(f"rule{i} applies." for i in range(400))}
+    first = oai.chat.completions.create(model="m2", messages=[system, {"role": "user", "content": "a?"}])
+    second = oai.chat.completions.create(model="m2", messages=[system, {"role": "user", "content": "b?"}])
+    assert first.usage.prompt_tokens > 1100
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached >= 1024 and cached % 128 == 0 and cached <= second.usage.prompt_tokens
+    short = [{"role": "system", "content": "brief"}, {"role": "user", "content": "x"}]
+    oai.chat.completions.create(model="m2", messages=short)
+    again = oai.chat.completions.create(model="m2", messages=short)
+    assert again.usage.prompt_tokens_details.cached_tokens == 0  # under 1,024 tokens: never cached
+
+
+def test_models_list(oai):
+    assert [m.id for m in oai.models.list().data] == ["m1", "m2"]
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault,exc,status", [
+    ("429", openai.RateLimitError, 429), ("500", openai.InternalServerError, 500),
+    ("502", openai.InternalServerError, 502), ("503", openai.InternalServerError, 503)])
+def test_status_faults(oai, fault, exc, status):
+    with pytest.raises(exc) as caught:
+        oai.chat.completions.create(model="m1", messages=USER, extra_headers={"X-Sim-Fault": fault})
+    assert caught.value.status_code == status
+    assert caught.value.body["message"]
+    if fault == "429":
+        assert caught.value.response.headers["Retry-After"] == "1"
+
+
+def test_context_length_fault(oai):
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model="m1", messages=USER, extra_headers={"X-Sim-Fault": "context-length"})
+    assert caught.value.code == "context_length_exceeded"
+    assert "maximum context length" in caught.value.message
+
+
+def test_refuse_drops_the_connection(oai, sim):
+    with pytest.raises(openai.APIConnectionError):
+        oai.chat.completions.create(model="m1", messages=USER, extra_headers={"X-Sim-Fault": "refuse"})
+    assert chat(sim).status_code == 200  # the simulator itself is fine afterwards
+
+
+def test_timeout_sleeps_before_the_first_byte(sim):
+    with pytest.raises(requests.ReadTimeout):
+        requests.post(f"{sim.url}/v1/chat/completions", json={"model": "m1", "messages": USER},
+                      headers={"X-Sim-Fault": "timeout"}, timeout=(2, 0.5))
+
+
+def test_stall_sends_some_chunks_then_goes_silent(sim):
+    resp = requests.post(f"{sim.url}/v1/chat/completions", headers={"X-Sim-Fault": "stall:2"},
+                         json={"model": "m1", "messages": USER, "stream": True}, stream=True, timeout=(2, 0.5))
+    got = []
+    with pytest.raises(requests.ConnectionError):  # urllib3's read timeout surfaces as ConnectionError
+        for line in resp.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                got.append(json.loads(line[6:]))
+    assert len(got) == 2
+
+
+def test_plain_stall_sends_headers_then_waits(sim):
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"{sim.url}/v1/chat/completions", headers={"X-Sim-Fault": "stall"},
+                      json={"model": "m1", "messages": USER}, timeout=(2, 0.5)).json()
+
+
+def test_cut_ends_the_stream_abruptly_without_done(sim):
+    resp = chat(sim, {"X-Sim-Fault": "cut:3"}, stream=True)
+    got = []
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for line in resp.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                got.append(line[6:])
+    assert len(got) == 3 and "[DONE]" not in got
+    assert all(json.loads(x)["choices"] for x in got)
+
+
+def test_malformed_first_chunk(sim):
+    lines = sse_lines(chat(sim, {"X-Sim-Fault": "malformed"}, stream=True))
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(lines[0])
+    assert lines[-1] == "[DONE]"
+
+
+def test_malformed_stream_breaks_the_sdk(oai):
+    with pytest.raises(json.JSONDecodeError):
+        for _ in oai.chat.completions.create(model="m1", messages=USER, stream=True,
+                                             extra_headers={"X-Sim-Fault": "malformed:2"}):
+            pass
+
+
+@pytest.mark.parametrize("fault", ["cut", "malformed"])
+def test_plain_body_faults_are_invalid_json(sim, fault):
+    resp = chat(sim, {"X-Sim-Fault": fault})
+    assert resp.status_code == 200
+    with pytest.raises(ValueError):
+        json.loads(resp.content)
+
+
+def test_no_done_sends_everything_but_the_terminator(sim):
+    lines = sse_lines(chat(sim, {"X-Sim-Fault": "no-done"}, stream=True, stream_options={"include_usage": True}))
+    assert "[DONE]" not in lines
+    assert json.loads(lines[-1])["usage"]["total_tokens"] > 0
+
+
+def test_no_usage_in_plain_and_stream(sim, oai):
+    r = oai.chat.completions.create(model="m1", messages=USER, extra_headers={"X-Sim-Fault": "no-usage"})
+    assert r.usage is None and r.choices[0].message.content
+    lines = sse_lines(chat(sim, {"X-Sim-Fault": "no-usage"}, stream=True, stream_options={"include_usage": True}))
+    assert lines[-1] == "[DONE]"
+    assert all(json.loads(x).get("usage") is None for x in lines[:-1])
+
+
+def test_header_targets_one_provider_and_model(sim):
+    spec = "sim-other=503,sim-test@m1=429,*=500"
+    assert chat(sim, {"X-Sim-Fault": spec}).status_code == 429
+    assert chat(sim, {"X-Sim-Fault": spec}, model="m2").status_code == 500
+    assert chat(sim, {"X-Sim-Fault": "sim-other=503"}).status_code == 200
+    assert chat(sim, {"X-Sim-Fault": "bogus"}).status_code == 400
+
+
+def test_stats_count_requests_by_fault(sim):
+    assert requests.post(f"{sim.url}/sim/reset", timeout=5).json() == {"ok": True}
+    chat(sim)
+    chat(sim, {"X-Sim-Fault": "503"})
+    chat(sim, {"X-Sim-Fault": "503"}, model="m2")
+    stats = requests.get(f"{sim.url}/sim/stats", timeout=5).json()
+    assert stats["name"] == "sim-test"
+    assert stats["requests"] == 3
+    assert stats["by_fault"] == {"none": 1, "503": 2}
+    assert stats["by_model"] == {"m1": 2, "m2": 1}
+
+
+def test_configured_rates_seed_and_api_key(tmp_path):
+    proc = start_simulator("sim-flaky", free_port(), tmp_path, kyma_sim_faults="503:0.5,429:0.25",
+                           kyma_sim_seed="7", kyma_sim_api_key="sekrit")
+    try:
+        assert chat(proc).status_code == 401
+        auth = {"Authorization": "Bearer sekrit"}
+        statuses = [chat(proc, auth).status_code for _ in range(40)]
+        assert {200, 429, 503} == set(statuses)
+        assert chat(proc, {**auth, "X-Sim-Fault": "none"}).status_code == 200
+        stats = requests.get(f"{proc.url}/sim/stats", timeout=5).json()
+        assert stats["by_fault"].get("503") == statuses.count(503)
+        assert "authorization" not in {k.lower() for k in stats["last_request"]["headers"]}
+    finally:
+        proc.stop()
+    # The same seed replays the same fault sequence.
+    picker = FaultPicker("sim-flaky", parse_rates("503:0.5,429:0.25"), 7)
+    replay = [picker.pick(None, "m1") for _ in range(40)]
+    expected = {None: 200, "503": 503, "429": 429}
+    assert [expected[f.kind if f else None] for f in replay] == statuses
+
+
+# --- pure parts ----------------------------------------------------------------------------------
+
+def test_fault_header_syntax():
+    assert fault_from_header("503", "a", "m") == Fault("503")
+    assert fault_from_header("b=500, a@x=429, a=cut:5", "a", "m") == Fault("cut", 5)
+    assert fault_from_header("b=500", "a", "m") is None
+    assert fault_from_header("@m=stall", "a", "m") == Fault("stall", 3)
+    with pytest.raises(FaultSyntaxError):
+        fault_from_header("explode", "a", "m")
+    with pytest.raises(FaultSyntaxError):
+        parse_rates("503:0.7,500:0.5")
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"type": ["string", "null"], "maxLength": 3},
+                                      "b": {"type": "number", "exclusiveMinimum": 5},
+                                      "c": {"const": "fixed"}, "d": {"type": "array", "prefixItems": [
+                                          {"type": "integer"}, {"type": "boolean"}], "minItems": 2}},
+     "required": ["a", "b", "c", "d"]},
+    {"$defs": {"Node": {"type": "object", "required": ["value"], "properties": {
+        "value": {"type": "integer", "multipleOf": 5, "minimum": 3},
+        "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+     "$ref": "#/$defs/Node"},
+    {"allOf": [{"type": "object", "properties": {"x": {"type": "string", "format": "email"}}, "required": ["x"]},
+               {"properties": {"y": {"type": "string", "minLength": 12}}, "required": ["y"]}]},
+])
+def test_schema_values_validate(schema):
+    jsonschema.validate(value_for_schema(schema), schema, format_checker=jsonschema.FormatChecker())
