@@ -46,6 +46,7 @@ class Settings:
     routes_path: Path
     claude_models_path: Path
     sim_base_port: int
+    simulators: bool
     connect_timeout: float
     first_byte_timeout: float
     idle_timeout: float
@@ -79,6 +80,7 @@ class Settings:
             routes_path=Path(_env("KYMA_ROUTES", str(DATA / "routes.json"))),
             claude_models_path=Path(_env("KYMA_CLAUDE_MODELS", str(DATA / "claude_models.json"))),
             sim_base_port=int(_env("KYMA_SIM_BASE_PORT", "8091")),
+            simulators=_env("KYMA_SIMULATORS", "on").lower() not in ("off", "0", "false", "no"),
             connect_timeout=float(_env("KYMA_CONNECT_TIMEOUT", "3")),
             first_byte_timeout=float(_env("KYMA_FIRST_BYTE_TIMEOUT", "30")),
             idle_timeout=float(_env("KYMA_IDLE_TIMEOUT", "60")),
@@ -107,4 +109,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
+    "KYMA_SIMULATORS",
 )
