@@ -52,6 +52,7 @@ INVALID = [
     ({"top_p": "high"}, "top_p"),
     ({"top_k": -1}, "top_k"),
     ({"stop_sequences": "END"}, "stop_sequences"),
+    ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
     ({"metadata": {"user_id": 7}}, "metadata.user_id"),
     ({"stream": "yes"}, "stream"),
     ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
