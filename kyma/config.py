@@ -52,6 +52,9 @@ class Settings:
     idle_timeout: float
     request_deadline: float
     max_attempts: int
+    breaker_failures: int
+    breaker_cooldown_seconds: float
+    keepalive_seconds: float
     hold_ttl_seconds: int
     tiers_path: Path
     redis_prefix: str
@@ -85,7 +88,10 @@ class Settings:
             first_byte_timeout=float(_env("KYMA_FIRST_BYTE_TIMEOUT", "30")),
             idle_timeout=float(_env("KYMA_IDLE_TIMEOUT", "60")),
             request_deadline=float(_env("KYMA_REQUEST_DEADLINE", "60")),
-            max_attempts=int(_env("KYMA_MAX_ATTEMPTS", "4")),
+            max_attempts=min(5, int(_env("KYMA_MAX_ATTEMPTS", "4"))),  # hard cap: no retry storms
+            breaker_failures=int(_env("KYMA_BREAKER_FAILURES", "5")),
+            breaker_cooldown_seconds=float(_env("KYMA_BREAKER_COOLDOWN_SECONDS", "30")),
+            keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
             tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
@@ -107,7 +113,8 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_PORT", "KYMA_WORKERS", "KYMA_SIGNUP_CREDIT_USD", "KYMA_BCRYPT_ROUNDS",
     "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
     "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
-    "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_HOLD_TTL_SECONDS",
+    "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
+    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS",
 )

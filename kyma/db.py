@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from peewee import DatabaseProxy
@@ -56,3 +57,21 @@ def is_sqlite_db(db) -> bool:
     from peewee import SqliteDatabase
 
     return isinstance(db, SqliteDatabase)
+
+
+@contextmanager
+def connected():
+    """Reuse this greenlet's open connection, or open one for the block and close it afterwards.
+
+    peewee's connection_context() closes even a connection it did not open, which would drop the
+    request's connection mid-request; streaming generators run after teardown and need their own.
+    """
+    db = database.obj
+    if not db.is_closed():
+        yield db
+        return
+    db.connect()
+    try:
+        yield db
+    finally:
+        db.close()

@@ -34,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     init_db(settings.database_url)
     app.extensions["kyma"] = _build_runtime(settings)
     _register_database_hooks(app)
+    from kyma.services.reaper import register_reaper
+
+    register_reaper(app)
     _register_blueprints(app)
 
     from kyma.cli import register_cli
@@ -55,7 +58,7 @@ def _build_runtime(settings: Settings):
     return Runtime(
         settings=settings,
         catalog=catalog,
-        routes=RouteTable.load(settings.routes_path, catalog),
+        routes=RouteTable.load(settings.routes_path, catalog, sim_base_port=settings.sim_base_port),
         limiter=Limiter.create(settings),
         breaker=CircuitBreaker.create(settings),
         upstreams=UpstreamPool(settings),

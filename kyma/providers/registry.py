@@ -1,3 +1,37 @@
-"""placeholder"""
+"""The upstream registry: one adapter per provider protocol, one pooled session per provider."""
+
+from __future__ import annotations
+
+import os
+
+from kyma.providers.openai_compat import OpenAICompatAdapter, make_session
+from kyma.services.routes import Route
+
+# A provider protocol maps to its adapter class; a new protocol is a module plus a line here.
+ADAPTERS = {"openai": OpenAICompatAdapter}
+
+POOL_SIZE = 1000  # matches gunicorn --worker-connections, so streams never wait for a socket
+
+
 class UpstreamPool:
-    def __init__(self, settings): self.settings = settings
+    """Builds adapters lazily, one per provider, each with its own connection pool."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self._adapters: dict[str, OpenAICompatAdapter] = {}
+
+    def adapter(self, route: Route) -> OpenAICompatAdapter:
+        """The adapter (and pooled session) for the route's provider."""
+        name = route.provider.name
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            s = self.settings
+            adapter = ADAPTERS["openai"](make_session(POOL_SIZE), connect_timeout=s.connect_timeout,
+                                         first_byte_timeout=s.first_byte_timeout, idle_timeout=s.idle_timeout)
+            self._adapters[name] = adapter
+        return adapter
+
+    @staticmethod
+    def api_key(route: Route) -> str | None:
+        """The provider's key, read from its environment variable at call time."""
+        return route.provider.api_key(os.environ)

@@ -1,7 +1,200 @@
-"""placeholder"""
-class _Stub:
+"""A circuit breaker per provider route (closed → open → half-open), its state shared by all workers.
+
+State lives in the database (RouteState) by default, or in Redis when KYMA_REDIS_URL is set, so
+every worker and every gateway instance skips the same failing routes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from kyma.db import connected, write_transaction
+from kyma.models import RouteState, utcnow
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+MAX_COOLDOWN_SECONDS = 300.0
+MAX_RETRY_AFTER_HONOURED = 60.0  # a longer upstream Retry-After just keeps the route open that long
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a route may be tried now, and whether a success must reset stored state."""
+
+    allowed: bool
+    dirty: bool = False  # True when stored state is not a clean "closed, 0 failures"
+    retry_at: float | None = None  # epoch seconds when an open route may be probed
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    state: str
+    failures: int
+    opened_until: float | None  # epoch seconds
+
+
+class CircuitBreaker:
+    """Decides whether a route may be tried and records the outcome of each attempt."""
+
+    def __init__(self, store, *, failures: int = 5, cooldown: float = 30.0):
+        self.store = store
+        self.threshold = max(1, failures)
+        self.cooldown = cooldown
+
     @classmethod
-    def load(cls, *a): return cls()
-    @classmethod
-    def create(cls, *a): return cls()
-RouteTable = Limiter = CircuitBreaker = _Stub
+    def create(cls, settings) -> "CircuitBreaker":
+        """A breaker on Redis when configured, else on the database."""
+        store = RedisBreakerStore(settings.redis_url) if settings.redis_url else DatabaseBreakerStore()
+        return cls(store, failures=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds)
+
+    def check(self, route: str, now: float | None = None) -> Verdict:
+        """May `route` be tried now? An open route whose cooldown passed admits one probe."""
+        now = time.time() if now is None else now
+        st = self.store.get(route)
+        if st is None or (st.state == CLOSED and st.failures == 0):
+            return Verdict(True)
+        if st.state == CLOSED:
+            return Verdict(True, dirty=True)
+        if st.opened_until is not None and now < st.opened_until:
+            return Verdict(False, dirty=True, retry_at=st.opened_until)
+        # Cooldown over (or a probe that never reported back): one caller wins the probe.
+        if self.store.claim_probe(route, now, stale_after=self.cooldown):
+            return Verdict(True, dirty=True)
+        return Verdict(False, dirty=True, retry_at=now + 1)
+
+    def record_success(self, route: str, verdict: Verdict) -> None:
+        """Close the route if stored state says it had failed."""
+        if verdict.dirty:
+            self.store.reset(route)
+
+    def record_failure(self, route: str, retry_after: float | None = None, now: float | None = None) -> None:
+        """Count a failure; open after `threshold` in a row, or at once on a failed probe or Retry-After."""
+        now = time.time() if now is None else now
+        hint = min(retry_after, MAX_RETRY_AFTER_HONOURED) if retry_after else None
+        self.store.failure(route, now, self.threshold, self.cooldown, hint)
+
+    def state(self, route: str) -> BreakerState:
+        """The stored state of a route (closed when never recorded)."""
+        return self.store.get(route) or BreakerState(CLOSED, 0, None)
+
+
+def cooldown_for(failures: int, threshold: int, base: float) -> float:
+    """Cooldown doubling with each failure past the threshold, capped at five minutes."""
+    return min(MAX_COOLDOWN_SECONDS, base * (2 ** max(0, min(failures - threshold, 10))))
+
+
+def next_state(st: BreakerState | None, now: float, threshold: int, base: float,
+               retry_after: float | None) -> BreakerState:
+    """The state after one more failure (a pure function both stores share)."""
+    failures = (st.failures if st else 0) + 1
+    was_probe = st is not None and st.state == HALF_OPEN
+    until = st.opened_until if st and st.opened_until else None
+    if was_probe or failures >= threshold:
+        candidate = now + cooldown_for(failures, threshold, base)
+        until = max(until or 0, candidate)  # a new cooldown never shortens an existing one
+        state = OPEN
+    else:
+        state = st.state if st and st.state != HALF_OPEN else CLOSED
+    if retry_after:
+        until = max(until or 0, now + retry_after)
+        state = OPEN
+    return BreakerState(state, failures, until)
+
+
+def _epoch(dt: datetime | None) -> float | None:
+    return dt.replace(tzinfo=timezone.utc).timestamp() if dt else None
+
+
+def _naive(epoch: float | None) -> datetime | None:
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None) if epoch else None
+
+
+class DatabaseBreakerStore:
+    """Breaker state in the RouteState table (SQLite or PostgreSQL)."""
+
+    def get(self, route: str) -> BreakerState | None:
+        with connected():
+            row = RouteState.get_or_none(RouteState.route == route)
+        return BreakerState(row.state, row.failures, _epoch(row.opened_until)) if row else None
+
+    def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
+        with connected():
+            q = RouteState.update(state=HALF_OPEN, updated_at=utcnow()).where(
+                (RouteState.route == route)
+                & (((RouteState.state == OPEN) & (RouteState.opened_until <= _naive(now)))
+                   | ((RouteState.state == HALF_OPEN) & (RouteState.updated_at <= utcnow() - timedelta(seconds=stale_after)))))
+            return q.execute() == 1
+
+    def reset(self, route: str) -> None:
+        with connected():
+            RouteState.update(state=CLOSED, failures=0, opened_until=None, updated_at=utcnow()).where(
+                RouteState.route == route).execute()
+
+    def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
+        with connected(), write_transaction():
+            row = RouteState.get_or_none(RouteState.route == route)
+            old = BreakerState(row.state, row.failures, _epoch(row.opened_until)) if row else None
+            new = next_state(old, now, threshold, base, retry_after)
+            values = dict(state=new.state, failures=new.failures, opened_until=_naive(new.opened_until),
+                          updated_at=utcnow())
+            RouteState.insert(route=route, **values).on_conflict(
+                conflict_target=[RouteState.route], update=values).execute()
+
+
+class RedisBreakerStore:
+    """Breaker state in Redis hashes; failure updates run as one Lua script so they are atomic."""
+
+    _FAILURE = """
+    local h = redis.call('HGETALL', KEYS[1])
+    local st = {}
+    for i = 1, #h, 2 do st[h[i]] = h[i + 1] end
+    local now, threshold, base, hint = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+    local failures = tonumber(st['failures'] or '0') + 1
+    local until_ = tonumber(st['opened_until'] or '0')
+    local state = st['state'] or 'closed'
+    if state == 'half_open' or failures >= threshold then
+      local extra = math.max(0, math.min(failures - threshold, 10))
+      local cd = math.min(300, base * (2 ^ extra))
+      until_ = math.max(until_, now + cd)
+      state = 'open'
+    end
+    if hint > 0 then until_ = math.max(until_, now + hint); state = 'open' end
+    redis.call('HSET', KEYS[1], 'state', state, 'failures', failures, 'opened_until', until_, 'updated_at', now)
+    redis.call('EXPIRE', KEYS[1], 86400)
+    return failures
+    """
+    _PROBE = """
+    local st = redis.call('HMGET', KEYS[1], 'state', 'opened_until', 'updated_at')
+    local now, stale = tonumber(ARGV[1]), tonumber(ARGV[2])
+    if (st[1] == 'open' and tonumber(st[2] or '0') <= now)
+       or (st[1] == 'half_open' and tonumber(st[3] or '0') <= now - stale) then
+      redis.call('HSET', KEYS[1], 'state', 'half_open', 'updated_at', now)
+      return 1
+    end
+    return 0
+    """
+
+    def __init__(self, url: str, prefix: str = "kyma:breaker:"):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+        self._failure = self.redis.register_script(self._FAILURE)
+        self._probe = self.redis.register_script(self._PROBE)
+
+    def get(self, route: str) -> BreakerState | None:
+        h = self.redis.hgetall(self.prefix + route)
+        if not h:
+            return None
+        until = float(h.get("opened_until") or 0) or None
+        return BreakerState(h.get("state", CLOSED), int(h.get("failures", 0)), until)
+
+    def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
+        return bool(self._probe(keys=[self.prefix + route], args=[now, stale_after]))
+
+    def reset(self, route: str) -> None:
+        self.redis.delete(self.prefix + route)
+
+    def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
+        self._failure(keys=[self.prefix + route], args=[now, threshold, base, retry_after or 0])

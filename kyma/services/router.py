@@ -1,0 +1,82 @@
+"""Route planning: the ordered candidates for a request, by fallback layer (SPEC §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kyma.services.catalog import Catalog, ModelInfo
+from kyma.services.chat_request import ChatRequest, Needs, ProviderPrefs
+from kyma.services.routes import Route, RouteTable
+
+NO_FALLBACK, SAME_MODEL, SAME_FAMILY, COMPARABLE = 0, 1, 2, 3
+MAX_COMPARABLE_MODELS = 2
+QUALITY_RANK = {"efficient": 0, "strong": 1, "frontier-open": 2}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One attempt the router may make: a route, the model it serves, and its fallback layer."""
+
+    route: Route
+    model: ModelInfo
+    layer: int
+
+
+def missing_capability(model: ModelInfo, needs: Needs) -> str | None:
+    """The first thing the request uses that the model lacks, or None."""
+    if needs.tools and not model.supports_tools:
+        return "tool calling"
+    if needs.vision and not model.supports_vision:
+        return "image input"
+    if needs.structured and not model.supports_structured_outputs:
+        return "structured outputs"
+    return None
+
+
+def fits(model: ModelInfo, needs: Needs, prompt_tokens: int) -> bool:
+    """Can the model serve a request with these needs and this prompt size?"""
+    return missing_capability(model, needs) is None and prompt_tokens < model.context_window
+
+
+def _apply_prefs(routes: tuple[Route, ...], prefs: ProviderPrefs) -> list[Route]:
+    kept = [r for r in routes if (not prefs.only or r.provider.name in prefs.only)
+            and r.provider.name not in prefs.ignore]
+    if prefs.order:
+        rank = {name: i for i, name in enumerate(prefs.order)}
+        kept.sort(key=lambda r: rank.get(r.provider.name, len(rank)))
+        if not prefs.allow_fallbacks:
+            kept = [r for r in kept if r.provider.name in rank]
+    return kept
+
+
+def _comparable(catalog: Catalog, model: ModelInfo, needs: Needs, prompt_tokens: int) -> list[ModelInfo]:
+    """Other families of similar quality and price, closest first (layer 3)."""
+    rank = QUALITY_RANK.get(model.quality_tier, 1)
+    pool = [m for m in catalog.models if m.family != model.family and fits(m, needs, prompt_tokens)
+            and QUALITY_RANK.get(m.quality_tier, 1) >= rank - 1]
+    price = model.pricing.input_per_1m + model.pricing.output_per_1m
+    pool.sort(key=lambda m: (abs(QUALITY_RANK.get(m.quality_tier, 1) - rank),
+                             abs(m.pricing.input_per_1m + m.pricing.output_per_1m - price)))
+    return pool[:MAX_COMPARABLE_MODELS]
+
+
+def plan(catalog: Catalog, table: RouteTable, model: ModelInfo, req: ChatRequest,
+         prompt_tokens: int) -> list[Candidate]:
+    """All candidates in the order they are tried: own routes, then siblings, then comparable models."""
+    candidates: list[Candidate] = []
+    if prompt_tokens < model.context_window:
+        for i, route in enumerate(_apply_prefs(table.routes_for(model.id), req.provider)):
+            candidates.append(Candidate(route, model, NO_FALLBACK if i == 0 else SAME_MODEL))
+    if not req.provider.allow_fallbacks:
+        return candidates
+    if req.fallback_models:
+        others = [m for m in (catalog.get(name) for name in req.fallback_models) if m is not None]
+        others = [m for m in others if m.id != model.id and fits(m, req.needs, prompt_tokens)]
+    else:
+        others = [m for m in catalog.siblings(model) if fits(m, req.needs, prompt_tokens)]
+        others += [m for m in _comparable(catalog, model, req.needs, prompt_tokens) if m not in others]
+    for other in others:
+        layer = SAME_FAMILY if other.family == model.family else COMPARABLE
+        for route in _apply_prefs(table.routes_for(other.id), req.provider):
+            candidates.append(Candidate(route, other, layer))
+    return candidates

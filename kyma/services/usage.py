@@ -1,0 +1,68 @@
+"""Usage of a served attempt: read from the upstream, or counted by the gateway when it sent none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kyma import tokens
+from kyma.services.catalog import ModelInfo
+from kyma.services.pricing import Cost, TokenUsage, cost_of
+
+
+@dataclass(frozen=True)
+class Metered:
+    """Token usage, its cost, and whether the gateway had to estimate it."""
+
+    usage: TokenUsage
+    cost: Cost
+    estimated: bool
+    upstream: dict  # the upstream's usage object, for detail fields we pass through
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def meter(model: ModelInfo, upstream_usage: dict | None, prompt_estimate: int, completion_text: str) -> Metered:
+    """Usage from the upstream's report when it has one, else from the gateway's own count."""
+    u = upstream_usage if isinstance(upstream_usage, dict) else {}
+    estimated = not (isinstance(u.get("prompt_tokens"), int) and isinstance(u.get("completion_tokens"), int))
+    if estimated:
+        usage = TokenUsage(prompt_estimate, tokens.count_text(completion_text))
+    else:
+        details = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
+        prompt = _int(u["prompt_tokens"])
+        cached = min(prompt, _int(details.get("cached_tokens") or u.get("cached_tokens")))
+        writes = _int(details.get("cache_write_tokens") or u.get("cache_write_tokens"))
+        usage = TokenUsage(prompt, _int(u["completion_tokens"]), cached, writes)
+    return Metered(usage, cost_of(model, usage), estimated, u)
+
+
+def usage_object(m: Metered) -> dict:
+    """The `usage` object every response carries: OpenAI fields plus Kyma's cost and cache fields."""
+    u = m.usage
+    details = dict(m.upstream.get("prompt_tokens_details") or {}) if isinstance(
+        m.upstream.get("prompt_tokens_details"), dict) else {}
+    details["cached_tokens"] = u.cached_tokens
+    out = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": details,
+    }
+    if isinstance(m.upstream.get("completion_tokens_details"), dict):
+        out["completion_tokens_details"] = m.upstream["completion_tokens_details"]
+    out.update(cached_tokens=u.cached_tokens, cache_write_tokens=u.cache_write_tokens,
+               cost=m.cost.cost_usd, cache_discount=m.cost.discount_usd)
+    if m.estimated:
+        out["estimated"] = True
+    return out
+
+
+def completion_text(message: dict) -> str:
+    """The text a completion produced (content plus tool-call arguments), for estimating tokens."""
+    parts = [message.get("content") or "", message.get("reasoning_content") or ""]
+    for call in message.get("tool_calls") or []:
+        fn = (call or {}).get("function") or {}
+        parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+    return "".join(p for p in parts if isinstance(p, str))
