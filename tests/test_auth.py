@@ -399,3 +399,27 @@ def test_passwords_never_raise_on_long_input():
     assert not passwords.check_password("secret2", hashed)
     assert not passwords.check_password("€" * 25, hashed)
     assert passwords.needs_rehash(hashed, 5) and not passwords.needs_rehash(hashed, 4)
+
+
+_HITTER = """
+import sys
+from kyma.db import init_db, database
+from kyma.services.counters import DatabaseCounters
+init_db(sys.argv[1])
+store = DatabaseCounters()
+with database.connection_context():
+    for _ in range(int(sys.argv[2])):
+        store.hit("shared", 3600, now=7200.0)
+"""
+
+
+def test_counter_is_exact_across_processes(app, tmp_path):
+    import subprocess
+    import sys
+
+    url = app.extensions["kyma"].settings.database_url
+    root = Path(__file__).resolve().parent.parent
+    procs = [subprocess.Popen([sys.executable, "-c", _HITTER, url, "40"], cwd=root) for _ in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    with app.app_context():
+        assert counters.peek("shared", 3600, now=7300.0).count == 120
