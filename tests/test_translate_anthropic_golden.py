@@ -90,14 +90,7 @@ def test_stream_fixture_follows_the_anthropic_event_grammar(path):
     assert open_index is None
 
 
-def _pipeline_cases() -> list:
-    # chat_request.py tests `choice not in TOOL_CHOICES` with a dict choice (TypeError: unhashable);
-    # reported to the lead, who owns that file. Non-strict so the fix turns it into an XPASS.
-    known_bug = pytest.mark.xfail(raises=TypeError, reason="named tool_choice crashes parse_chat_request")
-    return [pytest.param(p, marks=known_bug) if p.stem == "tool_choice_tool" else p for p in _cases("requests")]
-
-
-@pytest.mark.parametrize("path", _pipeline_cases(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", _cases("requests"), ids=lambda p: p.stem)
 def test_translated_request_passes_the_chat_pipeline_validation(path):
     """What /v1/messages hands the pipeline is a valid chat request, with the same needs."""
     from kyma.services.chat_request import parse_chat_request

@@ -120,7 +120,7 @@ def _check_tools(body: dict) -> bool:
         if "parameters" in fn and not isinstance(fn["parameters"], dict):
             raise _fail(f"tools[{i}].function.parameters must be a JSON Schema object.", f"tools[{i}].function.parameters")
     choice = body.get("tool_choice")
-    if choice is not None and choice not in TOOL_CHOICES:
+    if choice is not None and not (isinstance(choice, str) and choice in TOOL_CHOICES):
         name = ((choice or {}).get("function") or {}).get("name") if isinstance(choice, dict) else None
         if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
             raise _fail("'tool_choice' must be none, auto, required, or name one of the given tools.", "tool_choice")
