@@ -1,0 +1,49 @@
+"""The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from kyma.db import database
+from kyma.services import ledger
+
+log = logging.getLogger(__name__)
+
+REAP_INTERVAL_SECONDS = 60
+
+
+def _running_under_gevent() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def _reap_forever(interval: float) -> None:
+    import gevent
+
+    while True:
+        try:
+            with database.connection_context():
+                ledger.reap_expired_holds()
+        except Exception:  # keep reaping next round; the reason is logged, not swallowed
+            log.exception("hold reaper round failed")
+        gevent.sleep(interval)
+
+
+def register_reaper(app: Flask, interval: float = REAP_INTERVAL_SECONDS) -> None:
+    """Start the reaper lazily, on a worker's first request, once per process (gevent workers only)."""
+    started_in: set[int] = set()
+
+    @app.before_request
+    def _start_reaper():
+        if os.getpid() in started_in or not _running_under_gevent():
+            return
+        started_in.add(os.getpid())
+        import gevent
+
+        gevent.spawn(_reap_forever, interval)
