@@ -77,7 +77,9 @@ class StatusBoard:
 
 
 def _as_date(value) -> date:
-    # SQLite's date() returns text, PostgreSQL's a date.
+    # peewee may hand back a datetime (it reuses created_at's converter), text or a date.
+    if isinstance(value, datetime):
+        return value.date()
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 

@@ -1,0 +1,256 @@
+"""Web pages through the Flask test client: CSRF, ownership, fragments vs pages, dashboard data."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from kyma.models import ApiKey, RequestLog, RouteOutcome, utcnow
+
+HX = {"HX-Request": "true"}
+
+
+def csrf_of(client) -> str:
+    """The CSRF token the pages embed for this browser session."""
+    html = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def sign_up(client, email="web@example.com", password="secret-pw"):
+    resp = client.post("/signup", data={"email": email, "password": password, "csrf_token": csrf_of(client)})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp
+
+
+def account_id(email: str) -> int:
+    from kyma.models import Account
+
+    return Account.get(Account.email == email).id
+
+
+def log_request(account: int, **fields) -> RequestLog:
+    values = dict(request_id=f"req-{utcnow().timestamp()}-{fields.get('status', 200)}-{fields.get('model_served')}",
+                  account=account, endpoint="/v1/chat/completions", model_requested="fast",
+                  model_served="llama-3.3-70b", provider="sim-alpha", status=200, prompt_tokens=12,
+                  completion_tokens=30, cost_micros=50, latency_ms=120.0, ttft_ms=40.0)
+    values.update(fields)
+    return RequestLog.create(**values)
+
+
+@pytest.mark.parametrize("path", ["/", "/models", "/status", "/signup", "/login"])
+def test_public_pages_render_with_security_headers(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/html"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_landing_has_sdk_snippets_and_openapi_link(client):
+    html = client.get("/", base_url="http://gw.example:8080").get_data(as_text=True)
+    assert 'base_url="http://gw.example:8080/v1"' in html  # openai: with /v1
+    assert 'base_url="http://gw.example:8080"' in html  # anthropic: the origin
+    assert "ANTHROPIC_BASE_URL=http://gw.example:8080" in html
+    assert 'href="/v1/openapi.json"' in html
+
+
+@pytest.mark.parametrize("path", ["/dashboard", "/playground", "/dashboard/requests"])
+def test_signed_out_visitors_are_sent_to_login(client, path):
+    resp = client.get(path)
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith("/login?next=")
+
+
+def test_form_post_without_csrf_token_is_refused(client):
+    resp = client.post("/signup", data={"email": "x@example.com", "password": "secret-pw"})
+    assert resp.status_code == 403
+    resp = client.post("/signup", data={"email": "x@example.com", "password": "secret-pw", "csrf_token": "forged"})
+    assert resp.status_code == 403
+    from kyma.models import Account
+
+    assert not Account.select().where(Account.email == "x@example.com").exists()
+
+
+def test_htmx_post_needs_the_csrf_header(client):
+    sign_up(client)
+    assert client.post("/dashboard/keys", data={"name": "ci"}, headers=HX).status_code == 403
+    ok = client.post("/dashboard/keys", data={"name": "ci"}, headers={**HX, "X-CSRF-Token": csrf_of(client)})
+    assert ok.status_code == 201
+
+
+def test_signup_shows_key_once_and_dashboard_shows_signup_credit(client):
+    html = sign_up(client).get_data(as_text=True)
+    assert re.search(r'value="ky-[A-Za-z0-9_-]{20,}"', html)
+    dash = client.get("/dashboard").get_data(as_text=True)
+    assert 'id="balance">$0.50<' in dash
+    assert "ky-" in dash and not re.search(r"ky-[A-Za-z0-9_-]{30,}", dash)  # keys listed masked only
+
+
+def test_session_cookie_is_httponly_and_lax(client):
+    resp = sign_up(client)
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_over_https(client):
+    client.get("/login", base_url="https://gw.example")
+    resp = client.get("/login", base_url="https://gw.example")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
+    resp = client.post("/signup", base_url="https://gw.example",
+                       data={"email": "s@example.com", "password": "secret-pw", "csrf_token": csrf})
+    assert resp.status_code == 201
+    assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_login_failure_rerenders_form_and_success_redirects(client):
+    sign_up(client, "li@example.com")
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    assert client.get("/dashboard").status_code == 303
+    bad = client.post("/login", data={"email": "li@example.com", "password": "wrong-pw", "csrf_token": csrf_of(client)})
+    assert bad.status_code == 401 and "Invalid email or password" in bad.get_data(as_text=True)
+    good = client.post("/login", data={"email": "li@example.com", "password": "secret-pw",
+                                       "next": "//evil.example/", "csrf_token": csrf_of(client)})
+    assert good.status_code == 303 and good.headers["Location"] == "/dashboard"  # no open redirect
+    assert client.get("/dashboard").status_code == 200
+
+
+def test_logout_ends_the_server_session(app, client):
+    sign_up(client)
+    with client.session_transaction() as s:
+        token = s["kst"]
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    from kyma.errors import AuthenticationFailed
+    from kyma.services import accounts
+
+    with app.app_context(), pytest.raises(AuthenticationFailed):
+        accounts.authenticate(token)
+
+
+def test_create_and_revoke_key_as_htmx_fragments(client):
+    sign_up(client)
+    created = client.post("/dashboard/keys", data={"name": "laptop"}, headers={**HX, "X-CSRF-Token": csrf_of(client)})
+    html = created.get_data(as_text=True)
+    assert created.status_code == 201 and "<html" not in html
+    assert re.search(r'id="new-key" class="secret" readonly value="ky-', html)
+    key = ApiKey.get(ApiKey.name == "laptop")
+    revoked = client.post(f"/dashboard/keys/{key.id}/revoke", headers={**HX, "X-CSRF-Token": csrf_of(client)})
+    assert revoked.status_code == 200 and "<html" not in revoked.get_data(as_text=True)
+    assert ApiKey.get_by_id(key.id).revoked_at is not None
+    assert 'id="new-key"' not in revoked.get_data(as_text=True)  # the full key is never shown again
+
+
+def test_another_accounts_key_cannot_be_revoked(app):
+    alice, mallory = app.test_client(), app.test_client()
+    sign_up(alice, "alice@example.com")
+    sign_up(mallory, "mallory@example.com")
+    alice_key = ApiKey.get(ApiKey.account == account_id("alice@example.com"))
+    resp = mallory.post(f"/dashboard/keys/{alice_key.id}/revoke", headers={**HX, "X-CSRF-Token": csrf_of(mallory)})
+    assert resp.status_code == 404
+    assert ApiKey.get_by_id(alice_key.id).revoked_at is None
+
+
+def test_models_page_or_fragment_from_the_same_url(client):
+    page = client.get("/models?cost_tier=cheap")
+    fragment = client.get("/models?cost_tier=cheap", headers=HX)
+    assert "<html" in page.get_data(as_text=True)
+    body = fragment.get_data(as_text=True)
+    assert "<html" not in body and "HX-Request" in fragment.headers["Vary"]
+    shown = set(re.findall(r'data-model="([^"]+)"', body))
+    assert shown == {"glm-4.7-flash", "gemma-4-31b", "gpt-oss-120b", "glm-4.5-air"}
+    restore = client.get("/models", headers={**HX, "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.get_data(as_text=True)
+
+
+def test_models_filters_combine_and_ignore_bad_numbers(client):
+    body = client.get("/models?tools=false&min_context_window=abc", headers=HX).get_data(as_text=True)
+    assert set(re.findall(r'data-model="([^"]+)"', body)) == {"deepseek-r1"}
+    body = client.get("/models?vision=true&max_input_price=0.3", headers=HX).get_data(as_text=True)
+    assert set(re.findall(r'data-model="([^"]+)"', body)) == {"gemma-4-31b"}
+
+
+def test_request_log_filters_pages_and_detail(client):
+    sign_up(client, "log@example.com")
+    me = account_id("log@example.com")
+    log_request(me, model_served="deepseek-v3", status=200, simulated=True, fallback_layer=2)
+    log_request(me, model_served="glm-5.1", status=502, cost_micros=0, error="all routes failed")
+    for i in range(22):
+        log_request(me, request_id=f"bulk-{i}", model_served="qwen-3-32b")
+    page1 = client.get("/dashboard/requests", headers=HX).get_data(as_text=True)
+    assert page1.count('id="req-') == 20 and 'rel="next"' in page1
+    page2 = client.get("/dashboard/requests?page=2", headers=HX).get_data(as_text=True)
+    assert page2.count('id="req-') == 4 and 'rel="prev"' in page2
+    failed = client.get("/dashboard/requests?status=error", headers=HX).get_data(as_text=True)
+    assert failed.count('id="req-') == 1 and "glm-5.1" in failed
+    by_model = client.get("/dashboard/requests?model=deepseek-v3", headers=HX).get_data(as_text=True)
+    assert by_model.count('id="req-') == 1 and "simulated" in by_model
+    row = RequestLog.get(RequestLog.model_served == "deepseek-v3")
+    detail = client.get(f"/dashboard/requests/{row.id}", headers=HX).get_data(as_text=True)
+    assert "layer 2" in detail and "simulated provider" in detail and "40 ms" in detail
+
+
+def test_request_detail_of_another_account_is_not_found(app):
+    owner, other = app.test_client(), app.test_client()
+    sign_up(owner, "owner@example.com")
+    sign_up(other, "other@example.com")
+    row = log_request(account_id("owner@example.com"))
+    assert owner.get(f"/dashboard/requests/{row.id}").status_code == 200
+    assert other.get(f"/dashboard/requests/{row.id}").status_code == 404
+
+
+def test_spend_fragment_reflects_logged_costs(client):
+    sign_up(client, "spend@example.com")
+    me = account_id("spend@example.com")
+    log_request(me, model_served="kimi-k2.5", cost_micros=1_250_000)
+    log_request(me, model_served="kimi-k2.5", cost_micros=250_000, created_at=utcnow() - timedelta(days=3))
+    log_request(me, model_served="glm-4.5-air", cost_micros=10)
+    log_request(me, model_served="glm-4.5-air", cost_micros=999_000, created_at=utcnow() - timedelta(days=40))
+    body = client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
+    assert "<html" not in body
+    assert 'id="spent-30d">$1.50<' in body  # the 40-day-old request is outside the window
+    assert "kimi-k2.5: $1.50 · 2 req" in body and "glm-4.5-air: $0.000010 · 1 req" in body
+
+
+def test_spend_per_day_is_zero_filled_and_bucketed(app):
+    from kyma.services import dashboard as board
+
+    from kyma.models import Account
+
+    acct = Account.create(email="d@example.com", password_hash="x")
+    today = utcnow().date()
+    noon = datetime.combine(today, datetime.min.time()) + timedelta(hours=12)
+    log_request(acct.id, request_id="a", cost_micros=100, created_at=noon)
+    log_request(acct.id, request_id="b", cost_micros=200, created_at=noon + timedelta(minutes=5))
+    log_request(acct.id, request_id="c", cost_micros=7, created_at=noon - timedelta(days=2))
+    days = board.spend_per_day(acct.id, days=30, today=today)
+    assert len(days) == 30 and days[-1].day == today
+    assert (days[-1].cost_micros, days[-1].requests) == (300, 2)
+    assert days[-3].cost_micros == 7 and sum(d.cost_micros for d in days) == 307
+
+
+def test_status_page_uptime_from_route_outcomes(client):
+    now = utcnow()
+    for ok in (True, True, True, False):
+        RouteOutcome.create(model="deepseek-v3", provider="sim-alpha", ok=ok, created_at=now - timedelta(minutes=2))
+    body = client.get("/status", headers=HX).get_data(as_text=True)
+    row = re.search(r'<tr data-model="deepseek-v3">(.*?)</tr>', body, re.S).group(1)
+    assert "75.00%" in row and "outage" not in row
+    untouched = re.search(r'<tr data-model="glm-5.1">(.*?)</tr>', body, re.S).group(1)
+    assert "no data" in untouched  # never invented
+
+
+def test_charts_scale_to_the_largest_value():
+    from datetime import date
+
+    from kyma.services.dashboard import DaySpend, ModelSpend
+    from kyma.web import charts
+
+    chart = charts.daily_spend_chart([DaySpend(date(2026, 1, 1), 0, 0), DaySpend(date(2026, 1, 2), 50, 1),
+                                      DaySpend(date(2026, 1, 3), 100, 2)], width=300, height=110)
+    assert [b.height for b in chart.bars] == [0, 50, 100]
+    assert chart.bars[2].y == 10 and not chart.empty
+    bars = charts.model_spend_chart([ModelSpend("a", 400, 1, 10), ModelSpend("b", 100, 1, 10)], width=600).bars
+    assert bars[0].width == 340 and bars[1].width == 85
+    assert charts.model_spend_chart([]).empty
