@@ -1,0 +1,187 @@
+"""`make run`: start three simulated providers, then the gateway; stop them all when it exits.
+
+    python -m kyma.launcher [--gateway-app app:app]
+
+Simulators listen on 127.0.0.1 at KYMA_SIM_BASE_PORT + 0/1/2 (none when KYMA_SIMULATORS=off);
+the gateway runs under gunicorn with gevent workers on KYMA_HOST:KYMA_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from kyma.config import ROOT, Settings
+
+PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
+
+
+@dataclass(frozen=True)
+class SimProfile:
+    """One simulated provider's personality for `make run`."""
+
+    name: str
+    latency_ms: int
+    tokens_per_sec: int
+    faults: str
+
+
+# Realistic, small numbers: a demo should feel like real providers, not like a stress test.
+PROFILES = (
+    SimProfile("sim-alpha", latency_ms=20, tokens_per_sec=400, faults=""),
+    SimProfile("sim-beta", latency_ms=60, tokens_per_sec=250, faults="500:0.01,503:0.01"),
+    SimProfile("sim-gamma", latency_ms=150, tokens_per_sec=150,
+               faults="429:0.02,502:0.01,timeout:0.01,cut:0.01"),
+)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the launcher dies, even by SIGKILL (no orphans)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the launcher's own signal handling still stops the children
+
+
+def _spawn(cmd: list[str], env: dict) -> subprocess.Popen:
+    # Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def catalog_ids(path: Path) -> list[str]:
+    """Model ids in the catalog file (the simulators list them on /v1/models)."""
+    try:
+        return [m["id"] for m in json.loads(path.read_text()).get("models", []) if "id" in m]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def simulator_env(profile: SimProfile, settings: Settings) -> dict:
+    """Environment of one simulator process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_SIM_")}
+    env.update({
+        "KYMA_SIM_NAME": profile.name,
+        "KYMA_SIM_LATENCY_MS": str(profile.latency_ms),
+        "KYMA_SIM_TOKENS_PER_SEC": str(profile.tokens_per_sec),
+        "KYMA_SIM_FAULTS": profile.faults,
+        # A simulated timeout must outlast the gateway's first-byte timeout to trigger it.
+        "KYMA_SIM_TIMEOUT_SECONDS": str(settings.first_byte_timeout + 5),
+        "KYMA_SIM_MODELS": ",".join(catalog_ids(settings.catalog_path)),
+    })
+    return env
+
+
+def gunicorn_command(target: str, bind: str, workers: int) -> list[str]:
+    """gunicorn with gevent workers, no preload and no control socket."""
+    return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+            "--worker-connections", "1000", "--no-control-socket", "-b", bind, target]
+
+
+def start_simulators(settings: Settings) -> list[subprocess.Popen]:
+    """Start the simulated providers on KYMA_SIM_BASE_PORT + 0, 1, 2."""
+    return [_spawn(gunicorn_command("kyma.sim.app:create_sim_app()",
+                                    f"127.0.0.1:{settings.sim_base_port + i}", 1),
+                   simulator_env(profile, settings))
+            for i, profile in enumerate(PROFILES)]
+
+
+def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Wait until `url` gives any HTTP answer; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode} before answering")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def stop(procs: list[subprocess.Popen], grace: float = 10) -> None:
+    """SIGTERM each process by PID, wait for it, SIGKILL what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def banner(settings: Settings) -> str:
+    """What a new user needs: the URL, a first key, and SDK settings."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{settings.port}"
+    sims = ", ".join(f"{p.name} :{settings.sim_base_port + i}" for i, p in enumerate(PROFILES))
+    lines = [
+        f"Kyma gateway on {url}",
+        f"Simulated providers: {sims}" if settings.simulators else "Simulated providers: off",
+        "Get a first API key:",
+        f"  curl -s {url}/v1/auth/register -H 'Content-Type: application/json' "
+        "-d '{\"email\":\"you@example.com\",\"password\":\"change-me\"}'",
+        f"Then: export OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=ky-...   (Ctrl-C stops everything)",
+    ]
+    return "\n".join(lines)
+
+
+def run(settings: Settings, gateway_app: str) -> int:
+    """Start simulators and gateway, block until the gateway exits, then stop the simulators."""
+    sims: list[subprocess.Popen] = []
+    gateway: subprocess.Popen | None = None
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+        if gateway is not None and gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if settings.simulators:
+            sims = start_simulators(settings)
+            for i, proc in enumerate(sims):
+                wait_answering(f"http://127.0.0.1:{settings.sim_base_port + i}/v1/models", proc)
+        if stopping:
+            return 0
+        gateway = _spawn(gunicorn_command(gateway_app, f"{settings.host}:{settings.port}", settings.workers),
+                         dict(os.environ))
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        wait_answering(f"http://{host}:{settings.port}/healthz", gateway)
+        print(banner(settings), flush=True)
+        gateway.wait()
+        return 0 if stopping else gateway.returncode
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"kyma launcher: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop([p for p in [gateway] if p is not None])
+        stop(sims)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m kyma.launcher`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gateway-app", default="app:app", help="WSGI target of the gateway (default app:app)")
+    args = parser.parse_args(argv)
+    return run(Settings.from_env(), args.gateway_app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
