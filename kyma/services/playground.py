@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from kyma.errors import InvalidRequest, UpstreamError
+from kyma.errors import InvalidRequest, KymaError
 from kyma.services.accounts import Principal
 
 MAX_MESSAGES = 50
@@ -88,10 +88,38 @@ class Finished:
     usage: dict = field(default_factory=dict)
 
 
-def stream_reply(principal: Principal, prompt: PlaygroundPrompt) -> Iterator[Delta | Finished]:
-    """Stream a reply through the same pipeline (limits, credits, fallback, log) as the API."""
+def stream_reply(rt, principal: Principal, prompt: PlaygroundPrompt,
+                 tick_seconds: float = 0.25) -> Iterator[Delta | Finished | None]:
+    """Stream a reply through the API's own pipeline (limits, credit hold, fallback, settle, log).
+
+    Yields Delta pieces, then one Finished; yields None every `tick_seconds` of upstream silence so
+    the caller can notice a Stop. Closing the generator closes the upstream call and bills what was
+    produced, exactly as a client disconnect on /v1/chat/completions does.
+    """
+    from kyma.services import gateway
+    from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
+
+    call = gateway.ChatCall(body=prompt.chat_body(), endpoint="playground")
     try:
-        from kyma.services import gateway
-    except ImportError as exc:
-        raise UpstreamError("The chat pipeline is not available in this build yet.") from exc
-    raise UpstreamError("The chat pipeline has no streaming entry point the playground understands.")
+        prep = gateway.prepare(rt, call, principal)
+    except KymaError as err:
+        gateway.record_rejected(call, err, principal, prompt.model)
+        raise
+    stream = ChatStream(rt, prep)
+    try:
+        for event in stream.events(tick_seconds):
+            if isinstance(event, Chunk):
+                text = "".join((c.get("delta") or {}).get("content") or "" for c in event.data.get("choices") or [])
+                if text:
+                    yield Delta(text)
+            elif isinstance(event, KeepAlive):
+                yield None
+            elif isinstance(event, Done):
+                cand = stream.served.candidate
+                yield Finished(model=cand.model.id, provider=cand.route.provider.name, alias=prep.alias,
+                               fallback_layer=cand.layer or None, simulated=cand.route.provider.simulated,
+                               cost_usd=float(event.usage.get("cost") or 0), usage=event.usage)
+            elif isinstance(event, Failed):
+                raise event.error
+    finally:
+        stream.close()

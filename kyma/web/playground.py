@@ -53,13 +53,14 @@ def _run(ws, principal, data: dict) -> None:
     """Stream one reply; Stop closes the pipeline's generator, which closes the upstream call."""
     if not csrf.token_matches(data.get("csrf")):
         return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
-    events = chat.stream_reply(principal, chat.PlaygroundPrompt.from_message(data))
+    events = chat.stream_reply(runtime(), principal, chat.PlaygroundPrompt.from_message(data))
     try:
         for event in events:
             if isinstance(event, chat.Delta):
                 _send(ws, "delta", text=event.text)
-            else:
+            elif isinstance(event, chat.Finished):
                 _send(ws, "done", **asdict(event))
+                return
             if _stop_requested(ws):
                 _send(ws, "stopped")
                 return
