@@ -134,9 +134,11 @@ def test_unknown_email_and_wrong_password_get_identical_401(client):
     assert sorted(wrong.headers.keys()) == sorted(unknown.headers.keys())
 
 
-def test_overlong_password_at_login_is_401_not_500(client):
+@pytest.mark.parametrize("email, password", [("ada@example.com", "€" * 25), ("ada@example.com", ""),
+                                             ("", PASSWORD), ("not an email", "x" * 5000)])
+def test_any_string_credentials_at_login_are_401_never_400_or_500(client, email, password):
     register(client)
-    resp = client.post("/v1/auth/login", json={"email": "ada@example.com", "password": "€" * 25})
+    resp = client.post("/v1/auth/login", json={"email": email, "password": password})
     assert resp.status_code == 401
 
 

@@ -6,7 +6,7 @@ from flask import jsonify, request
 
 from kyma.api import api_bp
 from kyma.api.credentials import current_principal, presented_credential, require_principal
-from kyma.api.parsing import json_object, required_string
+from kyma.api.parsing import json_object
 from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
 from kyma.services import accounts
@@ -24,6 +24,15 @@ def _body() -> dict:
         if name in body:
             raise InvalidRequest(f"'{name}' cannot be set by a client.", param=name, code="forbidden_field")
     return body
+
+
+def _string_field(body: dict, name: str) -> str:
+    """A field that must be a string; any string (even empty) is then judged by the service."""
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{name}' is required and must be a string.", param=name,
+                             code="missing_field" if value is None else "invalid_type")
+    return value
 
 
 def _secret(payload: dict, status: int = 200):
@@ -50,8 +59,7 @@ def register():
 def login():
     """Exchange email and password for a session token."""
     body = _body()
-    email = required_string(body, "email", max_length=accounts.MAX_EMAIL_CHARS)
-    password = required_string(body, "password", max_length=1024)
+    email, password = _string_field(body, "email"), _string_field(body, "password")
     grant = accounts.login(email, password, runtime().settings, client_ip=request.remote_addr or "")
     return _secret({"session_token": grant.token, "expires_at": isoformat_utc(grant.expires_at),
                     "user_id": str(grant.account_id)})
