@@ -35,7 +35,9 @@ def simulators(tmp_path_factory):
     """The three simulated providers on consecutive ports (KYMA_SIM_BASE_PORT + 0, 1, 2)."""
     workdir = tmp_path_factory.mktemp("sims")
     base = free_port_block(len(SIMULATED_PROVIDERS))
-    procs = [start_simulator(name, base + i, workdir) for i, name in enumerate(SIMULATED_PROVIDERS)]
+    # Faults that sleep ("timeout", "stall") outlast the gateway's 2 s limits below, but not by much.
+    procs = [start_simulator(name, base + i, workdir, kyma_sim_timeout_seconds=5)
+             for i, name in enumerate(SIMULATED_PROVIDERS)]
     yield base, procs
     for p in procs:
         p.stop()
@@ -46,6 +48,31 @@ def gateway(tmp_path_factory, simulators):
     """A gateway under gunicorn (2 gevent workers) routed to the simulators."""
     workdir = tmp_path_factory.mktemp("gateway")
     base, _ = simulators
-    proc = start_gateway(workdir, gateway_env(workdir, base))
+    # Short upstream timeouts keep fault tests quick; a high breaker threshold keeps the shared
+    # gateway's routing predictable (tests/test_breaker.py checks the breaker on its own gateway).
+    env = gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=2, KYMA_IDLE_TIMEOUT=2, KYMA_BREAKER_FAILURES=1000)
+    proc = start_gateway(workdir, env)
     yield proc
     proc.stop()
+
+
+@pytest.fixture()
+def account(gateway):
+    """A fresh account on the shared gateway (its own rate-limit window and $0.50 signup credit)."""
+    import uuid
+
+    import requests
+
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    r = requests.post(f"{gateway.url}/v1/auth/register", json={"email": email, "password": "correct horse"},
+                      timeout=10)
+    assert r.status_code in (200, 201), r.text
+    return {"email": email, **r.json()}
+
+
+@pytest.fixture()
+def oai(gateway, account):
+    """The real openai SDK pointed at the shared gateway with a fresh account's key."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=account["api_key"], max_retries=0, timeout=30)
