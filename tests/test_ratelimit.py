@@ -195,3 +195,14 @@ def test_redis_store_semantics_match():
 def test_redis_down_fails_open_per_process():
     limiter = Limiter(RedisStore("redis://127.0.0.1:1/0"), Clock())
     assert outcomes(limiter, tier(rpm=2), 4) == 2  # the in-process fallback still limits
+
+
+def test_cancel_gives_back_slots_and_tokens(make_limiter):
+    clock = Clock()
+    limiter = make_limiter(clock)
+    t = tier(rpm=2, per_model=2, tpm=1000, max_request=1000)
+    admission = limiter.admit(1, t, "m", 100, 800)
+    clock.t += 3
+    limiter.cancel(admission)  # e.g. the hold was refused: 402, nothing ran
+    assert limiter.usage(1, t)["rpm_used"] == 0 and limiter.usage(1, t)["tpm_used"] == 0
+    assert outcomes(limiter, t, 3, prompt=100, max_tokens=300) == 2

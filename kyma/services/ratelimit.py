@@ -32,6 +32,7 @@ class Admission:
     tokens_reserved: int
     reserved_at: int  # the bucket (epoch second) holding the reservation
     account_id: int = 0
+    model_id: str = ""
 
 
 def _keys(account_id: int, model_id: str) -> tuple[str, str, str]:
@@ -95,7 +96,7 @@ class Limiter:
             raise self._rejection(checks, seen, now, model_id)
         after = [{**b, now: b.get(now, 0) + c.cost} for b, c in zip(seen, checks)]
         headers = _headers(tier, after[0], after[2], now)
-        return Admission(headers, tokens, now, account_id)
+        return Admission(headers, tokens, now, account_id, model_id)
 
     def _rejection(self, checks: list[Check], seen: list[Buckets], now: int, model_id: str) -> RateLimited:
         rpm, per_model, tpm = checks
@@ -119,6 +120,13 @@ class Limiter:
         now = int(self.clock())
         self.store.adjust(_keys(account_id, "")[2], reserved_at if reserved_at is not None else now,
                           tokens_actual - tokens_reserved, now)
+
+    def cancel(self, admission: Admission) -> None:
+        """Give back an admission that never ran (e.g. 402 after admit): its request slots and tokens."""
+        now = int(self.clock())
+        rpm_key, model_key, tpm_key = _keys(admission.account_id, admission.model_id)
+        for key, units in ((rpm_key, 1), (model_key, 1), (tpm_key, admission.tokens_reserved)):
+            self.store.adjust(key, admission.reserved_at, -units, now)
 
     def usage(self, account_id: int, tier: Tier) -> dict:
         """Current counters for GET /v1/auth/limits."""
