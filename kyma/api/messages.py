@@ -1,3 +1,90 @@
-"""messages endpoints (placeholder until its issue lands)."""
+"""POST /v1/messages and /v1/messages/count_tokens: the Anthropic protocol in front of the chat pipeline."""
 
-from kyma.api import api_bp  # noqa: F401
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from kyma.api import api_bp
+from kyma.api.chat import start_chat
+from kyma.api.credentials import principal_from_request
+from kyma.api.parsing import json_object
+from kyma.api.sse import KEEPALIVE, sse_response
+from kyma.errors import InvalidRequest, KymaError
+from kyma.runtime import runtime
+from kyma.services import gateway
+from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
+from kyma.translate.anthropic import (AnthropicStreamTranslator, anthropic_to_openai_request, count_tokens_for,
+                                      map_claude_model, openai_to_anthropic_response)
+
+
+def _model(body: dict) -> str:
+    """The catalog model (or alias) to run for the body's model name; claude-* names map by configuration."""
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("'model' is required.", param="model", code="missing_field")
+    rt = runtime()
+    return map_claude_model(name, rt.claude_models, rt.catalog)
+
+
+def _translate(body: dict) -> dict:
+    return anthropic_to_openai_request(body, model=_model(body))
+
+
+@api_bp.post("/messages")
+def create_message():
+    """Create a message, streamed or not (Anthropic Messages API)."""
+    rt = runtime()
+    raw: dict = {}
+
+    def parse() -> dict:
+        raw.update(json_object())
+        return raw
+
+    _call, prep = start_chat("messages", body_parser=parse, translate=_translate)
+    stops = raw.get("stop_sequences")
+    if not prep.req.stream:
+        done = gateway.complete(rt, prep)
+        resp = jsonify(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops))
+        resp.headers.update(done.headers)
+        return resp
+    stream = ChatStream(rt, prep)
+    try:
+        started = stream.first(rt.settings.keepalive_seconds)
+    except KymaError as err:
+        err.headers.update(stream.headers())
+        raise
+    body = _anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops)
+    return sse_response(body, stream.headers(), stream.close)
+
+
+def _anthropic_sse(stream: ChatStream, keepalive: float, started: bool, stops):
+    """Anthropic SSE framing; message_start waits for the first chunk, when the serving model is known."""
+    if not started:
+        yield KEEPALIVE  # an SSE comment: commits the headers, ignored by every SDK
+    translator = None
+    for event in stream.events(keepalive):
+        if translator is None and isinstance(event, (Chunk, Done)):
+            translator = AnthropicStreamTranslator(model=stream.served.candidate.model.id,
+                                                   input_tokens=stream.prep.prompt_tokens,
+                                                   message_id=f"msg_{stream.prep.call.request_id}",
+                                                   stop_sequences=stops)
+        if isinstance(event, Chunk):
+            out = translator.feed(event.data)
+            if out:
+                yield b"".join(out)
+        elif isinstance(event, KeepAlive):
+            yield translator.ping() if translator else KEEPALIVE
+        elif isinstance(event, Done):
+            yield b"".join(translator.finish(usage=event.usage))
+        elif isinstance(event, Failed):
+            # Before any message_start there is no translator yet; a bare one frames the error the same way.
+            yield (translator or AnthropicStreamTranslator(model="", input_tokens=0)).error(event.error)
+
+
+@api_bp.post("/messages/count_tokens")
+def count_message_tokens():
+    """Count a message's input tokens the way the pipeline estimates them (no charge)."""
+    principal_from_request(request)
+    body = json_object()
+    runtime().catalog.resolve(_model(body))
+    return jsonify({"input_tokens": count_tokens_for(body)})

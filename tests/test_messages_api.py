@@ -1,0 +1,99 @@
+"""/v1/messages on the real server (gunicorn, gevent workers, simulated providers) with the anthropic SDK."""
+
+from __future__ import annotations
+
+import anthropic
+import pytest
+import requests
+
+from kyma.translate.anthropic import count_tokens_for
+
+pytestmark = pytest.mark.integration
+
+WEATHER = {"name": "get_weather", "description": "Weather for a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+SYSTEM = [{"type": "text", "text": "You are a coding agent."},
+          {"type": "text", "text": "Follow the rules.", "cache_control": {"type": "ephemeral"}}]
+
+
+@pytest.fixture()
+def claude(gateway, account):
+    """The anthropic SDK (current major: sends Authorization: Bearer) against the gateway root."""
+    return anthropic.Anthropic(base_url=gateway.url, api_key=account["api_key"], max_retries=0, timeout=30)
+
+
+def test_create_maps_claude_name_and_translates_back(claude):
+    msg = claude.messages.create(model="claude-sonnet-4-5-20250929", max_tokens=64, system=SYSTEM,
+                                 messages=[{"role": "user", "content": "say exactly: Hello from Kyma"}])
+    assert msg.id.startswith("msg_") and msg.type == "message" and msg.role == "assistant"
+    assert [b.type for b in msg.content] == ["text"] and msg.content[0].text == "Hello from Kyma"
+    assert msg.model == "kimi-k2.5"  # claude-sonnet-4-5 → kimi-k2.5 in kyma/data/claude_models.json
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+    assert msg.usage.model_extra["cost"] > 0
+
+
+def test_stream_text_and_raw_events(claude):
+    with claude.messages.stream(model="kimi-k2.5", max_tokens=200,
+                                messages=[{"role": "user", "content": "count to 30"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == " ".join(str(i) for i in range(1, 31))
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+    events = claude.messages.create(model="kimi-k2.5", max_tokens=50, stream=True,
+                                    messages=[{"role": "user", "content": "say exactly: hi there"}])
+    kinds = [e.type for e in events]
+    assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
+    assert "content_block_delta" in kinds
+
+
+def test_streamed_tool_use_round_trip(claude):
+    ask = [{"role": "user", "content": "Use get_weather for city=Oslo"}]
+    with claude.messages.stream(model="claude-haiku-4-5", max_tokens=200, tools=[WEATHER], messages=ask) as stream:
+        final = stream.get_final_message()
+    calls = [b for b in final.content if b.type == "tool_use"]
+    assert final.stop_reason == "tool_use" and len(calls) == 1
+    assert calls[0].name == "get_weather" and calls[0].input == {"city": "Oslo"}
+    follow = ask + [{"role": "assistant", "content": [b.model_dump() for b in final.content]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": calls[0].id,
+                                                  "content": "4 degrees and rain"}]}]
+    answer = claude.messages.create(model="claude-haiku-4-5", max_tokens=200, tools=[WEATHER], messages=follow)
+    assert answer.stop_reason == "end_turn"
+    assert "4 degrees and rain" in answer.content[0].text
+
+
+def test_count_tokens_matches_the_translation(claude):
+    body = {"model": "claude-sonnet-4-5", "system": SYSTEM, "tools": [WEATHER],
+            "messages": [{"role": "user", "content": "What is the weather in Oslo?"}]}
+    counted = claude.messages.count_tokens(**body)
+    assert counted.input_tokens == count_tokens_for(body) > 0
+
+
+def test_x_api_key_and_errors_in_anthropic_shape(gateway, account, claude):
+    url = f"{gateway.url}/v1/messages"
+    body = {"model": "kimi-k2.5", "max_tokens": 20, "messages": [{"role": "user", "content": "say exactly: ok"}]}
+    old_style = requests.post(url, json=body, timeout=30,
+                              headers={"x-api-key": account["api_key"], "anthropic-version": "2023-06-01"})
+    assert old_style.status_code == 200 and old_style.json()["content"][0]["text"] == "ok"
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        anthropic.Anthropic(base_url=gateway.url, api_key="ky-wrong", max_retries=0).messages.create(**body)
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.BadRequestError) as info:
+        claude.messages.create(model="kimi-k2.5", max_tokens=20, messages=[
+            {"role": "user", "content": [{"type": "video", "source": {}}]}])
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert "video" in info.value.body["error"]["message"]
+    with pytest.raises(anthropic.NotFoundError) as info:
+        claude.messages.create(**{**body, "model": "gpt-4o"})
+    assert info.value.body["error"]["type"] == "not_found_error"
+
+
+def test_failure_after_first_byte_ends_with_error_event(gateway, account):
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=account["api_key"], max_retries=0, timeout=30,
+                              default_headers={"X-Kyma-Sim-Fault": "cut:6"})
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with sdk.messages.stream(model="kimi-k2.5", max_tokens=300,
+                                 messages=[{"role": "user", "content": "count to 200"}]) as stream:
+            for _ in stream.text_stream:
+                pass
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "api_error"
