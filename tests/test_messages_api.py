@@ -97,3 +97,34 @@ def test_failure_after_first_byte_ends_with_error_event(gateway, account):
             for _ in stream.text_stream:
                 pass
     assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "api_error"
+
+
+def _faulty(gateway, account, fault: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key=account["api_key"], max_retries=0, timeout=30,
+                               default_headers={"X-Kyma-Sim-Fault": fault})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_upstream_rate_limited_is_a_real_429(gateway, account, stream):
+    sdk = _faulty(gateway, account, "429")
+    with pytest.raises(anthropic.RateLimitError) as info:
+        sdk.messages.create(model="kimi-k2.5", max_tokens=20, stream=stream,
+                            messages=[{"role": "user", "content": "hi"}])
+    assert info.value.body["error"]["type"] == "rate_limit_error"
+    assert int(info.value.response.headers["retry-after"]) >= 1
+
+
+def test_every_upstream_overloaded_is_529(gateway, account):
+    with pytest.raises(anthropic.OverloadedError) as info:
+        _faulty(gateway, account, "503").messages.create(model="kimi-k2.5", max_tokens=20,
+                                                         messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 529 and info.value.body["error"]["type"] == "overloaded_error"
+
+
+def test_insufficient_credits_is_402(claude):
+    # glm-5.1 at its full 65,536 output tokens plus a ~100k-token prompt costs more than the $0.50 signup credit.
+    with pytest.raises(anthropic.APIStatusError) as info:
+        claude.messages.create(model="glm-5.1", max_tokens=65536,
+                               messages=[{"role": "user", "content": "word " * 100_000}])
+    assert info.value.status_code == 402
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "billing_error"
