@@ -1,0 +1,64 @@
+"""Issue 4's money check over real processes: 50 concurrent requests, 2 gevent workers, balance for 10."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+import requests
+
+from kyma.db import init_db
+from kyma.models import LedgerEntry
+from kyma.services import ledger
+from tests.servers import SIMULATED_PROVIDERS, free_port_block, gateway_env, start_gateway, start_simulator
+
+pytestmark = pytest.mark.integration
+
+BODY = {"model": "qwen-3-32b", "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 256}
+
+
+@pytest.fixture()
+def slow_stack(tmp_path):
+    """Simulators that answer after 3 s (every hold lands before any settle) and a gateway whose
+    tier 0 allows 1000 requests/minute, so only credits can refuse."""
+    tiers = json.loads(open("kyma/data/tiers.json").read())
+    tiers["tiers"][0].update(rpm=1000, per_model_rpm=1000)
+    (tmp_path / "tiers.json").write_text(json.dumps(tiers))
+    base = free_port_block(len(SIMULATED_PROVIDERS))
+    sims = [start_simulator(n, base + i, tmp_path, KYMA_SIM_LATENCY_MS="3000") for i, n in enumerate(SIMULATED_PROVIDERS)]
+    gw = start_gateway(tmp_path, gateway_env(tmp_path, base, KYMA_TIERS=str(tmp_path / "tiers.json")), workers=2)
+    yield gw, f"sqlite:///{tmp_path / 'kyma.db'}"
+    gw.stop()
+    for s in sims:
+        s.stop()
+
+
+def test_fifty_concurrent_requests_with_credit_for_ten(slow_stack):
+    gw, url = slow_stack
+    reg = requests.post(f"{gw.url}/v1/auth/register", json={"email": "race@example.com", "password": "secret123"},
+                        timeout=30).json()
+    auth = {"Authorization": f"Bearer {reg['api_key']}"}
+    probe = requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=auth, timeout=30)
+    assert probe.status_code == 200, probe.text
+    init_db(url)
+    hold = -LedgerEntry.get(LedgerEntry.kind == "hold").amount_micros
+    account = LedgerEntry.get(LedgerEntry.kind == "hold").account_id
+    target = 10 * hold + hold // 2
+    delta = target - ledger.balance(account).balance_micros
+    ledger.add_credit(account, Decimal(delta) / 1_000_000, kind="adjustment" if delta < 0 else "grant")
+    assert ledger.balance(account).balance_micros == target
+
+    barrier = threading.Barrier(50)
+
+    def one(_):
+        barrier.wait()
+        return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=auth, timeout=60).status_code
+
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(one, range(50)))
+    assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
+    assert ledger.balance(account).balance_micros >= 0
+    assert ledger.check_ledger() == []
