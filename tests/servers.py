@@ -127,3 +127,16 @@ def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None =
     proc = Proc(popen, port, log, env)
     wait_http(f"{proc.url}/healthz", popen)
     return proc
+
+
+def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run `flask --app app ARGS` against the database a gateway environment names."""
+    return subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def register(url: str, email: str, password: str = "correct horse") -> dict:
+    """Register an account over HTTP and return the JSON answer (api_key, session_token, …)."""
+    r = requests.post(f"{url}/v1/auth/register", json={"email": email, "password": password}, timeout=10)
+    r.raise_for_status()
+    return r.json()

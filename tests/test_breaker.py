@@ -1,0 +1,97 @@
+"""Circuit breaker: the pure state machine, the database and Redis stores, and the breaker in a live gateway."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from kyma.services.breaker import (CLOSED, HALF_OPEN, OPEN, CircuitBreaker, DatabaseBreakerStore,
+                                   RedisBreakerStore, next_state)
+from tests.servers import gateway_env, start_gateway
+
+
+def test_opens_after_threshold_and_cooldown_doubles():
+    st = None
+    for _ in range(4):
+        st = next_state(st, 1000.0, 5, 30, None)
+    assert st.state == CLOSED and st.failures == 4
+    st = next_state(st, 1000.0, 5, 30, None)
+    assert st.state == OPEN and st.opened_until == 1030.0
+    st = next_state(st, 1000.0, 5, 30, None)
+    assert st.opened_until == 1060.0
+
+
+def test_failed_probe_reopens_and_retry_after_never_shortens():
+    from kyma.services.breaker import BreakerState
+
+    st = next_state(BreakerState(HALF_OPEN, 1, None), 100.0, 5, 30, None)
+    assert st.state == OPEN and st.opened_until == 130.0
+    st = next_state(BreakerState(OPEN, 5, 500.0), 100.0, 5, 30, 10)
+    assert st.opened_until == 500.0, "a shorter hint leaves the later deadline in place"
+
+
+def _exercise(breaker: CircuitBreaker, route: str):
+    now = time.time()
+    assert breaker.check(route, now).allowed
+    for _ in range(3):
+        breaker.record_failure(route, now=now)
+    verdict = breaker.check(route, now + 1)
+    assert not verdict.allowed and verdict.retry_at == pytest.approx(now + 10)
+    # After the cooldown exactly one caller gets the probe.
+    probes = [breaker.check(route, now + 11).allowed for _ in range(5)]
+    assert probes.count(True) == 1
+    breaker.record_success(route, breaker.check(route, now + 11))
+    assert breaker.state(route).state == CLOSED
+    assert breaker.check(route, now + 12).allowed
+
+
+def test_database_store(app):
+    with app.app_context():
+        _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
+
+
+def test_redis_store():
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("Redis is not answering on 127.0.0.1:6379")
+    store = RedisBreakerStore("redis://127.0.0.1:6379/0", prefix=f"kyma-test-{uuid.uuid4().hex}:")
+    _exercise(CircuitBreaker(store, failures=3, cooldown=10), "sim-a/m1")
+
+
+@pytest.mark.integration
+def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simulators):
+    base, sims = simulators
+    env = gateway_env(tmp_path, base, KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=2)
+    gw = start_gateway(tmp_path, env, workers=2)
+    try:
+        key = requests.post(f"{gw.url}/v1/auth/register", json={"email": "cb@example.com", "password": "secret12"},
+                            timeout=10).json()["api_key"]
+        alpha = sims[0]
+
+        def ask(fault=None):
+            h = {"Authorization": f"Bearer {key}", **({"X-Kyma-Sim-Fault": fault} if fault else {})}
+            return requests.post(f"{gw.url}/v1/chat/completions", headers=h, timeout=20, json={
+                "model": "gemini-3-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8})
+
+        def alpha_hits():
+            return requests.get(f"{alpha.url}/sim/stats", timeout=5).json()["by_model"].get("gemini-3-flash", 0)
+
+        for _ in range(3):
+            assert ask("sim-alpha=500").headers["X-Kyma-Provider"] == "sim-beta"
+        opened_at = alpha_hits()
+        for _ in range(4):  # open on both workers: sim-alpha is skipped, not even tried
+            r = ask("sim-alpha=500")
+            assert r.headers["X-Kyma-Provider"] == "sim-beta" and r.headers["X-Kyma-Attempts"] == "1"
+        assert alpha_hits() == opened_at
+        time.sleep(2.5)
+        r = ask()  # the probe succeeds and closes the breaker
+        assert r.headers["X-Kyma-Provider"] == "sim-alpha" and r.headers["X-Kyma-Fallback"] == "false"
+        assert ask().headers["X-Kyma-Provider"] == "sim-alpha"
+    finally:
+        gw.stop()

@@ -1,0 +1,77 @@
+"""Streams under load and client disconnects, on a one-worker gateway in front of a slow simulator."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.servers import flask_cli, free_port_block, gateway_env, register, start_gateway, start_simulator
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(tmp_path_factory):
+    """One gevent worker; three simulators answering at 40 tokens/s after 200 ms."""
+    wd = tmp_path_factory.mktemp("slow")
+    base = free_port_block(3)
+    sims = [start_simulator(n, base + i, wd, kyma_sim_latency_ms=200, kyma_sim_tokens_per_sec=40)
+            for i, n in enumerate(("sim-alpha", "sim-beta", "sim-gamma"))]
+    env = gateway_env(wd, base, KYMA_KEEPALIVE_SECONDS=1)
+    gw = start_gateway(wd, env, workers=1)
+    user = register(gw.url, "load@example.com")
+    done = flask_cli(env, "credits", "add", "load@example.com", "1000")  # tier 4: 300 requests a minute
+    assert done.returncode == 0, done.stderr
+    yield gw, user, wd / "kyma.db", env
+    gw.stop()
+    for s in sims:
+        s.stop()
+
+
+def _stream(url: str, key: str) -> tuple[int, bool, str]:
+    r = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, stream=True,
+                      timeout=60, json={"model": "qwen-3-32b", "max_tokens": 40, "stream": True,
+                                        "messages": [{"role": "user", "content": "Say something short"}]})
+    body = b"".join(r.iter_content(None)).decode()
+    return r.status_code, body.rstrip().endswith("data: [DONE]"), body
+
+
+def test_200_concurrent_streams_on_one_worker_all_complete(slow_gateway):
+    gw, user, _, _ = slow_gateway
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        results = list(pool.map(lambda _: _stream(gw.url, user["api_key"]), range(200)))
+    assert [status for status, _, _ in results] == [200] * 200
+    assert all(done for _, done, _ in results)
+    assert all('"usage"' in body for _, _, body in results)
+
+
+def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
+    gw, user, db_path, env = slow_gateway
+    r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
+                      stream=True, timeout=30, json={
+                          "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
+                          "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
+    request_id = r.headers["X-Request-Id"]
+    it = r.iter_lines()
+    got = [line for _, line in zip(range(6), it) if line]
+    assert got
+    r.close()  # the client goes away mid-answer
+    row = None
+    for _ in range(50):
+        time.sleep(0.2)
+        with sqlite3.connect(db_path) as db:
+            row = db.execute("select status, completion_tokens, cost_micros from requestlog where request_id=?",
+                             (request_id,)).fetchone()
+        if row:
+            break
+    assert row is not None, "the request was recorded"
+    status, completion_tokens, cost = row
+    assert status == 499 and completion_tokens > 0 and cost > 0
+    with sqlite3.connect(db_path) as db:
+        closed = db.execute("select closed_at from hold where request_id=?", (request_id,)).fetchone()[0]
+    assert closed is not None, "the hold was settled"
+    assert flask_cli(env, "ledger", "check").returncode == 0
