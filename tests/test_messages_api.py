@@ -128,3 +128,46 @@ def test_insufficient_credits_is_402(claude):
                                messages=[{"role": "user", "content": "word " * 100_000}])
     assert info.value.status_code == 402
     assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "billing_error"
+
+
+def _agent_turn(sdk, system, tools, messages):
+    """One streamed turn the way Claude Code runs it: raw events in, the accumulated message out."""
+    with sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=1024, system=system, tools=tools,
+                             messages=messages) as stream:
+        start_usage = None
+        for event in stream:
+            if event.type == "message_start":
+                start_usage = event.message.usage
+        return start_usage, stream.get_final_message()
+
+
+def test_claude_code_like_session(claude):
+    import uuid
+
+    # A long system prompt, unique to this run, so the simulator's prompt cache starts cold.
+    system = [{"type": "text", "text": f"Session {uuid.uuid4().hex}. " + "Rules of the repository. " * 400,
+               "cache_control": {"type": "ephemeral"}}]
+    tools = [{"name": "Read", "description": "Read a file.", "input_schema": {
+                 "type": "object", "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]}},
+             {"name": "Bash", "description": "Run a command.", "input_schema": {
+                 "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                                             {"type": "text", "text": "Use Read with file_path=README.md"}]}]
+    start, first = _agent_turn(claude, system, tools, messages)
+    assert start.input_tokens > 1000  # the real prompt estimate, not 0 (Claude Code tracks context from it)
+    call = next(b for b in first.content if b.type == "tool_use")
+    assert (call.name, call.input) == ("Read", {"file_path": "README.md"})
+
+    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
+                                               "content": [{"type": "text", "text": "# Kyma gateway"}]}]}]
+    _start, second = _agent_turn(claude, system, tools, messages)
+    assert second.stop_reason == "end_turn" and "# Kyma gateway" in second.content[0].text
+    assert second.usage.cache_read_input_tokens > 0  # the repeated prefix was served from cache
+
+    messages += [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in second.content]},
+                 {"role": "user", "content": "say exactly: done"}]
+    _start, third = _agent_turn(claude, system, tools, messages)
+    assert third.content[0].text == "done"
+    total = third.usage.input_tokens + third.usage.cache_read_input_tokens
+    assert total > 1000 and third.usage.cache_read_input_tokens > 0
