@@ -32,6 +32,12 @@ class Pacing:
         return tokens / self.tokens_per_sec if self.tokens_per_sec > 0 else 0.0
 
 
+def pause(seconds: float) -> None:
+    """Sleep only when there is something to wait for (even sleep(0) costs a syscall or a yield)."""
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def drop_connection(environ: dict) -> None:
     """Close the client connection without an HTTP response (gunicorn's EPIPE on write is silent)."""
     sock = environ.get("gunicorn.socket")
@@ -61,7 +67,7 @@ def fault_response(fault: Fault | None, c: Completion, environ: dict) -> Respons
 def plain_response(c: Completion, fault: Fault | None, pacing: Pacing, headers: dict) -> Response:
     """A non-streamed completion; stream faults become a bad body or a stall."""
     kind = fault.kind if fault else None
-    time.sleep(pacing.latency_s + pacing.for_tokens(c.completion_tokens))
+    pause(pacing.latency_s + pacing.for_tokens(c.completion_tokens))
     body = json.dumps(completion_body(c, with_usage=kind != "no-usage")).encode()
     if kind == "cut":
         body = body[: len(body) // 2]
@@ -84,7 +90,7 @@ def stream_response(c: Completion, fault: Fault | None, pacing: Pacing, include_
     events = stream_events(c, include_usage=include_usage and kind != "no-usage")
 
     def generate():
-        time.sleep(pacing.latency_s)
+        pause(pacing.latency_s)
         for i, event in enumerate(events):
             if fault is not None and i == fault.position:
                 if kind == "cut":
@@ -94,7 +100,7 @@ def stream_response(c: Completion, fault: Fault | None, pacing: Pacing, include_
                     yield b'data: {"id": "' + c.id.encode() + b'", "choices": [{"delta": oops\n\n'
                 elif kind == "stall":
                     time.sleep(pacing.timeout_s)
-            time.sleep(pacing.for_tokens(event.tokens))
+            pause(pacing.for_tokens(event.tokens))
             yield event.encode()
         if kind == "cut":  # the position lies past the last chunk: cut just before [DONE]
             drop_connection(environ)
