@@ -57,7 +57,7 @@ def query_number(name: str, *, integer: bool = False) -> float | int | None:
 
 def _recommended_for() -> tuple[str, ...]:
     raw = request.args.get("recommended_for", "")
-    tags = tuple(t.strip() for t in raw.split(",") if t.strip())
+    tags = tuple(raw.split(",")) if raw else ()
     unknown = [t for t in tags if t not in RECOMMENDED_FOR]
     if unknown:
         raise InvalidRequest(f"'recommended_for' has unknown value(s) {', '.join(map(repr, unknown))}; valid: "

@@ -1,0 +1,37 @@
+"""schemathesis against a real gunicorn gateway, driven by the served /v1/openapi.json."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import requests
+
+from tests.servers import BIN, gateway_env, start_gateway
+
+# Operations whose views exist; chat/messages/credits are covered by their own tests and are added
+# here once they land. The regex is matched against the path below the /v1 server URL.
+OPERATIONS = (r"^/(models|config|capabilities|pricing|credits/pricing|status|openapi\.json"
+              r"|auth/(register|login|logout|me|keys))")
+
+
+@pytest.fixture()
+def discovery_gateway(tmp_path):
+    """A gateway with no reachable upstreams (sim port 1): only discovery and auth answer usefully."""
+    proc = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1))
+    yield proc
+    proc.stop()
+
+
+def test_schemathesis_finds_no_failures(discovery_gateway, tmp_path):
+    url = discovery_gateway.url
+    reg = requests.post(f"{url}/v1/auth/register", json={"email": "fuzz@example.com", "password": "fuzz-pass-1"},
+                        timeout=10)
+    assert reg.status_code == 200, reg.text
+    cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "15", "--seed", "1",
+           "--no-color", "--phases", "examples,coverage,fuzzing", "--request-timeout", "10",
+           "--include-path-regex", OPERATIONS, "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
+    # cwd is a tmp dir so .hypothesis/ and .schemathesis/ never land in the repository.
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "Tested: 17" in run.stdout  # the run really exercised every selected operation
