@@ -109,6 +109,8 @@ def _check_message(i: int, m) -> bool:
 def _check_tools(body: dict) -> bool:
     tools = body.get("tools")
     if tools is None:
+        if body.get("tool_choice") not in (None, "none", "auto"):
+            raise _fail("'tool_choice' needs 'tools'.", "tool_choice")
         return False
     if not isinstance(tools, list):
         raise _fail("'tools' must be an array.", "tools")
