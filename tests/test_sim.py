@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import jsonschema
@@ -53,7 +54,7 @@ def oai(sim):
 def chat(sim, headers: dict | None = None, **body) -> requests.Response:
     body = {"model": "m1", "messages": USER, **body}
     return requests.post(f"{sim.url}/v1/chat/completions", json=body, headers=headers or {},
-                         timeout=5, stream=bool(body.get("stream")))
+                         timeout=20, stream=bool(body.get("stream")))
 
 
 def sse_lines(resp: requests.Response) -> list[str]:
@@ -235,6 +236,14 @@ def test_json_schema_parse_with_pydantic(oai):
     assert isinstance(person.address, Address)
 
 
+def test_json_schema_parse_while_streaming(oai):
+    with oai.chat.completions.stream(model="m1", response_format=Person,
+                                     messages=[{"role": "user", "content": "name: Grace, age: 85"}]) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed.name == "Grace"
+    assert final.choices[0].message.parsed.age == 85
+
+
 def test_json_object_mode(oai):
     r = oai.chat.completions.create(model="m1", messages=USER, response_format={"type": "json_object"})
     assert isinstance(json.loads(r.choices[0].message.content), dict)
@@ -265,6 +274,16 @@ def test_repeated_long_prefix_reports_cached_tokens(oai):
 
 def test_models_list(oai):
     assert [m.id for m in oai.models.list().data] == ["m1", "m2"]
+
+
+def test_two_hundred_concurrent_streams_on_one_worker(sim):
+    def one(i: int) -> bool:
+        resp = chat(sim, stream=True, messages=[{"role": "user", "content": f"count to {30 + i % 5}"}])
+        return sse_lines(resp)[-1] == "[DONE]"
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        results = list(pool.map(one, range(200)))
+    assert results == [True] * 200
 
 
 # --- faults ------------------------------------------------------------------------------------
