@@ -71,6 +71,3 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(web_bp)
     app.jinja_env.globals.update(csrf_token=csrf.csrf_token, current_principal=current_principal)
     app.jinja_env.filters["usd"] = usd
-    if "/healthz" not in {rule.rule for rule in app.url_map.iter_rules()}:
-        # Until kyma/api/wellknown.py serves /healthz, the web layer answers it.
-        app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
