@@ -81,16 +81,17 @@ def simulator_env(profile: SimProfile, settings: Settings) -> dict:
     return env
 
 
-def gunicorn_command(target: str, bind: str, workers: int) -> list[str]:
+def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
     """gunicorn with gevent workers, no preload and no control socket."""
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-            "--worker-connections", "1000", "--no-control-socket", "-b", bind, target]
+            "--worker-connections", "1000", "--no-control-socket", "--log-level", log_level,
+            "-b", bind, target]
 
 
 def start_simulators(settings: Settings) -> list[subprocess.Popen]:
     """Start the simulated providers on KYMA_SIM_BASE_PORT + 0, 1, 2."""
     return [_spawn(gunicorn_command("kyma.sim.app:create_sim_app()",
-                                    f"127.0.0.1:{settings.sim_base_port + i}", 1),
+                                    f"127.0.0.1:{settings.sim_base_port + i}", 1, "warning"),
                    simulator_env(profile, settings))
             for i, profile in enumerate(PROFILES)]
 
