@@ -138,3 +138,16 @@ def test_discovery_paths_are_not_shadowed_by_the_model_route(client):
 def test_catalog_file_is_plain_json_an_operator_can_edit():
     data = json.loads((DATA / "catalog.json").read_text())
     assert set(data) == {"default_model", "aliases", "models"}
+
+
+def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
+    from openai import NotFoundError, OpenAI
+
+    sdk = OpenAI(base_url=f"{gateway.url}/v1", api_key="ky-not-needed-for-the-catalog", max_retries=0)
+    listed = [m.id for m in sdk.models.list()]
+    assert len(listed) == 16 and listed[0] == "qwen-3.6-plus"
+    model = sdk.models.retrieve("reasoning")
+    assert model.id == "deepseek-r1" and model.owned_by == "deepseek"
+    with pytest.raises(NotFoundError) as exc:
+        sdk.models.retrieve("no-such-model")
+    assert exc.value.body["code"] == "model_not_found"
