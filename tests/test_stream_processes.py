@@ -75,3 +75,29 @@ def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
         closed = db.execute("select closed_at from hold where request_id=?", (request_id,)).fetchone()[0]
     assert closed is not None, "the hold was settled"
     assert flask_cli(env, "ledger", "check").returncode == 0
+
+
+def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gateway):
+    import os
+    import signal
+
+    gw, user, db_path, env = slow_gateway
+    r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
+                      stream=True, timeout=30, json={
+                          "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
+                          "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
+    request_id = r.headers["X-Request-Id"]
+    assert next(line for line in r.iter_lines() if line)
+    with sqlite3.connect(db_path) as db:
+        owner, closed = db.execute("select owner, closed_at from hold where request_id=?", (request_id,)).fetchone()
+    assert closed is None
+    os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)  # the worker holding the stream dies at once
+    r.close()
+    reaped = flask_cli(env, "ledger", "reap")
+    assert reaped.returncode == 0 and "released 1" in reaped.stdout
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("select closed_at from hold where request_id=?", (request_id,)).fetchone()[0] is not None
+        kinds = [k for (k,) in db.execute("select kind from ledgerentry where request_id=? order by id", (request_id,))]
+    assert kinds == ["hold", "release"], "the customer is not billed for a stream the gateway lost"
+    check = flask_cli(env, "ledger", "check")
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -15,6 +15,7 @@ from kyma.services.attempts import Attempts
 from kyma.services.catalog import ModelInfo
 from kyma.services.chat_request import ChatRequest, parse_chat_request
 from kyma.services.pricing import micros_to_usd, worst_case_micros
+from kyma.services.ratelimit import Admission
 from kyma.services.recording import RequestRecord, finish
 from kyma.services.router import Candidate, missing_capability, plan
 from kyma.services.usage import Metered, completion_text, meter, usage_object
@@ -48,8 +49,7 @@ class Prepared:
     candidates: list[Candidate]
     prompt_tokens: int
     hold_micros: int
-    ratelimit_headers: dict
-    reserved_tokens: int
+    admission: Admission  # rate-limit headers and the token reservation to correct afterwards
 
 
 @dataclass
@@ -85,9 +85,9 @@ def prepare(rt, call: ChatCall, principal: Principal) -> Prepared:
     hold = max(worst_case_micros(c.model, prompt_tokens, req.max_tokens or c.model.max_output_tokens)
                for c in candidates)
     if not ledger.place_hold(principal.account_id, call.request_id, hold):
+        rt.limiter.cancel(admission)  # a refused request uses no rate-limit quota
         raise _insufficient(principal.account_id, model, prompt_tokens, req.max_tokens, hold, admission.headers)
-    reserved = prompt_tokens + (req.max_tokens or 0)
-    return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission.headers, reserved)
+    return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
 
 
 def _insufficient(account_id: int, model: ModelInfo, prompt_tokens: int, max_tokens: int | None,
@@ -130,7 +130,7 @@ def new_attempts(rt, prep: Prepared) -> Attempts:
 
 def response_headers(prep: Prepared, served: Served | None) -> dict:
     """X-Kyma-* headers, the request id and the rate-limit headers for a chat response."""
-    h = {"X-Request-Id": prep.call.request_id, **prep.ratelimit_headers}
+    h = {"X-Request-Id": prep.call.request_id, **prep.admission.headers}
     if prep.alias:
         h["X-Kyma-Alias"] = prep.alias
     if served is None:
@@ -166,7 +166,7 @@ def record_served(rt, prep: Prepared, served: Served, record: RequestRecord, att
     record.cached_tokens, record.cost_micros = m.usage.cached_tokens, m.cost.cost_micros
     record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
     finish(record, held=True)
-    rt.limiter.record_tokens(prep.principal.account_id, m.usage.total_tokens, prep.reserved_tokens)
+    _correct_tokens(rt, prep, m.usage.total_tokens)
 
 
 def record_failed(rt, prep: Prepared, err: KymaError, record: RequestRecord, attempts: Attempts | None) -> None:
@@ -176,7 +176,13 @@ def record_failed(rt, prep: Prepared, err: KymaError, record: RequestRecord, att
         record.attempts, record.outcomes = attempts.tried, attempts.outcomes
     record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
     finish(record, held=True)
-    rt.limiter.record_tokens(prep.principal.account_id, 0, prep.reserved_tokens)
+    _correct_tokens(rt, prep, 0)
+
+
+def _correct_tokens(rt, prep: Prepared, used: int) -> None:
+    """Replace the token-per-minute reservation with what the request really used."""
+    a = prep.admission
+    rt.limiter.record_tokens(prep.principal.account_id, used, a.tokens_reserved, reserved_at=a.reserved_at)
 
 
 def record_rejected(call: ChatCall, err: KymaError, principal: Principal | None, model: str = "") -> None:
