@@ -79,8 +79,11 @@
 
   function connect(then) {
     if (socket && socket.readyState === WebSocket.OPEN) return then();
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + form.dataset.ws);
+    // The server may render the endpoint as a path or as a ws:// URL; always talk to this page's origin.
+    var target = new URL(form.dataset.ws, location.href);
+    target.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    target.host = location.host;
+    socket = new WebSocket(target.href);
     socket.onmessage = onMessage;
     socket.onopen = then;
     socket.onclose = function () {
