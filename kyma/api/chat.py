@@ -36,26 +36,36 @@ def start_chat(endpoint: str, body_parser=json_object, translate=None):
         raise
 
 
+def complete(rt, prep: gateway.Prepared) -> gateway.Completion:
+    """Run a non-streamed request; its error carries the request id and rate-limit headers."""
+    try:
+        return gateway.complete(rt, prep)
+    except KymaError as err:
+        err.headers.update(gateway.response_headers(prep, None))
+        raise
+
+
+def open_stream(rt, prep: gateway.Prepared) -> tuple[ChatStream, bool]:
+    """Start a streamed request and wait for its first chunk; a failure before it is a real HTTP error."""
+    stream = ChatStream(rt, prep)
+    try:
+        return stream, stream.first(rt.settings.keepalive_seconds)
+    except KymaError as err:
+        err.headers.update(stream.headers())
+        raise
+
+
 @api_bp.post("/chat/completions")
 def chat_completions():
     """Create a chat completion, streamed or not."""
     rt = runtime()
-    call, prep = start_chat("chat")
+    _call, prep = start_chat("chat")
     if not prep.req.stream:
-        try:
-            done = gateway.complete(rt, prep)
-        except KymaError as err:
-            err.headers.update(gateway.response_headers(prep, None))
-            raise
+        done = complete(rt, prep)
         resp = jsonify(done.body)
         resp.headers.update(done.headers)
         return resp
-    stream = ChatStream(rt, prep)
-    try:
-        started = stream.first(rt.settings.keepalive_seconds)
-    except KymaError as err:
-        err.headers.update(stream.headers())
-        raise
+    stream, started = open_stream(rt, prep)
     body = _openai_sse(stream, rt.settings.keepalive_seconds, started)
     return sse_response(body, stream.headers(), stream.close)
 

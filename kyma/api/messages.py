@@ -5,13 +5,12 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from kyma.api import api_bp
-from kyma.api.chat import start_chat
+from kyma.api.chat import complete, open_stream, start_chat
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, sse_response
-from kyma.errors import InvalidRequest, KymaError
+from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
-from kyma.services import gateway
 from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
 from kyma.translate.anthropic import (AnthropicStreamTranslator, anthropic_to_openai_request, count_tokens_for,
                                       map_claude_model, openai_to_anthropic_response)
@@ -43,16 +42,11 @@ def create_message():
     _call, prep = start_chat("messages", body_parser=parse, translate=_translate)
     stops = raw.get("stop_sequences")
     if not prep.req.stream:
-        done = gateway.complete(rt, prep)
+        done = complete(rt, prep)
         resp = jsonify(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops))
         resp.headers.update(done.headers)
         return resp
-    stream = ChatStream(rt, prep)
-    try:
-        started = stream.first(rt.settings.keepalive_seconds)
-    except KymaError as err:
-        err.headers.update(stream.headers())
-        raise
+    stream, started = open_stream(rt, prep)
     body = _anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops)
     return sse_response(body, stream.headers(), stream.close)
 
