@@ -1,0 +1,139 @@
+"""Start a throw-away Kyma gateway for a notebook, or use the one KYMA_BASE_URL names.
+
+A notebook calls `gw = _gateway.start()` in its first cell and `gw.stop()` in its last one.
+Locally that is three simulated providers plus the gateway under gunicorn (gevent workers),
+on free 127.0.0.1 ports, with a fresh SQLite database in a temporary folder. Every process is
+stopped by its PID, at `gw.stop()` or, if the notebook dies first, by an atexit handler.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
+    sys.path.insert(0, str(ROOT))
+
+from tests.servers import (BIN, SIMULATED_PROVIDERS, Proc, flask_cli, free_port,  # noqa: E402
+                           free_port_block, gateway_env, wait_http)
+
+# Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
+# threshold keeps routing predictable in every notebook but 06, which sets its own.
+DEFAULT_GATEWAY_SETTINGS = {"KYMA_FIRST_BYTE_TIMEOUT": "2", "KYMA_IDLE_TIMEOUT": "2",
+                            "KYMA_BREAKER_FAILURES": "1000"}
+DEFAULT_SIM_SETTINGS = {"KYMA_SIM_TIMEOUT_SECONDS": "5"}
+
+
+class NeedsLocalGateway(RuntimeError):
+    """A step that needs the simulators or the operator CLI, run against a remote KYMA_BASE_URL."""
+
+
+@dataclass
+class Gateway:
+    """A running gateway: where it listens and, when the notebook started it, its processes."""
+
+    url: str
+    simulators: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    env: dict | None = None
+    workdir: Path | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The base URL for the openai SDK (the gateway origin plus /v1)."""
+        return f"{self.url}/v1"
+
+    @property
+    def local(self) -> bool:
+        """True when this notebook started the gateway itself."""
+        return self.env is not None
+
+    def _require_local(self, what: str) -> None:
+        if not self.local:
+            raise NeedsLocalGateway(f"{what} needs the gateway this notebook starts (unset KYMA_BASE_URL)")
+
+    def credits_add(self, email: str, usd: str, *, grant: bool = False) -> str:
+        """Run the operator command `flask --app app credits add EMAIL USD` against this gateway's database."""
+        self._require_local("credits add")
+        done = flask_cli(self.env, "credits", "add", email, usd, *(["--grant"] if grant else []))
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip() or done.stdout.strip())
+        return done.stdout.strip()
+
+    def sim_stats(self, name: str) -> dict:
+        """GET /sim/stats of one simulated provider: requests that reached it, by fault and model."""
+        self._require_local("simulator stats")
+        return requests.get(f"{self.simulators[name]}/sim/stats", timeout=5).json()
+
+    def reset_sims(self) -> None:
+        """Zero every simulator's counters."""
+        self._require_local("simulator reset")
+        for url in self.simulators.values():
+            requests.post(f"{url}/sim/reset", timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        """Stop every process this notebook started (by PID) and delete its temporary folder."""
+        # SIGINT is gunicorn's quick shutdown; signal all first so the processes stop in parallel.
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(5)
+        self.procs.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def start(gateway_settings: dict | None = None, sim_settings: dict | None = None,
+          workers: int = 1) -> Gateway:
+    """KYMA_BASE_URL's gateway when set; else simulators plus a gunicorn gateway started here."""
+    remote = os.environ.get("KYMA_BASE_URL")
+    if remote:
+        return Gateway(url=remote.rstrip("/"))
+    workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
+    gw = Gateway(url="", workdir=workdir)
+    atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
+    base = free_port_block(len(SIMULATED_PROVIDERS))
+    env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **(gateway_settings or {})})
+    # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
+    for i, name in enumerate(SIMULATED_PROVIDERS):
+        sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **(sim_settings or {}), "KYMA_SIM_NAME": name}
+        gw.procs.append(_spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log"))
+        gw.simulators[name] = gw.procs[-1].url
+    migrated = flask_cli(env, "init-db")
+    if migrated.returncode != 0:
+        raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
+    gw.procs.append(_spawn("app:app", free_port(), env, workdir / "gateway.log", workers))
+    gw.url, gw.env = gw.procs[-1].url, env
+    for proc in gw.procs:
+        wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)
+    return gw
+
+
+def _spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
+    """gunicorn with gevent workers on 127.0.0.1:port; output goes to a log file, not the notebook."""
+    cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "1000",
+           "--no-control-socket", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", target]
+    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return Proc(popen, port, log, env)
+
+
+def unique_email(name: str) -> str:
+    """A fresh address, so a notebook can run twice against the same KYMA_BASE_URL."""
+    return f"{name}-{uuid.uuid4().hex[:8]}@example.com"
