@@ -33,6 +33,7 @@ class Settings:
 
     instance_dir: Path
     database_url: str
+    database_pool_size: int
     redis_url: str
     secret_key: str
     host: str
@@ -70,6 +71,8 @@ class Settings:
         values = dict(
             instance_dir=instance,
             database_url=_env("KYMA_DATABASE_URL", f"sqlite:///{instance / 'kyma.db'}"),
+            # Per worker process, PostgreSQL only: instances × workers × this ≤ the server's max_connections.
+            database_pool_size=int(_env("KYMA_DATABASE_POOL_SIZE", "20")),
             redis_url=_env("KYMA_REDIS_URL", ""),
             secret_key=overrides.pop("secret_key", None) or _secret_key(instance),
             host=_env("KYMA_HOST", "127.0.0.1"),
@@ -116,5 +119,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
     "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
-    "KYMA_SIMULATORS",
+    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE",
 )

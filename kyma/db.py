@@ -25,21 +25,35 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_database(url: str):
-    """Open (lazily) the database a URL names; postgresql:// uses psycopg 3, never psycopg2."""
+# A greenlet waiting for a pooled connection gives up after this long (then the request fails).
+POOL_WAIT_SECONDS = 30
+# Pooled PostgreSQL connections idle longer than this are replaced (servers and proxies drop them).
+POOL_STALE_SECONDS = 300
+
+
+def make_database(url: str, pool_size: int = 0):
+    """Open (lazily) the database a URL names; postgresql:// uses psycopg 3, never psycopg2.
+
+    With `pool_size` > 0 a PostgreSQL database is a per-process pool of at most that many
+    connections, so instances × workers × pool_size bounds what the server must accept.
+    """
     if is_sqlite(url):
         path = url.split(":///", 1)[-1].split("?", 1)[0]  # what peewee opens
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         return connect(url, pragmas=SQLITE_PRAGMAS)
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "psycopg3://" + url.split("://", 1)[1]
+        rest = url.split("://", 1)[1]
+        if pool_size > 0:
+            return connect("psycopg3+pool://" + rest, autorollback=True, max_connections=pool_size,
+                           timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
+        url = "psycopg3://" + rest
     return connect(url, autorollback=True)
 
 
-def init_db(url: str):
+def init_db(url: str, pool_size: int = 0):
     """Bind the proxy to the database at `url` and return it."""
-    db = make_database(url)
+    db = make_database(url, pool_size)
     database.initialize(db)
     return db
 
@@ -74,4 +88,18 @@ def connected():
     try:
         yield db
     finally:
+        db.close()
+
+
+def release_connection() -> None:
+    """Give this greenlet's connection back (to the pool) before a long wait such as an upstream call.
+
+    The next query reopens one lazily, and teardown closes it; without this a request would hold a
+    PostgreSQL connection for the whole upstream call, and concurrency would be capped by
+    max_connections instead of by the gateway. SQLite has no such limit, so its connection stays.
+    """
+    db = database.obj
+    if db is None or is_sqlite_db(db):
+        return
+    if not db.is_closed() and not db.in_transaction():
         db.close()

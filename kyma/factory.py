@@ -31,7 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     logging.basicConfig(level=settings.log_level)
 
-    init_db(settings.database_url)
+    init_db(settings.database_url, settings.database_pool_size)
     app.extensions["kyma"] = _build_runtime(settings)
     _register_database_hooks(app)
     from kyma.services.reaper import register_reaper

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from peewee import EXCLUDED, fn
 
-from kyma.db import database, is_sqlite_db, write_transaction
+from kyma.db import connected, database, is_sqlite_db, write_transaction
 from kyma.models import RateCounter
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class DatabaseStore:
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
         """Check every limit and, when all fit, add the costs; one transaction."""
         keys = [c.key for c in checks]
-        with write_transaction():
+        with connected(), write_transaction():
             if not is_sqlite_db(database.obj):
                 # READ COMMITTED re-reads would race: serialise this account's admissions instead.
                 database.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_key,))
@@ -76,12 +76,14 @@ class DatabaseStore:
     def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
         """Add `delta` (negative to refund) to a bucket still inside the window."""
         if delta and bucket > now - WINDOW:
-            with write_transaction():
+            # connected(): a stream settles after teardown, where a lazily opened connection would leak.
+            with connected(), write_transaction():
                 self._add(key, bucket, delta)
 
     def peek(self, keys: list[str], now: int) -> list[Buckets]:
         """The live buckets of each key, without changing them."""
-        return self._read(keys, now)
+        with connected():
+            return self._read(keys, now)
 
     @staticmethod
     def _read(keys: list[str], now: int) -> list[Buckets]:
