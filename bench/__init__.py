@@ -1,0 +1,1 @@
+"""The gateway benchmark: `make bench` (bench/run.py) measures the gateway against its simulator."""

@@ -1,0 +1,159 @@
+"""Start the benchmark's servers (simulators, gateway) on 127.0.0.1 and stop them by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started, where it listens and where it logs."""
+
+    name: str
+    popen: subprocess.Popen
+    port: int
+    log: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the gunicorn workers (the master's children)."""
+        pid = self.popen.pid
+        try:
+            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
+    def worker_cpu_seconds(self) -> float:
+        """User + system CPU time consumed so far by all workers."""
+        return sum(cpu_seconds(p) for p in self.worker_pids())
+
+    def stop(self) -> None:
+        """SIGTERM the master (it stops its workers); SIGKILL if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces: skip past it
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wait_http(url: str, popen: subprocess.Popen, timeout: float = 30) -> None:
+    """Wait until `url` answers, failing early if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"server exited with {popen.returncode} before {url} answered")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:
+    """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
+    port = free_port()
+    log = workdir / f"{name}.log"
+    cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "1000",
+           "--no-control-socket", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", target]
+    popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return Server(name, popen, port, log, env)
+
+
+def simulator(name: str, workdir: Path, cwd: Path, api_key: str, **sim: str) -> Server:
+    """A simulated provider (no latency, no faults unless given)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
+    env.update({"KYMA_SIM_NAME": name, "KYMA_SIM_API_KEY": api_key, "KYMA_SIM_MODELS": "bench-model"})
+    env.update({f"KYMA_SIM_{k.upper()}": str(v) for k, v in sim.items()})
+    return gunicorn(name, "kyma.sim.app:create_sim_app()", env, workdir, cwd)
+
+
+def write_gateway_files(workdir: Path, plain_url: str, stream_url: str, key_env: str,
+                        plain_model: str, stream_model: str) -> tuple[Path, Path]:
+    """A routes file (one model per simulator) and a tiers file with a benchmark tier."""
+    routes = {
+        "_comment": "kyma bench: one route per benchmark model, straight to a local simulator",
+        "providers": {
+            "bench-plain": {"base_url": f"{plain_url}/v1", "api_key_env": key_env},
+            "bench-stream": {"base_url": f"{stream_url}/v1", "api_key_env": key_env},
+        },
+        "simulated": [],
+        "routes": {
+            plain_model: [{"provider": "bench-plain", "model": "bench-model"}],
+            stream_model: [{"provider": "bench-stream", "model": "bench-model"}],
+        },
+    }
+    big = 10**9
+    tiers = {"_comment": "kyma bench: the default ladder, but the $1000 tier's limits cannot throttle a load test",
+             "tiers": [
+                 {"level": 0, "name": "Tier 0", "min_purchased_usd": 0, "rpm": 30, "per_model_rpm": 25,
+                  "tpm": 200000, "max_tokens_per_request": 200000},
+                 {"level": 4, "name": "Bench", "min_purchased_usd": 1000, "rpm": big, "per_model_rpm": big,
+                  "tpm": big, "max_tokens_per_request": 10000000},
+             ]}
+    routes_path, tiers_path = workdir / "routes.json", workdir / "tiers.json"
+    routes_path.write_text(json.dumps(routes, indent=1))
+    tiers_path.write_text(json.dumps(tiers, indent=1))
+    return routes_path, tiers_path
+
+
+def gateway_env(workdir: Path, routes: Path, tiers: Path, key_env: str, upstream_key: str,
+                extra: dict[str, str]) -> dict:
+    """The gateway's environment: its own SQLite file, the bench routes and tiers, defaults otherwise."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "OPENAI_", "ANTHROPIC_"))}
+    env.update({
+        "KYMA_INSTANCE_DIR": str(workdir),
+        "KYMA_DATABASE_URL": f"sqlite:///{workdir / 'kyma.db'}",
+        "KYMA_SECRET_KEY": "bench-secret",
+        "KYMA_ROUTES": str(routes),
+        "KYMA_TIERS": str(tiers),
+        "KYMA_SIMULATORS": "off",
+        key_env: upstream_key,
+    })
+    env.update(extra)
+    return env
+
+
+def flask(cwd: Path, env: dict, *args: str) -> str:
+    """Run `flask --app app ARGS` against the gateway's database; its stdout."""
+    done = subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"flask {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip()
