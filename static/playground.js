@@ -71,8 +71,12 @@
     } else if (msg.type === "stopped") {
       finish("Stopped.");
     } else if (msg.type === "error") {
-      if (reply && !reply.textContent) reply.parentNode.remove();
-      reply = reply && reply.textContent ? reply : null;
+      if (reply && !reply.textContent) {
+        // Nothing was produced: forget the turn so a retry does not send it twice.
+        reply.parentNode.remove();
+        reply = null;
+        history.pop();
+      }
       finish("Error " + (msg.status || "") + ": " + msg.message);
     }
   }

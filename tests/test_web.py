@@ -209,8 +209,8 @@ def test_spend_fragment_reflects_logged_costs(client):
     log_request(me, model_served="glm-4.5-air", cost_micros=999_000, created_at=utcnow() - timedelta(days=40))
     body = client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
     assert "<html" not in body
-    assert 'id="spent-30d">$1.50<' in body  # the 40-day-old request is outside the window
-    assert "kimi-k2.5: $1.50 · 2 req" in body and "glm-4.5-air: $0.000010 · 1 req" in body
+    assert 'id="spent-30d">$1.50001<' in body  # the 40-day-old request is outside the window
+    assert "kimi-k2.5: $1.50 · 2 req" in body and "glm-4.5-air: $0.00001 · 1 req" in body
 
 
 def test_spend_per_day_is_zero_filled_and_bucketed(app):
@@ -251,6 +251,8 @@ def test_charts_scale_to_the_largest_value():
                                       DaySpend(date(2026, 1, 3), 100, 2)], width=300, height=110)
     assert [b.height for b in chart.bars] == [0, 50, 100]
     assert chart.bars[2].y == 10 and not chart.empty
-    bars = charts.model_spend_chart([ModelSpend("a", 400, 1, 10), ModelSpend("b", 100, 1, 10)], width=600).bars
-    assert bars[0].width == 340 and bars[1].width == 85
+    bars = charts.model_spend_chart([ModelSpend("a", 400, 1, 10), ModelSpend("b", 100, 1, 10)], width=430).bars
+    assert bars[0].width == 200 and bars[1].width == 50
+    assert [charts.usd(m) for m in (500_000, 1_250_000, 499_955, 10, 0, -20_000)] == \
+        ["$0.50", "$1.25", "$0.499955", "$0.00001", "$0.00", "-$0.02"]
     assert charts.model_spend_chart([]).empty

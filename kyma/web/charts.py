@@ -32,14 +32,15 @@ class Chart:
 
 
 def usd(micros: int) -> str:
-    """Micro-dollars as a short USD string ($0.000123 for tiny amounts, $1.23 otherwise)."""
-    value = micros_to_usd(micros)
-    if value == 0:
-        return "$0.00"
-    return f"${value:,.2f}" if abs(value) >= 0.01 else f"${value:.6f}"
+    """Micro-dollars as USD with as many decimals as needed (2 to 6)."""
+    # Exact to the micro-dollar, but no noise: $0.50, $1.25, $0.499955, $0.000010.
+    text = f"{micros_to_usd(abs(micros)):,.6f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    sign = "-" if micros < 0 else ""
+    return f"{sign}${whole}.{cents.ljust(2, '0')}"
 
 
-def daily_spend_chart(days: list[DaySpend], width: int = 600, height: int = 150) -> Chart:
+def daily_spend_chart(days: list[DaySpend], width: int = 420, height: int = 120) -> Chart:
     """Vertical bars, one per day, scaled to the busiest day."""
     top = max((d.cost_micros for d in days), default=0)
     slot = width / max(1, len(days))
@@ -52,10 +53,10 @@ def daily_spend_chart(days: list[DaySpend], width: int = 600, height: int = 150)
     return Chart(width, height, bars, usd(top), top == 0)
 
 
-def model_spend_chart(models: list[ModelSpend], width: int = 600, row: int = 26) -> Chart:
+def model_spend_chart(models: list[ModelSpend], width: int = 420, row: int = 24) -> Chart:
     """Horizontal bars, one per model, scaled to the most expensive model; labels sit left of the bars."""
     top = max((m.cost_micros for m in models), default=0)
-    label_w, value_w = 150, 110
+    label_w, value_w = 110, 120
     span = width - label_w - value_w
     bars = []
     for i, m in enumerate(models):
