@@ -11,7 +11,16 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-setup: $(STAMP)
+# The last 0.x anthropic SDK cannot share .venv with 2.x: tests/test_anthropic_legacy_sdk.py runs it from here.
+LEGACY       := $(VENV)-anthropic0
+LEGACY_STAMP := $(LEGACY)/.installed-$(shell sha256sum requirements-legacy-sdk.txt | cut -c1-12)
+
+$(LEGACY_STAMP): requirements-legacy-sdk.txt
+	test -x $(LEGACY)/bin/python || $(PYTHON) -m venv $(LEGACY)
+	$(LEGACY)/bin/pip install -q --disable-pip-version-check -r requirements-legacy-sdk.txt
+	rm -f $(LEGACY)/.installed-* && touch $@
+
+setup: $(STAMP) $(LEGACY_STAMP)
 
 db: setup
 	$(BIN)/flask --app app init-db
