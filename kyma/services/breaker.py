@@ -45,7 +45,8 @@ class CircuitBreaker:
     @classmethod
     def create(cls, settings) -> "CircuitBreaker":
         """A breaker on Redis when configured, else on the database."""
-        store = RedisBreakerStore(settings.redis_url) if settings.redis_url else DatabaseBreakerStore()
+        store = (RedisBreakerStore(settings.redis_url, settings.redis_prefix + "breaker:") if settings.redis_url
+                 else DatabaseBreakerStore())
         return cls(store, failures=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds)
 
     def check(self, route: str, now: float | None = None) -> Verdict:

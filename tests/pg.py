@@ -1,0 +1,129 @@
+"""Throw-away PostgreSQL databases (and Redis key prefixes) on 127.0.0.1 for scale-out tests.
+
+Each database is named kyma_test_<random>, created through the `test` database as user postgres,
+and dropped WITH (FORCE) when its block ends (or at interpreter exit for `backend_env`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import uuid
+from typing import Iterator
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+ADMIN_DSN = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=test connect_timeout=2"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# `make test` sets this to "postgres" for its second pass (see backend_env).
+BACKEND_VARIABLE = "KYMA_TEST_BACKEND"
+
+
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used here, or None when it answers."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg is not installed: {exc}"
+    try:
+        psycopg.connect(ADMIN_DSN, autocommit=True).close()
+    except psycopg.OperationalError as exc:
+        return f"PostgreSQL on {PG_HOST}:{PG_PORT} (database 'test', user {PG_USER}) does not answer: {exc}"
+    return None
+
+
+def redis_unavailable() -> str | None:
+    """Why Redis cannot be used here, or None when it answers."""
+    try:
+        import redis
+    except ImportError as exc:
+        return f"redis is not installed: {exc}"
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"Redis on 127.0.0.1:6379 does not answer: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+def _admin():
+    import psycopg
+
+    return psycopg.connect(ADMIN_DSN, autocommit=True)
+
+
+def create_database() -> str:
+    """Create a uniquely named database and return its postgresql:// URL."""
+    name = f"kyma_test_{uuid.uuid4().hex[:12]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def drop_database(url: str) -> None:
+    """Drop the database a create_database() URL names, closing whatever still uses it."""
+    name = url.rsplit("/", 1)[1]
+    if not name.startswith("kyma_test_"):
+        raise ValueError(f"refusing to drop {name!r}: not a test database")
+    with _admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def connection_count(url: str) -> int:
+    """How many server connections are open on the database `url` names."""
+    with _admin() as admin:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                             (url.rsplit("/", 1)[1],)).fetchone()[0]
+
+
+def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one read-only query against the test database `url` names."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    """A fresh database for the block; dropped afterwards."""
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+def new_redis_prefix() -> str:
+    """A key prefix no other run uses."""
+    return f"kyma-test-{uuid.uuid4().hex[:12]}:"
+
+
+def delete_redis_prefix(prefix: str) -> None:
+    """Delete every Redis key under `prefix`."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def backend_env() -> dict[str, str]:
+    """Gateway variables for the backend KYMA_TEST_BACKEND names: {} for SQLite (the default), or a
+    fresh PostgreSQL database and Redis prefix (cleaned up at exit) for "postgres"."""
+    if os.environ.get(BACKEND_VARIABLE, "sqlite") != "postgres":
+        return {}
+    reason = postgres_unavailable() or redis_unavailable()
+    if reason:
+        raise RuntimeError(f"{BACKEND_VARIABLE}=postgres but {reason}")
+    url, prefix = create_database(), new_redis_prefix()
+    atexit.register(delete_redis_prefix, prefix)
+    atexit.register(drop_database, url)
+    return {"KYMA_DATABASE_URL": url, "KYMA_REDIS_URL": REDIS_URL, "KYMA_REDIS_PREFIX": prefix,
+            "KYMA_DATABASE_POOL_SIZE": "8"}
