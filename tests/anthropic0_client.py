@@ -109,7 +109,8 @@ def rate_limited(base_url: str, key: str, attempts: int = 40) -> dict:
 def out_of_credit(sdk: anthropic.Anthropic) -> dict:
     """A worst case (100k-token prompt, 65,536 output tokens on glm-5.1) above the $0.50 signup credit."""
     try:
-        sdk.messages.create(model="glm-5.1", max_tokens=65536, messages=[{"role": "user", "content": "word " * 100_000}])
+        sdk.messages.create(model="glm-5.1", max_tokens=65536,
+                            messages=[{"role": "user", "content": "word " * 100_000}])
     except anthropic.APIStatusError as exc:
         return _error(exc)
     return {"class": None}
