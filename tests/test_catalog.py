@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kyma.config import DATA
-from kyma.services.catalog import Catalog, claude_model_for, load_claude_models
+from kyma.services.catalog import Catalog, load_claude_models
+from kyma.translate.anthropic import map_claude_model
 
 SEED_MODEL_FIELDS = (
     "id", "name", "description", "context_window", "max_output_tokens", "best_for", "speed", "recommended",
@@ -59,10 +60,10 @@ def test_claude_names_map_to_catalog_models(catalog):
     mapping = load_claude_models(DATA / "claude_models.json")
     known = {m.id for m in catalog.models}
     assert set(mapping.values()) <= known
-    assert claude_model_for(mapping, "claude-opus-4-1") == "qwen-3.6-plus"
-    assert claude_model_for(mapping, "claude-sonnet-4-5-20250929") == "kimi-k2.5"  # dated name → prefix
-    assert claude_model_for(mapping, "claude-3-5-haiku-20241022") == "glm-4.7-flash"
-    assert claude_model_for(mapping, "claude-something-new") == mapping["default"]
+    assert map_claude_model("claude-opus-4-1", mapping, catalog) == "qwen-3.6-plus"
+    assert map_claude_model("claude-sonnet-4-5-20250929", mapping, catalog) == "kimi-k2.5"  # dated name → prefix
+    assert map_claude_model("claude-3-5-haiku-20241022", mapping, catalog) == "glm-4.7-flash"
+    assert map_claude_model("claude-something-new", mapping, catalog) == mapping["default"]
 
 
 def test_list_models_is_the_openai_list_shape_with_aliases(client):

@@ -153,12 +153,3 @@ def filter_models(catalog: Catalog, model_filter: ModelFilter) -> list[ModelInfo
     """The catalog's models that pass `model_filter`, in catalog order."""
     return [m for m in catalog.models if model_filter.matches(m)]
 
-
-def claude_model_for(claude_models: dict, name: str) -> str | None:
-    """The catalog id a claude-* name maps to: exact key, else the longest key it starts with, else 'default'."""
-    if name in claude_models:
-        return claude_models[name]
-    prefixes = [k for k in claude_models if k != "default" and name.startswith(k)]
-    if prefixes:
-        return claude_models[max(prefixes, key=len)]
-    return claude_models.get("default")
