@@ -90,9 +90,13 @@
     socket = new WebSocket(target.href);
     socket.onmessage = onMessage;
     socket.onopen = then;
+    var opened = false;
+    socket.addEventListener("open", function () { opened = true; });
     socket.onclose = function () {
       socket = null;
-      if (reply) finish("Connection closed.");
+      if (!reply) return;
+      if (!opened) history.pop();  // the message never left: a retry must not send it twice
+      finish(opened ? "Connection closed." : "Could not connect. Are you still logged in? Reload the page.");
     };
   }
 

@@ -6,9 +6,10 @@ import json
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
-from flask import render_template, request
+from flask import abort, render_template, request
 from flask_sock import Sock
 
+from kyma.db import release_connection
 from kyma.errors import KymaError
 from kyma.runtime import runtime
 from kyma.services import playground as chat
@@ -68,14 +69,22 @@ def _run(ws, principal, data: dict) -> None:
         events.close()
 
 
+@web_bp.before_request
+def _guard_socket():
+    # Refuse the upgrade itself: closing an accepted socket with a message in flight can lose both.
+    if request.endpoint == "web.playground_ws":
+        if not _same_origin():
+            abort(403, description="Cross-origin websocket refused.")
+        if current_principal() is None:
+            abort(401, description="Log in to use the playground.")
+
+
 @sock.route("/playground/ws", bp=web_bp)
 def playground_ws(ws):
     """Protocol: client sends {type: start, …} or {type: stop}; server sends delta/done/stopped/error."""
     principal = current_principal()
-    if principal is None or not _same_origin():
-        _send(ws, "error", message="Log in to use the playground.", status=401)
-        return
     while True:
+        release_connection()  # a websocket idles for minutes: don't hold a pooled connection meanwhile
         try:
             data = json.loads(ws.receive())
         except ValueError:

@@ -1,0 +1,112 @@
+"""The playground websocket against a real gateway whose simulated providers stream slowly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+
+import pytest
+import requests
+import websockets
+
+from tests.servers import SIMULATED_PROVIDERS, free_port_block, gateway_env, start_gateway, start_simulator
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(tmp_path_factory):
+    """Simulators that stream 20 tokens a second, so a reply is still running when Stop arrives."""
+    workdir = tmp_path_factory.mktemp("slow")
+    base = free_port_block(len(SIMULATED_PROVIDERS))
+    sims = [start_simulator(name, base + i, workdir, kyma_sim_tokens_per_sec="20")
+            for i, name in enumerate(SIMULATED_PROVIDERS)]
+    gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
+    yield gw
+    gw.stop()
+    for s in sims:
+        s.stop()
+
+
+def browser_session(url: str) -> tuple[requests.Session, str]:
+    """A signed-up browser-like session and the playground page's CSRF token."""
+    s = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{url}/signup").text).group(1)
+    email = f"pg-{uuid.uuid4().hex}@example.com"
+    assert s.post(f"{url}/signup", data={"email": email, "password": "secret-pw", "csrf_token": token}).status_code == 201
+    csrf = re.search(r'data-csrf="([^"]+)"', s.get(f"{url}/playground").text).group(1)
+    return s, csrf
+
+
+def ws_url(url: str) -> str:
+    return url.replace("http://", "ws://") + "/playground/ws"
+
+
+def start_message(csrf: str, model: str = "fast", text: str = "Tell me a long story about rivers") -> str:
+    return json.dumps({"type": "start", "csrf": csrf, "model": model, "max_tokens": 400,
+                       "messages": [{"role": "user", "content": text}]})
+
+
+async def exchange(url, session, messages, until=("done", "error", "stopped"), origin=None, stop_after=None):
+    """Send messages, collect server events until one of `until`; optionally send Stop after N deltas."""
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in session.cookies.items()), "Origin": origin or url}
+    events = []
+    async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
+        for m in messages:
+            await ws.send(m)
+        deltas = 0
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            events.append(event)
+            if event["type"] == "delta":
+                deltas += 1
+                if deltas == stop_after:
+                    await ws.send(json.dumps({"type": "stop"}))
+            if event["type"] in until:
+                return events
+
+
+def test_reply_streams_in_pieces_and_reports_cost(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    events = asyncio.run(exchange(slow_gateway.url, s, [start_message(csrf, text="hello")]))
+    deltas = [e for e in events if e["type"] == "delta"]
+    done = events[-1]
+    assert len(deltas) > 3 and done["type"] == "done"
+    assert done["model"] == "llama-3.3-70b" and done["alias"] == "fast" and done["simulated"] is True
+    assert done["cost_usd"] > 0 and done["usage"]["completion_tokens"] > 0
+
+
+def test_stop_cancels_the_stream_and_bills_what_was_produced(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    events = asyncio.run(exchange(slow_gateway.url, s, [start_message(csrf)], stop_after=2))
+    assert events[-1]["type"] == "stopped"
+    assert not any(e["type"] == "done" for e in events)
+    log = s.get(f"{slow_gateway.url}/dashboard/requests", headers={"HX-Request": "true"}).text
+    assert '<span class="tag bad">499</span>' in log  # recorded as "client closed", like an API disconnect
+    balance = s.get(f"{slow_gateway.url}/dashboard/spend", headers={"HX-Request": "true"}).text
+    spent = re.search(r'id="spent-30d">\$([0-9.]+)<', balance).group(1)
+    assert float(spent) > 0  # the tokens produced before Stop were billed
+
+
+def test_errors_keep_the_socket_usable(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    events = asyncio.run(exchange(slow_gateway.url, s, [
+        json.dumps({"type": "start", "csrf": "stale", "model": "fast", "messages": [{"role": "user", "content": "x"}]}),
+        start_message(csrf, model="no-such-model"),
+        "not json",
+        start_message(csrf, text="hi"),
+    ], until=("done",)))
+    errors = [(e["status"], e["message"]) for e in events if e["type"] == "error"]
+    assert [status for status, _ in errors] == [403, 404, 400]
+    assert "no-such-model" in errors[1][1]
+    assert events[-1]["type"] == "done"
+
+
+def test_foreign_origin_and_anonymous_sockets_are_refused(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    with pytest.raises(websockets.exceptions.InvalidStatus) as foreign:
+        asyncio.run(exchange(slow_gateway.url, s, [start_message(csrf)], origin="http://evil.example"))
+    assert foreign.value.response.status_code == 403
+    with pytest.raises(websockets.exceptions.InvalidStatus) as anonymous:
+        asyncio.run(exchange(slow_gateway.url, requests.Session(), [start_message(csrf)]))
+    assert anonymous.value.response.status_code == 401
