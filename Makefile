@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: run test setup db test-unit test-notebooks bench clean
+.PHONY: run test setup db bench clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(LEGACY_STAMP): requirements-legacy-sdk.txt
 	$(LEGACY)/bin/pip install -q --disable-pip-version-check -r requirements-legacy-sdk.txt
 	rm -f $(LEGACY)/.installed-* && touch $@
 
-setup: $(STAMP) $(LEGACY_STAMP)
+setup: $(STAMP)
 
 db: setup
 	$(BIN)/flask --app app init-db
@@ -30,7 +30,7 @@ run: db
 	$(BIN)/python -m kyma.launcher
 
 ## make test: set up and run every test (unit, integration, browser, notebooks).
-test: setup
+test: setup $(LEGACY_STAMP)
 	$(BIN)/python -m pytest -q tests
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
@@ -40,4 +40,4 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis
+	rm -rf $(VENV) $(LEGACY) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis
