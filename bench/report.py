@@ -71,4 +71,6 @@ def render_table(result: dict) -> str:
         lines.append(f"target {name:20} ≤ {t['target']:<4}  measured {t['measured']:<8}  "
                      f"{'met' if t['met'] else 'MISSED'}")
     lines.append(f"ledger check after the run: {result['ledger_check']}")
+    for f in result.get("request_log_failures", []):
+        lines.append(f"request log: {f['count']} × HTTP {f['status']}: {f['error']}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -165,6 +166,17 @@ def many_streams(args, servers, b, key) -> dict:
     return out
 
 
+def logged_failures(workdir: Path) -> list[dict]:
+    """Non-200 answers the gateway wrote to its request log, by status and message (read-only)."""
+    con = sqlite3.connect(f"file:{workdir / 'kyma.db'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT status, substr(error, 1, 160), count(*) FROM requestlog WHERE status != 200 "
+                           "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10").fetchall()
+    finally:
+        con.close()
+    return [{"status": s, "error": e, "count": n} for s, e, n in rows]
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -196,13 +208,14 @@ def main(argv=None) -> int:
         load = throughput(args, servers, b, key)
         many = many_streams(args, servers, b, key)
         ledger = procs.flask(args.gateway_root, servers["gateway"].env, "ledger", "check")
+        failures = logged_failures(workdir)
     finally:
         for s in reversed(list(servers.values())):
             s.stop()
     result = {
         "machine": machine(), "settings": {k: str(v) for k, v in vars(args).items()},
         "gateway_workers": args.workers, "sequential": seq, "throughput": load, "streams": many,
-        "ledger_check": ledger, "wall_seconds": round(time.monotonic() - started, 1),
+        "ledger_check": ledger, "request_log_failures": failures, "wall_seconds": round(time.monotonic() - started, 1),
     }
     result["targets"] = evaluate(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
