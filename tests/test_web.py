@@ -149,6 +149,7 @@ def test_another_accounts_key_cannot_be_revoked(app):
     alice_key = ApiKey.get(ApiKey.account == account_id("alice@example.com"))
     resp = mallory.post(f"/dashboard/keys/{alice_key.id}/revoke", headers={**HX, "X-CSRF-Token": csrf_of(mallory)})
     assert resp.status_code == 404
+    assert resp.headers["HX-Retarget"] == "#flash" and 'role="alert"' in resp.get_data(as_text=True)
     assert ApiKey.get_by_id(alice_key.id).revoked_at is None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, make_response, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
@@ -46,13 +46,11 @@ def _security_headers(resp):
 
 
 def _error_page(status: int, title: str, message: str):
-    template = "errors/_flash.html" if htmx.is_htmx() else "errors/error.html"
-    resp = render_template(template, status=status, title=title, message=message), status
+    """A full error page, or for htmx a message swapped into the page's #flash area."""
     if htmx.is_htmx():
-        from flask import make_response
-
-        resp = htmx.retarget(make_response(*resp), "#flash")
-    return resp
+        body = render_template("errors/_flash.html", title=title, message=message)
+        return htmx.retarget(make_response(body, status), "#flash")
+    return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
 @web_bp.errorhandler(KymaError)

@@ -38,7 +38,7 @@ def login():
         return render_template("web/login.html", next=request.args.get("next", ""))
     try:
         grant = accounts.login(request.form.get("email", ""), request.form.get("password", ""),
-                               runtime().settings)
+                               runtime().settings, client_ip=request.remote_addr or "")
     except KymaError as err:
         return _form_error("web/login.html", err)
     sign_in(grant.token)
