@@ -57,7 +57,7 @@ class Served:
     """What the client needs to know about the attempt that served."""
 
     candidate: Candidate
-    metered: Metered
+    metered: Metered | None  # None until the stream's usage is known
     attempts: int
     overhead_ms: float
 
