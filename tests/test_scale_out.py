@@ -26,7 +26,7 @@ from tests.servers import (SIMULATED_PROVIDERS, flask_cli, free_port_block, gate
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
-LATENCY_MS = 2000
+LATENCY_MS = 3000
 MODEL = "qwen-3-32b"
 BREAKER_MODEL = "glm-4.5-air"  # its own routes, so no other test here touches their breakers
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 256}
@@ -109,11 +109,21 @@ def _client(gw, key: str) -> openai.OpenAI:
 
 
 def _chat_status(gw, key: str, body: dict = BODY) -> int:
+    return _sdk_status(_client(gw, key), body)
+
+
+def _sdk_status(client: openai.OpenAI, body: dict) -> int:
     try:
-        _client(gw, key).chat.completions.create(**body)
+        client.chat.completions.create(**body)
         return 200
     except openai.APIStatusError as exc:
         return exc.status_code
+
+
+def _post_status(gw, key: str) -> int:
+    """One chat request with plain requests: light on the client's CPU, so a race's requests start together."""
+    return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"},
+                         timeout=60).status_code
 
 
 def _concurrently(calls: list) -> list:
@@ -187,7 +197,8 @@ def test_rate_limit_is_global_across_instances(cluster):
     (a, b), _ = cluster
     key = register(a.url, _email())["api_key"]
     small = dict(BODY, max_tokens=16)
-    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _chat_status(gw, key, small) for i in range(16)])
+    clients = [_client((a, b)[i % 2], key) for i in range(16)]  # built before the race: they cost CPU
+    statuses = _concurrently([lambda c=c: _sdk_status(c, small) for c in clients])
     assert (statuses.count(200), statuses.count(429)) == (TIER0_RPM, 16 - TIER0_RPM), statuses
     for gw in (a, b):
         limits = requests.get(f"{gw.url}/v1/auth/limits", headers={"Authorization": f"Bearer {key}"}, timeout=10)
@@ -201,7 +212,7 @@ def test_balance_is_never_overspent_across_instances(cluster):
     key = register(b.url, email)["api_key"]
     covered = 8
     account_id = _fund_for(url, a, email, key, covered)
-    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _chat_status(gw, key) for i in range(30)])
+    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _post_status(gw, key) for i in range(30)])
     assert (statuses.count(200), statuses.count(402)) == (covered, 30 - covered), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_cli(b.env, "ledger", "check")
@@ -253,7 +264,7 @@ def test_fifty_concurrent_requests_with_credit_for_ten_on_postgres(pg_gateway):
     key = register(gw.url, email)["api_key"]
     account_id = _fund_for(url, gw, email, key, 10)
     with PeakConnections(url) as conns:
-        statuses = _concurrently([lambda: _chat_status(gw, key) for _ in range(50)])
+        statuses = _concurrently([lambda: _post_status(gw, key) for _ in range(50)])
     assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_cli(gw.env, "ledger", "check")
