@@ -54,9 +54,9 @@ def _admin():
     return psycopg.connect(ADMIN_DSN, autocommit=True)
 
 
-def create_database() -> str:
-    """Create a uniquely named database and return its postgresql:// URL."""
-    name = f"kyma_test_{uuid.uuid4().hex[:12]}"
+def create_database(tag: str = "") -> str:
+    """Create a uniquely named database (kyma_test_<tag><random>) and return its postgresql:// URL."""
+    name = f"kyma_test_{tag}{uuid.uuid4().hex[:12]}"
     with _admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
@@ -122,7 +122,7 @@ def backend_env() -> dict[str, str]:
     reason = postgres_unavailable() or redis_unavailable()
     if reason:
         raise RuntimeError(f"{BACKEND_VARIABLE}=postgres but {reason}")
-    url, prefix = create_database(), new_redis_prefix()
+    url, prefix = create_database("pass_"), new_redis_prefix()
     atexit.register(delete_redis_prefix, prefix)
     atexit.register(drop_database, url)
     return {"KYMA_DATABASE_URL": url, "KYMA_REDIS_URL": REDIS_URL, "KYMA_REDIS_PREFIX": prefix,

@@ -100,6 +100,13 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
         "KYMA_BCRYPT_ROUNDS": "4",
         "KYMA_LOG_LEVEL": "WARNING",
     })
+    # --- scale-out pass (issue 8): KYMA_TEST_BACKEND=postgres gives each gateway a fresh PostgreSQL
+    # database and Redis prefix instead of SQLite (see tests/pg.py; `make test` runs both passes).
+    from tests.pg import backend_env
+
+    if "KYMA_DATABASE_URL" not in extra:
+        env.update(backend_env())
+    # --- end scale-out pass
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -30,7 +30,7 @@ def slow_stack(tmp_path):
     base = free_port_block(len(SIMULATED_PROVIDERS))
     sims = [start_simulator(n, base + i, tmp_path, KYMA_SIM_LATENCY_MS="3000") for i, n in enumerate(SIMULATED_PROVIDERS)]
     gw = start_gateway(tmp_path, gateway_env(tmp_path, base, KYMA_TIERS=str(tmp_path / "tiers.json")), workers=2)
-    yield gw, f"sqlite:///{tmp_path / 'kyma.db'}"
+    yield gw, gw.env["KYMA_DATABASE_URL"]  # SQLite, or PostgreSQL in the scale-out pass
     gw.stop()
     for s in sims:
         s.stop()
