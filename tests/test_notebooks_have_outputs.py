@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-EXPECTED = ("01-quickstart",)
+EXPECTED = ("01-quickstart", "02-chat-completions", "03-anthropic-messages", "04-models-and-discovery",
+            "05-accounts-credits-limits", "06-reliability")
 
 
 def _code_cells(path: Path) -> list[dict]:
@@ -21,7 +22,7 @@ def _source(cell: dict) -> str:
 
 
 def test_every_walkthrough_exists():
-    assert set(EXPECTED) <= {p.stem for p in NOTEBOOKS}
+    assert [p.stem for p in NOTEBOOKS] == list(EXPECTED)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -37,3 +38,8 @@ def test_no_stored_errors_and_ran_in_order(path):
     assert not errors, f"{path.name}: code cells {errors} stored an error"
     counts = [c.get("execution_count") for c in cells]
     assert counts == list(range(1, len(cells) + 1)), f"{path.name}: not executed top to bottom once"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_last_cell_stops_the_gateway(path):
+    assert "gw.stop()" in _source(_code_cells(path)[-1]), f"{path.name}: the last code cell must stop its servers"
