@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from kyma.config import ROOT, Settings
-from kyma.db import database, init_db
+from kyma.db import close_connection, init_db, open_connection
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -70,12 +70,11 @@ def _build_runtime(settings: Settings):
 def _register_database_hooks(app: Flask) -> None:
     @app.before_request
     def _open_db():
-        database.connect(reuse_if_open=True)
+        open_connection()
 
     @app.teardown_request
     def _close_db(exc):
-        if not database.is_closed():
-            database.close()
+        close_connection()
 
 
 def _register_blueprints(app: Flask) -> None:
