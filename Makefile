@@ -32,6 +32,10 @@ run: db
 ## make test: set up and run every test (unit, integration, browser, notebooks).
 test: setup $(LEGACY_STAMP)
 	$(BIN)/python -m pytest -q tests
+	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
+	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
+	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -m "integration and not postgres and not browser" tests; \
+	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi

@@ -134,3 +134,17 @@ def register(url: str, email: str, password: str = "correct horse") -> dict:
     r = requests.post(f"{url}/v1/auth/register", json={"email": email, "password": password}, timeout=10)
     r.raise_for_status()
     return r.json()
+
+
+def db_rows(env: dict, sql: str, *params) -> list[tuple]:
+    """Rows of a query on the database a gateway environment names (SQLite or PostgreSQL).
+
+    Write placeholders as {p}; they become ? or %s for the backend.
+    """
+    from kyma.db import make_database
+
+    db = make_database(env["KYMA_DATABASE_URL"])
+    try:
+        return list(db.execute_sql(sql.format(p=db.param), params).fetchall())
+    finally:
+        db.close()

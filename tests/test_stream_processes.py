@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.servers import flask_cli, free_port_block, gateway_env, register, start_gateway, start_simulator
+from tests.servers import db_rows, flask_cli, free_port_block, gateway_env, register, start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +49,7 @@ def test_200_concurrent_streams_on_one_worker_all_complete(slow_gateway):
 
 
 def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
-    gw, user, db_path, env = slow_gateway
+    gw, user, _, env = slow_gateway
     r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
                       stream=True, timeout=30, json={
                           "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
@@ -63,16 +62,15 @@ def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
     row = None
     for _ in range(50):
         time.sleep(0.2)
-        with sqlite3.connect(db_path) as db:
-            row = db.execute("select status, completion_tokens, cost_micros from requestlog where request_id=?",
-                             (request_id,)).fetchone()
+        rows = db_rows(env, "select status, completion_tokens, cost_micros from requestlog where request_id={p}",
+                       request_id)
+        row = rows[0] if rows else None
         if row:
             break
     assert row is not None, "the request was recorded"
     status, completion_tokens, cost = row
     assert status == 499 and completion_tokens > 0 and cost > 0
-    with sqlite3.connect(db_path) as db:
-        closed = db.execute("select closed_at from hold where request_id=?", (request_id,)).fetchone()[0]
+    closed = db_rows(env, "select closed_at from hold where request_id={p}", request_id)[0][0]
     assert closed is not None, "the hold was settled"
     assert flask_cli(env, "ledger", "check").returncode == 0
 
@@ -81,23 +79,21 @@ def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gatewa
     import os
     import signal
 
-    gw, user, db_path, env = slow_gateway
+    gw, user, _, env = slow_gateway
     r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
                       stream=True, timeout=30, json={
                           "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
                           "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
     request_id = r.headers["X-Request-Id"]
     assert next(line for line in r.iter_lines() if line)
-    with sqlite3.connect(db_path) as db:
-        owner, closed = db.execute("select owner, closed_at from hold where request_id=?", (request_id,)).fetchone()
+    owner, closed = db_rows(env, "select owner, closed_at from hold where request_id={p}", request_id)[0]
     assert closed is None
     os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)  # the worker holding the stream dies at once
     r.close()
     reaped = flask_cli(env, "ledger", "reap")
     assert reaped.returncode == 0 and "released 1" in reaped.stdout
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("select closed_at from hold where request_id=?", (request_id,)).fetchone()[0] is not None
-        kinds = [k for (k,) in db.execute("select kind from ledgerentry where request_id=? order by id", (request_id,))]
+    assert db_rows(env, "select closed_at from hold where request_id={p}", request_id)[0][0] is not None
+    kinds = [k for (k,) in db_rows(env, "select kind from ledgerentry where request_id={p} order by id", request_id)]
     assert kinds == ["hold", "release"], "the customer is not billed for a stream the gateway lost"
     check = flask_cli(env, "ledger", "check")
     assert check.returncode == 0, check.stdout + check.stderr
