@@ -1,14 +1,18 @@
-"""The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute."""
+"""The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
+
+It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 from flask import Flask
 
 from kyma.db import database
-from kyma.services import ledger
+from kyma.services import ledger, window_stores
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,10 @@ def _reap_forever(interval: float) -> None:
                 ledger.reap_expired_holds()
         except Exception:  # keep reaping next round; the reason is logged, not swallowed
             log.exception("hold reaper round failed")
+        try:
+            window_stores.prune_database_buckets(int(time.time()))
+        except Exception:  # as above: retried next round, logged
+            log.exception("rate-limit bucket prune failed")
         gevent.sleep(interval)
 
 

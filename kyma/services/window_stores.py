@@ -12,16 +12,14 @@ transaction-scoped advisory lock; Redis runs one Lua script.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from peewee import EXCLUDED, fn
-
-from kyma.db import connected, database, is_sqlite_db, write_transaction
-from kyma.models import RateCounter
+from kyma.db import connected, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -55,52 +53,92 @@ def fits(buckets: Buckets, check: Check) -> bool:
 
 
 class DatabaseStore:
-    """Buckets as RateCounter rows (key, window=second, count), on SQLite or PostgreSQL."""
+    """Buckets as RateCounter rows (key, window=second, count), on SQLite or PostgreSQL.
+
+    The hot path is raw SQL whose text is built once per placeholder style and size: per
+    admission one SELECT for every key and one multi-row upsert, with no DELETE; buckets older
+    than the window are ignored by the read and pruned by the reaper (prune_database_buckets).
+    """
 
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
-        """Check every limit and, when all fit, add the costs; one transaction."""
+        """Check every limit and, when all fit, add the costs; one transaction (or the caller's)."""
         keys = [c.key for c in checks]
-        with connected(), write_transaction():
-            if not is_sqlite_db(database.obj):
+        with connected() as db, write_transaction():
+            lock = _lock_sql(db.param)
+            if lock:
                 # READ COMMITTED re-reads would race: serialise this account's admissions instead.
-                database.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_key,))
-            RateCounter.delete().where(RateCounter.key.in_(keys) & (RateCounter.window <= now - WINDOW)).execute()
-            seen = self._read(keys, now)
+                db.execute_sql(lock, (lock_key,))
+            seen = _read(db, keys, now)
             ok = all(fits(b, c) for b, c in zip(seen, checks))
             if ok:
-                for c in checks:
-                    if c.cost:
-                        self._add(c.key, now, c.cost)
+                costs: dict[str, int] = {}
+                for c in checks:  # one row per key: PostgreSQL refuses to upsert a row twice per statement
+                    costs[c.key] = costs.get(c.key, 0) + c.cost
+                _add(db, [(k, now, v) for k, v in costs.items() if v])
         return ok, seen
 
     def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
         """Add `delta` (negative to refund) to a bucket still inside the window."""
         if delta and bucket > now - WINDOW:
             # connected(): a stream settles after teardown, where a lazily opened connection would leak.
-            with connected(), write_transaction():
-                self._add(key, bucket, delta)
+            # One autocommitted statement is atomic by itself, and joins a caller's open transaction.
+            with connected() as db:
+                _add(db, [(key, bucket, delta)])
 
     def peek(self, keys: list[str], now: int) -> list[Buckets]:
         """The live buckets of each key, without changing them."""
-        with connected():
-            return self._read(keys, now)
+        with connected() as db:
+            return _read(db, keys, now)
 
-    @staticmethod
-    def _read(keys: list[str], now: int) -> list[Buckets]:
-        rows = (RateCounter.select(RateCounter.key, RateCounter.window, fn.SUM(RateCounter.count))
-                .where(RateCounter.key.in_(keys) & (RateCounter.window > now - WINDOW))
-                .group_by(RateCounter.key, RateCounter.window).tuples())
-        found: dict[str, Buckets] = {k: {} for k in keys}
-        for key, window, count in rows:
-            found[key][int(window)] = int(count)
-        return [found[k] for k in keys]
 
-    @staticmethod
-    def _add(key: str, bucket: int, amount: int) -> None:
-        (RateCounter.insert(key=key, window=bucket, count=amount)
-         .on_conflict(conflict_target=[RateCounter.key, RateCounter.window],
-                      update={RateCounter.count: RateCounter.count + EXCLUDED.count})
-         .execute())
+# Every rate-limit key starts with this (kyma.services.ratelimit._keys); login counters do not.
+RATE_KEY_PREFIX = "rl:"
+# The reaper deletes buckets at least this old: twice the window, so no live bucket is ever lost.
+PRUNE_AFTER_SECONDS = 2 * WINDOW
+
+# Statement text is built once per placeholder style (SQLite `?`, PostgreSQL `%s`) and size, so the
+# hot path does no query building. "key", "window" and "count" are quoted: WINDOW is reserved in PostgreSQL.
+
+
+@functools.lru_cache(maxsize=32)
+def _read_sql(param: str, n_keys: int) -> str:
+    # (key, window) is unique, so each row is one bucket: no GROUP BY needed.
+    marks = ", ".join([param] * n_keys)
+    return f'SELECT "key", "window", "count" FROM "ratecounter" WHERE "key" IN ({marks}) AND "window" > {param}'
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_sql(param: str, n_rows: int) -> str:
+    row = "(" + ", ".join([param] * 3) + ")"
+    return ('INSERT INTO "ratecounter" ("key", "window", "count") VALUES ' + ", ".join([row] * n_rows)
+            + ' ON CONFLICT ("key", "window") DO UPDATE SET "count" = "ratecounter"."count" + excluded."count"')
+
+
+def _lock_sql(param: str) -> str | None:
+    return None if param == "?" else f"SELECT pg_advisory_xact_lock(hashtext({param}))"
+
+
+def _read(db, keys: list[str], now: int) -> list[Buckets]:
+    if not keys:  # "IN ()" is not SQL
+        return []
+    found: dict[str, Buckets] = {k: {} for k in keys}
+    for key, window, count in db.execute_sql(_read_sql(db.param, len(keys)), (*keys, now - WINDOW)):
+        found[key][int(window)] = int(count)
+    return [found[k] for k in keys]
+
+
+def _add(db, rows: list[tuple[str, int, int]]) -> None:
+    if rows:
+        db.execute_sql(_upsert_sql(db.param, len(rows)), [v for row in rows for v in row])
+
+
+def prune_database_buckets(now: int) -> int:
+    """Delete rate-limit buckets at least PRUNE_AFTER_SECONDS old; returns how many (the reaper calls this)."""
+    with connected() as db:
+        # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
+        sql = (f'DELETE FROM "ratecounter" WHERE "window" <= {db.param} '
+               f'AND substr("key", 1, {len(RATE_KEY_PREFIX)}) = {db.param}')
+        return db.execute_sql(sql, (now - PRUNE_AFTER_SECONDS, RATE_KEY_PREFIX)).rowcount
 
 
 class MemoryStore:
