@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
     sys.path.insert(0, str(ROOT))
 
-from tests.servers import (BIN, SIMULATED_PROVIDERS, Proc, flask_cli, free_port,  # noqa: E402
-                           free_port_block, gateway_env, wait_http)
+from kyma.launcher import gunicorn_command  # noqa: E402
+from tests.servers import (SIMULATED_PROVIDERS, Proc, flask_cli, free_port, free_port_block,  # noqa: E402
+                           gateway_env, wait_http)
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -106,30 +107,46 @@ def start(gateway_settings: dict | None = None, sim_settings: dict | None = None
     remote = os.environ.get("KYMA_BASE_URL")
     if remote:
         return Gateway(url=remote.rstrip("/"))
+    for attempt in range(3):
+        try:
+            return _start_local(gateway_settings or {}, sim_settings or {}, workers)
+        except RuntimeError:
+            # Another process on this machine can take a "free" port before gunicorn binds it.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
+    """Simulators and a gateway on free ports; every process is stopped again if one fails to start."""
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
     base = free_port_block(len(SIMULATED_PROVIDERS))
-    env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **(gateway_settings or {})})
+    env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
     # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
     for i, name in enumerate(SIMULATED_PROVIDERS):
-        sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **(sim_settings or {}), "KYMA_SIM_NAME": name}
+        sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **sim_settings, "KYMA_SIM_NAME": name}
         gw.procs.append(_spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log"))
         gw.simulators[name] = gw.procs[-1].url
-    migrated = flask_cli(env, "init-db")
-    if migrated.returncode != 0:
-        raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-    gw.procs.append(_spawn("app:app", free_port(), env, workdir / "gateway.log", workers))
-    gw.url, gw.env = gw.procs[-1].url, env
-    for proc in gw.procs:
-        wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)
+    try:
+        migrated = flask_cli(env, "init-db")
+        if migrated.returncode != 0:
+            raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
+        gw.procs.append(_spawn("app:app", free_port(), env, workdir / "gateway.log", workers))
+        gw.url, gw.env = gw.procs[-1].url, env
+        for proc in gw.procs:
+            wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)
+    except (RuntimeError, TimeoutError) as exc:
+        gw.workdir = None  # keep the logs for the error message below
+        gw.stop()
+        raise RuntimeError(f"the notebook gateway did not start: {exc} (logs in {workdir})") from exc
     return gw
 
 
 def _spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
     """gunicorn with gevent workers on 127.0.0.1:port; output goes to a log file, not the notebook."""
-    cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "1000",
-           "--no-control-socket", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", target]
+    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, "warning")
     popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     return Proc(popen, port, log, env)
 
