@@ -11,6 +11,7 @@ reap_expired_holds, run by the reaper greenlet and by `flask --app app ledger re
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError, fn
 
-from kyma.db import write_transaction
+from kyma.db import database, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services.pricing import usd_to_micros
@@ -83,14 +84,55 @@ def _hold_ttl(ttl_seconds: int | None) -> int:
     return DEFAULT_HOLD_TTL_SECONDS
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The hot path's SQL text for one parameter style (`?` SQLite, `%s` PostgreSQL)."""
+
+    debit: str  # conditional: only when the balance covers it
+    add: str
+    entry: str  # one ledger entry, RETURNING its id
+    two_entries: str  # a settle's release + usage, one statement
+    hold: str
+    close_hold: str  # exactly once: only an open hold, RETURNING its account and amount
+
+
+_ENTRY_COLUMNS = '"account_id", "kind", "amount_micros", "request_id", "idempotency_key", "note", "created_at"'
+
+
+@functools.cache
+def _statements(param: str) -> _Statements:
+    """Build the statements once per backend: peewee's per-call query building was ~1/4 of a request's CPU."""
+    def text(sql: str) -> str:
+        return sql.replace("?", param)
+
+    entry_row = "(?, ?, ?, ?, ?, ?, ?)"
+    return _Statements(
+        debit=text('UPDATE "account" SET "balance_micros" = "balance_micros" - ? '
+                   'WHERE "id" = ? AND "balance_micros" >= ?'),
+        add=text('UPDATE "account" SET "balance_micros" = "balance_micros" + ? WHERE "id" = ?'),
+        entry=text(f'INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) VALUES {entry_row} RETURNING "id"'),
+        two_entries=text(f'INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) VALUES {entry_row}, {entry_row}'),
+        hold=text('INSERT INTO "hold" ("account_id", "request_id", "amount_micros", "owner", "created_at", '
+                  '"expires_at") VALUES (?, ?, ?, ?, ?, ?)'),
+        close_hold=text('UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
+                        'RETURNING "account_id", "amount_micros"'),
+    )
+
+
+def _sql() -> _Statements:
+    return _statements(database.obj.param)
+
+
 def _entry(account_id: int, kind: str, amount: int, *, request_id: str | None = None,
-           key: str | None = None, note: str = "") -> LedgerEntry:
-    return LedgerEntry.create(account=account_id, kind=kind, amount_micros=amount, request_id=request_id,
-                              idempotency_key=key, note=note[:200])
+           key: str | None = None, note: str = "") -> int:
+    """Append one ledger entry; returns its id."""
+    # Datetimes go to the driver as datetime objects, as peewee sends them, so they are stored alike.
+    cursor = database.obj.execute_sql(_sql().entry, (account_id, kind, amount, request_id, key, note[:200], utcnow()))
+    return cursor.fetchone()[0]
 
 
 def _add_to_balance(account_id: int, delta: int) -> None:
-    Account.update(balance_micros=Account.balance_micros + delta).where(Account.id == account_id).execute()
+    database.obj.execute_sql(_sql().add, (delta, account_id))
 
 
 def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: str = "",
@@ -98,32 +140,26 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     """Reserve `amount_micros` for a request; False (nothing written) when the balance can't cover it.
 
     `owner` defaults to this process (worker_identity()); the TTL to settings.hold_ttl_seconds.
-    Callable inside an outer transaction (it nests as a savepoint).
+    Callable inside an outer transaction.
     """
     if amount_micros < 0:
         raise ValueError("a hold cannot be negative")
-    expires_at = utcnow() + timedelta(seconds=_hold_ttl(ttl_seconds))
+    now = utcnow()
+    expires_at = now + timedelta(seconds=_hold_ttl(ttl_seconds))
+    db, sql = database.obj, _sql()
     with write_transaction():
-        debited = (Account.update(balance_micros=Account.balance_micros - amount_micros)
-                   .where((Account.id == account_id) & (Account.balance_micros >= amount_micros))
-                   .execute())
-        if not debited:
+        if not db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros)).rowcount:
             return False
         _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold")
-        Hold.create(account=account_id, request_id=request_id, amount_micros=amount_micros,
-                    owner=(owner or worker_identity())[:64], expires_at=expires_at)
+        db.execute_sql(sql.hold, (account_id, request_id, amount_micros, (owner or worker_identity())[:64],
+                                  now, expires_at))
     return True
 
 
-def _close_hold(request_id: str) -> Hold | None:
-    """Mark the hold closed if it is still open; None when absent or already closed (exactly once)."""
-    hold = Hold.get_or_none(Hold.request_id == request_id)
-    if hold is None:
-        return None
-    closed = (Hold.update(closed_at=utcnow())
-              .where((Hold.id == hold.id) & Hold.closed_at.is_null())
-              .execute())
-    return hold if closed else None
+def _close_hold(request_id: str) -> tuple[int, int] | None:
+    """Close the hold if it is still open: (account_id, amount_micros), or None when absent or closed."""
+    rows = database.obj.execute_sql(_sql().close_hold, (utcnow(), request_id)).fetchall()
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 def settle_hold(request_id: str, cost_micros: int) -> int:
@@ -137,16 +173,19 @@ def settle_hold(request_id: str, cost_micros: int) -> int:
     """
     if cost_micros < 0:
         raise ValueError("a cost cannot be negative")
+    db, sql = database.obj, _sql()
     with write_transaction():
-        hold = _close_hold(request_id)
-        if hold is None:
+        closed = _close_hold(request_id)
+        if closed is None:
             return 0
-        account_id = hold.account_id
-        _entry(account_id, "release", hold.amount_micros, request_id=request_id, key=f"{request_id}:release")
-        overshoot = cost_micros - hold.amount_micros
+        account_id, held = closed
+        overshoot = cost_micros - held
         note = f"overshoot {overshoot} micros over the hold" if overshoot > 0 else ""
-        _entry(account_id, "usage", -cost_micros, request_id=request_id, key=f"{request_id}:usage", note=note)
-        _add_to_balance(account_id, hold.amount_micros - cost_micros)
+        now = utcnow()
+        db.execute_sql(sql.two_entries, (
+            account_id, "release", held, request_id, f"{request_id}:release", "", now,
+            account_id, "usage", -cost_micros, request_id, f"{request_id}:usage", note, now))
+        _add_to_balance(account_id, held - cost_micros)
     if overshoot > 0:
         log.warning("request %s cost %d micros over its hold", request_id, overshoot)
     return cost_micros
@@ -155,12 +194,12 @@ def settle_hold(request_id: str, cost_micros: int) -> int:
 def release_hold(request_id: str, *, note: str = "") -> bool:
     """Give a hold back in full (the request failed: nothing billed); False if it was already closed."""
     with write_transaction():
-        hold = _close_hold(request_id)
-        if hold is None:
+        closed = _close_hold(request_id)
+        if closed is None:
             return False
-        _entry(hold.account_id, "release", hold.amount_micros, request_id=request_id,
-               key=f"{request_id}:release", note=note)
-        _add_to_balance(hold.account_id, hold.amount_micros)
+        account_id, held = closed
+        _entry(account_id, "release", held, request_id=request_id, key=f"{request_id}:release", note=note)
+        _add_to_balance(account_id, held)
     return True
 
 
@@ -248,7 +287,7 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
     key = f"credit:{idempotency_key}" if idempotency_key else None
     try:
         with write_transaction():
-            entry = _entry(account.id, kind, amount, key=key, note=note)
+            entry_id = _entry(account.id, kind, amount, key=key, note=note)
             debit_ok = (Account.update(balance_micros=Account.balance_micros + amount)
                         .where((Account.id == account.id) & (Account.balance_micros + amount >= 0))
                         .execute())
@@ -263,7 +302,7 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
                 Account.update(tier=tier).where(Account.id == account.id).execute()
     except IntegrityError:
         return _replay(key, account.id, kind, amount)
-    return CreditResult(account.id, entry.id, amount, fresh.balance_micros, tier)
+    return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
 
 
 def _replay(key: str | None, account_id: int, kind: str, amount: int) -> CreditResult:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from kyma.db import connected, write_transaction
-from kyma.models import RequestLog, RouteOutcome
+from kyma.db import connected, database, write_transaction
+from kyma.models import utcnow
 from kyma.services import ledger
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,53 @@ class RequestRecord:
     outcomes: list[AttemptRecord] = field(default_factory=list)
 
 
+# Column order of the two INSERTs below; the values are built in the same order in _log_row/_outcome_row.
+_LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
+                "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
+                "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
+                "created_at")
+_OUTCOME_COLUMNS = ("model", "provider", "ok", "status", "error", "latency_ms", "created_at")
+
+
+def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) -> str:
+    row = "(" + ", ".join([param] * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([row] * rows)
+
+
+@functools.cache
+def _log_insert(param: str) -> str:
+    """The request-log INSERT for one backend's parameter style, built once."""
+    return _insert_text("requestlog", _LOG_COLUMNS, 1, param)
+
+
+@functools.lru_cache(maxsize=32)
+def _outcomes_insert(param: str, rows: int) -> str:
+    """One multi-row route-outcome INSERT per backend and attempt count (a request makes a few)."""
+    return _insert_text("routeoutcome", _OUTCOME_COLUMNS, rows, param)
+
+
+def _log_row(r: RequestRecord, now) -> tuple:
+    # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
+    return (r.request_id, r.endpoint, r.status, r.account, r.api_key, r.model_requested, r.alias,
+            r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
+            r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
+            r.error[:1000] if r.error else r.error, now)
+
+
+def _outcome_row(o: AttemptRecord, now) -> tuple:
+    return (o.model, o.provider, bool(o.ok), o.status, o.error[:200] if o.error else None, o.latency_ms, now)
+
+
 def finish(record: RequestRecord, *, held: bool) -> None:
     """Settle the hold at record.cost_micros (or release it when nothing was served) and log, atomically."""
-    row = asdict(record)
-    outcomes = row.pop("outcomes")
-    if row["error"]:
-        row["error"] = row["error"][:1000]
-    with connected(), write_transaction():
+    now = utcnow()
+    outcomes = [value for o in record.outcomes for value in _outcome_row(o, now)]
+    with connected() as db, write_transaction():
         if held and record.model_served is not None:
             ledger.settle_hold(record.request_id, record.cost_micros)
         elif held:
             ledger.release_hold(record.request_id, note="request failed")
-        RequestLog.insert(**row).execute()
+        db.execute_sql(_log_insert(db.param), _log_row(record, now))
         if outcomes:
-            RouteOutcome.insert_many([{**o, "error": (o["error"] or None) and o["error"][:200]}
-                                      for o in outcomes]).execute()
+            db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)

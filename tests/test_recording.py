@@ -1,0 +1,142 @@
+"""recording.finish and the ledger's raw-SQL hot path store rows exactly as the peewee models read them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+
+import pytest
+from peewee import IntegrityError
+
+from kyma.db import init_db
+from kyma.models import ALL_MODELS, Account, Hold, LedgerEntry, RequestLog, RouteOutcome
+from kyma.services import ledger
+from kyma.services.recording import AttemptRecord, RequestRecord, finish
+
+# What peewee + sqlite3 write for a DateTimeField (microseconds are omitted when they are zero).
+PEEWEE_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$")
+
+
+@pytest.fixture()
+def sqlite_db(tmp_path):
+    db = init_db(f"sqlite:///{tmp_path / 'rec.db'}")
+    db.create_tables(ALL_MODELS)
+    yield db
+    db.close()
+
+
+def funded_account(micros: int = 1_000_000) -> int:
+    account = Account.create(email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
+    ledger.add_credit(account.id, micros / 1_000_000, kind="grant")
+    return account.id
+
+
+def served_record(request_id: str, account: int, **extra) -> RequestRecord:
+    fields = dict(request_id=request_id, endpoint="chat.completions", status=200, account=account,
+                  model_requested="alias-x", alias="alias-x", model_served="m1", provider="p1", simulated=True,
+                  fallback_layer=1, attempts=2, prompt_tokens=11, completion_tokens=22, cached_tokens=3,
+                  cost_micros=1234, latency_ms=45.5, ttft_ms=7.25, stream=True,
+                  outcomes=[AttemptRecord("m0", "p0", False, 503, "upstream down " + "x" * 300, 10.0),
+                            AttemptRecord("m1", "p1", True, 200, None, 30.5)])
+    fields.update(extra)
+    return RequestRecord(**fields)
+
+
+def check_round_trip(acct: int) -> None:
+    """The rows finish() wrote read back through the models with the record's values and types."""
+    log = RequestLog.get(RequestLog.request_id == "r1")
+    assert (log.account_id, log.endpoint, log.model_served, log.provider, log.fallback_layer, log.attempts) == (
+        acct, "chat.completions", "m1", "p1", 1, 2)
+    assert (log.prompt_tokens, log.completion_tokens, log.cached_tokens, log.cost_micros) == (11, 22, 3, 1234)
+    assert (log.latency_ms, log.ttft_ms, log.error, log.api_key_id) == (45.5, 7.25, None, None)
+    assert log.simulated is True and log.stream is True
+    assert isinstance(log.created_at, datetime)
+    outcomes = list(RouteOutcome.select().order_by(RouteOutcome.id))
+    assert [(o.model, o.provider, o.ok, o.status, o.latency_ms) for o in outcomes] == [
+        ("m0", "p0", False, 503, 10.0), ("m1", "p1", True, 200, 30.5)]
+    assert len(outcomes[0].error) == 200 and outcomes[1].error is None
+    assert all(isinstance(o.created_at, datetime) for o in outcomes)
+    entries = list(LedgerEntry.select().where(LedgerEntry.request_id == "r1").order_by(LedgerEntry.id))
+    assert [(e.kind, e.amount_micros, e.idempotency_key) for e in entries] == [
+        ("hold", -5000, "r1:hold"), ("release", 5000, "r1:release"), ("usage", -1234, "r1:usage")]
+    assert all(isinstance(e.created_at, datetime) for e in entries)
+    hold = Hold.get(Hold.request_id == "r1")
+    assert isinstance(hold.closed_at, datetime) and hold.expires_at > hold.created_at
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234
+    assert ledger.check_ledger() == []
+
+
+def test_finish_settles_and_logs_rows_the_models_read_back(sqlite_db):
+    acct = funded_account()
+    assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
+    finish(served_record("r1", acct), held=True)
+    check_round_trip(acct)
+
+
+def test_sqlite_datetimes_and_booleans_are_stored_as_peewee_stores_them(sqlite_db):
+    acct = funded_account()
+    assert ledger.place_hold(acct, "r1", 5000)
+    finish(served_record("r1", acct), held=True)
+    raw = sqlite_db.execute_sql(
+        'SELECT h."created_at", h."expires_at", h."closed_at", r."created_at", r."simulated", r."stream", '
+        'typeof(r."simulated") FROM "hold" h JOIN "requestlog" r ON r."request_id" = h."request_id"').fetchone()
+    assert all(isinstance(v, str) and PEEWEE_DATETIME.match(v) for v in raw[:4]), raw
+    assert raw[4:] == (1, 1, "integer")
+    # A row written by peewee itself has the same shape, so old and new rows sort and compare alike.
+    peewee_written = sqlite_db.execute_sql('SELECT "created_at" FROM "account" WHERE "id" = ?', (acct,)).fetchone()
+    assert PEEWEE_DATETIME.match(peewee_written[0])
+    entry_times = [row[0] for row in sqlite_db.execute_sql('SELECT "created_at" FROM "ledgerentry"')]
+    assert all(PEEWEE_DATETIME.match(t) for t in entry_times)
+
+
+def test_finish_without_a_served_model_releases_the_hold(sqlite_db):
+    acct = funded_account()
+    assert ledger.place_hold(acct, "r2", 7000)
+    finish(RequestRecord(request_id="r2", endpoint="chat.completions", status=502, account=acct,
+                         error="e" * 1500, outcomes=[AttemptRecord("m0", "p0", False, 502, "", 3.0)]), held=True)
+    release = LedgerEntry.get((LedgerEntry.request_id == "r2") & (LedgerEntry.kind == "release"))
+    assert (release.amount_micros, release.note) == (7000, "request failed")
+    assert LedgerEntry.select().where(LedgerEntry.kind == "usage").count() == 0
+    log = RequestLog.get(RequestLog.request_id == "r2")
+    assert len(log.error) == 1000 and log.simulated is False and log.stream is False
+    assert RouteOutcome.get().error is None  # an empty error is stored as NULL, as before
+    assert ledger.balance(acct).balance_micros == 1_000_000
+
+
+def test_finish_is_atomic_a_failed_log_insert_undoes_the_settle(sqlite_db):
+    acct = funded_account()
+    assert ledger.place_hold(acct, "dup", 5000)
+    finish(RequestRecord(request_id="dup", endpoint="chat.completions", status=200, account=acct), held=False)
+    with pytest.raises(IntegrityError):  # the request-log row for "dup" exists already
+        finish(served_record("dup", acct), held=True)
+    assert Hold.get(Hold.request_id == "dup").closed_at is None
+    assert LedgerEntry.select().where(LedgerEntry.kind == "usage").count() == 0
+    assert RouteOutcome.select().count() == 0
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 5000
+    assert ledger.check_ledger() == []
+
+
+def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
+    acct = funded_account()
+    assert ledger.place_hold(acct, "same", 100)
+    with pytest.raises(IntegrityError):
+        ledger.place_hold(acct, "same", 100)
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 100
+    assert ledger.check_ledger() == []
+
+
+def test_finish_on_postgresql_round_trips_types():
+    from tests.backends import postgres_url
+
+    with postgres_url() as url:
+        db = init_db(url)
+        db.create_tables(ALL_MODELS)
+        try:
+            acct = funded_account()
+            assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
+            finish(served_record("r1", acct), held=True)
+            check_round_trip(acct)
+            assert ledger.settle_hold("r1", 1) == 0  # exactly once on this backend too
+        finally:
+            db.close()
