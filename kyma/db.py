@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
 
 from peewee import DatabaseProxy
@@ -142,3 +144,24 @@ def release_connection() -> None:
         return
     if not db.is_closed() and not db.in_transaction():
         db.close()
+
+
+@functools.cache
+def _for_backend(sql: str, param: str) -> str:
+    return sql.replace("?", param)
+
+
+def query(sql: str, *params) -> list[tuple]:
+    """Rows of one hot-path statement written with `?` placeholders (rewritten once for PostgreSQL).
+
+    Raw SQL skips peewee's query building, which costs more than SQLite running the statement.
+    """
+    db = database.obj
+    return db.execute_sql(_for_backend(sql, db.param), params).fetchall()
+
+
+def as_datetime(value) -> datetime | None:
+    """A DateTimeField value read by raw SQL (SQLite gives text, PostgreSQL a datetime)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from peewee import IntegrityError, OperationalError
 
-from kyma.db import write_transaction
+from kyma.db import as_datetime, query, write_transaction
 from kyma.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
 from kyma.services import counters, ledger
@@ -293,12 +293,20 @@ def authenticate(token: str, settings=None, *, now: datetime | None = None) -> P
     return _authenticate_session(hashed, settings, now)
 
 
+_KEY_LOOKUP = ('SELECT k.id, k.key_hash, k.revoked_at, k.last_used_at, a.id, a.email, a.tier '
+               'FROM apikey k JOIN account a ON a.id = k.account_id WHERE k.key_hash = ?')
+
+
 def _authenticate_key(hashed: str, now: datetime) -> Principal:
-    row = ApiKey.select(ApiKey, Account).join(Account).where(ApiKey.key_hash == hashed).first()
-    if row is None or not hmac.compare_digest(row.key_hash, hashed) or row.revoked_at is not None:
+    # The per-request hot path: one indexed read in raw SQL (peewee's query building costs more).
+    rows = query(_KEY_LOOKUP, hashed)
+    if not rows:
         raise _invalid()
-    _touch(ApiKey, ApiKey.last_used_at, row.id, row.last_used_at, now)
-    return Principal(row.account.id, row.account.email, row.account.tier, api_key_id=row.id)
+    key_id, key_hash, revoked_at, last_used_at, account_id, email, tier = rows[0]
+    if not hmac.compare_digest(key_hash, hashed) or revoked_at is not None:
+        raise _invalid()
+    _touch(ApiKey, ApiKey.last_used_at, key_id, as_datetime(last_used_at), now)
+    return Principal(account_id, email, tier, api_key_id=key_id)
 
 
 def _authenticate_session(hashed: str, settings, now: datetime) -> Principal:

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kyma.db import connected, write_transaction
+from kyma.db import as_datetime, connected, query, write_transaction
 from kyma.models import RouteState, utcnow
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -115,9 +115,13 @@ class DatabaseBreakerStore:
     """Breaker state in the RouteState table (SQLite or PostgreSQL)."""
 
     def get(self, route: str) -> BreakerState | None:
+        # Read on every attempt: raw SQL, one primary-key lookup.
         with connected():
-            row = RouteState.get_or_none(RouteState.route == route)
-        return BreakerState(row.state, row.failures, _epoch(row.opened_until)) if row else None
+            rows = query("SELECT state, failures, opened_until FROM routestate WHERE route = ?", route)
+        if not rows:
+            return None
+        state, failures, opened_until = rows[0]
+        return BreakerState(state, failures, _epoch(as_datetime(opened_until)))
 
     def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
         with connected():
