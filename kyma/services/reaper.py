@@ -11,7 +11,7 @@ import time
 
 from flask import Flask
 
-from kyma.db import database
+from kyma.db import connected
 from kyma.services import ledger, window_stores
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def _reap_forever(interval: float) -> None:
 
     while True:
         try:
-            with database.connection_context():
+            with connected():
                 ledger.reap_expired_holds()
         except Exception:  # keep reaping next round; the reason is logged, not swallowed
             log.exception("hold reaper round failed")
