@@ -6,7 +6,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
-from kyma.db import connected, database, write_transaction
+from kyma.db import connected, write_transaction
 from kyma.models import utcnow
 from kyma.services import ledger
 

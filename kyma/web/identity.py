@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, redirect, request, session, url_for
+from flask import g, request, session, url_for
 
 from kyma.errors import AuthenticationFailed
 from kyma.services import accounts
