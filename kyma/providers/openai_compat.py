@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Iterator
 
@@ -12,6 +13,8 @@ from requests.adapters import HTTPAdapter
 from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
 from kyma.providers.sse import iter_data
 from kyma.services.routes import Route
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 << 20
 
@@ -49,6 +52,7 @@ class OpenAICompatAdapter:
         except requests.exceptions.ReadTimeout as exc:
             raise UpstreamFailure("timeout", "upstream sent no response before the first-byte timeout") from exc
         except requests.exceptions.RequestException as exc:
+            log.warning("upstream %s: %s", route.key, exc)  # the detail names hosts: log it, don't send it
             raise UpstreamFailure("connect", f"upstream connection failed ({type(exc).__name__})") from exc
         if resp.status_code != 200:
             raise _status_failure(resp)
