@@ -20,12 +20,12 @@ class Attempts:
     """Yields (candidate, verdict) to try, and turns the failures into the client's error at the end."""
 
     def __init__(self, breaker, candidates: list[Candidate], *, max_attempts: int, deadline: float,
-                 rng: random.Random | None = None):
+                 rng=None):
         self.breaker = breaker
         self.candidates = candidates
         self.max_attempts = max_attempts
         self.deadline = deadline  # time.monotonic() value
-        self.rng = rng or random.Random()
+        self.rng = rng or random  # the module's generator: seeding a new one per request costs
         self.tried = 0
         self.failures: list[UpstreamFailure] = []
         self.outcomes: list[AttemptRecord] = []

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from kyma import tokens
+from kyma.db import connected, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest, KymaError
 from kyma.providers.base import UpstreamFailure
 from kyma.services import ledger
@@ -81,13 +82,35 @@ def prepare(rt, call: ChatCall, principal: Principal) -> Prepared:
         raise InvalidRequest("No provider route matches the request's provider preferences.", param="provider",
                              code="no_route")
     tier = rt.tiers.get(principal.tier)
-    admission = rt.limiter.admit(principal.account_id, tier, model.id, prompt_tokens, req.max_tokens or 0)
     hold = max(worst_case_micros(c.model, prompt_tokens, req.max_tokens or c.model.max_output_tokens)
                for c in candidates)
-    if not ledger.place_hold(principal.account_id, call.request_id, hold):
-        rt.limiter.cancel(admission)  # a refused request uses no rate-limit quota
-        raise _insufficient(principal.account_id, model, prompt_tokens, req.max_tokens, hold, admission.headers)
+    admission = _admit_and_hold(rt, principal, call.request_id, model, prompt_tokens, req.max_tokens, hold, tier)
     return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
+
+
+class _Refused(Exception):
+    """Rolls back an admission whose hold the balance could not cover."""
+
+
+def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo, prompt_tokens: int,
+                    max_tokens: int | None, hold: int, tier) -> Admission:
+    """Rate limits, then the credit hold: one transaction when the counters share the database."""
+    account = principal.account_id
+    ttl = rt.settings.hold_ttl_seconds
+    if rt.limiter.in_database:
+        try:
+            with connected(), write_transaction():
+                admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)
+                if not ledger.place_hold(account, request_id, hold, ttl_seconds=ttl):
+                    raise _Refused  # undoes the admission too: a refused request uses no quota
+            return admission
+        except _Refused:
+            raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers) from None
+    admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
+    if not ledger.place_hold(account, request_id, hold, ttl_seconds=ttl):
+        rt.limiter.cancel(admission)
+        raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers)
+    return admission
 
 
 def _insufficient(account_id: int, model: ModelInfo, prompt_tokens: int, max_tokens: int | None,
@@ -165,8 +188,7 @@ def record_served(rt, prep: Prepared, served: Served, record: RequestRecord, att
     record.prompt_tokens, record.completion_tokens = m.usage.prompt_tokens, m.usage.completion_tokens
     record.cached_tokens, record.cost_micros = m.usage.cached_tokens, m.cost.cost_micros
     record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
-    finish(record, held=True)
-    _correct_tokens(rt, prep, m.usage.total_tokens)
+    _finish(rt, prep, record, m.usage.total_tokens)
 
 
 def record_failed(rt, prep: Prepared, err: KymaError, record: RequestRecord, attempts: Attempts | None) -> None:
@@ -175,8 +197,18 @@ def record_failed(rt, prep: Prepared, err: KymaError, record: RequestRecord, att
     if attempts is not None:
         record.attempts, record.outcomes = attempts.tried, attempts.outcomes
     record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
-    finish(record, held=True)
-    _correct_tokens(rt, prep, 0)
+    _finish(rt, prep, record, 0)
+
+
+def _finish(rt, prep: Prepared, record: RequestRecord, used_tokens: int) -> None:
+    """Settle, log and correct the token counter: one transaction when the counters share the database."""
+    if rt.limiter.in_database:
+        with connected(), write_transaction():
+            finish(record, held=True)
+            _correct_tokens(rt, prep, used_tokens)
+    else:
+        finish(record, held=True)
+        _correct_tokens(rt, prep, used_tokens)
 
 
 def _correct_tokens(rt, prep: Prepared, used: int) -> None:

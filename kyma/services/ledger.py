@@ -69,7 +69,12 @@ class Mismatch:
 
 def worker_identity() -> str:
     """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _identity(os.getpid())  # keyed by pid: a forked worker gets its own
+
+
+@functools.cache
+def _identity(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _hold_ttl(ttl_seconds: int | None) -> int:

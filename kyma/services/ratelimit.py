@@ -75,6 +75,11 @@ class Limiter:
             return cls(RedisStore(settings.redis_url, settings.redis_prefix))
         return cls(DatabaseStore())
 
+    @property
+    def in_database(self) -> bool:
+        """True when counters live in the gateway's database, so they can join its transactions."""
+        return isinstance(self.store, DatabaseStore)
+
     @classmethod
     def in_memory(cls, clock: Callable[[], float] = time.time) -> "Limiter":
         """A per-process limiter (tests, single-process tools)."""
