@@ -88,9 +88,11 @@ class OpenAICompatAdapter:
         return UpstreamStream(self._chunks(resp), (time.perf_counter() - started) * 1000, resp)
 
     def _chunks(self, resp) -> Iterator[dict]:
+        raw = resp.iter_content(chunk_size=None)
         try:
-            for data in iter_data(resp.iter_content(chunk_size=None)):
+            for data in iter_data(raw):
                 if data.startswith(b"[DONE]"):
+                    _drain(resp, raw)
                     return
                 try:
                     chunk = json.loads(data)
@@ -112,6 +114,23 @@ class OpenAICompatAdapter:
             raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
         finally:
             resp.close()
+
+
+DRAIN_SECONDS = 1.0
+
+
+def _drain(resp, raw) -> None:
+    """Read the end of the body after [DONE], so the connection goes back to the pool for reuse.
+
+    Without it every stream would open a new connection (and TLS handshake) upstream. An upstream
+    that keeps the body open after [DONE] gets a short read timeout and its connection is dropped.
+    """
+    _set_read_timeout(resp, DRAIN_SECONDS)
+    try:
+        for _ in raw:
+            pass
+    except requests.exceptions.RequestException:
+        pass  # the answer is complete; only the connection's reuse is lost
 
 
 def _set_read_timeout(resp, seconds: float) -> None:
