@@ -8,11 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from kyma.launcher import gunicorn_command, wait_answering  # noqa: E402,F401  (bench/run.py uses both)
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -72,26 +76,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def wait_http(url: str, popen: subprocess.Popen, timeout: float = 30) -> None:
-    """Wait until `url` answers, failing early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"server exited with {popen.returncode} before {url} answered")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
 def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:
     """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
     port = free_port()
     log = workdir / f"{name}.log"
-    cmd = [str(BIN / "gunicorn"), "-k", "gevent", "-w", str(workers), "--worker-connections", "1000",
-           "--no-control-socket", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3", target]
+    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
     popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
     return Server(name, popen, port, log, env)
 

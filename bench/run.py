@@ -84,7 +84,7 @@ def start_servers(args, workdir: Path) -> dict[str, procs.Server]:
     procs.flask(args.gateway_root, env, "init-db")
     servers["gateway"] = procs.gunicorn("gateway", "app:app", env, workdir, args.gateway_root, args.workers)
     for name, s in servers.items():
-        procs.wait_http(f"{s.url}/healthz" if name == "gateway" else f"{s.url}/v1/models", s.popen)
+        procs.wait_answering(f"{s.url}/healthz" if name == "gateway" else f"{s.url}/v1/models", s.popen)
     return servers
 
 
