@@ -68,9 +68,11 @@ class DatabaseStore:
             if lock:
                 # READ COMMITTED re-reads would race: serialise this account's admissions instead.
                 db.execute_sql(lock, (lock_key,))
-            seen = _read(db, keys, now)
+            seen = _read_totals(db, keys, now)
             ok = all(fits(b, c) for b, c in zip(seen, checks))
-            if ok:
+            if not ok:
+                seen = _read(db, keys, now)  # per-second detail only for a refusal's Retry-After
+            else:
                 costs: dict[str, int] = {}
                 for c in checks:  # one row per key: PostgreSQL refuses to upsert a row twice per statement
                     costs[c.key] = costs.get(c.key, 0) + c.cost
@@ -116,6 +118,23 @@ def _upsert_sql(param: str, n_rows: int) -> str:
 
 def _lock_sql(param: str) -> str | None:
     return None if param == "?" else f"SELECT pg_advisory_xact_lock(hashtext({param}))"
+
+
+@functools.lru_cache(maxsize=32)
+def _totals_sql(param: str, n_keys: int) -> str:
+    # Admission needs only each key's total and its oldest counted second (for the reset header).
+    marks = ", ".join([param] * n_keys)
+    return (f'SELECT "key", MIN(CASE WHEN "count" != 0 THEN "window" END), SUM("count") FROM "ratecounter" '
+            f'WHERE "key" IN ({marks}) AND "window" > {param} GROUP BY "key"')
+
+
+def _read_totals(db, keys: list[str], now: int) -> list[Buckets]:
+    """Each key's live count as one pseudo-bucket at its oldest second: 3 rows, not up to 180."""
+    found: dict[str, Buckets] = {k: {} for k in keys}
+    for key, oldest, total in db.execute_sql(_totals_sql(db.param, len(keys)), (*keys, now - WINDOW)):
+        if total:
+            found[key][int(oldest if oldest is not None else now)] = int(total)
+    return [found[k] for k in keys]
 
 
 def _read(db, keys: list[str], now: int) -> list[Buckets]:
