@@ -51,14 +51,17 @@ def _build_runtime(settings: Settings):
     from kyma.services.breaker import CircuitBreaker
     from kyma.services.catalog import Catalog, load_claude_models
     from kyma.services.ratelimit import Limiter
+    from kyma.services.router import Planner
     from kyma.services.routes import RouteTable
     from kyma.services.tiers import TierLadder
 
     catalog = Catalog.load(settings.catalog_path)
+    routes = RouteTable.load(settings.routes_path, catalog, sim_base_port=settings.sim_base_port)
     return Runtime(
         settings=settings,
         catalog=catalog,
-        routes=RouteTable.load(settings.routes_path, catalog, sim_base_port=settings.sim_base_port),
+        routes=routes,
+        planner=Planner(catalog, routes),
         limiter=Limiter.create(settings),
         breaker=CircuitBreaker.create(settings),
         upstreams=UpstreamPool(settings),

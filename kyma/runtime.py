@@ -17,6 +17,7 @@ class Runtime:
     settings: Settings
     catalog: Any  # kyma.services.catalog.Catalog
     routes: Any  # kyma.services.routes.RouteTable
+    planner: Any  # kyma.services.router.Planner
     limiter: Any  # kyma.services.ratelimit.Limiter
     breaker: Any  # kyma.services.breaker.CircuitBreaker
     upstreams: Any  # kyma.providers.registry.UpstreamPool

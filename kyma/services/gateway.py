@@ -18,7 +18,7 @@ from kyma.services.chat_request import ChatRequest, parse_chat_request
 from kyma.services.pricing import micros_to_usd, worst_case_micros
 from kyma.services.ratelimit import Admission
 from kyma.services.recording import RequestRecord, finish
-from kyma.services.router import Candidate, missing_capability, plan
+from kyma.services.router import Candidate, missing_capability
 from kyma.services.usage import Metered, completion_text, meter, usage_object
 
 
@@ -73,7 +73,7 @@ def prepare(rt, call: ChatCall, principal: Principal) -> Prepared:
                              f"models that do.", param="tools" if lacking == "tool calling" else "messages",
                              code="unsupported_feature")
     prompt_tokens = tokens.count_messages(req.messages, call.body.get("tools"))
-    candidates = plan(rt.catalog, rt.routes, model, req, prompt_tokens)
+    candidates = rt.planner.plan(model, req, prompt_tokens)
     if not candidates:
         if prompt_tokens >= model.context_window:
             raise InvalidRequest(f"The prompt (about {prompt_tokens} tokens) does not fit the context window of "
@@ -82,8 +82,8 @@ def prepare(rt, call: ChatCall, principal: Principal) -> Prepared:
         raise InvalidRequest("No provider route matches the request's provider preferences.", param="provider",
                              code="no_route")
     tier = rt.tiers.get(principal.tier)
-    hold = max(worst_case_micros(c.model, prompt_tokens, req.max_tokens or c.model.max_output_tokens)
-               for c in candidates)
+    models = {c.model.id: c.model for c in candidates}.values()
+    hold = max(worst_case_micros(m, prompt_tokens, req.max_tokens or m.max_output_tokens) for m in models)
     admission = _admit_and_hold(rt, principal, call.request_id, model, prompt_tokens, req.max_tokens, hold, tier)
     return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
 

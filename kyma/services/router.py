@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from kyma.services.catalog import Catalog, ModelInfo
@@ -80,3 +81,25 @@ def plan(catalog: Catalog, table: RouteTable, model: ModelInfo, req: ChatRequest
         for route in _apply_prefs(table.routes_for(other.id), req.provider):
             candidates.append(Candidate(route, other, layer))
     return candidates
+
+
+class Planner:
+    """plan() with a cache: a plan depends on the prompt only through which context windows it fits."""
+
+    def __init__(self, catalog: Catalog, table: RouteTable, max_entries: int = 4096):
+        self.catalog = catalog
+        self.table = table
+        self.windows = sorted({m.context_window for m in catalog.models})
+        self.max_entries = max_entries
+        self._cache: dict[tuple, list[Candidate]] = {}
+
+    def plan(self, model: ModelInfo, req: ChatRequest, prompt_tokens: int) -> list[Candidate]:
+        """The candidates for a request, shared by every request of the same shape."""
+        fit = bisect.bisect_right(self.windows, prompt_tokens)  # how many window sizes it does NOT fit
+        key = (model.id, req.needs, req.provider, req.fallback_models, fit)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()  # request shapes are few; a flood of odd ones just starts over
+            found = self._cache[key] = plan(self.catalog, self.table, model, req, prompt_tokens)
+        return found
