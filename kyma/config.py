@@ -60,6 +60,7 @@ class Settings:
     tiers_path: Path
     redis_prefix: str
     login_max_failures: int
+    signup_max_per_hour: int
     log_level: str
     secure_cookies: bool
 
@@ -99,6 +100,7 @@ class Settings:
             tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
             login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
+            signup_max_per_hour=int(_env("KYMA_SIGNUP_MAX_PER_HOUR", "5")),
             log_level=_env("KYMA_LOG_LEVEL", "INFO"),
             secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
         )
@@ -119,5 +121,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
     "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
-    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE",
+    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR",
 )

@@ -19,6 +19,7 @@ def app(tmp_path):
         "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
         "secret_key": "test-secret",
         "bcrypt_rounds": 4,
+        "signup_max_per_hour": 100000,  # tests register many accounts from 127.0.0.1
     })
     app.config["TESTING"] = True
     create_or_migrate_schema()

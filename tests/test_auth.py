@@ -62,6 +62,51 @@ def test_signup_credit_follows_settings(tmp_path):
     assert body["balance"] == 2.25
 
 
+@pytest.fixture()
+def strict_app(tmp_path):
+    """An app with the production sign-up limit (5 per address per hour)."""
+    from kyma.cli import create_or_migrate_schema
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}",
+                      "secret_key": "s", "bcrypt_rounds": 4, "signup_max_per_hour": 5})
+    create_or_migrate_schema()
+    return app
+
+
+def test_signups_per_address_are_limited_before_hashing(strict_app, monkeypatch):
+    hashed = []
+    real_hash = accounts.hash_password
+    monkeypatch.setattr(accounts, "hash_password", lambda pw, rounds: hashed.append(pw) or real_hash(pw, rounds))
+    client = strict_app.test_client()
+    for i in range(5):
+        register(client, email=f"farm{i}@example.com")
+    resp = client.post("/v1/auth/register", json={"email": "farm5@example.com", "password": PASSWORD})
+    assert resp.status_code == 429
+    assert error_of(resp)["type"] == "rate_limit" and error_of(resp)["code"] == "signup_throttled"
+    assert 1 <= int(resp.headers["Retry-After"]) <= 3600
+    assert len(hashed) == 5  # the refused sign-up never reached bcrypt
+    with strict_app.app_context():
+        assert Account.select().count() == 5
+    # Another address still signs up.
+    other = client.post("/v1/auth/register", json={"email": "farm5@example.com", "password": PASSWORD},
+                        environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert other.status_code == 200
+
+
+def test_signup_limit_lifts_after_the_hour(strict_app):
+    settings = strict_app.extensions["kyma"].settings
+    with strict_app.app_context():
+        now = utcnow().replace(minute=0, second=0, microsecond=0)
+        for i in range(5):
+            accounts.register(f"u{i}@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=now)
+        with pytest.raises(accounts.RateLimited) as refused:
+            accounts.register("u5@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=now)
+        assert refused.value.headers["Retry-After"] == "3600"
+        later = now + timedelta(hours=1)
+        assert accounts.register("u5@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=later).account_id
+
+
 @pytest.mark.parametrize("payload, param, code", [
     ({"email": "not-an-email", "password": PASSWORD}, "email", "invalid_email"),
     ({"email": "a@b", "password": PASSWORD}, "email", "invalid_email"),

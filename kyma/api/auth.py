@@ -47,7 +47,8 @@ def _secret(payload: dict, status: int = 200):
 def register():
     """Create an account; returns its first API key and a session token (shown once)."""
     body = _body()
-    reg = accounts.register(body.get("email"), body.get("password"), runtime().settings)
+    reg = accounts.register(body.get("email"), body.get("password"), runtime().settings,
+                            client_ip=request.remote_addr or "")
     return _secret({
         "user_id": str(reg.account_id), "email": reg.email, "api_key": reg.api_key,
         "api_key_id": reg.api_key_id, "session_token": reg.session_token,

@@ -177,13 +177,36 @@ def _key_name(name) -> str:
 # --- registration and sessions -----------------------------------------------------------
 
 
-def register(email: str, password: str, settings, *, now: datetime | None = None) -> Registration:
-    """Create an account with its signup credit, first API key and a session, in one transaction."""
+SIGNUP_WINDOW_SECONDS = 3600
+
+
+def _signup_refused(count: counters.Count, now: datetime) -> RateLimited:
+    wait = count.retry_after(_epoch(now))
+    return RateLimited(f"Too many sign-ups from this address. Try again in {wait} seconds.",
+                       headers={"Retry-After": str(wait)}, code="signup_throttled")
+
+
+def register(email: str, password: str, settings, *, client_ip: str = "",
+             now: datetime | None = None) -> Registration:
+    """Create an account with its signup credit, first API key and a session, in one transaction.
+
+    At most `settings.signup_max_per_hour` sign-ups per client address per hour (429 beyond);
+    a caller that passes no address is not limited by address.
+    """
+    now = now or utcnow()
+    store, key = counters.backend(settings), f"signup:ip:{client_ip}"
+    if client_ip:  # refuse early: no validation, lookup or hashing for a throttled address
+        count = store.peek(key, SIGNUP_WINDOW_SECONDS, now=_epoch(now))
+        if count.count >= settings.signup_max_per_hour:
+            raise _signup_refused(count, now)
     email = normalize_email(email)
     validate_password(password)
     if Account.select().where(Account.email == email).exists():
         raise Conflict("An account with this email already exists.", param="email", code="email_taken")
-    now = now or utcnow()
+    if client_ip:  # counted before the bcrypt hash, atomically, so concurrent sign-ups can't overshoot
+        count = store.hit(key, SIGNUP_WINDOW_SECONDS, now=_epoch(now))
+        if count.count > settings.signup_max_per_hour:
+            raise _signup_refused(count, now)
     password_hash = hash_password(password, settings.bcrypt_rounds)  # slow: never inside the txn
     key = _new_secret(KEY_PREFIX)
     try:
