@@ -31,6 +31,7 @@ def slow_gateway(tmp_path_factory):
 def browser_session(url: str) -> tuple[requests.Session, str]:
     """A signed-up browser-like session and the playground page's CSRF token."""
     s = requests.Session()
+    s.headers["Origin"] = url  # as a browser does on every POST; the CSRF check requires it
     token = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{url}/signup").text).group(1)
     email = f"pg-{uuid.uuid4().hex}@example.com"
     assert s.post(f"{url}/signup", data={"email": email, "password": "secret-pw", "csrf_token": token}).status_code == 201
@@ -90,16 +91,46 @@ def test_stop_cancels_the_stream_and_bills_what_was_produced(slow_gateway):
 
 def test_errors_keep_the_socket_usable(slow_gateway):
     s, csrf = browser_session(slow_gateway.url)
+    def forged(token):
+        return json.dumps({"type": "start", "csrf": token, "model": "fast", "messages": [{"role": "user", "content": "x"}]})
+
     events = asyncio.run(exchange(slow_gateway.url, s, [
-        json.dumps({"type": "start", "csrf": "stale", "model": "fast", "messages": [{"role": "user", "content": "x"}]}),
+        forged("stale"),
+        forged(12345),  # not a string: refused, not a crashed handler
+        forged("jeton-été-\ud800"),  # non-ASCII (and a lone surrogate): refused, not a TypeError
         start_message(csrf, model="no-such-model"),
         "not json",
         start_message(csrf, text="hi"),
     ], until=("done",)))
     errors = [(e["status"], e["message"]) for e in events if e["type"] == "error"]
-    assert [status for status, _ in errors] == [403, 404, 400]
-    assert "no-such-model" in errors[1][1]
+    assert [status for status, _ in errors] == [403, 403, 403, 404, 400]
+    assert "no-such-model" in errors[3][1]
     assert events[-1]["type"] == "done"
+
+
+def test_an_open_socket_stops_serving_after_log_out(slow_gateway):
+    url = slow_gateway.url
+    s, csrf = browser_session(url)
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in s.cookies.items()), "Origin": url}
+
+    async def chat_then_log_out_then_chat():
+        async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
+            await ws.send(start_message(csrf, text="hi"))
+            first = [json.loads(await asyncio.wait_for(ws.recv(), 20))]
+            while first[-1]["type"] not in ("done", "error"):
+                first.append(json.loads(await asyncio.wait_for(ws.recv(), 20)))
+            page_csrf = re.search(r'name="csrf_token" value="([^"]+)"', s.get(f"{url}/dashboard").text).group(1)
+            assert s.post(f"{url}/logout", data={"csrf_token": page_csrf}).status_code in (200, 303)
+            await ws.send(start_message(csrf, text="still billing me?"))
+            second = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+            return first[-1], second, ws.close_code
+
+    first, second, code = asyncio.run(chat_then_log_out_then_chat())
+    assert first["type"] == "done"
+    assert second == {"type": "error", "status": 401, "message": "Your session has ended. Log in again."}
+    assert code == 1008
 
 
 def test_foreign_origin_and_anonymous_sockets_are_refused(slow_gateway):

@@ -10,6 +10,19 @@ import pytest
 from kyma.models import ApiKey, RequestLog, RouteOutcome, utcnow
 
 HX = {"HX-Request": "true"}
+ORIGIN = "http://localhost"  # the Flask test client's host
+
+
+def browser(app, origin: str = ORIGIN):
+    """A test client that, like a browser, sends Origin on every request."""
+    c = app.test_client()
+    c.environ_base["HTTP_ORIGIN"] = origin
+    return c
+
+
+@pytest.fixture()
+def client(app):
+    return browser(app)
 
 
 def csrf_of(client) -> str:
@@ -99,7 +112,7 @@ def test_session_cookie_is_secure_over_https(client):
     client.get("/login", base_url="https://gw.example")
     resp = client.get("/login", base_url="https://gw.example")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
-    resp = client.post("/signup", base_url="https://gw.example",
+    resp = client.post("/signup", base_url="https://gw.example", headers={"Origin": "https://gw.example"},
                        data={"email": "s@example.com", "password": "secret-pw", "csrf_token": csrf})
     assert resp.status_code == 201
     assert "Secure" in resp.headers["Set-Cookie"]
@@ -143,7 +156,7 @@ def test_create_and_revoke_key_as_htmx_fragments(client):
 
 
 def test_another_accounts_key_cannot_be_revoked(app):
-    alice, mallory = app.test_client(), app.test_client()
+    alice, mallory = browser(app), browser(app)
     sign_up(alice, "alice@example.com")
     sign_up(mallory, "mallory@example.com")
     alice_key = ApiKey.get(ApiKey.account == account_id("alice@example.com"))
@@ -193,7 +206,7 @@ def test_request_log_filters_pages_and_detail(client):
 
 
 def test_request_detail_of_another_account_is_not_found(app):
-    owner, other = app.test_client(), app.test_client()
+    owner, other = browser(app), browser(app)
     sign_up(owner, "owner@example.com")
     sign_up(other, "other@example.com")
     row = log_request(account_id("owner@example.com"))
@@ -257,3 +270,70 @@ def test_charts_scale_to_the_largest_value():
     assert [charts.usd(m) for m in (500_000, 1_250_000, 499_955, 10, 0, -20_000)] == \
         ["$0.50", "$1.25", "$0.499955", "$0.00001", "$0.00", "-$0.02"]
     assert charts.model_spend_chart([]).empty
+
+
+@pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example", "/ /evil.example", "/\\evil.example",
+                                    "//evil.example", "https://evil.example/", "/\x00/evil.example", "\t//evil.example",
+                                    "/%09/evil.example/\u3000"])
+def test_login_next_never_leaves_the_site(client, target):
+    sign_up(client, "nx@example.com")
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    form = {"email": "nx@example.com", "password": "secret-pw", "next": target, "csrf_token": csrf_of(client)}
+    plain = client.post("/login", data=form)
+    assert plain.status_code == 303 and plain.headers["Location"] == "/dashboard"
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    hx = client.post("/login", data={**form, "csrf_token": csrf_of(client)}, headers=HX)
+    assert hx.headers["HX-Redirect"] == "/dashboard"
+
+
+def test_login_next_keeps_a_local_path(client):
+    sign_up(client, "np@example.com")
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    resp = client.post("/login", data={"email": "np@example.com", "password": "secret-pw",
+                                       "next": "/dashboard/requests?page=2", "csrf_token": csrf_of(client)})
+    assert resp.headers["Location"] == "/dashboard/requests?page=2"
+
+
+def test_dashboard_title_is_just_the_title(client):
+    sign_up(client)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert re.search(r"<title>([^<]*)</title>", html).group(1) == "Dashboard · Kyma gateway"
+    assert html.count('id="dashboard-uptime"') == 1
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.example"}, {"Origin": "null"},
+                                     {"Origin": "http://localhost.evil.example"},
+                                     {"Origin": "", "Referer": "http://evil.example/page"}, {"Origin": ""}])
+def test_unsafe_request_from_another_origin_is_refused_despite_a_valid_token(client, headers):
+    sign_up(client)
+    token = csrf_of(client)
+    resp = client.post("/dashboard/keys", data={"name": "forged"}, headers={**HX, "X-CSRF-Token": token, **headers})
+    assert resp.status_code == 403
+    assert not ApiKey.select().where(ApiKey.name == "forged").exists()
+
+
+def test_referer_stands_in_for_a_missing_origin(client):
+    sign_up(client)
+    headers = {**HX, "X-CSRF-Token": csrf_of(client), "Origin": "", "Referer": "http://localhost/dashboard"}
+    assert client.post("/dashboard/keys", data={"name": "via-referer"}, headers=headers).status_code == 201
+
+
+@pytest.mark.parametrize("token", ["jeton-été", "\u2603" * 43])
+def test_non_ascii_csrf_token_is_a_403_not_a_crash(client, token):
+    sign_up(client)
+    assert client.post("/dashboard/keys", data={"name": "n", "csrf_token": token}).status_code == 403
+    as_header = token.encode().decode("latin-1")  # what WSGI makes of UTF-8 header bytes
+    assert client.post("/dashboard/keys", data={"name": "n"}, headers={"X-CSRF-Token": as_header}).status_code == 403
+
+
+def test_request_log_page_is_bounded(client):
+    sign_up(client)
+    assert client.get("/dashboard/requests?page=99999999999999999999", headers=HX).status_code == 200
+    assert client.get("/dashboard/requests?page=0", headers=HX).status_code == 400
+    assert client.get("/dashboard/requests?page=-3").status_code == 400
+
+
+def test_strict_transport_security_only_over_https(client):
+    assert "Strict-Transport-Security" not in client.get("/login").headers
+    secure = client.get("/login", base_url="https://gw.example")
+    assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"

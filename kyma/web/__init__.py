@@ -21,6 +21,8 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
                            "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; "
                            "object-src 'none'")
 
+HSTS = "max-age=31536000"  # one year; sent only over https, where the browser will honour it
+
 
 class _SessionInterface(SecureCookieSessionInterface):
     """Mark the session cookie Secure when the request came over https (or when configured)."""
@@ -48,6 +50,8 @@ def _security_headers(resp):
     resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     if resp.mimetype == "text/html":
         resp.headers.setdefault("Cache-Control", "no-store")
+    if request.is_secure:
+        resp.headers.setdefault("Strict-Transport-Security", HSTS)
     return resp
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from flask import abort, request, session
 
@@ -22,16 +23,30 @@ def csrf_token() -> str:
     return token
 
 
-def token_matches(presented: str | None) -> bool:
-    """Constant-time check of a presented token against the session's."""
+def token_matches(presented: object) -> bool:
+    """Constant-time check of a presented token against the session's (anything but a string is a mismatch)."""
     expected = session.get(SESSION_KEY)
-    return bool(expected and presented) and hmac.compare_digest(expected, presented)
+    if not isinstance(expected, str) or not isinstance(presented, str) or not expected or not presented:
+        return False
+    # Bytes, not str: compare_digest refuses non-ASCII str with a TypeError.
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "surrogatepass"))
+
+
+def same_origin() -> bool:
+    """True when Origin (or, lacking it, Referer) names this very host; browsers send one on unsafe requests."""
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return False
+    parts = urlsplit(source)
+    return parts.scheme in ("http", "https") and parts.netloc == request.host
 
 
 def protect() -> None:
-    """before_request hook: refuse unsafe methods without the session's token (403)."""
+    """before_request hook: refuse unsafe methods without a same-origin source and the session's token (403)."""
     if request.method in SAFE_METHODS:
         return
+    if not same_origin():
+        abort(403, description="The request did not come from this site. Reload the page and try again.")
     presented = request.headers.get(HEADER) or request.form.get(FORM_FIELD)
     if not token_matches(presented):
         abort(403, description="The form was stale or did not come from this site. Reload the page and try again.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import abort, render_template, request
 
 from kyma.services import accounts
 from kyma.services import dashboard as board
@@ -18,11 +18,18 @@ def _spend_context(account_id: int) -> dict:
                 credits=board.credit_history(account_id))
 
 
+# Far beyond any real log (20 rows a page); keeps the SQL offset inside a 64-bit integer.
+MAX_PAGE = 10_000
+
+
 def _log_filter() -> board.LogFilter:
     status = request.args.get("status", "")
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(400, description="The page number must be 1 or more.")
     return board.LogFilter(model=request.args.get("model", "").strip(),
                            status=status if status in board.STATUS_FILTERS else "",
-                           page=request.args.get("page", 1, type=int) or 1)
+                           page=min(page, MAX_PAGE))
 
 
 @web_bp.get("/dashboard")

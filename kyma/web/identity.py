@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from functools import wraps
+from urllib.parse import urlsplit
 
 from flask import g, request, session, url_for
 
@@ -11,6 +13,8 @@ from kyma.services import accounts
 from kyma.services.accounts import Principal
 
 TOKEN_KEY = "kst"
+# Browsers and Werkzeug drop or rewrite these (a tab in "/\t/evil.com" vanishes, leaving "//evil.com").
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x20\x7f-\x9f\\]|\s")
 
 
 def sign_in(token: str) -> None:
@@ -41,6 +45,12 @@ def current_principal() -> Principal | None:
     return g.principal
 
 
+def fresh_principal() -> Principal | None:
+    """Re-check the session token now: a long-lived websocket must notice log-out and expiry."""
+    g.pop("principal", None)
+    return current_principal()
+
+
 def login_required(view):
     """Send anonymous visitors to the log-in page, then back where they were going."""
 
@@ -57,6 +67,8 @@ def login_required(view):
 
 def safe_next(target: str | None) -> str:
     """Only same-site relative paths are followed after log-in (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    if target and not _UNSAFE_IN_NEXT.search(target) and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("web.dashboard")

@@ -14,7 +14,7 @@ from kyma.errors import KymaError
 from kyma.runtime import runtime
 from kyma.services import playground as chat
 from kyma.web import csrf, web_bp
-from kyma.web.identity import current_principal, login_required
+from kyma.web.identity import current_principal, fresh_principal, login_required
 
 # flask-sock only wraps the view; routes are registered on web_bp, so this object holds no app state.
 sock = Sock()
@@ -82,7 +82,6 @@ def _guard_socket():
 @sock.route("/playground/ws", bp=web_bp)
 def playground_ws(ws):
     """Protocol: client sends {type: start, …} or {type: stop}; server sends delta/done/stopped/error."""
-    principal = current_principal()
     while True:
         release_connection()  # a websocket idles for minutes: don't hold a pooled connection meanwhile
         try:
@@ -92,6 +91,12 @@ def playground_ws(ws):
             continue
         if not isinstance(data, dict) or data.get("type") != "start":
             continue
+        # Checked per reply, not once at connect: log-out or expiry must stop the billing on an open socket.
+        principal = fresh_principal()
+        if principal is None:
+            _send(ws, "error", message="Your session has ended. Log in again.", status=401)
+            ws.close(reason=1008, message="session ended")
+            return
         try:
             _run(ws, principal, data)
         except KymaError as err:
