@@ -64,6 +64,42 @@ def test_redis_store():
     _exercise(CircuitBreaker(store, failures=3, cooldown=10), "sim-a/m1")
 
 
+def test_redis_store_down_fails_open(caplog):
+    from tests.servers import free_port
+
+    store = RedisBreakerStore(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    breaker = CircuitBreaker(store, failures=1, cooldown=10)
+    now = time.time()
+    with caplog.at_level("WARNING", logger="kyma.services.breaker"):
+        for _ in range(3):
+            breaker.record_failure("sim-a/m1", retry_after=30, now=now)  # would open it, if stored
+            verdict = breaker.check("sim-a/m1", now + 1)
+            assert verdict.allowed
+            breaker.record_success("sim-a/m1", verdict)
+    assert store.claim_probe("sim-a/m1", now, stale_after=10) is True
+    assert breaker.state("sim-a/m1").state == CLOSED
+    warnings = [r for r in caplog.records if "breaker store unavailable" in r.getMessage()]
+    assert len(warnings) == 1, "the warning is rate-limited"
+
+
+def test_redis_store_hanging_fails_open():
+    import socket
+    import threading
+
+    # A socket that listens but never accepts: connections complete, replies never come.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        store = RedisBreakerStore(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        verdicts = []
+        worker = threading.Thread(target=lambda: verdicts.append(CircuitBreaker(store).check("sim-a/m1")),
+                                  daemon=True)
+        worker.start()
+        worker.join(30)  # a hang guard, not a timing assertion: the socket timeout is 0.5 s
+        assert not worker.is_alive(), "a hung Redis must not hang the request"
+    assert verdicts[0].allowed
+
+
 @pytest.mark.integration
 def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simulators):
     base, sims = simulators

@@ -6,6 +6,7 @@ every worker and every gateway instance skips the same failing routes.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from kyma.db import as_datetime, connected, query, write_transaction
 from kyma.models import RouteState, utcnow
 
+log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 MAX_COOLDOWN_SECONDS = 300.0
 MAX_RETRY_AFTER_HONOURED = 60.0  # a longer upstream Retry-After just keeps the route open that long
@@ -148,7 +150,12 @@ class DatabaseBreakerStore:
 
 
 class RedisBreakerStore:
-    """Breaker state in Redis hashes; failure updates run as one Lua script so they are atomic."""
+    """Breaker state in Redis hashes; failure updates run as one Lua script so they are atomic.
+
+    If Redis is down or slow, the breaker fails open: every route counts as closed (requests still
+    go to providers, with retries and failover), failures go unrecorded, and a warning is logged at
+    most every 10 s. Short socket timeouts keep a hung Redis from stalling each request.
+    """
 
     _FAILURE = """
     local h = redis.call('HGETALL', KEYS[1])
@@ -180,26 +187,48 @@ class RedisBreakerStore:
     return 0
     """
 
-    def __init__(self, url: str, prefix: str = "kyma:breaker:"):
+    def __init__(self, url: str, prefix: str = "kyma:breaker:", *, timeout: float = 0.5):
         import redis
 
-        self.redis = redis.Redis.from_url(url, decode_responses=True)
+        self._errors = redis.RedisError
+        self.redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                          socket_connect_timeout=timeout)
         self.prefix = prefix
         self._failure = self.redis.register_script(self._FAILURE)
         self._probe = self.redis.register_script(self._PROBE)
+        self._last_warning = 0.0
+
+    def _warn(self, exc: Exception) -> None:
+        if time.monotonic() - self._last_warning > 10:
+            self._last_warning = time.monotonic()
+            log.warning("Redis breaker store unavailable (%s); treating every route as closed", exc)
 
     def get(self, route: str) -> BreakerState | None:
-        h = self.redis.hgetall(self.prefix + route)
+        try:
+            h = self.redis.hgetall(self.prefix + route)
+        except self._errors as exc:
+            self._warn(exc)
+            return None
         if not h:
             return None
         until = float(h.get("opened_until") or 0) or None
         return BreakerState(h.get("state", CLOSED), int(h.get("failures", 0)), until)
 
     def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
-        return bool(self._probe(keys=[self.prefix + route], args=[now, stale_after]))
+        try:
+            return bool(self._probe(keys=[self.prefix + route], args=[now, stale_after]))
+        except self._errors as exc:
+            self._warn(exc)
+            return True
 
     def reset(self, route: str) -> None:
-        self.redis.delete(self.prefix + route)
+        try:
+            self.redis.delete(self.prefix + route)
+        except self._errors as exc:
+            self._warn(exc)
 
     def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
-        self._failure(keys=[self.prefix + route], args=[now, threshold, base, retry_after or 0])
+        try:
+            self._failure(keys=[self.prefix + route], args=[now, threshold, base, retry_after or 0])
+        except self._errors as exc:
+            self._warn(exc)
