@@ -56,6 +56,7 @@ class Settings:
     breaker_failures: int
     breaker_cooldown_seconds: float
     keepalive_seconds: float
+    stream_max_seconds: float
     hold_ttl_seconds: int
     tiers_path: Path
     redis_prefix: str
@@ -96,6 +97,7 @@ class Settings:
             breaker_failures=int(_env("KYMA_BREAKER_FAILURES", "5")),
             breaker_cooldown_seconds=float(_env("KYMA_BREAKER_COOLDOWN_SECONDS", "30")),
             keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
+            stream_max_seconds=float(_env("KYMA_STREAM_MAX_SECONDS", "600")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
             tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
@@ -119,7 +121,7 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
     "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
-    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_HOLD_TTL_SECONDS",
+    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR",
 )

@@ -44,6 +44,13 @@ def count_content(content) -> int:
     return n
 
 
+def _text(value) -> str:
+    """A field as text for counting: strings as they are, anything else as compact JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+
+
 def count_messages(messages: list, tools: list | None = None) -> int:
     """Estimated prompt tokens for an OpenAI `messages` list (plus tool definitions)."""
     n = 3
@@ -51,9 +58,11 @@ def count_messages(messages: list, tools: list | None = None) -> int:
         if not isinstance(m, dict):
             continue
         n += MESSAGE_OVERHEAD + count_content(m.get("content"))
-        for call in m.get("tool_calls") or []:
-            fn = (call or {}).get("function") or {}
-            n += count_text(fn.get("name") or "") + count_text(fn.get("arguments") or "")
+        calls = m.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                n += count_text(_text(fn.get("name"))) + count_text(_text(fn.get("arguments")))
     if tools:
         n += count_text(json.dumps(tools, separators=(",", ":")))
     return n

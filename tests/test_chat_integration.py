@@ -9,6 +9,8 @@ import pydantic
 import pytest
 import requests
 
+from tests.servers import db_rows
+
 pytestmark = pytest.mark.integration
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -256,3 +258,18 @@ def test_models_list_and_provider_preferences_steer_routing(gateway, account):
     r = _post(gateway, account, {"model": "qwen-3-32b", "models": ["qwen-3-32b", "glm-4.5-air"], "messages": HELLO,
                                  "max_tokens": 16}, fault="*@qwen-3-32b=500")
     assert r.status_code == 200 and r.headers["X-Kyma-Model"] == "glm-4.5-air"
+
+
+@pytest.mark.parametrize("tool_calls, param", [
+    ("abc", "messages[0].tool_calls"),
+    ([{"function": "f"}], "messages[0].tool_calls[0].function"),
+    ([{"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}],
+     "messages[0].tool_calls[0].function.arguments"),
+])
+def test_malformed_tool_call_history_is_400_and_logged(gateway, account, tool_calls, param):
+    body = {"model": "fast", "max_tokens": 8, "messages": [
+        {"role": "assistant", "content": None, "tool_calls": tool_calls}, {"role": "user", "content": "hi"}]}
+    r = _post(gateway, account, body)
+    assert r.status_code == 400 and r.json()["error"]["param"] == param
+    rows = db_rows(gateway.env, "select status from requestlog where request_id={p}", r.headers["X-Request-Id"])
+    assert rows == [(400,)]

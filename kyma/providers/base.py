@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-# Statuses after which another route may serve the request (UF-1). A provider 401/403 means its
-# key or configuration is broken, not the client's fault, so it falls back too.
-RETRYABLE_STATUSES = frozenset({401, 403, 408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# Statuses after which another route may serve the request (UF-1). A provider 401/402/403 means its
+# key, account or configuration is broken and a 404 that its model id is gone: not the client's
+# fault, so they fall back too (and count against the route's circuit breaker).
+RETRYABLE_STATUSES = frozenset({401, 402, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+# Upstream statuses whose message describes the client's own request, so it may be shown to them.
+CLIENT_ERROR_STATUSES = frozenset({400, 413, 422})
+
+# Anything shaped like a credential: provider keys (sk-…), bearer tokens, long opaque strings.
+_SECRET = re.compile(r"\b(?:sk|pk|rk|ky|ks|key|tok)[-_][A-Za-z0-9_\-]{6,}|\b[A-Za-z0-9_\-]{32,}\b")
+
+
+def scrub(text: str) -> str:
+    """Text from an upstream with anything credential-shaped replaced, safe to show and to log."""
+    return _SECRET.sub("[redacted]", text)
 
 
 class UpstreamFailure(Exception):
@@ -26,6 +39,18 @@ class UpstreamFailure(Exception):
     @property
     def is_context_length(self) -> bool:
         return self.code == "context_length_exceeded"
+
+    @property
+    def public(self) -> str:
+        """What the client and the request log may see: the upstream's own words only when they
+        are about the client's request; otherwise just the status (the detail stays in server logs)."""
+        if self.kind == "status" and self.status is not None:
+            if self.status in CLIENT_ERROR_STATUSES or self.is_context_length:
+                return scrub(self.message)
+            return f"upstream answered HTTP {self.status}"
+        if self.kind == "status":
+            return "upstream reported an error mid-stream"
+        return self.message
 
 
 @dataclass

@@ -73,6 +73,10 @@ class OpenAICompatAdapter:
             raise UpstreamFailure("malformed", "upstream sent a body that is not JSON") from exc
         if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list) or not parsed["choices"]:
             raise UpstreamFailure("malformed", "upstream sent a completion without choices")
+        choice = parsed["choices"][0]
+        if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+            raise UpstreamFailure("malformed", "upstream sent a completion without a message")
+        _string_arguments(choice["message"].get("tool_calls"))
         return UpstreamReply(parsed, (time.perf_counter() - started) * 1000)
 
     def stream(self, route: Route, body: dict, headers: dict, api_key: str | None) -> UpstreamStream:
@@ -99,8 +103,8 @@ class OpenAICompatAdapter:
                     chunk = json.loads(data)
                 except ValueError as exc:
                     raise UpstreamFailure("malformed", "upstream sent a stream chunk that is not JSON") from exc
-                if not isinstance(chunk, dict):
-                    raise UpstreamFailure("malformed", "upstream sent a stream chunk that is not an object")
+                if not isinstance(chunk, dict) or not _valid_chunk(chunk):
+                    raise UpstreamFailure("malformed", "upstream sent a stream chunk of the wrong shape")
                 if chunk.get("error"):
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                     raise UpstreamFailure("status", f"upstream error mid-stream: {err.get('message', '')}"[:300])
@@ -112,6 +116,30 @@ class OpenAICompatAdapter:
             raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
         finally:
             _Closer(resp, reuse=done).close()
+
+
+def _string_arguments(calls) -> None:
+    """Tool-call arguments as JSON strings, as the OpenAI protocol says (some upstreams send objects)."""
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict) and fn.get("arguments") is not None and not isinstance(fn["arguments"], str):
+            fn["arguments"] = json.dumps(fn["arguments"], separators=(",", ":"))
+
+
+def _valid_chunk(chunk: dict) -> bool:
+    """Choices are objects with an object delta; tool-call arguments are made strings in place."""
+    choices = chunk.get("choices", [])
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict) or not isinstance(choice.get("delta", {}), dict):
+            return False
+        calls = (choice.get("delta") or {}).get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(
+                isinstance(c, dict) and isinstance(c.get("function", {}), dict) for c in calls)):
+            return False
+        _string_arguments(calls)
+    return True
 
 
 class _Closer:

@@ -63,7 +63,7 @@ class Attempts:
         self.upstream_ms += latency_ms
         self.failures.append(failure)
         self.outcomes.append(AttemptRecord(cand.model.id, cand.route.provider.name, False, failure.status,
-                                           failure.message, latency_ms))
+                                           failure.public, latency_ms))
         self._failed_providers.add(cand.route.provider.name)
         if failure.is_context_length:
             self._min_context = max(self._min_context, cand.model.context_window)
@@ -86,9 +86,9 @@ class Attempts:
                               "(circuit open); try again shortly.", headers={"Retry-After": str(wait)})
         last = self.failures[-1]
         if last.is_context_length:
-            return InvalidRequest(last.message, code="context_length_exceeded", param="messages")
+            return InvalidRequest(last.public, code="context_length_exceeded", param="messages")
         if not last.retryable:
-            err = InvalidRequest(f"The upstream provider rejected the request: {last.message}",
+            err = InvalidRequest(f"The upstream provider rejected the request: {last.public}",
                                  code=last.code or "upstream_rejected", status=last.status or 400)
             return err
         if all(f.status == 429 for f in self.failures):
@@ -103,5 +103,5 @@ class Attempts:
             return UpstreamTimeout(f"No upstream answered in time after {self.tried} attempt(s).")
         if time.monotonic() >= self.deadline:
             return UpstreamTimeout(f"The request deadline passed after {self.tried} attempt(s).")
-        return UpstreamError(f"Every upstream attempt failed ({self.tried} attempt(s)); last error: {last.message}",
+        return UpstreamError(f"Every upstream attempt failed ({self.tried} attempt(s)); last error: {last.public}",
                              headers={"Retry-After": "1"})

@@ -70,6 +70,23 @@ def _positive_int(body: dict, name: str) -> int | None:
     return value
 
 
+def _check_tool_calls(where: str, calls) -> None:
+    """An assistant message's tool_calls: [{id, type: function, function: {name, arguments: JSON string}}]."""
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise _fail(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+    for k, call in enumerate(calls):
+        p = f"{where}.tool_calls[{k}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise _fail(f"{p}.function.name is required.", f"{p}.function")
+        if not isinstance(fn.get("arguments", ""), str):
+            raise _fail(f"{p}.function.arguments must be a JSON string.", f"{p}.function.arguments")
+        if not isinstance(call.get("id", ""), str):
+            raise _fail(f"{p}.id must be a string.", f"{p}.id")
+
+
 def _check_message(i: int, m) -> bool:
     """Validate one message; return True when it carries an image."""
     where = f"messages[{i}]"
@@ -81,9 +98,9 @@ def _check_message(i: int, m) -> bool:
     content = m.get("content")
     if role == "tool" and not isinstance(m.get("tool_call_id"), str):
         raise _fail(f"{where}.tool_call_id is required for role 'tool'.", f"{where}.tool_call_id")
+    if "tool_calls" in m:
+        _check_tool_calls(where, m["tool_calls"])
     if content is None:
-        if role == "assistant" and (m.get("tool_calls") or m.get("function_call")):
-            return False
         if role == "assistant":
             return False
         raise _fail(f"{where}.content is required.", f"{where}.content")

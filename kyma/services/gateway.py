@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+
+import gevent
 from dataclasses import dataclass, field
 
 from kyma import tokens
@@ -246,8 +248,11 @@ def complete(rt, prep: Prepared) -> Completion:
             adapter = rt.upstreams.adapter(cand.route)
             t0 = time.perf_counter()
             try:
-                reply = adapter.complete(cand.route, upstream_body(prep, False), upstream_headers(prep, cand),
-                                         rt.upstreams.api_key(cand.route))
+                # The socket timeouts restart with every byte: a trickling upstream still meets the deadline.
+                with gevent.Timeout(max(0.1, attempts.deadline - time.monotonic()), UpstreamFailure(
+                        "timeout", "upstream did not finish before the request deadline")):
+                    reply = adapter.complete(cand.route, upstream_body(prep, False), upstream_headers(prep, cand),
+                                             rt.upstreams.api_key(cand.route))
             except UpstreamFailure as failure:
                 attempts.failed(cand, failure, (time.perf_counter() - t0) * 1000)
                 continue
@@ -267,12 +272,18 @@ def complete(rt, prep: Prepared) -> Completion:
 
 def _completed(rt, prep: Prepared, cand: Candidate, body: dict, attempts: Attempts,
                record: RequestRecord) -> Completion:
-    message = (body["choices"][0] or {}).get("message") or {}
-    metered = meter(cand.model, body.get("usage"), prep.prompt_tokens, completion_text(message))
+    try:
+        metered = meter(cand.model, body.get("usage"), prep.prompt_tokens,
+                        completion_text(body["choices"][0]["message"]))
+        usage = usage_object(metered)
+    except Exception as exc:  # the adapter checked the shape; this is a last line of defence
+        err = KymaError(f"internal error metering the answer: {type(exc).__name__}")
+        record_failed(rt, prep, err, record, attempts)
+        raise err from exc
     overhead = (time.perf_counter() - prep.call.started) * 1000 - attempts.upstream_ms
     served = Served(cand, metered, attempts.tried, overhead)
     record_served(rt, prep, served, record, attempts)
-    out = dict(body, id=f"chatcmpl-{prep.call.request_id}", model=cand.model.id, usage=usage_object(metered))
+    out = dict(body, id=f"chatcmpl-{prep.call.request_id}", model=cand.model.id, usage=usage)
     out.setdefault("object", "chat.completion")
     out.setdefault("created", int(time.time()))
     return Completion(out, response_headers(prep, served))

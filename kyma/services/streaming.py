@@ -18,6 +18,7 @@ from gevent.queue import Empty, Queue
 
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
+from kyma.services import ledger
 from kyma.services.gateway import (Prepared, Served, base_record, new_attempts, record_failed, record_served,
                                    response_headers, upstream_body, upstream_headers)
 from kyma.services.router import Candidate
@@ -62,7 +63,7 @@ def _is_lead(chunk: dict) -> bool:
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {}
         if choice.get("finish_reason") or delta.get("content") or delta.get("tool_calls") \
-                or delta.get("reasoning_content") or delta.get("refusal"):
+                or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("refusal"):
             return False
     return True
 
@@ -85,6 +86,7 @@ class ChatStream:
         self._finish_reason: str | None = None
         self._created = int(time.time())
         self._id = f"chatcmpl-{prep.call.request_id}"
+        self._hold_touched = time.monotonic()
         self.producer = gevent.spawn(self._produce)
 
     # -- producer (its own greenlet; no database work except circuit-breaker updates) --
@@ -103,34 +105,44 @@ class ChatStream:
 
     def _try_route(self, cand: Candidate, verdict) -> bool:
         """Stream from one route; True when it started (whatever happens after), False to fall back."""
+        s = self.rt.settings
         t0 = time.perf_counter()
-        adapter = self.rt.upstreams.adapter(cand.route)
+        # Hard limits on top of the socket timeouts, which any byte resets (an upstream can send
+        # SSE comments forever): content must start within the first-byte limit, and a started
+        # stream may last at most KYMA_STREAM_MAX_SECONDS.
+        limit = gevent.Timeout(s.first_byte_timeout, UpstreamFailure(
+            "timeout", "upstream sent no content before the first-byte timeout"))
+        limit.start()
+        started, lead, finished, up = False, [], False, None
         try:
-            up = adapter.stream(cand.route, upstream_body(self.prep, True), upstream_headers(self.prep, cand),
-                                self.rt.upstreams.api_key(cand.route))
-        except UpstreamFailure as failure:
-            self.attempts.failed(cand, failure, (time.perf_counter() - t0) * 1000)
-            return False
-        self.upstream = up
-        started, lead, finished = False, [], False
-        try:
+            up = self.rt.upstreams.adapter(cand.route).stream(
+                cand.route, upstream_body(self.prep, True), upstream_headers(self.prep, cand),
+                self.rt.upstreams.api_key(cand.route))
+            self.upstream = up
             for chunk in up.chunks:
                 if not started:
                     if _is_lead(chunk):
                         lead.append(chunk)
                         continue
                     started = True
+                    limit.cancel()
+                    limit = gevent.Timeout(s.stream_max_seconds, UpstreamFailure(
+                        "idle", f"upstream stream ran past {s.stream_max_seconds:g} s"))
+                    limit.start()
                     self.attempts.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000)
                     self.queue.put(("start", cand))
                     for c in lead:
                         self.queue.put(("chunk", c))
                 finished = finished or any(ch.get("finish_reason") for ch in chunk.get("choices") or [])
                 self.queue.put(("chunk", chunk))
+            limit.cancel()
             if not started:
                 raise UpstreamFailure("malformed", "upstream stream ended without any content")
             self.queue.put(("end", None))
         except UpstreamFailure as failure:
-            up.close()
+            limit.cancel()  # before any database work below: a timer must never fire inside it
+            if up is not None:
+                up.close()
             if not started:
                 self.attempts.failed(cand, failure, (time.perf_counter() - t0) * 1000)
                 return False
@@ -140,6 +152,8 @@ class ChatStream:
                 self.queue.put(("end", None))
             else:
                 self.queue.put(("error", failure))
+        finally:
+            limit.cancel()
         return True
 
     # -- consumer (the response greenlet) --
@@ -172,6 +186,7 @@ class ChatStream:
         """Relay the stream; ends with Done (settled) or Failed. Closing it early bills what was made."""
         try:
             while not self.finished:
+                self._keep_hold()
                 try:
                     kind, value = self.queue.get(timeout=keepalive)
                 except Empty:
@@ -190,8 +205,26 @@ class ChatStream:
                 elif kind == "failed":
                     self._fail_unserved(value)
                     yield Failed(value)
+        except Exception:  # a bug must still end the stream with an error event and a settled hold
+            log.exception("stream relay failed")
+            err = KymaError("internal error while relaying the stream")
+            if self.served is not None:
+                self.served.metered = self._meter()
+                self._settle(500, err.message)
+            else:
+                self._fail_unserved(err)
+            yield Failed(err)
         finally:
             self.close()
+
+    def _keep_hold(self) -> None:
+        """A stream that outlives a third of the hold's TTL pushes its expiry out, so the reaper
+        (which releases the holds of crashed workers) never frees the credit of a live stream."""
+        ttl = self.rt.settings.hold_ttl_seconds
+        now = time.monotonic()
+        if now - self._hold_touched > ttl / 3:
+            self._hold_touched = now
+            ledger.extend_hold(self.prep.call.request_id, ttl)
 
     def _relay(self, chunk: dict) -> dict | None:
         """Rewrite a chunk for the client; keep usage (and, if not asked for, the finish chunk) for the end."""
@@ -200,7 +233,7 @@ class ChatStream:
         choices = chunk.get("choices") or []
         for ch in choices:
             delta = ch.get("delta") or {}
-            for key in ("content", "reasoning_content"):
+            for key in ("content", "reasoning_content", "reasoning"):  # "reasoning": OpenRouter's name
                 if isinstance(delta.get(key), str):
                     self._text.append(delta[key])
             for call in delta.get("tool_calls") or []:
@@ -239,7 +272,7 @@ class ChatStream:
     def _fail_served(self, failure: UpstreamFailure) -> KymaError:
         """After the start: bill what was produced, record the error, and say what went wrong."""
         err = (UpstreamTimeout if failure.kind == "idle" else UpstreamError)(
-            f"The upstream stream failed after it started: {failure.message}")
+            f"The upstream stream failed after it started: {failure.public}")
         self.served.metered = self._meter()
         self.record.outcomes = self.attempts.outcomes
         self._settle(502, err.message)

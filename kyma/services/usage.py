@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from kyma import tokens
@@ -60,9 +61,11 @@ def usage_object(m: Metered) -> dict:
 
 
 def completion_text(message: dict) -> str:
-    """The text a completion produced (content plus tool-call arguments), for estimating tokens."""
-    parts = [message.get("content") or "", message.get("reasoning_content") or ""]
-    for call in message.get("tool_calls") or []:
-        fn = (call or {}).get("function") or {}
-        parts.append((fn.get("name") or "") + (fn.get("arguments") or ""))
-    return "".join(p for p in parts if isinstance(p, str))
+    """The text a completion produced (content, reasoning, tool calls), for estimating tokens."""
+    parts = [message.get("content"), message.get("reasoning_content"), message.get("reasoning")]
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            parts += [fn.get("name"), fn.get("arguments")]
+    return "".join(p if isinstance(p, str) else json.dumps(p) for p in parts if p is not None)

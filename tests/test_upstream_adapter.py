@@ -1,0 +1,89 @@
+"""The OpenAI-compatible adapter against canned upstream answers, and what clients may see of them."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from kyma.providers.base import UpstreamFailure, scrub
+from kyma.providers.openai_compat import OpenAICompatAdapter, make_pool
+from kyma.services.routes import Provider, Route
+
+
+class _Canned(BaseHTTPRequestHandler):
+    replies: list = []  # (status, content type, body bytes)
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, ctype, body = self.replies.pop(0)
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def upstream():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    adapter = OpenAICompatAdapter(make_pool(4), connect_timeout=2, first_byte_timeout=5, idle_timeout=5)
+    route = Route("m", Provider("canned", f"http://127.0.0.1:{server.server_address[1]}/v1"), "m")
+
+    def call(status, body, ctype="application/json"):
+        _Canned.replies = [(status, ctype, body if isinstance(body, bytes) else json.dumps(body).encode())]
+        return adapter.complete(route, {"messages": [{"role": "user", "content": "hi"}]}, {}, None)
+
+    yield call
+    server.shutdown()
+    server.server_close()
+
+
+def _completion(message):
+    return {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": message,
+                                                                  "finish_reason": "stop"}]}
+
+
+def test_object_tool_arguments_become_json_strings(upstream):
+    reply = upstream(200, _completion({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}))
+    assert reply.body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == '{"a":1}'
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": ["x"]},
+    {"choices": [{"index": 0, "message": "text"}]},
+    {"choices": []},
+    b"<html>oops</html>",
+])
+def test_wrong_shapes_are_malformed_failures_not_crashes(upstream, body):
+    with pytest.raises(UpstreamFailure) as exc:
+        upstream(200, body)
+    assert exc.value.kind == "malformed" and exc.value.retryable
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 404, 500, 503])
+def test_provider_faults_fall_back_and_hide_the_upstream_text(upstream, status):
+    with pytest.raises(UpstreamFailure) as exc:
+        upstream(status, {"error": {"message": "Incorrect API key provided: sk-live-0123456789abcdef"}})
+    assert exc.value.retryable
+    assert exc.value.public == f"upstream answered HTTP {status}"
+
+
+def test_client_errors_keep_their_message_but_never_a_key(upstream):
+    with pytest.raises(UpstreamFailure) as exc:
+        upstream(400, {"error": {"message": "max_tokens too large for key sk-abcdef123456", "code": "bad"}})
+    assert not exc.value.retryable
+    assert exc.value.public == "max_tokens too large for key [redacted]"
+
+
+def test_scrub_leaves_ordinary_text_alone():
+    assert scrub("The model deepseek-v3 is overloaded") == "The model deepseek-v3 is overloaded"
+    assert "[redacted]" in scrub("token ky-" + "a" * 40)
