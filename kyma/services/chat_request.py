@@ -9,8 +9,10 @@ from kyma.errors import InvalidRequest
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 TOOL_CHOICES = frozenset({"none", "auto", "required"})
-# Fields only the gateway reads; never forwarded upstream.
-GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms"})
+# Fields only the gateway reads, and fields that would let a client steer the upstream call itself
+# (where it goes, which key it uses, paid upstream plugins billed to the operator): never forwarded.
+GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "plugins", "api_key", "api_base",
+                            "base_url", "extra_headers", "extra_body", "user_api_key"})
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,11 @@ def parse_chat_request(body: dict) -> ChatRequest:
     tools = _check_tools(body)
     structured = _check_response_format(body)
     upstream = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    if max_tokens is not None:
+        # One limit, the one the credit hold was sized for: an upstream that reads only one of the
+        # two fields must not run past it.
+        upstream.pop("max_completion_tokens", None)
+        upstream["max_tokens"] = max_tokens
     return ChatRequest(
         model=model, messages=messages, stream=stream,
         client_wants_usage=bool(stream and (opts or {}).get("include_usage")),
