@@ -53,6 +53,54 @@ def test_database_store(app):
         _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
 
 
+_BREAKER_WORKER = """
+import sys
+from kyma.cli import create_or_migrate_schema
+from kyma.db import database, init_db
+from kyma.services.breaker import DatabaseBreakerStore
+init_db(sys.argv[1])
+store = DatabaseBreakerStore()
+if sys.argv[2] == "create":
+    create_or_migrate_schema()
+elif sys.argv[2] == "show":
+    with database.connection_context():
+        st = store.get("sim-a/m1")
+    print(st.failures, st.opened_until)
+else:
+    hint = float(sys.argv[2])
+    for _ in range(int(sys.argv[3])):
+        store.failure("sim-a/m1", 1000.0, 10**6, 30.0, hint)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_database_store_loses_no_failures_across_processes(tmp_path, backend):
+    """Concurrent failures from several processes all count, and the longest cooldown wins (UF-6)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests import pg
+
+    if backend == "postgres" and pg.postgres_unavailable():
+        pytest.skip(pg.postgres_unavailable())
+    url = pg.create_database() if backend == "postgres" else f"sqlite:///{tmp_path / 'b.db'}"
+    root = Path(__file__).resolve().parent.parent
+    run = [sys.executable, "-c", _BREAKER_WORKER, url]
+    try:
+        subprocess.run(run + ["create"], cwd=root, check=True, timeout=60)
+        # Each process sends its own Retry-After hint (10, 20, 30, 40 s), so their deadlines differ.
+        procs = [subprocess.Popen(run + [str(10 * (i + 1)), "40"], cwd=root) for i in range(4)]
+        assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+        shown = subprocess.run(run + ["show"], cwd=root, check=True, timeout=60, capture_output=True, text=True)
+    finally:
+        if backend == "postgres":
+            pg.drop_database(url)
+    failures, opened_until = shown.stdout.split()
+    assert int(failures) == 160, "no failure is lost"
+    assert float(opened_until) == 1040.0, "a shorter cooldown never overwrites a longer one"
+
+
 def test_redis_store():
     import redis
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kyma.db import as_datetime, connected, query, write_transaction
+from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transaction
 from kyma.models import RouteState, utcnow
 
 log = logging.getLogger(__name__)
@@ -139,14 +139,17 @@ class DatabaseBreakerStore:
                 RouteState.route == route).execute()
 
     def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
-        with connected(), write_transaction():
-            row = RouteState.get_or_none(RouteState.route == route)
-            old = BreakerState(row.state, row.failures, _epoch(row.opened_until)) if row else None
+        # Read-modify-write under a lock, or concurrent failures lose counts and a shorter
+        # cooldown can overwrite a longer one. SQLite: BEGIN IMMEDIATE already serialises writers.
+        # PostgreSQL (READ COMMITTED): make sure the row exists, then lock it with FOR UPDATE.
+        with connected() as db, write_transaction():
+            RouteState.insert(route=route, state=CLOSED, failures=0, updated_at=utcnow()).on_conflict_ignore().execute()
+            select = RouteState.select().where(RouteState.route == route)
+            row = (select if is_sqlite_db(db) else select.for_update()).get()
+            old = BreakerState(row.state, row.failures, _epoch(row.opened_until))
             new = next_state(old, now, threshold, base, retry_after)
-            values = dict(state=new.state, failures=new.failures, opened_until=_naive(new.opened_until),
-                          updated_at=utcnow())
-            RouteState.insert(route=route, **values).on_conflict(
-                conflict_target=[RouteState.route], update=values).execute()
+            RouteState.update(state=new.state, failures=new.failures, opened_until=_naive(new.opened_until),
+                              updated_at=utcnow()).where(RouteState.route == route).execute()
 
 
 class RedisBreakerStore:
