@@ -11,10 +11,14 @@
   var history = [];
   var socket = null;
   var reply = null;
+  var asked = null;  // the user bubble of the turn in flight
+
 
   function setBusy(busy) {
     send.disabled = busy;
     stop.disabled = !busy;
+    // Screen readers wait for the whole reply instead of announcing every streamed token.
+    if (busy) log.setAttribute("aria-busy", "true"); else log.removeAttribute("aria-busy");
   }
 
   function bubble(role, text) {
@@ -30,6 +34,15 @@
     div.appendChild(body);
     log.appendChild(div);
     return body;
+  }
+
+  function dropTurn() {
+    // Nothing was produced: forget the turn (both bubbles) so a retry does not send it twice.
+    if (asked) asked.parentNode.remove();
+    if (reply) reply.parentNode.remove();
+    asked = null;
+    reply = null;
+    history.pop();
   }
 
   function fact(name, value) {
@@ -56,6 +69,7 @@
   function finish(text) {
     if (reply && reply.textContent) history.push({ role: "assistant", content: reply.textContent });
     reply = null;
+    asked = null;
     state.textContent = text;
     setBusy(false);
   }
@@ -71,12 +85,7 @@
     } else if (msg.type === "stopped") {
       finish("Stopped.");
     } else if (msg.type === "error") {
-      if (reply && !reply.textContent) {
-        // Nothing was produced: forget the turn so a retry does not send it twice.
-        reply.parentNode.remove();
-        reply = null;
-        history.pop();
-      }
+      if (reply && !reply.textContent) dropTurn();
       finish("Error " + (msg.status || "") + ": " + msg.message);
     }
   }
@@ -95,7 +104,7 @@
     socket.onclose = function () {
       socket = null;
       if (!reply) return;
-      if (!opened) history.pop();  // the message never left: a retry must not send it twice
+      if (!opened) dropTurn();  // the message never left: a retry must not send it twice
       finish(opened ? "Connection closed." : "Could not connect. Are you still logged in? Reload the page.");
     };
   }
@@ -105,7 +114,7 @@
     var prompt = form.elements.prompt.value.trim();
     if (!prompt) return;
     history.push({ role: "user", content: prompt });
-    bubble("user", prompt);
+    asked = bubble("user", prompt);
     reply = bubble("assistant", "");
     form.elements.prompt.value = "";
     summary.hidden = true;
