@@ -160,6 +160,8 @@ def test_playground_streams_a_reply_and_shows_its_cost(page, gateway):
 
 
 def test_playground_error_before_any_output_leaves_no_orphan_bubbles(page, gateway):
+    from playwright.sync_api import expect
+
     sign_up(page, gateway.url)
     page.goto(f"{gateway.url}/playground")
     page.evaluate("""() => {  // a model the server does not know: an error before any token
@@ -170,7 +172,7 @@ def test_playground_error_before_any_output_leaves_no_orphan_bubbles(page, gatew
     page.select_option("#pg-model", "no-such-model")
     page.fill("#pg-prompt", "Hello?")
     page.click("#pg-send")
-    page.wait_for_function("document.getElementById('pg-state').textContent.startsWith('Error 404')")
+    expect(page.locator("#pg-state")).to_have_text(re.compile(r"^Error 404"))
     assert page.locator("#pg-log .msg").count() == 0  # neither the user's bubble nor an empty reply remain
     assert page.get_attribute("#pg-log", "aria-busy") is None
     page.select_option("#pg-model", "fast")
