@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timedelta
 
@@ -337,3 +338,18 @@ def test_strict_transport_security_only_over_https(client):
     assert "Strict-Transport-Security" not in client.get("/login").headers
     secure = client.get("/login", base_url="https://gw.example")
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_signup_form_is_throttled_per_address_with_retry_after(app):
+    from kyma.runtime import runtime
+
+    with app.app_context():
+        limited = dataclasses.replace(runtime().settings, signup_max_per_hour=2)
+        app.extensions["kyma"].settings = limited
+    client = browser(app)
+    for i in range(2):
+        sign_up(client, email=f"web{i}@example.com")
+        client = browser(app)  # a new visitor from the same address
+    resp = client.post("/signup", data={"email": "web9@example.com", "password": "secret-pw",
+                                        "csrf_token": csrf_of(client)})
+    assert resp.status_code == 429 and int(resp.headers["Retry-After"]) > 0

@@ -13,8 +13,9 @@ from kyma.web.identity import safe_next, sign_in, sign_out
 
 def _form_error(template: str, err: KymaError):
     # Same page again with the message; a failed log-in never says whether the email exists.
-    return render_template(template, error=err.message, email=request.form.get("email", ""),
-                           next=request.form.get("next", "")), err.status
+    page = render_template(template, error=err.message, email=request.form.get("email", ""),
+                           next=request.form.get("next", ""))
+    return page, err.status, err.headers  # e.g. Retry-After on a throttled log-in or sign-up
 
 
 @web_bp.route("/signup", methods=["GET", "POST"])
@@ -24,7 +25,7 @@ def signup():
         return render_template("web/signup.html", next=request.args.get("next", ""))
     try:
         reg = accounts.register(request.form.get("email", ""), request.form.get("password", ""),
-                                runtime().settings)
+                                runtime().settings, client_ip=request.remote_addr or "")
     except KymaError as err:
         return _form_error("web/signup.html", err)
     sign_in(reg.session_token)
