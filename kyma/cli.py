@@ -7,7 +7,7 @@ from flask import Flask
 from playhouse.migrate import SchemaMigrator, migrate
 
 from kyma.db import database
-from kyma.models import ALL_MODELS
+from kyma.models import ALL_MODELS, OBSOLETE_INDEXES
 
 
 def create_or_migrate_schema() -> list[str]:
@@ -29,6 +29,11 @@ def create_or_migrate_schema() -> list[str]:
                 f.null = True  # new columns on old rows must be nullable or defaulted
                 migrate(migrator.add_column(table, f.column_name, f))
                 changes.append(f"added {table}.{f.column_name}")
+        present = {ix.name for model in ALL_MODELS for ix in db.get_indexes(model._meta.table_name)}
+        for name in OBSOLETE_INDEXES:
+            if name in present:
+                db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+                changes.append(f"dropped index {name}")
     return changes
 
 

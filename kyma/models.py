@@ -74,12 +74,12 @@ class LedgerEntry(BaseModel):
 
     id = AutoField()
     account = ForeignKeyField(Account, backref="ledger", on_delete="CASCADE")
-    kind = CharField(max_length=16, index=True)
+    kind = CharField(max_length=16)
     amount_micros = BigIntegerField()
     request_id = CharField(max_length=64, null=True, index=True)
     idempotency_key = CharField(max_length=128, null=True, unique=True)
     note = CharField(max_length=200, default="")
-    created_at = DateTimeField(default=utcnow, index=True)
+    created_at = DateTimeField(default=utcnow)
 
 
 class Hold(BaseModel):
@@ -92,7 +92,7 @@ class Hold(BaseModel):
     owner = CharField(max_length=64, default="")  # host:pid of the worker that took it
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)
-    closed_at = DateTimeField(null=True, index=True)
+    closed_at = DateTimeField(null=True)
 
 
 class RequestLog(BaseModel):
@@ -101,16 +101,16 @@ class RequestLog(BaseModel):
     id = AutoField()
     request_id = CharField(max_length=64, unique=True)
     account = ForeignKeyField(Account, null=True, backref="requests", on_delete="SET NULL")
-    api_key = ForeignKeyField(ApiKey, null=True, on_delete="SET NULL")
+    api_key = ForeignKeyField(ApiKey, null=True, on_delete="SET NULL", index=False)
     endpoint = CharField(max_length=40)
     model_requested = CharField(max_length=100, default="")
     alias = CharField(max_length=100, null=True)
-    model_served = CharField(max_length=100, null=True, index=True)
+    model_served = CharField(max_length=100, null=True)
     provider = CharField(max_length=100, null=True)
     simulated = BooleanField(default=False)
     fallback_layer = IntegerField(default=0)
     attempts = IntegerField(default=0)
-    status = IntegerField(index=True)
+    status = IntegerField()
     prompt_tokens = IntegerField(default=0)
     completion_tokens = IntegerField(default=0)
     cached_tokens = IntegerField(default=0)
@@ -126,7 +126,7 @@ class RouteOutcome(BaseModel):
     """The result of one upstream attempt; feeds uptime and status."""
 
     id = AutoField()
-    model = CharField(max_length=100, index=True)
+    model = CharField(max_length=100)
     provider = CharField(max_length=100)
     ok = BooleanField()
     status = IntegerField(null=True)
@@ -156,5 +156,10 @@ class RateCounter(BaseModel):
         primary_key = False
         indexes = ((("key", "window"), True),)
 
+
+# Every index is written on every insert, and the request path inserts into these tables, so only
+# indexes that a query needs exist. Older databases had these; `init-db` drops them.
+OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "requestlog_api_key_id",
+                    "requestlog_model_served", "requestlog_status", "routeoutcome_model")
 
 ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter)

@@ -1,0 +1,17 @@
+"""The schema command: creates, migrates, and is idempotent."""
+
+from __future__ import annotations
+
+from kyma.cli import create_or_migrate_schema
+from kyma.db import database
+from kyma.models import OBSOLETE_INDEXES
+
+
+def test_schema_command_drops_indexes_the_request_path_no_longer_pays_for(app):
+    with app.app_context():
+        database.execute_sql('CREATE INDEX "requestlog_status" ON "requestlog" ("status")')
+        assert "dropped index requestlog_status" in create_or_migrate_schema()
+        names = {r[0] for r in database.execute_sql("select name from sqlite_master where type='index'")}
+        assert not names & set(OBSOLETE_INDEXES)
+        assert {"requestlog_request_id", "requestlog_account_id", "ledgerentry_idempotency_key"} <= names
+        assert create_or_migrate_schema() == []
