@@ -37,17 +37,26 @@ class OpenAICompatAdapter:
         self.pool = pool
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=first_byte_timeout)
         self.idle_timeout = idle_timeout
+        self._hosts: dict[str, tuple] = {}
+
+    def _host(self, base_url: str):
+        """The connection pool and request path for a base URL, resolved once (not per request)."""
+        found = self._hosts.get(base_url)
+        if found is None:
+            path = urllib3.util.parse_url(base_url).path or ""
+            found = self._hosts[base_url] = (self.pool.connection_from_url(base_url), f"{path}/chat/completions")
+        return found
 
     def _post(self, route: Route, body: dict, headers: dict, api_key: str | None, stream: bool):
-        url = f"{route.provider.base_url}/chat/completions"
+        host, path = self._host(route.provider.base_url)
         h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         h.update(headers)
         if api_key:
             h["Authorization"] = f"Bearer {api_key}"
         payload = json.dumps(dict(body, model=route.upstream_model, stream=stream)).encode()
         try:
-            resp = self.pool.urlopen("POST", url, body=payload, headers=h, timeout=self.timeout,
-                                     preload_content=False, redirect=False, retries=False)
+            resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
+                                preload_content=False, redirect=False, retries=False, assert_same_host=False)
         except ConnectTimeoutError as exc:
             if isinstance(exc, NewConnectionError):
                 log.warning("upstream %s: %s", route.key, exc)  # names hosts: log it, don't send it

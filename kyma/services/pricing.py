@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -40,30 +41,43 @@ class Cost:
         return micros_to_usd(self.discount_micros)
 
 
-def _micros(tokens: int, usd_per_1m: float) -> Decimal:
-    # USD per 1M tokens equals micro-dollars per token: exact decimal arithmetic, no float drift.
-    return Decimal(tokens) * Decimal(str(usd_per_1m))
+SCALE = 10**9  # prices become integer nano-micro-dollars per token: exact for up to 9 decimals
 
 
-def _round(value: Decimal) -> int:
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+@functools.lru_cache(maxsize=1024)
+def _scaled(usd_per_1m: float) -> int:
+    """A price as an exact integer (USD per 1M tokens = micro-dollars per token, times SCALE)."""
+    exact = Decimal(str(usd_per_1m)) * SCALE
+    if exact != exact.to_integral_value():
+        raise ValueError(f"price {usd_per_1m} has more than 9 decimals")
+    return int(exact)
+
+
+def _round(scaled_total: int) -> int:
+    """Scaled micro-dollars to whole micro-dollars, half up (totals are never negative)."""
+    return (scaled_total + SCALE // 2) // SCALE
 
 
 def cost_of(model: ModelInfo, usage: TokenUsage) -> Cost:
-    """Cost of a served request: uncached input, cached input (10%), output; rounded once, half up."""
+    """Cost of a served request: uncached input, cached input (10%), output; rounded once, half up.
+
+    Integer arithmetic on exactly scaled prices: the same result as exact decimals, without
+    Decimal's cost on the request path.
+    """
     cached = min(usage.cached_tokens, usage.prompt_tokens)
     uncached = usage.prompt_tokens - cached
     p = model.pricing
-    exact = _micros(uncached, p.input_per_1m) + _micros(cached, p.cached_input_per_1m) \
-        + _micros(usage.completion_tokens, p.output_per_1m)
-    full = _micros(usage.prompt_tokens, p.input_per_1m) + _micros(usage.completion_tokens, p.output_per_1m)
-    cost = _round(exact)
-    return Cost(cost, max(0, _round(full) - cost))
+    inp, out = _scaled(p.input_per_1m), _scaled(p.output_per_1m)
+    output = usage.completion_tokens * out
+    cost = _round(uncached * inp + cached * _scaled(p.cached_input_per_1m) + output)
+    full = _round(usage.prompt_tokens * inp + output)
+    return Cost(cost, max(0, full - cost))
 
 
 def worst_case_micros(model: ModelInfo, prompt_tokens: int, max_tokens: int) -> int:
     """The most a request can cost: every prompt token uncached and max_tokens of output."""
-    return _round(_micros(prompt_tokens, model.pricing.input_per_1m) + _micros(max_tokens, model.pricing.output_per_1m))
+    p = model.pricing
+    return _round(prompt_tokens * _scaled(p.input_per_1m) + max_tokens * _scaled(p.output_per_1m))
 
 
 def micros_to_usd(micros: int) -> float:
@@ -73,4 +87,4 @@ def micros_to_usd(micros: int) -> float:
 
 def usd_to_micros(usd) -> int:
     """A USD amount (str, int, float or Decimal) as integer micro-dollars, rounded half up."""
-    return _round(Decimal(str(usd)) * MICROS_PER_USD)
+    return int((Decimal(str(usd)) * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
