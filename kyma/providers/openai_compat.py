@@ -12,7 +12,8 @@ import time
 from typing import Iterator
 
 import urllib3
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError,
+                                ReadTimeoutError)
 
 from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
 from kyma.providers.sse import iter_data
@@ -55,8 +56,14 @@ class OpenAICompatAdapter:
             h["Authorization"] = f"Bearer {api_key}"
         payload = json.dumps(dict(body, model=route.upstream_model, stream=stream)).encode()
         try:
-            resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
-                                preload_content=False, redirect=False, retries=False, assert_same_host=False)
+            try:
+                resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
+                                    preload_content=False, redirect=False, retries=False, assert_same_host=False)
+            except ProtocolError:
+                # A pooled keep-alive connection the upstream closed just as it was reused breaks
+                # before any answer: try once more on a fresh connection before calling it a failure.
+                resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
+                                    preload_content=False, redirect=False, retries=False, assert_same_host=False)
         except ConnectTimeoutError as exc:
             if isinstance(exc, NewConnectionError):
                 log.warning("upstream %s: %s", route.key, exc)  # names hosts: log it, don't send it
