@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.servers import (SIMULATED_PROVIDERS, free_port_block, gateway_env, start_gateway,
+from tests.servers import (SIMULATED_PROVIDERS, free_port_block, gateway_env, reset_breakers, start_gateway,
                            start_simulator)
 
 
@@ -68,7 +68,9 @@ def account(gateway):
     r = requests.post(f"{gateway.url}/v1/auth/register", json={"email": email, "password": "correct horse"},
                       timeout=10)
     assert r.status_code in (200, 201), r.text
-    return {"email": email, **r.json()}
+    yield {"email": email, **r.json()}
+    # Fault tests open circuits (Retry-After, failed probes) on this shared gateway: close them again.
+    reset_breakers(gateway.env)
 
 
 @pytest.fixture()

@@ -149,3 +149,16 @@ def db_rows(env: dict, sql: str, *params) -> list[tuple]:
         return list(db.execute_sql(sql.format(p=db.param), params).fetchall())
     finally:
         db.close()
+
+
+def reset_breakers(env: dict) -> None:
+    """Close every circuit of a gateway (database or Redis store): fault tests on a shared gateway
+    must not leave routes open for the tests after them."""
+    if env.get("KYMA_REDIS_URL"):
+        import redis
+
+        r = redis.Redis.from_url(env["KYMA_REDIS_URL"])
+        keys = list(r.scan_iter(f"{env.get('KYMA_REDIS_PREFIX', 'kyma:')}breaker:*"))
+        if keys:
+            r.delete(*keys)
+    db_rows(env, "delete from routestate")

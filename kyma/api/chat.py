@@ -9,7 +9,7 @@ from flask import jsonify, request
 from kyma.api import api_bp
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
-from kyma.api.sse import KEEPALIVE, sse_response
+from kyma.api.sse import KEEPALIVE, coalesced, sse_response
 from kyma.errors import KymaError
 from kyma.runtime import runtime
 from kyma.services import gateway
@@ -66,7 +66,7 @@ def chat_completions():
         resp.headers.update(done.headers)
         return resp
     stream, started = open_stream(rt, prep)
-    body = _openai_sse(stream, rt.settings.keepalive_seconds, started)
+    body = coalesced(_openai_sse(stream, rt.settings.keepalive_seconds, started), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)
 
 

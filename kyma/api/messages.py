@@ -8,7 +8,7 @@ from kyma.api import api_bp
 from kyma.api.chat import complete, open_stream, start_chat
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
-from kyma.api.sse import KEEPALIVE, sse_response
+from kyma.api.sse import KEEPALIVE, coalesced, sse_response
 from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
 from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
@@ -47,7 +47,7 @@ def create_message():
         resp.headers.update(done.headers)
         return resp
     stream, started = open_stream(rt, prep)
-    body = _anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops)
+    body = coalesced(_anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)
 
 

@@ -173,6 +173,10 @@ class ChatStream:
             self._start(value)
         return True
 
+    def more_ready(self) -> bool:
+        """True when more upstream events are already queued (the writer can batch them)."""
+        return not self.queue.empty()
+
     def headers(self) -> dict:
         """Response headers: X-Kyma-* once a route has started, rate-limit headers always."""
         return response_headers(self.prep, self.served)
