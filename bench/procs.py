@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import gunicorn_command, wait_answering  # noqa: E402,F401  (bench/run.py uses both)
+from kyma.launcher import gunicorn_command, stop, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -57,13 +56,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM the master (it stops its workers); SIGKILL if it lingers."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop([self.popen])
 
 
 def cpu_seconds(pid: int) -> float:

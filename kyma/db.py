@@ -10,6 +10,8 @@ from pathlib import Path
 from peewee import DatabaseProxy
 from playhouse.db_url import connect
 
+from kyma.greenlets import gevent_patched
+
 # Bound to a real database in init_db(); models refer to the proxy so importing does no I/O.
 database = DatabaseProxy()
 
@@ -33,14 +35,6 @@ POOL_WAIT_SECONDS = 30
 POOL_STALE_SECONDS = 300
 
 
-def _gevent_patched() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("threading")
-
-
 def make_database(url: str, pool_size: int = 0):
     """Open (lazily) the database a URL names; postgresql:// uses psycopg 3, never psycopg2.
 
@@ -51,7 +45,7 @@ def make_database(url: str, pool_size: int = 0):
         path = url.split(":///", 1)[-1].split("?", 1)[0]  # what peewee opens
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if _gevent_patched():
+        if gevent_patched():
             # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls
             # never yield and transactions hold no I/O, so they cannot interleave, and requests
             # skip the connect and close (the last close also checkpoints the WAL) that cost

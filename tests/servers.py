@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from kyma.launcher import gunicorn_command
+from kyma.launcher import gunicorn_command, stop
 from kyma.launcher import wait_answering as wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,13 +64,7 @@ class Proc:
 
     def stop(self) -> None:
         """Stop the process (gunicorn master and its workers) by PID."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop([self.popen])
 
 
 def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> subprocess.Popen:

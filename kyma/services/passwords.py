@@ -7,22 +7,16 @@ from functools import lru_cache
 
 import bcrypt
 
+from kyma.greenlets import gevent_patched
+
 MAX_PASSWORD_BYTES = 72  # bcrypt 5 raises above this; callers validate first
 _ROUNDS = re.compile(r"^\$2[aby]\$(\d\d)\$")
-
-
-def _gevent_patched() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")
 
 
 def _run(fn, *args):
     # A bcrypt hash holds the CPU for up to ~250 ms; inline it would stall every greenlet
     # of the worker, so under gevent it runs in a real thread (bcrypt releases the GIL).
-    if _gevent_patched():
+    if gevent_patched():
         import gevent
 
         return gevent.get_hub().threadpool.apply(fn, args)

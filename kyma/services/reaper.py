@@ -12,19 +12,12 @@ import time
 from flask import Flask
 
 from kyma.db import connected
+from kyma.greenlets import gevent_patched
 from kyma.services import ledger, window_stores
 
 log = logging.getLogger(__name__)
 
 REAP_INTERVAL_SECONDS = 60
-
-
-def _running_under_gevent() -> bool:
-    try:
-        from gevent import monkey
-    except ImportError:
-        return False
-    return monkey.is_module_patched("socket")
 
 
 def _reap_forever(interval: float) -> None:
@@ -49,7 +42,7 @@ def register_reaper(app: Flask, interval: float = REAP_INTERVAL_SECONDS) -> None
 
     @app.before_request
     def _start_reaper():
-        if os.getpid() in started_in or not _running_under_gevent():
+        if os.getpid() in started_in or not gevent_patched():
             return
         started_in.add(os.getpid())
         import gevent
