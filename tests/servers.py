@@ -139,7 +139,8 @@ def db_rows(env: dict, sql: str, *params) -> list[tuple]:
 
     db = make_database(env["KYMA_DATABASE_URL"])
     try:
-        return list(db.execute_sql(sql.format(p=db.param), params).fetchall())
+        cursor = db.execute_sql(sql.format(p=db.param), params)
+        return list(cursor.fetchall()) if cursor.description else []  # a DELETE has no rows (psycopg raises)
     finally:
         db.close()
 
