@@ -109,7 +109,12 @@ def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo,
         except _Refused:
             raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
-    if not ledger.place_hold(account, request_id, hold, ttl_seconds=ttl):
+    try:
+        held = ledger.place_hold(account, request_id, hold, ttl_seconds=ttl)
+    except BaseException:
+        rt.limiter.cancel(admission)  # the database failed: the request never ran
+        raise
+    if not held:
         rt.limiter.cancel(admission)
         raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers)
     return admission
