@@ -48,13 +48,17 @@ def test_200_concurrent_streams_on_one_worker_all_complete(slow_gateway):
     assert all('"usage"' in body for _, _, body in results)
 
 
+def _long_stream(url: str, key: str):
+    """Start a stream that runs for seconds at the slow simulators' pace: (response, request id)."""
+    r = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, stream=True,
+                      timeout=30, json={"model": "glm-4.5-air", "max_tokens": 400, "stream": True,
+                                        "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
+    return r, r.headers["X-Request-Id"]
+
+
 def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
     gw, user, _, env = slow_gateway
-    r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
-                      stream=True, timeout=30, json={
-                          "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
-                          "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
-    request_id = r.headers["X-Request-Id"]
+    r, request_id = _long_stream(gw.url, user["api_key"])
     it = r.iter_lines()
     got = [line for _, line in zip(range(6), it) if line]
     assert got
@@ -80,11 +84,7 @@ def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gatewa
     import signal
 
     gw, user, _, env = slow_gateway
-    r = requests.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {user['api_key']}"},
-                      stream=True, timeout=30, json={
-                          "model": "glm-4.5-air", "max_tokens": 400, "stream": True,
-                          "messages": [{"role": "user", "content": "Tell me a long story " * 20}]})
-    request_id = r.headers["X-Request-Id"]
+    r, request_id = _long_stream(gw.url, user["api_key"])
     assert next(line for line in r.iter_lines() if line)
     owner, closed = db_rows(env, "select owner, closed_at from hold where request_id={p}", request_id)[0]
     assert closed is None
