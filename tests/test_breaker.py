@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 import requests
@@ -102,14 +101,10 @@ def test_database_store_loses_no_failures_across_processes(tmp_path, backend):
 
 
 def test_redis_store():
-    import redis
+    from tests.backends import REDIS_URL, redis_prefix
 
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not answering on 127.0.0.1:6379")
-    store = RedisBreakerStore("redis://127.0.0.1:6379/0", prefix=f"kyma-test-{uuid.uuid4().hex}:")
-    _exercise(CircuitBreaker(store, failures=3, cooldown=10), "sim-a/m1")
+    with redis_prefix() as prefix:
+        _exercise(CircuitBreaker(RedisBreakerStore(REDIS_URL, prefix=prefix), failures=3, cooldown=10), "sim-a/m1")
 
 
 def test_redis_store_down_fails_open(caplog):
