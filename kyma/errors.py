@@ -41,12 +41,6 @@ class AuthenticationFailed(KymaError):
     code = "invalid_api_key"
 
 
-class PermissionDenied(KymaError):
-    status = 403
-    type = "permission_error"
-    code = "forbidden"
-
-
 class NotFound(KymaError):
     status = 404
     type = "invalid_request_error"

@@ -19,3 +19,16 @@ def test_fields_that_would_steer_the_upstream_call_are_dropped():
     forwarded = parse_chat_request(body).upstream_body
     assert not {"api_base", "base_url", "api_key", "plugins", "provider"} & set(forwarded)
     assert forwarded["seed"] == 7, "ordinary OpenAI fields pass through"
+
+
+def test_fault_injection_header_reaches_simulated_providers_only():
+    from types import SimpleNamespace
+
+    from kyma.services.gateway import upstream_headers
+    from kyma.services.routes import Provider, Route
+
+    prep = SimpleNamespace(call=SimpleNamespace(sim_fault="*=503"))
+    simulated = Route("m", Provider("sim-alpha", "http://127.0.0.1:1/v1", simulated=True), "m")
+    real = Route("m", Provider("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"), "m")
+    assert upstream_headers(prep, SimpleNamespace(route=simulated)) == {"X-Sim-Fault": "*=503"}
+    assert upstream_headers(prep, SimpleNamespace(route=real)) == {}

@@ -19,13 +19,3 @@ def json_object() -> dict:
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return body
 
-
-def required_string(body: dict, name: str, *, max_length: int = 10_000) -> str:
-    """A required non-empty string field, or a 400 naming it."""
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"'{name}' is required and must be a non-empty string.", param=name,
-                             code="missing_field" if value is None else "invalid_type")
-    if len(value) > max_length:
-        raise InvalidRequest(f"'{name}' is longer than {max_length} characters.", param=name)
-    return value

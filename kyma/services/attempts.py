@@ -6,7 +6,6 @@ import random
 import time
 from typing import Iterator
 
-from kyma.db import release_connection
 from kyma.errors import InvalidRequest, KymaError, Overloaded, RateLimited, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
 from kyma.services.breaker import Verdict
@@ -34,8 +33,6 @@ class Attempts:
         self._failed_providers: set[str] = set()
         self._stop = False
         self._min_context = 0  # after a context-length error, only larger windows are worth trying
-        # Upstream calls follow: don't hold a (PostgreSQL) connection across them; settle reconnects.
-        release_connection()
 
     def __iter__(self) -> Iterator[tuple[Candidate, Verdict]]:
         for cand in self.candidates:

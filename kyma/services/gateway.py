@@ -9,7 +9,7 @@ import gevent
 from dataclasses import dataclass, field
 
 from kyma import tokens
-from kyma.db import connected, write_transaction
+from kyma.db import connected, release_connection, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest, KymaError
 from kyma.providers.base import UpstreamFailure
 from kyma.services import ledger
@@ -155,6 +155,8 @@ def new_attempts(rt, prep: Prepared) -> Attempts:
     """The attempt loop for a prepared request, bounded by settings."""
     s = rt.settings
     deadline = time.monotonic() + s.request_deadline - (time.perf_counter() - prep.call.started)
+    # Upstream calls follow: don't hold a (PostgreSQL) connection across them; settling reconnects.
+    release_connection()
     return Attempts(rt.breaker, prep.candidates, max_attempts=s.max_attempts, deadline=deadline)
 
 
