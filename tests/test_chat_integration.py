@@ -273,3 +273,15 @@ def test_malformed_tool_call_history_is_400_and_logged(gateway, account, tool_ca
     assert r.status_code == 400 and r.json()["error"]["param"] == param
     rows = db_rows(gateway.env, "select status from requestlog where request_id={p}", r.headers["X-Request-Id"])
     assert rows == [(400,)]
+
+
+def test_402_names_a_max_tokens_that_is_then_accepted(gateway, account):
+    import re
+
+    # About 80k prompt tokens plus 65,536 output tokens at glm-5.1 prices is more than the $0.50 credit.
+    body = {"model": "glm-5.1", "messages": [{"role": "user", "content": "word " * 80_000}], "max_tokens": 65536}
+    refused = _post(gateway, account, body)
+    assert refused.status_code == 402 and refused.json()["error"]["type"] == "insufficient_credits", refused.text
+    suggested = int(re.search(r"Lower max_tokens to (\d+)", refused.json()["error"]["message"]).group(1))
+    assert 0 < suggested < 65536
+    assert _post(gateway, account, dict(body, max_tokens=suggested)).status_code == 200

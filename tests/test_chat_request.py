@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kyma.config import DATA
+from kyma.services.catalog import Catalog
 from kyma.services.chat_request import parse_chat_request
+from kyma.services.gateway import _affordable_max_tokens
+from kyma.services.pricing import worst_case_micros
+
+CATALOG = Catalog.load(DATA / "catalog.json")
 
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -32,3 +41,17 @@ def test_fault_injection_header_reaches_simulated_providers_only():
     real = Route("m", Provider("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"), "m")
     assert upstream_headers(prep, SimpleNamespace(route=simulated)) == {"X-Sim-Fault": "*=503"}
     assert upstream_headers(prep, SimpleNamespace(route=real)) == {}
+
+
+
+@given(st.lists(st.sampled_from(range(16)), min_size=1, max_size=5, unique=True),
+       st.integers(0, 200_000), st.integers(0, 2_000_000))
+def test_affordable_max_tokens_is_the_largest_hold_that_fits(picks, prompt_tokens, available):
+    models = [CATALOG.models[i] for i in picks]
+    n = _affordable_max_tokens(models, prompt_tokens, available)
+
+    def hold(k):
+        return max(worst_case_micros(m, prompt_tokens, k) for m in models)
+
+    assert n == 0 or hold(n) <= available
+    assert hold(n + 1) > available

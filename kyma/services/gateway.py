@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import gevent
-from dataclasses import dataclass, field
 
 from kyma import tokens
 from kyma.db import connected, release_connection, write_transaction
@@ -86,7 +86,8 @@ def prepare(rt, call: ChatCall, principal: Principal) -> Prepared:
     tier = rt.tiers.get(principal.tier)
     models = {c.model.id: c.model for c in candidates}.values()
     hold = max(worst_case_micros(m, prompt_tokens, req.max_tokens or m.max_output_tokens) for m in models)
-    admission = _admit_and_hold(rt, principal, call.request_id, model, prompt_tokens, req.max_tokens, hold, tier)
+    admission = _admit_and_hold(rt, principal, call.request_id, model, list(models), prompt_tokens,
+                                req.max_tokens, hold, tier)
     return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
 
 
@@ -94,8 +95,8 @@ class _Refused(Exception):
     """Rolls back an admission whose hold the balance could not cover."""
 
 
-def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo, prompt_tokens: int,
-                    max_tokens: int | None, hold: int, tier) -> Admission:
+def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo, models: list[ModelInfo],
+                    prompt_tokens: int, max_tokens: int | None, hold: int, tier) -> Admission:
     """Rate limits, then the credit hold: one transaction when the counters share the database."""
     account = principal.account_id
     ttl = rt.settings.hold_ttl_seconds
@@ -107,7 +108,8 @@ def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo,
                     raise _Refused  # undoes the admission too: a refused request uses no quota
             return admission
         except _Refused:
-            raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers) from None
+            raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
+                                admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
     try:
         held = ledger.place_hold(account, request_id, hold, ttl_seconds=ttl)
@@ -116,23 +118,37 @@ def _admit_and_hold(rt, principal: Principal, request_id: str, model: ModelInfo,
         raise
     if not held:
         rt.limiter.cancel(admission)
-        raise _insufficient(account, model, prompt_tokens, max_tokens, hold, admission.headers)
+        raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold, admission.headers)
     return admission
 
 
-def _insufficient(account_id: int, model: ModelInfo, prompt_tokens: int, max_tokens: int | None,
-                  hold: int, headers: dict) -> InsufficientCredits:
-    """A 402 that says what the balance could afford."""
+def _affordable_max_tokens(models: list[ModelInfo], prompt_tokens: int, available: int) -> int:
+    """The largest max_tokens whose hold (the worst case over every candidate model) fits `available`."""
+    best = None
+    for m in models:
+        out = m.pricing.output_per_1m
+        n = int((available - prompt_tokens * m.pricing.input_per_1m) // out) if out > 0 else 0
+        # The float estimate can be off by one either way: settle it with the exact integer check.
+        while n > 0 and worst_case_micros(m, prompt_tokens, n) > available:
+            n -= 1
+        while out > 0 and worst_case_micros(m, prompt_tokens, n + 1) <= available:
+            n += 1
+        best = n if best is None else min(best, n)
+    return max(0, best or 0)
+
+
+def _insufficient(account_id: int, model: ModelInfo, models: list[ModelInfo], prompt_tokens: int,
+                  max_tokens: int | None, hold: int, headers: dict) -> InsufficientCredits:
+    """A 402 that says what the balance could afford (a max_tokens that would be accepted)."""
     available = max(0, ledger.balance(account_id).balance_micros)
-    p = model.pricing
-    affordable = int((available - prompt_tokens * p.input_per_1m) // p.output_per_1m) if p.output_per_1m else 0
+    affordable = _affordable_max_tokens(models, prompt_tokens, available)
     asked = max_tokens or model.max_output_tokens
     hint = (f"Lower max_tokens to {affordable} or less, or add credits." if affordable >= 1
             else "Add credits to continue.")
     return InsufficientCredits(
         f"Insufficient credits: this request may cost up to ${micros_to_usd(hold):.6f} ({prompt_tokens} prompt "
-        f"tokens + max_tokens {asked} at {model.id} prices) and the balance is ${micros_to_usd(available):.6f}. "
-        + hint, headers=headers)
+        f"tokens + max_tokens {asked} at {model.id} prices, or a fallback model's) and the balance is "
+        f"${micros_to_usd(available):.6f}. " + hint, headers=headers)
 
 
 def upstream_body(prep: Prepared, stream: bool) -> dict:
