@@ -22,7 +22,7 @@ from kyma.services import ledger
 from kyma.services.gateway import (Prepared, Served, base_record, new_attempts, record_failed, record_served,
                                    response_headers, upstream_body, upstream_headers)
 from kyma.services.router import Candidate
-from kyma.services.usage import meter, usage_object
+from kyma.services.usage import completion_text, meter, usage_object
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,6 @@ class ChatStream:
             log.exception("stream relay failed")
             err = KymaError("internal error while relaying the stream")
             if self.served is not None:
-                self.served.metered = self._meter()
                 self._settle(500, err.message)
             else:
                 self._fail_unserved(err)
@@ -236,13 +235,7 @@ class ChatStream:
             self._usage = chunk["usage"]
         choices = chunk.get("choices") or []
         for ch in choices:
-            delta = ch.get("delta") or {}
-            for key in ("content", "reasoning_content", "reasoning"):  # "reasoning": OpenRouter's name
-                if isinstance(delta.get(key), str):
-                    self._text.append(delta[key])
-            for call in delta.get("tool_calls") or []:
-                fn = (call or {}).get("function") or {}
-                self._text.append((fn.get("name") or "") + (fn.get("arguments") or ""))
+            self._text.append(completion_text(ch.get("delta") or {}))  # a delta has a message's fields
             if ch.get("finish_reason"):
                 self._finish_reason = ch["finish_reason"]
         if not choices:
@@ -255,14 +248,9 @@ class ChatStream:
             return None
         return out
 
-    def _meter(self):
-        return meter(self.served.candidate.model, self._usage, self.prep.prompt_tokens, "".join(self._text))
-
     def _end(self) -> Iterator[Chunk | Done]:
-        metered = self._meter()
-        self.served.metered = metered
         self._settle(200, None)
-        usage = usage_object(metered)
+        usage = usage_object(self.served.metered)
         base = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                 "model": self.served.candidate.model.id}
         if self.prep.req.client_wants_usage:
@@ -277,8 +265,6 @@ class ChatStream:
         """After the start: bill what was produced, record the error, and say what went wrong."""
         err = (UpstreamTimeout if failure.kind == "idle" else UpstreamError)(
             f"The upstream stream failed after it started: {failure.public}")
-        self.served.metered = self._meter()
-        self.record.outcomes = self.attempts.outcomes
         self._settle(502, err.message)
         return err
 
@@ -288,9 +274,12 @@ class ChatStream:
             record_failed(self.rt, self.prep, err, self.record, self.attempts)
 
     def _settle(self, status: int, error: str | None) -> None:
+        """Bill what the served route produced (its usage, or the gateway's count) and record it, once."""
         if self.finished:
             return
         self.finished = True
+        self.served.metered = meter(self.served.candidate.model, self._usage, self.prep.prompt_tokens,
+                                    "".join(self._text))
         self.record.status, self.record.error = status, error
         record_served(self.rt, self.prep, self.served, self.record, self.attempts)
 
@@ -303,7 +292,6 @@ class ChatStream:
         if self.finished:
             return
         if self.served is not None:
-            self.served.metered = self._meter()
             self._settle(CLIENT_CLOSED, "client closed the stream")
         else:
             self._fail_unserved(KymaError("client closed the stream before it started", status=CLIENT_CLOSED))
