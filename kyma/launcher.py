@@ -45,8 +45,8 @@ PROFILES = (
 )
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the launcher dies, even by SIGKILL (no orphans)."""
+def die_with_parent() -> None:
+    """In a child (preexec_fn): get SIGTERM when the process that started it dies, even by SIGKILL."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -55,7 +55,7 @@ def _die_with_parent() -> None:
 
 def _spawn(cmd: list[str], env: dict) -> subprocess.Popen:
     # Own process group: a terminal's Ctrl-C reaches only the launcher, which stops children in order.
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent)
 
 
 def catalog_ids(path: Path) -> list[str]:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import gunicorn_command  # noqa: E402
+from kyma.launcher import die_with_parent, gunicorn_command  # noqa: E402
 from tests.servers import (SIMULATED_PROVIDERS, Proc, flask_cli, free_port, free_port_block,  # noqa: E402
                            gateway_env, wait_http)
 
@@ -147,7 +147,9 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Ga
 def _spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
     """gunicorn with gevent workers on 127.0.0.1:port; output goes to a log file, not the notebook."""
     cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, "warning")
-    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    # die_with_parent: a notebook whose kernel dies mid-run (a failing cell) leaves no server behind.
+    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             preexec_fn=die_with_parent)
     return Proc(popen, port, log, env)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from kyma.launcher import gunicorn_command, stop
+from kyma.launcher import die_with_parent, gunicorn_command, stop
 from kyma.launcher import wait_answering as wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,9 @@ class Proc:
 
 def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> subprocess.Popen:
     cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    # die_with_parent: a crashed or killed test run leaves no server behind.
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
 
 
 def start_simulator(name: str, port: int, workdir: Path, **settings: str) -> Proc:
