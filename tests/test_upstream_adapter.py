@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kyma.providers.base import UpstreamFailure, scrub
-from kyma.providers.openai_compat import OpenAICompatAdapter, make_pool
+from kyma.providers.openai_compat import OpenAICompatAdapter
 from kyma.services.routes import Provider, Route
 
 
@@ -34,7 +34,7 @@ def upstream():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    adapter = OpenAICompatAdapter(make_pool(4), connect_timeout=2, first_byte_timeout=5, idle_timeout=5)
+    adapter = OpenAICompatAdapter(pool_size=4, connect_timeout=2, first_byte_timeout=5, idle_timeout=5)
     route = Route("m", Provider("canned", f"http://127.0.0.1:{server.server_address[1]}/v1"), "m")
 
     def call(status, body, ctype="application/json"):

@@ -1,8 +1,4 @@
-"""Adapter for OpenAI-compatible upstreams: pooled HTTP, phase timeouts, no retries of its own.
-
-It speaks through urllib3 directly, the transport under `requests`: the benchmark showed requests'
-own layer (settings merging, hooks, cookies) costing more per call than the gateway's other work.
-"""
+"""Adapter for OpenAI-compatible upstreams: pooled HTTP, phase timeouts, no retries of its own."""
 
 from __future__ import annotations
 
@@ -11,11 +7,8 @@ import logging
 import time
 from typing import Iterator
 
-import urllib3
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError, NewConnectionError, ProtocolError,
-                                ReadTimeoutError)
-
 from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
+from kyma.providers.http import HTTPFailure, Origin, Response
 from kyma.providers.sse import iter_data
 from kyma.services.routes import Route
 
@@ -24,56 +17,44 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 << 20
 DRAIN_SECONDS = 1.0
 
-
-def make_pool(pool_size: int) -> urllib3.PoolManager:
-    """Connections sized for the worker's concurrency; no retries, no redirects, no proxies."""
-    return urllib3.PoolManager(num_pools=16, maxsize=pool_size, block=False, retries=False)
+# How a transport failure before any answer reads to the attempt loop (all may fall back).
+_PHASE_KIND = {"connect": "connect", "timeout": "timeout", "broken": "connect", "protocol": "malformed"}
 
 
 class OpenAICompatAdapter:
     """Sends chat requests to one provider's /chat/completions."""
 
-    def __init__(self, pool: urllib3.PoolManager, *, connect_timeout: float, first_byte_timeout: float,
-                 idle_timeout: float):
-        self.pool = pool
-        self.timeout = urllib3.Timeout(connect=connect_timeout, read=first_byte_timeout)
+    def __init__(self, *, pool_size: int, connect_timeout: float, first_byte_timeout: float,
+                 idle_timeout: float, ca_certs: str | None = None):
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self._hosts: dict[str, tuple] = {}
+        self.ca_certs = ca_certs
+        self._origins: dict[str, Origin] = {}
 
-    def _host(self, base_url: str):
-        """The connection pool and request path for a base URL, resolved once (not per request)."""
-        found = self._hosts.get(base_url)
+    def _origin(self, base_url: str) -> Origin:
+        """The connection pool for a base URL, made once (not per request)."""
+        found = self._origins.get(base_url)
         if found is None:
-            path = urllib3.util.parse_url(base_url).path or ""
-            found = self._hosts[base_url] = (self.pool.connection_from_url(base_url), f"{path}/chat/completions")
+            found = self._origins[base_url] = Origin(base_url, size=self.pool_size, ca_certs=self.ca_certs,
+                                                     connect_timeout=self.connect_timeout)
         return found
 
-    def _post(self, route: Route, body: dict, headers: dict, api_key: str | None, stream: bool):
-        host, path = self._host(route.provider.base_url)
+    def _post(self, route: Route, body: dict, headers: dict, api_key: str | None, stream: bool) -> Response:
         h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         h.update(headers)
         if api_key:
             h["Authorization"] = f"Bearer {api_key}"
         payload = json.dumps(dict(body, model=route.upstream_model, stream=stream)).encode()
         try:
-            try:
-                resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
-                                    preload_content=False, redirect=False, retries=False, assert_same_host=False)
-            except ProtocolError:
-                # A pooled keep-alive connection the upstream closed just as it was reused breaks
-                # before any answer: try once more on a fresh connection before calling it a failure.
-                resp = host.urlopen("POST", path, body=payload, headers=h, timeout=self.timeout,
-                                    preload_content=False, redirect=False, retries=False, assert_same_host=False)
-        except ConnectTimeoutError as exc:
-            if isinstance(exc, NewConnectionError):
-                log.warning("upstream %s: %s", route.key, exc)  # names hosts: log it, don't send it
-                raise UpstreamFailure("connect", "upstream connection failed (refused)") from exc
-            raise UpstreamFailure("connect", "upstream connect timeout") from exc
-        except ReadTimeoutError as exc:
-            raise UpstreamFailure("timeout", "upstream sent no response before the first-byte timeout") from exc
-        except HTTPError as exc:
-            log.warning("upstream %s: %s", route.key, exc)
-            raise UpstreamFailure("connect", f"upstream connection failed ({type(exc).__name__})") from exc
+            resp = self._origin(route.provider.base_url).post("/chat/completions", payload, h,
+                                                              self.first_byte_timeout)
+        except HTTPFailure as exc:
+            log.warning("upstream %s: %s", route.key, exc.__cause__ or exc)  # may name hosts: log, don't send
+            if exc.phase == "timeout":
+                raise UpstreamFailure("timeout", "upstream sent no response before the first-byte timeout") from exc
+            raise UpstreamFailure(_PHASE_KIND[exc.phase], exc.detail) from exc
         if resp.status != 200:
             raise _status_failure(resp)
         return resp
@@ -99,21 +80,19 @@ class OpenAICompatAdapter:
         """Open a streamed attempt; chunks are parsed lazily as the caller iterates."""
         started = time.perf_counter()
         resp = self._post(route, body, headers, api_key, stream=True)
-        ctype = resp.headers.get("Content-Type", "")
+        ctype = resp.header("content-type")
         if "text/event-stream" not in ctype:
-            resp.release_conn()
+            resp.close()
             raise UpstreamFailure("malformed", f"upstream answered a stream with Content-Type {ctype or 'none'}")
-        _set_read_timeout(resp, self.idle_timeout)  # headers arrived: from now on the idle limit applies
-        return UpstreamStream(self._chunks(resp), (time.perf_counter() - started) * 1000, _Closer(resp))
+        return UpstreamStream(self._chunks(resp), (time.perf_counter() - started) * 1000, resp)
 
-    def _chunks(self, resp) -> Iterator[dict]:
-        # Chunked bodies yield chunk by chunk; a close-delimited one yields whatever has arrived.
-        raw = resp.stream(None) if resp.chunked else iter(lambda: resp.read1(65536), b"")
-        done = False
+    def _chunks(self, resp: Response) -> Iterator[dict]:
+        # Headers arrived: from now on the idle limit applies between pieces.
+        raw = resp.pieces(self.idle_timeout)
         try:
             for data in iter_data(raw):
                 if data.startswith(b"[DONE]"):
-                    done = _drain(resp, raw)
+                    _drain(resp, raw)
                     return
                 try:
                     chunk = json.loads(data)
@@ -126,12 +105,12 @@ class OpenAICompatAdapter:
                     raise UpstreamFailure("status", f"upstream error mid-stream: {err.get('message', '')}"[:300])
                 yield chunk
             raise UpstreamFailure("cut", "upstream closed the stream without [DONE]")
-        except ReadTimeoutError as exc:
-            raise UpstreamFailure("idle", "upstream stream timed out") from exc
-        except HTTPError as exc:
+        except HTTPFailure as exc:
+            if exc.phase == "timeout":
+                raise UpstreamFailure("idle", "upstream stream timed out") from exc
             raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
         finally:
-            _Closer(resp, reuse=done).close()
+            resp.close()
 
 
 def _string_arguments(calls) -> None:
@@ -158,64 +137,40 @@ def _valid_chunk(chunk: dict) -> bool:
     return True
 
 
-class _Closer:
-    """Ends a response: back to the pool when it was read to the end, else the connection is dropped."""
-
-    def __init__(self, resp, reuse: bool = False):
-        self.resp = resp
-        self.reuse = reuse
-
-    def close(self) -> None:
-        if self.reuse:
-            self.resp.release_conn()
-        else:
-            self.resp.close()  # a half-read body cannot be reused; this also stops the upstream
-            self.resp.release_conn()
-
-
-def _drain(resp, raw) -> bool:
-    """Read the end of the body after [DONE], so the connection can be reused; False if it won't end.
+def _drain(resp: Response, raw: Iterator[bytes]) -> None:
+    """Read the end of the body after [DONE], so the connection can be reused (else it is closed).
 
     Without it every stream would open a new connection (and TLS handshake) upstream.
     """
-    _set_read_timeout(resp, DRAIN_SECONDS)
+    resp.sock.settimeout(DRAIN_SECONDS)
     try:
         for _ in raw:
             pass
-    except HTTPError:
-        return False  # the answer is complete; only the connection's reuse is lost
-    return True
+    except HTTPFailure:
+        pass  # the answer is complete; only the connection's reuse is lost
 
 
-def _set_read_timeout(resp, seconds: float) -> None:
-    sock = getattr(getattr(resp, "connection", None), "sock", None)
-    if sock is not None:
-        sock.settimeout(seconds)
-
-
-def _read_body(resp) -> bytes:
+def _read_body(resp: Response) -> bytes:
     """The whole body (at most 32 MiB), with the connection back in the pool afterwards."""
     chunks, size = [], 0
     try:
-        for piece in resp.stream(65536):
+        for piece in resp.pieces():
             size += len(piece)
             if size > MAX_BODY_BYTES:
                 raise UpstreamFailure("malformed", "upstream body over 32 MiB")
             chunks.append(piece)
-    except HTTPError as exc:
-        resp.close()
+    except HTTPFailure as exc:
+        if exc.phase == "timeout":
+            raise UpstreamFailure("timeout", "upstream stalled while sending the body") from exc
         raise UpstreamFailure("cut", "upstream connection broke while sending the body") from exc
-    except UpstreamFailure:
-        resp.close()
-        raise
     finally:
-        resp.release_conn()
+        resp.close()
     return b"".join(chunks)
 
 
 def _retry_after(resp) -> float | None:
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = resp.headers.get(name)
+        value = resp.header(name)
         if value:
             try:
                 return max(0.0, float(value) * scale)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from kyma.providers.openai_compat import OpenAICompatAdapter, make_pool
+from kyma.providers.openai_compat import OpenAICompatAdapter
 from kyma.services.routes import Route
 
 # A provider protocol maps to its adapter class; a new protocol is a module plus a line here.
@@ -26,7 +26,7 @@ class UpstreamPool:
         adapter = self._adapters.get(name)
         if adapter is None:
             s = self.settings
-            adapter = ADAPTERS["openai"](make_pool(POOL_SIZE), connect_timeout=s.connect_timeout,
+            adapter = ADAPTERS["openai"](pool_size=POOL_SIZE, connect_timeout=s.connect_timeout,
                                          first_byte_timeout=s.first_byte_timeout, idle_timeout=s.idle_timeout)
             self._adapters[name] = adapter
         return adapter

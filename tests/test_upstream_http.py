@@ -1,0 +1,217 @@
+"""The upstream HTTP client against scripted raw-socket servers: reuse, retries, framing, timeouts, TLS."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from kyma.providers.http import HTTPFailure, Origin
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _read_request(conn) -> bytes:
+    """One request (head and Content-Length body) from a connection; b'' when it closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return b""
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+class Scripted:
+    """A 127.0.0.1 server that runs `script(conn, number)` on each connection it accepts."""
+
+    def __init__(self, script, tls: ssl.SSLContext | None = None):
+        self.script = script
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.tls = tls
+        self.connections = 0
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self.tls:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()
+                    continue
+            threading.Thread(target=self._run, args=(conn, self.connections), daemon=True).start()
+
+    def _run(self, conn, number):
+        try:
+            self.script(self, conn, number)
+        finally:
+            conn.close()
+
+    def read(self, conn) -> bytes:
+        request = _read_request(conn)
+        if request:
+            self.requests.append(request)
+        return request
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture()
+def serve():
+    servers = []
+
+    def start(script, tls=None) -> Scripted:
+        servers.append(Scripted(script, tls))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _origin(server: Scripted, scheme="http", **kw) -> Origin:
+    return Origin(f"{scheme}://127.0.0.1:{server.port}/v1", size=4, connect_timeout=2, **kw)
+
+
+def _keep_answering(server, conn, number):
+    while server.read(conn):
+        conn.sendall(OK)
+
+
+def test_a_keep_alive_connection_is_reused_and_the_request_is_framed(serve):
+    server = serve(_keep_answering)
+    origin = _origin(server)
+    for _ in range(3):
+        resp = origin.post("/chat/completions", b'{"a":1}', {"Authorization": "Bearer k"}, 2)
+        assert resp.status == 200 and b"".join(resp.pieces()) == b"{}"
+        resp.close()
+    assert server.connections == 1
+    head = server.requests[0].decode()
+    assert head.startswith("POST /v1/chat/completions HTTP/1.1\r\n")
+    assert f"Host: 127.0.0.1:{server.port}\r\n" in head and "Content-Length: 7\r\n" in head
+    assert "Authorization: Bearer k\r\n" in head and head.endswith('\r\n\r\n{"a":1}')
+
+
+def test_a_pooled_connection_closed_as_it_is_reused_is_retried_once_on_a_fresh_one(serve):
+    def script(server, conn, number):
+        server.read(conn)
+        if number == 1:
+            conn.sendall(OK)
+            server.read(conn)  # the second request arrives on the kept-alive connection: close unanswered
+            return
+        conn.sendall(OK)
+
+    server = serve(script)
+    origin = _origin(server)
+    for _ in range(2):
+        resp = origin.post("/chat/completions", b"{}", {}, 2)
+        assert resp.status == 200
+        resp.close()
+    assert server.connections == 2 and len(server.requests) == 3
+
+
+def test_a_connection_that_closes_every_time_fails_after_one_retry(serve):
+    server = serve(lambda server, conn, number: server.read(conn))
+    with pytest.raises(HTTPFailure) as info:
+        _origin(server).post("/chat/completions", b"{}", {}, 2)
+    assert info.value.phase == "broken" and server.connections == 2
+
+
+def test_a_header_with_a_line_break_is_never_sent(serve):
+    server = serve(_keep_answering)
+    with pytest.raises(HTTPFailure) as info:
+        _origin(server).post("/chat/completions", b"{}", {"X-Sim-Fault": "500\r\nX-Injected: 1"}, 2)
+    assert info.value.phase == "protocol" and server.connections == 0
+
+
+def test_body_pieces_arrive_as_they_are_sent_and_a_cut_chunked_body_is_broken(serve):
+    release = threading.Event()
+
+    def script(server, conn, number):
+        server.read(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"7\r\ndata: 1\r\n")
+        release.wait(5)
+        conn.sendall(b"7\r\ndata: 2\r\n")  # then the connection closes without the last chunk
+
+    resp = _origin(serve(script)).post("/chat/completions", b"{}", {}, 2)
+    pieces = resp.pieces(read_timeout=2)
+    assert next(pieces) == b"data: 1"  # before the server sent anything more
+    release.set()
+    assert next(pieces) == b"data: 2"
+    with pytest.raises(HTTPFailure) as info:
+        next(pieces)
+    assert info.value.phase == "broken"
+
+
+def test_a_close_delimited_body_ends_when_the_connection_does(serve):
+    def script(server, conn, number):
+        server.read(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello ")
+        conn.sendall(b"world")
+
+    resp = _origin(serve(script)).post("/chat/completions", b"{}", {}, 2)
+    assert b"".join(resp.pieces()) == b"hello world"
+
+
+def test_silence_before_the_headers_is_a_timeout_and_a_closed_port_a_connect_failure(serve):
+    server = serve(lambda server, conn, number: (server.read(conn), threading.Event().wait(3)))
+    with pytest.raises(HTTPFailure) as info:
+        _origin(server).post("/chat/completions", b"{}", {}, 0.3)
+    assert info.value.phase == "timeout"
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(HTTPFailure) as info:
+        Origin(f"http://127.0.0.1:{port}", size=1, connect_timeout=1).post("/x", b"", {}, 1)
+    assert info.value.phase == "connect"
+
+
+def test_only_http_and_https_base_urls_are_accepted():
+    with pytest.raises(ValueError):
+        Origin("file:///etc/passwd", size=1, connect_timeout=1)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed to make a test certificate (apt-get install openssl)")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kyma-test",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_https_upstreams_are_verified_and_kept_alive(serve, certificate):
+    cert, key = certificate
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = serve(_keep_answering, tls=ctx)
+    origin = _origin(server, "https", ca_certs=str(cert))
+    for _ in range(2):
+        resp = origin.post("/chat/completions", b"{}", {}, 2)
+        assert resp.status == 200 and b"".join(resp.pieces()) == b"{}"
+    assert server.connections == 1
+    with pytest.raises(HTTPFailure) as info:  # the system's CAs do not vouch for a self-signed certificate
+        _origin(server, "https").post("/chat/completions", b"{}", {}, 2)
+    assert info.value.phase == "connect" and "SSL" in info.value.detail
