@@ -101,7 +101,7 @@ def test_a_keep_alive_connection_is_reused_and_the_request_is_framed(serve):
     origin = _origin(server)
     for _ in range(3):
         resp = origin.post("/chat/completions", b'{"a":1}', {"Authorization": "Bearer k"}, 2)
-        assert resp.status == 200 and b"".join(resp.pieces()) == b"{}"
+        assert resp.status == 200 and b"".join(resp.pieces(2)) == b"{}"
         resp.close()
     assert server.connections == 1
     head = server.requests[0].decode()
@@ -153,7 +153,7 @@ def test_body_pieces_arrive_as_they_are_sent_and_a_cut_chunked_body_is_broken(se
         conn.sendall(b"7\r\ndata: 2\r\n")  # then the connection closes without the last chunk
 
     resp = _origin(serve(script)).post("/chat/completions", b"{}", {}, 2)
-    pieces = resp.pieces(read_timeout=2)
+    pieces = resp.pieces(2)
     assert next(pieces) == b"data: 1"  # before the server sent anything more
     release.set()
     assert next(pieces) == b"data: 2"
@@ -169,7 +169,7 @@ def test_a_close_delimited_body_ends_when_the_connection_does(serve):
         conn.sendall(b"world")
 
     resp = _origin(serve(script)).post("/chat/completions", b"{}", {}, 2)
-    assert b"".join(resp.pieces()) == b"hello world"
+    assert b"".join(resp.pieces(2)) == b"hello world"
 
 
 def test_silence_before_the_headers_is_a_timeout_and_a_closed_port_a_connect_failure(serve):
@@ -210,7 +210,7 @@ def test_https_upstreams_are_verified_and_kept_alive(serve, certificate):
     origin = _origin(server, "https", ca_certs=str(cert))
     for _ in range(2):
         resp = origin.post("/chat/completions", b"{}", {}, 2)
-        assert resp.status == 200 and b"".join(resp.pieces()) == b"{}"
+        assert resp.status == 200 and b"".join(resp.pieces(2)) == b"{}"
     assert server.connections == 1
     with pytest.raises(HTTPFailure) as info:  # the system's CAs do not vouch for a self-signed certificate
         _origin(server, "https").post("/chat/completions", b"{}", {}, 2)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 # Statuses after which another route may serve the request (UF-1). A provider 401/402/403 means its
 # key, account or configuration is broken and a 404 that its model id is gone: not the client's
@@ -61,15 +61,19 @@ class UpstreamReply:
     latency_ms: float
 
 
-@dataclass
 class UpstreamStream:
-    """An open streamed answer: parsed chunk dicts as they arrive; close() drops the connection."""
+    """A streamed attempt in flight, as every adapter returns it (the protocol's calls, not a transport)."""
 
-    chunks: Iterator[dict]
-    first_byte_ms: float
-    closer: object = field(default=None, repr=False)
+    backlog: int = 0  # chunks already received and not yet yielded (the relay batches its writes)
+
+    def wait_headers(self, timeout: float) -> bool:
+        """True once the upstream accepted the stream; False if `timeout` passed first."""
+        raise NotImplementedError
+
+    def chunks(self, wake: Callable[[], float]) -> Iterator[dict | None]:
+        """OpenAI chunk dicts as they arrive; None each time `wake()` seconds pass without one."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        """Close the upstream connection (client gone, or the stream is over)."""
-        if self.closer is not None:
-            self.closer.close()
+        """Stop the call; an unfinished answer's connection is closed, which stops the upstream."""
+        raise NotImplementedError

@@ -9,13 +9,15 @@ and every header value is checked for line breaks, so nothing can smuggle a head
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
-from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
+from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
 READ_BLOCK = 65536
+MAX_HEAD_BYTES = 65536
 
 
 class HTTPFailure(Exception):
@@ -30,9 +32,8 @@ class HTTPFailure(Exception):
 class Response(HTTPSocketPoolResponse):
     """An answer whose status line and headers have arrived; the body is read on demand."""
 
-    def __init__(self, sock, pool):
-        self.sock = sock  # kept for timeouts after the headers (the parent drops it on release)
-        super().__init__(sock, pool, method="POST", block_size=READ_BLOCK)
+    def __init__(self, sock, pool, head: bytes = b""):
+        super().__init__(sock, pool, method="POST", block_size=READ_BLOCK, pre_buffered=head)
 
     @property
     def status(self) -> int:
@@ -45,15 +46,16 @@ class Response(HTTPSocketPoolResponse):
             return value[0] if value else ""
         return value or ""
 
-    def pieces(self, read_timeout: float | None = None) -> Iterator[bytes]:
+    def pieces(self, timeout: float | Callable[[], float], ticks: bool = False) -> Iterator[bytes]:
         """The body as it arrives, piece by piece, until the message ends.
 
-        Raises HTTPFailure: "timeout" when nothing arrives for `read_timeout` (default: the
-        first-byte timeout), "broken" when the connection ends before the message does.
+        `timeout` is the longest silence allowed (a number, or a function asked before each wait).
+        When it passes, a ticking reader yields b"" and goes on waiting (the caller decides whether
+        that silence is too long); otherwise HTTPFailure("timeout") is raised. A connection that
+        ends before the message does raises HTTPFailure("broken").
         """
-        if read_timeout is not None:
-            self.sock.settimeout(read_timeout)
         buf = self._body_buffer  # the parser's own buffer: bytes it has decoded (de-chunked) so far
+        wait = timeout if callable(timeout) else lambda: timeout
         while True:
             if buf:
                 data = bytes(buf)
@@ -64,17 +66,26 @@ class Response(HTTPSocketPoolResponse):
             sock = self._sock
             if sock is None:
                 raise HTTPFailure("broken", "upstream connection closed before the body ended")
+            sock.settimeout(max(0.001, wait()))
             try:
-                self.feed(sock.recv(READ_BLOCK))  # b"" (the peer closed) ends or fails the message
+                data = sock.recv(READ_BLOCK)
             except socket.timeout as exc:
+                if ticks:
+                    yield b""
+                    continue
                 self.release()
                 raise HTTPFailure("timeout", "upstream sent nothing within the read timeout") from exc
-            except (HTTPParseError, OSError) as exc:
+            except OSError as exc:
                 self.release()
                 raise HTTPFailure("broken", f"upstream connection broke mid-body ({type(exc).__name__})") from exc
             except BaseException:
                 self.release()  # a gevent.Timeout or a killed greenlet: the half-read connection goes
                 raise
+            try:
+                self.feed(data)  # b"" (the peer closed) ends a close-delimited body or fails the message
+            except HTTPParseError as exc:
+                self.release()
+                raise HTTPFailure("broken", f"upstream connection broke mid-body ({exc})") from exc
 
     def close(self) -> None:
         """Done with it: a fully read connection goes back to the pool, any other is closed."""
@@ -102,35 +113,22 @@ class Origin:
         self._head_start = f"\r\nHost: {host_header}\r\nUser-Agent: kyma-gateway\r\n"
 
     def post(self, path: str, body: bytes, headers: dict[str, str], first_byte_timeout: float) -> Response:
-        """Send a POST and wait for the answer's headers; one retry when a pooled connection was stale.
+        """Send a POST and wait for the answer's headers (HTTPFailure "timeout" after first_byte_timeout)."""
+        pending = self.start(path, body, headers)
+        resp = pending.wait(first_byte_timeout)
+        if resp is None:
+            pending.close()
+            raise HTTPFailure("timeout", "upstream sent no response before the first-byte timeout")
+        return resp
 
-        The retry covers a keep-alive connection that the upstream closed just as it was reused:
-        nothing was processed, so sending again cannot run the request twice.
-        """
-        head = self._head(path, headers, len(body))
-        for attempt in (1, 2):
-            sock = self._connect()
-            handed = False
-            try:
-                sock.settimeout(first_byte_timeout)
-                sock.sendall(head + body)
-                handed = True  # from here the Response releases the socket, whatever happens
-                return Response(sock, self.pool)
-            except (HTTPConnectionClosed, ConnectionResetError, BrokenPipeError) as exc:
-                if attempt == 2:
-                    raise HTTPFailure("broken", f"upstream closed the connection ({type(exc).__name__})") from exc
-            except socket.timeout as exc:
-                raise HTTPFailure("timeout", "upstream sent no response before the first-byte timeout") from exc
-            except HTTPParseError as exc:
-                raise HTTPFailure("protocol", "upstream sent something that is not HTTP") from exc
-            except OSError as exc:
-                raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
-            finally:
-                if not handed:
-                    self.pool.release_socket(sock)
-        raise AssertionError("unreachable")
+    def start(self, path: str, body: bytes, headers: dict[str, str]) -> "Pending":
+        """Connect (or reuse a pooled connection) and send a POST; the answer is awaited on the result."""
+        pending = Pending(self, self._head(path, headers, len(body)) + body)
+        pending.send()
+        return pending
 
-    def _connect(self):
+    def connect(self):
+        """A pooled connection, or a new one (HTTPFailure "connect" when that fails)."""
         try:
             return self.pool.get_socket()
         except socket.timeout as exc:
@@ -146,3 +144,85 @@ class Origin:
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
         return "".join(lines).encode("latin-1", "replace")
+
+
+class Pending:
+    """A sent request whose answer has not arrived yet; wait() can be called again after a timeout.
+
+    A pooled keep-alive connection that the upstream closed just as it was reused ends before any
+    answer byte: the request is sent once more on a fresh connection. Nothing was processed then,
+    so the retry cannot run the request twice.
+    """
+
+    def __init__(self, origin: Origin, request: bytes):
+        self.origin = origin
+        self.request = request
+        self.sock = None
+        self.received = b""
+        self.retried = False
+
+    def send(self) -> None:
+        """Send the request on a pooled (or new) connection."""
+        self.sock = self.origin.connect()
+        try:
+            self.sock.sendall(self.request)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            self._retry(exc)
+        except OSError as exc:
+            self.close()
+            raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _retry(self, exc: Exception) -> None:
+        self.close()
+        if self.retried or self.received:
+            raise HTTPFailure("broken", f"upstream closed the connection ({type(exc).__name__})") from exc
+        self.retried = True
+        self.send()
+
+    def wait(self, timeout: float) -> Response | None:
+        """The answer once its headers are in, or None if `timeout` passed first (the call stays open)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            end = self.received.find(b"\r\n\r\n")
+            if end >= 0 and not self.received.startswith(b"HTTP/1.1 1"):  # a 1xx is followed by the answer
+                sock, self.sock = self.sock, None
+                try:
+                    return Response(sock, self.origin.pool, self.received)
+                except HTTPParseError as exc:  # the Response gave the connection back already
+                    raise HTTPFailure("protocol", "upstream sent something that is not HTTP") from exc
+            if end >= 0:
+                self.received = self.received[end + 4:]
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(READ_BLOCK)
+            except socket.timeout:
+                return None
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                self._retry(exc)
+                continue
+            except OSError as exc:
+                self.close()
+                raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
+            except BaseException:
+                self.close()
+                raise
+            if not data:
+                self._retry(ConnectionResetError("closed before answering"))
+                continue
+            self.received += data
+            if len(self.received) > MAX_HEAD_BYTES:
+                self.close()
+                raise HTTPFailure("protocol", "upstream response headers over 64 KiB")
+
+    def close(self) -> None:
+        """Drop the connection (an unanswered request leaves it in an unknown state)."""
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            self.origin.pool.release_socket(sock)

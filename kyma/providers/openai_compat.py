@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
-from kyma.providers.http import HTTPFailure, Origin, Response
-from kyma.providers.sse import iter_data
+from kyma.providers.http import HTTPFailure, Origin, Pending, Response
+from kyma.providers.sse import SSEDecoder
 from kyma.services.routes import Route
 
 log = logging.getLogger(__name__)
@@ -41,29 +42,24 @@ class OpenAICompatAdapter:
                                                      connect_timeout=self.connect_timeout)
         return found
 
-    def _post(self, route: Route, body: dict, headers: dict, api_key: str | None, stream: bool) -> Response:
+    def _request(self, route: Route, body: dict, headers: dict, api_key: str | None,
+                 stream: bool) -> tuple[Origin, bytes, dict]:
         h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         h.update(headers)
         if api_key:
             h["Authorization"] = f"Bearer {api_key}"
         payload = json.dumps(dict(body, model=route.upstream_model, stream=stream)).encode()
-        try:
-            resp = self._origin(route.provider.base_url).post("/chat/completions", payload, h,
-                                                              self.first_byte_timeout)
-        except HTTPFailure as exc:
-            log.warning("upstream %s: %s", route.key, exc.__cause__ or exc)  # may name hosts: log, don't send
-            if exc.phase == "timeout":
-                raise UpstreamFailure("timeout", "upstream sent no response before the first-byte timeout") from exc
-            raise UpstreamFailure(_PHASE_KIND[exc.phase], exc.detail) from exc
-        if resp.status != 200:
-            raise _status_failure(resp)
-        return resp
+        return self._origin(route.provider.base_url), payload, h
 
     def complete(self, route: Route, body: dict, headers: dict, api_key: str | None) -> UpstreamReply:
         """One non-streamed attempt; raises UpstreamFailure for anything but a valid completion."""
         started = time.perf_counter()
-        resp = self._post(route, body, headers, api_key, stream=False)
-        raw = _read_body(resp)
+        origin, payload, h = self._request(route, body, headers, api_key, stream=False)
+        with transport_failures(route):
+            resp = origin.post("/chat/completions", payload, h, self.first_byte_timeout)
+        if resp.status != 200:
+            raise _status_failure(resp)
+        raw = _read_body(resp, self.first_byte_timeout)
         try:
             parsed = json.loads(raw)
         except ValueError as exc:
@@ -76,41 +72,105 @@ class OpenAICompatAdapter:
         _string_arguments(choice["message"].get("tool_calls"))
         return UpstreamReply(parsed, (time.perf_counter() - started) * 1000)
 
-    def stream(self, route: Route, body: dict, headers: dict, api_key: str | None) -> UpstreamStream:
-        """Open a streamed attempt; chunks are parsed lazily as the caller iterates."""
-        started = time.perf_counter()
-        resp = self._post(route, body, headers, api_key, stream=True)
+    def stream(self, route: Route, body: dict, headers: dict, api_key: str | None) -> "OpenAIStream":
+        """Send a streamed attempt; its answer is awaited and read on the returned call."""
+        origin, payload, h = self._request(route, body, headers, api_key, stream=True)
+        with transport_failures(route):
+            return OpenAIStream(route, origin.start("/chat/completions", payload, h), self.idle_timeout)
+
+
+@contextmanager
+def transport_failures(route: Route):
+    """HTTPFailure before an answer, as the attempt loop's UpstreamFailure (all of them may fall back)."""
+    try:
+        yield
+    except HTTPFailure as exc:
+        log.warning("upstream %s: %s", route.key, exc.__cause__ or exc)  # may name hosts: log, don't send
+        raise UpstreamFailure(_PHASE_KIND[exc.phase], exc.detail) from exc
+
+
+class OpenAIStream(UpstreamStream):
+    """One streamed attempt: wait for its headers, then read chunk dicts as they arrive.
+
+    Every wait is bounded by a timeout the caller gives, and a wait that times out returns (or
+    yields None) instead of failing, so one greenlet can relay the stream, send keep-alives and
+    enforce its own deadlines without a second greenlet or a queue.
+    """
+
+    def __init__(self, route: Route, pending: Pending, idle_timeout: float):
+        self.route = route
+        self.pending = pending
+        self.idle_timeout = idle_timeout
+        self.resp: Response | None = None
+        self.backlog = 0  # chunks parsed from what already arrived and not yet yielded
+
+    def wait_headers(self, timeout: float) -> bool:
+        """True once a 200 event stream answered; False when `timeout` passed first. Raises UpstreamFailure."""
+        with transport_failures(self.route):
+            resp = self.pending.wait(timeout)
+        if resp is None:
+            return False
+        self.resp = resp
+        if resp.status != 200:
+            raise _status_failure(resp)
         ctype = resp.header("content-type")
         if "text/event-stream" not in ctype:
-            resp.close()
             raise UpstreamFailure("malformed", f"upstream answered a stream with Content-Type {ctype or 'none'}")
-        return UpstreamStream(self._chunks(resp), (time.perf_counter() - started) * 1000, resp)
+        return True
 
-    def _chunks(self, resp: Response) -> Iterator[dict]:
-        # Headers arrived: from now on the idle limit applies between pieces.
-        raw = resp.pieces(self.idle_timeout)
+    def chunks(self, wake: Callable[[], float]) -> Iterator[dict | None]:
+        """Chunk dicts as they arrive, and None whenever `wake()` seconds pass in silence.
+
+        Silence longer than the idle timeout fails the stream ("idle"); so does a broken connection
+        ("cut"), a chunk that is not a JSON object of the right shape ("malformed"), an error event
+        ("status") and an end without [DONE] ("cut").
+        """
+        resp = self.resp
+        last = time.monotonic()
+        raw = resp.pieces(lambda: min(wake(), last + self.idle_timeout - time.monotonic()), ticks=True)
+        events = SSEDecoder()
         try:
-            for data in iter_data(raw):
-                if data.startswith(b"[DONE]"):
-                    _drain(resp, raw)
-                    return
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise UpstreamFailure("malformed", "upstream sent a stream chunk that is not JSON") from exc
-                if not isinstance(chunk, dict) or not _valid_chunk(chunk):
-                    raise UpstreamFailure("malformed", "upstream sent a stream chunk of the wrong shape")
-                if chunk.get("error"):
-                    err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                    raise UpstreamFailure("status", f"upstream error mid-stream: {err.get('message', '')}"[:300])
-                yield chunk
+            for piece in raw:
+                now = time.monotonic()
+                if not piece:
+                    if now - last >= self.idle_timeout:
+                        raise UpstreamFailure("idle", "upstream stream timed out")
+                    yield None
+                    continue
+                last = now
+                found = events.feed(piece)
+                for i, data in enumerate(found):
+                    if data.startswith(b"[DONE]"):
+                        self.backlog = 0
+                        _drain(resp)
+                        return
+                    self.backlog = len(found) - i - 1
+                    yield _parse_chunk(data)
             raise UpstreamFailure("cut", "upstream closed the stream without [DONE]")
         except HTTPFailure as exc:
-            if exc.phase == "timeout":
-                raise UpstreamFailure("idle", "upstream stream timed out") from exc
             raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
         finally:
+            self.backlog = 0
             resp.close()
+
+    def close(self) -> None:
+        """Stop the call: an unfinished answer's connection is closed (which stops the upstream)."""
+        self.pending.close()
+        if self.resp is not None:
+            self.resp.close()
+
+
+def _parse_chunk(data: bytes) -> dict:
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise UpstreamFailure("malformed", "upstream sent a stream chunk that is not JSON") from exc
+    if not isinstance(chunk, dict) or not _valid_chunk(chunk):
+        raise UpstreamFailure("malformed", "upstream sent a stream chunk of the wrong shape")
+    if chunk.get("error"):
+        err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+        raise UpstreamFailure("status", f"upstream error mid-stream: {err.get('message', '')}"[:300])
+    return chunk
 
 
 def _string_arguments(calls) -> None:
@@ -137,24 +197,23 @@ def _valid_chunk(chunk: dict) -> bool:
     return True
 
 
-def _drain(resp: Response, raw: Iterator[bytes]) -> None:
+def _drain(resp: Response) -> None:
     """Read the end of the body after [DONE], so the connection can be reused (else it is closed).
 
     Without it every stream would open a new connection (and TLS handshake) upstream.
     """
-    resp.sock.settimeout(DRAIN_SECONDS)
     try:
-        for _ in raw:
+        for _ in resp.pieces(DRAIN_SECONDS):
             pass
     except HTTPFailure:
         pass  # the answer is complete; only the connection's reuse is lost
 
 
-def _read_body(resp: Response) -> bytes:
+def _read_body(resp: Response, timeout: float = DRAIN_SECONDS) -> bytes:
     """The whole body (at most 32 MiB), with the connection back in the pool afterwards."""
     chunks, size = [], 0
     try:
-        for piece in resp.pieces():
+        for piece in resp.pieces(timeout):
             size += len(piece)
             if size > MAX_BODY_BYTES:
                 raise UpstreamFailure("malformed", "upstream body over 32 MiB")

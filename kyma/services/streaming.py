@@ -1,9 +1,11 @@
-"""Streamed chat: a producer greenlet reads upstream routes; the consumer relays, settles and records.
+"""Streamed chat in one greenlet: walk the routes, relay chunks, send keep-alives, settle and record.
 
-The producer walks the routes until one yields its first real chunk (fallback happens only before
-then), and pushes events onto a queue. The consumer (the response generator) relays chunks as
-they arrive, sends keep-alives while the upstream is silent, and settles the credit hold before the
-final event. A client that goes away closes the upstream call and is billed for what was produced.
+One generator does it all, in the greenlet that writes the response. Every upstream wait is
+bounded by the next thing due (a keep-alive, the first-content deadline, the stream's total limit,
+the idle limit), so no second greenlet or queue is needed between the upstream socket and the
+client's: the first chunk goes out with no hand-off, and each relayed chunk costs no switch.
+Fallback happens only before the first content chunk; a client that goes away closes the upstream
+call and is billed for what was produced.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Iterator
-
-import gevent
-from gevent.queue import Empty, Queue
 
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
@@ -68,6 +67,18 @@ def _is_lead(chunk: dict) -> bool:
     return True
 
 
+@dataclass
+class _Started:
+    """A route produced its first content: from here the stream is committed to it."""
+
+
+@dataclass
+class _Unserved:
+    """Every route failed before any content: an HTTP error if the response has not started."""
+
+    error: KymaError
+
+
 class ChatStream:
     """One streamed request: start it, wait for its first chunk, then iterate its events."""
 
@@ -76,10 +87,10 @@ class ChatStream:
         self.prep = prep
         self.record = base_record(prep, 200, stream=True)
         self.attempts = new_attempts(rt, prep)
-        self.queue: Queue = Queue()
         self.served: Served | None = None
         self.upstream = None
         self.finished = False
+        self.keepalive = rt.settings.keepalive_seconds
         self._text: list[str] = []
         self._usage: dict | None = None
         self._finish_chunk: dict | None = None
@@ -87,60 +98,65 @@ class ChatStream:
         self._created = int(time.time())
         self._id = f"chatcmpl-{prep.call.request_id}"
         self._hold_touched = time.monotonic()
-        self.producer = gevent.spawn(self._produce)
+        self._last_event = time.monotonic()
+        self._replay = 0  # lead chunks still to relay after the start
+        self._run = self._walk()
 
-    # -- producer (its own greenlet; no database work except circuit-breaker updates) --
+    # -- the upstream side: routes in order until one produces content --
 
-    def _produce(self) -> None:
-        try:
-            for cand, verdict in self.attempts:
-                if self._try_route(cand, verdict):
-                    return
-            self.queue.put(("failed", self.attempts.final_error()))
-        except gevent.GreenletExit:
-            raise
-        except BaseException as exc:  # a bug must end the stream with an error, not hang it
-            log.exception("stream producer crashed")
-            self.queue.put(("failed", KymaError(f"internal error: {type(exc).__name__}")))
+    def _walk(self):
+        for cand, verdict in self.attempts:
+            if (yield from self._try_route(cand, verdict)):
+                return
+        yield _Unserved(self.attempts.final_error())
 
-    def _try_route(self, cand: Candidate, verdict) -> bool:
+    def _try_route(self, cand: Candidate, verdict):
         """Stream from one route; True when it started (whatever happens after), False to fall back."""
         s = self.rt.settings
         t0 = time.perf_counter()
-        # Hard limits on top of the socket timeouts, which any byte resets (an upstream can send
-        # SSE comments forever): content must start within the first-byte limit, and a started
-        # stream may last at most KYMA_STREAM_MAX_SECONDS.
-        limit = gevent.Timeout(s.first_byte_timeout, UpstreamFailure(
-            "timeout", "upstream sent no content before the first-byte timeout"))
-        limit.start()
+        # Content must start within the first-byte limit (the socket timeouts alone would let an
+        # upstream sending comments forever hold the request), and a started stream may last at
+        # most KYMA_STREAM_MAX_SECONDS.
+        deadline = time.monotonic() + s.first_byte_timeout
         started, lead, finished, up = False, [], False, None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
                 cand.route, upstream_body(self.prep, True), upstream_headers(self.prep, cand),
                 self.rt.upstreams.api_key(cand.route))
             self.upstream = up
-            for chunk in up.chunks:
+            while not up.wait_headers(self._wait(deadline)):
+                self._check(deadline, started)
+                if self._keepalive_due():
+                    yield KeepAlive()
+            for chunk in up.chunks(lambda: self._wait(deadline)):
+                self._check(deadline, started)
+                if chunk is None:  # silence: keep the client's connection warm
+                    if self._keepalive_due():
+                        yield KeepAlive()
+                    continue
                 if not started:
                     if _is_lead(chunk):
                         lead.append(chunk)
                         continue
                     started = True
-                    limit.cancel()
-                    limit = gevent.Timeout(s.stream_max_seconds, UpstreamFailure(
-                        "idle", f"upstream stream ran past {s.stream_max_seconds:g} s"))
-                    limit.start()
+                    deadline = time.monotonic() + s.stream_max_seconds
                     self.attempts.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000)
-                    self.queue.put(("start", cand))
-                    for c in lead:
-                        self.queue.put(("chunk", c))
+                    self._start(cand)
+                    yield _Started()
+                    for i, c in enumerate(lead):
+                        self._replay = len(lead) - i  # the rest of the lead and this content chunk
+                        out = self._relay(c)
+                        if out is not None:
+                            yield Chunk(out)
+                    self._replay = 0
                 finished = finished or any(ch.get("finish_reason") for ch in chunk.get("choices") or [])
-                self.queue.put(("chunk", chunk))
-            limit.cancel()
+                out = self._relay(chunk)
+                if out is not None:
+                    yield Chunk(out)
             if not started:
                 raise UpstreamFailure("malformed", "upstream stream ended without any content")
-            self.queue.put(("end", None))
+            yield from self._end()
         except UpstreamFailure as failure:
-            limit.cancel()  # before any database work below: a timer must never fire inside it
             if up is not None:
                 up.close()
             if not started:
@@ -149,33 +165,50 @@ class ChatStream:
             if failure.kind == "cut" and finished:
                 # Finished answer whose [DONE] never came: complete in all but the terminator.
                 log.warning("upstream %s ended without [DONE] after finishing", cand.route.key)
-                self.queue.put(("end", None))
+                yield from self._end()
             else:
-                self.queue.put(("error", failure))
-        finally:
-            limit.cancel()
+                yield Failed(self._fail_served(failure))
         return True
 
-    # -- consumer (the response greenlet) --
+    def _wait(self, deadline: float) -> float:
+        """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
+        return min(deadline, self._last_event + self.keepalive) - time.monotonic()
 
-    def first(self, timeout: float) -> bool:
-        """Wait for the stream to start: True started, False still waiting; a failure raises its error."""
-        try:
-            kind, value = self.queue.peek(timeout=timeout)
-        except Empty:
+    def _check(self, deadline: float, started: bool) -> None:
+        if time.monotonic() < deadline:
+            return
+        if started:
+            raise UpstreamFailure("idle", f"upstream stream ran past {self.rt.settings.stream_max_seconds:g} s")
+        raise UpstreamFailure("timeout", "upstream sent no content before the first-byte timeout")
+
+    def _keepalive_due(self) -> bool:
+        return time.monotonic() - self._last_event >= self.keepalive
+
+    # -- the client side --
+
+    def _next(self):
+        event = next(self._run)
+        self._last_event = time.monotonic()
+        return event
+
+    def first(self, wait: float) -> bool:
+        """Run until the stream starts (True) or `wait` seconds pass without content (False).
+
+        A failure of every route before any content raises its error: nothing was sent yet, so
+        the client gets a real HTTP error.
+        """
+        self.keepalive = wait
+        event = self._next()
+        if isinstance(event, _Unserved):
+            self._fail_unserved(event.error)
+            raise event.error
+        if isinstance(event, KeepAlive):
             return False
-        if kind == "failed":
-            self.queue.get()
-            self._fail_unserved(value)
-            raise value
-        if kind == "start":
-            self.queue.get()
-            self._start(value)
-        return True
+        return True  # _Started
 
     def more_ready(self) -> bool:
-        """True when more upstream events are already queued (the writer can batch them)."""
-        return not self.queue.empty()
+        """True when more chunks have already arrived (the writer can batch them into one write)."""
+        return self._replay > 0 or bool(self.upstream is not None and self.upstream.backlog)
 
     def headers(self) -> dict:
         """Response headers: X-Kyma-* once a route has started, rate-limit headers always."""
@@ -188,27 +221,23 @@ class ChatStream:
 
     def events(self, keepalive: float) -> Iterator[Chunk | KeepAlive | Done | Failed]:
         """Relay the stream; ends with Done (settled) or Failed. Closing it early bills what was made."""
+        self.keepalive = keepalive
         try:
-            while not self.finished:
+            while True:
                 self._keep_hold()
                 try:
-                    kind, value = self.queue.get(timeout=keepalive)
-                except Empty:
-                    yield KeepAlive()
+                    event = self._next()
+                except StopIteration:
+                    return
+                if isinstance(event, _Started):
                     continue
-                if kind == "start":
-                    self._start(value)
-                elif kind == "chunk":
-                    out = self._relay(value)
-                    if out is not None:
-                        yield Chunk(out)
-                elif kind == "end":
-                    yield from self._end()
-                elif kind == "error":
-                    yield Failed(self._fail_served(value))
-                elif kind == "failed":
-                    self._fail_unserved(value)
-                    yield Failed(value)
+                if isinstance(event, _Unserved):
+                    self._fail_unserved(event.error)
+                    yield Failed(event.error)
+                    return
+                yield event
+                if isinstance(event, (Done, Failed)):
+                    return
         except Exception:  # a bug must still end the stream with an error event and a settled hold
             log.exception("stream relay failed")
             err = KymaError("internal error while relaying the stream")
@@ -253,12 +282,14 @@ class ChatStream:
         usage = usage_object(self.served.metered)
         base = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                 "model": self.served.candidate.model.id}
+        self._replay = 1  # the final chunk and the end go out in one write
         if self.prep.req.client_wants_usage:
             yield Chunk({**base, "choices": [], "usage": usage})
         else:
             final = self._finish_chunk or {**base, "choices": [
                 {"index": 0, "delta": {}, "finish_reason": self._finish_reason or "stop"}]}
             yield Chunk({**final, "usage": usage})
+        self._replay = 0
         yield Done(usage, self._finish_reason)
 
     def _fail_served(self, failure: UpstreamFailure) -> KymaError:
@@ -285,8 +316,7 @@ class ChatStream:
 
     def close(self) -> None:
         """Stop the upstream call; if the client left early, bill what was produced and record it."""
-        if self.producer and not self.producer.dead:
-            self.producer.kill(block=False)
+        self._run.close()
         if self.upstream is not None:
             self.upstream.close()
         if self.finished:

@@ -1,0 +1,127 @@
+"""The stream relay's own clock: keep-alives while the upstream is silent, the first-content deadline
+(with fallback) and the total stream limit, against scripted upstreams (no network, real time)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kyma.errors import UpstreamTimeout
+from kyma.models import Account, RequestLog
+from kyma.providers.base import UpstreamStream
+from kyma.runtime import runtime
+from kyma.services import gateway, ledger
+from kyma.services.accounts import Principal
+from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
+
+LEAD = {"id": "u", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+
+
+def content(text: str, finish: str | None = None) -> dict:
+    return {"id": "u", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+
+
+class Scripted(UpstreamStream):
+    """An upstream that follows a script: ("silence", s), ("chunk", dict) or ("every", s, dict) for 300 times."""
+
+    def __init__(self, script):
+        self.script = script
+        self.closed = False
+
+    def wait_headers(self, timeout: float) -> bool:
+        return True
+
+    def chunks(self, wake):
+        for step in self.script:
+            if step[0] == "silence":
+                end = time.monotonic() + step[1]
+                while time.monotonic() < end:
+                    time.sleep(max(0.001, min(end - time.monotonic(), wake())))  # as a socket timeout would
+                    if time.monotonic() < end:
+                        yield None
+            elif step[0] == "chunk":
+                yield step[1]
+            else:
+                for _ in range(300):  # bounded: a relay that ignores its limit ends (and fails the test)
+                    time.sleep(step[1])
+                    yield step[2]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Adapter:
+    """Hands out one scripted upstream per attempt, in order."""
+
+    def __init__(self, *scripts):
+        self.streams = [Scripted(s) for s in scripts]
+        self.used = 0
+
+    def stream(self, route, body, headers, api_key):
+        self.used += 1
+        return self.streams[self.used - 1]
+
+
+@pytest.fixture()
+def timed_app(tmp_path):
+    from kyma.cli import create_or_migrate_schema
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
+                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3,
+                      "stream_max_seconds": 0.4, "breaker_failures": 1000})
+    with app.app_context():
+        create_or_migrate_schema()
+        account = Account.create(email="clock@example.com", password_hash="x", tier=4)
+        ledger.add_credit(account.id, 5, kind="grant")
+        yield runtime(), Principal(account.id, account.email, 4)
+
+
+def start(rt, principal, adapter) -> ChatStream:
+    rt.upstreams.adapter = lambda route: adapter
+    call = gateway.ChatCall(body={"model": "qwen-3-32b", "stream": True, "max_tokens": 50,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+    return ChatStream(rt, gateway.prepare(rt, call, principal))
+
+
+def test_keep_alives_flow_while_the_upstream_is_silent_then_the_answer_relays(timed_app):
+    rt, principal = timed_app
+    stream = start(rt, principal, Adapter([("chunk", LEAD), ("silence", 0.2), ("chunk", content("Hi")),
+                                           ("chunk", content("!", "stop"))]))
+    assert stream.first(0.05) is False  # no content yet: the response starts with a keep-alive
+    events = list(stream.events(0.05))
+    assert sum(isinstance(e, KeepAlive) for e in events) >= 2
+    chunks = [e.data for e in events if isinstance(e, Chunk)]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}  # the held-back lead goes first
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "Hi!"
+    assert isinstance(events[-1], Done)
+    assert RequestLog.get(RequestLog.request_id == stream.prep.call.request_id).status == 200
+
+
+def test_an_upstream_with_no_content_by_the_deadline_falls_back_to_the_next_route(timed_app):
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("silence", 5)], [("chunk", content("ok", "stop"))])
+    stream = start(rt, principal, adapter)
+    began = time.monotonic()
+    assert stream.first(2.0) is True
+    assert 0.25 < time.monotonic() - began < 1.5  # waited for the first-content deadline, not for the silence
+    assert adapter.used == 2 and adapter.streams[0].closed
+    events = list(stream.events(2.0))
+    assert isinstance(events[-1], Done)
+    assert stream.served.attempts == 2
+
+
+def test_a_stream_that_never_goes_quiet_still_stops_at_the_total_limit(timed_app):
+    rt, principal = timed_app
+    stream = start(rt, principal, Adapter([("chunk", content("a")), ("every", 0.01, content("b"))]))
+    began = time.monotonic()
+    assert stream.first(1.0) is True
+    events = list(stream.events(1.0))
+    assert time.monotonic() - began < 2.0
+    assert isinstance(events[-1], Failed) and isinstance(events[-1].error, UpstreamTimeout)
+    assert sum(isinstance(e, Chunk) for e in events) > 5  # it relayed until the limit
+    row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
+    assert row.status == 502 and row.completion_tokens > 0  # billed for what it relayed
+    assert ledger.check_ledger() == []
