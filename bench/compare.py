@@ -35,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base-rev", default="HEAD", help="git revision of the base version (default HEAD)")
     p.add_argument("--base-root", type=Path, help="a source tree to use as the base instead of a revision")
+    p.add_argument("--base-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the base gateway (repeatable; e.g. GUNICORN_CMD_ARGS=...)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the candidate gateway (repeatable)")
     p.add_argument("--rounds", type=int, default=400, help="interleaved rounds of plain requests")
     p.add_argument("--stream-rounds", type=int, default=150, help="interleaved rounds of streams")
     p.add_argument("--seconds", type=int, default=0, help="wrk seconds per side at 32 connections (0: skip)")
@@ -49,11 +53,12 @@ def unpack(rev: str, into: Path) -> Path:
     return into
 
 
-def start_gateway(name: str, root: Path, workdir: Path, plain_url: str, stream_url: str) -> procs.Server:
+def start_gateway(name: str, root: Path, workdir: Path, plain_url: str, stream_url: str,
+                  extra: list[str]) -> procs.Server:
     """One gateway from `root` with its own database, routed to the shared simulators."""
     workdir.mkdir(parents=True, exist_ok=True)
     routes, tiers = procs.write_gateway_files(workdir, plain_url, stream_url, KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
-    env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, {})
+    env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, dict(kv.split("=", 1) for kv in extra))
     procs.flask(root, env, "init-db")
     server = procs.gunicorn(name, "app:app", env, workdir, root)
     procs.wait_answering(f"{server.url}/healthz", server.popen)
@@ -88,9 +93,11 @@ def main(argv=None) -> int:
         servers += [plain, stream]
         for s in (plain, stream):
             procs.wait_answering(f"{s.url}/v1/models", s.popen)
-        gateways = {"base": start_gateway("base", base_root, work / "base", plain.url, stream.url)}
+        gateways = {"base": start_gateway("base", base_root, work / "base", plain.url, stream.url,
+                                              args.base_env)}
         servers.append(gateways["base"])
-        gateways["candidate"] = start_gateway("candidate", ROOT, work / "candidate", plain.url, stream.url)
+        gateways["candidate"] = start_gateway("candidate", ROOT, work / "candidate", plain.url, stream.url,
+                                              args.env)
         servers.append(gateways["candidate"])
         keys = {n: open_account(g, ROOT if n == "candidate" else base_root) for n, g in gateways.items()}
         b = bodies()
