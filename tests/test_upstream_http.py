@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -126,6 +127,22 @@ def test_a_pooled_connection_closed_as_it_is_reused_is_retried_once_on_a_fresh_o
         assert resp.status == 200
         resp.close()
     assert server.connections == 2 and len(server.requests) == 3
+
+
+def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(serve):
+    def script(server, conn, number):
+        server.read(conn)
+        conn.sendall(OK)  # and the connection closes: keep-alive ended by the upstream
+
+    server = serve(script)
+    origin = _origin(server)
+    first = origin.post("/chat/completions", b"{}", {}, 2)
+    assert b"".join(first.pieces(2)) == b"{}"
+    time.sleep(0.2)  # the upstream's FIN has arrived by now
+    pending = origin.start("/chat/completions", b"{}", {})
+    resp = pending.wait(2)
+    assert resp.status == 200 and not pending.retried  # the dead one was seen before sending, not after
+    assert server.connections == 2
 
 
 def test_a_connection_that_closes_every_time_fails_after_one_retry(serve):

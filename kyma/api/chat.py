@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import jsonify, request
+from flask import Response, request
 
 from kyma.api import api_bp
 from kyma.api.credentials import principal_from_request
@@ -18,6 +18,13 @@ from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
 
 def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(body: dict, headers: dict) -> Response:
+    """The JSON bytes Flask's jsonify would send, with the headers given at construction (werkzeug
+    then appends them, instead of replacing one by one as headers.update does)."""
+    data = json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n"
+    return Response(data, mimetype="application/json", headers=headers)
 
 
 def start_chat(endpoint: str, body_parser=json_object, translate=None):
@@ -62,9 +69,7 @@ def chat_completions():
     _call, prep = start_chat("chat")
     if not prep.req.stream:
         done = complete(rt, prep)
-        resp = jsonify(done.body)
-        resp.headers.update(done.headers)
-        return resp
+        return json_response(done.body, done.headers)
     stream, started = open_stream(rt, prep)
     body = coalesced(_openai_sse(stream, rt.settings.keepalive_seconds, started), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)

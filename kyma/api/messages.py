@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from kyma.api import api_bp
-from kyma.api.chat import complete, open_stream, start_chat
+from kyma.api.chat import complete, json_response, open_stream, start_chat
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
@@ -43,9 +43,8 @@ def create_message():
     stops = raw.get("stop_sequences")
     if not prep.req.stream:
         done = complete(rt, prep)
-        resp = jsonify(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops))
-        resp.headers.update(done.headers)
-        return resp
+        return json_response(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops),
+                             done.headers)
     stream, started = open_stream(rt, prep)
     body = coalesced(_anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)

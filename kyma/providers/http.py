@@ -13,6 +13,7 @@ import time
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
+from gevent.monkey import get_original
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
@@ -92,6 +93,38 @@ class Response(HTTPSocketPoolResponse):
         self.release()
 
 
+_poll = get_original("select", "poll")  # the real poll(2): asking it never yields to the event loop
+_POLLIN = 0x001
+
+
+class _Reuse:
+    """How a pooled connection is checked before reuse.
+
+    geventhttpclient asks gevent's select(), which with a zero timeout still yields to the event
+    loop: a full loop turn on every request, and select() cannot take descriptors above 1023.
+    """
+
+    def _is_socket_alive(self, sock) -> bool:
+        """Idle and open: nothing to read (neither the upstream's FIN nor stray bytes)."""
+        try:
+            fd = sock.fileno()
+            if fd < 0:
+                return False
+            poller = _poll()
+            poller.register(fd, _POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
+
+
+class _Pool(_Reuse, ConnectionPool):
+    """Plain-HTTP connections."""
+
+
+class _TLSPool(_Reuse, SSLConnectionPool):
+    """TLS connections, verified against the system's CAs (or a given bundle)."""
+
+
 class Origin:
     """One upstream scheme://host:port: a pool of keep-alive connections (TLS for https)."""
 
@@ -104,10 +137,10 @@ class Origin:
         host = url.hostname
         kw = dict(size=size, connection_timeout=connect_timeout, network_timeout=connect_timeout)
         if https:
-            self.pool = SSLConnectionPool(host, port, host, port, ssl_options={"ca_certs": ca_certs} if ca_certs
-                                          else None, **kw)
+            self.pool = _TLSPool(host, port, host, port, ssl_options={"ca_certs": ca_certs} if ca_certs else None,
+                                 **kw)
         else:
-            self.pool = ConnectionPool(host, port, host, port, **kw)
+            self.pool = _Pool(host, port, host, port, **kw)
         host_header = url.netloc.rpartition("@")[2]  # never send userinfo
         self.path_prefix = url.path.rstrip("/")
         self._head_start = f"\r\nHost: {host_header}\r\nUser-Agent: kyma-gateway\r\n"
