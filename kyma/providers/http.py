@@ -19,6 +19,7 @@ from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
 READ_BLOCK = 65536
 MAX_HEAD_BYTES = 65536
+_TIMED_OUT = object()
 
 
 class HTTPFailure(Exception):
@@ -197,10 +198,23 @@ class Pending:
     def send(self) -> None:
         """Send the request on a pooled (or new) connection."""
         self.sock = self.origin.connect()
+        if self._guarded(self.sock.sendall, self.request) is _TIMED_OUT:
+            self.close()
+            raise HTTPFailure("broken", "upstream did not take the request in time")
+
+    def _guarded(self, op, arg):
+        """op(arg) on the connection: its result, _TIMED_OUT, or None after a resend on a fresh one.
+
+        A reset or broken pipe is the stale keep-alive case (resent once); any other error drops
+        the connection.
+        """
         try:
-            self.sock.sendall(self.request)
+            return op(arg)
+        except socket.timeout:
+            return _TIMED_OUT
         except (ConnectionResetError, BrokenPipeError) as exc:
             self._retry(exc)
+            return None
         except OSError as exc:
             self.close()
             raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
@@ -233,19 +247,11 @@ class Pending:
             if left <= 0:
                 return None
             self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(READ_BLOCK)
-            except socket.timeout:
+            data = self._guarded(self.sock.recv, READ_BLOCK)
+            if data is _TIMED_OUT:
                 return None
-            except (ConnectionResetError, BrokenPipeError) as exc:
-                self._retry(exc)
-                continue
-            except OSError as exc:
-                self.close()
-                raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
-            except BaseException:
-                self.close()
-                raise
+            if data is None:
+                continue  # resent on a fresh connection
             if not data:
                 self._retry(ConnectionResetError("closed before answering"))
                 continue
