@@ -68,7 +68,7 @@ def start_gateway(name: str, root: Path, workdir: Path, plain_url: str, stream_u
 def phase(gateways: dict, direct: Target, targets: dict, rounds: int, measure) -> dict:
     """Interleaved rounds over every gateway and the simulator; p50 and worker CPU per side."""
     cpu0 = {n: g.worker_cpu_seconds() for n, g in gateways.items()}
-    samples = interleaved([*targets.values(), direct], rounds, measure)
+    samples = interleaved([*targets.values(), direct], rounds, measure, rotate=True)
     out = {}
     for name, s in samples.items():
         row = {"p50_ms": percentile(s.values, 50) * 1000, "errors": len(s.errors)}

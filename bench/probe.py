@@ -95,11 +95,17 @@ def stream_request(t: Target) -> float:
     return ttfc
 
 
-def interleaved(targets: list[Target], n: int, measure, warmup: int = 20) -> dict[str, Samples]:
-    """n rounds, each calling every target once in turn (so drift hits both sides alike)."""
+def interleaved(targets: list[Target], n: int, measure, warmup: int = 20,
+                rotate: bool = False) -> dict[str, Samples]:
+    """n rounds, each calling every target once in turn (so drift hits both sides alike).
+
+    With `rotate`, each round starts one target further along, so no side always runs first
+    (the one after another may find the upstream, the caches and the scheduler differently).
+    """
     out = {t.name: Samples() for t in targets}
     for i in range(warmup + n):
-        for t in targets:
+        k = i % len(targets) if rotate else 0
+        for t in targets[k:] + targets[:k]:
             try:
                 value = measure(t)
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
