@@ -145,6 +145,12 @@ def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(serve)
     assert server.connections == 2
 
 
+def test_upstream_connections_send_without_nagle_delay(serve):
+    pending = _origin(serve(_keep_answering)).start("/chat/completions", b"{}", {})
+    assert pending.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    pending.close()
+
+
 def test_a_connection_that_closes_every_time_fails_after_one_retry(serve):
     server = serve(lambda server, conn, number: server.read(conn))
     with pytest.raises(HTTPFailure) as info:
