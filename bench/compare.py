@@ -71,7 +71,8 @@ def phase(gateways: dict, direct: Target, targets: dict, rounds: int, measure) -
     samples = interleaved([*targets.values(), direct], rounds, measure, rotate=True)
     out = {}
     for name, s in samples.items():
-        row = {"p50_ms": percentile(s.values, 50) * 1000, "errors": len(s.errors)}
+        row = {"p50_ms": percentile(s.values, 50) * 1000, "p99_ms": percentile(s.values, 99) * 1000,
+               "errors": len(s.errors)}
         if name in gateways:
             row["cpu_ms"] = (gateways[name].worker_cpu_seconds() - cpu0[name]) * 1000 / (rounds + 20)
         out[name] = row
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
             r = results[ph]
             print(f"{label:34} {r['base']['p50_ms']:8.3f} {r['candidate']['p50_ms']:10.3f} "
                   f"{r['direct']['p50_ms']:8.3f} {r['candidate']['p50_ms'] - r['base']['p50_ms']:+12.3f}")
+            print(f"{'  p99 (ms)':34} {r['base']['p99_ms']:8.3f} {r['candidate']['p99_ms']:10.3f} "
+                  f"{r['direct']['p99_ms']:8.3f} {r['candidate']['p99_ms'] - r['base']['p99_ms']:+12.3f}")
             print(f"{'  worker CPU per request (ms)':34} {r['base']['cpu_ms']:8.3f} {r['candidate']['cpu_ms']:10.3f} "
                   f"{'':8} {r['candidate']['cpu_ms'] - r['base']['cpu_ms']:+12.3f}")
             errors = {n: r[n]['errors'] for n in r if r[n]['errors']}

@@ -10,6 +10,7 @@ from pathlib import Path
 from peewee import DatabaseProxy
 from playhouse.db_url import connect
 
+from kyma import wal
 from kyma.greenlets import gevent_patched
 
 # Bound to a real database in init_db(); models refer to the proxy so importing does no I/O.
@@ -50,8 +51,12 @@ def make_database(url: str, pool_size: int = 0):
             # never yield and transactions hold no I/O, so they cannot interleave, and requests
             # skip the connect and close (the last close also checkpoints the WAL) that cost
             # more than the queries themselves. See docs/benchmarks.md.
-            db = connect(url, pragmas=SQLITE_PRAGMAS, thread_safe=False)
+            # Checkpoints run in a background thread (kyma.wal), not inside a request's commit.
+            db = connect(url, pragmas={**SQLITE_PRAGMAS, "wal_autocheckpoint": wal.BACKSTOP_PAGES},
+                         thread_safe=False)
             db.kyma_shared_connection = True
+            if path and path != ":memory:":
+                wal.start_checkpointer(path)
             return db
         return connect(url, pragmas=SQLITE_PRAGMAS)
     if url.startswith("postgresql://") or url.startswith("postgres://"):

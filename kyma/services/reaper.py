@@ -1,6 +1,7 @@
 """The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
 
-It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes).
+It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes)
+and logs what the WAL checkpoint thread could not (kyma.wal).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from flask import Flask
 
+from kyma import wal
 from kyma.db import connected
 from kyma.greenlets import gevent_patched
 from kyma.services import ledger, window_stores
@@ -33,6 +35,8 @@ def _reap_forever(interval: float) -> None:
             window_stores.prune_database_buckets(int(time.time()))
         except Exception:  # as above: retried next round, logged
             log.exception("rate-limit bucket prune failed")
+        for message in wal.take_errors():
+            log.error(message)
         gevent.sleep(interval)
 
 
