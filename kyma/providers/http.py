@@ -10,6 +10,7 @@ ticks), so one greenlet can relay a stream and still keep its own clock.
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from typing import Callable, Iterator
@@ -97,7 +98,6 @@ class Response(HTTPSocketPoolResponse):
 
 
 _poll = get_original("select", "poll")  # the real poll(2): asking it never yields to the event loop
-_POLLIN = 0x001
 
 
 class _Tuned:
@@ -119,7 +119,7 @@ class _Tuned:
             if fd < 0:
                 return False
             poller = _poll()
-            poller.register(fd, _POLLIN)
+            poller.register(fd, select.POLLIN)
             return not poller.poll(0)
         except (OSError, ValueError):
             return False
