@@ -22,6 +22,21 @@ def postgres_url():
 
 
 @contextlib.contextmanager
+def postgres_schema():
+    """postgres_url() with the gateway's tables created and the proxy bound to it; yields the URL."""
+    from kyma.db import init_db
+    from kyma.models import ALL_MODELS
+
+    with postgres_url() as url:
+        db = init_db(url)
+        db.create_tables(ALL_MODELS)
+        try:
+            yield url
+        finally:
+            db.close()
+
+
+@contextlib.contextmanager
 def redis_prefix():
     """A unique key prefix on the Redis at 127.0.0.1:6379 (its keys deleted afterwards); skips if down."""
     reason = pg.redis_unavailable()

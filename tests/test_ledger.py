@@ -266,15 +266,10 @@ def test_concurrent_holds_never_overspend_sqlite(tmp_path):
 
 
 def test_concurrent_holds_never_overspend_postgres():
-    from tests.backends import postgres_url
+    from tests.backends import postgres_schema
 
-    with postgres_url() as url:
-        db = init_db(url)
-        db.create_tables(ALL_MODELS)
-        try:
-            won, acct = _race_holds(url)
-            assert won == 10
-            assert ledger.balance(acct).balance_micros == 0
-            assert ledger.check_ledger() == []
-        finally:
-            db.close()
+    with postgres_schema() as url:
+        won, acct = _race_holds(url)
+        assert won == 10
+        assert ledger.balance(acct).balance_micros == 0
+        assert ledger.check_ledger() == []

@@ -12,7 +12,7 @@ from kyma.models import ALL_MODELS
 from kyma.services.ratelimit import Limiter
 from kyma.services.tiers import Tier
 from kyma.services.window_stores import DatabaseStore, RedisStore
-from tests.backends import REDIS_URL, postgres_url, redis_prefix
+from tests.backends import REDIS_URL, postgres_schema, redis_prefix
 
 
 def tier(rpm=10, per_model=10, tpm=100_000, max_request=50_000) -> Tier:
@@ -165,10 +165,7 @@ def test_rpm_exact_across_processes_sqlite(tmp_path):
 
 
 def test_rpm_exact_across_processes_postgres():
-    with postgres_url() as url:
-        db = init_db(url)
-        db.create_tables(ALL_MODELS)
-        db.close()
+    with postgres_schema() as url:
         assert _admitted_across_processes("db", url) == 10
 
 

@@ -127,16 +127,11 @@ def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
 
 
 def test_finish_on_postgresql_round_trips_types():
-    from tests.backends import postgres_url
+    from tests.backends import postgres_schema
 
-    with postgres_url() as url:
-        db = init_db(url)
-        db.create_tables(ALL_MODELS)
-        try:
-            acct = funded_account()
-            assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
-            finish(served_record("r1", acct), held=True)
-            check_round_trip(acct)
-            assert ledger.settle_hold("r1", 1) == 0  # exactly once on this backend too
-        finally:
-            db.close()
+    with postgres_schema():
+        acct = funded_account()
+        assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
+        finish(served_record("r1", acct), held=True)
+        check_round_trip(acct)
+        assert ledger.settle_hold("r1", 1) == 0  # exactly once on this backend too
