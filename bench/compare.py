@@ -26,8 +26,7 @@ if str(ROOT) not in sys.path:
 from bench import procs  # noqa: E402
 from bench.load import have_wrk, run_wrk  # noqa: E402
 from bench.probe import Target, interleaved, percentile, plain_request, stream_request  # noqa: E402
-from bench.run import (KEY_ENV, PLAIN_MODEL, RESULTS, STREAM_MODEL, UPSTREAM_KEY, bodies,  # noqa: E402
-                       open_account)
+from bench.run import RESULTS, UPSTREAM_KEY, bodies, open_account, start_gateway  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,18 +50,6 @@ def unpack(rev: str, into: Path) -> Path:
     archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
-
-
-def start_gateway(name: str, root: Path, workdir: Path, plain_url: str, stream_url: str,
-                  extra: list[str]) -> procs.Server:
-    """One gateway from `root` with its own database, routed to the shared simulators."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    routes, tiers = procs.write_gateway_files(workdir, plain_url, stream_url, KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
-    env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, dict(kv.split("=", 1) for kv in extra))
-    procs.flask(root, env, "init-db")
-    server = procs.gunicorn(name, "app:app", env, workdir, root)
-    procs.wait_answering(f"{server.url}/healthz", server.popen)
-    return server
 
 
 def phase(gateways: dict, direct: Target, targets: dict, rounds: int, measure) -> dict:
@@ -94,12 +81,11 @@ def main(argv=None) -> int:
         servers += [plain, stream]
         for s in (plain, stream):
             procs.wait_answering(f"{s.url}/v1/models", s.popen)
-        gateways = {"base": start_gateway("base", base_root, work / "base", plain.url, stream.url,
-                                              args.base_env)}
-        servers.append(gateways["base"])
-        gateways["candidate"] = start_gateway("candidate", ROOT, work / "candidate", plain.url, stream.url,
-                                              args.env)
-        servers.append(gateways["candidate"])
+        gateways = {}
+        for name, root, env in (("base", base_root, args.base_env), ("candidate", ROOT, args.env)):
+            gateways[name] = start_gateway(name, root, work / name, plain.url, stream.url, env)
+            servers.append(gateways[name])
+            procs.wait_answering(f"{gateways[name].url}/healthz", gateways[name].popen)
         keys = {n: open_account(g, ROOT if n == "candidate" else base_root) for n, g in gateways.items()}
         b = bodies()
         json_h = {"Content-Type": "application/json"}

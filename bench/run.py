@@ -70,6 +70,20 @@ def bodies() -> dict[str, bytes]:
     }
 
 
+def start_gateway(name: str, root: Path, workdir: Path, plain_url: str, stream_url: str, env: list[str],
+                  workers: int = 1) -> procs.Server:
+    """A gateway from `root` with its own database in `workdir`, one model routed to each simulator.
+
+    `env` holds extra KEY=VALUE settings. Not yet waited for.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    routes, tiers = procs.write_gateway_files(workdir, plain_url, stream_url, KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
+    extra = dict(kv.split("=", 1) for kv in env)
+    environ = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, extra)
+    procs.flask(root, environ, "init-db")
+    return procs.gunicorn(name, "app:app", environ, workdir, root, workers)
+
+
 def start_servers(args, workdir: Path) -> dict[str, procs.Server]:
     """Both simulators and the gateway, started and answering."""
     servers = {
@@ -77,12 +91,8 @@ def start_servers(args, workdir: Path) -> dict[str, procs.Server]:
         "sim_stream": procs.simulator("sim-stream", workdir, args.gateway_root, UPSTREAM_KEY,
                                       tokens_per_sec=str(args.stream_rate)),
     }
-    routes, tiers = procs.write_gateway_files(workdir, servers["sim_plain"].url, servers["sim_stream"].url,
-                                              KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
-    extra = dict(kv.split("=", 1) for kv in args.env)
-    env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, extra)
-    procs.flask(args.gateway_root, env, "init-db")
-    servers["gateway"] = procs.gunicorn("gateway", "app:app", env, workdir, args.gateway_root, args.workers)
+    servers["gateway"] = start_gateway("gateway", args.gateway_root, workdir, servers["sim_plain"].url,
+                                       servers["sim_stream"].url, args.env, args.workers)
     for name, s in servers.items():
         procs.wait_answering(f"{s.url}/healthz" if name == "gateway" else f"{s.url}/v1/models", s.popen)
     return servers
