@@ -164,6 +164,12 @@ def query(sql: str, *params) -> list[tuple]:
     return db.execute_sql(_for_backend(sql, db.param), params).fetchall()
 
 
+def execute(sql: str, *params) -> int:
+    """Run one hot-path statement that returns no rows (written with `?`); the number of rows it changed."""
+    db = database.obj
+    return db.execute_sql(_for_backend(sql, db.param), params).rowcount
+
+
 def as_datetime(value) -> datetime | None:
     """A DateTimeField value read by raw SQL (SQLite gives text, PostgreSQL a datetime)."""
     if value is None or isinstance(value, datetime):

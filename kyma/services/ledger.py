@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from peewee import IntegrityError, fn
 
-from kyma.db import connected, database, query, write_transaction
+from kyma.db import connected, database, execute, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services.pricing import usd_to_micros
@@ -200,7 +200,7 @@ def extend_hold(request_id: str, ttl_seconds: int) -> None:
     """Push an open hold's expiry to now + ttl (its request is still alive); one autocommitted UPDATE."""
     expires_at = utcnow() + timedelta(seconds=ttl_seconds)
     with connected():
-        query('UPDATE "hold" SET expires_at = ? WHERE request_id = ? AND closed_at IS NULL', expires_at, request_id)
+        execute('UPDATE "hold" SET expires_at = ? WHERE request_id = ? AND closed_at IS NULL', expires_at, request_id)
 
 
 def release_hold(request_id: str, *, note: str = "") -> bool:
