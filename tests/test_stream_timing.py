@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kyma.errors import UpstreamTimeout
+from kyma.errors import KymaError, UpstreamTimeout
 from kyma.models import Account, RequestLog
 from kyma.providers.base import UpstreamStream
 from kyma.runtime import runtime
@@ -124,4 +124,23 @@ def test_a_stream_that_never_goes_quiet_still_stops_at_the_total_limit(timed_app
     assert sum(isinstance(e, Chunk) for e in events) > 5  # it relayed until the limit
     row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
     assert row.status == 502 and row.completion_tokens > 0  # billed for what it relayed
+    assert ledger.check_ledger() == []
+
+
+class Broken(Adapter):
+    """An adapter with a bug: it raises something no upstream failure is."""
+
+    def stream(self, route, body, headers, api_key):
+        raise KeyError("a bug")
+
+
+def test_a_bug_before_the_start_is_an_error_that_releases_the_hold_and_is_logged(timed_app):
+    rt, principal = timed_app
+    stream = start(rt, principal, Broken())
+    with pytest.raises(KymaError) as info:
+        stream.first(1.0)
+    assert info.value.status == 500
+    row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
+    assert row.status == 500 and "KeyError" in row.error
+    assert ledger.balance(principal.account_id).held_micros == 0
     assert ledger.check_ledger() == []

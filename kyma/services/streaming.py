@@ -198,7 +198,13 @@ class ChatStream:
         the client gets a real HTTP error.
         """
         self.keepalive = wait
-        event = self._next()
+        try:
+            event = self._next()
+        except Exception as exc:  # a bug must not leave the hold to the reaper and the request unlogged
+            log.exception("stream failed before it started")
+            event = _Unserved(KymaError(f"internal error: {type(exc).__name__}"))
+            if self.upstream is not None:
+                self.upstream.close()
         if isinstance(event, _Unserved):
             self._fail_unserved(event.error)
             raise event.error
