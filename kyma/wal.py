@@ -56,25 +56,20 @@ def take_errors() -> list[str]:
 
 
 def backlog(path: str) -> int:
-    """Log frames of the database at `path` not yet copied into it (0 when there is no log)."""
-    try:
-        fd = os.open(path + "-shm", os.O_RDONLY)
-    except OSError:
-        return 0
-    try:
-        return _backlog(fd)
-    finally:
-        os.close(fd)
-
-
-def _backlog(fd: int) -> int:
-    """mxFrame - nBackfill of the WAL index the descriptor reads.
+    """Log frames of the database at `path` not yet copied into it: mxFrame - nBackfill (0 without a log).
 
     The -shm file starts with two copies of the index header (mxFrame at byte 16) and then the
     checkpoint info (nBackfill at byte 96), in native byte order (sqlite.org/walformat.html).
     A torn read only makes this a hint, which is all it is used for.
     """
-    head = os.pread(fd, 100, 0)
+    try:
+        fd = os.open(path + "-shm", os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        head = os.pread(fd, 100, 0)
+    finally:
+        os.close(fd)
     if len(head) < 100:
         return 0
     (mx_frame,) = struct.unpack_from("=I", head, 16)
@@ -83,16 +78,12 @@ def _backlog(fd: int) -> int:
 
 
 def _checkpoint_forever(path: str, interval: float, pages: int) -> None:
-    con, shm = None, None
+    con = None
     while True:
         _sleep(interval)
-        try:
-            if shm is None:
-                shm = os.open(path + "-shm", os.O_RDONLY)  # one descriptor: a check is one pread
-            if _backlog(shm) < pages:
-                continue
-        except OSError:
-            continue  # no WAL index yet (no connection has opened the database)
+        # backlog() opens the index afresh each time: SQLite deletes it when the last connection closes.
+        if backlog(path) < pages:
+            continue
         try:
             if con is None:
                 con = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)

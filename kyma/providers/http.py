@@ -22,6 +22,7 @@ from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
 READ_BLOCK = 65536
 MAX_HEAD_BYTES = 65536
+SEND_SECONDS = 30.0  # the longest an upstream may take to accept the whole request
 _TIMED_OUT = object()
 
 
@@ -205,6 +206,7 @@ class Pending:
     def send(self) -> None:
         """Send the request on a pooled (or new) connection."""
         self.sock = self.origin.connect()
+        self.sock.settimeout(SEND_SECONDS)  # a pooled socket keeps whatever its last read set
         if self._guarded(self.sock.sendall, self.request) is _TIMED_OUT:
             self.close()
             raise HTTPFailure("broken", "upstream did not take the request in time")
