@@ -20,6 +20,7 @@ def app(tmp_path):
         "secret_key": "test-secret",
         "bcrypt_rounds": 4,
         "signup_max_per_hour": 100000,  # tests register many accounts from 127.0.0.1
+        "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
     })
     app.config["TESTING"] = True
     create_or_migrate_schema()

@@ -10,6 +10,8 @@ import requests
 
 from tests.servers import gateway_env, start_gateway
 
+pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
+
 
 @pytest.fixture()
 def lone_gateway(tmp_path):

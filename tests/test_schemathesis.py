@@ -9,6 +9,8 @@ import requests
 
 from tests.servers import BIN, gateway_env, start_gateway
 
+pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
+
 # Discovery, catalog, credits and auth operations. Chat and messages need upstreams and are covered by
 # their own integration tests. The regex is matched against the path below the /v1 server URL.
 OPERATIONS = (r"^/(models|config|capabilities|pricing|credits/(pricing|balance)|limits/tiers|status"
