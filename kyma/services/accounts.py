@@ -225,7 +225,7 @@ def register(email: str, password: str, settings, *, client_ip: str = "",
 def _grant_signup_credit(account_id: int, settings) -> int:
     """Credit a new account (call inside the registration transaction); returns micro-dollars."""
     amount = max(0, usd_to_micros(settings.signup_credit_usd))
-    ledger.grant_signup_credit(account_id, amount)  # nests as a savepoint in our transaction
+    ledger.grant_signup_credit(account_id, amount)  # joins our transaction (no savepoint)
     return amount
 
 
