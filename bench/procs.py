@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,17 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import gunicorn_command, stop, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
+from kyma.launcher import free_ports, gunicorn_command, stop, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -71,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
 
 def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:
     """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
-    port = free_port()
+    port = free_ports()
     log = workdir / f"{name}.log"
     cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
     popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)

@@ -12,7 +12,9 @@ import argparse
 import ctypes
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +96,48 @@ def start_simulators(settings: Settings) -> list[subprocess.Popen]:
                                     f"127.0.0.1:{settings.sim_base_port + i}", 1, "warning"),
                    simulator_env(profile, settings))
             for i, profile in enumerate(PROFILES)]
+
+
+# Throw-away servers (tests, notebooks, benchmarks) listen at or above this port.
+FREE_PORT_FLOOR = 10000
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux's setting, else its default)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def free_ports(n: int = 1) -> int:
+    """The first of n consecutive ports free on 127.0.0.1, outside the kernel's ephemeral range.
+
+    A port from that range (the kind bind(0) hands out) can be taken between this check and the
+    server's bind by any outgoing connection, the readiness probe's own connect included (a TCP
+    self-connect), and gunicorn then exits with "Connection in use"; ports outside it are not
+    handed out that way.
+    """
+    ephemeral = ephemeral_ports()
+    spans = [r for r in (range(FREE_PORT_FLOOR, ephemeral.start - n + 1), range(ephemeral.stop, 65536 - n + 1))
+             if len(r)]
+    for _ in range(200):
+        span = random.choices(spans, weights=[len(r) for r in spans])[0]
+        base = random.choice(span)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port in TIME_WAIT counts as taken
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
 
 
 def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:

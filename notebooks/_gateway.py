@@ -26,8 +26,7 @@ if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers l
     sys.path.insert(0, str(ROOT))
 
 from kyma.launcher import die_with_parent, gunicorn_command  # noqa: E402
-from tests.servers import (SIMULATED_PROVIDERS, Proc, flask_cli, free_port, free_port_block,  # noqa: E402
-                           gateway_env, wait_http)
+from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, free_ports, gateway_env, wait_http  # noqa: E402
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -122,7 +121,7 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Ga
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
-    base = free_port_block(len(SIMULATED_PROVIDERS))
+    base = free_ports(len(SIMULATED_PROVIDERS))
     env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
     # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
     for i, name in enumerate(SIMULATED_PROVIDERS):
@@ -133,7 +132,7 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Ga
         migrated = flask_cli(env, "init-db")
         if migrated.returncode != 0:
             raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-        gw.procs.append(_spawn("app:app", free_port(), env, workdir / "gateway.log", workers))
+        gw.procs.append(_spawn("app:app", free_ports(), env, workdir / "gateway.log", workers))
         gw.url, gw.env = gw.procs[-1].url, env
         for proc in gw.procs:
             wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)

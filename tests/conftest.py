@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.servers import (SIMULATED_PROVIDERS, free_port_block, gateway_env, reset_breakers, start_gateway,
-                           start_simulator)
+from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators
 
 
 @pytest.fixture()
@@ -36,10 +35,8 @@ def client(app):
 def simulators(tmp_path_factory):
     """The three simulated providers on consecutive ports (KYMA_SIM_BASE_PORT + 0, 1, 2)."""
     workdir = tmp_path_factory.mktemp("sims")
-    base = free_port_block(len(SIMULATED_PROVIDERS))
     # Faults that sleep ("timeout", "stall") outlast the gateway's 2 s limits below, but not by much.
-    procs = [start_simulator(name, base + i, workdir, kyma_sim_timeout_seconds=5)
-             for i, name in enumerate(SIMULATED_PROVIDERS)]
+    base, procs = start_simulators(workdir, kyma_sim_timeout_seconds=5)
     yield base, procs
     for p in procs:
         p.stop()

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import requests
 
-from kyma.launcher import die_with_parent, gunicorn_command, stop
+from kyma.launcher import die_with_parent, free_ports, gunicorn_command, stop
 from kyma.launcher import wait_answering as wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,34 +19,22 @@ BIN = Path(sys.executable).parent
 
 # The three built-in simulated providers and their personalities (see kyma/sim).
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
+T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PortTaken(RuntimeError):
+    """A server exited because another process held its port (gunicorn: "Connection in use")."""
 
 
-def free_port_block(n: int) -> int:
-    """The first of n consecutive free ports."""
-    for _ in range(200):
-        base = free_port()
-        if base + n > 65000:
-            continue
+def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
+    """start(first port) on n consecutive free ports; on others if one was taken in the meantime."""
+    for attempt in range(attempts):
         try:
-            socks = []
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
+            return start(free_ports(n))
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -66,6 +54,18 @@ class Proc:
         """Stop the process (gunicorn master and its workers) by PID."""
         stop([self.popen])
 
+    def wait_started(self, path: str) -> None:
+        """Wait until the server answers on path; if it exited instead, raise with its log's end."""
+        try:
+            wait_http(f"{self.url}{path}", self.popen)
+        except TimeoutError:
+            self.stop()
+            raise
+        except RuntimeError as exc:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            kind = PortTaken if "Connection in use" in tail else RuntimeError
+            raise kind(f"{exc}; the end of {self.log}:\n{tail}") from None
+
 
 def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> subprocess.Popen:
     cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
@@ -74,14 +74,32 @@ def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) ->
                             preexec_fn=die_with_parent)
 
 
-def start_simulator(name: str, port: int, workdir: Path, **settings: str) -> Proc:
-    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent."""
+def start_simulator(name: str, workdir: Path, port: int | None = None, **settings: str) -> Proc:
+    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent, on a free port by default."""
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
-    log = workdir / f"{name}-{port}.log"
-    popen = _gunicorn("kyma.sim.app:create_sim_app()", port, env, log)
-    proc = Proc(popen, port, log, env)
-    wait_http(f"{proc.url}/v1/models", popen)
-    return proc
+
+    def start(port: int) -> Proc:
+        log = workdir / f"{name}-{port}.log"
+        proc = Proc(_gunicorn("kyma.sim.app:create_sim_app()", port, env, log), port, log, env)
+        proc.wait_started("/v1/models")
+        return proc
+
+    return start(port) if port else on_free_ports(1, start)
+
+
+def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Proc]]:
+    """The three simulated providers on consecutive free ports: (first port, processes)."""
+    def start(base: int) -> tuple[int, list[Proc]]:
+        procs: list[Proc] = []
+        try:
+            for i, name in enumerate(SIMULATED_PROVIDERS):
+                procs.append(start_simulator(name, workdir, base + i, **settings))
+        except BaseException:
+            stop([p.popen for p in procs])
+            raise
+        return base, procs
+
+    return on_free_ports(len(SIMULATED_PROVIDERS), start)
 
 
 def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
@@ -111,12 +129,14 @@ def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None =
     """Migrate the schema, then start the gateway under gunicorn with gevent workers."""
     subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    port = port or free_port()
-    log = workdir / f"gateway-{port}.log"
-    popen = _gunicorn("app:app", port, env, log, workers=workers)
-    proc = Proc(popen, port, log, env)
-    wait_http(f"{proc.url}/healthz", popen)
-    return proc
+
+    def start(port: int) -> Proc:
+        log = workdir / f"gateway-{port}.log"
+        proc = Proc(_gunicorn("app:app", port, env, log, workers=workers), port, log, env)
+        proc.wait_started("/healthz")
+        return proc
+
+    return start(port) if port else on_free_ports(1, start)
 
 
 def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -108,9 +108,9 @@ def test_redis_store():
 
 
 def test_redis_store_down_fails_open(caplog):
-    from tests.servers import free_port
+    from kyma.launcher import free_ports
 
-    store = RedisBreakerStore(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    store = RedisBreakerStore(f"redis://127.0.0.1:{free_ports()}/0")  # nobody listens there
     breaker = CircuitBreaker(store, failures=1, cooldown=10)
     now = time.time()
     with caplog.at_level("WARNING", logger="kyma.services.breaker"):

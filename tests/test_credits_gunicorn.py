@@ -13,7 +13,7 @@ import requests
 from kyma.db import init_db
 from kyma.models import LedgerEntry
 from kyma.services import ledger
-from tests.servers import SIMULATED_PROVIDERS, free_port_block, gateway_env, start_gateway, start_simulator
+from tests.servers import gateway_env, start_gateway, start_simulators
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,7 @@ def slow_stack(tmp_path):
     tiers = json.loads(open("kyma/data/tiers.json").read())
     tiers["tiers"][0].update(rpm=1000, per_model_rpm=1000)
     (tmp_path / "tiers.json").write_text(json.dumps(tiers))
-    base = free_port_block(len(SIMULATED_PROVIDERS))
-    sims = [start_simulator(n, base + i, tmp_path, KYMA_SIM_LATENCY_MS="3000") for i, n in enumerate(SIMULATED_PROVIDERS)]
+    base, sims = start_simulators(tmp_path, KYMA_SIM_LATENCY_MS="3000")
     gw = start_gateway(tmp_path, gateway_env(tmp_path, base, KYMA_TIERS=str(tmp_path / "tiers.json")), workers=2)
     yield gw, gw.env["KYMA_DATABASE_URL"]  # SQLite, or PostgreSQL in the scale-out pass
     gw.stop()

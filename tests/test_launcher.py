@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ import time
 import pytest
 import requests
 
-from tests.servers import ROOT, free_port, free_port_block
+from kyma.launcher import FREE_PORT_FLOOR, ephemeral_ports, free_ports
+from tests.servers import ROOT
 
 # A stand-in gateway (the simulator app) keeps this test independent of the gateway's own parts.
 STAND_IN = "kyma.sim.app:create_sim_app()"
@@ -31,7 +33,7 @@ def alive(pid: int) -> bool:
 
 
 def launch(tmp_path, **extra):
-    base, port = free_port_block(3), free_port()
+    base, port = free_ports(3), free_ports()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
     env.update({"KYMA_SIM_BASE_PORT": str(base), "KYMA_PORT": str(port), "KYMA_WORKERS": "1",
                 "KYMA_INSTANCE_DIR": str(tmp_path), "KYMA_SECRET_KEY": "test", **extra})
@@ -101,3 +103,36 @@ def test_killed_launcher_leaves_no_orphans(tmp_path):
     while any(alive(p) for p in started) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in started if alive(p)]
+
+
+def test_free_ports_are_consecutive_and_outside_the_ephemeral_range():
+    # An ephemeral port can be taken by any outgoing connection (or the readiness probe's own
+    # self-connect) before the server binds it: CI once lost a whole pass to that.
+    ephemeral = ephemeral_ports()
+    for _ in range(50):
+        base = free_ports(3)
+        assert not {base, base + 1, base + 2} & set(ephemeral)
+        assert base >= FREE_PORT_FLOOR and base + 2 <= 65535
+
+
+def test_a_taken_port_is_reported_with_the_servers_log_and_another_is_used(tmp_path):
+    from tests.servers import PortTaken, on_free_ports, start_simulator
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", free_ports()))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(PortTaken, match="Connection in use"):
+            start_simulator("sim-alpha", tmp_path, port)
+        tried = []
+
+        def start(p):
+            tried.append(p)
+            return start_simulator("sim-alpha", tmp_path, port if len(tried) == 1 else p)
+
+        proc = on_free_ports(1, start)
+    try:
+        assert len(tried) == 2 and proc.port == tried[1] != port
+        assert requests.get(f"{proc.url}/v1/models", timeout=5).status_code == 200
+    finally:
+        proc.stop()

@@ -11,16 +11,14 @@ import pytest
 import requests
 import websockets
 
-from tests.servers import SIMULATED_PROVIDERS, free_port_block, gateway_env, start_gateway, start_simulator
+from tests.servers import gateway_env, start_gateway, start_simulators
 
 
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory):
     """Simulators that stream 20 tokens a second, so a reply is still running when Stop arrives."""
     workdir = tmp_path_factory.mktemp("slow")
-    base = free_port_block(len(SIMULATED_PROVIDERS))
-    sims = [start_simulator(name, base + i, workdir, kyma_sim_tokens_per_sec="20")
-            for i, name in enumerate(SIMULATED_PROVIDERS)]
+    base, sims = start_simulators(workdir, kyma_sim_tokens_per_sec="20")
     gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
     yield gw
     gw.stop()

@@ -21,8 +21,7 @@ import requests
 
 from kyma.config import DATA
 from tests import pg
-from tests.servers import (SIMULATED_PROVIDERS, flask_cli, free_port_block, gateway_env, register,
-                           start_gateway, start_simulator)
+from tests.servers import flask_cli, gateway_env, register, start_gateway, start_simulators
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
@@ -46,9 +45,7 @@ def backends():
 def slow_sims(tmp_path_factory, backends):
     """The three simulated providers, answering after LATENCY_MS."""
     workdir = tmp_path_factory.mktemp("slow-sims")
-    base = free_port_block(len(SIMULATED_PROVIDERS))
-    procs = [start_simulator(name, base + i, workdir, kyma_sim_latency_ms=LATENCY_MS)
-             for i, name in enumerate(SIMULATED_PROVIDERS)]
+    base, procs = start_simulators(workdir, kyma_sim_latency_ms=LATENCY_MS)
     yield base
     for p in procs:
         p.stop()

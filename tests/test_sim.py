@@ -14,7 +14,7 @@ import requests
 
 from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_header, parse_rates
 from kyma.sim.schema_values import value_for_schema
-from tests.servers import free_port, start_simulator
+from tests.servers import start_simulator
 
 USER = [{"role": "user", "content": "Hello there, simulator"}]
 WEATHER = {"type": "function", "function": {
@@ -40,7 +40,7 @@ def schema_of(tool: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    proc = start_simulator("sim-test", free_port(), tmp_path_factory.mktemp("sim"),
+    proc = start_simulator("sim-test", tmp_path_factory.mktemp("sim"),
                            kyma_sim_timeout_seconds="2", kyma_sim_models="m1,m2")
     yield proc
     proc.stop()
@@ -404,7 +404,7 @@ def test_stats_count_requests_by_fault(sim):
 
 
 def test_configured_rates_seed_and_api_key(tmp_path):
-    proc = start_simulator("sim-flaky", free_port(), tmp_path, kyma_sim_faults="503:0.5,429:0.25",
+    proc = start_simulator("sim-flaky", tmp_path, kyma_sim_faults="503:0.5,429:0.25",
                            kyma_sim_seed="7", kyma_sim_api_key="sekrit")
     try:
         assert chat(proc).status_code == 401

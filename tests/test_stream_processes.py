@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.servers import db_rows, flask_cli, free_port_block, gateway_env, register, start_gateway, start_simulator
+from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulators
 
 pytestmark = pytest.mark.integration
 
@@ -17,9 +17,7 @@ pytestmark = pytest.mark.integration
 def slow_gateway(tmp_path_factory):
     """One gevent worker; three simulators answering at 40 tokens/s after 200 ms."""
     wd = tmp_path_factory.mktemp("slow")
-    base = free_port_block(3)
-    sims = [start_simulator(n, base + i, wd, kyma_sim_latency_ms=200, kyma_sim_tokens_per_sec=40)
-            for i, n in enumerate(("sim-alpha", "sim-beta", "sim-gamma"))]
+    base, sims = start_simulators(wd, kyma_sim_latency_ms=200, kyma_sim_tokens_per_sec=40)
     env = gateway_env(wd, base, KYMA_KEEPALIVE_SECONDS=1)
     gw = start_gateway(wd, env, workers=1)
     user = register(gw.url, "load@example.com")
