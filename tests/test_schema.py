@@ -17,6 +17,19 @@ def test_schema_command_drops_indexes_the_request_path_no_longer_pays_for(app):
         assert create_or_migrate_schema() == []
 
 
+def test_open_holds_are_found_through_the_partial_index(app):
+    # The reaper and a balance read only open holds; scanning every hold ever taken grows without end.
+    with app.app_context():
+        database.execute_sql('DROP INDEX "hold_open"')
+        database.execute_sql('CREATE INDEX "hold_expires_at" ON "hold" ("expires_at")')  # an older database
+        changes = create_or_migrate_schema()
+        assert "dropped index hold_expires_at" in changes
+        for sql in ('SELECT request_id, owner, expires_at FROM hold WHERE closed_at IS NULL',
+                    'SELECT SUM(amount_micros) FROM hold WHERE account_id = 1 AND closed_at IS NULL'):
+            plan = " ".join(row[3] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "hold_open" in plan, (sql, plan)
+
+
 def test_a_new_sqlite_database_uses_2048_byte_pages_in_wal_mode(app):
     # Half the default page: each commit writes half the bytes to the log (docs/benchmarks.md).
     with app.app_context():
