@@ -13,6 +13,8 @@ import websockets
 
 from tests.servers import gateway_env, start_gateway, start_simulators
 
+pytestmark = pytest.mark.integration  # real processes: runs on SQLite and in the PostgreSQL pass
+
 
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory):

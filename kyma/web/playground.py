@@ -63,6 +63,8 @@ def _run(ws, principal, data: dict) -> None:
                 _send(ws, "done", **asdict(event))
                 return
             if _stop_requested(ws):
+                # Close first: that bills and logs the reply (a 499), so "stopped" means it is on record.
+                events.close()
                 _send(ws, "stopped")
                 return
     finally:
