@@ -64,6 +64,7 @@ class Settings:
     signup_max_per_hour: int
     log_level: str
     secure_cookies: bool
+    trusted_proxies: int
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Settings":
@@ -105,6 +106,9 @@ class Settings:
             signup_max_per_hour=int(_env("KYMA_SIGNUP_MAX_PER_HOUR", "5")),
             log_level=_env("KYMA_LOG_LEVEL", "INFO"),
             secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
+            # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
+            # since a client reaching the gateway directly could otherwise pick its own address.
+            trusted_proxies=int(_env("KYMA_TRUSTED_PROXIES", "0")),
         )
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -123,5 +127,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
     "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
-    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR",
+    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kyma.config import ROOT, Settings
 from kyma.db import close_connection, init_db, open_connection
@@ -30,6 +31,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     app.json.sort_keys = False
     logging.basicConfig(level=settings.log_level)
+    if settings.trusted_proxies:
+        # The client's address (sign-up and log-in throttles) and scheme as the proxies saw them.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
 
     init_db(settings.database_url, settings.database_pool_size)
     app.extensions["kyma"] = _build_runtime(settings)

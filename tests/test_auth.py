@@ -94,6 +94,30 @@ def test_signups_per_address_are_limited_before_hashing(strict_app, monkeypatch)
     assert other.status_code == 200
 
 
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_the_client_address_comes_from_the_proxy_only_when_one_is_trusted(tmp_path, proxies):
+    from kyma.cli import create_or_migrate_schema
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
+                      "bcrypt_rounds": 4, "signup_max_per_hour": 1, "trusted_proxies": proxies})
+    create_or_migrate_schema()
+    client = app.test_client()
+
+    def sign_up(email: str, forwarded_for: str) -> int:
+        # Behind nginx every request arrives from the proxy's own address, 10.0.0.2.
+        return client.post("/v1/auth/register", json={"email": email, "password": PASSWORD},
+                           headers={"X-Forwarded-For": forwarded_for},
+                           environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code
+
+    assert sign_up("a@example.com", "203.0.113.1") == 200
+    # Trusted: another client behind the same proxy is another address. Untrusted: a client choosing
+    # its own X-Forwarded-For is still the one address it connects from.
+    assert sign_up("b@example.com", "203.0.113.2") == (200 if proxies else 429)
+    # The last (proxy-appended) entry counts: a forged first entry changes nothing.
+    assert sign_up("c@example.com", "198.51.100.9, 203.0.113.2") == 429
+
+
 def test_signup_limit_lifts_after_the_hour(strict_app):
     settings = strict_app.extensions["kyma"].settings
     with strict_app.app_context():
