@@ -13,7 +13,7 @@ from typing import Protocol
 
 from peewee import EXCLUDED
 
-from kyma.db import write_transaction
+from kyma.db import connected, write_transaction
 from kyma.models import RateCounter
 
 
@@ -38,7 +38,14 @@ class Counters(Protocol):
     def peek(self, key: str, window_seconds: int, *, now: float | None = None) -> Count: ...
 
 
+# The longest window a counter may use (sign-ups and failed log-ins per address: an hour); the
+# reaper deletes windows that started twice this long ago, so it never deletes a live one.
+LONGEST_WINDOW_SECONDS = 3600
+
+
 def _window_start(window_seconds: int, now: float | None) -> int:
+    if not 0 < window_seconds <= LONGEST_WINDOW_SECONDS:
+        raise ValueError(f"a counter window must be 1 to {LONGEST_WINDOW_SECONDS} seconds, not {window_seconds}")
     now = time.time() if now is None else now
     return int(now) - int(now) % window_seconds
 
@@ -64,9 +71,12 @@ class DatabaseCounters:
         window = _window_start(window_seconds, now)
         return Count(_read(key, window), window + window_seconds)
 
-    def prune(self, older_than_epoch: int) -> int:
-        """Delete windows that started before `older_than_epoch`; returns rows removed."""
-        return RateCounter.delete().where(RateCounter.window < older_than_epoch).execute()
+    def prune(self, now: float | None = None) -> int:
+        """Delete windows that ended long ago (the reaper calls this); returns rows removed."""
+        now = time.time() if now is None else now
+        with connected():  # the reaper runs outside any request
+            return (RateCounter.delete()
+                    .where(RateCounter.window <= int(now) - 2 * LONGEST_WINDOW_SECONDS).execute())
 
 
 def _read(key: str, window: int) -> int:

@@ -1,7 +1,8 @@
 """The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
 
 It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes)
-and logs what the WAL checkpoint thread could not (kyma.wal).
+and sign-up and log-in counters whose window has ended, and logs what the WAL checkpoint thread
+could not (kyma.wal).
 """
 
 from __future__ import annotations
@@ -15,28 +16,42 @@ from flask import Flask
 from kyma import wal
 from kyma.db import connected
 from kyma.greenlets import gevent_patched
-from kyma.services import ledger, window_stores
+from kyma.services import counters, ledger, window_stores
 
 log = logging.getLogger(__name__)
 
 REAP_INTERVAL_SECONDS = 60
 
 
+def _reap_holds() -> None:
+    with connected():
+        ledger.reap_expired_holds()
+
+
+# (what, how): each chore runs every round, and one that fails does not stop the others.
+CHORES = (
+    ("hold reaper round", _reap_holds),
+    ("rate-limit bucket prune", lambda: window_stores.prune_database_buckets(int(time.time()))),
+    ("sign-up and log-in counter prune", lambda: counters.backend().prune()),
+)
+
+
+def run_chores() -> None:
+    """One round: every chore, then the WAL checkpoint thread's errors, each failure logged."""
+    for what, chore in CHORES:
+        try:
+            chore()
+        except Exception:  # retried next round; the reason is logged, not swallowed
+            log.exception("%s failed", what)
+    for message in wal.take_errors():
+        log.error(message)
+
+
 def _reap_forever(interval: float) -> None:
     import gevent
 
     while True:
-        try:
-            with connected():
-                ledger.reap_expired_holds()
-        except Exception:  # keep reaping next round; the reason is logged, not swallowed
-            log.exception("hold reaper round failed")
-        try:
-            window_stores.prune_database_buckets(int(time.time()))
-        except Exception:  # as above: retried next round, logged
-            log.exception("rate-limit bucket prune failed")
-        for message in wal.take_errors():
-            log.error(message)
+        run_chores()
         gevent.sleep(interval)
 
 

@@ -1,0 +1,59 @@
+"""The reaper's round: abandoned holds released, dead counter rows pruned, one failure never stops the rest."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from kyma.db import init_db
+from kyma.models import ALL_MODELS, RateCounter
+from kyma.services import counters, reaper
+from kyma.services.window_stores import PRUNE_AFTER_SECONDS
+
+
+@pytest.fixture()
+def db(tmp_path):
+    database = init_db(f"sqlite:///{tmp_path / 'reaper.db'}")
+    database.create_tables(ALL_MODELS)
+    yield database
+    database.close()
+
+
+def keys_left() -> set[str]:
+    return {row.key for row in RateCounter.select(RateCounter.key)}
+
+
+def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(db):
+    now = int(time.time())
+    hour = counters.LONGEST_WINDOW_SECONDS
+    # A sign-up window that began 50 to 110 minutes ago: "rl:" buckets that old are dead, it is not.
+    signup_at = (now - 3000) // hour * hour + 1
+    counters.backend().hit("signup:ip:203.0.113.1", hour, 4, now=signup_at)
+    RateCounter.insert_many([
+        {"key": "rl:old", "window": now - PRUNE_AFTER_SECONDS - 1, "count": 1},  # a minute bucket long gone
+        {"key": "rl:live", "window": now - 5, "count": 1},
+        {"key": "login-fail:ip:203.0.113.1", "window": now - 2 * hour - 1, "count": 9},  # ended long ago
+    ]).execute()
+    reaper.run_chores()
+    assert keys_left() == {"rl:live", "signup:ip:203.0.113.1"}
+    assert counters.backend().peek("signup:ip:203.0.113.1", hour, now=signup_at).count == 4
+
+
+def test_a_counter_window_longer_than_the_pruning_allows_is_refused(db):
+    with pytest.raises(ValueError):
+        counters.backend().hit("signup:ip:x", counters.LONGEST_WINDOW_SECONDS + 1)
+
+
+def test_a_failing_chore_is_logged_and_the_others_still_run(db, monkeypatch, caplog):
+    ran = []
+
+    def broken():
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(reaper, "CHORES", (("first", broken), ("second", lambda: ran.append("second"))))
+    with caplog.at_level(logging.ERROR, logger="kyma.services.reaper"):
+        reaper.run_chores()
+    assert ran == ["second"]
+    assert "first failed" in caplog.text and "database is locked" in caplog.text
