@@ -141,3 +141,19 @@ def test_foreign_origin_and_anonymous_sockets_are_refused(slow_gateway):
     with pytest.raises(websockets.exceptions.InvalidStatus) as anonymous:
         asyncio.run(exchange(slow_gateway.url, requests.Session(), [start_message(csrf)]))
     assert anonymous.value.response.status_code == 401
+
+
+def test_a_handshake_without_origin_is_refused_even_with_a_same_site_referer(slow_gateway):
+    # Every browser sends Origin on a websocket handshake; Referer, which the form check accepts in
+    # its place, is no proof here.
+    s, _ = browser_session(slow_gateway.url)
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in s.cookies.items()),
+               "Referer": f"{slow_gateway.url}/playground"}
+
+    async def handshake():
+        async with websockets.connect(ws_url(slow_gateway.url), additional_headers=headers, open_timeout=10):
+            pass
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        asyncio.run(handshake())
+    assert refused.value.response.status_code == 403

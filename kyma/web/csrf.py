@@ -32,9 +32,12 @@ def token_matches(presented: object) -> bool:
     return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "surrogatepass"))
 
 
-def same_origin() -> bool:
-    """True when Origin (or, lacking it, Referer) names this very host; browsers send one on unsafe requests."""
-    source = request.headers.get("Origin") or request.headers.get("Referer")
+def same_origin(referer: bool = True) -> bool:
+    """True when Origin (or, lacking it and if allowed, Referer) names this very host.
+
+    Browsers send one of them on unsafe requests, and Origin on every websocket handshake.
+    """
+    source = request.headers.get("Origin") or (request.headers.get("Referer") if referer else None)
     if not source or source == "null":
         return False
     parts = urlsplit(source)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from urllib.parse import urlsplit
 
 from flask import abort, render_template, request
 from flask_sock import Sock
@@ -27,12 +26,6 @@ def playground():
     catalog = runtime().catalog
     return render_template("web/playground.html", models=catalog.models, aliases=sorted(catalog.aliases.items()),
                            default_model=catalog.default_model)
-
-
-def _same_origin() -> bool:
-    # Browsers send Origin on websocket handshakes; a foreign page must not ride the session cookie.
-    origin = request.headers.get("Origin")
-    return bool(origin) and urlsplit(origin).netloc == request.host
 
 
 def _send(ws, kind: str, **data) -> None:
@@ -75,7 +68,8 @@ def _run(ws, principal, data: dict) -> None:
 def _guard_socket():
     # Refuse the upgrade itself: closing an accepted socket with a message in flight can lose both.
     if request.endpoint == "web.playground_ws":
-        if not _same_origin():
+        # A foreign page must not ride the session cookie; browsers always send Origin here.
+        if not csrf.same_origin(referer=False):
             abort(403, description="Cross-origin websocket refused.")
         if current_principal() is None:
             abort(401, description="Log in to use the playground.")
