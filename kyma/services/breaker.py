@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transaction
+from kyma.outage import OutageWarning
 from kyma.models import RouteState, utcnow
 
 log = logging.getLogger(__name__)
@@ -199,12 +200,7 @@ class RedisBreakerStore:
         self.prefix = prefix
         self._failure = self.redis.register_script(self._FAILURE)
         self._probe = self.redis.register_script(self._PROBE)
-        self._last_warning = 0.0
-
-    def _warn(self, exc: Exception) -> None:
-        if time.monotonic() - self._last_warning > 10:
-            self._last_warning = time.monotonic()
-            log.warning("Redis breaker store unavailable (%s); treating every route as closed", exc)
+        self._warn = OutageWarning(log, "Redis breaker store unavailable (%s); treating every route as closed")
 
     def get(self, route: str) -> BreakerState | None:
         try:

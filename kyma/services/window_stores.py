@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from kyma.db import connected, write_transaction
+from kyma.outage import OutageWarning
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +251,7 @@ class RedisStore:
         self._consume = self._client.register_script(_CONSUME_LUA)
         self._prefix = prefix
         self._fallback = MemoryStore()
-        self._last_warning = 0.0
-
-    def _warn(self, exc: Exception) -> None:
-        if time.monotonic() - self._last_warning > 10:
-            self._last_warning = time.monotonic()
-            log.warning("Redis rate-limit store unavailable (%s); limiting per process until it returns", exc)
+        self._warn = OutageWarning(log, "Redis rate-limit store unavailable (%s); limiting per process until it returns")
 
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
         """Check every limit and, when all fit, add the costs; one Lua script."""
