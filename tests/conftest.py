@@ -27,6 +27,18 @@ def app(tmp_path):
 
 
 @pytest.fixture()
+def sqlite_db(tmp_path):
+    """A fresh SQLite database with the schema and no app, for plain service code (ledger, recording, …)."""
+    from kyma.db import init_db
+    from kyma.models import ALL_MODELS
+
+    db = init_db(f"sqlite:///{tmp_path / 'kyma.db'}")
+    db.create_tables(ALL_MODELS)
+    yield db
+    db.close()
+
+
+@pytest.fixture()
 def client(app):
     return app.test_client()
 

@@ -19,15 +19,6 @@ from kyma.models import ALL_MODELS, Account, Hold, LedgerEntry, utcnow
 from kyma.services import ledger
 
 
-@pytest.fixture()
-def ctx(tmp_path):
-    """A fresh SQLite database with the schema; no app needed (the ledger is plain service code)."""
-    db = init_db(f"sqlite:///{tmp_path / 'ledger.db'}")
-    db.create_tables(ALL_MODELS)
-    yield db
-    db.close()
-
-
 def make_account(micros: int = 0, email: str | None = None) -> int:
     account = Account.create(email=email or f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
     if micros:
@@ -35,7 +26,7 @@ def make_account(micros: int = 0, email: str | None = None) -> int:
     return account.id
 
 
-def test_hold_then_settle_debits_the_actual_cost(ctx):
+def test_hold_then_settle_debits_the_actual_cost(sqlite_db):
     acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 300_000)
     b = ledger.balance(acct)
@@ -48,7 +39,7 @@ def test_hold_then_settle_debits_the_actual_cost(ctx):
     assert ledger.check_ledger() == []
 
 
-def test_settle_is_exactly_once(ctx):
+def test_settle_is_exactly_once(sqlite_db):
     acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 300_000)
     assert ledger.settle_hold("r1", 100_000) == 100_000
@@ -58,7 +49,7 @@ def test_settle_is_exactly_once(ctx):
     assert LedgerEntry.select().where(LedgerEntry.kind == "usage").count() == 1
 
 
-def test_hold_beyond_balance_is_refused_and_writes_nothing(ctx):
+def test_hold_beyond_balance_is_refused_and_writes_nothing(sqlite_db):
     acct = make_account(100)
     assert ledger.place_hold(acct, "big", 101) is False
     assert Hold.select().count() == 0
@@ -67,7 +58,7 @@ def test_hold_beyond_balance_is_refused_and_writes_nothing(ctx):
     assert ledger.balance(acct).balance_micros == 0
 
 
-def test_release_returns_the_whole_hold(ctx):
+def test_release_returns_the_whole_hold(sqlite_db):
     acct = make_account(500)
     assert ledger.place_hold(acct, "r", 400)
     assert ledger.release_hold("r") is True
@@ -75,7 +66,7 @@ def test_release_returns_the_whole_hold(ctx):
     assert ledger.check_ledger() == []
 
 
-def test_overshoot_charges_true_cost_and_blocks_new_holds(ctx):
+def test_overshoot_charges_true_cost_and_blocks_new_holds(sqlite_db):
     """DI-5: cost above the hold is debited in full; the balance goes negative by the overshoot only."""
     acct = make_account(1000)
     assert ledger.place_hold(acct, "r", 1000)
@@ -89,7 +80,7 @@ def test_overshoot_charges_true_cost_and_blocks_new_holds(ctx):
     assert ledger.place_hold(acct, "after-topup", 800)
 
 
-def test_settle_nests_inside_an_outer_transaction(ctx):
+def test_settle_nests_inside_an_outer_transaction(sqlite_db):
     acct = make_account(1000)
     assert ledger.place_hold(acct, "r", 500)
     with pytest.raises(RuntimeError):
@@ -102,7 +93,7 @@ def test_settle_nests_inside_an_outer_transaction(ctx):
     assert ledger.balance(acct).balance_micros == 700
 
 
-def test_purchase_raises_tier_at_once_grant_does_not(ctx):
+def test_purchase_raises_tier_at_once_grant_does_not(sqlite_db):
     acct = make_account(email="buyer@example.com")
     ledger.add_credit("buyer@example.com", 100, kind="grant")
     assert ledger.balance(acct).tier == 0
@@ -114,7 +105,7 @@ def test_purchase_raises_tier_at_once_grant_does_not(ctx):
     assert ledger.balance(acct).tier == 2
 
 
-def test_idempotent_top_up(ctx):
+def test_idempotent_top_up(sqlite_db):
     acct = make_account()
     first = ledger.add_credit(acct, 5, idempotency_key="pay-1")
     again = ledger.add_credit(acct, 5, idempotency_key="pay-1")
@@ -126,7 +117,7 @@ def test_idempotent_top_up(ctx):
         ledger.add_credit(acct, -1, kind="purchase")
 
 
-def test_reaper_releases_expired_and_dead_owner_holds(ctx):
+def test_reaper_releases_expired_and_dead_owner_holds(sqlite_db):
     acct = make_account(10_000)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -141,7 +132,7 @@ def test_reaper_releases_expired_and_dead_owner_holds(ctx):
     assert ledger.check_ledger() == []
 
 
-def test_check_ledger_reports_a_tampered_balance_and_stale_holds(ctx):
+def test_check_ledger_reports_a_tampered_balance_and_stale_holds(sqlite_db):
     acct = make_account(1000)
     Account.update(balance_micros=5000).where(Account.id == acct).execute()
     problems = ledger.check_ledger()
@@ -225,7 +216,7 @@ class LedgerMachine(RuleBasedStateMachine):
                                                   & LedgerEntry.note.startswith("overshoot")).exists()
 
 
-def test_ledger_state_machine(ctx):
+def test_ledger_state_machine(sqlite_db):
     LedgerMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None,
                                                suppress_health_check=list(HealthCheck))
     LedgerMachine.TestCase().runTest()

@@ -7,25 +7,16 @@ import time
 
 import pytest
 
-from kyma.db import init_db
-from kyma.models import ALL_MODELS, RateCounter
+from kyma.models import RateCounter
 from kyma.services import counters, reaper
 from kyma.services.window_stores import PRUNE_AFTER_SECONDS
-
-
-@pytest.fixture()
-def db(tmp_path):
-    database = init_db(f"sqlite:///{tmp_path / 'reaper.db'}")
-    database.create_tables(ALL_MODELS)
-    yield database
-    database.close()
 
 
 def keys_left() -> set[str]:
     return {row.key for row in RateCounter.select(RateCounter.key)}
 
 
-def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(db):
+def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(sqlite_db):
     now = int(time.time())
     hour = counters.LONGEST_WINDOW_SECONDS
     # A sign-up window that began 50 to 110 minutes ago: "rl:" buckets that old are dead, it is not.
@@ -41,12 +32,12 @@ def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(db):
     assert counters.backend().peek("signup:ip:203.0.113.1", hour, now=signup_at).count == 4
 
 
-def test_a_counter_window_longer_than_the_pruning_allows_is_refused(db):
+def test_a_counter_window_longer_than_the_pruning_allows_is_refused(sqlite_db):
     with pytest.raises(ValueError):
         counters.backend().hit("signup:ip:x", counters.LONGEST_WINDOW_SECONDS + 1)
 
 
-def test_a_failing_chore_is_logged_and_the_others_still_run(db, monkeypatch, caplog):
+def test_a_failing_chore_is_logged_and_the_others_still_run(sqlite_db, monkeypatch, caplog):
     ran = []
 
     def broken():

@@ -9,21 +9,12 @@ from datetime import datetime
 import pytest
 from peewee import IntegrityError
 
-from kyma.db import init_db
-from kyma.models import ALL_MODELS, Account, Hold, LedgerEntry, RequestLog, RouteOutcome
+from kyma.models import Account, Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import ledger
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
 
 # What peewee + sqlite3 write for a DateTimeField (microseconds are omitted when they are zero).
 PEEWEE_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$")
-
-
-@pytest.fixture()
-def sqlite_db(tmp_path):
-    db = init_db(f"sqlite:///{tmp_path / 'rec.db'}")
-    db.create_tables(ALL_MODELS)
-    yield db
-    db.close()
 
 
 def funded_account(micros: int = 1_000_000) -> int:
