@@ -84,7 +84,10 @@ def write_transaction():
     """A write transaction that takes SQLite's write lock up front (no deferred-lock upgrade).
 
     Inside an open transaction it simply joins it: one commit for the whole unit of work, and no
-    SAVEPOINT round trips on the hot path.
+    SAVEPOINT round trips on the hot path. The contract that follows: an error inside rolls back
+    the caller's whole transaction (PostgreSQL refuses every statement after one), so only code
+    that is not nested may catch a database error and go on; and no greenlet switch (network I/O,
+    sleep) may happen inside, since under gevent SQLite's one connection is shared by every greenlet.
     """
     db = database.obj
     if db.in_transaction():

@@ -264,3 +264,25 @@ def test_concurrent_holds_never_overspend_postgres():
         assert won == 10
         assert ledger.balance(acct).balance_micros == 0
         assert ledger.check_ledger() == []
+
+
+def _repeat_a_keyed_credit_inside_a_transaction() -> None:
+    acct = make_account()
+    first = ledger.add_credit(acct, "2.50", kind="purchase", idempotency_key="order-7")
+    with database.atomic():  # a caller's own transaction, e.g. a payment webhook's
+        again = ledger.add_credit(acct, "2.50", kind="purchase", idempotency_key="order-7")
+        assert Account.get_by_id(acct).balance_micros == 2_500_000  # still usable: not spoilt
+    assert again.replayed and again.entry_id == first.entry_id
+    assert ledger.check_ledger() == []
+
+
+def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(sqlite_db):
+    _repeat_a_keyed_credit_inside_a_transaction()
+
+
+def test_a_keyed_repeat_inside_a_transaction_on_postgresql():
+    # PostgreSQL refuses every statement after a failed one: the repeat must not try the insert.
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        _repeat_a_keyed_credit_inside_a_transaction()

@@ -297,6 +297,8 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
     account = _find_account(email_or_account_id)
     ladder = ladder or _default_ladder()
     key = f"credit:{idempotency_key}" if idempotency_key else None
+    if key and LedgerEntry.select().where(LedgerEntry.idempotency_key == key).exists():
+        return _replay(key, account.id, kind, amount)  # a repeat: nothing to insert, nothing to fail
     try:
         with write_transaction():
             entry_id = _entry(account.id, kind, amount, key=key, note=note)
@@ -313,6 +315,10 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
             if tier != fresh.tier:
                 Account.update(tier=tier).where(Account.id == account.id).execute()
     except IntegrityError:
+        # A concurrent duplicate won the race. Nested, the caller's transaction is spoilt (see
+        # write_transaction): let the caller fail and retry as a whole rather than read in it.
+        if database.obj.in_transaction():
+            raise
         return _replay(key, account.id, kind, amount)
     return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
 
