@@ -153,11 +153,29 @@ def test_upstream_connections_send_without_nagle_delay(serve):
     pending.close()
 
 
-def test_a_connection_that_closes_every_time_fails_after_one_retry(serve):
+def test_a_new_connection_closed_before_answering_is_a_failure_never_resent(serve):
+    # The upstream may have started on a request it read: only a stale pooled connection is resent.
     server = serve(lambda server, conn, number: server.read(conn))
     with pytest.raises(HTTPFailure) as info:
         _origin(server).post("/chat/completions", b"{}", {}, 2)
-    assert info.value.phase == "broken" and server.connections == 2
+    assert info.value.phase == "broken"
+    assert server.connections == 1 and len(server.requests) == 1
+
+
+def test_a_reused_connection_that_closes_then_a_new_one_that_does_fails_after_one_retry(serve):
+    def script(server, conn, number):
+        server.read(conn)
+        if number == 1:
+            conn.sendall(OK)
+            server.read(conn)  # closes the kept-alive connection unanswered; so does every later one
+
+    server = serve(script)
+    origin = _origin(server)
+    origin.post("/chat/completions", b"{}", {}, 2).close()
+    with pytest.raises(HTTPFailure) as info:
+        origin.post("/chat/completions", b"{}", {}, 2)
+    assert info.value.phase == "broken"
+    assert server.connections == 2 and len(server.requests) == 3
 
 
 def test_a_header_with_a_line_break_is_never_sent(serve):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import select
 import socket
 import time
+import weakref
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -104,10 +105,22 @@ _poll = get_original("select", "poll")  # the real poll(2): asking it never yiel
 class _Tuned:
     """What the pools do differently from geventhttpclient's defaults."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._unused = weakref.WeakSet()  # connections opened and not yet handed out
+
     def after_connect(self, sock) -> None:
         """No Nagle delay: a request longer than one TCP segment would otherwise hold its last
         segment back until the first is acknowledged (a round trip, or a delayed-ACK timeout)."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._unused.add(sock)
+
+    def first_use(self, sock) -> bool:
+        """True when `sock` was just opened, not taken from the pool (asked once per hand-out)."""
+        if sock in self._unused:
+            self._unused.discard(sock)
+            return True
+        return False
 
     def _is_socket_alive(self, sock) -> bool:
         """Idle and open: nothing to read (neither the upstream's FIN nor stray bytes).
@@ -193,19 +206,22 @@ class Pending:
 
     A pooled keep-alive connection that the upstream closed just as it was reused ends before any
     answer byte: the request is sent once more on a fresh connection. Nothing was processed then,
-    so the retry cannot run the request twice.
+    so the retry cannot run the request twice. A connection opened for this request that ends so
+    is a failure, never resent: the upstream may have started on it (the router decides what next).
     """
 
     def __init__(self, origin: Origin, request: bytes):
         self.origin = origin
         self.request = request
         self.sock = None
+        self.reused = False
         self.received = b""
         self.retried = False
 
     def send(self) -> None:
         """Send the request on a pooled (or new) connection."""
         self.sock = self.origin.connect()
+        self.reused = not self.origin.pool.first_use(self.sock)
         self.sock.settimeout(SEND_SECONDS)  # a pooled socket keeps whatever its last read set
         if self._guarded(self.sock.sendall, self.request) is _TIMED_OUT:
             self.close()
@@ -214,8 +230,8 @@ class Pending:
     def _guarded(self, op, arg):
         """op(arg) on the connection: its result, _TIMED_OUT, or None after a resend on a fresh one.
 
-        A reset or broken pipe is the stale keep-alive case (resent once); any other error drops
-        the connection.
+        A reset or broken pipe on a reused connection is the stale keep-alive case (resent once);
+        any other error drops the connection.
         """
         try:
             return op(arg)
@@ -233,7 +249,7 @@ class Pending:
 
     def _retry(self, exc: Exception) -> None:
         self.close()
-        if self.retried or self.received:
+        if self.retried or self.received or not self.reused:
             raise HTTPFailure("broken", f"upstream closed the connection ({type(exc).__name__})") from exc
         self.retried = True
         self.send()
