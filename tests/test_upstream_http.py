@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import gevent
 import pytest
 
 from kyma.providers.http import HTTPFailure, Origin
@@ -258,3 +259,36 @@ def test_https_upstreams_are_verified_and_kept_alive(serve, certificate):
     with pytest.raises(HTTPFailure) as info:  # the system's CAs do not vouch for a self-signed certificate
         _origin(server, "https").post("/chat/completions", b"{}", {}, 2)
     assert info.value.phase == "connect" and "SSL" in info.value.detail
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_stream_ends_at_done_though_the_upstream_keeps_its_body_open(serve):
+    # After [DONE] the adapter reads the body's end to keep the connection, but within a budget
+    # in all: an upstream trickling comments forever (never ending its chunked body) used to hold
+    # the stream's last event, a read at a time.
+    from kyma.providers.openai_compat import OpenAICompatAdapter
+    from kyma.services.routes import Provider, Route
+
+    def script(server, conn, number):
+        server.read(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + _chunk(b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n')
+                     + _chunk(b"data: [DONE]\n\n"))
+        for _ in range(400):  # 40 s of comments, unless the client hangs up first
+            conn.sendall(_chunk(b": still here\n\n"))
+            time.sleep(0.1)
+
+    server = serve(script)
+    adapter = OpenAICompatAdapter(pool_size=2, connect_timeout=2, first_byte_timeout=5, idle_timeout=5)
+    route = Route("m", Provider("trickle", f"http://127.0.0.1:{server.port}/v1"), "m")
+    stream = adapter.stream(route, {"messages": []}, {}, None)
+    assert stream.wait_headers(5)
+    with gevent.Timeout(20, AssertionError("the stream never ended after [DONE]")):
+        got = [c for c in stream.chunks(lambda: 1.0) if c is not None]
+    assert [c["choices"][0]["delta"]["content"] for c in got] == ["hi"]
+    stream.close()
+    adapter.stream(route, {"messages": []}, {}, None).close()
+    assert server.connections == 2  # the unfinished connection was dropped, not pooled

@@ -16,7 +16,10 @@ from kyma.services.routes import Route
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 << 20
-DRAIN_SECONDS = 1.0
+# In all, not per read: the end of a body after [DONE] (the stream's last event waits for it) and
+# an error answer's body. An upstream that trickles bytes past them loses the connection, not time.
+DRAIN_SECONDS = 0.25
+ERROR_BODY_SECONDS = 1.0
 
 # How a transport failure before any answer reads to the attempt loop (all may fall back).
 _PHASE_KIND = {"connect": "connect", "timeout": "timeout", "broken": "connect", "protocol": "malformed"}
@@ -197,26 +200,41 @@ def _valid_chunk(chunk: dict) -> bool:
     return True
 
 
+def _time_left(seconds: float) -> Callable[[], float]:
+    """Seconds left of a budget that starts now (for reads bounded in all, not per read)."""
+    end = time.monotonic() + seconds
+    return lambda: end - time.monotonic()
+
+
 def _drain(resp: Response) -> None:
     """Read the end of the body after [DONE], so the connection can be reused (else it is closed).
 
-    Without it every stream would open a new connection (and TLS handshake) upstream.
+    Without it every stream would open a new connection (and TLS handshake) upstream. The end
+    normally comes in the same packet as [DONE]; waiting is bounded by DRAIN_SECONDS in all.
     """
+    left = _time_left(DRAIN_SECONDS)
     try:
-        for _ in resp.pieces(DRAIN_SECONDS):
-            pass
+        for _ in resp.pieces(left):
+            if left() <= 0:
+                return  # still sending: the caller's close() drops the connection
     except HTTPFailure:
         pass  # the answer is complete; only the connection's reuse is lost
 
 
-def _read_body(resp: Response, timeout: float = DRAIN_SECONDS) -> bytes:
-    """The whole body (at most 32 MiB), with the connection back in the pool afterwards."""
+def _read_body(resp: Response, timeout: float | Callable[[], float]) -> bytes:
+    """The whole body (at most 32 MiB), with the connection back in the pool afterwards.
+
+    `timeout` is the longest silence (a number) or the time left in all (a function).
+    """
     chunks, size = [], 0
+    bounded = callable(timeout)
     try:
         for piece in resp.pieces(timeout):
             size += len(piece)
             if size > MAX_BODY_BYTES:
                 raise UpstreamFailure("malformed", "upstream body over 32 MiB")
+            if bounded and timeout() <= 0:
+                raise UpstreamFailure("timeout", "upstream took too long to send the body")
             chunks.append(piece)
     except HTTPFailure as exc:
         if exc.phase == "timeout":
@@ -243,7 +261,7 @@ def _status_failure(resp) -> UpstreamFailure:
     status = resp.status
     message, code = f"upstream answered HTTP {status}", None
     try:
-        err = json.loads(_read_body(resp)).get("error") or {}
+        err = json.loads(_read_body(resp, _time_left(ERROR_BODY_SECONDS))).get("error") or {}
         if isinstance(err, dict):
             code = err.get("code") if isinstance(err.get("code"), str) else None
             if isinstance(err.get("message"), str):
