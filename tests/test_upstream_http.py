@@ -290,5 +290,7 @@ def test_a_stream_ends_at_done_though_the_upstream_keeps_its_body_open(serve):
         got = [c for c in stream.chunks(lambda: 1.0) if c is not None]
     assert [c["choices"][0]["delta"]["content"] for c in got] == ["hi"]
     stream.close()
-    adapter.stream(route, {"messages": []}, {}, None).close()
+    second = adapter.stream(route, {"messages": []}, {}, None)
+    assert second.wait_headers(5)  # answered: the server has counted the connection it came on
+    second.close()
     assert server.connections == 2  # the unfinished connection was dropped, not pooled
