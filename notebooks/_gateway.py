@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import die_with_parent, gunicorn_command  # noqa: E402
-from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, free_ports, gateway_env, wait_http  # noqa: E402
+from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, free_ports, gateway_env, spawn, wait_http  # noqa: E402
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -126,13 +125,13 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Ga
     # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
     for i, name in enumerate(SIMULATED_PROVIDERS):
         sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **sim_settings, "KYMA_SIM_NAME": name}
-        gw.procs.append(_spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log"))
+        gw.procs.append(spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log", log_level="warning"))
         gw.simulators[name] = gw.procs[-1].url
     try:
         migrated = flask_cli(env, "init-db")
         if migrated.returncode != 0:
             raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-        gw.procs.append(_spawn("app:app", free_ports(), env, workdir / "gateway.log", workers))
+        gw.procs.append(spawn("app:app", free_ports(), env, workdir / "gateway.log", workers, "warning"))
         gw.url, gw.env = gw.procs[-1].url, env
         for proc in gw.procs:
             wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)
@@ -141,15 +140,6 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Ga
         gw.stop()
         raise RuntimeError(f"the notebook gateway did not start: {exc} (logs in {workdir})") from exc
     return gw
-
-
-def _spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
-    """gunicorn with gevent workers on 127.0.0.1:port; output goes to a log file, not the notebook."""
-    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, "warning")
-    # die_with_parent: a notebook whose kernel dies mid-run (a failing cell) leaves no server behind.
-    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                             preexec_fn=die_with_parent)
-    return Proc(popen, port, log, env)
 
 
 def unique_email(name: str) -> str:

@@ -67,11 +67,13 @@ class Proc:
             raise kind(f"{exc}; the end of {self.log}:\n{tail}") from None
 
 
-def _gunicorn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> subprocess.Popen:
-    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
-    # die_with_parent: a crashed or killed test run leaves no server behind.
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            preexec_fn=die_with_parent)
+def spawn(target: str, port: int, env: dict, log: Path, workers: int = 1, log_level: str = "info") -> Proc:
+    """`target` under gunicorn with gevent workers on 127.0.0.1:port, output to `log` (not yet waited for)."""
+    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, log_level) + ["--graceful-timeout", "3"]
+    # die_with_parent: a crashed or killed test run (or notebook kernel) leaves no server behind.
+    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                             preexec_fn=die_with_parent)
+    return Proc(popen, port, log, env)
 
 
 def start_simulator(name: str, workdir: Path, port: int | None = None, **settings: str) -> Proc:
@@ -80,7 +82,7 @@ def start_simulator(name: str, workdir: Path, port: int | None = None, **setting
 
     def start(port: int) -> Proc:
         log = workdir / f"{name}-{port}.log"
-        proc = Proc(_gunicorn("kyma.sim.app:create_sim_app()", port, env, log), port, log, env)
+        proc = spawn("kyma.sim.app:create_sim_app()", port, env, log)
         proc.wait_started("/v1/models")
         return proc
 
@@ -132,7 +134,7 @@ def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None =
 
     def start(port: int) -> Proc:
         log = workdir / f"gateway-{port}.log"
-        proc = Proc(_gunicorn("app:app", port, env, log, workers=workers), port, log, env)
+        proc = spawn("app:app", port, env, log, workers)
         proc.wait_started("/healthz")
         return proc
 
