@@ -141,6 +141,18 @@ def test_catalog_file_is_plain_json_an_operator_can_edit():
     assert set(data) == {"default_model", "aliases", "models"}
 
 
+@pytest.mark.parametrize("price, problem", [(0.0000000001, "at most 9 decimals"), (-1, "non-negative"),
+                                            (float("nan"), "non-negative"), (float("inf"), "non-negative")])
+def test_a_price_that_cannot_be_costed_exactly_is_refused_when_the_catalog_loads(tmp_path, price, problem):
+    data = json.loads((DATA / "catalog.json").read_text())
+    data["models"][2]["pricing"]["output_per_1m"] = price
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=problem) as refused:
+        Catalog.load(path)
+    assert repr(data["models"][2]["id"]) in str(refused.value)  # names the model to fix
+
+
 def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
     from openai import NotFoundError, OpenAI
 

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
 
 from kyma.errors import ModelNotFound
 
 
+# Costs are computed exactly in integers from prices scaled by 10**9 (kyma/services/pricing.py).
+PRICE_DECIMALS = 9
+
+
 @dataclass(frozen=True)
 class Pricing:
-    """USD per million tokens."""
+    """USD per million tokens; each a finite, non-negative price with at most 9 decimals."""
 
     input_per_1m: float
     output_per_1m: float
     cached_input_per_1m: float
+
+    def __post_init__(self):
+        # Checked when the catalog loads: a bad price is a start-up error, not a 500 on some request.
+        for name in ("input_per_1m", "output_per_1m", "cached_input_per_1m"):
+            value = getattr(self, name)
+            exact = Decimal(str(value))
+            if not exact.is_finite() or exact < 0 or exact.as_tuple().exponent < -PRICE_DECIMALS:
+                raise ValueError(f"{name} {value}: a price must be a non-negative number with at most "
+                                 f"{PRICE_DECIMALS} decimals")
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,11 @@ class ModelInfo:
     def from_record(cls, record: dict) -> "ModelInfo":
         """Build from one catalog-file record (the API object itself)."""
         p = record["pricing"]
-        pricing = Pricing(float(p["input_per_1m"]), float(p["output_per_1m"]),
-                          float(p.get("cached_input_per_1m", round(float(p["input_per_1m"]) * 0.1, 6))))
+        try:
+            pricing = Pricing(float(p["input_per_1m"]), float(p["output_per_1m"]),
+                              float(p.get("cached_input_per_1m", round(float(p["input_per_1m"]) * 0.1, 6))))
+        except ValueError as exc:
+            raise ValueError(f"catalog model {record.get('id')!r}: {exc}") from None
         api = {**record, "pricing": {"input_per_1m": pricing.input_per_1m, "output_per_1m": pricing.output_per_1m,
                                      "cached_input_per_1m": pricing.cached_input_per_1m}}
         return cls(
