@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -14,25 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import free_ports, gunicorn_command, stop, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
+from kyma.launcher import Started, free_ports, gunicorn_command, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class Server:
+class Server(Started):
     """A gunicorn master we started, where it listens and where it logs."""
 
-    name: str
-    popen: subprocess.Popen
-    port: int
-    log: Path
-    env: dict = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    name: str = ""
 
     def worker_pids(self) -> list[int]:
         """PIDs of the gunicorn workers (the master's children)."""
@@ -45,10 +37,6 @@ class Server:
     def worker_cpu_seconds(self) -> float:
         """User + system CPU time consumed so far by all workers."""
         return sum(cpu_seconds(p) for p in self.worker_pids())
-
-    def stop(self) -> None:
-        """SIGTERM the master (it stops its workers); SIGKILL if it lingers."""
-        stop([self.popen])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -67,7 +55,7 @@ def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, worker
     log = workdir / f"{name}.log"
     cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
     popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    return Server(name, popen, port, log, env)
+    return Server(popen, port, log, env, name=name)
 
 
 def simulator(name: str, workdir: Path, cwd: Path, api_key: str, **sim: str) -> Server:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -138,6 +138,24 @@ def free_ports(n: int = 1) -> int:
             for s in held:
                 s.close()
     raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
+@dataclass
+class Started:
+    """A server process started on 127.0.0.1 (tests, notebooks, benchmarks): where it listens and logs."""
+
+    popen: subprocess.Popen
+    port: int
+    log: Path
+    env: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """SIGTERM it by PID (a gunicorn master stops its workers); SIGKILL if it lingers."""
+        stop([self.popen])
 
 
 def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:

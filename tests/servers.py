@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import requests
 
-from kyma.launcher import die_with_parent, free_ports, gunicorn_command, stop
+from kyma.launcher import Started, die_with_parent, free_ports, gunicorn_command, stop
 from kyma.launcher import wait_answering as wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,22 +36,8 @@ def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
-@dataclass
-class Proc:
+class Proc(Started):
     """A started server process and where it listens."""
-
-    popen: subprocess.Popen
-    port: int
-    log: Path
-    env: dict = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        """Stop the process (gunicorn master and its workers) by PID."""
-        stop([self.popen])
 
     def wait_started(self, path: str) -> None:
         """Wait until the server answers on path; if it exited instead, raise with its log's end."""
