@@ -115,6 +115,8 @@ class Settings:
             if key not in names:
                 raise KeyError(f"unknown setting {key!r}")
             values[key] = value
+        if values["trusted_proxies"] < 0:
+            raise ValueError("KYMA_TRUSTED_PROXIES must be 0 or more (the number of proxies in front)")
         return cls(**values)
 
 

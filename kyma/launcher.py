@@ -122,6 +122,8 @@ def free_ports(n: int = 1) -> int:
     ephemeral = ephemeral_ports()
     spans = [r for r in (range(FREE_PORT_FLOOR, ephemeral.start - n + 1), range(ephemeral.stop, 65536 - n + 1))
              if len(r)]
+    if not spans:  # the ephemeral range covers them all: pick from it (callers retry a port taken meanwhile)
+        spans = [range(1024, 65536 - n + 1)]
     for _ in range(200):
         span = random.choices(spans, weights=[len(r) for r in spans])[0]
         base = random.choice(span)

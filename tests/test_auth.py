@@ -494,3 +494,10 @@ def test_counter_is_exact_across_processes(app, tmp_path):
     assert [p.wait(60) for p in procs] == [0, 0, 0]
     with app.app_context():
         assert counters.peek("shared", 3600, now=7300.0).count == 120
+
+
+def test_a_negative_proxy_count_is_refused_at_start(tmp_path):
+    from kyma.config import Settings
+
+    with pytest.raises(ValueError, match="KYMA_TRUSTED_PROXIES"):
+        Settings.from_env({"instance_dir": tmp_path, "secret_key": "s", "trusted_proxies": -1})

@@ -136,3 +136,11 @@ def test_a_taken_port_is_reported_with_the_servers_log_and_another_is_used(tmp_p
         assert requests.get(f"{proc.url}/v1/models", timeout=5).status_code == 200
     finally:
         proc.stop()
+
+
+def test_free_ports_still_finds_ports_when_the_ephemeral_range_covers_them_all(monkeypatch):
+    import kyma.launcher as launcher
+
+    monkeypatch.setattr(launcher, "ephemeral_ports", lambda: range(1024, 65536))
+    base = launcher.free_ports(2)
+    assert 1024 <= base and base + 1 <= 65535
