@@ -164,7 +164,8 @@ class RateCounter(BaseModel):
 
 # Every index is written on every insert, and the request path inserts into these tables, so only
 # indexes that a query needs exist. Older databases had these; `init-db` drops them.
-OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "hold_expires_at", "hold_account_id",
-                    "requestlog_api_key_id", "requestlog_model_served", "requestlog_status", "routeoutcome_model")
+OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "hold_expires_at",
+                    "hold_account_id", "requestlog_api_key_id", "requestlog_model_served", "requestlog_status",
+                    "routeoutcome_model")
 
 ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter)

@@ -251,7 +251,8 @@ class RedisStore:
         self._consume = self._client.register_script(_CONSUME_LUA)
         self._prefix = prefix
         self._fallback = MemoryStore()
-        self._warn = OutageWarning(log, "Redis rate-limit store unavailable (%s); limiting per process until it returns")
+        self._warn = OutageWarning(
+            log, "Redis rate-limit store unavailable (%s); limiting per process until it returns")
 
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
         """Check every limit and, when all fit, add the costs; one Lua script."""
