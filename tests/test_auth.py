@@ -501,3 +501,11 @@ def test_a_negative_proxy_count_is_refused_at_start(tmp_path):
 
     with pytest.raises(ValueError, match="KYMA_TRUSTED_PROXIES"):
         Settings.from_env({"instance_dir": tmp_path, "secret_key": "s", "trusted_proxies": -1})
+
+
+def test_a_key_name_sent_with_a_form_content_type_is_kept(client):
+    # curl -d sends application/x-www-form-urlencoded; the JSON body must still be read.
+    body = register(client)
+    auth = {"Authorization": f"Bearer {body['api_key']}", "Content-Type": "application/x-www-form-urlencoded"}
+    created = client.post("/v1/auth/keys", data='{"name": "from-curl"}', headers=auth)
+    assert created.status_code == 201 and created.get_json()["name"] == "from-curl"

@@ -46,6 +46,13 @@ def test_plain_completion_has_usage_cost_and_headers(oai):
     assert int(raw.headers["x-ratelimit-remaining-requests"]) >= 0
 
 
+def test_a_plain_answer_keeps_the_openai_field_order(gateway, account):
+    # Like every other endpoint's JSON (jsonify): the completion's own order, id first, not sorted.
+    r = _post(gateway, account, {"model": "qwen-3-32b", "messages": HELLO, "max_tokens": 16})
+    assert r.status_code == 200
+    assert list(r.json())[:4] == ["id", "object", "created", "model"]
+
+
 def test_cost_matches_catalog_prices(oai, gateway):
     resp = oai.chat.completions.create(model="glm-5.1", messages=HELLO, max_tokens=64)
     price = requests.get(f"{gateway.url}/v1/models/glm-5.1", timeout=5).json()["pricing"]

@@ -93,7 +93,8 @@ def list_keys():
 @require_principal
 def create_key():
     """A new API key; the full key appears in this response only."""
-    body = _body() if request.data else {}
+    # get_data, not request.data: a body sent with a form Content-Type (curl -d) counts too.
+    body = _body() if request.get_data(cache=True) else {}
     new = accounts.create_key(current_principal().account_id, body.get("name"))
     return _secret({"id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
                     "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)

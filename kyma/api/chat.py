@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from kyma.api import api_bp
 from kyma.api.credentials import principal_from_request
@@ -23,8 +23,7 @@ def _dumps(obj) -> bytes:
 def json_response(body: dict, headers: dict) -> Response:
     """The JSON bytes Flask's jsonify would send, with the headers given at construction (werkzeug
     then appends them, instead of replacing one by one as headers.update does)."""
-    data = json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n"
-    return Response(data, mimetype="application/json", headers=headers)
+    return Response(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
 
 
 def start_chat(endpoint: str, body_parser=json_object, translate=None):
