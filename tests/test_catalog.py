@@ -164,3 +164,15 @@ def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
     with pytest.raises(NotFoundError) as exc:
         sdk.models.retrieve("no-such-model")
     assert exc.value.body["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("base_url", ["http://", "http://:8080/v1", "ftp://example.com/v1", "example.com/v1"])
+def test_a_route_base_url_without_a_host_or_http_is_refused_when_the_routes_load(tmp_path, catalog, base_url):
+    from kyma.services.routes import RouteTable
+
+    data = json.loads((DATA / "routes.json").read_text())
+    data["providers"]["together"]["base_url"] = base_url
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="provider 'together'"):
+        RouteTable.load(path, catalog)

@@ -179,6 +179,23 @@ def test_a_reused_connection_that_closes_then_a_new_one_that_does_fails_after_on
     assert server.connections == 2 and len(server.requests) == 3
 
 
+def test_a_reused_connection_closed_after_an_interim_1xx_is_not_resent(serve):
+    # A 1xx means the upstream has the request: sending it again could run it twice.
+    def script(server, conn, number):
+        server.read(conn)
+        conn.sendall(OK)
+        if server.read(conn):
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+
+    server = serve(script)
+    origin = _origin(server)
+    origin.post("/chat/completions", b"{}", {}, 2).close()
+    with pytest.raises(HTTPFailure) as info:
+        origin.post("/chat/completions", b"{}", {}, 2)
+    assert info.value.phase == "broken"
+    assert server.connections == 1 and len(server.requests) == 2
+
+
 def test_a_header_with_a_line_break_is_never_sent(serve):
     server = serve(_keep_answering)
     with pytest.raises(HTTPFailure) as info:

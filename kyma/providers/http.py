@@ -1,7 +1,6 @@
 """Upstream HTTP/1.1: keep-alive socket pools per origin and geventhttpclient's C (llhttp) parser.
 
-It replaced urllib3 after a side-by-side measurement on the same calls: about half the CPU per
-request (0.15 ms against 0.32 ms) and 0.17 ms less wall time, most of it urllib3's and
+It replaced urllib3, measured side by side (docs/benchmarks.md): most of urllib3's cost was
 http.client's Python header handling. The request head is assembled from strings we control,
 and every header value is checked for line breaks, so nothing can smuggle a header upstream.
 Every wait takes a timeout and can be resumed after it (Pending.wait, Response.pieces with
@@ -15,7 +14,7 @@ import socket
 import time
 import weakref
 from typing import Callable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from gevent.monkey import get_original
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
@@ -39,7 +38,7 @@ class HTTPFailure(Exception):
 class Response(HTTPSocketPoolResponse):
     """An answer whose status line and headers have arrived; the body is read on demand."""
 
-    def __init__(self, sock, pool, head: bytes = b""):
+    def __init__(self, sock, pool, head: bytes):
         super().__init__(sock, pool, method="POST", block_size=READ_BLOCK, pre_buffered=head)
 
     @property
@@ -147,17 +146,24 @@ class _TLSPool(_Tuned, SSLConnectionPool):
     """TLS connections, verified against the system's CAs (or a given bundle)."""
 
 
+def parse_base_url(base_url: str) -> SplitResult:
+    """The parts of an upstream base URL; ValueError unless it is http(s) with a host."""
+    url = urlsplit(base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"not an http(s) base URL with a host: {base_url!r}")
+    return url
+
+
 class Origin:
     """One upstream scheme://host:port: a pool of keep-alive connections (TLS for https)."""
 
     def __init__(self, base_url: str, *, size: int, connect_timeout: float, ca_certs: str | None = None):
-        url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise ValueError(f"not an http(s) base URL: {base_url!r}")
+        url = parse_base_url(base_url)
         https = url.scheme == "https"
         port = url.port or (443 if https else 80)
         host = url.hostname
-        kw = dict(size=size, connection_timeout=connect_timeout, network_timeout=connect_timeout)
+        # No network_timeout: every read and send sets its own (Pending.send, Pending.wait, pieces).
+        kw = dict(size=size, connection_timeout=connect_timeout)
         if https:
             self.pool = _TLSPool(host, port, host, port, ssl_options={"ca_certs": ca_certs} if ca_certs else None,
                                  **kw)
@@ -194,8 +200,10 @@ class Origin:
     def _head(self, path: str, headers: dict[str, str], length: int) -> bytes:
         lines = [f"POST {self.path_prefix}{path} HTTP/1.1", self._head_start, f"Content-Length: {length}\r\n"]
         for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise HTTPFailure("protocol", f"refused to send header {name!r}: it holds a line break")
+            if ":" in name:
+                raise HTTPFailure("protocol", f"refused to send header {name!r}: a name cannot hold a colon")
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
         return "".join(lines).encode("latin-1", "replace")
@@ -204,10 +212,11 @@ class Origin:
 class Pending:
     """A sent request whose answer has not arrived yet; wait() can be called again after a timeout.
 
-    A pooled keep-alive connection that the upstream closed just as it was reused ends before any
-    answer byte: the request is sent once more on a fresh connection. Nothing was processed then,
-    so the retry cannot run the request twice. A connection opened for this request that ends so
-    is a failure, never resent: the upstream may have started on it (the router decides what next).
+    A reused keep-alive connection that ends before any answer byte (not even a 1xx) was most
+    likely closed by the upstream while idle: the request is sent once more on a fresh connection.
+    An upstream that read the request and then dropped the connection looks the same, so the
+    resend can, rarely, run it twice. A connection opened for this request that ends so is a
+    failure, never resent: the router decides what next.
     """
 
     def __init__(self, origin: Origin, request: bytes):
@@ -216,6 +225,7 @@ class Pending:
         self.sock = None
         self.reused = False
         self.received = b""
+        self.answered = False  # any byte arrived (a 1xx included): the upstream has the request
         self.retried = False
 
     def send(self) -> None:
@@ -249,7 +259,7 @@ class Pending:
 
     def _retry(self, exc: Exception) -> None:
         self.close()
-        if self.retried or self.received or not self.reused:
+        if self.retried or self.answered or not self.reused:
             raise HTTPFailure("broken", f"upstream closed the connection ({type(exc).__name__})") from exc
         self.retried = True
         self.send()
@@ -281,6 +291,7 @@ class Pending:
                 self._retry(ConnectionResetError("closed before answering"))
                 continue
             self.received += data
+            self.answered = True
             if len(self.received) > MAX_HEAD_BYTES:
                 self.close()
                 raise HTTPFailure("protocol", "upstream response headers over 64 KiB")

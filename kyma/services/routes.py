@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from kyma.providers.http import parse_base_url
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -76,6 +78,8 @@ def _provider(name: str, spec: dict, sim_base_port: int) -> Provider:
     base_url = spec["base_url"]
     if "sim_port_offset" in spec:
         base_url = base_url.replace("{sim_port}", str(sim_base_port + int(spec["sim_port_offset"])))
-    if not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"provider {name!r}: base_url must be http(s), got {base_url!r}")
+    try:
+        parse_base_url(base_url)  # checked when the routes load, not on each request
+    except ValueError as exc:
+        raise ValueError(f"provider {name!r}: {exc}") from None
     return Provider(name, base_url.rstrip("/"), spec.get("api_key_env"), bool(spec.get("simulated")))
