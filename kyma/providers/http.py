@@ -52,16 +52,19 @@ class Response(HTTPSocketPoolResponse):
             return value[0] if value else ""
         return value or ""
 
-    def pieces(self, timeout: float | Callable[[], float], ticks: bool = False) -> Iterator[bytes]:
+    def pieces(self, timeout: float | Callable[[], float], ticks: bool = False,
+               within: float | None = None) -> Iterator[bytes]:
         """The body as it arrives, piece by piece, until the message ends.
 
         `timeout` is the longest silence allowed (a number, or a function asked before each wait).
         When it passes, a ticking reader yields b"" and goes on waiting (the caller decides whether
-        that silence is too long); otherwise HTTPFailure("timeout") is raised. A connection that
-        ends before the message does raises HTTPFailure("broken").
+        that silence is too long); otherwise HTTPFailure("timeout") is raised. `within` bounds the
+        whole body: past it HTTPFailure("timeout") is raised even while bytes keep coming. A
+        connection that ends before the message does raises HTTPFailure("broken").
         """
         buf = self._body_buffer  # the parser's own buffer: bytes it has decoded (de-chunked) so far
         wait = timeout if callable(timeout) else lambda: timeout
+        end = None if within is None else time.monotonic() + within
         while True:
             if buf:
                 data = bytes(buf)
@@ -72,7 +75,14 @@ class Response(HTTPSocketPoolResponse):
             sock = self._sock
             if sock is None:
                 raise HTTPFailure("broken", "upstream connection closed before the body ended")
-            sock.settimeout(max(0.001, wait()))
+            silence = wait()
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    self.release()
+                    raise HTTPFailure("timeout", f"upstream took over {within} s to send the body")
+                silence = min(silence, left)
+            sock.settimeout(max(0.001, silence))
             try:
                 data = sock.recv(READ_BLOCK)
             except socket.timeout as exc:

@@ -29,19 +29,18 @@ class OpenAICompatAdapter:
     """Sends chat requests to one provider's /chat/completions."""
 
     def __init__(self, *, pool_size: int, connect_timeout: float, first_byte_timeout: float,
-                 idle_timeout: float, ca_certs: str | None = None):
+                 idle_timeout: float):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
-        self.ca_certs = ca_certs
         self._origins: dict[str, Origin] = {}
 
     def _origin(self, base_url: str) -> Origin:
         """The connection pool for a base URL, made once (not per request)."""
         found = self._origins.get(base_url)
         if found is None:
-            found = self._origins[base_url] = Origin(base_url, size=self.pool_size, ca_certs=self.ca_certs,
+            found = self._origins[base_url] = Origin(base_url, size=self.pool_size,
                                                      connect_timeout=self.connect_timeout)
         return found
 
@@ -105,7 +104,6 @@ class OpenAIStream(UpstreamStream):
         self.pending = pending
         self.idle_timeout = idle_timeout
         self.resp: Response | None = None
-        self.backlog = 0  # chunks parsed from what already arrived and not yet yielded
 
     def wait_headers(self, timeout: float) -> bool:
         """True once a 200 event stream answered; False when `timeout` passed first. Raises UpstreamFailure."""
@@ -200,41 +198,30 @@ def _valid_chunk(chunk: dict) -> bool:
     return True
 
 
-def _time_left(seconds: float) -> Callable[[], float]:
-    """Seconds left of a budget that starts now (for reads bounded in all, not per read)."""
-    end = time.monotonic() + seconds
-    return lambda: end - time.monotonic()
-
-
 def _drain(resp: Response) -> None:
     """Read the end of the body after [DONE], so the connection can be reused (else it is closed).
 
     Without it every stream would open a new connection (and TLS handshake) upstream. The end
     normally comes in the same packet as [DONE]; waiting is bounded by DRAIN_SECONDS in all.
     """
-    left = _time_left(DRAIN_SECONDS)
     try:
-        for _ in resp.pieces(left):
-            if left() <= 0:
-                return  # still sending: the caller's close() drops the connection
+        for _ in resp.pieces(DRAIN_SECONDS, within=DRAIN_SECONDS):
+            pass
     except HTTPFailure:
-        pass  # the answer is complete; only the connection's reuse is lost
+        pass  # the answer is complete; only the connection's reuse is lost (it was closed)
 
 
-def _read_body(resp: Response, timeout: float | Callable[[], float]) -> bytes:
+def _read_body(resp: Response, timeout: float, within: float | None = None) -> bytes:
     """The whole body (at most 32 MiB), with the connection back in the pool afterwards.
 
-    `timeout` is the longest silence (a number) or the time left in all (a function).
+    `timeout` is the longest silence, `within` (if given) the longest the whole body may take.
     """
     chunks, size = [], 0
-    bounded = callable(timeout)
     try:
-        for piece in resp.pieces(timeout):
+        for piece in resp.pieces(timeout, within=within):
             size += len(piece)
             if size > MAX_BODY_BYTES:
                 raise UpstreamFailure("malformed", "upstream body over 32 MiB")
-            if bounded and timeout() <= 0:
-                raise UpstreamFailure("timeout", "upstream took too long to send the body")
             chunks.append(piece)
     except HTTPFailure as exc:
         if exc.phase == "timeout":
@@ -261,7 +248,7 @@ def _status_failure(resp) -> UpstreamFailure:
     status = resp.status
     message, code = f"upstream answered HTTP {status}", None
     try:
-        err = json.loads(_read_body(resp, _time_left(ERROR_BODY_SECONDS))).get("error") or {}
+        err = json.loads(_read_body(resp, ERROR_BODY_SECONDS, within=ERROR_BODY_SECONDS)).get("error") or {}
         if isinstance(err, dict):
             code = err.get("code") if isinstance(err.get("code"), str) else None
             if isinstance(err.get("message"), str):

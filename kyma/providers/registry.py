@@ -1,4 +1,4 @@
-"""The upstream registry: one adapter per provider protocol, one pooled session per provider."""
+"""The upstream registry: one adapter per provider protocol, one connection pool per provider."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class UpstreamPool:
         self._adapters: dict[str, OpenAICompatAdapter] = {}
 
     def adapter(self, route: Route) -> OpenAICompatAdapter:
-        """The adapter (and pooled session) for the route's provider."""
+        """The adapter (and its connection pool) for the route's provider."""
         name = route.provider.name
         adapter = self._adapters.get(name)
         if adapter is None:
