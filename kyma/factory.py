@@ -32,9 +32,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     logging.basicConfig(level=settings.log_level)
     if settings.trusted_proxies:
-        # The client's address (sign-up and log-in throttles) and scheme as the proxies saw them.
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
+        # The client's address (sign-up and log-in throttles): the entry the outermost trusted proxy
+        # appended to X-Forwarded-For. The scheme: X-Forwarded-Proto as the nearest proxy sends it
+        # (proxies replace that header rather than append to it, so there is one value to read).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
     init_db(settings.database_url, settings.database_pool_size)
     app.extensions["kyma"] = _build_runtime(settings)

@@ -509,3 +509,15 @@ def test_a_key_name_sent_with_a_form_content_type_is_kept(client):
     auth = {"Authorization": f"Bearer {body['api_key']}", "Content-Type": "application/x-www-form-urlencoded"}
     created = client.post("/v1/auth/keys", data='{"name": "from-curl"}', headers=auth)
     assert created.status_code == 201 and created.get_json()["name"] == "from-curl"
+
+
+@pytest.mark.parametrize("proxies, hsts", [(0, False), (1, True), (2, True)])
+def test_the_scheme_comes_from_the_nearest_trusted_proxy(tmp_path, proxies, hsts):
+    # Proxies replace X-Forwarded-Proto rather than append to it: one value, however many there are.
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
+                      "trusted_proxies": proxies})
+    page = app.test_client().get("/login", headers={"X-Forwarded-Proto": "https",
+                                                    "X-Forwarded-For": "203.0.113.1, 10.0.0.3"})
+    assert ("Strict-Transport-Security" in page.headers) is hsts
