@@ -16,7 +16,7 @@ def keys_left() -> set[str]:
     return {row.key for row in RateCounter.select(RateCounter.key)}
 
 
-def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(sqlite_db):
+def _prune_round() -> None:
     now = int(time.time())
     hour = counters.LONGEST_WINDOW_SECONDS
     # A sign-up window that began 50 to 110 minutes ago: "rl:" buckets that old are dead, it is not.
@@ -30,6 +30,17 @@ def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(sqlite_
     reaper.run_chores()
     assert keys_left() == {"rl:live", "signup:ip:203.0.113.1"}
     assert counters.backend().peek("signup:ip:203.0.113.1", hour, now=signup_at).count == 4
+
+
+def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(sqlite_db):
+    _prune_round()
+
+
+def test_the_prune_on_postgresql():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        _prune_round()
 
 
 def test_a_counter_window_longer_than_the_pruning_allows_is_refused(sqlite_db):

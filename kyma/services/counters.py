@@ -13,7 +13,7 @@ from typing import Protocol
 
 from peewee import EXCLUDED
 
-from kyma.db import connected, write_transaction
+from kyma.db import write_transaction
 from kyma.models import RateCounter
 
 
@@ -39,7 +39,8 @@ class Counters(Protocol):
 
 
 # The longest window a counter may use (sign-ups and failed log-ins per address: an hour); the
-# reaper deletes windows that started twice this long ago, so it never deletes a live one.
+# reaper deletes windows that started twice this long ago (window_stores.prune_database_counters),
+# so it never deletes a live one.
 LONGEST_WINDOW_SECONDS = 3600
 
 
@@ -70,13 +71,6 @@ class DatabaseCounters:
         """The key's count in the current window, without adding to it."""
         window = _window_start(window_seconds, now)
         return Count(_read(key, window), window + window_seconds)
-
-    def prune(self, now: float | None = None) -> int:
-        """Delete windows that ended long ago (the reaper calls this); returns rows removed."""
-        now = time.time() if now is None else now
-        with connected():  # the reaper runs outside any request
-            return (RateCounter.delete()
-                    .where(RateCounter.window <= int(now) - 2 * LONGEST_WINDOW_SECONDS).execute())
 
 
 def _read(key: str, window: int) -> int:

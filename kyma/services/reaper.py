@@ -16,31 +16,26 @@ from flask import Flask
 from kyma import wal
 from kyma.db import connected
 from kyma.greenlets import gevent_patched
-from kyma.services import counters, ledger, window_stores
+from kyma.services import ledger, window_stores
 
 log = logging.getLogger(__name__)
 
 REAP_INTERVAL_SECONDS = 60
 
 
-def _reap_holds() -> None:
-    with connected():
-        ledger.reap_expired_holds()
-
-
 # (what, how): each chore runs every round, and one that fails does not stop the others.
 CHORES = (
-    ("hold reaper round", _reap_holds),
-    ("rate-limit bucket prune", lambda: window_stores.prune_database_buckets(int(time.time()))),
-    ("sign-up and log-in counter prune", lambda: counters.backend().prune()),
+    ("hold reaper round", ledger.reap_expired_holds),
+    ("rate-limit and counter prune", lambda: window_stores.prune_database_counters(int(time.time()))),
 )
 
 
 def run_chores() -> None:
-    """One round: every chore, then the WAL checkpoint thread's errors, each failure logged."""
+    """One round: every chore in a database connection, then the WAL thread's errors; failures logged."""
     for what, chore in CHORES:
         try:
-            chore()
+            with connected():  # the reaper runs outside any request
+                chore()
         except Exception:  # retried next round; the reason is logged, not swallowed
             log.exception("%s failed", what)
     for message in wal.take_errors():

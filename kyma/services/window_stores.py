@@ -18,8 +18,9 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from kyma.db import connected, write_transaction
+from kyma.db import connected, execute, write_transaction
 from kyma.outage import OutageWarning
+from kyma.services.counters import LONGEST_WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class DatabaseStore:
 
     The hot path is raw SQL whose text is built once per placeholder style and size: per
     admission one SELECT for every key and one multi-row upsert, with no DELETE; buckets older
-    than the window are ignored by the read and pruned by the reaper (prune_database_buckets).
+    than the window are ignored by the read and pruned by the reaper (prune_database_counters).
     """
 
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
@@ -151,13 +152,19 @@ def _add(db, rows: list[tuple[str, int, int]]) -> None:
         db.execute_sql(_upsert_sql(db.param, len(rows)), [v for row in rows for v in row])
 
 
-def prune_database_buckets(now: int) -> int:
-    """Delete rate-limit buckets at least PRUNE_AFTER_SECONDS old; returns how many (the reaper calls this)."""
-    with connected() as db:
-        # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
-        sql = (f'DELETE FROM "ratecounter" WHERE "window" <= {db.param} '
-               f'AND substr("key", 1, {len(RATE_KEY_PREFIX)}) = {db.param}')
-        return db.execute_sql(sql, (now - PRUNE_AFTER_SECONDS, RATE_KEY_PREFIX)).rowcount
+# The table's other rows are kyma.services.counters' windows (sign-ups, failed log-ins), which
+# last up to counters.LONGEST_WINDOW_SECONDS: they go once two of those have passed.
+_PRUNE_SQL = ('DELETE FROM "ratecounter" WHERE "window" <= ? '
+              # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
+              f'AND (substr("key", 1, {len(RATE_KEY_PREFIX)}) = ? OR "window" <= ?)')
+
+
+def prune_database_counters(now: int) -> int:
+    """Delete rate-limit buckets and counter windows that can no longer count; returns how many.
+
+    The reaper calls it in a connection of its own.
+    """
+    return execute(_PRUNE_SQL, now - PRUNE_AFTER_SECONDS, RATE_KEY_PREFIX, now - 2 * LONGEST_WINDOW_SECONDS)
 
 
 class MemoryStore:
