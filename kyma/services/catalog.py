@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from kyma.errors import ModelNotFound
 
 
-# Costs are computed exactly in integers from prices scaled by 10**9 (kyma/services/pricing.py).
+# Costs are computed exactly in integers from prices scaled by this (kyma/services/pricing.py).
 PRICE_DECIMALS = 9
+PRICE_SCALE = 10**PRICE_DECIMALS
+
+
+def scaled_price(usd_per_1m: float) -> int:
+    """A price as an exact integer, USD per 1M tokens times PRICE_SCALE; ValueError if it cannot be."""
+    exact = Decimal(str(usd_per_1m))
+    if not exact.is_finite() or exact < 0 or exact.as_tuple().exponent < -PRICE_DECIMALS:
+        raise ValueError(f"{usd_per_1m}: a price must be a non-negative number with at most "
+                         f"{PRICE_DECIMALS} decimals")
+    return int(exact * PRICE_SCALE)
 
 
 @dataclass(frozen=True)
@@ -25,11 +35,10 @@ class Pricing:
     def __post_init__(self):
         # Checked when the catalog loads: a bad price is a start-up error, not a 500 on some request.
         for name in ("input_per_1m", "output_per_1m", "cached_input_per_1m"):
-            value = getattr(self, name)
-            exact = Decimal(str(value))
-            if not exact.is_finite() or exact < 0 or exact.as_tuple().exponent < -PRICE_DECIMALS:
-                raise ValueError(f"{name} {value}: a price must be a non-negative number with at most "
-                                 f"{PRICE_DECIMALS} decimals")
+            try:
+                scaled_price(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name} {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -297,8 +297,9 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
     account = _find_account(email_or_account_id)
     ladder = ladder or _default_ladder()
     key = f"credit:{idempotency_key}" if idempotency_key else None
-    if key and LedgerEntry.select().where(LedgerEntry.idempotency_key == key).exists():
-        return _replay(key, account.id, kind, amount)  # a repeat: nothing to insert, nothing to fail
+    first = _entry_with_key(key)
+    if first is not None:
+        return _replay(first, account.id, kind, amount)  # a repeat: nothing to insert, nothing to fail
     try:
         with write_transaction():
             entry_id = _entry(account.id, kind, amount, key=key, note=note)
@@ -319,14 +320,19 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
         # write_transaction): let the caller fail and retry as a whole rather than read in it.
         if database.obj.in_transaction():
             raise
-        return _replay(key, account.id, kind, amount)
+        first = _entry_with_key(key)
+        if first is None:
+            raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.") from None
+        return _replay(first, account.id, kind, amount)
     return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
 
 
-def _replay(key: str | None, account_id: int, kind: str, amount: int) -> CreditResult:
-    first = LedgerEntry.get_or_none(LedgerEntry.idempotency_key == key) if key else None
-    if first is None:
-        raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.")
+def _entry_with_key(key: str | None) -> LedgerEntry | None:
+    return LedgerEntry.get_or_none(LedgerEntry.idempotency_key == key) if key else None
+
+
+def _replay(first: LedgerEntry, account_id: int, kind: str, amount: int) -> CreditResult:
+    """The first credit's result again, if this repeat asks for the same thing (else Conflict)."""
     if (first.account_id, first.kind, first.amount_micros) != (account_id, kind, amount):
         raise Conflict("This idempotency key was already used for a different credit.", code="idempotency_mismatch")
     account = Account.get_by_id(account_id)

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from kyma.services.catalog import ModelInfo
+from kyma.services.catalog import PRICE_SCALE, ModelInfo, scaled_price
 
 MICROS_PER_USD = 1_000_000
 
@@ -41,21 +41,14 @@ class Cost:
         return micros_to_usd(self.discount_micros)
 
 
-SCALE = 10**9  # prices become integer nano-micro-dollars per token: exact for up to 9 decimals
-
-
-@functools.lru_cache(maxsize=1024)
-def _scaled(usd_per_1m: float) -> int:
-    """A price as an exact integer (USD per 1M tokens = micro-dollars per token, times SCALE)."""
-    exact = Decimal(str(usd_per_1m)) * SCALE
-    if exact != exact.to_integral_value():
-        raise ValueError(f"price {usd_per_1m} has more than 9 decimals")
-    return int(exact)
+# Prices become integer nano-micro-dollars per token (USD per 1M tokens = micro-dollars per token),
+# exact because the catalog refuses a price with more decimals when it loads.
+_scaled = functools.lru_cache(maxsize=1024)(scaled_price)
 
 
 def _round(scaled_total: int) -> int:
     """Scaled micro-dollars to whole micro-dollars, half up (totals are never negative)."""
-    return (scaled_total + SCALE // 2) // SCALE
+    return (scaled_total + PRICE_SCALE // 2) // PRICE_SCALE
 
 
 def cost_of(model: ModelInfo, usage: TokenUsage) -> Cost:
