@@ -10,7 +10,6 @@ from pathlib import Path
 from peewee import DatabaseProxy
 from playhouse.db_url import connect
 
-from kyma import wal
 from kyma.greenlets import gevent_patched
 
 # Bound to a real database in init_db(); models refer to the proxy so importing does no I/O.
@@ -49,9 +48,11 @@ def make_database(url: str, pool_size: int = 0):
     """
     if is_sqlite(url):
         path = url.split(":///", 1)[-1].split("?", 1)[0]  # what peewee opens
-        if path and path != ":memory:":
+        on_disk = bool(path) and path != ":memory:"
+        if on_disk:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         if gevent_patched():
+            from kyma import wal  # gevent's: imported only where gevent runs
             # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls
             # never yield and transactions hold no I/O, so they cannot interleave, and requests
             # skip the connect and close (the last close also checkpoints the WAL) that cost
@@ -60,7 +61,7 @@ def make_database(url: str, pool_size: int = 0):
             db = connect(url, pragmas={**SQLITE_PRAGMAS, "wal_autocheckpoint": wal.BACKSTOP_PAGES},
                          thread_safe=False)
             db.kyma_shared_connection = True
-            if path and path != ":memory:":
+            if on_disk:
                 wal.start_checkpointer(path)
             return db
         return connect(url, pragmas=SQLITE_PRAGMAS)

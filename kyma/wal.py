@@ -32,7 +32,7 @@ BACKSTOP_PAGES = 40000
 
 _start_thread = get_original("_thread", "start_new_thread")  # an OS thread, not a greenlet
 _sleep = get_original("time", "sleep")
-_started: set[tuple[int, str]] = set()
+_running: set[tuple[int, str]] = set()  # (pid, file): a thread runs while its key is here
 # The thread must not log (logging's locks are gevent's in a patched worker); the reaper does it.
 _errors: deque[str] = deque(maxlen=20)
 
@@ -40,11 +40,16 @@ _errors: deque[str] = deque(maxlen=20)
 def start_checkpointer(path: str, interval: float = CHECK_SECONDS, pages: int = CHECKPOINT_PAGES) -> bool:
     """Checkpoint the WAL of the database at `path` from a background thread; once per process and file."""
     key = (os.getpid(), os.path.abspath(path))
-    if key in _started:
+    if key in _running:
         return False
-    _started.add(key)
-    _start_thread(_checkpoint_forever, (path, interval, pages))
+    _running.add(key)
+    _start_thread(_checkpoint_while_running, (key, path, interval, pages))
     return True
+
+
+def stop_checkpointer(path: str) -> None:
+    """Let the thread for `path` end after its current wait (tests; a worker's runs until it exits)."""
+    _running.discard((os.getpid(), os.path.abspath(path)))
 
 
 def take_errors() -> list[str]:
@@ -77,10 +82,14 @@ def backlog(path: str) -> int:
     return max(0, mx_frame - backfilled)
 
 
-def _checkpoint_forever(path: str, interval: float, pages: int) -> None:
+def _checkpoint_while_running(key: tuple[int, str], path: str, interval: float, pages: int) -> None:
     con = None
     while True:
         _sleep(interval)
+        if key not in _running:
+            if con is not None:
+                con.close()
+            return
         # backlog() opens the index afresh each time: SQLite deletes it when the last connection closes.
         if backlog(path) < pages:
             continue

@@ -6,10 +6,30 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from kyma import wal
 
 
-def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(tmp_path):
+@pytest.fixture()
+def start():
+    """wal.start_checkpointer, with every thread it starts stopped after the test."""
+    paths = []
+
+    def start_checkpointer(path, **kw):
+        paths.append(str(path))
+        return wal.start_checkpointer(str(path), **kw)
+
+    yield start_checkpointer
+    for path in paths:
+        wal.stop_checkpointer(path)
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(tmp_path, start):
     path = str(tmp_path / "w.db")
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=wal")
@@ -19,8 +39,8 @@ def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(
         con.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
     assert os.path.getsize(path) < 100_000  # everything so far sits in the log
     assert wal.backlog(path) >= 300  # a page per row at least, read from the WAL index
-    assert wal.start_checkpointer(path, interval=0.05, pages=100)
-    assert not wal.start_checkpointer(path, interval=0.05, pages=100)  # once per process and file
+    assert start(path, interval=0.05, pages=100)
+    assert not start(path, interval=0.05, pages=100)  # once per process and file
     deadline = time.monotonic() + 10
     while os.path.getsize(path) < 1_000_000 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -31,12 +51,12 @@ def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(
     con.close()
 
 
-def test_a_failing_checkpoint_is_reported_not_swallowed(tmp_path):
+def test_a_failing_checkpoint_is_reported_not_swallowed(tmp_path, start):
     path = tmp_path / "not-a-database.db"
     path.write_bytes(b"this is not an SQLite file" * 100)
     (tmp_path / "not-a-database.db-shm").write_bytes(bytes(128))
     wal.take_errors()
-    assert wal.start_checkpointer(str(path), interval=0.05, pages=0)  # try at every tick
+    assert start(str(path), interval=0.05, pages=0)  # try at every tick
     deadline = time.monotonic() + 10
     errors = []
     while not errors and time.monotonic() < deadline:
@@ -45,7 +65,7 @@ def test_a_failing_checkpoint_is_reported_not_swallowed(tmp_path):
     assert errors and "not-a-database.db" in errors[0] and "failed" in errors[0]
 
 
-def test_a_short_log_is_left_for_later(tmp_path):
+def test_a_short_log_is_left_for_later(tmp_path, start):
     path = str(tmp_path / "short.db")
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=wal")
@@ -53,7 +73,20 @@ def test_a_short_log_is_left_for_later(tmp_path):
     con.execute("CREATE TABLE t (b BLOB)")
     for _ in range(50):
         con.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
-    assert wal.start_checkpointer(path, interval=0.02, pages=1000)
+    assert start(path, interval=0.02, pages=1000)
     time.sleep(0.3)
     assert wal.backlog(path) >= 50 and os.path.getsize(path) < 100_000  # no sync for a few pages
     con.close()
+
+
+def test_a_stopped_checkpointer_thread_ends(tmp_path):
+    path = str(tmp_path / "stop.db")
+    sqlite3.connect(path).close()
+    before = _threads()
+    assert wal.start_checkpointer(path, interval=0.02)
+    assert _threads() == before + 1
+    wal.stop_checkpointer(path)
+    deadline = time.monotonic() + 5
+    while _threads() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _threads() == before
