@@ -32,7 +32,8 @@ BACKSTOP_PAGES = 40000
 
 _start_thread = get_original("_thread", "start_new_thread")  # an OS thread, not a greenlet
 _sleep = get_original("time", "sleep")
-_running: set[tuple[int, str]] = set()  # (pid, file): a thread runs while its key is here
+_running: set[tuple[int, str]] = set()  # (pid, file): a thread goes on while its key is here
+_alive: set[tuple[int, str]] = set()  # (pid, file): a thread has not ended yet
 # The thread must not log (logging's locks are gevent's in a patched worker); the reaper does it.
 _errors: deque[str] = deque(maxlen=20)
 
@@ -43,6 +44,7 @@ def start_checkpointer(path: str, interval: float = CHECK_SECONDS, pages: int = 
     if key in _running:
         return False
     _running.add(key)
+    _alive.add(key)
     _start_thread(_checkpoint_while_running, (key, path, interval, pages))
     return True
 
@@ -82,25 +84,33 @@ def backlog(path: str) -> int:
     return max(0, mx_frame - backfilled)
 
 
+def thread_alive(path: str) -> bool:
+    """True while a checkpoint thread for `path` (started by this process) has not ended."""
+    return (os.getpid(), os.path.abspath(path)) in _alive
+
+
 def _checkpoint_while_running(key: tuple[int, str], path: str, interval: float, pages: int) -> None:
     con = None
-    while True:
-        _sleep(interval)
-        if key not in _running:
-            if con is not None:
-                con.close()
-            return
-        # backlog() opens the index afresh each time: SQLite deletes it when the last connection closes.
-        if backlog(path) < pages:
-            continue
-        try:
-            if con is None:
-                con = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
-            # PASSIVE never blocks writers; a checkpoint already running elsewhere just makes this one busy.
-            con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:
-            _errors.append(f"WAL checkpoint of {path} failed: {exc}")
-            if con is not None:
-                con.close()
-                con = None
-            _sleep(5)  # a broken database or disk: retry, without flooding the log
+    try:
+        while True:
+            _sleep(interval)
+            if key not in _running:
+                return
+            # backlog() opens the index afresh each time: SQLite deletes it when the last connection closes.
+            if backlog(path) < pages:
+                continue
+            try:
+                if con is None:
+                    con = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+                # PASSIVE never blocks writers; a checkpoint already running elsewhere just makes this one busy.
+                con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                _errors.append(f"WAL checkpoint of {path} failed: {exc}")
+                if con is not None:
+                    con.close()
+                    con = None
+                _sleep(5)  # a broken database or disk: retry, without flooding the log
+    finally:
+        if con is not None:
+            con.close()
+        _alive.discard(key)
