@@ -11,12 +11,13 @@ from kyma.models import ALL_MODELS, OBSOLETE_INDEXES
 
 
 def create_or_migrate_schema() -> list[str]:
-    """Create missing tables and add missing columns; safe to run any number of times."""
+    """Create missing tables, columns and indexes, drop obsolete indexes; safe to run any number of times."""
     changes: list[str] = []
     db = database.obj
     with db.connection_context():
         existing = set(db.get_tables())
-        db.create_tables(ALL_MODELS, safe=True)
+        had = _indexes(db)
+        db.create_tables(ALL_MODELS, safe=True)  # also the indexes missing on existing tables
         migrator = SchemaMigrator.from_database(db)
         for model in ALL_MODELS:
             table = model._meta.table_name
@@ -29,12 +30,20 @@ def create_or_migrate_schema() -> list[str]:
                 f.null = True  # new columns on old rows must be nullable or defaulted
                 migrate(migrator.add_column(table, f.column_name, f))
                 changes.append(f"added {table}.{f.column_name}")
-        present = {ix.name for model in ALL_MODELS for ix in db.get_indexes(model._meta.table_name)}
+        present = _indexes(db)
+        # A new table's own indexes go without saying; one added to an existing table is news.
+        changes += [f"created index {name}" for table, name in sorted(present - had) if table in existing]
+        names = {name for _, name in present}
         for name in OBSOLETE_INDEXES:
-            if name in present:
+            if name in names:
                 db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
                 changes.append(f"dropped index {name}")
     return changes
+
+
+def _indexes(db) -> set[tuple[str, str]]:
+    """(table, index name) of every index on the gateway's tables."""
+    return {(ix.table, ix.name) for model in ALL_MODELS for ix in db.get_indexes(model._meta.table_name)}
 
 
 def register_cli(app: Flask) -> None:
