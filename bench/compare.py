@@ -25,7 +25,8 @@ if str(ROOT) not in sys.path:
 
 from bench import procs  # noqa: E402
 from bench.load import have_wrk, run_wrk  # noqa: E402
-from bench.probe import Target, interleaved, percentile, plain_request, stream_request  # noqa: E402
+from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
+                         stream_request)
 from bench.run import RESULTS, UPSTREAM_KEY, bodies, open_account, start_gateway  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def phase(gateways: dict, direct: Target, targets: dict, rounds: int, measure) -
         row = {"p50_ms": percentile(s.values, 50) * 1000, "p99_ms": percentile(s.values, 99) * 1000,
                "errors": len(s.errors)}
         if name in gateways:
-            row["cpu_ms"] = (gateways[name].worker_cpu_seconds() - cpu0[name]) * 1000 / (rounds + 20)
+            row["cpu_ms"] = (gateways[name].worker_cpu_seconds() - cpu0[name]) * 1000 / (rounds + WARMUP)
         out[name] = row
     return out
 
@@ -80,12 +81,12 @@ def main(argv=None) -> int:
         stream = procs.simulator("sim-stream", work, ROOT, UPSTREAM_KEY, tokens_per_sec=str(args.stream_rate))
         servers += [plain, stream]
         for s in (plain, stream):
-            procs.wait_answering(f"{s.url}/v1/models", s.popen)
+            s.wait_started("/v1/models")
         gateways = {}
         for name, root, env in (("base", base_root, args.base_env), ("candidate", ROOT, args.env)):
             gateways[name] = start_gateway(name, root, work / name, plain.url, stream.url, env)
             servers.append(gateways[name])
-            procs.wait_answering(f"{gateways[name].url}/healthz", gateways[name].popen)
+            gateways[name].wait_started("/healthz")
         keys = {n: open_account(g, ROOT if n == "candidate" else base_root) for n, g in gateways.items()}
         b = bodies()
         json_h = {"Content-Type": "application/json"}

@@ -95,7 +95,10 @@ def stream_request(t: Target) -> float:
     return ttfc
 
 
-def interleaved(targets: list[Target], n: int, measure, warmup: int = 20,
+WARMUP = 20  # calls per target before the measured rounds
+
+
+def interleaved(targets: list[Target], n: int, measure, warmup: int = WARMUP,
                 rotate: bool = False) -> dict[str, Samples]:
     """n rounds, each calling every target once in turn (so drift hits both sides alike).
 

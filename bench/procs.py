@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kyma.launcher import Started, free_ports, gunicorn_command, wait_answering  # noqa: E402,F401  (bench/run.py uses wait_answering)
+from kyma.launcher import Started, free_ports, spawn_logged  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -53,9 +53,7 @@ def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, worker
     """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
     port = free_ports()
     log = workdir / f"{name}.log"
-    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
-    popen = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    return Server(popen, port, log, env, name=name)
+    return Server(spawn_logged(target, port, env, log, workers, cwd=cwd), port, log, env, name=name)
 
 
 def simulator(name: str, workdir: Path, cwd: Path, api_key: str, **sim: str) -> Server:

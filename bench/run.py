@@ -28,7 +28,8 @@ import requests  # noqa: E402
 
 from bench import procs  # noqa: E402
 from bench.load import have_wrk, run_wrk  # noqa: E402
-from bench.probe import Target, interleaved, percentile, plain_request, stream_request  # noqa: E402
+from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
+                         stream_request)
 from bench.report import evaluate, render_table  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -94,7 +95,7 @@ def start_servers(args, workdir: Path) -> dict[str, procs.Server]:
     servers["gateway"] = start_gateway("gateway", args.gateway_root, workdir, servers["sim_plain"].url,
                                        servers["sim_stream"].url, args.env, args.workers)
     for name, s in servers.items():
-        procs.wait_answering(f"{s.url}/healthz" if name == "gateway" else f"{s.url}/v1/models", s.popen)
+        s.wait_started("/healthz" if name == "gateway" else "/v1/models")
     return servers
 
 
@@ -123,7 +124,7 @@ def sequential(args, servers, b, key) -> dict:
                         Target("direct", f"{stream.url}/v1/chat/completions", b["sim_stream"], auth_up)],
                        args.stream_pairs, stream_request)
     cpu_stream = gw.worker_cpu_seconds() - cpu0
-    return {"latency": _paired(lat, cpu_plain, warmup=20), "ttfc": _paired(ttfc, cpu_stream, warmup=20)}
+    return {"latency": _paired(lat, cpu_plain, warmup=WARMUP), "ttfc": _paired(ttfc, cpu_stream, warmup=WARMUP)}
 
 
 def _paired(samples, gateway_cpu: float, warmup: int) -> dict:

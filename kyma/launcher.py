@@ -142,6 +142,10 @@ def free_ports(n: int = 1) -> int:
     raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
 
 
+class PortTaken(RuntimeError):
+    """A server exited because another process held its port (gunicorn: "Connection in use")."""
+
+
 @dataclass
 class Started:
     """A server process started on 127.0.0.1 (tests, notebooks, benchmarks): where it listens and logs."""
@@ -159,6 +163,43 @@ class Started:
         """SIGTERM it by PID (a gunicorn master stops its workers); SIGKILL if it lingers."""
         stop([self.popen])
 
+    def wait_started(self, path: str, timeout: float = 30) -> None:
+        """Wait until this very server listens and answers on `path`; raise with its log's end if not.
+
+        gunicorn's "Listening at … (pid)" line comes first: while a taken port's bind is retried
+        (for five seconds), whatever holds the port could otherwise answer the probe for it.
+        """
+        deadline = time.monotonic() + timeout
+        mine = f"Listening at: {self.url} ({self.popen.pid})"
+        while mine not in self._log_text() and self.popen.poll() is None:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"{self.url} did not start listening within {timeout}s")
+            time.sleep(0.05)
+        try:
+            wait_answering(f"{self.url}{path}", self.popen, max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            self.stop()
+            raise
+        except RuntimeError as exc:
+            tail = self._log_text()[-3000:]
+            kind = PortTaken if "Connection in use" in tail else RuntimeError
+            raise kind(f"{exc}; the end of {self.log}:\n{tail}") from None
+
+    def _log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def spawn_logged(target: str, port: int, env: dict, log: Path, workers: int = 1, cwd: Path = ROOT) -> subprocess.Popen:
+    """A throw-away gunicorn (tests, notebooks, benchmarks) on 127.0.0.1:port, its output in `log`.
+
+    It logs at info (wait_started reads the "Listening at" line), and dies with the process that
+    started it, so a crashed test run or notebook leaves no server behind.
+    """
+    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
+
 
 def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     """Wait until `url` gives any HTTP answer; fail early if the process exits."""
@@ -174,11 +215,11 @@ def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 30) -> Non
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-def stop(procs: list[subprocess.Popen], grace: float = 10) -> None:
-    """SIGTERM each process by PID, wait for it, SIGKILL what is left."""
+def stop(procs: list[subprocess.Popen], grace: float = 10, sig: int = signal.SIGTERM) -> None:
+    """Signal each process by PID (SIGTERM: gunicorn's graceful stop), wait for it, SIGKILL what is left."""
     for p in procs:
         if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+            p.send_signal(sig)
     deadline = time.monotonic() + grace
     for p in procs:
         try:

@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -25,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
     sys.path.insert(0, str(ROOT))
 
-from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, free_ports, gateway_env, spawn, wait_http  # noqa: E402
+from kyma.launcher import PortTaken, stop  # noqa: E402
+from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, gateway_env, on_free_ports, spawn  # noqa: E402
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -83,16 +83,7 @@ class Gateway:
 
     def stop(self) -> None:
         """Stop every process this notebook started (by PID) and delete its temporary folder."""
-        # SIGINT is gunicorn's quick shutdown; signal all first so the processes stop in parallel.
-        for proc in self.procs:
-            if proc.popen.poll() is None:
-                proc.popen.send_signal(signal.SIGINT)
-        for proc in self.procs:
-            try:
-                proc.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait(5)
+        stop([proc.popen for proc in self.procs], sig=signal.SIGINT)  # SIGINT: gunicorn's quick shutdown
         self.procs.clear()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -105,36 +96,33 @@ def start(gateway_settings: dict | None = None, sim_settings: dict | None = None
     remote = os.environ.get("KYMA_BASE_URL")
     if remote:
         return Gateway(url=remote.rstrip("/"))
-    for attempt in range(3):
-        try:
-            return _start_local(gateway_settings or {}, sim_settings or {}, workers)
-        except RuntimeError:
-            # Another process on this machine can take a "free" port before gunicorn binds it.
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    # Three simulators and the gateway on one block of free ports; on another if one was taken.
+    return on_free_ports(len(SIMULATED_PROVIDERS) + 1,
+                         lambda base: _start_local(base, gateway_settings or {}, sim_settings or {}, workers))
 
 
-def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
-    """Simulators and a gateway on free ports; every process is stopped again if one fails to start."""
+def _start_local(base: int, gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
+    """Simulators on base, base+1, base+2 and the gateway on base+3; all stopped again if one fails."""
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
-    base = free_ports(len(SIMULATED_PROVIDERS))
     env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
     # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
     for i, name in enumerate(SIMULATED_PROVIDERS):
         sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **sim_settings, "KYMA_SIM_NAME": name}
-        gw.procs.append(spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log", log_level="warning"))
+        gw.procs.append(spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log"))
         gw.simulators[name] = gw.procs[-1].url
     try:
         migrated = flask_cli(env, "init-db")
         if migrated.returncode != 0:
             raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-        gw.procs.append(spawn("app:app", free_ports(), env, workdir / "gateway.log", workers, "warning"))
+        gw.procs.append(spawn("app:app", base + len(SIMULATED_PROVIDERS), env, workdir / "gateway.log", workers))
         gw.url, gw.env = gw.procs[-1].url, env
         for proc in gw.procs:
-            wait_http(f"{proc.url}/healthz" if proc is gw.procs[-1] else f"{proc.url}/v1/models", proc.popen)
+            proc.wait_started("/healthz" if proc is gw.procs[-1] else "/v1/models")
+    except PortTaken:
+        gw.stop()
+        raise  # on_free_ports starts again elsewhere
     except (RuntimeError, TimeoutError) as exc:
         gw.workdir = None  # keep the logs for the error message below
         gw.stop()

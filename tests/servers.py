@@ -10,8 +10,7 @@ from typing import Callable, TypeVar
 
 import requests
 
-from kyma.launcher import Started, die_with_parent, free_ports, gunicorn_command, stop
-from kyma.launcher import wait_answering as wait_http
+from kyma.launcher import PortTaken, Started, free_ports, spawn_logged, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -19,10 +18,6 @@ BIN = Path(sys.executable).parent
 # The three built-in simulated providers and their personalities (see kyma/sim).
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
 T = TypeVar("T")
-
-
-class PortTaken(RuntimeError):
-    """A server exited because another process held its port (gunicorn: "Connection in use")."""
 
 
 def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
@@ -36,29 +31,12 @@ def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
     raise AssertionError("unreachable")
 
 
-class Proc(Started):
-    """A started server process and where it listens."""
-
-    def wait_started(self, path: str) -> None:
-        """Wait until the server answers on path; if it exited instead, raise with its log's end."""
-        try:
-            wait_http(f"{self.url}{path}", self.popen)
-        except TimeoutError:
-            self.stop()
-            raise
-        except RuntimeError as exc:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            kind = PortTaken if "Connection in use" in tail else RuntimeError
-            raise kind(f"{exc}; the end of {self.log}:\n{tail}") from None
+Proc = Started  # a started test server
 
 
-def spawn(target: str, port: int, env: dict, log: Path, workers: int = 1, log_level: str = "info") -> Proc:
+def spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
     """`target` under gunicorn with gevent workers on 127.0.0.1:port, output to `log` (not yet waited for)."""
-    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, log_level) + ["--graceful-timeout", "3"]
-    # die_with_parent: a crashed or killed test run (or notebook kernel) leaves no server behind.
-    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                             preexec_fn=die_with_parent)
-    return Proc(popen, port, log, env)
+    return Proc(spawn_logged(target, port, env, log, workers), port, log, env)
 
 
 def start_simulator(name: str, workdir: Path, port: int | None = None, **settings: str) -> Proc:

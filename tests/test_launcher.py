@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -33,7 +33,8 @@ def alive(pid: int) -> bool:
 
 
 def launch(tmp_path, **extra):
-    base, port = free_ports(3), free_ports()
+    base = free_ports(4)  # three simulators and the gateway: one block, so no two of them collide
+    port = base + 3
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
     env.update({"KYMA_SIM_BASE_PORT": str(base), "KYMA_PORT": str(port), "KYMA_WORKERS": "1",
                 "KYMA_INSTANCE_DIR": str(tmp_path), "KYMA_SECRET_KEY": "test", **extra})
@@ -115,25 +116,42 @@ def test_free_ports_are_consecutive_and_outside_the_ephemeral_range():
         assert base >= FREE_PORT_FLOOR and base + 2 <= 65535
 
 
-def test_a_taken_port_is_reported_with_the_servers_log_and_another_is_used(tmp_path):
+def test_a_port_another_server_holds_is_reported_with_the_log_and_another_is_used(tmp_path):
+    # The holder answers HTTP, as another run's gunicorn would: while ours retries its bind, the
+    # readiness probe must not take that answer for ours.
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
     from tests.servers import PortTaken, on_free_ports, start_simulator
 
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", free_ports()))
-        held.listen()
-        port = held.getsockname()[1]
-        with pytest.raises(PortTaken, match="Connection in use"):
-            start_simulator("sim-alpha", tmp_path, port)
-        tried = []
+    class Answering(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            self.send_response(200)
+            self.end_headers()
 
-        def start(p):
-            tried.append(p)
-            return start_simulator("sim-alpha", tmp_path, port if len(tried) == 1 else p)
+        def log_message(self, *args):
+            pass
 
-        proc = on_free_ports(1, start)
+    holder = HTTPServer(("127.0.0.1", free_ports()), Answering)
+    threading.Thread(target=holder.serve_forever, daemon=True).start()
+    taken, tried, refused = holder.server_address[1], [], []
+
+    def start(p):
+        tried.append(p)
+        try:
+            return start_simulator("sim-alpha", tmp_path, taken if len(tried) == 1 else p)
+        except PortTaken as exc:
+            refused.append(str(exc))
+            raise
+
     try:
-        assert len(tried) == 2 and proc.port == tried[1] != port
-        assert requests.get(f"{proc.url}/v1/models", timeout=5).status_code == 200
+        proc = on_free_ports(1, start)
+    finally:
+        holder.shutdown()
+        holder.server_close()
+    try:
+        assert len(tried) == 2 and proc.port == tried[1] != taken
+        assert "Connection in use" in refused[0] and str(tmp_path) in refused[0]  # with the log's end
+        assert requests.get(f"{proc.url}/sim/stats", timeout=5).json()["name"] == "sim-alpha"
     finally:
         proc.stop()
 
