@@ -55,7 +55,7 @@ def open_stream(rt, prep: gateway.Prepared) -> tuple[ChatStream, bool]:
     """Start a streamed request and wait for its first chunk; a failure before it is a real HTTP error."""
     stream = ChatStream(rt, prep)
     try:
-        return stream, stream.first(rt.settings.keepalive_seconds)
+        return stream, stream.first()
     except KymaError as err:
         err.headers.update(stream.headers())
         raise
@@ -70,15 +70,15 @@ def chat_completions():
         done = complete(rt, prep)
         return json_response(done.body, done.headers)
     stream, started = open_stream(rt, prep)
-    body = coalesced(_openai_sse(stream, rt.settings.keepalive_seconds, started), stream.more_ready)
+    body = coalesced(_openai_sse(stream, started), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)
 
 
-def _openai_sse(stream: ChatStream, keepalive: float, started: bool):
+def _openai_sse(stream: ChatStream, started: bool):
     """OpenAI SSE framing: data: {chunk}, then data: [DONE]; a failure ends with an error object."""
     if not started:
         yield KEEPALIVE  # a slow upstream: commit the headers now, keep the client waiting politely
-    for event in stream.events(keepalive):
+    for event in stream.events():
         if isinstance(event, Chunk):
             yield b"data: " + _dumps(event.data) + b"\n\n"
         elif isinstance(event, KeepAlive):

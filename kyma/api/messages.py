@@ -46,16 +46,16 @@ def create_message():
         return json_response(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops),
                              done.headers)
     stream, started = open_stream(rt, prep)
-    body = coalesced(_anthropic_sse(stream, rt.settings.keepalive_seconds, started, stops), stream.more_ready)
+    body = coalesced(_anthropic_sse(stream, started, stops), stream.more_ready)
     return sse_response(body, stream.headers(), stream.close)
 
 
-def _anthropic_sse(stream: ChatStream, keepalive: float, started: bool, stops):
+def _anthropic_sse(stream: ChatStream, started: bool, stops):
     """Anthropic SSE framing; message_start waits for the first chunk, when the serving model is known."""
     if not started:
         yield KEEPALIVE  # an SSE comment: commits the headers, ignored by every SDK
     translator = None
-    for event in stream.events(keepalive):
+    for event in stream.events():
         if translator is None and isinstance(event, (Chunk, Done)):
             translator = AnthropicStreamTranslator(model=stream.served.candidate.model.id,
                                                    input_tokens=stream.prep.prompt_tokens,

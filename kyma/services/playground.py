@@ -105,9 +105,9 @@ def stream_reply(rt, principal: Principal, prompt: PlaygroundPrompt,
     except KymaError as err:
         gateway.record_rejected(call, err, principal, prompt.model)
         raise
-    stream = ChatStream(rt, prep)
+    stream = ChatStream(rt, prep, keepalive=tick_seconds)
     try:
-        for event in stream.events(tick_seconds):
+        for event in stream.events():
             if isinstance(event, Chunk):
                 text = "".join((c.get("delta") or {}).get("content") or "" for c in event.data.get("choices") or [])
                 if text:

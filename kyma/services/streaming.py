@@ -1,9 +1,10 @@
 """Streamed chat in one greenlet: walk the routes, relay chunks, send keep-alives, settle and record.
 
-One generator does it all, in the greenlet that writes the response. Every upstream wait is
-bounded by the next thing due (a keep-alive, the first-content deadline, the stream's total limit,
-the idle limit), so no second greenlet or queue is needed between the upstream socket and the
-client's: the first chunk goes out with no hand-off, and each relayed chunk costs no switch.
+One generator does it all, in the greenlet that writes the response. Every wait for the
+upstream's answer is bounded by the next thing due (a keep-alive, the first-content deadline, the
+stream's total limit, the idle limit), so no second greenlet or queue is needed between the
+upstream socket and the client's: the first chunk goes out with no hand-off, and each relayed
+chunk costs no switch. (Connecting and sending the request keep their own timeouts.)
 Fallback happens only before the first content chunk; a client that goes away closes the upstream
 call and is billed for what was produced.
 """
@@ -80,9 +81,13 @@ class _Unserved:
 
 
 class ChatStream:
-    """One streamed request: start it, wait for its first chunk, then iterate its events."""
+    """One streamed request: start it, wait for its first chunk, then iterate its events.
 
-    def __init__(self, rt, prep: Prepared):
+    `keepalive` is the longest the client goes without an event (KeepAlive fills the silence);
+    by default KYMA_KEEPALIVE_SECONDS (the playground ticks faster, to notice a Stop).
+    """
+
+    def __init__(self, rt, prep: Prepared, keepalive: float | None = None):
         self.rt = rt
         self.prep = prep
         self.record = base_record(prep, 200, stream=True)
@@ -90,7 +95,7 @@ class ChatStream:
         self.served: Served | None = None
         self.upstream = None
         self.finished = False
-        self.keepalive = rt.settings.keepalive_seconds
+        self.keepalive = rt.settings.keepalive_seconds if keepalive is None else keepalive
         self._text: list[str] = []
         self._usage: dict | None = None
         self._finish_chunk: dict | None = None
@@ -99,7 +104,7 @@ class ChatStream:
         self._id = f"chatcmpl-{prep.call.request_id}"
         self._hold_touched = time.monotonic()
         self._last_event = time.monotonic()
-        self._replay = 0  # lead chunks still to relay after the start
+        self._burst = False  # events follow at once (held-back lead chunks, the final chunk and Done)
         self._run = self._walk()
 
     # -- the upstream side: routes in order until one produces content --
@@ -117,7 +122,7 @@ class ChatStream:
         # Content must start within the first-byte limit (the socket timeouts alone would let an
         # upstream sending comments forever hold the request), and a started stream may last at
         # most KYMA_STREAM_MAX_SECONDS.
-        deadline = time.monotonic() + s.first_byte_timeout
+        deadline = time.monotonic() + s.first_byte_timeout  # moves at the start: the lambda below reads it late
         started, lead, finished, up = False, [], False, None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
@@ -143,12 +148,12 @@ class ChatStream:
                     self.attempts.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000)
                     self._start(cand)
                     yield _Started()
-                    for i, c in enumerate(lead):
-                        self._replay = len(lead) - i  # the rest of the lead and this content chunk
+                    self._burst = True  # the rest of the lead and this content chunk
+                    for c in lead:
                         out = self._relay(c)
                         if out is not None:
                             yield Chunk(out)
-                    self._replay = 0
+                    self._burst = False
                 finished = finished or any(ch.get("finish_reason") for ch in chunk.get("choices") or [])
                 out = self._relay(chunk)
                 if out is not None:
@@ -187,34 +192,31 @@ class ChatStream:
     # -- the client side --
 
     def _next(self):
-        event = next(self._run)
+        """The walk's next event (None once it has ended)."""
+        event = next(self._run, None)
         self._last_event = time.monotonic()
         return event
 
-    def first(self, wait: float) -> bool:
-        """Run until the stream starts (True) or `wait` seconds pass without content (False).
+    def first(self) -> bool:
+        """Run until the stream starts (True) or a keep-alive interval passes without content (False).
 
         A failure of every route before any content raises its error: nothing was sent yet, so
         the client gets a real HTTP error.
         """
-        self.keepalive = wait
         try:
             event = self._next()
         except Exception as exc:  # a bug must not leave the hold to the reaper and the request unlogged
             log.exception("stream failed before it started")
             event = _Unserved(KymaError(f"internal error: {type(exc).__name__}"))
-            if self.upstream is not None:
-                self.upstream.close()
         if isinstance(event, _Unserved):
             self._fail_unserved(event.error)
+            self.close()
             raise event.error
-        if isinstance(event, KeepAlive):
-            return False
-        return True  # _Started
+        return not isinstance(event, KeepAlive)  # else _Started
 
     def more_ready(self) -> bool:
         """True when more chunks have already arrived (the writer can batch them into one write)."""
-        return self._replay > 0 or bool(self.upstream is not None and self.upstream.backlog)
+        return self._burst or bool(self.upstream is not None and self.upstream.backlog)
 
     def headers(self) -> dict:
         """Response headers: X-Kyma-* once a route has started, rate-limit headers always."""
@@ -225,25 +227,18 @@ class ChatStream:
         self.served = Served(cand, None, self.attempts.tried, max(0.0, overhead))
         self.record.ttft_ms = (time.perf_counter() - self.prep.call.started) * 1000
 
-    def events(self, keepalive: float) -> Iterator[Chunk | KeepAlive | Done | Failed]:
+    def events(self) -> Iterator[Chunk | KeepAlive | Done | Failed]:
         """Relay the stream; ends with Done (settled) or Failed. Closing it early bills what was made."""
-        self.keepalive = keepalive
         try:
-            while True:
-                self._keep_hold()
-                try:
-                    event = self._next()
-                except StopIteration:
-                    return
+            # The walk ends by itself after Done, Failed or _Unserved.
+            while (event := self._next()) is not None:
                 if isinstance(event, _Started):
                     continue
                 if isinstance(event, _Unserved):
                     self._fail_unserved(event.error)
-                    yield Failed(event.error)
-                    return
+                    event = Failed(event.error)
                 yield event
-                if isinstance(event, (Done, Failed)):
-                    return
+                self._keep_hold()
         except Exception:  # a bug must still end the stream with an error event and a settled hold
             log.exception("stream relay failed")
             err = KymaError("internal error while relaying the stream")
@@ -288,14 +283,14 @@ class ChatStream:
         usage = usage_object(self.served.metered)
         base = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                 "model": self.served.candidate.model.id}
-        self._replay = 1  # the final chunk and the end go out in one write
+        self._burst = True  # the final chunk and the end go out in one write
         if self.prep.req.client_wants_usage:
             yield Chunk({**base, "choices": [], "usage": usage})
         else:
             final = self._finish_chunk or {**base, "choices": [
                 {"index": 0, "delta": {}, "finish_reason": self._finish_reason or "stop"}]}
             yield Chunk({**final, "usage": usage})
-        self._replay = 0
+        self._burst = False
         yield Done(usage, self._finish_reason)
 
     def _fail_served(self, failure: UpstreamFailure) -> KymaError:
