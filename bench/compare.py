@@ -93,7 +93,8 @@ def main(argv=None) -> int:
         up = {**json_h, "Authorization": f"Bearer {UPSTREAM_KEY}"}
 
         def targets(body: str) -> dict:
-            return {n: Target(n, f"{g.url}/v1/chat/completions", b[body], {**json_h, "Authorization": f"Bearer {keys[n]}"})
+            return {n: Target(n, f"{g.url}/v1/chat/completions", b[body],
+                              {**json_h, "Authorization": f"Bearer {keys[n]}"})
                     for n, g in gateways.items()}
 
         results = {

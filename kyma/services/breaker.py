@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transaction
-from kyma.outage import OutageWarning
 from kyma.models import RouteState, utcnow
+from kyma.outage import OutageWarning
 
 log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
