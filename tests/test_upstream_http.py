@@ -163,6 +163,16 @@ def test_a_new_connection_closed_before_answering_is_a_failure_never_resent(serv
     assert server.connections == 1 and len(server.requests) == 1
 
 
+def _second_call_breaks(server: Scripted) -> Scripted:
+    """One answered call, then a second that must fail as a broken connection."""
+    origin = _origin(server)
+    origin.post("/chat/completions", b"{}", {}, 2).close()
+    with pytest.raises(HTTPFailure) as info:
+        origin.post("/chat/completions", b"{}", {}, 2)
+    assert info.value.phase == "broken"
+    return server
+
+
 def test_a_reused_connection_that_closes_then_a_new_one_that_does_fails_after_one_retry(serve):
     def script(server, conn, number):
         server.read(conn)
@@ -170,12 +180,7 @@ def test_a_reused_connection_that_closes_then_a_new_one_that_does_fails_after_on
             conn.sendall(OK)
             server.read(conn)  # closes the kept-alive connection unanswered; so does every later one
 
-    server = serve(script)
-    origin = _origin(server)
-    origin.post("/chat/completions", b"{}", {}, 2).close()
-    with pytest.raises(HTTPFailure) as info:
-        origin.post("/chat/completions", b"{}", {}, 2)
-    assert info.value.phase == "broken"
+    server = _second_call_breaks(serve(script))
     assert server.connections == 2 and len(server.requests) == 3
 
 
@@ -187,12 +192,7 @@ def test_a_reused_connection_closed_after_an_interim_1xx_is_not_resent(serve):
         if server.read(conn):
             conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
 
-    server = serve(script)
-    origin = _origin(server)
-    origin.post("/chat/completions", b"{}", {}, 2).close()
-    with pytest.raises(HTTPFailure) as info:
-        origin.post("/chat/completions", b"{}", {}, 2)
-    assert info.value.phase == "broken"
+    server = _second_call_breaks(serve(script))
     assert server.connections == 1 and len(server.requests) == 2
 
 
