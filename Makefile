@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: run test setup db bench clean
+.PHONY: run test setup db bench soak clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ test: setup $(LEGACY_STAMP)
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+## make soak: before each release, five minutes of mixed load on 2 and on 4 workers, then a check
+## of the database they left (SQLite integrity, ledger, every success logged and billed).
+SOAK_SECONDS ?= 300
+soak: setup
+	$(BIN)/python -m bench.soak --workers 2 --seconds $(SOAK_SECONDS)
+	$(BIN)/python -m bench.soak --workers 4 --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) $(LEGACY) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis

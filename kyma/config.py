@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
+DEFAULT_WORKERS = 2  # what `make run` starts; benchmarks and the soak measure the same
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -80,7 +83,7 @@ class Settings:
             secret_key=overrides.pop("secret_key", None) or _secret_key(instance),
             host=_env("KYMA_HOST", "127.0.0.1"),
             port=int(_env("KYMA_PORT", "8080")),
-            workers=int(_env("KYMA_WORKERS", "2")),
+            workers=int(_env("KYMA_WORKERS", str(DEFAULT_WORKERS))),
             signup_credit_usd=float(_env("KYMA_SIGNUP_CREDIT_USD", "0.50")),
             bcrypt_rounds=int(_env("KYMA_BCRYPT_ROUNDS", "12")),
             session_idle_minutes=int(_env("KYMA_SESSION_IDLE_MINUTES", "720")),
