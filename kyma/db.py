@@ -15,20 +15,6 @@ from kyma.greenlets import gevent_patched
 # Bound to a real database in init_db(); models refer to the proxy so importing does no I/O.
 database = DatabaseProxy()
 
-SQLITE_PRAGMAS = {
-    # Before WAL and the first table, so only a new database takes it (an existing one keeps its
-    # size): half SQLite's default page halves the bytes every commit writes to the log, which
-    # measured −0.14 ms CPU a request and +9 % req/s. Rows stay far below the 2013 bytes a page
-    # holds before overflowing (a request-log row's attempt list is the long one).
-    "page_size": 2048,
-    "journal_mode": "wal",
-    "busy_timeout": 5000,
-    # NORMAL keeps every committed row through a killed process; see docs/benchmarks.md.
-    "synchronous": "normal",
-    "foreign_keys": 1,
-}
-
-
 def is_sqlite(url: str) -> bool:
     """True when the URL names an SQLite database."""
     return url.startswith("sqlite")
@@ -47,24 +33,7 @@ def make_database(url: str, pool_size: int = 0):
     connections, so instances × workers × pool_size bounds what the server must accept.
     """
     if is_sqlite(url):
-        path = url.split(":///", 1)[-1].split("?", 1)[0]  # what peewee opens
-        on_disk = bool(path) and path != ":memory:"
-        if on_disk:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if gevent_patched():
-            from kyma import wal  # gevent's: imported only where gevent runs
-            # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls
-            # never yield and transactions hold no I/O, so they cannot interleave, and requests
-            # skip the connect and close (the last close also checkpoints the WAL) that cost
-            # more than the queries themselves. See docs/benchmarks.md.
-            # Checkpoints run in a background thread (kyma.wal), not inside a request's commit.
-            db = connect(url, pragmas={**SQLITE_PRAGMAS, "wal_autocheckpoint": wal.BACKSTOP_PAGES},
-                         thread_safe=False)
-            db.kyma_shared_connection = True
-            if on_disk:
-                wal.start_checkpointer(path)
-            return db
-        return connect(url, pragmas=SQLITE_PRAGMAS)
+        return _make_sqlite(url.split(":///", 1)[-1].split("?", 1)[0])
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         rest = url.split("://", 1)[1]
         if pool_size > 0:
@@ -72,6 +41,27 @@ def make_database(url: str, pool_size: int = 0):
                            timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
         url = "psycopg3://" + rest
     return connect(url, autorollback=True)
+
+
+def _make_sqlite(path: str):
+    from kyma import sqlite
+
+    on_disk = bool(path) and path != ":memory:"
+    if on_disk:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not gevent_patched():
+        return sqlite.open_database(path)
+    from kyma import wal  # gevent's: imported only where gevent runs
+
+    # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls never
+    # yield and transactions hold no I/O, so they cannot interleave, and requests skip the connect
+    # and close (the last close also checkpoints the WAL) that cost more than the queries
+    # themselves. See docs/benchmarks.md. Checkpoints run in a background thread (kyma.wal), woken
+    # by the connection's WAL hook, not inside a request's commit.
+    upkeep = wal.start_upkeep(path) if on_disk else None
+    db = sqlite.open_database(path, thread_safe=False, wal_hook=upkeep.on_commit if upkeep else None)
+    db.kyma_shared_connection = True
+    return db
 
 
 def init_db(url: str, pool_size: int = 0):
@@ -171,7 +161,7 @@ def query(sql: str, *params) -> list[tuple]:
 def execute(sql: str, *params) -> int:
     """Run one hot-path statement that returns no rows (written with `?`); the number of rows it changed."""
     db = database.obj
-    return db.execute_sql(_for_backend(sql, db.param), params).rowcount
+    return db.rows_affected(db.execute_sql(_for_backend(sql, db.param), params))
 
 
 def as_datetime(value) -> datetime | None:

@@ -122,11 +122,13 @@ def db_rows(env: dict, sql: str, *params) -> list[tuple]:
 
     Write placeholders as {p}; they become ? or %s for the backend.
     """
-    from kyma.db import make_database
+    from kyma.db import is_sqlite_db, make_database
 
     db = make_database(env["KYMA_DATABASE_URL"])
     try:
         cursor = db.execute_sql(sql.format(p=db.param), params)
+        if is_sqlite_db(db):
+            return cursor.fetchall()  # APSW: [] for a statement without rows
         return list(cursor.fetchall()) if cursor.description else []  # a DELETE has no rows (psycopg raises)
     finally:
         db.close()

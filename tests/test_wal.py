@@ -1,87 +1,173 @@
-"""The background WAL checkpointer: it moves a long log into the database file by itself."""
+"""SQLite upkeep: checkpoints woken by the WAL hook, the background quick check, and SQLite's locks kept."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
+import subprocess
+import sys
 import time
 
+import apsw
 import pytest
 
-from kyma import wal
+from kyma import sqlite, wal
 
 
 @pytest.fixture()
-def start():
-    """wal.start_checkpointer, with every thread it starts stopped after the test."""
-    paths = []
+def upkeep():
+    """wal.Upkeep(path, ...) started, and stopped after the test."""
+    started = []
 
-    def start_checkpointer(path, **kw):
-        paths.append(str(path))
-        return wal.start_checkpointer(str(path), **kw)
+    def start(path, **settings):
+        u = wal.Upkeep(str(path), **settings)
+        u.start()
+        started.append(u)
+        return u
 
-    yield start_checkpointer
-    for path in paths:
-        wal.stop_checkpointer(path)
+    yield start
+    for u in started:
+        u.stop()
 
 
-def test_the_checkpoint_thread_copies_the_log_into_the_database_once_it_is_long(tmp_path, start):
-    path = str(tmp_path / "w.db")
-    con = sqlite3.connect(path, isolation_level=None)
+def hooked(path, upkeep_or_hook) -> apsw.Connection:
+    """A WAL connection to `path` whose commits call the upkeep's hook, as a worker's does."""
+    con = sqlite.connect(str(path))
     con.execute("PRAGMA journal_mode=wal")
-    con.execute("PRAGMA wal_autocheckpoint=0")  # as a worker's connection leaves it to the thread
-    con.execute("CREATE TABLE t (b BLOB)")
-    for _ in range(300):
+    con.set_wal_hook(getattr(upkeep_or_hook, "on_commit", upkeep_or_hook))
+    con.execute("CREATE TABLE IF NOT EXISTS t (b BLOB)")
+    return con
+
+
+def fill(con: apsw.Connection, rows: int) -> None:
+    """Commit `rows` rows of 4000 random bytes, one commit each (a page or two per row)."""
+    for _ in range(rows):
         con.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
-    assert os.path.getsize(path) < 100_000  # everything so far sits in the log
-    assert wal.backlog(path) >= 300  # a page per row at least, read from the WAL index
-    assert start(path, interval=0.05, pages=100)
-    assert not start(path, interval=0.05, pages=100)  # once per process and file
-    deadline = time.monotonic() + 10
-    while os.path.getsize(path) < 1_000_000 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert os.path.getsize(path) >= 1_000_000
-    assert wal.backlog(path) == 0
-    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 300
-    assert [e for e in wal.take_errors() if path in e] == []  # other tests' threads may report theirs
-    con.close()
 
 
-def test_a_failing_checkpoint_is_reported_not_swallowed(tmp_path, start):
-    path = tmp_path / "not-a-database.db"
-    path.write_bytes(b"this is not an SQLite file" * 100)
-    (tmp_path / "not-a-database.db-shm").write_bytes(bytes(128))
-    wal.take_errors()
-    assert start(str(path), interval=0.05, pages=0)  # try at every tick
-    deadline = time.monotonic() + 10
-    errors = []
-    while not errors and time.monotonic() < deadline:
-        time.sleep(0.05)
-        errors = wal.take_errors()
-    assert errors and "not-a-database.db" in errors[0] and "failed" in errors[0]
-
-
-def test_a_short_log_is_left_for_later(tmp_path, start):
-    path = str(tmp_path / "short.db")
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=wal")
-    con.execute("PRAGMA wal_autocheckpoint=0")
-    con.execute("CREATE TABLE t (b BLOB)")
-    for _ in range(50):
-        con.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
-    assert start(path, interval=0.02, pages=1000)
-    time.sleep(0.3)
-    assert wal.backlog(path) >= 50 and os.path.getsize(path) < 100_000  # no sync for a few pages
-    con.close()
-
-
-def test_a_stopped_checkpointer_thread_ends(tmp_path):
-    path = str(tmp_path / "stop.db")
-    sqlite3.connect(path).close()
-    assert wal.start_checkpointer(path, interval=0.02)
-    assert wal.thread_alive(path)
-    wal.stop_checkpointer(path)
-    deadline = time.monotonic() + 5
-    while wal.thread_alive(path) and time.monotonic() < deadline:
+def wait_for(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not wal.thread_alive(path)
+    return condition()
+
+
+def test_a_long_log_wakes_the_thread_which_copies_it_into_the_database(tmp_path, upkeep):
+    path = tmp_path / "w.db"
+    u = upkeep(path, pages=100, spacing=0.01, first_check=3600)
+    con = hooked(path, u)
+    fill(con, 300)
+    assert wait_for(lambda: u.checkpoints >= 1 and os.path.getsize(path) >= 1_000_000)
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 300
+
+
+def test_a_short_log_is_left_for_later(tmp_path, upkeep):
+    path = tmp_path / "short.db"
+    u = upkeep(path, pages=1000, spacing=0.01, first_check=3600)
+    con = hooked(path, u)
+    fill(con, 50)
+    time.sleep(0.3)
+    assert u.checkpoints == 0 and os.path.getsize(path) < 100_000  # no sync for a few pages
+    con.close()
+
+
+def test_the_hook_checkpoints_by_itself_when_the_thread_falls_far_behind(tmp_path, monkeypatch):
+    path = tmp_path / "backstop.db"
+    monkeypatch.setattr(wal, "BACKSTOP_PAGES", 100)
+    u = wal.Upkeep(str(path))  # never started: a stalled thread
+    con = hooked(path, u)
+    fill(con, 300)
+    assert os.path.getsize(path) >= 200 * 4000  # copied by the committing connection itself
+    assert u.reports == wal.deque()
+
+
+def test_a_failing_hook_never_fails_the_commit_it_follows(tmp_path, monkeypatch):
+    path = tmp_path / "hook.db"
+    u = wal.Upkeep(str(path), pages=1)
+
+    def broken_wake():
+        raise apsw.IOError("disk on fire")
+
+    monkeypatch.setattr(u, "wake", broken_wake)
+    con = hooked(path, u)
+    fill(con, 3)
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    assert "disk on fire" in u.reports[0].message
+
+
+def corrupt(path) -> None:
+    """Scribble over the middle of the file's index pages (the database must be closed)."""
+    con = sqlite.connect(str(path))
+    con.execute("PRAGMA journal_mode=delete")
+    con.execute("CREATE TABLE c (k TEXT)")
+    con.execute("CREATE INDEX c_k ON c (k)")
+    with con:
+        for i in range(3000):
+            con.execute("INSERT INTO c VALUES (?)", (f"key-{i:06d}-" + "x" * 40,))
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    with open(path, "r+b") as f:
+        for page in range(pages // 2, pages - 2):
+            f.seek(page * page_size + 100)
+            f.write(os.urandom(200))
+
+
+def test_a_failed_quick_check_is_kept_for_healthz_and_reported_as_critical(tmp_path, upkeep):
+    path = tmp_path / "bad.db"
+    corrupt(path)
+    u = upkeep(path, check_every=3600, first_check=0)
+    assert wait_for(lambda: u.integrity_failure is not None)
+    reports = list(u.reports)
+    assert reports and reports[0].critical and "quick_check" in reports[0].message and "db check" in reports[0].message
+
+
+def test_a_sound_database_passes_its_quick_check(tmp_path, upkeep):
+    path = tmp_path / "good.db"
+    con = hooked(path, lambda *a: 0)
+    fill(con, 20)
+    u = upkeep(path, check_every=0.05, first_check=0)
+    time.sleep(0.3)
+    assert u.integrity_failure is None and not u.reports
+
+
+CHILD = """
+import sys
+from kyma import sqlite
+con = sqlite.connect(sys.argv[1])
+with con:
+    con.execute("INSERT INTO t VALUES (zeroblob(4000))")
+busy, log, done = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+print(busy, log, done)
+"""
+
+
+def test_the_upkeep_thread_leaves_the_locks_of_this_process_readers_alone(tmp_path, upkeep):
+    """A reader here pins its snapshot, so another process cannot restart the log under it; the
+    upkeep thread's own connections (opened, used, closed) must not drop that reader's locks."""
+    path = tmp_path / "locks.db"
+    writer = hooked(path, lambda *a: 0)
+    fill(writer, 50)
+    reader = sqlite.connect(str(path))
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 50  # holds a read lock from here on
+    fill(writer, 10)
+    u = upkeep(path, pages=1, spacing=0.01, check_every=0.05, first_check=0)
+    u.wake()
+    time.sleep(0.5)  # checkpoints and quick checks, each on a connection the thread opened
+    u.stop()
+    assert wait_for(lambda: not u.alive)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    busy, log, done = map(int, out.stdout.split())
+    assert busy == 1 and log > 0  # the reader still holds its place: the log was not truncated
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 50
+    reader.execute("COMMIT")
+
+
+def test_a_stopped_thread_ends(tmp_path):
+    path = str(tmp_path / "stop.db")
+    sqlite.connect(path).close()
+    u = wal.start_upkeep(path, spacing=0.01)
+    assert u.alive and wal.start_upkeep(path) is u  # once per process and file
+    wal.stop_upkeep(path)
+    assert wait_for(lambda: not u.alive, 5)

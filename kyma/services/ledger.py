@@ -153,7 +153,7 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     expires_at = now + timedelta(seconds=_hold_ttl(ttl_seconds))
     db, sql = database.obj, _sql()
     with write_transaction():
-        if not db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros)).rowcount:
+        if not db.rows_affected(db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros))):
             return False
         _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold")
         db.execute_sql(sql.hold, (account_id, request_id, amount_micros, (owner or worker_identity())[:64],

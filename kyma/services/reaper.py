@@ -1,8 +1,8 @@
 """The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
 
 It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes)
-and sign-up and log-in counters whose window has ended, and logs what the WAL checkpoint thread
-could not (kyma.wal).
+and sign-up and log-in counters whose window has ended, and logs what the SQLite upkeep thread
+could not (kyma.wal): a failed checkpoint as an error, a failed integrity check as critical.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ CHORES = (
 
 
 def run_chores() -> None:
-    """One round: every chore in a database connection, then the WAL thread's errors; failures logged."""
+    """One round: every chore in a database connection, then the upkeep thread's reports; failures logged."""
     for what, chore in CHORES:
         try:
             with connected():  # the reaper runs outside any request
                 chore()
         except Exception:  # retried next round; the reason is logged, not swallowed
             log.exception("%s failed", what)
-    for message in wal.take_errors():
-        log.error(message)
+    for report in wal.take_reports():
+        log.log(logging.CRITICAL if report.critical else logging.ERROR, report.message)
 
 
 def _reap_forever(interval: float) -> None:
