@@ -105,6 +105,16 @@ def close_connection() -> None:
         db.close()
 
 
+def integrity_failure() -> str | None:
+    """What this process's last background quick check of its SQLite database found; None if all is well."""
+    db = database.obj
+    if not is_sqlite_db(db):
+        return None
+    from kyma import wal
+
+    return wal.integrity_failure(db.database)
+
+
 def is_sqlite_db(db) -> bool:
     """True for a peewee SQLite database object."""
     from peewee import SqliteDatabase

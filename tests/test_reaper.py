@@ -59,3 +59,21 @@ def test_a_failing_chore_is_logged_and_the_others_still_run(sqlite_db, monkeypat
         reaper.run_chores()
     assert ran == ["second"]
     assert "first failed" in caplog.text and "database is locked" in caplog.text
+
+
+def test_the_upkeep_threads_reports_are_logged_a_failed_integrity_check_as_critical(sqlite_db, monkeypatch,
+                                                                                     caplog):
+    import os
+
+    from kyma import wal
+
+    upkeep = wal.Upkeep("/nowhere/kyma.db")  # not started: its reports stand for the thread's
+    upkeep.reports.append(wal.Report("WAL checkpoint of /nowhere/kyma.db failed: disk I/O error"))
+    upkeep.reports.append(wal.Report("SQLite quick_check of /nowhere/kyma.db FAILED: row 3 missing", critical=True))
+    monkeypatch.setitem(wal._upkeep, (os.getpid(), "/nowhere/kyma.db"), upkeep)
+    with caplog.at_level(logging.ERROR, logger="kyma.services.reaper"):
+        reaper.run_chores()
+    levels = {r.getMessage(): r.levelno for r in caplog.records}
+    assert levels["WAL checkpoint of /nowhere/kyma.db failed: disk I/O error"] == logging.ERROR
+    assert levels["SQLite quick_check of /nowhere/kyma.db FAILED: row 3 missing"] == logging.CRITICAL
+    assert not upkeep.reports  # each is logged once

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 from peewee import DatabaseError
 
-from kyma.db import database
+from kyma.db import database, integrity_failure
 from kyma.runtime import runtime
 from kyma.services.discovery import llms_txt
 
@@ -21,10 +21,12 @@ def llms():
 
 @wellknown_bp.get("/healthz")
 def healthz():
-    """200 {"status": "ok"} when the database answers, 503 otherwise."""
+    """200 {"status": "ok"} when the database answers and passed its last integrity check, 503 otherwise."""
     try:
         database.execute_sql("SELECT 1").fetchone()
     except DatabaseError as exc:
         # The error class name says enough; its text may carry a connection string.
         return jsonify({"status": "error", "database": type(exc).__name__}), 503
+    if integrity_failure():  # the details go to the log (reaper), not to an unauthenticated caller
+        return jsonify({"status": "error", "database": "ok", "integrity": "failed"}), 503
     return jsonify({"status": "ok", "database": "ok"})
