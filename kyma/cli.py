@@ -1,4 +1,4 @@
-"""`flask --app app …` commands: schema, ledger and credits administration."""
+"""`flask --app app …` commands: schema, ledger, credits and database administration."""
 
 from __future__ import annotations
 
@@ -56,5 +56,7 @@ def register_cli(app: Flask) -> None:
         click.echo("\n".join(changes) if changes else "schema is up to date")
 
     from kyma.cli_credits import register_credit_commands
+    from kyma.cli_db import register_db_commands
 
     register_credit_commands(app)
+    register_db_commands(app)

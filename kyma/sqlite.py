@@ -12,6 +12,7 @@ other holds (sqlite.org's "How To Corrupt An SQLite Database File").
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import Callable
 
@@ -71,3 +72,45 @@ def connect(path: str, timeout_ms: int = 5000) -> apsw.Connection:
     con.set_busy_timeout(timeout_ms)
     return con
 
+
+def integrity_problems(path: str) -> list[str]:
+    """What PRAGMA integrity_check and foreign_key_check find wrong in the database at `path` ([] if sound)."""
+    con = connect(path)
+    try:
+        found = [row[0] for row in con.execute("PRAGMA integrity_check")]
+        problems = [] if found == ["ok"] else found
+        problems += [f"{table} row {rowid}: no {parent} row for its foreign key"
+                     for table, rowid, parent, _ in con.execute("PRAGMA foreign_key_check")]
+        return problems
+    except apsw.Error as exc:  # damaged past checking: that is the finding
+        return [f"the database cannot be read: {exc}"]
+    finally:
+        con.close()
+
+
+def backup(path: str, dest: str) -> int:
+    """Copy the live database at `path` into a new single file `dest`, checked; the pages copied.
+
+    SQLite's online backup copies one consistent snapshot (a read transaction: in WAL mode the
+    workers keep writing meanwhile). The copy is written beside `dest` and renamed into place only
+    once its integrity check passed, so `dest` is never a half-written file.
+    """
+    partial = f"{dest}.partial"
+    for leftover in (partial, f"{partial}-wal", f"{partial}-shm", f"{partial}-journal"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    source, copy = connect(path), connect(partial)
+    try:
+        with copy.backup("main", source, "main") as job:
+            job.step(-1)  # all pages in one step: one snapshot
+            pages = job.page_count
+        copy.execute("PRAGMA journal_mode=delete")  # one self-contained file, restorable by copying it
+        found = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+    finally:
+        source.close()
+        copy.close()
+    if found != ["ok"]:
+        os.remove(partial)
+        raise apsw.CorruptError(f"the backup failed its integrity check: {'; '.join(found)[:500]}")
+    os.replace(partial, dest)
+    return pages
