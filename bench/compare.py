@@ -28,6 +28,7 @@ from bench.load import have_wrk, run_wrk  # noqa: E402
 from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
                          stream_request)
 from bench.run import RESULTS, UPSTREAM_KEY, bodies, open_account, start_gateway  # noqa: E402
+from kyma.config import DEFAULT_WORKERS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stream-rounds", type=int, default=150, help="interleaved rounds of streams")
     p.add_argument("--seconds", type=int, default=0, help="wrk seconds per side at 32 connections (0: skip)")
     p.add_argument("--stream-rate", type=float, default=200, help="streaming simulator tokens/s")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help=f"workers of each gateway (default {DEFAULT_WORKERS}, as `make run`)")
     return p.parse_args(argv)
 
 
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
             s.wait_started("/v1/models")
         gateways = {}
         for name, root, env in (("base", base_root, args.base_env), ("candidate", ROOT, args.env)):
-            gateways[name] = start_gateway(name, root, work / name, plain.url, stream.url, env)
+            gateways[name] = start_gateway(name, root, work / name, plain.url, stream.url, env, args.workers)
             servers.append(gateways[name])
             gateways[name].wait_started("/healthz")
         keys = {n: open_account(g, ROOT if n == "candidate" else base_root) for n, g in gateways.items()}

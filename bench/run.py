@@ -31,6 +31,7 @@ from bench.load import have_wrk, run_wrk  # noqa: E402
 from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
                          stream_request)
 from bench.report import evaluate, render_table  # noqa: E402
+from kyma.config import DEFAULT_WORKERS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
@@ -41,7 +42,8 @@ EMAIL = "bench@example.com"
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line options (the defaults are what `make bench` runs)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--workers", type=int, default=1, help="gateway gunicorn workers (default 1)")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help=f"gateway gunicorn workers (default {DEFAULT_WORKERS}, as `make run`)")
     p.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
     p.add_argument("--sequential", type=int, default=300, help="interleaved pairs at concurrency 1")
     p.add_argument("--stream-pairs", type=int, default=100, help="interleaved stream pairs at concurrency 1")
