@@ -1,4 +1,4 @@
-"""The benchmark's verdicts against the targets (issue 3 item 9) and the printed table."""
+"""The benchmark's verdicts against the targets and the printed table."""
 
 from __future__ import annotations
 

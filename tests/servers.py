@@ -79,7 +79,7 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
         "KYMA_LOG_LEVEL": "WARNING",
         "KYMA_SIGNUP_MAX_PER_HOUR": "100000",  # tests register many accounts from 127.0.0.1
     })
-    # --- scale-out pass (issue 8): KYMA_TEST_BACKEND=postgres gives each gateway a fresh PostgreSQL
+    # --- scale-out pass: KYMA_TEST_BACKEND=postgres gives each gateway a fresh PostgreSQL
     # database and Redis prefix instead of SQLite (see tests/pg.py; `make test` runs both passes).
     from tests.pg import backend_env
 

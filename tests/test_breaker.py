@@ -74,7 +74,7 @@ else:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_database_store_loses_no_failures_across_processes(tmp_path, backend):
-    """Concurrent failures from several processes all count, and the longest cooldown wins (UF-6)."""
+    """Concurrent failures from several processes all count, and the longest cooldown wins."""
     import subprocess
     import sys
     from pathlib import Path

@@ -1,4 +1,4 @@
-"""Scale-out (issue 8): gateways on one PostgreSQL database and one Redis share limits, money, keys
+"""Scale-out: gateways on one PostgreSQL database and one Redis share limits, money, keys
 and route health; a pooled gateway never needs more PostgreSQL connections than its pool allows.
 
 Two gunicorn masters (2 gevent workers each) on different ports, one fresh PostgreSQL database,

@@ -69,7 +69,7 @@ def _events(sse: str) -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize("path", _cases("streams"), ids=lambda p: p.stem)
 def test_stream_fixture_follows_the_anthropic_event_grammar(path):
-    """Every golden stream obeys the rules the SDK accumulator relies on (protocols §2.6)."""
+    """Every golden stream obeys the rules the SDK accumulator relies on."""
     events = _events(path.with_suffix(".sse").read_text())
     names = [name for name, _ in events]
     assert all(name == data["type"] for name, data in events)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-# Statuses after which another route may serve the request (UF-1). A provider 401/402/403 means its
+# Statuses after which another route may serve the request. A provider 401/402/403 means its
 # key, account or configuration is broken and a 404 that its model id is gone: not the client's
 # fault, so they fall back too (and count against the route's circuit breaker).
 RETRYABLE_STATUSES = frozenset({401, 402, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kyma.providers.base import UpstreamFailure
 
-MAX_EVENT_BYTES = 1 << 20  # an event over 1 MiB is a broken or hostile upstream (UF-7)
+MAX_EVENT_BYTES = 1 << 20  # an event over 1 MiB is a broken or hostile upstream
 
 
 class SSEDecoder:

@@ -9,7 +9,7 @@ import uuid
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
 _TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
-# Kyma's own usage fields (SPEC §3) ride along in the Anthropic usage; the SDK keeps unknown keys.
+# Kyma's own usage fields (cost, cache discount) ride along in the Anthropic usage; the SDK keeps unknown keys.
 _KYMA_USAGE = ("cost", "cache_discount")
 
 
@@ -48,7 +48,7 @@ def stop_reason(choice: dict, stop_sequences: list[str] | None) -> tuple[str, st
 
 
 def anthropic_usage(usage: dict | None) -> dict:
-    """Anthropic usage from OpenAI usage: input_tokens excludes cache reads and writes (protocols §3.4)."""
+    """Anthropic usage from OpenAI usage: input_tokens excludes cache reads and writes."""
     usage = usage or {}
     details = usage.get("prompt_tokens_details") or {}
     cache_read = _int(details.get("cached_tokens", usage.get("cached_tokens")))

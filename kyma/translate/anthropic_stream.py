@@ -1,4 +1,4 @@
-"""OpenAI chat.completion.chunk dicts → Anthropic Messages SSE events, incrementally (protocols §3.5)."""
+"""OpenAI chat.completion.chunk dicts → Anthropic Messages SSE events, incrementally."""
 
 from __future__ import annotations
 
