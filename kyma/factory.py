@@ -57,8 +57,8 @@ def _build_runtime(settings: Settings):
     from kyma.services.breaker import CircuitBreaker
     from kyma.services.catalog import Catalog, load_claude_models
     from kyma.services.ratelimit import Limiter
-    from kyma.services.router import Planner
-    from kyma.services.routes import RouteTable
+    from kyma.chat.plan import Planner
+    from kyma.providers.routes import RouteTable
     from kyma.services.tiers import TierLadder
 
     catalog = Catalog.load(settings.catalog_path)

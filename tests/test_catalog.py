@@ -168,7 +168,7 @@ def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
 
 @pytest.mark.parametrize("base_url", ["http://", "http://:8080/v1", "ftp://example.com/v1", "example.com/v1"])
 def test_a_route_base_url_without_a_host_or_http_is_refused_when_the_routes_load(tmp_path, catalog, base_url):
-    from kyma.services.routes import RouteTable
+    from kyma.providers.routes import RouteTable
 
     data = json.loads((DATA / "routes.json").read_text())
     data["providers"]["together"]["base_url"] = base_url

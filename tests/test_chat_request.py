@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from kyma.config import DATA
 from kyma.services.catalog import Catalog
-from kyma.services.chat_request import parse_chat_request
-from kyma.services.gateway import _affordable_max_tokens
+from kyma.chat.request import parse_chat_request
+from kyma.chat.admission import affordable_max_tokens
 from kyma.services.pricing import worst_case_micros
 
 CATALOG = Catalog.load(DATA / "catalog.json")
@@ -33,14 +33,14 @@ def test_fields_that_would_steer_the_upstream_call_are_dropped():
 def test_fault_injection_header_reaches_simulated_providers_only():
     from types import SimpleNamespace
 
-    from kyma.services.gateway import upstream_headers
-    from kyma.services.routes import Provider, Route
+    from kyma.chat.call import ChatCall, Prepared
+    from kyma.providers.routes import Provider, Route
 
-    prep = SimpleNamespace(call=SimpleNamespace(sim_fault="*=503"))
+    prep = Prepared(ChatCall("chat", sim_fault="*=503"), *[None] * 8)
     simulated = Route("m", Provider("sim-alpha", "http://127.0.0.1:1/v1", simulated=True), "m")
     real = Route("m", Provider("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"), "m")
-    assert upstream_headers(prep, SimpleNamespace(route=simulated)) == {"X-Sim-Fault": "*=503"}
-    assert upstream_headers(prep, SimpleNamespace(route=real)) == {}
+    assert prep.upstream_headers(SimpleNamespace(route=simulated)) == {"X-Sim-Fault": "*=503"}
+    assert prep.upstream_headers(SimpleNamespace(route=real)) == {}
 
 
 
@@ -48,7 +48,7 @@ def test_fault_injection_header_reaches_simulated_providers_only():
        st.integers(0, 200_000), st.integers(0, 2_000_000))
 def test_affordable_max_tokens_is_the_largest_hold_that_fits(picks, prompt_tokens, available):
     models = [CATALOG.models[i] for i in picks]
-    n = _affordable_max_tokens(models, prompt_tokens, available)
+    n = affordable_max_tokens(models, prompt_tokens, available)
 
     def hold(k):
         return max(worst_case_micros(m, prompt_tokens, k) for m in models)

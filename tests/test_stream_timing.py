@@ -11,9 +11,11 @@ from kyma.errors import KymaError, UpstreamTimeout
 from kyma.models import Account, RequestLog
 from kyma.providers.base import UpstreamStream
 from kyma.runtime import runtime
-from kyma.services import gateway, ledger
+from kyma.chat.admission import prepare
+from kyma.chat.call import ChatCall
+from kyma.services import ledger
 from kyma.services.accounts import Principal
-from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
+from kyma.chat.stream import ChatStream, Chunk, Done, Failed, KeepAlive
 
 LEAD = {"id": "u", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
 
@@ -81,9 +83,9 @@ def timed_app(tmp_path):
 
 def start(rt, principal, adapter, keepalive: float = 0.05) -> ChatStream:
     rt.upstreams.adapter = lambda route: adapter
-    call = gateway.ChatCall(body={"model": "qwen-3-32b", "stream": True, "max_tokens": 50,
+    call = ChatCall("chat", body={"model": "qwen-3-32b", "stream": True, "max_tokens": 50,
                                   "messages": [{"role": "user", "content": "hi"}]})
-    return ChatStream(rt, gateway.prepare(rt, call, principal), keepalive)
+    return ChatStream(rt, prepare(rt, call, principal), keepalive)
 
 
 def test_keep_alives_flow_while_the_upstream_is_silent_then_the_answer_relays(timed_app):

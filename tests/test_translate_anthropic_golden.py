@@ -93,7 +93,7 @@ def test_stream_fixture_follows_the_anthropic_event_grammar(path):
 @pytest.mark.parametrize("path", _cases("requests"), ids=lambda p: p.stem)
 def test_translated_request_passes_the_chat_pipeline_validation(path):
     """What /v1/messages hands the pipeline is a valid chat request, with the same needs."""
-    from kyma.services.chat_request import parse_chat_request
+    from kyma.chat.request import parse_chat_request
 
     case = _load(path)
     req = parse_chat_request(case["openai"])

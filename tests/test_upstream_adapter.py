@@ -10,7 +10,7 @@ import pytest
 
 from kyma.providers.base import UpstreamFailure, scrub
 from kyma.providers.openai_compat import OpenAICompatAdapter
-from kyma.services.routes import Provider, Route
+from kyma.providers.routes import Provider, Route
 
 
 class _Canned(BaseHTTPRequestHandler):

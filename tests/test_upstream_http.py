@@ -287,7 +287,7 @@ def test_a_stream_ends_at_done_though_the_upstream_keeps_its_body_open(serve):
     # in all: an upstream trickling comments forever (never ending its chunked body) used to hold
     # the stream's last event, a read at a time.
     from kyma.providers.openai_compat import OpenAICompatAdapter
-    from kyma.services.routes import Provider, Route
+    from kyma.providers.routes import Provider, Route
 
     def script(server, conn, number):
         server.read(conn)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
+from kyma import chat
 from kyma.api import api_bp
-from kyma.api.chat import complete, json_response, open_stream, start_chat
+from kyma.api.chat import json_response, serve
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
 from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
-from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
 from kyma.translate.anthropic import (AnthropicStreamTranslator, anthropic_to_openai_request, count_tokens_for,
                                       map_claude_model, openai_to_anthropic_response)
 
@@ -25,51 +25,44 @@ def _model(body: dict) -> str:
     return map_claude_model(name, rt.claude_models, rt.catalog)
 
 
-def _translate(body: dict) -> dict:
-    return anthropic_to_openai_request(body, model=_model(body))
-
-
 @api_bp.post("/messages")
 def create_message():
     """Create a message, streamed or not (Anthropic Messages API)."""
-    rt = runtime()
     raw: dict = {}
 
-    def parse() -> dict:
+    def read_body() -> dict:
         raw.update(json_object())
-        return raw
+        return anthropic_to_openai_request(raw, model=_model(raw))
 
-    _call, prep = start_chat("messages", body_parser=parse, translate=_translate)
+    outcome = serve("messages", read_body)
     stops = raw.get("stop_sequences")
-    if not prep.req.stream:
-        done = complete(rt, prep)
-        return json_response(openai_to_anthropic_response(done.body, model=done.body["model"], stop_sequences=stops),
-                             done.headers)
-    stream, started = open_stream(rt, prep)
-    body = coalesced(_anthropic_sse(stream, started, stops), stream.more_ready)
-    return sse_response(body, stream.headers(), stream.close)
+    if isinstance(outcome, chat.Reply):
+        return json_response(openai_to_anthropic_response(outcome.body, model=outcome.body["model"],
+                                                          stop_sequences=stops), outcome.headers)
+    body = coalesced(_anthropic_sse(outcome, stops), outcome.more_ready)
+    return sse_response(body, outcome.headers(), outcome.close)
 
 
-def _anthropic_sse(stream: ChatStream, started: bool, stops):
+def _anthropic_sse(stream: chat.ChatStream, stops):
     """Anthropic SSE framing; message_start waits for the first chunk, when the serving model is known."""
-    if not started:
+    if not stream.ready:
         yield KEEPALIVE  # an SSE comment: commits the headers, ignored by every SDK
     translator = None
     for event in stream.events():
-        if translator is None and isinstance(event, (Chunk, Done)):
+        if translator is None and isinstance(event, (chat.Chunk, chat.Done)):
             translator = AnthropicStreamTranslator(model=stream.served.candidate.model.id,
                                                    input_tokens=stream.prep.prompt_tokens,
                                                    message_id=f"msg_{stream.prep.call.request_id}",
                                                    stop_sequences=stops)
-        if isinstance(event, Chunk):
+        if isinstance(event, chat.Chunk):
             out = translator.feed(event.data)
             if out:
                 yield b"".join(out)
-        elif isinstance(event, KeepAlive):
+        elif isinstance(event, chat.KeepAlive):
             yield translator.ping() if translator else KEEPALIVE
-        elif isinstance(event, Done):
+        elif isinstance(event, chat.Done):
             yield b"".join(translator.finish(usage=event.usage))
-        elif isinstance(event, Failed):
+        elif isinstance(event, chat.Failed):
             # Before any message_start there is no translator yet; a bare one frames the error the same way.
             yield (translator or AnthropicStreamTranslator(model="", input_tokens=0)).error(event.error)
 

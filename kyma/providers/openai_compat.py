@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
 from kyma.providers.http import HTTPFailure, Origin, Pending, Response
 from kyma.providers.sse import SSEDecoder
-from kyma.services.routes import Route
+from kyma.providers.routes import Route
 
 log = logging.getLogger(__name__)
 

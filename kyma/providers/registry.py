@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from kyma.providers.openai_compat import OpenAICompatAdapter
-from kyma.services.routes import Route
+from kyma.providers.routes import Route
 
 # A provider protocol maps to its adapter class; a new protocol is a module plus a line here.
 ADAPTERS = {"openai": OpenAICompatAdapter}

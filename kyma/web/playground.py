@@ -11,7 +11,7 @@ from flask_sock import Sock
 from kyma.db import release_connection
 from kyma.errors import KymaError
 from kyma.runtime import runtime
-from kyma.services import playground as chat
+from kyma.web import playground_chat as chat
 from kyma.web import csrf, web_bp
 from kyma.web.identity import current_principal, fresh_principal, login_required
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from kyma.errors import InvalidRequest, KymaError
+from kyma import chat
+from kyma.errors import InvalidRequest
 from kyma.services.accounts import Principal
+
+if TYPE_CHECKING:
+    from kyma.runtime import Runtime
 
 MAX_MESSAGES = 50
 MAX_CHARS = 100_000
@@ -88,7 +92,7 @@ class Finished:
     usage: dict = field(default_factory=dict)
 
 
-def stream_reply(rt, principal: Principal, prompt: PlaygroundPrompt,
+def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt,
                  tick_seconds: float = 0.25) -> Iterator[Delta | Finished | None]:
     """Stream a reply through the API's own pipeline (limits, credit hold, fallback, settle, log).
 
@@ -96,30 +100,23 @@ def stream_reply(rt, principal: Principal, prompt: PlaygroundPrompt,
     the caller can notice a Stop. Closing the generator closes the upstream call and bills what was
     produced, exactly as a client disconnect on /v1/chat/completions does.
     """
-    from kyma.services import gateway
-    from kyma.services.streaming import ChatStream, Chunk, Done, Failed, KeepAlive
-
-    call = gateway.ChatCall(body=prompt.chat_body(), endpoint="playground")
-    try:
-        prep = gateway.prepare(rt, call, principal)
-    except KymaError as err:
-        gateway.record_rejected(call, err, principal, prompt.model)
-        raise
-    stream = ChatStream(rt, prep, keepalive=tick_seconds)
+    call = chat.ChatCall("playground")
+    stream = chat.serve(rt, call, lambda: principal, prompt.chat_body, keepalive=tick_seconds)
+    assert isinstance(stream, chat.ChatStream)  # the playground always streams
     try:
         for event in stream.events():
-            if isinstance(event, Chunk):
+            if isinstance(event, chat.Chunk):
                 text = "".join((c.get("delta") or {}).get("content") or "" for c in event.data.get("choices") or [])
                 if text:
                     yield Delta(text)
-            elif isinstance(event, KeepAlive):
+            elif isinstance(event, chat.KeepAlive):
                 yield None
-            elif isinstance(event, Done):
+            elif isinstance(event, chat.Done):
                 cand = stream.served.candidate
-                yield Finished(model=cand.model.id, provider=cand.route.provider.name, alias=prep.alias,
+                yield Finished(model=cand.model.id, provider=cand.route.provider.name, alias=stream.prep.alias,
                                fallback_layer=cand.layer or None, simulated=cand.route.provider.simulated,
                                cost_usd=float(event.usage.get("cost") or 0), usage=event.usage)
-            elif isinstance(event, Failed):
+            elif isinstance(event, chat.Failed):
                 raise event.error
     finally:
         stream.close()

@@ -1,13 +1,13 @@
-"""Route planning: the ordered candidates for a request, by fallback layer (SPEC §2)."""
+"""Route planning: the ordered candidates for a request, by fallback layer."""
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
 
+from kyma.chat.request import ChatRequest, Needs, ProviderPrefs
+from kyma.providers.routes import Route, RouteTable
 from kyma.services.catalog import Catalog, ModelInfo
-from kyma.services.chat_request import ChatRequest, Needs, ProviderPrefs
-from kyma.services.routes import Route, RouteTable
 
 NO_FALLBACK, SAME_MODEL, SAME_FAMILY, COMPARABLE = 0, 1, 2, 3
 MAX_COMPARABLE_MODELS = 2

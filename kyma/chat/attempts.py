@@ -1,18 +1,26 @@
-"""The attempt loop: candidates in order under the circuit breaker, an attempt cap and one deadline."""
+"""The attempt loop, one for plain and streamed requests: candidates in order under the circuit
+breaker, an attempt cap and one deadline."""
 
 from __future__ import annotations
 
 import random
 import time
-from typing import Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterator, TypeVar
 
+from kyma.chat.plan import Candidate
+from kyma.db import release_connection
 from kyma.errors import InvalidRequest, KymaError, Overloaded, RateLimited, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
 from kyma.services.breaker import Verdict
 from kyma.services.recording import AttemptRecord
-from kyma.services.router import Candidate
+
+if TYPE_CHECKING:
+    from kyma.chat.call import Prepared
+    from kyma.runtime import Runtime
 
 BACKOFF_BASE, BACKOFF_CAP = 0.1, 2.0
+E = TypeVar("E")  # what an attempt yields while it waits (a stream's keep-alives)
+T = TypeVar("T")  # what a serving attempt returns
 
 
 class Attempts:
@@ -34,6 +42,32 @@ class Attempts:
         self._stop = False
         self._min_context = 0  # after a context-length error, only larger windows are worth trying
 
+    @classmethod
+    def for_request(cls, rt: Runtime, prep: Prepared) -> "Attempts":
+        """The attempts of a prepared request, bounded by the settings and its one deadline."""
+        s = rt.settings
+        deadline = time.monotonic() + s.request_deadline - (time.perf_counter() - prep.call.started)
+        # Upstream calls follow: don't hold a (PostgreSQL) connection across them; settling reconnects.
+        release_connection()
+        return cls(rt.breaker, prep.candidates, max_attempts=s.max_attempts, deadline=deadline)
+
+    def run(self, attempt: Callable[[Candidate], Generator[E, None, T]]) -> Generator[E, None, tuple[Candidate, T] | None]:
+        """Try candidates until one serves: (candidate, what its attempt returned), or None when all failed.
+
+        `attempt(candidate)` raises UpstreamFailure to fall back; what it yields while it waits (a
+        stream's keep-alives) passes through to the caller.
+        """
+        for cand, verdict in self:
+            t0 = time.perf_counter()
+            try:
+                result = yield from attempt(cand)
+            except UpstreamFailure as failure:
+                self.failed(cand, failure, (time.perf_counter() - t0) * 1000)
+                continue
+            self.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000)
+            return cand, result
+        return None
+
     def __iter__(self) -> Iterator[tuple[Candidate, Verdict]]:
         for cand in self.candidates:
             if self._stop or self.tried >= self.max_attempts or time.monotonic() >= self.deadline:
@@ -51,7 +85,7 @@ class Attempts:
             yield cand, verdict
 
     def _backoff(self) -> None:
-        """Full-jitter backoff before going back to a provider that just failed (UF-3)."""
+        """Full-jitter backoff before going back to a provider that just failed."""
         cap = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** len(self.failures))
         time.sleep(min(self.rng.uniform(0, cap), max(0.0, self.deadline - time.monotonic())))
 

@@ -11,18 +11,23 @@ call and is billed for what was produced.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
+from kyma.chat.attempts import Attempts
+from kyma.chat.call import Prepared, Served, response_headers
+from kyma.chat.plan import Candidate
+from kyma.chat.records import base_record, record_failed, record_served
+from kyma.chat.usage import completion_text, meter, usage_object
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
 from kyma.services import ledger
-from kyma.services.gateway import (Prepared, Served, base_record, new_attempts, record_failed, record_served,
-                                   response_headers, upstream_body, upstream_headers)
-from kyma.services.router import Candidate
-from kyma.services.usage import completion_text, meter, usage_object
+
+if TYPE_CHECKING:
+    from kyma.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +92,15 @@ class ChatStream:
     by default KYMA_KEEPALIVE_SECONDS (the playground ticks faster, to notice a Stop).
     """
 
-    def __init__(self, rt, prep: Prepared, keepalive: float | None = None):
+    def __init__(self, rt: Runtime, prep: Prepared, keepalive: float | None = None):
         self.rt = rt
         self.prep = prep
         self.record = base_record(prep, 200, stream=True)
-        self.attempts = new_attempts(rt, prep)
+        self.attempts = Attempts.for_request(rt, prep)
         self.served: Served | None = None
         self.upstream = None
         self.finished = False
+        self.ready = False  # first() saw content (False: a keep-alive interval passed first)
         self.keepalive = rt.settings.keepalive_seconds if keepalive is None else keepalive
         self._text: list[str] = []
         self._usage: dict | None = None
@@ -103,84 +109,96 @@ class ChatStream:
         self._created = int(time.time())
         self._id = f"chatcmpl-{prep.call.request_id}"
         self._hold_touched = time.monotonic()
+        self._deadline = 0.0  # the first-byte limit, then the stream's total limit (set per phase)
         self._last_event = time.monotonic()
         self._burst = False  # events follow at once (held-back lead chunks, the final chunk and Done)
         self._run = self._walk()
 
-    # -- the upstream side: routes in order until one produces content --
+    # -- the upstream side: routes in order until one produces content, then relay it --
 
     def _walk(self):
-        for cand, verdict in self.attempts:
-            if (yield from self._try_route(cand, verdict)):
-                return
-        yield _Unserved(self.attempts.final_error())
+        opened = yield from self.attempts.run(self._open)
+        if opened is None:
+            yield _Unserved(self.attempts.final_error())
+            return
+        cand, (lead, first, chunks) = opened
+        self._start(cand)
+        yield _Started()
+        yield from self._relay_all(cand, lead, first, chunks)
 
-    def _try_route(self, cand: Candidate, verdict):
-        """Stream from one route; True when it started (whatever happens after), False to fall back."""
-        s = self.rt.settings
-        t0 = time.perf_counter()
-        # Content must start within the first-byte limit (the socket timeouts alone would let an
-        # upstream sending comments forever hold the request), and a started stream may last at
-        # most KYMA_STREAM_MAX_SECONDS.
-        deadline = time.monotonic() + s.first_byte_timeout  # moves at the start: the lambda below reads it late
-        started, lead, finished, up = False, [], False, None
+    def _open(self, cand: Candidate):
+        """Start the stream on one route and wait for its first content chunk.
+
+        Returns (lead chunks, the first content chunk, the rest as an iterator); raises
+        UpstreamFailure to fall back. Content must start within the first-byte limit: the socket
+        timeouts alone would let an upstream sending comments forever hold the request.
+        """
+        self._deadline = time.monotonic() + self.rt.settings.first_byte_timeout
+        up = None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
-                cand.route, upstream_body(self.prep, True), upstream_headers(self.prep, cand),
+                cand.route, self.prep.upstream_body(True), self.prep.upstream_headers(cand),
                 self.rt.upstreams.api_key(cand.route))
             self.upstream = up
-            while not up.wait_headers(self._wait(deadline)):
-                self._check(deadline, started)
+            while not up.wait_headers(self._wait()):
+                self._check(started=False)
                 if self._keepalive_due():
                     yield KeepAlive()
-            for chunk in up.chunks(lambda: self._wait(deadline)):
-                self._check(deadline, started)
+            chunks = up.chunks(self._wait)
+            lead = []
+            for chunk in chunks:
+                self._check(started=False)
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
                     continue
-                if not started:
-                    if _is_lead(chunk):
-                        lead.append(chunk)
-                        continue
-                    started = True
-                    deadline = time.monotonic() + s.stream_max_seconds
-                    self.attempts.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000)
-                    self._start(cand)
-                    yield _Started()
-                    self._burst = True  # the rest of the lead and this content chunk
-                    for c in lead:
-                        out = self._relay(c)
-                        if out is not None:
-                            yield Chunk(out)
-                    self._burst = False
+                if _is_lead(chunk):
+                    lead.append(chunk)
+                    continue
+                return lead, chunk, chunks
+            raise UpstreamFailure("malformed", "upstream stream ended without any content")
+        except UpstreamFailure:
+            if up is not None:
+                up.close()
+            raise
+
+    def _relay_all(self, cand: Candidate, lead: list[dict], first: dict, chunks):
+        """Relay a started stream to its end; a started stream may last at most KYMA_STREAM_MAX_SECONDS."""
+        self._deadline = time.monotonic() + self.rt.settings.stream_max_seconds
+        finished = False
+        try:
+            self._burst = True  # the lead chunks and the first content chunk go out in one write
+            for c in lead:
+                out = self._relay(c)
+                if out is not None:
+                    yield Chunk(out)
+            self._burst = False
+            for chunk in itertools.chain((first,), chunks):
+                self._check(started=True)
+                if chunk is None:
+                    if self._keepalive_due():
+                        yield KeepAlive()
+                    continue
                 finished = finished or any(ch.get("finish_reason") for ch in chunk.get("choices") or [])
                 out = self._relay(chunk)
                 if out is not None:
                     yield Chunk(out)
-            if not started:
-                raise UpstreamFailure("malformed", "upstream stream ended without any content")
             yield from self._end()
         except UpstreamFailure as failure:
-            if up is not None:
-                up.close()
-            if not started:
-                self.attempts.failed(cand, failure, (time.perf_counter() - t0) * 1000)
-                return False
+            self.upstream.close()
             if failure.kind == "cut" and finished:
                 # Finished answer whose [DONE] never came: complete in all but the terminator.
                 log.warning("upstream %s ended without [DONE] after finishing", cand.route.key)
                 yield from self._end()
             else:
                 yield Failed(self._fail_served(failure))
-        return True
 
-    def _wait(self, deadline: float) -> float:
+    def _wait(self) -> float:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
-        return min(deadline, self._last_event + self.keepalive) - time.monotonic()
+        return min(self._deadline, self._last_event + self.keepalive) - time.monotonic()
 
-    def _check(self, deadline: float, started: bool) -> None:
-        if time.monotonic() < deadline:
+    def _check(self, *, started: bool) -> None:
+        if time.monotonic() < self._deadline:
             return
         if started:
             raise UpstreamFailure("idle", f"upstream stream ran past {self.rt.settings.stream_max_seconds:g} s")
@@ -212,7 +230,8 @@ class ChatStream:
             self._fail_unserved(event.error)
             self.close()
             raise event.error
-        return not isinstance(event, KeepAlive)  # else _Started
+        self.ready = not isinstance(event, KeepAlive)  # else _Started
+        return self.ready
 
     def more_ready(self) -> bool:
         """True when more chunks have already arrived (the writer can batch them into one write)."""

@@ -1,0 +1,107 @@
+"""Everything before the first upstream call: validate, plan, admit under the rate limits, hold credit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kyma import tokens
+from kyma.chat.call import ChatCall, Prepared
+from kyma.chat.plan import missing_capability
+from kyma.chat.request import parse_chat_request
+from kyma.db import connected, write_transaction
+from kyma.errors import InsufficientCredits, InvalidRequest
+from kyma.services import ledger
+from kyma.services.accounts import Principal
+from kyma.services.catalog import ModelInfo
+from kyma.services.pricing import micros_to_usd, worst_case_micros
+from kyma.services.ratelimit import Admission
+
+if TYPE_CHECKING:
+    from kyma.runtime import Runtime
+
+
+def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
+    """Validate, plan, admit and hold; raises the KymaError the client should get."""
+    req = parse_chat_request(call.body)
+    model, alias = rt.catalog.resolve(req.model)
+    lacking = missing_capability(model, req.needs)
+    if lacking:
+        raise InvalidRequest(f"The model '{model.id}' does not support {lacking}; GET /v1/models lists the "
+                             f"models that do.", param="tools" if lacking == "tool calling" else "messages",
+                             code="unsupported_feature")
+    prompt_tokens = tokens.count_messages(req.messages, call.body.get("tools"))
+    candidates = rt.planner.plan(model, req, prompt_tokens)
+    if not candidates:
+        if prompt_tokens >= model.context_window:
+            raise InvalidRequest(f"The prompt (about {prompt_tokens} tokens) does not fit the context window of "
+                                 f"'{model.id}' ({model.context_window}) or of any fallback model.",
+                                 param="messages", code="context_length_exceeded")
+        raise InvalidRequest("No provider route matches the request's provider preferences.", param="provider",
+                             code="no_route")
+    tier = rt.tiers.get(principal.tier)
+    models = {c.model.id: c.model for c in candidates}.values()
+    hold = max(worst_case_micros(m, prompt_tokens, req.max_tokens or m.max_output_tokens) for m in models)
+    admission = _admit_and_hold(rt, principal, call.request_id, model, list(models), prompt_tokens,
+                                req.max_tokens, hold, tier)
+    return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
+
+
+class _Refused(Exception):
+    """Rolls back an admission whose hold the balance could not cover."""
+
+
+def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: ModelInfo,
+                    models: list[ModelInfo], prompt_tokens: int, max_tokens: int | None, hold: int,
+                    tier) -> Admission:
+    """Rate limits, then the credit hold: one transaction when the counters share the database."""
+    account = principal.account_id
+    ttl = rt.settings.hold_ttl_seconds
+    if rt.limiter.in_database:
+        try:
+            with connected(), write_transaction():
+                admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)
+                if not ledger.place_hold(account, request_id, hold, ttl_seconds=ttl):
+                    raise _Refused  # undoes the admission too: a refused request uses no quota
+            return admission
+        except _Refused:
+            raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
+                                admission.headers) from None
+    admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
+    try:
+        held = ledger.place_hold(account, request_id, hold, ttl_seconds=ttl)
+    except BaseException:
+        rt.limiter.cancel(admission)  # the database failed: the request never ran
+        raise
+    if not held:
+        rt.limiter.cancel(admission)
+        raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold, admission.headers)
+    return admission
+
+
+def affordable_max_tokens(models: list[ModelInfo], prompt_tokens: int, available: int) -> int:
+    """The largest max_tokens whose hold (the worst case over every candidate model) fits `available`."""
+    best = None
+    for m in models:
+        out = m.pricing.output_per_1m
+        n = int((available - prompt_tokens * m.pricing.input_per_1m) // out) if out > 0 else 0
+        # The float estimate can be off by one either way: settle it with the exact integer check.
+        while n > 0 and worst_case_micros(m, prompt_tokens, n) > available:
+            n -= 1
+        while out > 0 and worst_case_micros(m, prompt_tokens, n + 1) <= available:
+            n += 1
+        best = n if best is None else min(best, n)
+    return max(0, best or 0)
+
+
+def _insufficient(account_id: int, model: ModelInfo, models: list[ModelInfo], prompt_tokens: int,
+                  max_tokens: int | None, hold: int, headers: dict) -> InsufficientCredits:
+    """A 402 that says what the balance could afford (a max_tokens that would be accepted)."""
+    available = max(0, ledger.balance(account_id).balance_micros)
+    affordable = affordable_max_tokens(models, prompt_tokens, available)
+    asked = max_tokens or model.max_output_tokens
+    hint = (f"Lower max_tokens to {affordable} or less, or add credits." if affordable >= 1
+            else "Add credits to continue.")
+    return InsufficientCredits(
+        f"Insufficient credits: this request may cost up to ${micros_to_usd(hold):.6f} ({prompt_tokens} prompt "
+        f"tokens + max_tokens {asked} at {model.id} prices, or a fallback model's) and the balance is "
+        f"${micros_to_usd(available):.6f}. " + hint, headers=headers)

@@ -1,0 +1,99 @@
+"""The typed objects at the chat pipeline's seams: the call an edge hands in, the prepared request,
+the attempt that served it, and the headers a response carries."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from kyma.chat.plan import Candidate
+from kyma.chat.request import ChatRequest
+from kyma.chat.usage import Metered
+from kyma.services.accounts import Principal
+from kyma.services.catalog import ModelInfo
+from kyma.services.ratelimit import Admission
+
+
+def new_request_id() -> str:
+    """A request id that is unique across workers and instances."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class ChatCall:
+    """One incoming chat request as an edge (an API protocol, the playground) hands it in."""
+
+    endpoint: str  # chat | messages | playground
+    sim_fault: str | None = None  # X-Kyma-Sim-Fault, forwarded to simulated providers only
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    body: dict = field(default_factory=dict)  # the OpenAI-shaped body, once the edge has read it
+    principal: Principal | None = None  # once authenticated
+
+
+@dataclass
+class Prepared:
+    """A request that passed validation, limits and the credit hold, with its planned routes."""
+
+    call: ChatCall
+    principal: Principal
+    req: ChatRequest
+    model: ModelInfo
+    alias: str | None
+    candidates: list[Candidate]
+    prompt_tokens: int
+    hold_micros: int
+    admission: Admission  # rate-limit headers and the token reservation to correct afterwards
+
+    def upstream_body(self, stream: bool) -> dict:
+        """The body sent upstream: the client's fields; streams always ask for usage."""
+        body = dict(self.req.upstream_body)
+        body.pop("stream_options", None)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def upstream_headers(self, cand: Candidate) -> dict:
+        """Extra headers for one attempt; fault injection reaches simulated providers only."""
+        if self.call.sim_fault and cand.route.provider.simulated:
+            return {"X-Sim-Fault": self.call.sim_fault[:200]}
+        return {}
+
+
+@dataclass
+class Served:
+    """What the client needs to know about the attempt that served."""
+
+    candidate: Candidate
+    metered: Metered | None  # None until the stream's usage is known
+    attempts: int
+    overhead_ms: float
+
+
+@dataclass
+class Reply:
+    """A finished non-streamed answer: the OpenAI-shaped body and the response headers."""
+
+    body: dict
+    headers: dict
+
+
+def response_headers(prep: Prepared, served: Served | None) -> dict:
+    """X-Kyma-* headers, the request id and the rate-limit headers for a chat response."""
+    h = {"X-Request-Id": prep.call.request_id, **prep.admission.headers}
+    if prep.alias:
+        h["X-Kyma-Alias"] = prep.alias
+    if served is None:
+        return h
+    cand = served.candidate
+    h["X-Kyma-Model"] = cand.model.id
+    h["X-Kyma-Fallback"] = "true" if cand.layer else "false"
+    if cand.layer:
+        h["X-Kyma-Fallback-Layer"] = str(cand.layer)
+    h["X-Kyma-Provider"] = cand.route.provider.name
+    if cand.route.provider.simulated:
+        h["X-Kyma-Simulated"] = "true"
+    h["X-Kyma-Attempts"] = str(served.attempts)
+    h["X-Kyma-Overhead-Ms"] = f"{served.overhead_ms:.2f}"
+    return h

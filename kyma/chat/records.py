@@ -1,0 +1,75 @@
+"""Settle and log a chat request: the ledger, the request log and the token-rate correction together."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from kyma.chat.attempts import Attempts
+from kyma.chat.call import ChatCall, Prepared, Served
+from kyma.db import connected, write_transaction
+from kyma.errors import KymaError
+from kyma.services.recording import RequestRecord, finish
+
+if TYPE_CHECKING:
+    from kyma.runtime import Runtime
+
+
+def base_record(prep: Prepared, status: int, *, stream: bool) -> RequestRecord:
+    """The request-log record with the fields known before any attempt."""
+    return RequestRecord(
+        request_id=prep.call.request_id, endpoint=prep.call.endpoint, status=status,
+        account=prep.principal.account_id, api_key=prep.principal.api_key_id,
+        model_requested=prep.req.model, alias=prep.alias, stream=stream)
+
+
+def record_served(rt: Runtime, prep: Prepared, served: Served, record: RequestRecord, attempts: Attempts) -> None:
+    """Settle at the metered cost and log the request, then correct the token-rate counter."""
+    cand, m = served.candidate, served.metered
+    record.model_served, record.provider = cand.model.id, cand.route.provider.name
+    record.simulated, record.fallback_layer = cand.route.provider.simulated, cand.layer
+    record.attempts, record.outcomes = attempts.tried, attempts.outcomes
+    record.prompt_tokens, record.completion_tokens = m.usage.prompt_tokens, m.usage.completion_tokens
+    record.cached_tokens, record.cost_micros = m.usage.cached_tokens, m.cost.cost_micros
+    record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
+    _finish(rt, prep, record, m.usage.total_tokens)
+
+
+def record_failed(rt: Runtime, prep: Prepared, err: KymaError, record: RequestRecord,
+                  attempts: Attempts | None) -> None:
+    """Release the hold and log a request that no attempt served."""
+    record.status, record.error = err.status, err.message
+    if attempts is not None:
+        record.attempts, record.outcomes = attempts.tried, attempts.outcomes
+    record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
+    _finish(rt, prep, record, 0)
+
+
+def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int) -> None:
+    """Settle, log and correct the token counter: one transaction when the counters share the database."""
+    if rt.limiter.in_database:
+        with connected(), write_transaction():
+            finish(record, held=True)
+            _correct_tokens(rt, prep, used_tokens)
+    else:
+        finish(record, held=True)
+        _correct_tokens(rt, prep, used_tokens)
+
+
+def _correct_tokens(rt: Runtime, prep: Prepared, used: int) -> None:
+    """Replace the token-per-minute reservation with what the request really used."""
+    a = prep.admission
+    rt.limiter.record_tokens(prep.principal.account_id, used, a.tokens_reserved, reserved_at=a.reserved_at)
+
+
+def record_rejected(call: ChatCall, err: KymaError) -> None:
+    """Log a request refused before its hold (auth, validation, limits, credits)."""
+    body = call.body if isinstance(call.body, dict) else {}
+    model = body.get("model", "")
+    principal = call.principal
+    finish(RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
+                         account=principal.account_id if principal else None,
+                         api_key=principal.api_key_id if principal else None,
+                         model_requested=model if isinstance(model, str) else "",
+                         stream=bool(body.get("stream")), error=err.message,
+                         latency_ms=(time.perf_counter() - call.started) * 1000), held=False)
