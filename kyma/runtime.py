@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from kyma.config import Settings
+
+if TYPE_CHECKING:
+    from kyma.chat.plan import Planner
+    from kyma.providers.registry import UpstreamPool
+    from kyma.providers.routes import RouteTable
+    from kyma.services.breaker import CircuitBreaker
+    from kyma.services.catalog import Catalog
+    from kyma.services.ratelimit import Limiter
+    from kyma.services.tiers import TierLadder
 
 
 @dataclass
@@ -15,14 +24,14 @@ class Runtime:
     """What the views and the pipeline need, built once per app (never at import time)."""
 
     settings: Settings
-    catalog: Any  # kyma.services.catalog.Catalog
-    routes: Any  # kyma.services.routes.RouteTable
-    planner: Any  # kyma.services.router.Planner
-    limiter: Any  # kyma.services.ratelimit.Limiter
-    breaker: Any  # kyma.services.breaker.CircuitBreaker
-    upstreams: Any  # kyma.providers.registry.UpstreamPool
+    catalog: Catalog
+    routes: RouteTable
+    planner: Planner
+    limiter: Limiter
+    breaker: CircuitBreaker
+    upstreams: UpstreamPool
     claude_models: dict
-    tiers: Any = None  # kyma.services.tiers.TierLadder
+    tiers: TierLadder
 
 
 def runtime() -> Runtime:
