@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -426,11 +428,92 @@ def test_configured_rates_seed_and_api_key(tmp_path):
 
 # --- pure parts ----------------------------------------------------------------------------------
 
+def test_once_faults_hit_the_first_request_and_spare_its_retry(sim):
+    messages = [{"role": "user", "content": "once-429 " + uuid.uuid4().hex}]
+    first = requests.post(f"{sim.url}/v1/chat/completions", json={"model": "m1", "messages": messages},
+                          headers={"X-Sim-Fault": "429:2+once"}, timeout=10)
+    assert first.status_code == 429 and first.headers["Retry-After"] == "2"
+    again = requests.post(f"{sim.url}/v1/chat/completions", json={"model": "m1", "messages": messages},
+                          headers={"X-Sim-Fault": "429:2+once"}, timeout=10)
+    assert again.status_code == 200
+    other = [{"role": "user", "content": "once-500 " + uuid.uuid4().hex}]
+    codes = [requests.post(f"{sim.url}/v1/chat/completions", json={"model": "m1", "messages": other},
+                           headers={"X-Sim-Fault": "500+once"}, timeout=10).status_code for _ in range(3)]
+    assert codes == [500, 200, 200]
+
+
+def test_an_outage_fails_every_request_for_its_window_then_ends(sim):
+    try:
+        assert requests.post(f"{sim.url}/sim/outage", json={"seconds": 30, "fault": "503"}, timeout=5).ok
+        assert chat(sim).status_code == 503
+        assert chat(sim, {"X-Sim-Fault": "none"}).status_code == 503  # an outage beats the header
+    finally:
+        assert requests.delete(f"{sim.url}/sim/outage", timeout=5).ok
+    assert chat(sim).status_code == 200
+    assert requests.post(f"{sim.url}/sim/outage", json={"seconds": 0.3}, timeout=5).ok
+    assert chat(sim).status_code == 503
+    time.sleep(0.4)
+    assert chat(sim).status_code == 200
+
+
+def test_a_trailing_assistant_message_gets_the_rest_of_the_answer(sim):
+    whole = chat(sim, messages=[{"role": "user", "content": "count to 12"}]).json()
+    assert whole["choices"][0]["message"]["content"] == " ".join(str(i) for i in range(1, 13))
+    rest = chat(sim, messages=[{"role": "user", "content": "count to 12"},
+                               {"role": "assistant", "content": "1 2 3 4 5"}]).json()
+    assert rest["choices"][0]["message"]["content"] == " 6 7 8 9 10 11 12"
+    lines = sse_lines(chat(sim, stream=True, messages=[{"role": "user", "content": "count to 12"},
+                                                       {"role": "assistant", "content": "1 2 3 4 5"}]))
+    text = "".join(json.loads(x)["choices"][0]["delta"].get("content") or "" for x in lines[:-1])
+    assert text == " 6 7 8 9 10 11 12" and lines[-1] == "[DONE]"
+
+
+def test_a_provider_that_rejects_prefill(tmp_path):
+    proc = start_simulator("sim-noprefill", tmp_path, kyma_sim_prefill="reject")
+    try:
+        r = requests.post(f"{proc.url}/v1/chat/completions", timeout=10, json={
+            "model": "m", "messages": [{"role": "user", "content": "count to 5"},
+                                       {"role": "assistant", "content": "1 2"}]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "prefill_unsupported"
+        assert requests.post(f"{proc.url}/v1/chat/completions", timeout=10, json={
+            "model": "m", "messages": [{"role": "user", "content": "count to 5"}]}).status_code == 200
+    finally:
+        proc.stop()
+
+
+def test_slow_first_sends_headers_at_once_and_the_first_token_later(sim):
+    resp = requests.post(f"{sim.url}/v1/chat/completions", headers={"X-Sim-Fault": "slow-first:30"},
+                         json={"model": "m1", "messages": USER, "stream": True}, stream=True, timeout=(2, 1))
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+    with pytest.raises(requests.ConnectionError):  # then nothing within the read timeout
+        next(resp.iter_lines())
+    resp.close()
+
+
+def test_garbage_keeps_coming_and_the_stream_never_ends_cleanly(sim):
+    resp = chat(sim, {"X-Sim-Fault": "garbage:2"}, stream=True)
+    got = []
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for line in resp.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                got.append(line[6:])
+    assert [json.loads(x)["choices"] is not None for x in got[:2]] == [True, True]
+    assert len(got) > 3 and all(x.startswith("{garbage") for x in got[2:]) and "[DONE]" not in got
+
+
+def test_no_finish_ends_with_done_but_without_a_finish_reason(sim):
+    lines = sse_lines(chat(sim, {"X-Sim-Fault": "no-finish:3"}, stream=True, stream_options={"include_usage": True}))
+    assert lines[-1] == "[DONE]" and len(lines) == 4
+    assert not any(json.loads(x)["choices"][0].get("finish_reason") for x in lines[:-1])
+
+
 def test_fault_header_syntax():
     assert fault_from_header("503", "a", "m") == Fault("503")
     assert fault_from_header("b=500, a@x=429, a=cut:5", "a", "m") == Fault("cut", 5)
     assert fault_from_header("b=500", "a", "m") is None
     assert fault_from_header("@m=stall", "a", "m") == Fault("stall", 3)
+    assert fault_from_header("a=429:4+once", "a", "m") == Fault("429", 4, once=True)
+    assert fault_from_header("slow-first", "a", "m") == Fault("slow-first", 20)
     with pytest.raises(FaultSyntaxError):
         fault_from_header("explode", "a", "m")
     with pytest.raises(FaultSyntaxError):

@@ -1,6 +1,7 @@
 """The simulated provider's Flask app: `gunicorn -k gevent 'kyma.sim.app:create_sim_app()'`.
 
-Routes: POST /v1/chat/completions, GET /v1/models, GET /sim/stats, POST /sim/reset.
+Routes: POST /v1/chat/completions, GET /v1/models, GET /sim/stats, POST /sim/reset, and
+POST/DELETE /sim/outage (the provider down for a window, then healthy again).
 Independent of the gateway: no gateway app, no database.
 """
 
@@ -16,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from kyma.sim.completions import build_completion
 from kyma.sim.delivery import Pacing, fault_response, plain_response, stream_response
 from kyma.sim.errors import SimRequestError
-from kyma.sim.faults import FaultPicker, FaultSyntaxError
+from kyma.sim.faults import FaultPicker, FaultSyntaxError, make_fault
 from kyma.sim.prompt_cache import PrefixCache
 from kyma.sim.settings import SimSettings
 from kyma.sim.stats import SimStats
@@ -74,14 +75,16 @@ def chat_completions() -> Response:
     _check_key(state.settings)
     body = request.get_json(silent=True, force=True)
     model = body.get("model", "") if isinstance(body, dict) else ""
+    messages = body.get("messages") if isinstance(body, dict) else None
     try:
-        fault = state.picker.pick(request.headers.get(FAULT_HEADER), str(model))
+        fault = state.picker.pick(request.headers.get(FAULT_HEADER), str(model), messages, time.monotonic())
     except FaultSyntaxError as exc:
         raise SimRequestError(400, str(exc), param=FAULT_HEADER) from exc
     state.stats.record(str(model), fault.kind if fault else "none", body, _safe_headers())
     if fault is not None and fault.kind == "timeout":
         time.sleep(state.settings.timeout_seconds)
-    completion = build_completion(body, state.settings.name, state.cache, state.settings.context_window)
+    completion = build_completion(body, state.settings.name, state.cache, state.settings.context_window,
+                                  state.settings.prefill)
     headers = {"X-Sim-Provider": state.settings.name, "X-Request-Id": completion.id,
                "X-Sim-Fault-Applied": fault.kind if fault else "none"}
     replaced = fault_response(fault, completion, request.environ)
@@ -113,6 +116,26 @@ def list_models() -> Response:
 def stats() -> Response:
     """How many chat requests reached this process, by fault and by model."""
     return Response(json.dumps(_state().stats.as_json(), default=str), mimetype="application/json")
+
+
+@bp.post("/sim/outage")
+def start_outage() -> Response:
+    """Be down for `seconds` (default 10): every request gets `fault` (default 503), then all is well."""
+    data = request.get_json(silent=True, force=True) or {}
+    try:
+        seconds = float(data.get("seconds", 10))
+        fault = make_fault(str(data.get("fault", "503")))
+    except (TypeError, ValueError) as exc:
+        raise SimRequestError(400, f"bad outage: {exc}") from exc
+    _state().picker.outage = (time.monotonic() + seconds, fault)
+    return jsonify({"ok": True, "seconds": seconds, "fault": fault.kind})
+
+
+@bp.delete("/sim/outage")
+def end_outage() -> Response:
+    """End an outage now."""
+    _state().picker.outage = None
+    return jsonify({"ok": True})
 
 
 @bp.post("/sim/reset")

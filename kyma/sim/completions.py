@@ -8,7 +8,7 @@ import uuid
 from kyma.sim.errors import SimRequestError, context_length_error
 from kyma.sim.prompt_cache import PrefixCache
 from kyma.sim.render import Completion
-from kyma.sim.replies import completion_tokens, compose_reply, limit_reply
+from kyma.sim.replies import Reply, completion_tokens, compose_reply, limit_reply, text_of
 from kyma.tokens import count_messages
 
 
@@ -29,16 +29,38 @@ def validate(body) -> None:
             raise SimRequestError(400, f"Invalid '{key}': expected an integer of at least 1.", param=key)
 
 
-def build_completion(body: dict, provider: str, cache: PrefixCache, context_window: int = 0) -> Completion:
-    """Validate, compose the deterministic reply, apply stop/max_tokens, and count usage."""
+def build_completion(body: dict, provider: str, cache: PrefixCache, context_window: int = 0,
+                     prefill: str = "continue") -> Completion:
+    """Validate, compose the deterministic reply, apply stop/max_tokens, and count usage.
+
+    A trailing assistant message is a prefill: the reply is the rest of the answer it begins
+    (the whole answer when it begins something else), or a 400 when `prefill` is "reject".
+    """
     validate(body)
     messages, tools = body["messages"], body.get("tools")
     prompt_tokens = count_messages(messages, tools)
     if context_window and prompt_tokens > context_window:
         raise context_length_error(context_window, prompt_tokens)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    reply = limit_reply(compose_reply(body, provider), body.get("stop"), limit)
+    started = _prefill_text(messages)
+    if started is not None and prefill == "reject":
+        raise SimRequestError(400, "This model does not support a trailing assistant message (prefill).",
+                              param="messages", code="prefill_unsupported")
+    if started is not None:
+        whole = compose_reply(dict(body, messages=messages[:-1]), provider)
+        rest = whole.content[len(started):] if (whole.content or "").startswith(started) else whole.content
+        reply = limit_reply(Reply(rest, whole.tool_calls, whole.finish_reason), body.get("stop"), limit)
+    else:
+        reply = limit_reply(compose_reply(body, provider), body.get("stop"), limit)
     cached = min(cache.cached_tokens(body["model"], messages, tools), prompt_tokens)
     return Completion(id=f"chatcmpl-{uuid.uuid4().hex[:24]}", created=int(time.time()),
                       model=body["model"], reply=reply, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens(reply), cached_tokens=cached)
+
+
+def _prefill_text(messages: list) -> str | None:
+    """The text of a trailing assistant message (a prefill), or None when the conversation ends otherwise."""
+    last = messages[-1]
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        return None
+    return text_of(last.get("content"))

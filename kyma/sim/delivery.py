@@ -55,6 +55,8 @@ def fault_response(fault: Fault | None, c: Completion, environ: dict) -> Respons
         return None
     if fault.kind in STATUS_FAULTS:
         status, message, type_, code, headers = STATUS_FAULTS[fault.kind]
+        if fault.kind == "429":  # the fault's number is the Retry-After
+            headers = {"Retry-After": str(fault.position), "retry-after-ms": str(fault.position * 1000)}
         return error_response(status, message, type_, code, headers=headers)
     if fault.kind == "context-length":
         return context_length_error(max(c.prompt_tokens - 1, 1), c.prompt_tokens).response()
@@ -68,10 +70,12 @@ def plain_response(c: Completion, fault: Fault | None, pacing: Pacing, headers: 
     """A non-streamed completion; stream faults become a bad body or a stall."""
     kind = fault.kind if fault else None
     pause(pacing.latency_s + pacing.for_tokens(c.completion_tokens))
+    if kind == "slow-first":
+        pause(fault.position)
     body = json.dumps(completion_body(c, with_usage=kind != "no-usage")).encode()
     if kind == "cut":
         body = body[: len(body) // 2]
-    elif kind == "malformed":
+    elif kind in ("malformed", "garbage"):
         body = b'{"id": "' + c.id.encode() + b'", "object": "chat.completion", "choices": [{oops'
     if kind == "stall":
         def stalled():
@@ -90,8 +94,17 @@ def stream_response(c: Completion, fault: Fault | None, pacing: Pacing, include_
     events = stream_events(c, include_usage=include_usage and kind != "no-usage")
 
     def generate():
+        if kind == "slow-first":
+            yield b""  # the headers go out now; the first token only after the delay
+            pause(fault.position)
         pause(pacing.latency_s)
         for i, event in enumerate(events):
+            if fault is not None and i >= fault.position:
+                if kind == "garbage":  # from here on nothing parses, and the stream never ends cleanly
+                    yield b"data: {garbage " + str(i).encode() + b"\n\n"
+                    continue
+                if kind == "no-finish":  # the answer stops here, but the stream ends as if complete
+                    break
             if fault is not None and i == fault.position:
                 if kind == "cut":
                     drop_connection(environ)
@@ -102,7 +115,7 @@ def stream_response(c: Completion, fault: Fault | None, pacing: Pacing, include_
                     time.sleep(pacing.timeout_s)
             pause(pacing.for_tokens(event.tokens))
             yield event.encode()
-        if kind == "cut":  # the position lies past the last chunk: cut just before [DONE]
+        if kind in ("cut", "garbage"):  # cut: its position lies past the last chunk, cut before [DONE]
             drop_connection(environ)
             return
         if kind != "no-done":

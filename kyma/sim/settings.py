@@ -24,6 +24,7 @@ class SimSettings:
     timeout_seconds: float = 30.0
     models: tuple[str, ...] = DEFAULT_MODELS
     context_window: int = 0
+    prefill: str = "continue"  # a trailing assistant message: continue it, or "reject" it with a 400
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "SimSettings":
@@ -40,4 +41,11 @@ class SimSettings:
             timeout_seconds=float(env.get("KYMA_SIM_TIMEOUT_SECONDS", "30")),
             models=models or DEFAULT_MODELS,
             context_window=int(env.get("KYMA_SIM_CONTEXT_WINDOW", "0")),
+            prefill=_prefill(env.get("KYMA_SIM_PREFILL", "continue")),
         )
+
+
+def _prefill(value: str) -> str:
+    if value not in ("continue", "reject"):
+        raise ValueError(f"KYMA_SIM_PREFILL must be continue or reject, not {value!r}")
+    return value
