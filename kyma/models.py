@@ -124,19 +124,25 @@ class RequestLog(BaseModel):
     ttft_ms = FloatField(null=True)
     stream = BooleanField(default=False)
     error = TextField(null=True)
+    note = CharField(max_length=200, null=True)  # what the operator should know of a success (continued, …)
+    upstream_cost_micros = BigIntegerField(default=0)  # every attempt's upstream cost; cost_micros is what was charged
     created_at = DateTimeField(default=utcnow, index=True)
 
 
 class RouteOutcome(BaseModel):
-    """The result of one upstream attempt; feeds uptime and status."""
+    """The result of one upstream attempt of a request; feeds uptime and status, and the request's detail."""
 
     id = AutoField()
+    request_id = CharField(max_length=64, null=True, index=True)
     model = CharField(max_length=100)
     provider = CharField(max_length=100)
+    role = CharField(max_length=16, default="")  # "" first try or fallback, "retry" same route, "continuation"
     ok = BooleanField()
     status = IntegerField(null=True)
     error = CharField(max_length=200, null=True)
     latency_ms = FloatField(default=0)
+    completion_tokens = IntegerField(default=0)  # what the attempt produced (a broken stream's part too)
+    cost_micros = BigIntegerField(default=0)  # what the attempt cost upstream, charged or not
     created_at = DateTimeField(default=utcnow, index=True)
 
 

@@ -206,6 +206,21 @@ def test_request_log_filters_pages_and_detail(client):
     assert "layer 2" in detail and "simulated provider" in detail and "40 ms" in detail
 
 
+def test_request_detail_lists_the_upstream_attempts_and_the_note(client):
+    from kyma.models import RouteOutcome
+
+    sign_up(client, "attempts@example.com")
+    row = log_request(account_id("attempts@example.com"), request_id="req-attempts", model_served="qwen-3-32b",
+                      note="continued by sim-beta after the stream broke on sim-alpha")
+    for i, (provider, role, ok, status) in enumerate((("sim-alpha", "", False, 500), ("sim-alpha", "retry", True, 200))):
+        RouteOutcome.create(request_id="req-attempts", model="qwen-3-32b", provider=provider, role=role, ok=ok,
+                            status=status, error=None if ok else "upstream answered HTTP 500", latency_ms=12 + i)
+    detail = client.get(f"/dashboard/requests/{row.id}", headers=HX).get_data(as_text=True)
+    assert "Upstream attempts" in detail and detail.count("<tr><td>") == 2
+    assert "first try" in detail and "failed (500): upstream answered HTTP 500" in detail
+    assert "retry" in detail and "served" in detail and "continued by sim-beta" in detail
+
+
 def test_request_detail_of_another_account_is_not_found(app):
     owner, other = browser(app), browser(app)
     sign_up(owner, "owner@example.com")

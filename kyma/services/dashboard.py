@@ -146,6 +146,11 @@ def request_detail(account_id: int, log_id: int) -> RequestLog:
     return row
 
 
+def attempts_of(row: RequestLog) -> list[RouteOutcome]:
+    """The upstream attempts of one logged request, in the order they were made."""
+    return list(RouteOutcome.select().where(RouteOutcome.request_id == row.request_id).order_by(RouteOutcome.id))
+
+
 def credit_history(account_id: int, limit: int = 10) -> list[LedgerEntry]:
     """The latest credit movements that are not per-request holds (signup, purchases, grants)."""
     return list(LedgerEntry.select()

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AttemptRecord:
-    """One upstream attempt's outcome (feeds uptime and status)."""
+    """One upstream attempt's outcome (feeds uptime and status, and the request's detail)."""
 
     model: str
     provider: str
@@ -23,6 +23,9 @@ class AttemptRecord:
     status: int | None = None
     error: str | None = None
     latency_ms: float = 0.0
+    role: str = ""  # "" first try or fallback, "retry" of the same route, "continuation" of a broken stream
+    completion_tokens: int = 0
+    cost_micros: int = 0
 
 
 @dataclass
@@ -49,15 +52,22 @@ class RequestRecord:
     ttft_ms: float | None = None
     stream: bool = False
     error: str | None = None
+    note: str | None = None
     outcomes: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def upstream_cost_micros(self) -> int:
+        """What every attempt cost upstream (the operator's cost; cost_micros is what was charged)."""
+        return sum(o.cost_micros for o in self.outcomes)
 
 
 # Column order of the two INSERTs below; the values are built in the same order in _log_row/_outcome_row.
 _LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
                 "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
                 "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
-                "created_at")
-_OUTCOME_COLUMNS = ("model", "provider", "ok", "status", "error", "latency_ms", "created_at")
+                "note", "upstream_cost_micros", "created_at")
+_OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
+                    "completion_tokens", "cost_micros", "created_at")
 
 
 def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) -> str:
@@ -83,17 +93,18 @@ def _log_row(r: RequestRecord, now) -> tuple:
     return (r.request_id, r.endpoint, r.status, r.account, r.api_key, r.model_requested, r.alias,
             r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
             r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
-            r.error[:1000] if r.error else r.error, now)
+            r.error[:1000] if r.error else r.error, r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
 
 
-def _outcome_row(o: AttemptRecord, now) -> tuple:
-    return (o.model, o.provider, bool(o.ok), o.status, o.error[:200] if o.error else None, o.latency_ms, now)
+def _outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
+    return (request_id, o.model, o.provider, o.role, bool(o.ok), o.status, o.error[:200] if o.error else None,
+            o.latency_ms, o.completion_tokens, o.cost_micros, now)
 
 
 def finish(record: RequestRecord, *, held: bool) -> None:
     """Settle the hold at record.cost_micros (or release it when nothing was served) and log, atomically."""
     now = utcnow()
-    outcomes = [value for o in record.outcomes for value in _outcome_row(o, now)]
+    outcomes = [value for o in record.outcomes for value in _outcome_row(record.request_id, o, now)]
     with connected() as db, write_transaction():
         if held and record.model_served is not None:
             ledger.settle_hold(record.request_id, record.cost_micros)

@@ -65,7 +65,8 @@ def requests_log():
 def request_detail(log_id: int):
     """Tokens, cost, latency, time to first token, provider and fallback of one request."""
     row = board.request_detail(current_principal().account_id, log_id)
-    return htmx.render("web/request_detail.html", "web/_request_detail.html", row=row)
+    return htmx.render("web/request_detail.html", "web/_request_detail.html", row=row,
+                       attempts=board.attempts_of(row))
 
 
 @web_bp.post("/dashboard/keys")
