@@ -17,8 +17,9 @@ def create_or_migrate_schema() -> list[str]:
     with db.connection_context():
         existing = set(db.get_tables())
         had = _indexes(db)
-        db.create_tables(ALL_MODELS, safe=True)  # also the indexes missing on existing tables
         migrator = SchemaMigrator.from_database(db)
+        # Columns first: an index on a column not added yet would be refused (or, on SQLite, which
+        # reads an unknown double-quoted name as a string, built on a constant).
         for model in ALL_MODELS:
             table = model._meta.table_name
             if table not in existing:
@@ -30,6 +31,7 @@ def create_or_migrate_schema() -> list[str]:
                 f.null = True  # new columns on old rows must be nullable or defaulted
                 migrate(migrator.add_column(table, f.column_name, f))
                 changes.append(f"added {table}.{f.column_name}")
+        db.create_tables(ALL_MODELS, safe=True)  # new tables, and the indexes missing on existing ones
         present = _indexes(db)
         # A new table's own indexes go without saying; one added to an existing table is news.
         changes += [f"created index {name}" for table, name in sorted(present - had) if table in existing]

@@ -35,3 +35,21 @@ def test_a_new_sqlite_database_uses_2048_byte_pages_in_wal_mode(app):
     with app.app_context():
         assert database.execute_sql("PRAGMA page_size").fetchone()[0] == 2048
         assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_new_indexed_column_is_added_before_its_index(app):
+    # An index created before its column: SQLite reads the unknown "request_id" as a string and
+    # indexes a constant; the column's own index then clashes with it.
+    with app.app_context():
+        database.execute_sql('DROP TABLE "routeoutcome"')
+        database.execute_sql('CREATE TABLE "routeoutcome" ("id" INTEGER NOT NULL PRIMARY KEY, "model" VARCHAR(100) '
+                             'NOT NULL, "provider" VARCHAR(100) NOT NULL, "ok" INTEGER NOT NULL, "status" INTEGER, '
+                             '"error" VARCHAR(200), "latency_ms" REAL NOT NULL, "created_at" DATETIME NOT NULL)')
+        changes = create_or_migrate_schema()
+        assert "added routeoutcome.request_id" in changes and "added routeoutcome.cost_micros" in changes
+        sql = database.execute_sql("SELECT sql FROM sqlite_master WHERE name = 'routeoutcome_request_id'").fetchone()
+        assert sql[0].endswith('("request_id")')
+        plan = " ".join(r[3] for r in database.execute_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM routeoutcome WHERE request_id = 'x'"))
+        assert "routeoutcome_request_id" in plan
+        assert create_or_migrate_schema() == []
