@@ -58,6 +58,10 @@ class Settings:
     max_attempts: int
     breaker_failures: int
     breaker_cooldown_seconds: float
+    breaker_max_cooldown_seconds: float
+    route_retries: int
+    retry_after_max_seconds: float
+    first_token_timeout: float
     keepalive_seconds: float
     stream_max_seconds: float
     hold_ttl_seconds: int
@@ -97,9 +101,13 @@ class Settings:
             first_byte_timeout=float(_env("KYMA_FIRST_BYTE_TIMEOUT", "30")),
             idle_timeout=float(_env("KYMA_IDLE_TIMEOUT", "60")),
             request_deadline=float(_env("KYMA_REQUEST_DEADLINE", "60")),
-            max_attempts=min(5, int(_env("KYMA_MAX_ATTEMPTS", "4"))),  # hard cap: no retry storms
+            max_attempts=min(8, int(_env("KYMA_MAX_ATTEMPTS", "6"))),  # hard cap: no retry storms
+            route_retries=min(3, int(_env("KYMA_ROUTE_RETRIES", "1"))),
+            retry_after_max_seconds=float(_env("KYMA_RETRY_AFTER_MAX_SECONDS", "5")),
+            first_token_timeout=float(_env("KYMA_FIRST_TOKEN_TIMEOUT", "10")),
             breaker_failures=int(_env("KYMA_BREAKER_FAILURES", "5")),
-            breaker_cooldown_seconds=float(_env("KYMA_BREAKER_COOLDOWN_SECONDS", "30")),
+            breaker_cooldown_seconds=float(_env("KYMA_BREAKER_COOLDOWN_SECONDS", "2")),
+            breaker_max_cooldown_seconds=float(_env("KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "4")),
             keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
             stream_max_seconds=float(_env("KYMA_STREAM_MAX_SECONDS", "600")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
@@ -130,7 +138,8 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
     "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
-    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
+    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "KYMA_ROUTE_RETRIES",
+    "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
 )

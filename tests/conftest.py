@@ -61,7 +61,8 @@ def gateway(tmp_path_factory, simulators):
     base, _ = simulators
     # Short upstream timeouts keep fault tests quick; a high breaker threshold keeps the shared
     # gateway's routing predictable (tests/test_breaker.py checks the breaker on its own gateway).
-    env = gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=2, KYMA_IDLE_TIMEOUT=2, KYMA_BREAKER_FAILURES=1000)
+    env = gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=2, KYMA_FIRST_TOKEN_TIMEOUT=2, KYMA_IDLE_TIMEOUT=2,
+                      KYMA_BREAKER_FAILURES=1000)
     proc = start_gateway(workdir, env)
     yield proc
     proc.stop()

@@ -12,33 +12,35 @@ from kyma.services.breaker import (CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Data
 from tests.servers import gateway_env, start_gateway
 
 
-def test_opens_after_threshold_and_cooldown_doubles():
+def test_opens_after_threshold_and_cooldown_doubles_up_to_its_cap():
     st = None
     for _ in range(4):
-        st = next_state(st, 1000.0, 5, 30, None)
+        st = next_state(st, 1000.0, 5, (2, 5), None)
     assert st.state == CLOSED and st.failures == 4
-    st = next_state(st, 1000.0, 5, 30, None)
-    assert st.state == OPEN and st.opened_until == 1030.0
-    st = next_state(st, 1000.0, 5, 30, None)
-    assert st.opened_until == 1060.0
+    st = next_state(st, 1000.0, 5, (2, 5), None)
+    assert st.state == OPEN and st.opened_until == 1002.0
+    st = next_state(st, 1001.0, 5, (2, 5), None)
+    assert st.opened_until == 1005.0
+    for _ in range(20):  # a provider down for an hour is still tried again every few seconds
+        st = next_state(st, 2000.0, 5, (2, 5), None)
+    assert st.opened_until == 2005.0
 
 
 def test_failed_probe_reopens_and_retry_after_never_shortens():
     from kyma.services.breaker import BreakerState
 
-    st = next_state(BreakerState(HALF_OPEN, 1, None), 100.0, 5, 30, None)
+    st = next_state(BreakerState(HALF_OPEN, 1, None), 100.0, 5, (30, 30), None)
     assert st.state == OPEN and st.opened_until == 130.0
-    st = next_state(BreakerState(OPEN, 5, 500.0), 100.0, 5, 30, 10)
+    st = next_state(BreakerState(OPEN, 5, 500.0), 100.0, 5, (30, 30), 10)
     assert st.opened_until == 500.0, "a shorter hint leaves the later deadline in place"
 
 
 def _exercise(breaker: CircuitBreaker, route: str):
     now = time.time()
     assert breaker.check(route, now).allowed
-    for _ in range(3):
-        breaker.record_failure(route, now=now)
+    assert [breaker.record_failure(route, now=now) for _ in range(3)] == [1, 2, 3]  # what a retry compares
     verdict = breaker.check(route, now + 1)
-    assert not verdict.allowed and verdict.retry_at == pytest.approx(now + 10)
+    assert not verdict.allowed and verdict.retry_at == pytest.approx(now + 10) and verdict.failures == 3
     # After the cooldown exactly one caller gets the probe.
     probes = [breaker.check(route, now + 11).allowed for _ in range(5)]
     assert probes.count(True) == 1
@@ -68,7 +70,7 @@ elif sys.argv[2] == "show":
 else:
     hint = float(sys.argv[2])
     for _ in range(int(sys.argv[3])):
-        store.failure("sim-a/m1", 1000.0, 10**6, 30.0, hint)
+        store.failure("sim-a/m1", 1000.0, 10**6, (30.0, 30.0), hint)
 """
 
 

@@ -72,7 +72,7 @@ def timed_app(tmp_path):
     from kyma.factory import create_app
 
     app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3,
+                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3, "first_token_timeout": 0.3,
                       "stream_max_seconds": 0.4, "breaker_failures": 1000})
     with app.app_context():
         create_or_migrate_schema()

@@ -17,7 +17,6 @@ from kyma.outage import OutageWarning
 
 log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-MAX_COOLDOWN_SECONDS = 300.0
 MAX_RETRY_AFTER_HONOURED = 60.0  # a longer upstream Retry-After just keeps the route open that long
 
 
@@ -28,6 +27,7 @@ class Verdict:
     allowed: bool
     dirty: bool = False  # True when stored state is not a clean "closed, 0 failures"
     retry_at: float | None = None  # epoch seconds when an open route may be probed
+    failures: int = 0  # consecutive failures recorded so far
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,19 @@ class BreakerState:
 class CircuitBreaker:
     """Decides whether a route may be tried and records the outcome of each attempt."""
 
-    def __init__(self, store, *, failures: int = 5, cooldown: float = 30.0):
+    def __init__(self, store, *, failures: int = 5, cooldown: float = 2.0, max_cooldown: float = 4.0):
         self.store = store
         self.threshold = max(1, failures)
         self.cooldown = cooldown
+        self.max_cooldown = max(cooldown, max_cooldown)
 
     @classmethod
     def create(cls, settings) -> "CircuitBreaker":
         """A breaker on Redis when configured, else on the database."""
         store = (RedisBreakerStore(settings.redis_url, settings.redis_prefix + "breaker:") if settings.redis_url
                  else DatabaseBreakerStore())
-        return cls(store, failures=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds)
+        return cls(store, failures=settings.breaker_failures, cooldown=settings.breaker_cooldown_seconds,
+                   max_cooldown=settings.breaker_max_cooldown_seconds)
 
     def check(self, route: str, now: float | None = None) -> Verdict:
         """May `route` be tried now? An open route whose cooldown passed admits one probe."""
@@ -59,43 +61,52 @@ class CircuitBreaker:
         if st is None or (st.state == CLOSED and st.failures == 0):
             return Verdict(True)
         if st.state == CLOSED:
-            return Verdict(True, dirty=True)
+            return Verdict(True, dirty=True, failures=st.failures)
         if st.opened_until is not None and now < st.opened_until:
-            return Verdict(False, dirty=True, retry_at=st.opened_until)
-        # Cooldown over (or a probe that never reported back): one caller wins the probe.
-        if self.store.claim_probe(route, now, stale_after=self.cooldown):
-            return Verdict(True, dirty=True)
-        return Verdict(False, dirty=True, retry_at=now + 1)
+            return Verdict(False, dirty=True, retry_at=st.opened_until, failures=st.failures)
+        # Cooldown over (or a probe that never reported back): one live request is the trial; if it
+        # fails, it falls back like any failed attempt, so the trial costs its client nothing.
+        if self.store.claim_probe(route, now, stale_after=self.max_cooldown):
+            return Verdict(True, dirty=True, failures=st.failures)
+        return Verdict(False, dirty=True, retry_at=now + 1, failures=st.failures)
 
     def record_success(self, route: str, verdict: Verdict) -> None:
         """Close the route if stored state says it had failed."""
         if verdict.dirty:
             self.store.reset(route)
 
-    def record_failure(self, route: str, retry_after: float | None = None, now: float | None = None) -> None:
-        """Count a failure; open after `threshold` in a row, or at once on a failed probe or Retry-After."""
+    def record_failure(self, route: str, retry_after: float | None = None, now: float | None = None) -> int:
+        """Count a failure; open after `threshold` in a row, or at once on a failed probe or Retry-After.
+
+        Returns the route's consecutive failures, this one included (0 when the store is unreachable).
+        """
         now = time.time() if now is None else now
         hint = min(retry_after, MAX_RETRY_AFTER_HONOURED) if retry_after else None
-        self.store.failure(route, now, self.threshold, self.cooldown, hint)
+        return self.store.failure(route, now, self.threshold, (self.cooldown, self.max_cooldown), hint)
 
     def state(self, route: str) -> BreakerState:
         """The stored state of a route (closed when never recorded)."""
         return self.store.get(route) or BreakerState(CLOSED, 0, None)
 
 
-def cooldown_for(failures: int, threshold: int, base: float) -> float:
-    """Cooldown doubling with each failure past the threshold, capped at five minutes."""
-    return min(MAX_COOLDOWN_SECONDS, base * (2 ** max(0, min(failures - threshold, 10))))
+def cooldown_for(failures: int, threshold: int, cooldown: tuple[float, float]) -> float:
+    """Cooldown doubling with each failure past the threshold, from the base up to the cap.
+
+    The cap is a few seconds: a provider that recovers serves again soon after, and each trial
+    costs at most one failed attempt of one request, which then falls back.
+    """
+    base, cap = cooldown
+    return min(cap, base * (2 ** max(0, min(failures - threshold, 10))))
 
 
-def next_state(st: BreakerState | None, now: float, threshold: int, base: float,
+def next_state(st: BreakerState | None, now: float, threshold: int, cooldown: tuple[float, float],
                retry_after: float | None) -> BreakerState:
     """The state after one more failure (a pure function both stores share)."""
     failures = (st.failures if st else 0) + 1
     was_probe = st is not None and st.state == HALF_OPEN
     until = st.opened_until if st and st.opened_until else None
     if was_probe or failures >= threshold:
-        candidate = now + cooldown_for(failures, threshold, base)
+        candidate = now + cooldown_for(failures, threshold, cooldown)
         until = max(until or 0, candidate)  # a new cooldown never shortens an existing one
         state = OPEN
     else:
@@ -139,7 +150,8 @@ class DatabaseBreakerStore:
             RouteState.update(state=CLOSED, failures=0, opened_until=None, updated_at=utcnow()).where(
                 RouteState.route == route).execute()
 
-    def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
+    def failure(self, route: str, now: float, threshold: int, cooldown: tuple[float, float],
+                retry_after: float | None) -> int:
         # Read-modify-write under a lock, or concurrent failures lose counts and a shorter
         # cooldown can overwrite a longer one. SQLite: BEGIN IMMEDIATE already serialises writers.
         # PostgreSQL (READ COMMITTED): make sure the row exists, then lock it with FOR UPDATE.
@@ -148,9 +160,10 @@ class DatabaseBreakerStore:
             select = RouteState.select().where(RouteState.route == route)
             row = (select if is_sqlite_db(db) else select.for_update()).get()
             old = BreakerState(row.state, row.failures, _epoch(row.opened_until))
-            new = next_state(old, now, threshold, base, retry_after)
+            new = next_state(old, now, threshold, cooldown, retry_after)
             RouteState.update(state=new.state, failures=new.failures, opened_until=_naive(new.opened_until),
                               updated_at=utcnow()).where(RouteState.route == route).execute()
+        return new.failures
 
 
 class RedisBreakerStore:
@@ -166,12 +179,13 @@ class RedisBreakerStore:
     local st = {}
     for i = 1, #h, 2 do st[h[i]] = h[i + 1] end
     local now, threshold, base, hint = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+    local cap = tonumber(ARGV[5])
     local failures = tonumber(st['failures'] or '0') + 1
     local until_ = tonumber(st['opened_until'] or '0')
     local state = st['state'] or 'closed'
     if state == 'half_open' or failures >= threshold then
       local extra = math.max(0, math.min(failures - threshold, 10))
-      local cd = math.min(300, base * (2 ^ extra))
+      local cd = math.min(cap, base * (2 ^ extra))
       until_ = math.max(until_, now + cd)
       state = 'open'
     end
@@ -226,8 +240,11 @@ class RedisBreakerStore:
         except self._errors as exc:
             self._warn(exc)
 
-    def failure(self, route: str, now: float, threshold: int, base: float, retry_after: float | None) -> None:
+    def failure(self, route: str, now: float, threshold: int, cooldown: tuple[float, float],
+                retry_after: float | None) -> int:
         try:
-            self._failure(keys=[self.prefix + route], args=[now, threshold, base, retry_after or 0])
+            return int(self._failure(keys=[self.prefix + route],
+                                     args=[now, threshold, cooldown[0], retry_after or 0, cooldown[1]]))
         except self._errors as exc:
             self._warn(exc)
+            return 0
