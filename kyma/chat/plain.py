@@ -25,7 +25,7 @@ def complete(rt: Runtime, prep: Prepared) -> Reply:
     record = base_record(prep, 200, stream=False)
     attempts = Attempts.for_request(rt, prep)
     try:
-        served = _finished(attempts.run(lambda cand: _attempt(rt, prep, attempts, cand)))
+        served = _finished(attempts.run(lambda cand: _attempt(rt, prep, attempts, cand), _sleep))
     except BaseException as exc:
         # A bug or a killed greenlet must not leave the hold hanging or the request unlogged.
         record_failed(rt, prep, KymaError(f"internal error: {type(exc).__name__}"), record, attempts)
@@ -48,6 +48,12 @@ def _attempt(rt: Runtime, prep: Prepared, attempts: Attempts, cand: Candidate) -
             "timeout", "upstream did not finish before the request deadline")):
         return adapter.complete(cand.route, prep.upstream_body(False), prep.upstream_headers(cand),
                                 rt.upstreams.api_key(cand.route))
+
+
+def _sleep(seconds: float) -> Iterator[None]:
+    """A plain answer's wait between attempts: there is nothing to send the client meanwhile."""
+    time.sleep(seconds)
+    yield from ()
 
 
 def _finished(walk):

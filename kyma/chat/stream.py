@@ -117,7 +117,7 @@ class ChatStream:
     # -- the upstream side: routes in order until one produces content, then relay it --
 
     def _walk(self):
-        opened = yield from self.attempts.run(self._open)
+        opened = yield from self.attempts.run(self._open, self._pause)
         if opened is None:
             yield _Unserved(self.attempts.final_error())
             return
@@ -130,10 +130,15 @@ class ChatStream:
         """Start the stream on one route and wait for its first content chunk.
 
         Returns (lead chunks, the first content chunk, the rest as an iterator); raises
-        UpstreamFailure to fall back. Content must start within the first-byte limit: the socket
-        timeouts alone would let an upstream sending comments forever hold the request.
+        UpstreamFailure to fall back. The headers must come within KYMA_FIRST_BYTE_TIMEOUT and the
+        first content within KYMA_FIRST_TOKEN_TIMEOUT of the attempt's start, keep-alive comments
+        to the client or not: an upstream that answers at once and then thinks for ever (or sends
+        only comments) is abandoned for the next candidate.
         """
-        self._deadline = time.monotonic() + self.rt.settings.first_byte_timeout
+        s = self.rt.settings
+        started = time.monotonic()
+        first_token_by = started + s.first_token_timeout
+        self._deadline = min(started + s.first_byte_timeout, first_token_by)
         up = None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
@@ -141,13 +146,14 @@ class ChatStream:
                 self.rt.upstreams.api_key(cand.route))
             self.upstream = up
             while not up.wait_headers(self._wait()):
-                self._check(started=False)
+                self._check("timeout", "upstream did not answer before the first-byte timeout")
                 if self._keepalive_due():
                     yield KeepAlive()
+            self._deadline = first_token_by
             chunks = up.chunks(self._wait)
             lead = []
             for chunk in chunks:
-                self._check(started=False)
+                self._check("first_token", f"upstream sent no content within {s.first_token_timeout:g} s")
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -162,6 +168,14 @@ class ChatStream:
                 up.close()
             raise
 
+    def _pause(self, seconds: float):
+        """Wait between attempts (a backoff, a Retry-After), keeping the client's connection warm."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, max(0.0, self._last_event + self.keepalive - time.monotonic())))
+            if self._keepalive_due():
+                yield KeepAlive()
+
     def _relay_all(self, cand: Candidate, lead: list[dict], first: dict, chunks):
         """Relay a started stream to its end; a started stream may last at most KYMA_STREAM_MAX_SECONDS."""
         self._deadline = time.monotonic() + self.rt.settings.stream_max_seconds
@@ -174,7 +188,7 @@ class ChatStream:
                     yield Chunk(out)
             self._burst = False
             for chunk in itertools.chain((first,), chunks):
-                self._check(started=True)
+                self._check("idle", f"upstream stream ran past {self.rt.settings.stream_max_seconds:g} s")
                 if chunk is None:
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -197,12 +211,10 @@ class ChatStream:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
         return min(self._deadline, self._last_event + self.keepalive) - time.monotonic()
 
-    def _check(self, *, started: bool) -> None:
-        if time.monotonic() < self._deadline:
-            return
-        if started:
-            raise UpstreamFailure("idle", f"upstream stream ran past {self.rt.settings.stream_max_seconds:g} s")
-        raise UpstreamFailure("timeout", "upstream sent no content before the first-byte timeout")
+    def _check(self, kind: str, message: str) -> None:
+        """Fail the attempt (as `kind`) once the current phase's deadline has passed."""
+        if time.monotonic() >= self._deadline:
+            raise UpstreamFailure(kind, message)
 
     def _keepalive_due(self) -> bool:
         return time.monotonic() - self._last_event >= self.keepalive

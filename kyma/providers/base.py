@@ -11,6 +11,9 @@ from typing import Callable, Iterator
 # fault, so they fall back too (and count against the route's circuit breaker).
 RETRYABLE_STATUSES = frozenset({401, 402, 403, 404, 408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
+# Statuses a moment may cure: the same route is worth a retry after a short wait.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
 # Upstream statuses whose message describes the client's own request, so it may be shown to them.
 CLIENT_ERROR_STATUSES = frozenset({400, 413, 422})
 
@@ -29,12 +32,19 @@ class UpstreamFailure(Exception):
     def __init__(self, kind: str, message: str, *, status: int | None = None,
                  retry_after: float | None = None, retryable: bool = True, code: str | None = None):
         super().__init__(message)
-        self.kind = kind  # connect | timeout | status | malformed | cut | idle
+        self.kind = kind  # connect | timeout | first_token | status | malformed | cut | idle
         self.message = message
         self.status = status
         self.retry_after = retry_after
         self.retryable = retryable
         self.code = code
+
+    @property
+    def transient(self) -> bool:
+        """Would the same route likely succeed a moment later? (A slow first token would not.)"""
+        if self.kind == "status":
+            return self.status is None or self.status in TRANSIENT_STATUSES
+        return self.kind in ("connect", "timeout", "cut", "idle", "malformed")
 
     @property
     def is_context_length(self) -> bool:
