@@ -75,6 +75,7 @@ class UpstreamStream:
     """A streamed attempt in flight, as every adapter returns it (the protocol's calls, not a transport)."""
 
     backlog: int = 0  # chunks already received and not yet yielded (the relay batches its writes)
+    malformed: int = 0  # events skipped because they did not parse
 
     def wait_headers(self, timeout: float) -> bool:
         """True once the upstream accepted the stream; False if `timeout` passed first."""

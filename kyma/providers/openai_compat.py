@@ -16,6 +16,8 @@ from kyma.providers.routes import Route
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 << 20
+# A bad event in a healthy stream is skipped; this many in a row, or in all, and the stream is broken.
+MAX_MALFORMED_IN_A_ROW, MAX_MALFORMED = 3, 10
 # In all, not per read: the end of a body after [DONE] (the stream's last event waits for it) and
 # an error answer's body. An upstream that trickles bytes past them loses the connection, not time.
 DRAIN_SECONDS = 0.25
@@ -104,6 +106,8 @@ class OpenAIStream(UpstreamStream):
         self.pending = pending
         self.idle_timeout = idle_timeout
         self.resp: Response | None = None
+        self.malformed = 0  # events skipped because they did not parse or had the wrong shape
+        self._malformed_in_a_row = 0
 
     def wait_headers(self, timeout: float) -> bool:
         """True once a 200 event stream answered; False when `timeout` passed first. Raises UpstreamFailure."""
@@ -123,8 +127,9 @@ class OpenAIStream(UpstreamStream):
         """Chunk dicts as they arrive, and None whenever `wake()` seconds pass in silence.
 
         Silence longer than the idle timeout fails the stream ("idle"); so does a broken connection
-        ("cut"), a chunk that is not a JSON object of the right shape ("malformed"), an error event
-        ("status") and an end without [DONE] ("cut").
+        ("cut"), an error event ("status") and an end without [DONE] ("cut"). An event that is not a
+        JSON chunk of the right shape is logged and skipped; a stream that keeps sending them is
+        broken ("malformed").
         """
         resp = self.resp
         last = time.monotonic()
@@ -146,13 +151,31 @@ class OpenAIStream(UpstreamStream):
                         _drain(resp)
                         return
                     self.backlog = len(found) - i - 1
-                    yield _parse_chunk(data)
+                    chunk = self._parsed(data)
+                    if chunk is not None:
+                        yield chunk
             raise UpstreamFailure("cut", "upstream closed the stream without [DONE]")
         except HTTPFailure as exc:
             raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
         finally:
             self.backlog = 0
             resp.close()
+
+    def _parsed(self, data: bytes) -> dict | None:
+        """The event's chunk, or None for a malformed one (skipped, until there are too many)."""
+        try:
+            chunk = _parse_chunk(data)
+        except UpstreamFailure as failure:
+            if failure.kind != "malformed":
+                raise
+            self.malformed += 1
+            self._malformed_in_a_row += 1
+            log.warning("upstream %s: skipped a malformed stream event (%s)", self.route.key, failure.message)
+            if self._malformed_in_a_row >= MAX_MALFORMED_IN_A_ROW or self.malformed >= MAX_MALFORMED:
+                raise UpstreamFailure("malformed", f"upstream sent {self.malformed} malformed stream events") from None
+            return None
+        self._malformed_in_a_row = 0
+        return chunk
 
     def close(self) -> None:
         """Stop the call: an unfinished answer's connection is closed (which stops the upstream)."""
