@@ -115,6 +115,21 @@ def test_an_upstream_with_no_content_by_the_deadline_falls_back_to_the_next_rout
     assert stream.served.attempts == 2
 
 
+def test_keep_alives_already_sent_do_not_stop_a_failover_at_the_first_token_limit(timed_app):
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("silence", 5)], [("chunk", LEAD), ("chunk", content("late", "stop"))])
+    stream = start(rt, principal, adapter, keepalive=0.05)
+    assert stream.first() is False  # the client got a keep-alive: the response has started
+    events = list(stream.events())
+    assert sum(isinstance(e, KeepAlive) for e in events) >= 2
+    text = "".join(c.data["choices"][0]["delta"].get("content") or "" for c in events
+                   if isinstance(c, Chunk) and c.data["choices"])
+    assert text == "late" and isinstance(events[-1], Done)
+    assert adapter.used == 2 and adapter.streams[0].closed and stream.served.attempts == 2
+    row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
+    assert row.status == 200 and row.attempts == 2
+
+
 def test_a_stream_that_never_goes_quiet_still_stops_at_the_total_limit(timed_app):
     rt, principal = timed_app
     stream = start(rt, principal, Adapter([("chunk", content("a")), ("every", 0.01, content("b"))]), keepalive=1.0)

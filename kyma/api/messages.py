@@ -61,7 +61,7 @@ def _anthropic_sse(stream: chat.ChatStream, stops):
         elif isinstance(event, chat.KeepAlive):
             yield translator.ping() if translator else KEEPALIVE
         elif isinstance(event, chat.Done):
-            yield b"".join(translator.finish(usage=event.usage))
+            yield b"".join(translator.finish(usage=event.usage, kyma=event.kyma))
         elif isinstance(event, chat.Failed):
             # Before any message_start there is no translator yet; a bare one frames the error the same way.
             yield (translator or AnthropicStreamTranslator(model="", input_tokens=0)).error(event.error)

@@ -25,6 +25,8 @@ from kyma.chat.usage import completion_text, meter, usage_object
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
 from kyma.services import ledger
+from kyma.services.recording import AttemptRecord
+from kyma.tokens import count_text
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -48,10 +50,15 @@ class KeepAlive:
 
 @dataclass
 class Done:
-    """The stream finished and was settled; `usage` is the full usage object (cost included)."""
+    """The stream finished and was settled; `usage` is the full usage object (cost included).
+
+    `kyma` reports what the client should know but headers could no longer say (they were sent):
+    {"continued_by": {"model", "provider"}, "attempts"} when another candidate finished the answer.
+    """
 
     usage: dict
     finish_reason: str | None
+    kyma: dict | None = None
 
 
 @dataclass
@@ -112,6 +119,15 @@ class ChatStream:
         self._deadline = 0.0  # the first-byte limit, then the stream's total limit (set per phase)
         self._last_event = time.monotonic()
         self._burst = False  # events follow at once (held-back lead chunks, the final chunk and Done)
+        self._stream_until = 0.0  # the started stream's total limit
+        self._current: Candidate | None = None  # the candidate streaming now (a continuation's, after one)
+        self._serving_record: AttemptRecord | None = None
+        self._attempt_prompt_tokens = prep.prompt_tokens  # what the current attempt was sent
+        self._segment = 0  # where the current attempt's text starts in _text
+        self._breaks: list[tuple[Candidate, UpstreamFailure]] = []
+        self._tool_calls = False  # a tool call was relayed: an answer a prefill cannot continue
+        self._notes: list[str] = []
+        self._skipped = 0  # malformed events skipped, every attempt together
         self._run = self._walk()
 
     # -- the upstream side: routes in order until one produces content, then relay it --
@@ -124,9 +140,44 @@ class ChatStream:
         cand, (lead, first, chunks) = opened
         self._start(cand)
         yield _Started()
-        yield from self._relay_all(cand, lead, first, chunks)
+        self._stream_until = time.monotonic() + self.rt.settings.stream_max_seconds
+        self._burst = True  # the lead chunks and the first content chunk go out in one write
+        for c in lead:
+            out = self._relay(c)
+            if out is not None:
+                yield Chunk(out)
+        self._burst = False
+        broke = yield from self._relay_rest(first, chunks)
+        while broke is not None:
+            self._broke(cand, broke)
+            opened = None
+            if self._continuable(broke):
+                opened = yield from self.attempts.run(self._open_continuation, self._pause,
+                                                      continuing=self._can_continue)
+            if opened is None:
+                yield from self._give_up(cand, broke)
+                return
+            cand, (_lead, first, chunks) = opened  # the role the client already has: not again
+            self._continued(cand)
+            broke = yield from self._relay_rest(first, chunks)
+        yield from self._end()
 
     def _open(self, cand: Candidate):
+        """Start the request's stream on one route and wait for its first content (see _open_with)."""
+        return (yield from self._open_with(cand, self.prep.upstream_body(True)))
+
+    def _open_continuation(self, cand: Candidate):
+        """Ask one route to go on with the answer the client has so far, sent as an assistant prefill."""
+        provider = cand.route.provider
+        body = self.prep.upstream_body(True)
+        body["messages"] = [*body["messages"], {"role": "assistant", "content": self._delivered(),
+                                                **dict(provider.prefill_message)}]
+        body.update(dict(provider.prefill_params))
+        if body.get("max_tokens"):
+            body["max_tokens"] = max(1, body["max_tokens"] - self._delivered_tokens())
+        return (yield from self._open_with(cand, body))
+
+    def _open_with(self, cand: Candidate, body: dict):
         """Start the stream on one route and wait for its first content chunk.
 
         Returns (lead chunks, the first content chunk, the rest as an iterator); raises
@@ -142,8 +193,7 @@ class ChatStream:
         up = None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
-                cand.route, self.prep.upstream_body(True), self.prep.upstream_headers(cand),
-                self.rt.upstreams.api_key(cand.route))
+                cand.route, body, self.prep.upstream_headers(cand), self.rt.upstreams.api_key(cand.route))
             self.upstream = up
             while not up.wait_headers(self._wait()):
                 self._check("timeout", "upstream did not answer before the first-byte timeout")
@@ -168,6 +218,82 @@ class ChatStream:
                 up.close()
             raise
 
+    def _relay_rest(self, first: dict, chunks):
+        """Relay a started upstream stream until it ends: None when the answer finished, else why not.
+
+        A started stream may last at most KYMA_STREAM_MAX_SECONDS in all, continuations included.
+        """
+        self._deadline = self._stream_until
+        self._segment = len(self._text)  # where this attempt's text starts
+        up = self.upstream
+        try:
+            for chunk in itertools.chain((first,), chunks):
+                self._check("limit", f"the stream ran past {self.rt.settings.stream_max_seconds:g} s")
+                if chunk is None:
+                    if self._keepalive_due():
+                        yield KeepAlive()
+                    continue
+                out = self._relay(chunk)
+                if out is not None:
+                    yield Chunk(out)
+        except UpstreamFailure as failure:
+            up.close()
+            if failure.kind == "cut" and self._finish_reason:
+                # A finished answer whose [DONE] never came: complete in all but the terminator.
+                log.warning("upstream %s ended without [DONE] after finishing", self._current.route.key)
+                return None
+            return failure
+        finally:
+            self._skipped += up.malformed
+        if self._finish_reason is None:
+            return UpstreamFailure("no_finish", "upstream ended the stream without finishing the answer")
+        return None
+
+    # -- a stream that broke after content reached the client --
+
+    def _broke(self, cand: Candidate, failure: UpstreamFailure) -> None:
+        """Record the break on the attempt that served until now (and on its route's circuit)."""
+        record = self._serving_record
+        record.ok, record.status, record.error = False, failure.status, failure.public
+        text = "".join(self._text[self._segment:])
+        metered = meter(cand.model, None, self._attempt_prompt_tokens, text)
+        record.completion_tokens, record.cost_micros = metered.usage.completion_tokens, metered.cost.cost_micros
+        self._breaks.append((cand, failure))
+        self.attempts.broke(cand, failure)
+
+    def _continuable(self, failure: UpstreamFailure) -> bool:
+        """Can another candidate finish this answer? Only text can be prefilled, never a half-made tool
+        call, and not once the stream's total limit has passed."""
+        return failure.kind != "limit" and not self._tool_calls and bool(self._delivered())
+
+    def _can_continue(self, cand: Candidate) -> bool:
+        """A candidate for continuing: it accepts a prefill, fits the answer so far, and has not broken here."""
+        broken = {c.route.key for c, _ in self._breaks}
+        return (cand.route.prefill and cand.route.key not in broken
+                and self.prep.prompt_tokens + self._delivered_tokens() < cand.model.context_window)
+
+    def _continued(self, cand: Candidate) -> None:
+        """Another candidate took over: its text follows the client's, under the same id and model."""
+        self._current = cand
+        self._serving_record = self.attempts.outcomes[-1]
+        self._attempt_prompt_tokens = self.prep.prompt_tokens + self._delivered_tokens()
+        self._usage = None  # the continuation's usage counts its prefill as input: not the client's
+
+    def _give_up(self, cand: Candidate, failure: UpstreamFailure):
+        """No candidate can continue: an answer that only lacked its finish ends as it is; else an error event."""
+        if failure.kind == "no_finish":
+            log.warning("upstream %s ended the stream without a finish reason", cand.route.key)
+            self._notes.append("the upstream ended without a finish reason")
+            yield from self._end()
+            return
+        yield Failed(self._fail_served(failure))
+
+    def _delivered(self) -> str:
+        return "".join(self._text)
+
+    def _delivered_tokens(self) -> int:
+        return count_text(self._delivered())
+
     def _pause(self, seconds: float):
         """Wait between attempts (a backoff, a Retry-After), keeping the client's connection warm."""
         until = time.monotonic() + seconds
@@ -175,37 +301,6 @@ class ChatStream:
             time.sleep(min(left, max(0.0, self._last_event + self.keepalive - time.monotonic())))
             if self._keepalive_due():
                 yield KeepAlive()
-
-    def _relay_all(self, cand: Candidate, lead: list[dict], first: dict, chunks):
-        """Relay a started stream to its end; a started stream may last at most KYMA_STREAM_MAX_SECONDS."""
-        self._deadline = time.monotonic() + self.rt.settings.stream_max_seconds
-        finished = False
-        try:
-            self._burst = True  # the lead chunks and the first content chunk go out in one write
-            for c in lead:
-                out = self._relay(c)
-                if out is not None:
-                    yield Chunk(out)
-            self._burst = False
-            for chunk in itertools.chain((first,), chunks):
-                self._check("idle", f"upstream stream ran past {self.rt.settings.stream_max_seconds:g} s")
-                if chunk is None:
-                    if self._keepalive_due():
-                        yield KeepAlive()
-                    continue
-                finished = finished or any(ch.get("finish_reason") for ch in chunk.get("choices") or [])
-                out = self._relay(chunk)
-                if out is not None:
-                    yield Chunk(out)
-            yield from self._end()
-        except UpstreamFailure as failure:
-            self.upstream.close()
-            if failure.kind == "cut" and finished:
-                # Finished answer whose [DONE] never came: complete in all but the terminator.
-                log.warning("upstream %s ended without [DONE] after finishing", cand.route.key)
-                yield from self._end()
-            else:
-                yield Failed(self._fail_served(failure))
 
     def _wait(self) -> float:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
@@ -257,6 +352,8 @@ class ChatStream:
         overhead = (time.perf_counter() - self.prep.call.started) * 1000 - self.attempts.upstream_ms
         self.served = Served(cand, None, self.attempts.tried, max(0.0, overhead))
         self.record.ttft_ms = (time.perf_counter() - self.prep.call.started) * 1000
+        self._current = cand
+        self._serving_record = self.attempts.outcomes[-1]
 
     def events(self) -> Iterator[Chunk | KeepAlive | Done | Failed]:
         """Relay the stream; ends with Done (settled) or Failed. Closing it early bills what was made."""
@@ -296,11 +393,17 @@ class ChatStream:
             self._usage = chunk["usage"]
         choices = chunk.get("choices") or []
         for ch in choices:
-            self._text.append(completion_text(ch.get("delta") or {}))  # a delta has a message's fields
+            delta = ch.get("delta") or {}
+            self._text.append(completion_text(delta))  # a delta has a message's fields
+            self._tool_calls = self._tool_calls or bool(delta.get("tool_calls"))
             if ch.get("finish_reason"):
                 self._finish_reason = ch["finish_reason"]
         if not choices:
             return None  # the upstream's usage-only chunk: ours comes at the end, with cost
+        if self._breaks:  # a continuation's chunk: the client has the answer's role already
+            chunk = dict(chunk, choices=[dict(ch, delta={k: v for k, v in (ch.get("delta") or {}).items()
+                                                         if k != "role"}) for ch in choices])
+            choices = chunk["choices"]
         out = dict(chunk, id=self._id, model=self.served.candidate.model.id, created=self._created)
         out.pop("usage", None)
         if self._finish_reason and any(ch.get("finish_reason") for ch in choices) \
@@ -314,19 +417,28 @@ class ChatStream:
         usage = usage_object(self.served.metered)
         base = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
                 "model": self.served.candidate.model.id}
+        report = self._continuation_report()
+        extra = {"kyma": report} if report else {}
         self._burst = True  # the final chunk and the end go out in one write
         if self.prep.req.client_wants_usage:
-            yield Chunk({**base, "choices": [], "usage": usage})
+            yield Chunk({**base, "choices": [], "usage": usage, **extra})
         else:
             final = self._finish_chunk or {**base, "choices": [
                 {"index": 0, "delta": {}, "finish_reason": self._finish_reason or "stop"}]}
-            yield Chunk({**final, "usage": usage})
+            yield Chunk({**final, "usage": usage, **extra})
         self._burst = False
-        yield Done(usage, self._finish_reason)
+        yield Done(usage, self._finish_reason, report)
+
+    def _continuation_report(self) -> dict | None:
+        """What the final chunk tells a client whose answer another candidate finished (else None)."""
+        if not self._breaks or self._current is self.served.candidate:
+            return None
+        return {"continued_by": {"model": self._current.model.id, "provider": self._current.route.provider.name},
+                "attempts": self.attempts.tried}
 
     def _fail_served(self, failure: UpstreamFailure) -> KymaError:
         """After the start: bill what was produced, record the error, and say what went wrong."""
-        err = (UpstreamTimeout if failure.kind == "idle" else UpstreamError)(
+        err = (UpstreamTimeout if failure.kind in ("idle", "limit") else UpstreamError)(
             f"The upstream stream failed after it started: {failure.public}")
         self._settle(502, err.message)
         return err
@@ -337,12 +449,30 @@ class ChatStream:
             record_failed(self.rt, self.prep, err, self.record, self.attempts)
 
     def _settle(self, status: int, error: str | None) -> None:
-        """Bill what the served route produced (its usage, or the gateway's count) and record it, once."""
+        """Bill what reached the client and record it, once.
+
+        An unbroken stream is billed at its upstream's usage (or the gateway's count). A stream that
+        broke is billed as one uninterrupted answer of the same text from the model that started
+        it: never more, whoever continued it. What each attempt cost upstream (the broken part, the
+        continuation with its prefill) is recorded on the attempt as the operator's cost.
+        """
         if self.finished:
             return
         self.finished = True
-        self.served.metered = meter(self.served.candidate.model, self._usage, self.prep.prompt_tokens,
-                                    "".join(self._text))
+        model, text = self.served.candidate.model, self._delivered()
+        self.served.metered = meter(model, None if self._breaks else self._usage, self.prep.prompt_tokens, text)
+        serving = self._serving_record
+        if serving is not None and serving.ok:
+            part = meter(self._current.model, self._usage, self._attempt_prompt_tokens,
+                         "".join(self._text[self._segment:])) if self._breaks else self.served.metered
+            serving.completion_tokens, serving.cost_micros = part.usage.completion_tokens, part.cost.cost_micros
+        if self._continuation_report():
+            first = self._breaks[0]
+            self._notes.insert(0, f"continued by {self._current.model.id} on {self._current.route.provider.name} "
+                                  f"after {first[0].route.provider.name} broke: {first[1].public}")
+        if self._skipped:
+            self._notes.append(f"skipped {self._skipped} malformed stream event(s)")
+        self.record.note = "; ".join(self._notes) or None
         self.record.status, self.record.error = status, error
         record_served(self.rt, self.prep, self.served, self.record, self.attempts)
 

@@ -13,12 +13,20 @@ from kyma.providers.http import parse_base_url
 
 @dataclass(frozen=True)
 class Provider:
-    """An OpenAI-compatible upstream: where it is and which environment variable holds its key."""
+    """An OpenAI-compatible upstream: where it is and which environment variable holds its key.
+
+    `prefill` says whether it continues a trailing assistant message (a broken stream can then be
+    finished there); some need extra body fields (vLLM: continue_final_message) or fields on that
+    message (DeepSeek, Mistral: "prefix": true), kept as (name, value) pairs.
+    """
 
     name: str
     base_url: str
     api_key_env: str | None = None
     simulated: bool = False
+    prefill: bool = False
+    prefill_params: tuple[tuple[str, object], ...] = ()
+    prefill_message: tuple[tuple[str, object], ...] = ()
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The provider's key from the environment (never from a request)."""
@@ -32,6 +40,7 @@ class Route:
     model_id: str
     provider: Provider
     upstream_model: str
+    prefill: bool = False  # the provider's, unless the route says otherwise
 
     @property
     def key(self) -> str:
@@ -60,8 +69,9 @@ class RouteTable:
             for spec in data.get("routes", {}).get(model.id, []):
                 provider = providers[spec["provider"]]
                 if provider.simulated or provider.api_key(environ):
-                    real.append(Route(model.id, provider, spec.get("model", model.id)))
-            by_model[model.id] = tuple(real) or tuple(Route(model.id, p, model.id) for p in simulated)
+                    real.append(Route(model.id, provider, spec.get("model", model.id),
+                                      bool(spec.get("prefill", provider.prefill))))
+            by_model[model.id] = tuple(real) or tuple(Route(model.id, p, model.id, p.prefill) for p in simulated)
         return cls(by_model, providers)
 
     def routes_for(self, model_id: str) -> tuple[Route, ...]:
@@ -82,4 +92,17 @@ def _provider(name: str, spec: dict, sim_base_port: int) -> Provider:
         parse_base_url(base_url)  # checked when the routes load, not on each request
     except ValueError as exc:
         raise ValueError(f"provider {name!r}: {exc}") from None
-    return Provider(name, base_url.rstrip("/"), spec.get("api_key_env"), bool(spec.get("simulated")))
+    simulated = bool(spec.get("simulated"))
+    return Provider(name, base_url.rstrip("/"), spec.get("api_key_env"), simulated,
+                    prefill=bool(spec.get("prefill", simulated)),  # the simulator continues a prefill
+                    prefill_params=_pairs(name, spec.get("prefill_params")),
+                    prefill_message=_pairs(name, spec.get("prefill_message")))
+
+
+def _pairs(provider: str, fields) -> tuple[tuple[str, object], ...]:
+    """A JSON object of scalar fields as sorted (name, value) pairs (routes are immutable and hashable)."""
+    if fields is None:
+        return ()
+    if not isinstance(fields, dict) or not all(isinstance(v, (str, int, float, bool)) for v in fields.values()):
+        raise ValueError(f"provider {provider!r}: prefill fields must be an object of strings, numbers or booleans")
+    return tuple(sorted(fields.items()))

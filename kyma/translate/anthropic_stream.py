@@ -89,8 +89,10 @@ class AnthropicStreamTranslator:
                 self._stop = stop_reason(choice, self.stop_sequences)
         return out
 
-    def finish(self, usage: dict | None = None, finish_reason: str | None = None) -> list[bytes]:
-        """Close every block, then message_delta (stop reason, final usage) and message_stop."""
+    def finish(self, usage: dict | None = None, finish_reason: str | None = None,
+               kyma: dict | None = None) -> list[bytes]:
+        """Close every block, then message_delta (stop reason, final usage, and the gateway's `kyma`
+        report when it has one) and message_stop."""
         if self._done:
             return []
         out = self.start() + self._close_open()
@@ -105,8 +107,10 @@ class AnthropicStreamTranslator:
             final["input_tokens"] = self.input_tokens
             final["output_tokens"] = self._output_estimate
         self._done = True
-        out.append(sse_event({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched},
-                              "usage": final}))
+        delta = {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched}, "usage": final}
+        if kyma:
+            delta["kyma"] = kyma  # the SDKs keep unknown fields
+        out.append(sse_event(delta))
         out.append(sse_event({"type": "message_stop"}))
         return out
 
