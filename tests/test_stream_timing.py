@@ -9,7 +9,7 @@ import pytest
 
 from kyma.errors import KymaError, UpstreamTimeout
 from kyma.models import Account, RequestLog
-from kyma.providers.base import UpstreamStream
+from kyma.providers.base import UpstreamFailure, UpstreamStream
 from kyma.runtime import runtime
 from kyma.chat.admission import prepare
 from kyma.chat.call import ChatCall
@@ -45,6 +45,8 @@ class Scripted(UpstreamStream):
                         yield None
             elif step[0] == "chunk":
                 yield step[1]
+            elif step[0] == "break":
+                raise UpstreamFailure("cut", "upstream connection broke mid-stream")
             else:
                 for _ in range(300):  # bounded: a relay that ignores its limit ends (and fails the test)
                     time.sleep(step[1])
@@ -66,19 +68,30 @@ class Adapter:
         return self.streams[self.used - 1]
 
 
-@pytest.fixture()
-def timed_app(tmp_path):
+def timed(tmp_path, **settings):
+    """An app with a fast clock (short limits) and an account with credit, inside its context."""
     from kyma.cli import create_or_migrate_schema
     from kyma.factory import create_app
 
     app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3, "first_token_timeout": 0.3,
-                      "stream_max_seconds": 0.4, "breaker_failures": 1000})
+                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3,
+                      "first_token_timeout": 0.3, "stream_max_seconds": 0.4, "breaker_failures": 1000, **settings})
     with app.app_context():
         create_or_migrate_schema()
         account = Account.create(email="clock@example.com", password_hash="x", tier=4)
         ledger.add_credit(account.id, 5, kind="grant")
         yield runtime(), Principal(account.id, account.email, 4)
+
+
+@pytest.fixture()
+def timed_app(tmp_path):
+    yield from timed(tmp_path)
+
+
+@pytest.fixture()
+def late_app(tmp_path):
+    """A request deadline far shorter than its stream may last."""
+    yield from timed(tmp_path, request_deadline=0.3, stream_max_seconds=10)
 
 
 def start(rt, principal, adapter, keepalive: float = 0.05) -> ChatStream:
@@ -160,4 +173,21 @@ def test_a_bug_before_the_start_is_an_error_that_releases_the_hold_and_is_logged
     row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
     assert row.status == 500 and "KeyError" in row.error
     assert ledger.balance(principal.account_id).held_micros == 0
+    assert ledger.check_ledger() == []
+
+
+def test_a_long_stream_that_breaks_after_the_request_deadline_is_still_continued(late_app):
+    rt, principal = late_app
+    adapter = Adapter([("chunk", LEAD), ("chunk", content("one ")), ("silence", 0.5), ("chunk", content("two ")),
+                       ("break",)],
+                      [("chunk", LEAD), ("chunk", content("three", "stop"))])
+    stream = start(rt, principal, adapter, keepalive=1.0)
+    assert stream.first() is True
+    events = list(stream.events())
+    text = "".join(c.data["choices"][0]["delta"].get("content") or "" for c in events
+                   if isinstance(c, Chunk) and c.data["choices"])
+    assert text == "one two three" and isinstance(events[-1], Done)
+    assert events[-1].kyma["continued_by"]["provider"] == "sim-beta"
+    row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
+    assert row.status == 200 and row.attempts == 2 and row.note.startswith("continued by")
     assert ledger.check_ledger() == []

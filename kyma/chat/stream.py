@@ -152,6 +152,10 @@ class ChatStream:
             self._broke(cand, broke)
             opened = None
             if self._continuable(broke):
+                # A long answer may break after the request's deadline: continuing gets a deadline of
+                # its own, within the stream's total limit.
+                budget = time.monotonic() + self.rt.settings.request_deadline
+                self.attempts.deadline = max(self.attempts.deadline, min(budget, self._stream_until))
                 opened = yield from self.attempts.run(self._open_continuation, self._pause,
                                                       continuing=self._can_continue)
             if opened is None:
