@@ -200,14 +200,14 @@ class ChatStream:
                 cand.route, body, self.prep.upstream_headers(cand), self.rt.upstreams.api_key(cand.route))
             self.upstream = up
             while not up.wait_headers(self._wait()):
-                self._check("timeout", "upstream did not answer before the first-byte timeout")
+                self._check("timeout")
                 if self._keepalive_due():
                     yield KeepAlive()
             self._deadline = first_token_by
             chunks = up.chunks(self._wait)
             lead = []
             for chunk in chunks:
-                self._check("first_token", f"upstream sent no content within {s.first_token_timeout:g} s")
+                self._check("first_token")
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -232,7 +232,7 @@ class ChatStream:
         up = self.upstream
         try:
             for chunk in itertools.chain((first,), chunks):
-                self._check("limit", f"the stream ran past {self.rt.settings.stream_max_seconds:g} s")
+                self._check("limit")
                 if chunk is None:
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -310,10 +310,14 @@ class ChatStream:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
         return min(self._deadline, self._last_event + self.keepalive) - time.monotonic()
 
-    def _check(self, kind: str, message: str) -> None:
+    def _check(self, kind: str) -> None:
         """Fail the attempt (as `kind`) once the current phase's deadline has passed."""
         if time.monotonic() >= self._deadline:
-            raise UpstreamFailure(kind, message)
+            s = self.rt.settings
+            raise UpstreamFailure(kind, {
+                "timeout": "upstream did not answer before the first-byte timeout",
+                "first_token": f"upstream sent no content within {s.first_token_timeout:g} s",
+                "limit": f"the stream ran past {s.stream_max_seconds:g} s"}[kind])
 
     def _keepalive_due(self) -> bool:
         return time.monotonic() - self._last_event >= self.keepalive
