@@ -147,12 +147,19 @@ def test_a_stream_that_breaks_mid_answer_is_continued_by_the_next_provider(gatew
     ledger_ok(gateway.env)
 
 
-def test_an_anthropic_stream_that_breaks_is_continued_with_one_message_stop(gateway, account):
+def anthropic_events(client: anthropic.Anthropic, fault: str, messages: list[dict]) -> tuple[list, str, dict]:
+    """Stream through the anthropic SDK: (events, text, response headers)."""
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=200, messages=messages, stream=True,
+                                                   extra_headers={"X-Kyma-Sim-Fault": fault})
+    events = list(raw.parse())
+    return events, "".join(e.delta.text for e in events if e.type == "content_block_delta"), raw.headers
+
+
+@pytest.mark.parametrize("fault", ["cut:6", "stall:6", "no-finish:6", "garbage:6"])
+def test_an_anthropic_stream_that_breaks_is_continued_with_one_message_stop(gateway, account, fault):
     claude = anthropic.Anthropic(base_url=gateway.url, api_key=account["api_key"], max_retries=0, timeout=30)
     messages, answer = counting(40)
-    events = list(claude.messages.create(model=MODEL, max_tokens=200, messages=messages, stream=True,
-                                         extra_headers={"X-Kyma-Sim-Fault": "sim-alpha=cut:6"}))
-    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+    events, text, h = anthropic_events(claude, f"sim-alpha={fault}", messages)
     assert text == answer
     kinds = [e.type for e in events]
     assert kinds[0] == "message_start" and kinds.count("message_stop") == 1 and kinds[-1] == "message_stop"
@@ -160,6 +167,21 @@ def test_an_anthropic_stream_that_breaks_is_continued_with_one_message_stop(gate
     assert delta.delta.stop_reason == "end_turn"
     assert delta.model_extra["kyma"]["continued_by"]["provider"] == "sim-beta"
     assert delta.usage.output_tokens == count_text(answer)
+    log = logged(gateway.env, h["X-Request-Id"])
+    assert [t["role"] for t in log["tries"]] == ["", "continuation"]
+    assert log["charged"] == log["cost_micros"] and log["upstream_cost_micros"] > log["charged"]
+    ledger_ok(gateway.env)
+
+
+def test_an_anthropic_stream_fails_over_on_a_slow_first_token_and_skips_a_malformed_event(gateway, account):
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=account["api_key"], max_retries=0, timeout=30)
+    messages, answer = counting(12)
+    events, text, h = anthropic_events(claude, "sim-alpha=slow-first:30", messages)
+    assert text == answer and h["X-Kyma-Provider"] == "sim-beta" and h["X-Kyma-Attempts"] == "2"
+    assert [e.type for e in events].count("message_stop") == 1
+    messages, answer = counting(20)
+    events, text, h = anthropic_events(claude, "sim-alpha=malformed:4", messages)
+    assert text == answer and h["X-Kyma-Provider"] == "sim-alpha" and h["X-Kyma-Attempts"] == "1"
     ledger_ok(gateway.env)
 
 
