@@ -32,6 +32,7 @@ import requests  # noqa: E402
 
 from bench import procs  # noqa: E402
 from kyma.config import DEFAULT_WORKERS  # noqa: E402
+from tests.pg import delete_redis_prefix  # noqa: E402
 
 PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
 KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
@@ -190,19 +191,6 @@ def _check_rows(seen: dict, url: str) -> list[str]:
     return problems
 
 
-def forget_redis_keys(url: str, prefix: str) -> None:
-    """Delete the soak's rate-limit and circuit keys (its prefix is its own)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 def summary(args, seen: dict, problems: list[str], seconds: float) -> dict:
     """Counts by kind, the request rate and the problems found."""
     kinds: dict[str, dict[str, int]] = {}
@@ -232,8 +220,8 @@ def main(argv=None) -> int:
         gateway.stop()
         sim.stop()
     problems = check(seen, gateway, args.gateway_root)
-    if args.redis_url:
-        forget_redis_keys(args.redis_url, gateway.env["KYMA_REDIS_PREFIX"])
+    if args.redis_url:  # the soak's rate-limit and circuit keys: its prefix is its own
+        delete_redis_prefix(gateway.env["KYMA_REDIS_PREFIX"], args.redis_url)
     result = summary(args, seen, problems, elapsed)
     print(json.dumps(result, indent=1))
     if args.workdir is None and not problems:

@@ -101,11 +101,11 @@ def new_redis_prefix() -> str:
     return f"kyma-test-{uuid.uuid4().hex[:12]}:"
 
 
-def delete_redis_prefix(prefix: str) -> None:
+def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
     """Delete every Redis key under `prefix`."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         keys = list(client.scan_iter(f"{prefix}*"))
         if keys:

@@ -63,6 +63,16 @@ def sse_lines(resp: requests.Response) -> list[str]:
     return [line[len("data: "):] for line in resp.iter_lines(decode_unicode=True) if line.startswith("data: ")]
 
 
+def lines_until_dropped(resp: requests.Response) -> list[str]:
+    """The data lines of a stream whose connection the simulator drops (it must drop it)."""
+    got = []
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for line in resp.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                got.append(line[6:])
+    return got
+
+
 # --- plain and streamed text --------------------------------------------------------------
 
 def test_plain_reply_quotes_the_prompt_and_reports_usage(oai):
@@ -339,12 +349,7 @@ def test_plain_stall_sends_headers_then_waits(sim):
 
 
 def test_cut_ends_the_stream_abruptly_without_done(sim):
-    resp = chat(sim, {"X-Sim-Fault": "cut:3"}, stream=True)
-    got = []
-    with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        for line in resp.iter_lines(decode_unicode=True):
-            if line.startswith("data: "):
-                got.append(line[6:])
+    got = lines_until_dropped(chat(sim, {"X-Sim-Fault": "cut:3"}, stream=True))
     assert len(got) == 3 and "[DONE]" not in got
     assert all(json.loads(x)["choices"] for x in got)
 
@@ -491,12 +496,7 @@ def test_slow_first_sends_headers_at_once_and_the_first_token_later(sim):
 
 
 def test_garbage_keeps_coming_and_the_stream_never_ends_cleanly(sim):
-    resp = chat(sim, {"X-Sim-Fault": "garbage:2"}, stream=True)
-    got = []
-    with pytest.raises(requests.exceptions.ChunkedEncodingError):
-        for line in resp.iter_lines(decode_unicode=True):
-            if line.startswith("data: "):
-                got.append(line[6:])
+    got = lines_until_dropped(chat(sim, {"X-Sim-Fault": "garbage:2"}, stream=True))
     assert [json.loads(x)["choices"] is not None for x in got[:2]] == [True, True]
     assert len(got) > 3 and all(x.startswith("{garbage") for x in got[2:]) and "[DONE]" not in got
 
