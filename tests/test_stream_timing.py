@@ -62,9 +62,11 @@ class Adapter:
     def __init__(self, *scripts):
         self.streams = [Scripted(s) for s in scripts]
         self.used = 0
+        self.bodies: list[dict] = []
 
     def stream(self, route, body, headers, api_key):
         self.used += 1
+        self.bodies.append(body)
         return self.streams[self.used - 1]
 
 
@@ -94,11 +96,19 @@ def late_app(tmp_path):
     yield from timed(tmp_path, request_deadline=0.3, stream_max_seconds=10)
 
 
-def start(rt, principal, adapter, keepalive: float = 0.05) -> ChatStream:
+def start(rt, principal, adapter, keepalive: float = 0.05, **body) -> ChatStream:
     rt.upstreams.adapter = lambda route: adapter
     call = ChatCall("chat", body={"model": "qwen-3-32b", "stream": True, "max_tokens": 50,
-                                  "messages": [{"role": "user", "content": "hi"}]})
+                                  "messages": [{"role": "user", "content": "hi"}], **body})
     return ChatStream(rt, prepare(rt, call, principal), keepalive)
+
+
+def relayed(events) -> str:
+    return "".join(c.data["choices"][0]["delta"].get("content") or "" for c in events
+                   if isinstance(c, Chunk) and c.data["choices"])
+
+
+ALONE = {"provider": {"only": ["sim-alpha"], "allow_fallbacks": False}}  # nobody to continue
 
 
 def test_keep_alives_flow_while_the_upstream_is_silent_then_the_answer_relays(timed_app):
@@ -191,3 +201,59 @@ def test_a_long_stream_that_breaks_after_the_request_deadline_is_still_continued
     row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
     assert row.status == 200 and row.attempts == 2 and row.note.startswith("continued by")
     assert ledger.check_ledger() == []
+
+
+def test_a_failure_after_the_finish_leaves_the_whole_answer_and_asks_nobody_else(late_app):
+    rt, principal = late_app
+    adapter = Adapter([("chunk", LEAD), ("chunk", content("Hello.", "stop")), ("break",)])
+    stream = start(rt, principal, adapter)
+    assert stream.first() is True
+    events = list(stream.events())
+    assert relayed(events) == "Hello." and isinstance(events[-1], Done) and events[-1].kyma is None
+    finishes = [ch["finish_reason"] for e in events if isinstance(e, Chunk) for ch in e.data["choices"]
+                if ch.get("finish_reason")]
+    assert finishes == ["stop"] and adapter.used == 1
+
+
+def test_a_continuation_repeats_the_answer_text_only_never_the_reasoning(late_app):
+    rt, principal = late_app
+    thinking = {"id": "u", "choices": [{"index": 0, "delta": {"reasoning_content": "THINKING"}}]}
+    adapter = Adapter([("chunk", LEAD), ("chunk", thinking), ("chunk", content("Answer ")), ("break",)],
+                      [("chunk", LEAD), ("chunk", content("done", "stop"))])
+    stream = start(rt, principal, adapter)
+    events = list(stream.events()) if stream.first() else []
+    assert relayed(events) == "Answer done"
+    assert adapter.bodies[1]["messages"][-1] == {"role": "assistant", "content": "Answer "}
+    assert adapter.bodies[1]["max_tokens"] < 50  # what is left of the answer's budget
+
+
+def test_a_clients_own_prefill_is_extended_not_doubled(late_app):
+    rt, principal = late_app
+    adapter = Adapter([("chunk", LEAD), ("chunk", content("two ")), ("break",)],
+                      [("chunk", LEAD), ("chunk", content("three", "stop"))])
+    stream = start(rt, principal, adapter, messages=[{"role": "user", "content": "count"},
+                                                     {"role": "assistant", "content": "one "}])
+    events = list(stream.events()) if stream.first() else []
+    assert relayed(events) == "two three"
+    sent = adapter.bodies[1]["messages"]
+    assert sent[-1] == {"role": "assistant", "content": "one two "} and sent[-2]["role"] == "user"
+
+
+def test_an_answer_that_only_lacked_its_finish_still_gets_one_when_nobody_can_continue(late_app):
+    rt, principal = late_app
+    adapter = Adapter([("chunk", LEAD), ("chunk", content("Almost"))])  # then [DONE], no finish
+    stream = start(rt, principal, adapter, stream_options={"include_usage": True}, **ALONE)
+    events = list(stream.events()) if stream.first() else []
+    finishes = [ch["finish_reason"] for e in events if isinstance(e, Chunk) for ch in e.data["choices"]
+                if ch.get("finish_reason")]
+    assert relayed(events) == "Almost" and finishes == ["stop"] and isinstance(events[-1], Done)
+    row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
+    assert row.status == 200 and "without a finish reason" in row.note
+
+
+def test_an_answer_that_broke_at_its_token_limit_ends_as_a_length_finish(late_app):
+    rt, principal = late_app
+    adapter = Adapter([("chunk", LEAD), ("chunk", content("one two three four five six")), ("break",)])
+    stream = start(rt, principal, adapter, max_tokens=3)
+    events = list(stream.events()) if stream.first() else []
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "length" and adapter.used == 1

@@ -51,4 +51,7 @@ def serve(rt: Runtime, call: ChatCall, authenticate: Callable[[], Principal], re
     except KymaError as err:
         err.headers.update(stream.headers())
         raise
+    except BaseException:  # a killed greenlet or a timeout: settle the hold and log, then go on failing
+        stream.close()
+        raise
     return stream

@@ -91,20 +91,25 @@ class Attempts:
         stream's keep-alives) passes through, and so does what `pause` yields between attempts.
         With `continuing`, only the candidates it accepts are tried, once each, as continuations.
         """
-        role = "continuation" if continuing else ""
         steps = self._continuations(continuing) if continuing else self._steps()
         for step in steps:
             if isinstance(step, float):
                 yield from pause(step)
                 continue
-            cand, verdict, retry = step
+            cand, verdict, label = step
+            role = "continuation" if continuing else label
             t0 = time.perf_counter()
             try:
                 result = yield from attempt(cand)
             except UpstreamFailure as failure:
-                self.failed(cand, failure, (time.perf_counter() - t0) * 1000, role or retry)
+                self.failed(cand, failure, (time.perf_counter() - t0) * 1000, role)
                 continue
-            self.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000, role or retry)
+            except GeneratorExit:  # the client left mid-attempt: the attempt still happened
+                self.outcomes.append(AttemptRecord(cand.model.id, cand.route.provider.name, False, 499,
+                                                   "client closed the request",
+                                                   (time.perf_counter() - t0) * 1000, role))
+                raise
+            self.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000, role)
             return cand, result
         return None
 
@@ -125,9 +130,11 @@ class Attempts:
                 self._retried += 1
                 yield step
         for cand in self.candidates:
-            if cand.layer > SAME_MODEL and (step := self._admit(cand)):
-                if cand.route.provider.name in self._failed_providers:
-                    yield self._backoff()
+            if cand.layer <= SAME_MODEL or self._exhausted():
+                continue
+            if cand.route.provider.name in self._failed_providers:
+                yield self._backoff()  # before the breaker check: a probe it claims is tried at once
+            if step := self._admit(cand):
                 yield step
 
     def _continuations(self, accepts: Callable[[Candidate], bool]) -> Iterator[tuple[Candidate, Verdict, str]]:
@@ -139,13 +146,13 @@ class Attempts:
         """The candidate, if the budget, the context window and the breaker let it be tried now."""
         if self._exhausted() or cand.model.context_window <= self._min_context:
             return None
-        verdict = self.breaker.check(cand.route.key)
+        if retry is not None and retry.failures and self.breaker.state(cand.route.key).failures > retry.failures:
+            return None  # others failed on this route since: an outage, not a blip; fall back at once
+        verdict = self.breaker.check(cand.route.key)  # may claim the one trial of an open route
         if not verdict.allowed:
             if verdict.retry_at:
                 self._blocked_until.append(verdict.retry_at)
             return None
-        if retry is not None and retry.failures and verdict.failures > retry.failures:
-            return None  # others failed on this route since: an outage, not a blip; fall back at once
         if self._min_context:
             cand = dataclasses.replace(cand, layer=COMPARABLE)  # a bigger window is never a silent switch
         self.tried += 1

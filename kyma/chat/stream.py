@@ -5,8 +5,9 @@ upstream's answer is bounded by the next thing due (a keep-alive, the first-cont
 stream's total limit, the idle limit), so no second greenlet or queue is needed between the
 upstream socket and the client's: the first chunk goes out with no hand-off, and each relayed
 chunk costs no switch. (Connecting and sending the request keep their own timeouts.)
-Fallback happens only before the first content chunk; a client that goes away closes the upstream
-call and is billed for what was produced.
+Before the first content chunk a failure is invisible (the next candidate is tried); after it, a
+broken answer is continued by a candidate that accepts an assistant prefill, or ends with an error
+event. A client that goes away closes the upstream call and is billed for what was produced.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class ChatStream:
         self._segment = 0  # where the current attempt's text starts in _text
         self._breaks: list[tuple[Candidate, UpstreamFailure]] = []
         self._tool_calls = False  # a tool call was relayed: an answer a prefill cannot continue
+        self._content: list[str] = []  # the answer's text, reasoning and tool calls left out
         self._notes: list[str] = []
         self._skipped = 0  # malformed events skipped, every attempt together
         self._run = self._walk()
@@ -150,6 +152,9 @@ class ChatStream:
         broke = yield from self._relay_rest(first, chunks)
         while broke is not None:
             self._broke(cand, broke)
+            if self._out_of_tokens():  # the answer used all it may: it ends here, as a "length" finish
+                self._finish_reason = "length"
+                break
             opened = None
             if self._continuable(broke):
                 # A long answer may break after the request's deadline: continuing gets a deadline of
@@ -161,7 +166,7 @@ class ChatStream:
             if opened is None:
                 yield from self._give_up(cand, broke)
                 return
-            cand, (_lead, first, chunks) = opened  # the role the client already has: not again
+            cand, (_lead, first, chunks) = opened  # its lead chunks carry a role the client already has
             self._continued(cand)
             broke = yield from self._relay_rest(first, chunks)
         yield from self._end()
@@ -171,14 +176,23 @@ class ChatStream:
         return (yield from self._open_with(cand, self.prep.upstream_body(True)))
 
     def _open_continuation(self, cand: Candidate):
-        """Ask one route to go on with the answer the client has so far, sent as an assistant prefill."""
+        """Ask one route to go on with the answer the client has so far, sent as an assistant prefill.
+
+        A conversation that already ends with the client's own prefill gets the delivered text
+        appended to it (two assistant messages in a row would be a new turn); the token budget is
+        what the answer has left of max_tokens, or of the starting model's output limit.
+        """
         provider = cand.route.provider
         body = self.prep.upstream_body(True)
-        body["messages"] = [*body["messages"], {"role": "assistant", "content": self._delivered(),
-                                                **dict(provider.prefill_message)}]
+        messages = list(body["messages"])
+        last = messages[-1] if messages else {}
+        if last.get("role") == "assistant" and isinstance(last.get("content"), str) and not last.get("tool_calls"):
+            messages[-1] = {**last, "content": last["content"] + self._delivered(), **dict(provider.prefill_message)}
+        else:
+            messages.append({"role": "assistant", "content": self._delivered(), **dict(provider.prefill_message)})
+        body["messages"] = messages
         body.update(dict(provider.prefill_params))
-        if body.get("max_tokens"):
-            body["max_tokens"] = max(1, body["max_tokens"] - self._delivered_tokens())
+        body["max_tokens"] = self._token_budget() - self._delivered_tokens()
         return (yield from self._open_with(cand, body))
 
     def _open_with(self, cand: Candidate, body: dict):
@@ -192,15 +206,20 @@ class ChatStream:
         """
         s = self.rt.settings
         started = time.monotonic()
-        first_token_by = started + s.first_token_timeout
-        self._deadline = min(started + s.first_byte_timeout, first_token_by)
+        # Never past the request's (or a continuation's) deadline, nor the stream's total limit.
+        bound = min(self.attempts.deadline, self._stream_until or float("inf"))
+        first_token_by = min(started + s.first_token_timeout, bound)
+        headers_by = min(started + s.first_byte_timeout, first_token_by)
+        # Headers that miss the first-token limit are a slow first token (not retried on the same route).
+        headers_kind = "first_token" if headers_by == first_token_by else "timeout"
+        self._deadline = headers_by
         up = None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
                 cand.route, body, self.prep.upstream_headers(cand), self.rt.upstreams.api_key(cand.route))
             self.upstream = up
             while not up.wait_headers(self._wait()):
-                self._check("timeout")
+                self._check(headers_kind)
                 if self._keepalive_due():
                     yield KeepAlive()
             self._deadline = first_token_by
@@ -242,9 +261,11 @@ class ChatStream:
                     yield Chunk(out)
         except UpstreamFailure as failure:
             up.close()
-            if failure.kind == "cut" and self._finish_reason:
-                # A finished answer whose [DONE] never came: complete in all but the terminator.
-                log.warning("upstream %s ended without [DONE] after finishing", self._current.route.key)
+            if self._finish_reason:
+                # A finished answer that failed afterwards ([DONE] missing, an error event, a stall):
+                # the client has it whole, so it ends as it is.
+                log.warning("upstream %s failed after finishing the answer: %s", self._current.route.key,
+                            failure.message)
                 return None
             return failure
         finally:
@@ -268,7 +289,7 @@ class ChatStream:
     def _continuable(self, failure: UpstreamFailure) -> bool:
         """Can another candidate finish this answer? Only text can be prefilled, never a half-made tool
         call, and not once the stream's total limit has passed."""
-        return failure.kind != "limit" and not self._tool_calls and bool(self._delivered())
+        return failure.kind != "limit" and not self._tool_calls and bool(self._content)
 
     def _can_continue(self, cand: Candidate) -> bool:
         """A candidate for continuing: it accepts a prefill, fits the answer so far, and has not broken here."""
@@ -293,10 +314,19 @@ class ChatStream:
         yield Failed(self._fail_served(failure))
 
     def _delivered(self) -> str:
-        return "".join(self._text)
+        """The answer's text the client has (a continuation's prefill)."""
+        return "".join(self._content)
 
     def _delivered_tokens(self) -> int:
-        return count_text(self._delivered())
+        """Tokens the client has received, reasoning included (what max_tokens counts)."""
+        return count_text("".join(self._text))
+
+    def _token_budget(self) -> int:
+        """The answer's max_tokens, or the starting model's output limit when the client set none."""
+        return self.prep.req.max_tokens or self.served.candidate.model.max_output_tokens
+
+    def _out_of_tokens(self) -> bool:
+        return self._delivered_tokens() >= self._token_budget()
 
     def _pause(self, seconds: float):
         """Wait between attempts (a backoff, a Retry-After), keeping the client's connection warm."""
@@ -393,7 +423,11 @@ class ChatStream:
         now = time.monotonic()
         if now - self._hold_touched > ttl / 3:
             self._hold_touched = now
-            ledger.extend_hold(self.prep.call.request_id, ttl)
+            try:
+                ledger.extend_hold(self.prep.call.request_id, ttl)
+            except Exception:  # a busy database must not end a healthy stream; the next tick retries
+                log.warning("could not extend the hold of %s", self.prep.call.request_id, exc_info=True)
+                self._hold_touched = now - ttl / 3 + 5
 
     def _relay(self, chunk: dict) -> dict | None:
         """Rewrite a chunk for the client; keep usage (and, if not asked for, the finish chunk) for the end."""
@@ -402,7 +436,9 @@ class ChatStream:
         choices = chunk.get("choices") or []
         for ch in choices:
             delta = ch.get("delta") or {}
-            self._text.append(completion_text(delta))  # a delta has a message's fields
+            self._text.append(completion_text(delta))  # a delta has a message's fields: billing counts all
+            if delta.get("content"):
+                self._content.append(delta["content"])  # what a continuation's prefill repeats
             self._tool_calls = self._tool_calls or bool(delta.get("tool_calls"))
             if ch.get("finish_reason"):
                 self._finish_reason = ch["finish_reason"]
@@ -429,6 +465,9 @@ class ChatStream:
         extra = {"kyma": report} if report else {}
         self._burst = True  # the final chunk and the end go out in one write
         if self.prep.req.client_wants_usage:
+            if self._finish_reason is None:  # the upstream never said: the client still gets one finish
+                self._finish_reason = "stop"
+                yield Chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             yield Chunk({**base, "choices": [], "usage": usage, **extra})
         else:
             final = self._finish_chunk or {**base, "choices": [
@@ -466,13 +505,13 @@ class ChatStream:
         """
         if self.finished:
             return
-        self.finished = True
-        model, text = self.served.candidate.model, self._delivered()
-        self.served.metered = meter(model, None if self._breaks else self._usage, self.prep.prompt_tokens, text)
+        continued = self._current is not self.served.candidate
+        model, text = self.served.candidate.model, "".join(self._text)
+        self.served.metered = meter(model, None if continued else self._usage, self.prep.prompt_tokens, text)
         serving = self._serving_record
         if serving is not None and serving.ok:
             part = meter(self._current.model, self._usage, self._attempt_prompt_tokens,
-                         "".join(self._text[self._segment:])) if self._breaks else self.served.metered
+                         "".join(self._text[self._segment:])) if continued else self.served.metered
             serving.completion_tokens, serving.cost_micros = part.usage.completion_tokens, part.cost.cost_micros
         if self._continuation_report():
             first = self._breaks[0]
@@ -483,6 +522,7 @@ class ChatStream:
         self.record.note = "; ".join(self._notes) or None
         self.record.status, self.record.error = status, error
         record_served(self.rt, self.prep, self.served, self.record, self.attempts)
+        self.finished = True  # only now: a failed write leaves the settling to the error path
 
     def close(self) -> None:
         """Stop the upstream call; if the client left early, bill what was produced and record it."""
