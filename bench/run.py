@@ -13,7 +13,6 @@ import argparse
 import json
 import platform
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -181,7 +180,10 @@ def many_streams(args, servers, b, key) -> dict:
 
 def logged_failures(workdir: Path) -> list[dict]:
     """Non-200 answers the gateway wrote to its request log, by status and message (read-only)."""
-    con = sqlite3.connect(f"file:{workdir / 'kyma.db'}?mode=ro", uri=True)
+    import apsw
+
+    # Through the gateway's own SQLite (APSW's), read-only: the system library is older.
+    con = apsw.Connection(str(workdir / "kyma.db"), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         rows = con.execute("SELECT status, substr(error, 1, 160), count(*) FROM requestlog WHERE status != 200 "
                            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10").fetchall()

@@ -38,8 +38,10 @@ PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
 KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
 ACCOUNTS = 6
 CHAT_KINDS = ("chat", "chat_stream", "messages")
-# What a worker's log must never say: a database error or an unhandled exception.
-BAD_LOG = re.compile(r"Traceback|DatabaseError|malformed|database is locked|disk I/O error")
+# What a worker's log must never say: a database error, an unhandled exception, a failed checkpoint
+# or integrity check, or anything else logged at ERROR or CRITICAL.
+BAD_LOG = re.compile(r"Traceback|DatabaseError|malformed|database is locked|disk I/O error|upkeep of|"
+                     r"checkpoint of .* failed|quick_check|\b(ERROR|CRITICAL)\b")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,6 +125,7 @@ def check(seen: dict, gateway: procs.Server, root: Path) -> list[str]:
     if url.startswith("sqlite"):
         try:
             result = [r[0] for r in rows(url, "PRAGMA integrity_check")]
+            result += [f"foreign key: {r}" for r in rows(url, "PRAGMA foreign_key_check")]
         except sqlite3.DatabaseError as exc:
             result = [f"cannot read the database: {exc}"]
         if result != ["ok"]:

@@ -18,12 +18,15 @@ def create_or_migrate_schema() -> list[str]:
         existing = set(db.get_tables())
         had = _indexes(db)
         migrator = SchemaMigrator.from_database(db)
-        # Columns first: an index on a column not added yet would be refused (or, on SQLite, which
-        # reads an unknown double-quoted name as a string, built on a constant).
+        # New tables first (a new column may reference one), then new columns, then the indexes
+        # missing on old tables: an index on a column not added yet would be refused (or, on
+        # SQLite, which reads an unknown double-quoted name as a string, built on a constant).
+        new_tables = [m for m in ALL_MODELS if m._meta.table_name not in existing]
+        db.create_tables(new_tables, safe=True)
+        changes += [f"created table {m._meta.table_name}" for m in new_tables]
         for model in ALL_MODELS:
             table = model._meta.table_name
             if table not in existing:
-                changes.append(f"created table {table}")
                 continue
             have = {c.name for c in db.get_columns(table)}
             missing = [f for f in model._meta.sorted_fields if f.column_name not in have]
@@ -31,7 +34,7 @@ def create_or_migrate_schema() -> list[str]:
                 f.null = True  # new columns on old rows must be nullable or defaulted
                 migrate(migrator.add_column(table, f.column_name, f))
                 changes.append(f"added {table}.{f.column_name}")
-        db.create_tables(ALL_MODELS, safe=True)  # new tables, and the indexes missing on existing ones
+        db.create_tables(ALL_MODELS, safe=True)  # the indexes missing on old tables
         present = _indexes(db)
         # A new table's own indexes go without saying; one added to an existing table is news.
         changes += [f"created index {name}" for table, name in sorted(present - had) if table in existing]

@@ -53,7 +53,18 @@ def register_db_commands(app: Flask) -> None:
             raise click.ClickException(PG_BACKUP_HINT)
         if os.path.exists(path):
             raise click.ClickException(f"{path} exists; choose a new file (a backup never overwrites one)")
+        import apsw
+
         from kyma import sqlite
 
-        pages = sqlite.backup(db.database, path)
+        try:
+            pages = sqlite.backup(db.database, path)
+        except FileExistsError:
+            raise click.ClickException(f"{path} appeared meanwhile; a backup never overwrites a file") from None
+        except FileNotFoundError:
+            raise click.ClickException(f"the directory of {path} does not exist; create it first") from None
+        except apsw.CantOpenError:
+            raise click.ClickException(f"there is no database at {db.database} to back up") from None
+        except apsw.Error as exc:
+            raise click.ClickException(f"the backup failed, nothing was written: {exc}") from None
         click.echo(f"backed up {pages} pages to {path} (integrity ok)")

@@ -13,7 +13,8 @@ other holds (sqlite.org's "How To Corrupt An SQLite Database File").
 from __future__ import annotations
 
 import os
-from datetime import date
+from datetime import date, time
+from decimal import Decimal
 from typing import Callable
 
 import apsw
@@ -37,8 +38,8 @@ WalHook = Callable[[apsw.Connection, str, int], int]  # (connection, database na
 
 
 def bind_as_text(cursor, number: int, value):
-    """Bind datetimes and dates as the ISO text Python's sqlite3 module wrote (and peewee reads back)."""
-    if isinstance(value, date):  # datetime is a date too
+    """Bind dates, times and decimals as the text Python's sqlite3 module (with peewee) wrote."""
+    if isinstance(value, (date, time, Decimal)):  # datetime is a date too
         return str(value)
     raise TypeError(f"cannot store a {type(value).__name__} in SQLite (parameter {number})")
 
@@ -66,16 +67,23 @@ def open_database(path: str, **kwargs) -> SqliteDatabase:
     return SqliteDatabase(path, pragmas=PRAGMAS, **kwargs)
 
 
-def connect(path: str, timeout_ms: int = 5000) -> apsw.Connection:
-    """A plain APSW connection to `path` outside peewee (background checks, backups)."""
-    con = apsw.Connection(path)
+def connect(path: str, timeout_ms: int = 5000, create: bool = True) -> apsw.Connection:
+    """A plain APSW connection to `path` outside peewee (background checks, backups).
+
+    With create=False a missing file is an error (CantOpenError), never a new empty database.
+    """
+    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
+    con = apsw.Connection(path, flags=flags)
     con.set_busy_timeout(timeout_ms)
     return con
 
 
 def integrity_problems(path: str) -> list[str]:
     """What PRAGMA integrity_check and foreign_key_check find wrong in the database at `path` ([] if sound)."""
-    con = connect(path)
+    try:
+        con = connect(path, create=False)
+    except apsw.CantOpenError as exc:
+        return [f"there is no database at {path}: {exc}"]
     try:
         found = [row[0] for row in con.execute("PRAGMA integrity_check")]
         problems = [] if found == ["ok"] else found
@@ -89,28 +97,51 @@ def integrity_problems(path: str) -> list[str]:
 
 
 def backup(path: str, dest: str) -> int:
-    """Copy the live database at `path` into a new single file `dest`, checked; the pages copied.
+    """Copy the live database at `path` into `dest`, a new single file, checked; the pages copied.
 
     SQLite's online backup copies one consistent snapshot (a read transaction: in WAL mode the
-    workers keep writing meanwhile). The copy is written beside `dest` and renamed into place only
-    once its integrity check passed, so `dest` is never a half-written file.
+    workers keep writing meanwhile). The copy is written beside `dest` and linked in under its
+    name only once its integrity check passed, so `dest` is never a half-written file, and an
+    existing file is never replaced. Raises FileExistsError, FileNotFoundError or apsw.Error.
     """
     partial = f"{dest}.partial"
-    for leftover in (partial, f"{partial}-wal", f"{partial}-shm", f"{partial}-journal"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
-    source, copy = connect(path), connect(partial)
+    leftovers = (partial, f"{partial}-wal", f"{partial}-shm", f"{partial}-journal")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        raise FileNotFoundError(f"no directory for {dest}")
+    _remove(leftovers)
+    source = connect(path, create=False)
     try:
-        with copy.backup("main", source, "main") as job:
-            job.step(-1)  # all pages in one step: one snapshot
-            pages = job.page_count
-        copy.execute("PRAGMA journal_mode=delete")  # one self-contained file, restorable by copying it
-        found = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+        copy = connect(partial)
+        try:
+            with copy.backup("main", source, "main") as job:
+                job.step(-1)  # all pages in one step: one snapshot
+                pages = job.page_count
+            copy.execute("PRAGMA journal_mode=delete")  # one self-contained file, restorable by copying it
+            found = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+        finally:
+            copy.close()
+        if found != ["ok"]:
+            raise apsw.CorruptError(f"the backup failed its integrity check: {'; '.join(found)[:500]}")
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.link(partial, dest)  # unlike a rename, never replaces a file that appeared meanwhile
+        _fsync_directory(dest)
+        return pages
     finally:
         source.close()
-        copy.close()
-    if found != ["ok"]:
-        os.remove(partial)
-        raise apsw.CorruptError(f"the backup failed its integrity check: {'; '.join(found)[:500]}")
-    os.replace(partial, dest)
-    return pages
+        _remove(leftovers)
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        if os.path.exists(p):
+            os.remove(p)
+
+
+def _fsync_directory(path: str) -> None:
+    """Make a new directory entry durable (the backup's name survives a power cut)."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

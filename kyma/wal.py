@@ -18,14 +18,16 @@ os.open and os.close; closing any descriptor of a file drops every POSIX lock th
 it, SQLite's included, so another worker could restart the log under a live reader and corrupt the
 database.
 
-The same thread runs PRAGMA quick_check every QUICK_CHECK_SECONDS; a failure is kept for /healthz
-and reported to the reaper, which logs it (this thread must not log: logging's locks are gevent's
-in a patched worker).
+The same thread runs PRAGMA quick_check every QUICK_CHECK_SECONDS (the first one to two
+FIRST_QUICK_CHECK_SECONDS after it starts, so that workers started together take turns); a failure,
+or a file too damaged to check, is kept for /healthz and reported to the reaper, which logs it at
+CRITICAL (this thread must not log: logging's locks are gevent's in a patched worker).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -110,7 +112,8 @@ class Upkeep:
 
     def _run(self) -> None:
         con = None
-        next_check = time.monotonic() + self.first_check
+        # Workers started together check at different times: each check reads the whole file.
+        next_check = time.monotonic() + self.first_check * (1 + random.random())
         try:
             while self._running:
                 wait = max(0.0, min(1.0, next_check - time.monotonic()))
@@ -119,22 +122,30 @@ class Upkeep:
                     return
                 try:
                     if con is None:
-                        con = sqlite.connect(self.path)
+                        con = sqlite.connect(self.path, create=False)
                     if woken:
                         self._checkpoint(con)
                     if self.check_every and time.monotonic() >= next_check:
+                        next_check = time.monotonic() + self.check_every  # a failing check is not redone at once
                         self._quick_check(con)
-                        next_check = time.monotonic() + self.check_every
-                except apsw.Error as exc:
-                    self.reports.append(Report(f"upkeep of {self.path} failed: {exc}"))
-                    if con is not None:
-                        con.close()
-                        con = None
-                    _sleep(ERROR_PAUSE_SECONDS)
+                except (apsw.CorruptError, apsw.NotADBError) as exc:  # damage too bad to list
+                    self._damaged(str(exc))
+                    con = self._reset(con)
+                except Exception as exc:  # the thread must outlive any error: it is the log's only checkpointer
+                    self.reports.append(Report(f"upkeep of {self.path} failed: {type(exc).__name__}: {exc}"))
+                    con = self._reset(con)
         finally:
             if con is not None:
                 con.close()
             self._alive = False
+
+    @staticmethod
+    def _reset(con: apsw.Connection | None) -> None:
+        """Drop a connection that failed (the next round opens a new one), after a pause."""
+        if con is not None:
+            con.close()
+        _sleep(ERROR_PAUSE_SECONDS)  # a broken database or disk: retry, without flooding the log
+        return None
 
     def _checkpoint(self, con: apsw.Connection) -> None:
         # PASSIVE never blocks writers; busy means a checkpoint is running elsewhere. (The pragma,
@@ -149,7 +160,11 @@ class Upkeep:
         if found == ["ok"]:
             self.integrity_failure = None
             return
-        self.integrity_failure = "; ".join(found)[:1000]
+        self._damaged("; ".join(found))
+
+    def _damaged(self, finding: str) -> None:
+        """Keep the failure for /healthz and report it as critical."""
+        self.integrity_failure = finding[:1000]
         self.reports.append(Report(f"SQLite quick_check of {self.path} FAILED: {self.integrity_failure}. "
                                    "Stop the gateway and run `flask --app app db check`.", critical=True))
 

@@ -101,6 +101,19 @@ def test_db_backup_copies_a_database_being_written_into_one_sound_file(cli_env, 
     assert flask(restored, "db", "check").returncode == 0  # restoring is using the copy as the database
 
 
+def test_db_backup_and_check_never_create_a_missing_database(cli_env, tmp_path):
+    env = {**cli_env, "KYMA_DATABASE_URL": f"sqlite:///{tmp_path / 'nowhere.db'}"}
+    done = flask(env, "db", "backup", str(tmp_path / "copy.db"))
+    assert done.returncode == 1 and "no database" in done.stderr
+    assert flask(env, "db", "check").returncode == 1
+    assert not (tmp_path / "nowhere.db").exists() and not (tmp_path / "copy.db").exists()
+
+
+def test_db_backup_into_a_missing_directory_says_so(cli_env, tmp_path):
+    done = flask(cli_env, "db", "backup", str(tmp_path / "backups" / "copy.db"))
+    assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_db_backup_never_overwrites_a_file(cli_env, tmp_path):
     existing = tmp_path / "keep.db"
     existing.write_bytes(b"precious")

@@ -132,6 +132,27 @@ def test_reaper_releases_expired_and_dead_owner_holds(sqlite_db):
     assert ledger.check_ledger() == []
 
 
+def test_the_reaper_releases_every_hold_while_other_workers_commit(sqlite_db, monkeypatch):
+    # Writing while its SELECT was still open failed at once ("database is locked") as soon as
+    # another connection had committed: under load the reaper freed a hold or two a round.
+    from kyma import sqlite
+
+    acct = make_account(10_000)
+    for i in range(5):
+        assert ledger.place_hold(acct, f"old-{i}", 100, ttl_seconds=1)
+    other = sqlite.connect(sqlite_db.database)
+    release = ledger.release_hold
+
+    def release_after_another_worker_commits(request_id, **kw):
+        other.execute("INSERT INTO ratecounter (key, window, count) VALUES (?, 0, 1)", (request_id,))
+        return release(request_id, **kw)
+
+    monkeypatch.setattr(ledger, "release_hold", release_after_another_worker_commits)
+    assert ledger.reap_expired_holds(now=utcnow() + timedelta(seconds=5)) == 5
+    assert ledger.check_ledger() == []
+    other.close()
+
+
 def test_check_ledger_reports_a_tampered_balance_and_stale_holds(sqlite_db):
     acct = make_account(1000)
     Account.update(balance_micros=5000).where(Account.id == acct).execute()

@@ -171,3 +171,15 @@ def test_a_stopped_thread_ends(tmp_path):
     assert u.alive and wal.start_upkeep(path) is u  # once per process and file
     wal.stop_upkeep(path)
     assert wait_for(lambda: not u.alive, 5)
+
+
+def test_a_file_too_damaged_to_check_is_a_failed_check_too(tmp_path, upkeep):
+    path = tmp_path / "wrecked.db"
+    con = hooked(path, lambda *a: 0)
+    fill(con, 20)
+    con.close()
+    with open(path, "r+b") as f:
+        f.write(os.urandom(100))  # the header: SQLite no longer knows the file
+    u = upkeep(path, check_every=3600, first_check=0)
+    assert wait_for(lambda: u.integrity_failure is not None)
+    assert u.reports[0].critical

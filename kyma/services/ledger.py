@@ -237,7 +237,9 @@ def reap_expired_holds(now: datetime | None = None) -> int:
     """
     now = now or utcnow()
     host, me = socket.gethostname(), worker_identity()
-    open_holds = Hold.select(Hold.request_id, Hold.owner, Hold.expires_at).where(Hold.closed_at.is_null())
+    # Read them all first: writing while the SELECT is still open fails at once on SQLite
+    # ("database is locked") whenever another worker committed meanwhile.
+    open_holds = list(Hold.select(Hold.request_id, Hold.owner, Hold.expires_at).where(Hold.closed_at.is_null()))
     reaped = 0
     for hold in open_holds:
         expired = hold.expires_at <= now
