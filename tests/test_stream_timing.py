@@ -15,7 +15,8 @@ from kyma.chat.admission import prepare
 from kyma.chat.call import ChatCall
 from kyma.services import ledger
 from kyma.services.accounts import Principal
-from kyma.chat.stream import ChatStream, Chunk, Done, Failed, KeepAlive
+from kyma.chat.events import Chunk, Done, Failed, KeepAlive
+from kyma.chat.stream import ChatStream
 
 LEAD = {"id": "u", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
 

@@ -16,7 +16,8 @@ from kyma.chat.admission import prepare
 from kyma.chat.call import ChatCall, Reply, response_headers
 from kyma.chat.plain import complete
 from kyma.chat.records import record_rejected
-from kyma.chat.stream import ChatStream, Chunk, Done, Failed, KeepAlive
+from kyma.chat.events import Chunk, Done, Failed, KeepAlive
+from kyma.chat.stream import ChatStream
 from kyma.errors import KymaError
 from kyma.services.accounts import Principal
 

@@ -15,19 +15,19 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
+from kyma.chat.answer import Answer
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import Prepared, Served, response_headers
+from kyma.chat.events import Chunk, Done, Failed, KeepAlive, Started, Unserved, is_lead
 from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
-from kyma.chat.usage import completion_text, meter, usage_object
+from kyma.chat.usage import meter, usage_object
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import UpstreamFailure
 from kyma.services import ledger
 from kyma.services.recording import AttemptRecord
-from kyma.tokens import count_text
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -35,62 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed request", recorded in the request log
-
-
-@dataclass
-class Chunk:
-    """An OpenAI chat.completion.chunk, rewritten for the client (id, model)."""
-
-    data: dict
-
-
-@dataclass
-class KeepAlive:
-    """Nothing from upstream for a while: send a comment so proxies keep the connection."""
-
-
-@dataclass
-class Done:
-    """The stream finished and was settled; `usage` is the full usage object (cost included).
-
-    `kyma` reports what the client should know but headers could no longer say (they were sent):
-    {"continued_by": {"model", "provider"}, "attempts"} when another candidate finished the answer.
-    """
-
-    usage: dict
-    finish_reason: str | None
-    kyma: dict | None = None
-
-
-@dataclass
-class Failed:
-    """The stream failed after the response started: end with an error event."""
-
-    error: KymaError
-
-
-def _is_lead(chunk: dict) -> bool:
-    """A chunk with nothing a client could see yet (role-only or empty delta, no finish, no usage)."""
-    if chunk.get("usage"):
-        return False
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        if choice.get("finish_reason") or delta.get("content") or delta.get("tool_calls") \
-                or delta.get("reasoning_content") or delta.get("reasoning") or delta.get("refusal"):
-            return False
-    return True
-
-
-@dataclass
-class _Started:
-    """A route produced its first content: from here the stream is committed to it."""
-
-
-@dataclass
-class _Unserved:
-    """Every route failed before any content: an HTTP error if the response has not started."""
-
-    error: KymaError
 
 
 class ChatStream:
@@ -110,12 +54,7 @@ class ChatStream:
         self.finished = False
         self.ready = False  # first() saw content (False: a keep-alive interval passed first)
         self.keepalive = rt.settings.keepalive_seconds if keepalive is None else keepalive
-        self._text: list[str] = []
-        self._usage: dict | None = None
-        self._finish_chunk: dict | None = None
-        self._finish_reason: str | None = None
-        self._created = int(time.time())
-        self._id = f"chatcmpl-{prep.call.request_id}"
+        self.answer: Answer | None = None  # once a route has started
         self._hold_touched = time.monotonic()
         self._deadline = 0.0  # the first-byte limit, then the stream's total limit (set per phase)
         self._last_event = time.monotonic()
@@ -124,10 +63,7 @@ class ChatStream:
         self._current: Candidate | None = None  # the candidate streaming now (a continuation's, after one)
         self._serving_record: AttemptRecord | None = None
         self._attempt_prompt_tokens = prep.prompt_tokens  # what the current attempt was sent
-        self._segment = 0  # where the current attempt's text starts in _text
         self._breaks: list[tuple[Candidate, UpstreamFailure]] = []
-        self._tool_calls = False  # a tool call was relayed: an answer a prefill cannot continue
-        self._content: list[str] = []  # the answer's text, reasoning and tool calls left out
         self._notes: list[str] = []
         self._skipped = 0  # malformed events skipped, every attempt together
         self._run = self._walk()
@@ -137,23 +73,23 @@ class ChatStream:
     def _walk(self):
         opened = yield from self.attempts.run(self._open, self._pause)
         if opened is None:
-            yield _Unserved(self.attempts.final_error())
+            yield Unserved(self.attempts.final_error())
             return
         cand, (lead, first, chunks) = opened
         self._start(cand)
-        yield _Started()
+        yield Started()
         self._stream_until = time.monotonic() + self.rt.settings.stream_max_seconds
         self._burst = True  # the lead chunks and the first content chunk go out in one write
         for c in lead:
-            out = self._relay(c)
+            out = self.answer.relay(c)
             if out is not None:
                 yield Chunk(out)
         self._burst = False
         broke = yield from self._relay_rest(first, chunks)
         while broke is not None:
             self._broke(cand, broke)
-            if self._out_of_tokens():  # the answer used all it may: it ends here, as a "length" finish
-                self._finish_reason = "length"
+            if self.answer.tokens() >= self._token_budget():  # all it may use: a "length" finish
+                self.answer.finish_reason = "length"
                 break
             opened = None
             if self._continuable(broke):
@@ -186,13 +122,14 @@ class ChatStream:
         body = self.prep.upstream_body(True)
         messages = list(body["messages"])
         last = messages[-1] if messages else {}
+        prefill = self.answer.prefill()
         if last.get("role") == "assistant" and isinstance(last.get("content"), str) and not last.get("tool_calls"):
-            messages[-1] = {**last, "content": last["content"] + self._delivered(), **dict(provider.prefill_message)}
+            messages[-1] = {**last, "content": last["content"] + prefill, **dict(provider.prefill_message)}
         else:
-            messages.append({"role": "assistant", "content": self._delivered(), **dict(provider.prefill_message)})
+            messages.append({"role": "assistant", "content": prefill, **dict(provider.prefill_message)})
         body["messages"] = messages
         body.update(dict(provider.prefill_params))
-        body["max_tokens"] = self._token_budget() - self._delivered_tokens()
+        body["max_tokens"] = self._token_budget() - self.answer.tokens()
         return (yield from self._open_with(cand, body))
 
     def _open_with(self, cand: Candidate, body: dict):
@@ -231,7 +168,7 @@ class ChatStream:
                     if self._keepalive_due():
                         yield KeepAlive()
                     continue
-                if _is_lead(chunk):
+                if is_lead(chunk):
                     lead.append(chunk)
                     continue
                 return lead, chunk, chunks
@@ -247,7 +184,6 @@ class ChatStream:
         A started stream may last at most KYMA_STREAM_MAX_SECONDS in all, continuations included.
         """
         self._deadline = self._stream_until
-        self._segment = len(self._text)  # where this attempt's text starts
         up = self.upstream
         try:
             for chunk in itertools.chain((first,), chunks):
@@ -256,12 +192,12 @@ class ChatStream:
                     if self._keepalive_due():
                         yield KeepAlive()
                     continue
-                out = self._relay(chunk)
+                out = self.answer.relay(chunk)
                 if out is not None:
                     yield Chunk(out)
         except UpstreamFailure as failure:
             up.close()
-            if self._finish_reason:
+            if self.answer.finish_reason:
                 # A finished answer that failed afterwards ([DONE] missing, an error event, a stall):
                 # the client has it whole, so it ends as it is.
                 log.warning("upstream %s failed after finishing the answer: %s", self._current.route.key,
@@ -270,7 +206,7 @@ class ChatStream:
             return failure
         finally:
             self._skipped += up.malformed
-        if self._finish_reason is None:
+        if self.answer.finish_reason is None:
             return UpstreamFailure("no_finish", "upstream ended the stream without finishing the answer")
         return None
 
@@ -280,8 +216,7 @@ class ChatStream:
         """Record the break on the attempt that served until now (and on its route's circuit)."""
         record = self._serving_record
         record.ok, record.status, record.error = False, failure.status, failure.public
-        text = "".join(self._text[self._segment:])
-        metered = meter(cand.model, None, self._attempt_prompt_tokens, text)
+        metered = meter(cand.model, None, self._attempt_prompt_tokens, self.answer.part_text())
         record.completion_tokens, record.cost_micros = metered.usage.completion_tokens, metered.cost.cost_micros
         self._breaks.append((cand, failure))
         self.attempts.broke(cand, failure)
@@ -289,20 +224,20 @@ class ChatStream:
     def _continuable(self, failure: UpstreamFailure) -> bool:
         """Can another candidate finish this answer? Only text can be prefilled, never a half-made tool
         call, and not once the stream's total limit has passed."""
-        return failure.kind != "limit" and not self._tool_calls and bool(self._content)
+        return failure.kind != "limit" and not self.answer.tool_calls and bool(self.answer.content)
 
     def _can_continue(self, cand: Candidate) -> bool:
         """A candidate for continuing: it accepts a prefill, fits the answer so far, and has not broken here."""
         broken = {c.route.key for c, _ in self._breaks}
         return (cand.route.prefill and cand.route.key not in broken
-                and self.prep.prompt_tokens + self._delivered_tokens() < cand.model.context_window)
+                and self.prep.prompt_tokens + self.answer.tokens() < cand.model.context_window)
 
     def _continued(self, cand: Candidate) -> None:
         """Another candidate took over: its text follows the client's, under the same id and model."""
         self._current = cand
         self._serving_record = self.attempts.outcomes[-1]
-        self._attempt_prompt_tokens = self.prep.prompt_tokens + self._delivered_tokens()
-        self._usage = None  # the continuation's usage counts its prefill as input: not the client's
+        self._attempt_prompt_tokens = self.prep.prompt_tokens + self.answer.tokens()
+        self.answer.hand_over()
 
     def _give_up(self, cand: Candidate, failure: UpstreamFailure):
         """No candidate can continue: an answer that only lacked its finish ends as it is; else an error event."""
@@ -313,20 +248,9 @@ class ChatStream:
             return
         yield Failed(self._fail_served(failure))
 
-    def _delivered(self) -> str:
-        """The answer's text the client has (a continuation's prefill)."""
-        return "".join(self._content)
-
-    def _delivered_tokens(self) -> int:
-        """Tokens the client has received, reasoning included (what max_tokens counts)."""
-        return count_text("".join(self._text))
-
     def _token_budget(self) -> int:
         """The answer's max_tokens, or the starting model's output limit when the client set none."""
         return self.prep.req.max_tokens or self.served.candidate.model.max_output_tokens
-
-    def _out_of_tokens(self) -> bool:
-        return self._delivered_tokens() >= self._token_budget()
 
     def _pause(self, seconds: float):
         """Wait between attempts (a backoff, a Retry-After), keeping the client's connection warm."""
@@ -370,12 +294,12 @@ class ChatStream:
             event = self._next()
         except Exception as exc:  # a bug must not leave the hold to the reaper and the request unlogged
             log.exception("stream failed before it started")
-            event = _Unserved(KymaError(f"internal error: {type(exc).__name__}"))
-        if isinstance(event, _Unserved):
+            event = Unserved(KymaError(f"internal error: {type(exc).__name__}"))
+        if isinstance(event, Unserved):
             self._fail_unserved(event.error)
             self.close()
             raise event.error
-        self.ready = not isinstance(event, KeepAlive)  # else _Started
+        self.ready = not isinstance(event, KeepAlive)  # else Started
         return self.ready
 
     def more_ready(self) -> bool:
@@ -392,15 +316,16 @@ class ChatStream:
         self.record.ttft_ms = (time.perf_counter() - self.prep.call.started) * 1000
         self._current = cand
         self._serving_record = self.attempts.outcomes[-1]
+        self.answer = Answer(self.prep.call.request_id, cand.model.id, self.prep.req.client_wants_usage)
 
     def events(self) -> Iterator[Chunk | KeepAlive | Done | Failed]:
         """Relay the stream; ends with Done (settled) or Failed. Closing it early bills what was made."""
         try:
-            # The walk ends by itself after Done, Failed or _Unserved.
+            # The walk ends by itself after Done, Failed or Unserved.
             while (event := self._next()) is not None:
-                if isinstance(event, _Started):
+                if isinstance(event, Started):
                     continue
-                if isinstance(event, _Unserved):
+                if isinstance(event, Unserved):
                     self._fail_unserved(event.error)
                     event = Failed(event.error)
                 yield event
@@ -429,52 +354,15 @@ class ChatStream:
                 log.warning("could not extend the hold of %s", self.prep.call.request_id, exc_info=True)
                 self._hold_touched = now - ttl / 3 + 5
 
-    def _relay(self, chunk: dict) -> dict | None:
-        """Rewrite a chunk for the client; keep usage (and, if not asked for, the finish chunk) for the end."""
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        choices = chunk.get("choices") or []
-        for ch in choices:
-            delta = ch.get("delta") or {}
-            self._text.append(completion_text(delta))  # a delta has a message's fields: billing counts all
-            if delta.get("content"):
-                self._content.append(delta["content"])  # what a continuation's prefill repeats
-            self._tool_calls = self._tool_calls or bool(delta.get("tool_calls"))
-            if ch.get("finish_reason"):
-                self._finish_reason = ch["finish_reason"]
-        if not choices:
-            return None  # the upstream's usage-only chunk: ours comes at the end, with cost
-        if self._breaks:  # a continuation's chunk: the client has the answer's role already
-            chunk = dict(chunk, choices=[dict(ch, delta={k: v for k, v in (ch.get("delta") or {}).items()
-                                                         if k != "role"}) for ch in choices])
-            choices = chunk["choices"]
-        out = dict(chunk, id=self._id, model=self.served.candidate.model.id, created=self._created)
-        out.pop("usage", None)
-        if self._finish_reason and any(ch.get("finish_reason") for ch in choices) \
-                and not self.prep.req.client_wants_usage:
-            self._finish_chunk = out  # usage rides on the final chunk for clients that did not ask
-            return None
-        return out
-
     def _end(self) -> Iterator[Chunk | Done]:
         self._settle(200, None)
         usage = usage_object(self.served.metered)
-        base = {"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                "model": self.served.candidate.model.id}
         report = self._continuation_report()
-        extra = {"kyma": report} if report else {}
         self._burst = True  # the final chunk and the end go out in one write
-        if self.prep.req.client_wants_usage:
-            if self._finish_reason is None:  # the upstream never said: the client still gets one finish
-                self._finish_reason = "stop"
-                yield Chunk({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            yield Chunk({**base, "choices": [], "usage": usage, **extra})
-        else:
-            final = self._finish_chunk or {**base, "choices": [
-                {"index": 0, "delta": {}, "finish_reason": self._finish_reason or "stop"}]}
-            yield Chunk({**final, "usage": usage, **extra})
+        for chunk in self.answer.final_chunks(usage, {"kyma": report} if report else {}):
+            yield Chunk(chunk)
         self._burst = False
-        yield Done(usage, self._finish_reason, report)
+        yield Done(usage, self.answer.finish_reason, report)
 
     def _continuation_report(self) -> dict | None:
         """What the final chunk tells a client whose answer another candidate finished (else None)."""
@@ -505,21 +393,22 @@ class ChatStream:
         """
         if self.finished:
             return
-        continued = self._current is not self.served.candidate
-        model, text = self.served.candidate.model, "".join(self._text)
-        self.served.metered = meter(model, None if continued else self._usage, self.prep.prompt_tokens, text)
+        answer, continued = self.answer, self._current is not self.served.candidate
+        self.served.metered = meter(self.served.candidate.model, None if continued else answer.usage,
+                                    self.prep.prompt_tokens, answer.all_text())
         serving = self._serving_record
         if serving is not None and serving.ok:
-            part = meter(self._current.model, self._usage, self._attempt_prompt_tokens,
-                         "".join(self._text[self._segment:])) if continued else self.served.metered
+            part = meter(self._current.model, answer.usage, self._attempt_prompt_tokens,
+                         answer.part_text()) if continued else self.served.metered
             serving.completion_tokens, serving.cost_micros = part.usage.completion_tokens, part.cost.cost_micros
+        notes = list(self._notes)
         if self._continuation_report():
-            first = self._breaks[0]
-            self._notes.insert(0, f"continued by {self._current.model.id} on {self._current.route.provider.name} "
-                                  f"after {first[0].route.provider.name} broke: {first[1].public}")
+            broken, why = self._breaks[0]
+            notes.insert(0, f"continued by {self._current.model.id} on {self._current.route.provider.name} "
+                            f"after {broken.route.provider.name} broke: {why.public}")
         if self._skipped:
-            self._notes.append(f"skipped {self._skipped} malformed stream event(s)")
-        self.record.note = "; ".join(self._notes) or None
+            notes.append(f"skipped {self._skipped} malformed stream event(s)")
+        self.record.note = "; ".join(notes) or None
         self.record.status, self.record.error = status, error
         record_served(self.rt, self.prep, self.served, self.record, self.attempts)
         self.finished = True  # only now: a failed write leaves the settling to the error path
