@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from kyma.config import ROOT, Settings
 from kyma.db import close_connection, init_db, open_connection
@@ -37,6 +38,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         # (proxies replace that header rather than append to it, so there is one value to read).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
 
+    # <row_id:…> in a route: an integer a database row id can be (a larger one is a 404, not an overflow).
+    app.url_map.converters["row_id"] = RowIdConverter
     init_db(settings.database_url, settings.database_pool_size)
     app.extensions["kyma"] = _build_runtime(settings)
     _register_database_hooks(app)
@@ -49,6 +52,13 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class RowIdConverter(IntegerConverter):
+    """A path segment that is a positive 64-bit integer, like every primary key here."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=2**63 - 1)
 
 
 def _build_runtime(settings: Settings):

@@ -157,3 +157,21 @@ def test_a_handshake_without_origin_is_refused_even_with_a_same_site_referer(slo
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
         asyncio.run(handshake())
     assert refused.value.response.status_code == 403
+
+
+def test_a_message_nested_too_deeply_closes_the_socket_with_1007_not_an_http_500(slow_gateway):
+    url = slow_gateway.url
+    s, _ = browser_session(url)
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in s.cookies.items()), "Origin": url}
+
+    async def send_deep():
+        async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
+            await ws.send('{"type": "start", "messages": ' + "[" * 10_000 + "]" * 10_000 + "}")
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 20)
+            return reply, ws.close_code
+
+    reply, code = asyncio.run(send_deep())
+    assert reply == {"type": "error", "status": 400, "message": "The message is nested too deeply."}
+    assert code == 1007

@@ -68,6 +68,15 @@ def register_api_errors(app: Flask) -> None:
                 resp.headers[name] = value
         return resp
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(exc: RecursionError):
+        # Only input makes the code recurse that deep: a body nested past what it can follow.
+        if not _is_api_request():
+            raise exc
+        from kyma.api.parsing import too_deep
+
+        return error_response(too_deep())
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException) or not _is_api_request():

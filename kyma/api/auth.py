@@ -100,7 +100,7 @@ def create_key():
                     "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)
 
 
-@api_bp.delete("/auth/keys/<int:key_id>")
+@api_bp.delete("/auth/keys/<row_id:key_id>")
 @require_principal
 def revoke_key(key_id: int):
     """Revoke one of the caller's keys; it is refused from the next request on."""

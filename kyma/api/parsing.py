@@ -22,6 +22,13 @@ def json_object() -> dict:
         body = json.loads(raw)
     except ValueError as exc:  # also a body that is not UTF-8 (UnicodeDecodeError is a ValueError)
         raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from exc
+    except RecursionError:
+        raise too_deep() from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def too_deep() -> InvalidRequest:
+    """The 400 for a body nested deeper than the parser (or the code reading it) can follow."""
+    return InvalidRequest("The request body is nested too deeply.", code="nested_too_deeply")

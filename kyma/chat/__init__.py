@@ -18,7 +18,7 @@ from kyma.chat.plain import complete
 from kyma.chat.records import record_rejected
 from kyma.chat.events import Chunk, Done, Failed, KeepAlive
 from kyma.chat.stream import ChatStream
-from kyma.errors import KymaError
+from kyma.errors import InvalidRequest, KymaError
 from kyma.services.accounts import Principal
 
 if TYPE_CHECKING:
@@ -33,9 +33,12 @@ def serve(rt: Runtime, call: ChatCall, authenticate: Callable[[], Principal], re
     keep-alive interval). Raises the client's KymaError, with X-Request-Id and the rate-limit
     headers, after logging it; `keepalive` overrides KYMA_KEEPALIVE_SECONDS for the stream."""
     try:
-        call.principal = authenticate()
-        call.body = read_body()
-        prep = prepare(rt, call, call.principal)
+        try:
+            call.principal = authenticate()
+            call.body = read_body()
+            prep = prepare(rt, call, call.principal)
+        except RecursionError:  # only a body nested past what the code can follow gets this deep
+            raise InvalidRequest("The request body is nested too deeply.", code="nested_too_deeply") from None
     except KymaError as err:
         record_rejected(call, err)
         err.headers.setdefault("X-Request-Id", call.request_id)

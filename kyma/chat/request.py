@@ -95,7 +95,7 @@ def _check_message(i: int, m) -> bool:
     if not isinstance(m, dict):
         raise _fail(f"{where} must be an object.", where)
     role = m.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a set: an object here would be unhashable
         raise _fail(f"{where}.role must be one of {sorted(ROLES)}.", f"{where}.role")
     content = m.get("content")
     if role == "tool" and not isinstance(m.get("tool_call_id"), str):
@@ -113,7 +113,7 @@ def _check_message(i: int, m) -> bool:
     images = False
     for j, part in enumerate(content):
         p = f"{where}.content[{j}]"
-        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str) or part["type"] not in PART_TYPES:
             raise _fail(f"{p}.type must be one of {sorted(PART_TYPES)}.", f"{p}.type")
         if part["type"] == "text" and not isinstance(part.get("text"), str):
             raise _fail(f"{p}.text must be a string.", f"{p}.text")

@@ -94,7 +94,7 @@ def _merged_turns(messages: list) -> list[tuple[str, list[tuple[str, dict]], str
         if not isinstance(message, dict):
             raise InvalidRequest("Each message must be an object.", param=f"messages.{i}")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequest("'role' must be 'user' or 'assistant'.", param=f"messages.{i}.role")
         blocks = _blocks(message.get("content"), f"messages.{i}.content")
         if turns and turns[-1][0] == role:
@@ -236,7 +236,8 @@ def _image(block: dict, param: str) -> dict:
         raise InvalidRequest("An image block needs a 'source' object.", param=f"{param}.source")
     kind = source.get("type")
     if kind == "base64":
-        media_type = _IMAGE_ALIASES.get(source.get("media_type"), source.get("media_type"))
+        media_type = source.get("media_type")
+        media_type = _IMAGE_ALIASES.get(media_type, media_type) if isinstance(media_type, str) else None
         if media_type not in _IMAGE_TYPES:
             raise InvalidRequest("Image 'media_type' must be one of image/jpeg, image/png, image/gif, "
                                  "image/webp.", param=f"{param}.source.media_type")

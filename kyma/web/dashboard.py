@@ -60,7 +60,7 @@ def requests_log():
                        log_models=board.logged_models(p.account_id))
 
 
-@web_bp.get("/dashboard/requests/<int:log_id>")
+@web_bp.get("/dashboard/requests/<row_id:log_id>")
 @login_required
 def request_detail(log_id: int):
     """Tokens, cost, latency, time to first token, provider and fallback of one request."""
@@ -78,7 +78,7 @@ def create_key():
     return _keys_response(p.account_id, new_key=new, status=201)
 
 
-@web_bp.post("/dashboard/keys/<int:key_id>/revoke")
+@web_bp.post("/dashboard/keys/<row_id:key_id>/revoke")
 @login_required
 def revoke_key(key_id: int):
     """Revoke one of the signed-in account's keys (another account's key is a 404)."""

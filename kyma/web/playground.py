@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 
 from flask import abort, render_template, request
@@ -14,6 +15,8 @@ from kyma.runtime import runtime
 from kyma.web import playground_chat as chat
 from kyma.web import csrf, web_bp
 from kyma.web.identity import current_principal, fresh_principal, login_required
+
+log = logging.getLogger(__name__)
 
 # flask-sock only wraps the view; routes are registered on web_bp, so this object holds no app state.
 sock = Sock()
@@ -85,6 +88,10 @@ def playground_ws(ws):
         except ValueError:
             _send(ws, "error", message="Messages must be JSON.", status=400)
             continue
+        except RecursionError:  # nested past what the parser follows: a hostile message, not a typo
+            _send(ws, "error", message="The message is nested too deeply.", status=400)
+            ws.close(reason=1007, message="nested too deeply")  # 1007: invalid payload data
+            return
         if not isinstance(data, dict) or data.get("type") != "start":
             continue
         # Checked per reply, not once at connect: log-out or expiry must stop the billing on an open socket.
@@ -97,3 +104,12 @@ def playground_ws(ws):
             _run(ws, principal, data)
         except KymaError as err:
             _send(ws, "error", message=err.message, status=err.status)
+        except RecursionError:
+            _send(ws, "error", message="The message is nested too deeply.", status=400)
+            ws.close(reason=1007, message="nested too deeply")
+            return
+        except Exception:  # a bug: say so on the socket (an HTTP 500 cannot be written onto it), and close
+            log.exception("playground reply failed")
+            _send(ws, "error", message="Internal error.", status=500)
+            ws.close(reason=1011, message="internal error")
+            return
