@@ -31,7 +31,7 @@ def test_schemathesis_finds_no_failures(discovery_gateway, tmp_path):
                         timeout=10)
     assert reg.status_code == 200, reg.text
     cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "15", "--seed", "1",
-           "--no-color", "--phases", "examples,coverage,fuzzing", "--request-timeout", "10",
+           "--no-color", "--phases", "examples,coverage,fuzzing,stateful", "--request-timeout", "10",
            "--include-path-regex", OPERATIONS, "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
     # cwd is a tmp dir so .hypothesis/ and .schemathesis/ never land in the repository.
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -24,8 +24,9 @@ def _simulated() -> bool | None:
 @api_bp.get("/models/recommend")
 def recommend_model():
     """A model, alternatives, a reason and a ready-to-paste config for ?agent= and/or ?usecase=/for=."""
-    usecase = request.args.get("usecase") or request.args.get("for") or None
-    agent = request.args.get("agent") or None
+    # A parameter given empty is a value the contract's enum refuses, not the parameter left out.
+    usecase = request.args.get("usecase", request.args.get("for"))
+    agent = request.args.get("agent")
     rec = recommend.recommend(runtime().catalog, usecase=usecase, agent_id=agent, origin=request.host_url)
     return jsonify({
         "object": "recommendation",
