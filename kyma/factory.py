@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         # appended to X-Forwarded-For. The scheme: X-Forwarded-Proto as the nearest proxy sends it
         # (proxies replace that header rather than append to it, so there is one value to read).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
+    app.wsgi_app = scheme_from_socket(app.wsgi_app)
 
     # <row_id:…> in a route: an integer a database row id can be (a larger one is a 404, not an overflow).
     app.url_map.converters["row_id"] = RowIdConverter
@@ -51,6 +52,22 @@ def create_app(test_config: dict | None = None) -> Flask:
     from kyma.cli import register_cli
 
     register_cli(app)
+    return app
+
+
+def scheme_from_socket(wsgi_app):
+    """Start every request from the scheme of its own connection, whatever the server made of headers.
+
+    gunicorn believes X-Forwarded-Proto and X-Forwarded-Ssl from 127.0.0.1 unless told otherwise,
+    so a local client could claim https; what proxies are believed is KYMA_TRUSTED_PROXIES' alone
+    (ProxyFix, inside this, reads the header only then).
+    """
+    def app(environ, start_response):
+        sock = environ.get("gunicorn.socket")
+        if sock is not None:
+            environ["wsgi.url_scheme"] = "https" if callable(getattr(sock, "getpeercert", None)) else "http"
+        return wsgi_app(environ, start_response)
+
     return app
 
 

@@ -84,10 +84,14 @@ def simulator_env(profile: SimProfile, settings: Settings) -> dict:
 
 
 def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
-    """gunicorn with gevent workers, no preload and no control socket."""
+    """gunicorn with gevent workers, no preload and no control socket.
+
+    gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
+    believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
+    """
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-            "--worker-connections", "1000", "--no-control-socket", "--log-level", log_level,
-            "-b", bind, target]
+            "--worker-connections", "1000", "--no-control-socket", "--forwarded-allow-ips", "",
+            "--log-level", log_level, "-b", bind, target]
 
 
 def start_simulators(settings: Settings) -> list[subprocess.Popen]:

@@ -70,3 +70,22 @@ def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
     unknown = requests.post(f"{base}/v1/auth/login", json={"email": "x@example.com", "password": "nope-nope"},
                             timeout=10)
     assert bad.status_code == unknown.status_code == 401 and bad.content == unknown.content
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(tmp_path, proxies):
+    """From 127.0.0.1, which gunicorn trusts by default: X-Forwarded-Proto and X-Forwarded-Ssl change
+    nothing with KYMA_TRUSTED_PROXIES=0, and X-Forwarded-Proto is the scheme with 1."""
+    gw = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1, KYMA_TRUSTED_PROXIES=proxies))
+    try:
+        claims = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "https"}
+        llms = requests.get(f"{gw.url}/llms.txt", headers=claims, timeout=10).text
+        login = requests.get(f"{gw.url}/login", headers=claims, timeout=10)
+        if proxies:
+            assert "https://127.0.0.1" in llms and "Strict-Transport-Security" in login.headers
+        else:
+            assert "https://" not in llms and f"http://127.0.0.1:{gw.port}" in llms
+            assert "Strict-Transport-Security" not in login.headers
+            assert "secure" not in login.headers.get("Set-Cookie", "").lower()
+    finally:
+        gw.stop()
