@@ -6,12 +6,24 @@ import os
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
 DEFAULT_WORKERS = 2  # what `make run` starts; benchmarks and the soak measure the same
+
+
+def _public_url(value: str) -> str:
+    """KYMA_PUBLIC_URL without its trailing slash; refused at start unless it is an http(s) URL."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"KYMA_PUBLIC_URL must be an http(s) URL such as https://llm.example.com, not {value!r}")
+    return value
 
 
 def _env(name: str, default: str) -> str:
@@ -72,6 +84,8 @@ class Settings:
     log_level: str
     secure_cookies: bool
     trusted_proxies: int
+    public_url: str
+    allowed_hosts: tuple[str, ...]
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Settings":
@@ -120,6 +134,8 @@ class Settings:
             # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
             # since a client reaching the gateway directly could otherwise pick its own address.
             trusted_proxies=int(_env("KYMA_TRUSTED_PROXIES", "0")),
+            public_url=_public_url(_env("KYMA_PUBLIC_URL", "")),
+            allowed_hosts=tuple(h.strip() for h in _env("KYMA_ALLOWED_HOSTS", "").split(",") if h.strip()),
         )
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -142,4 +158,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
+    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS",
 )

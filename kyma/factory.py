@@ -10,6 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 from kyma.config import ROOT, Settings
 from kyma.db import close_connection, init_db, open_connection
+from kyma.hosts import register_host_check
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -38,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         # (proxies replace that header rather than append to it, so there is one value to read).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1)
     app.wsgi_app = scheme_from_socket(app.wsgi_app)
+    register_host_check(app, settings)
 
     # <row_id:…> in a route: an integer a database row id can be (a larger one is a 404, not an overflow).
     app.url_map.converters["row_id"] = RowIdConverter

@@ -33,7 +33,7 @@ def routed_operations(app) -> set[tuple[str, str]]:
         if not rule.rule.startswith("/v1/") or rule.endpoint == "static":
             continue
         # /v1/models/<path:model_id> → /models/{model_id}
-        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule[len("/v1"):])
+        path = re.sub(r"<(?:[a-z_]+:)?([a-z_]+)>", r"{\1}", rule.rule[len("/v1"):])
         ops |= {(m, path) for m in rule.methods - IGNORED_METHODS}
     return ops
 

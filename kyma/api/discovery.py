@@ -6,6 +6,7 @@ from flask import jsonify, request, send_file
 
 from kyma.api import api_bp
 from kyma.config import DATA
+from kyma.hosts import public_url
 from kyma.runtime import runtime
 from kyma.services import discovery, recommend, uptime
 
@@ -27,7 +28,7 @@ def recommend_model():
     # A parameter given empty is a value the contract's enum refuses, not the parameter left out.
     usecase = request.args.get("usecase", request.args.get("for"))
     agent = request.args.get("agent")
-    rec = recommend.recommend(runtime().catalog, usecase=usecase, agent_id=agent, origin=request.host_url)
+    rec = recommend.recommend(runtime().catalog, usecase=usecase, agent_id=agent, origin=public_url() + "/")
     return jsonify({
         "object": "recommendation",
         "usecase": rec.usecase,
@@ -71,7 +72,7 @@ def status():
 @api_bp.get("/config")
 def config():
     """Everything a client needs to configure itself against this gateway."""
-    return jsonify(discovery.gateway_config(runtime().catalog, request.host_url, simulated=_simulated()))
+    return jsonify(discovery.gateway_config(runtime().catalog, public_url(), simulated=_simulated()))
 
 
 @api_bp.get("/capabilities")

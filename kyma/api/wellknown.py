@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from peewee import DatabaseError
 
 from kyma.db import database, integrity_failure
+from kyma.hosts import public_url
 from kyma.runtime import runtime
 from kyma.services.discovery import llms_txt
 
@@ -15,7 +16,7 @@ wellknown_bp = Blueprint("wellknown", __name__)
 @wellknown_bp.get("/llms.txt")
 def llms():
     """A plain-text guide for agents: what this is, base URLs, endpoints, models and aliases."""
-    text = llms_txt(runtime().catalog, request.host_url)
+    text = llms_txt(runtime().catalog, public_url())
     return Response(text, mimetype="text/plain", headers={"Cache-Control": "public, max-age=300"})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import render_template, request
 
+from kyma.hosts import public_url
 from kyma.runtime import runtime
 from kyma.services import dashboard as board
 from kyma.services.catalog import filter_models
@@ -15,7 +16,7 @@ from kyma.web import model_filters as mf
 def landing():
     """What Kyma is and how to point an SDK or a coding agent at it."""
     catalog = runtime().catalog
-    return render_template("web/landing.html", origin=request.host_url.rstrip("/"),
+    return render_template("web/landing.html", origin=public_url(),
                            default_model=catalog.default_model, model_count=len(catalog.models))
 
 

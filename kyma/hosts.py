@@ -1,0 +1,56 @@
+"""Which Host headers the gateway answers, and the URL it publishes to agents.
+
+Published URLs (the config, /llms.txt, recommended agent configs, the landing page's snippets) hand
+clients a base URL to send their keys to, so they never come from a Host header nobody vetted:
+KYMA_PUBLIC_URL when it is set, else the request's own host once it is one of KYMA_ALLOWED_HOSTS
+(by default the address the gateway listens on, localhost, 127.0.0.1 and ::1). A request for any
+other host is refused with a 400, which says which setting to change.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request
+from werkzeug.exceptions import BadRequest
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+UNCHECKED_PATHS = ("/healthz",)  # load balancers probe by address; it publishes nothing
+
+
+def hostname(host: str) -> str:
+    """The name in a Host header, without its port (IPv6 brackets removed), lower-cased."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(settings) -> frozenset[str] | None:
+    """The host names the gateway answers (None: any, when KYMA_ALLOWED_HOSTS is "*")."""
+    if "*" in settings.allowed_hosts:
+        return None
+    names = set(settings.allowed_hosts or LOCAL_HOSTS + (settings.host,))
+    if settings.public_url:
+        names.add(urlsplit(settings.public_url).hostname or "")
+    return frozenset(hostname(n) for n in names if n not in ("0.0.0.0", "::", ""))
+
+
+def public_url() -> str:
+    """The gateway's base URL as published (no trailing slash)."""
+    settings = current_app.extensions["kyma"].settings
+    return settings.public_url or request.host_url.rstrip("/")
+
+
+def register_host_check(app: Flask, settings) -> None:
+    """Refuse requests whose Host is not one the gateway answers (before anything else runs)."""
+    allowed = allowed_hosts(settings)
+    if allowed is None:
+        return
+
+    @app.before_request
+    def _check_host():
+        if request.path in UNCHECKED_PATHS or hostname(request.host) in allowed:
+            return None
+        raise BadRequest(f"This gateway does not answer for host {hostname(request.host)!r}: set "
+                         "KYMA_PUBLIC_URL, or add the name to KYMA_ALLOWED_HOSTS.")
