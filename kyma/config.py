@@ -81,6 +81,7 @@ class Settings:
     redis_prefix: str
     login_max_failures: int
     signup_max_per_hour: int
+    signup_max_global_per_hour: int
     log_level: str
     secure_cookies: bool
     trusted_proxies: int
@@ -129,6 +130,7 @@ class Settings:
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
             login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
             signup_max_per_hour=int(_env("KYMA_SIGNUP_MAX_PER_HOUR", "5")),
+            signup_max_global_per_hour=int(_env("KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR", "200")),
             log_level=_env("KYMA_LOG_LEVEL", "INFO"),
             secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
             # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
@@ -158,5 +160,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
-    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS",
+    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
 )

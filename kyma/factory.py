@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -30,6 +31,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
+        # The browser keeps the cookie no longer than the session token inside it can live.
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_max_hours),
     )
     app.json.sort_keys = False
     logging.basicConfig(level=settings.log_level)

@@ -19,6 +19,7 @@ def app(tmp_path):
         "secret_key": "test-secret",
         "bcrypt_rounds": 4,
         "signup_max_per_hour": 100000,  # tests register many accounts from 127.0.0.1
+        "signup_max_global_per_hour": 100000,
         "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
         # The test client's host, and the one the discovery and page tests publish for.
         "allowed_hosts": ("localhost", "gw.example", "gateway.test"),

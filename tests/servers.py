@@ -78,6 +78,7 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
         "KYMA_BCRYPT_ROUNDS": "4",
         "KYMA_LOG_LEVEL": "WARNING",
         "KYMA_SIGNUP_MAX_PER_HOUR": "100000",  # tests register many accounts from 127.0.0.1
+        "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR": "100000",
     })
     # --- scale-out pass: KYMA_TEST_BACKEND=postgres gives each gateway a fresh PostgreSQL
     # database and Redis prefix instead of SQLite (see tests/pg.py; `make test` runs both passes).

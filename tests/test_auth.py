@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,68 @@ def test_signup_limit_lifts_after_the_hour(strict_app):
         assert accounts.register("u5@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=later).account_id
 
 
+def test_the_signup_hour_slides_instead_of_resetting_on_the_clock(strict_app):
+    settings = strict_app.extensions["kyma"].settings
+    with strict_app.app_context():
+        start = utcnow().replace(minute=58, second=0, microsecond=0)
+        for i in range(5):
+            accounts.register(f"s{i}@example.com", PASSWORD, settings, client_ip="1.2.3.4", now=start)
+        with pytest.raises(accounts.RateLimited):  # a new clock hour, the same sliding one
+            accounts.register("s5@example.com", PASSWORD, settings, client_ip="1.2.3.4",
+                              now=start + timedelta(minutes=4))
+        assert accounts.register("s5@example.com", PASSWORD, settings, client_ip="1.2.3.4",
+                                 now=start + timedelta(minutes=62)).account_id
+
+
+@pytest.mark.parametrize("first, same, other", [
+    ("2001:db8::1", "2001:db8::ffff:1", "2001:db8:0:1::1"),  # one /64 is one subscriber
+    ("127.0.0.2", "127.0.0.3", "10.0.0.1"),  # every loopback address is this machine
+    ("::ffff:198.51.100.7", "198.51.100.7", "198.51.100.8"),  # IPv4 written as IPv6 is that IPv4
+])
+def test_one_network_shares_one_signup_allowance(strict_app, first, same, other):
+    settings = strict_app.extensions["kyma"].settings
+    with strict_app.app_context():
+        for i in range(5):
+            accounts.register(f"n{i}@example.com", PASSWORD, settings, client_ip=first)
+        with pytest.raises(accounts.RateLimited) as refused:
+            accounts.register("n5@example.com", PASSWORD, settings, client_ip=same)
+        assert "this network" in refused.value.message
+        assert accounts.register("n5@example.com", PASSWORD, settings, client_ip=other).account_id
+
+
+def test_a_global_ceiling_stops_signups_from_many_networks(tmp_path):
+    from kyma.cli import create_or_migrate_schema
+    from kyma.factory import create_app
+
+    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
+                      "bcrypt_rounds": 4, "signup_max_global_per_hour": 3})
+    create_or_migrate_schema()
+    settings = app.extensions["kyma"].settings
+    with app.app_context():
+        for i in range(3):
+            accounts.register(f"g{i}@example.com", PASSWORD, settings, client_ip=f"203.0.113.{i + 1}")
+        with pytest.raises(accounts.RateLimited) as refused:
+            accounts.register("g3@example.com", PASSWORD, settings, client_ip="198.51.100.1")
+        assert "right now" in refused.value.message
+
+
+def test_the_session_cookie_lives_as_long_as_its_session(strict_app):
+    client = strict_app.test_client()
+    register(client, email="cookie@example.com")
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    resp = client.post("/login", data={"email": "cookie@example.com", "password": PASSWORD, "csrf_token": token},
+                       headers={"Origin": "http://localhost"})
+    cookie = next(v for k, v in resp.headers.items() if k == "Set-Cookie" and v.startswith("session="))
+    expires = datetime.strptime(re.search(r"Expires=([^;]+)", cookie).group(1), "%a, %d %b %Y %H:%M:%S GMT")
+    hours = strict_app.extensions["kyma"].settings.session_max_hours
+    assert abs((expires - datetime.utcnow()).total_seconds() - hours * 3600) < 300
+
+
 @pytest.mark.parametrize("payload, param, code", [
+    ({"email": "<script>@example.com", "password": PASSWORD}, "email", "invalid_email"),
+    ({"email": "a b@example.com", "password": PASSWORD}, "email", "invalid_email"),
+    ({"email": "a@exa_mple.com", "password": PASSWORD}, "email", "invalid_email"),
     ({"email": "not-an-email", "password": PASSWORD}, "email", "invalid_email"),
     ({"email": "a@b", "password": PASSWORD}, "email", "invalid_email"),
     ({"email": "x" * 250 + "@b.io", "password": PASSWORD}, "email", "invalid_email"),

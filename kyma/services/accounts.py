@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import secrets
@@ -31,7 +32,10 @@ KEY_PREFIX = "ky-"
 SESSION_PREFIX = "ks-"
 # token_urlsafe(32) is always 43 characters; anything else is refused before any query.
 _CREDENTIAL_SHAPE = re.compile(r"^k[ys]-[A-Za-z0-9_-]{43}$")
-_EMAIL_SHAPE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# A local part of RFC 5322's unquoted characters, a domain of letters, digits, hyphens and dots:
+# nothing that is markup or a list separator (`<script>@example.com` is not an address).
+_EMAIL_SHAPE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+                          r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}$")
 MIN_PASSWORD_CHARS = 6
 MAX_EMAIL_CHARS = 254
 MAX_KEY_NAME_CHARS = 100
@@ -177,36 +181,70 @@ def _key_name(name) -> str:
 # --- registration and sessions -----------------------------------------------------------
 
 
-SIGNUP_WINDOW_SECONDS = 3600
+# Sign-ups are counted over a sliding hour made of 5-minute buckets: a fixed clock hour let twice
+# the allowance through around its turn.
+SIGNUP_SPAN_SECONDS, SIGNUP_BUCKET_SECONDS = 3600, 300
 
 
-def _signup_refused(count: counters.Count, now: datetime) -> RateLimited:
+def signup_network(client_ip: str) -> str:
+    """What one sign-up allowance covers: an IPv4 address, an IPv6 /64 (what one subscriber gets),
+    or the loopback as a whole (every 127.x and ::1 is this machine)."""
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def _signup_refused(count: counters.Count, now: datetime, whom: str) -> RateLimited:
     wait = count.retry_after(_epoch(now))
-    return RateLimited(f"Too many sign-ups from this address. Try again in {wait} seconds.",
+    return RateLimited(f"Too many sign-ups {whom}. Try again in {wait} seconds.",
                        headers={"Retry-After": str(wait)}, code="signup_throttled")
+
+
+def _signup_limits(settings, client_ip: str) -> list[tuple[str, int, str]]:
+    """(counter key, allowance per sliding hour, whom a refusal names) for one sign-up."""
+    limits = [("signup:all", settings.signup_max_global_per_hour, "right now")]
+    if client_ip:
+        limits.insert(0, (f"signup:net:{signup_network(client_ip)}", settings.signup_max_per_hour,
+                          "from this network"))
+    return limits
+
+
+def _check_signups(store, limits, now: datetime, *, count_this_one: bool) -> None:
+    """Refuse (429) a sign-up over any allowance; with count_this_one, count it first."""
+    at = _epoch(now)
+    for key, allowance, whom in limits:
+        if count_this_one:
+            store.hit(key, SIGNUP_BUCKET_SECONDS, now=at)
+        count = store.total(key, SIGNUP_BUCKET_SECONDS, SIGNUP_SPAN_SECONDS, now=at)
+        if count.count > allowance - (0 if count_this_one else 1):
+            raise _signup_refused(count, now, whom)
 
 
 def register(email: str, password: str, settings, *, client_ip: str = "",
              now: datetime | None = None) -> Registration:
     """Create an account with its signup credit, first API key and a session, in one transaction.
 
-    At most `settings.signup_max_per_hour` sign-ups per client address per hour (429 beyond);
-    a caller that passes no address is not limited by address.
+    At most `settings.signup_max_per_hour` sign-ups per network (an IPv4 address, an IPv6 /64) and
+    `settings.signup_max_global_per_hour` in all, over a sliding hour (429 beyond); a caller that
+    passes no address is limited by the global ceiling only.
     """
     now = now or utcnow()
-    store, key = counters.backend(settings), f"signup:ip:{client_ip}"
-    if client_ip:  # refuse early: no validation, lookup or hashing for a throttled address
-        count = store.peek(key, SIGNUP_WINDOW_SECONDS, now=_epoch(now))
-        if count.count >= settings.signup_max_per_hour:
-            raise _signup_refused(count, now)
+    store, limits = counters.backend(settings), _signup_limits(settings, client_ip)
+    _check_signups(store, limits, now, count_this_one=False)  # early: no hashing for a throttled network
     email = normalize_email(email)
     validate_password(password)
     if Account.select().where(Account.email == email).exists():
         raise Conflict("An account with this email already exists.", param="email", code="email_taken")
-    if client_ip:  # counted before the bcrypt hash, atomically, so concurrent sign-ups can't overshoot
-        count = store.hit(key, SIGNUP_WINDOW_SECONDS, now=_epoch(now))
-        if count.count > settings.signup_max_per_hour:
-            raise _signup_refused(count, now)
+    # Counted before the bcrypt hash, each hit atomic, so concurrent sign-ups cannot overshoot.
+    _check_signups(store, limits, now, count_this_one=True)
     password_hash = hash_password(password, settings.bcrypt_rounds)  # slow: never inside the txn
     key = _new_secret(KEY_PREFIX)
     try:

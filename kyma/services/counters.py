@@ -1,4 +1,5 @@
-"""Fixed-window counters shared by every worker (login throttling, rate limits).
+"""Fixed-window counters shared by every worker (login throttling, rate limits), and sliding
+windows made of them (sign-ups).
 
 The database backend is exact across processes: one upsert adds to the window's row, and the
 read that follows runs in the same short transaction. A Redis backend can implement the same
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from peewee import EXCLUDED
+from peewee import EXCLUDED, fn
 
 from kyma.db import write_transaction
 from kyma.models import RateCounter
@@ -36,6 +37,8 @@ class Counters(Protocol):
     def hit(self, key: str, window_seconds: int, amount: int = 1, *, now: float | None = None) -> Count: ...
 
     def peek(self, key: str, window_seconds: int, *, now: float | None = None) -> Count: ...
+
+    def total(self, key: str, bucket_seconds: int, span_seconds: int, *, now: float | None = None) -> Count: ...
 
 
 # The longest window a counter may use (sign-ups and failed log-ins per address: an hour); the
@@ -71,6 +74,15 @@ class DatabaseCounters:
         """The key's count in the current window, without adding to it."""
         window = _window_start(window_seconds, now)
         return Count(_read(key, window), window + window_seconds)
+
+    def total(self, key: str, bucket_seconds: int, span_seconds: int, *, now: float | None = None) -> Count:
+        """A sliding window: the key's hits (counted with hit(key, bucket_seconds)) in the buckets of
+        the last `span_seconds`; it resets when the oldest of them leaves the span."""
+        current = _window_start(bucket_seconds, now)
+        since = current + bucket_seconds - span_seconds
+        count, oldest = (RateCounter.select(fn.COALESCE(fn.SUM(RateCounter.count), 0), fn.MIN(RateCounter.window))
+                         .where((RateCounter.key == key) & (RateCounter.window >= since)).tuples().get())
+        return Count(int(count), (oldest if oldest is not None else current) + span_seconds)
 
 
 def _read(key: str, window: int) -> int:
