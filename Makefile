@@ -2,14 +2,20 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+# What the gateway needs to run (make run), and what tests, notebooks and benchmarks add (make setup).
+RUN_STAMP := $(VENV)/.installed-run-$(shell sha256sum requirements.txt | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: run test setup db bench soak clean
+.PHONY: run test setup db bench soak notebooks clean
 
-$(STAMP): requirements.txt
+$(RUN_STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-run-* && touch $@
+
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	rm -f $(VENV)/.installed-dev-* && touch $@
 
 # The last 0.x anthropic SDK cannot share .venv with 2.x: tests/test_anthropic_legacy_sdk.py runs it from here.
 LEGACY       := $(VENV)-anthropic0
@@ -20,17 +26,18 @@ $(LEGACY_STAMP): requirements-legacy-sdk.txt
 	$(LEGACY)/bin/pip install -q --disable-pip-version-check -r requirements-legacy-sdk.txt
 	rm -f $(LEGACY)/.installed-* && touch $@
 
-setup: $(STAMP)
+setup: $(DEV_STAMP) $(LEGACY_STAMP)
 
-db: setup
+db: $(RUN_STAMP)
 	$(BIN)/flask --app app init-db
 
 ## make run: set up, migrate the SQLite database and start the gateway with simulated providers.
 run: db
 	$(BIN)/python -m kyma.launcher
 
-## make test: set up and run every test (unit, integration, browser, notebooks).
-test: setup $(LEGACY_STAMP)
+## make test: set up, then three passes: every test on SQLite (unit, integration with real processes,
+## browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
+test: $(DEV_STAMP) $(LEGACY_STAMP)
 	$(BIN)/python -m pytest -q tests
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
@@ -40,15 +47,19 @@ test: setup $(LEGACY_STAMP)
 	  $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
-bench: setup
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py
 
 ## make soak: before each release, five minutes of mixed load on 2 and on 4 workers, then a check
 ## of the database they left (SQLite integrity, ledger, every success logged and billed).
 SOAK_SECONDS ?= 300
-soak: setup
+soak: $(DEV_STAMP)
 	$(BIN)/python -m bench.soak --workers 2 --seconds $(SOAK_SECONDS)
 	$(BIN)/python -m bench.soak --workers 4 --seconds $(SOAK_SECONDS)
+
+## make notebooks: JupyterLab on notebooks/, with the project's environment as its kernel.
+notebooks: $(DEV_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
 clean:
 	rm -rf $(VENV) $(LEGACY) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis

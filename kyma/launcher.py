@@ -242,8 +242,8 @@ def banner(settings: Settings) -> str:
         f"Kyma gateway on {url}",
         f"Simulated providers: {sims}" if settings.simulators else "Simulated providers: off",
         "Get a first API key:",
-        f"  curl -s {url}/v1/auth/register -H 'Content-Type: application/json' "
-        "-d '{\"email\":\"you@example.com\",\"password\":\"change-me\"}'",
+        f"  curl -s {url}/v1/auth/register -H 'content-type: application/json' "
+        "-d '{\"email\": \"you@example.com\", \"password\": \"a good password\"}'",
         f"Then: export OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY=ky-...   (Ctrl-C stops everything)",
     ]
     return "\n".join(lines)
