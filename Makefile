@@ -59,7 +59,7 @@ soak: $(DEV_STAMP)
 
 ## make notebooks: JupyterLab on notebooks/, with the project's environment as its kernel.
 notebooks: $(DEV_STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
 clean:
 	rm -rf $(VENV) $(LEGACY) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis
