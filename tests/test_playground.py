@@ -43,6 +43,11 @@ def ws_url(url: str) -> str:
     return url.replace("http://", "ws://") + "/playground/ws"
 
 
+def socket_headers(url: str, session: requests.Session, origin: str | None = None) -> dict:
+    """What the browser sends on the websocket handshake: its cookies and its Origin."""
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in session.cookies.items()), "Origin": origin or url}
+
+
 def start_message(csrf: str, model: str = "fast", text: str = "Tell me a long story about rivers") -> str:
     return json.dumps({"type": "start", "csrf": csrf, "model": model, "max_tokens": 400,
                        "messages": [{"role": "user", "content": text}]})
@@ -50,7 +55,7 @@ def start_message(csrf: str, model: str = "fast", text: str = "Tell me a long st
 
 async def exchange(url, session, messages, until=("done", "error", "stopped"), origin=None, stop_after=None):
     """Send messages, collect server events until one of `until`; optionally send Stop after N deltas."""
-    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in session.cookies.items()), "Origin": origin or url}
+    headers = socket_headers(url, session, origin)
     events = []
     async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
         for m in messages:
@@ -111,7 +116,7 @@ def test_errors_keep_the_socket_usable(slow_gateway):
 def test_an_open_socket_stops_serving_after_log_out(slow_gateway):
     url = slow_gateway.url
     s, csrf = browser_session(url)
-    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in s.cookies.items()), "Origin": url}
+    headers = socket_headers(url, s)
 
     async def chat_then_log_out_then_chat():
         async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
@@ -162,7 +167,7 @@ def test_a_handshake_without_origin_is_refused_even_with_a_same_site_referer(slo
 def test_a_message_nested_too_deeply_closes_the_socket_with_1007_not_an_http_500(slow_gateway):
     url = slow_gateway.url
     s, _ = browser_session(url)
-    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in s.cookies.items()), "Origin": url}
+    headers = socket_headers(url, s)
 
     async def send_deep():
         async with websockets.connect(ws_url(url), additional_headers=headers, open_timeout=10) as ws:
