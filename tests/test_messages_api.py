@@ -171,3 +171,21 @@ def test_claude_code_like_session(claude):
     assert third.content[0].text == "done"
     total = third.usage.input_tokens + third.usage.cache_read_input_tokens
     assert total > 1000 and third.usage.cache_read_input_tokens > 0
+
+
+def test_a_claude_code_request_with_a_system_message_last_is_answered(claude, simulators):
+    """Shaped like the real Claude Code's first request for a model it does not know as an older one:
+    the mid-conversation-system beta puts a system message inside `messages` (here the last one)."""
+    import requests as http
+
+    base, _ = simulators
+    msg = claude.messages.create(
+        model="claude-opus-4-8", max_tokens=64, system=SYSTEM,
+        thinking={"type": "adaptive"}, extra_body={"output_config": {"effort": "medium"},
+                                                   "context_management": {"edits": []}},
+        extra_headers={"anthropic-beta": "mid-conversation-system,context-management-2025-06-27"},
+        messages=[{"role": "user", "content": "say exactly: ready"},
+                  {"role": "system", "content": "Keep answers short."}])
+    assert msg.content[0].text.startswith("ready")
+    sent = http.get(f"http://127.0.0.1:{base}/sim/stats", timeout=5).json()["last_request"]["body"]["messages"]
+    assert sent[-1]["role"] == "user" and "<system>\nKeep answers short.\n</system>" in sent[-1]["content"]

@@ -30,7 +30,9 @@ INVALID = [
     ({"max_tokens": True}, "max_tokens"),
     ({"messages": []}, "messages"),
     ({"messages": "hi"}, "messages"),
-    ({"messages": [{"role": "system", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [{"role": "system", "content": "x"}]}, "messages"),  # a system prompt, but no conversation
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [_user({"type": "text", "text": "a"}), {"role": "system", "content": 5}]}, "messages.1.content"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
     ({"messages": [_user({"type": "text", "text": "a"}, {"type": "video"})]}, "messages.0.content.1.type"),
     ({"messages": [_user({"text": "no type"})]}, "messages.0.content.0"),
@@ -128,3 +130,32 @@ def test_shipped_claude_map_points_at_catalog_models(catalog):
     mapping = json.loads((DATA / "claude_models.json").read_text())
     for name in ("claude-sonnet-4-5-20250929", "claude-haiku-4-5", "claude-opus-4-1", "claude-3-5-haiku-20241022"):
         assert catalog.get(map_claude_model(name, mapping, catalog)) is not None
+
+
+def test_system_messages_inside_the_conversation_join_the_neighbouring_user_turn():
+    # What Claude Code sends with the mid-conversation-system beta: here the last message is a system one.
+    body = {"model": "claude-opus-4-8", "max_tokens": 64, "system": "You are Claude Code.",
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"},
+            "context_management": {"edits": []},
+            "messages": [{"role": "system", "content": "Opening rules."},
+                         {"role": "user", "content": "fix the bug"},
+                         {"role": "assistant", "content": "Looking."},
+                         {"role": "system", "content": [{"type": "text", "text": "A reminder."}]},
+                         {"role": "user", "content": "go on"},
+                         {"role": "system", "content": "Be brief."}]}
+    out = anthropic_to_openai_request(body, model="qwen-3.6-plus")
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant", "user"]
+    assert out["messages"][0]["content"] == "You are Claude Code.\n\nOpening rules."
+    assert out["messages"][3]["content"] == "<system>\nA reminder.\n</system>\n\ngo on\n\n<system>\nBe brief.\n</system>"
+    assert count_tokens_for(body) > 0
+
+
+def test_current_claude_names_map_by_family():
+    from kyma.config import DATA
+    from kyma.services.catalog import Catalog, load_claude_models
+    from kyma.translate.anthropic import map_claude_model
+
+    catalog, mapping = Catalog.load(DATA / "catalog.json"), load_claude_models(DATA / "claude_models.json")
+    assert map_claude_model("claude-opus-4-8", mapping, catalog) == mapping["claude-opus"]
+    assert map_claude_model("claude-sonnet-5-20261201", mapping, catalog) == mapping["claude-sonnet"]
+    assert map_claude_model("claude-5-haiku", mapping, catalog) == mapping["claude-haiku"]

@@ -41,7 +41,8 @@ def count_tokens_for(body: dict) -> int:
 def _translate(body: dict, *, model: str) -> dict:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    messages = _system(body.get("system")) + _messages(body.get("messages"))
+    leading, rest = _leading_system(body.get("messages"))
+    messages = _system(body.get("system"), leading) + _messages(rest)
     out: dict = {"model": model, "messages": messages}
     tools = _tools(body.get("tools"))
     if tools:
@@ -54,21 +55,38 @@ def _translate(body: dict, *, model: str) -> dict:
 
 # --- system and messages ---------------------------------------------------------------------
 
-def _system(system) -> list[dict]:
-    if system is None:
-        return []
-    if isinstance(system, str):
-        return [{"role": "system", "content": system}] if system else []
-    if not isinstance(system, list):
-        raise InvalidRequest("'system' must be a string or a list of text blocks.", param="system")
-    texts = []
-    for i, block in enumerate(system):
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise InvalidRequest("'system' blocks must be text blocks.", param=f"system.{i}.type")
-        texts.append(_string(block.get("text"), f"system.{i}.text"))
-    # cache_control is dropped: upstream prompt caching is automatic on prefixes.
-    text = "\n\n".join(t for t in texts if t)
+def _system(system, more: list[str] = ()) -> list[dict]:
+    """The one leading system message: `system`, then the text of system messages that open `messages`."""
+    texts = [] if system is None else [_system_text(system, "system")]
+    text = "\n\n".join(t for t in [*texts, *more] if t)
     return [{"role": "system", "content": text}] if text else []
+
+
+def _system_text(content, param: str) -> str:
+    """A system prompt's text, from a string or text blocks (cache_control dropped: upstream prompt
+    caching is automatic on prefixes)."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise InvalidRequest("A system prompt must be a string or a list of text blocks.", param=param)
+    texts = []
+    for i, block in enumerate(content):
+        if not isinstance(block, dict) or block.get("type") != "text":
+            raise InvalidRequest("System prompt blocks must be text blocks.", param=f"{param}.{i}.type")
+        texts.append(_string(block.get("text"), f"{param}.{i}.text"))
+    return "\n\n".join(t for t in texts if t)
+
+
+def _leading_system(messages) -> tuple[list[str], list]:
+    """The texts of system messages that open `messages` (they join the system prompt), and the rest."""
+    if not isinstance(messages, list):
+        return [], messages
+    texts = []
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and message.get("role") == "system"):
+            return texts, messages[i:]
+        texts.append(_system_text(message.get("content"), f"messages.{i}.content"))
+    return texts, []
 
 
 def _messages(messages) -> list[dict]:
@@ -94,9 +112,16 @@ def _merged_turns(messages: list) -> list[tuple[str, list[tuple[str, dict]], str
         if not isinstance(message, dict):
             raise InvalidRequest("Each message must be an object.", param=f"messages.{i}")
         role = message.get("role")
-        if not isinstance(role, str) or role not in _ROLES:
-            raise InvalidRequest("'role' must be 'user' or 'assistant'.", param=f"messages.{i}.role")
-        blocks = _blocks(message.get("content"), f"messages.{i}.content")
+        if role == "system":
+            # A system message inside the conversation (Claude Code's mid-conversation-system beta):
+            # open-model chat templates refuse a system message after the first turn, so its text
+            # joins the neighbouring user turn, marked as the system's.
+            text = _system_text(message.get("content"), f"messages.{i}.content")
+            role, blocks = "user", [(f"messages.{i}.content", {"type": "text", "text": f"<system>\n{text}\n</system>"})]
+        elif not isinstance(role, str) or role not in _ROLES:
+            raise InvalidRequest("'role' must be 'user', 'assistant' or 'system'.", param=f"messages.{i}.role")
+        else:
+            blocks = _blocks(message.get("content"), f"messages.{i}.content")
         if turns and turns[-1][0] == role:
             turns[-1][1].extend(blocks)
         else:
