@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kyma.config import DATA
-from kyma.services.catalog import Catalog
-from kyma.chat.request import parse_chat_request
 from kyma.chat.admission import affordable_max_tokens
+from kyma.chat.request import parse_chat_request
+from kyma.config import DATA
+from kyma.errors import InvalidRequest
+from kyma.services.catalog import Catalog
 from kyma.services.pricing import worst_case_micros
 
 CATALOG = Catalog.load(DATA / "catalog.json")
@@ -55,3 +57,10 @@ def test_affordable_max_tokens_is_the_largest_hold_that_fits(picks, prompt_token
 
     assert n == 0 or hold(n) <= available
     assert hold(n + 1) > available
+
+
+def test_up_to_sixteen_stop_strings_pass_through():
+    stops = [f"<|s{i}|>" for i in range(6)]  # what Continue sends for autocomplete
+    assert parse_chat_request({"model": "m", "messages": HELLO, "stop": stops}).upstream_body["stop"] == stops
+    with pytest.raises(InvalidRequest):
+        parse_chat_request({"model": "m", "messages": HELLO, "stop": [f"s{i}" for i in range(17)]})

@@ -54,7 +54,7 @@ INVALID = [
     ({"top_p": "high"}, "top_p"),
     ({"top_k": -1}, "top_k"),
     ({"stop_sequences": "END"}, "stop_sequences"),
-    ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
+    ({"stop_sequences": [f"s{i}" for i in range(17)]}, "stop_sequences"),
     ({"metadata": {"user_id": 7}}, "metadata.user_id"),
     ({"stream": "yes"}, "stream"),
     ({"tools": [{"name": "f"}]}, "tools.0.input_schema"),
@@ -159,3 +159,9 @@ def test_current_claude_names_map_by_family():
     assert map_claude_model("claude-opus-4-8", mapping, catalog) == mapping["claude-opus"]
     assert map_claude_model("claude-sonnet-5-20261201", mapping, catalog) == mapping["claude-sonnet"]
     assert map_claude_model("claude-5-haiku", mapping, catalog) == mapping["claude-haiku"]
+
+
+def test_agents_get_more_stop_strings_than_openais_four():
+    # Continue sends six; the open-model servers behind the providers take them.
+    out = anthropic_to_openai_request(_body(stop_sequences=[f"s{i}" for i in range(16)]), model="m")
+    assert len(out["stop"]) == 16

@@ -9,6 +9,9 @@ from kyma.errors import InvalidRequest
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 TOOL_CHOICES = frozenset({"none", "auto", "required"})
+# OpenAI allows 4 stop strings; the open-model servers behind most providers take more, and agents
+# send more (Continue: 6). Passed through as they are.
+MAX_STOP = 16
 # Fields only the gateway reads, and fields that would let a client steer the upstream call itself
 # (where it goes, which key it uses, paid upstream plugins billed to the operator): never forwarded.
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "plugins", "api_key", "api_base",
@@ -208,9 +211,9 @@ def parse_chat_request(body: dict) -> ChatRequest:
         raise _fail("Only n=1 is supported.", "n")
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     stop = body.get("stop")
-    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= MAX_STOP
                                                            and all(isinstance(s, str) for s in stop))):
-        raise _fail("'stop' must be a string or an array of up to 4 strings.", "stop")
+        raise _fail(f"'stop' must be a string or an array of up to {MAX_STOP} strings.", "stop")
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _fail("'seed' must be an integer.", "seed")

@@ -12,7 +12,7 @@ _IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 # Anthropic rejects image/jpg, but an OpenAI upstream reads the data URL; normalise instead of failing.
 _IMAGE_ALIASES = {"image/jpg": "image/jpeg"}
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
-MAX_STOP_SEQUENCES = 4
+MAX_STOP_SEQUENCES = 16  # what the chat pipeline passes upstream
 # Tool results flagged is_error have no OpenAI equivalent; the model sees this prefix instead.
 TOOL_ERROR_PREFIX = "Error: "
 
@@ -366,8 +366,8 @@ def _sampling(body: dict, out: dict) -> None:
         if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
             raise InvalidRequest("'stop_sequences' must be a list of non-empty strings.", param="stop_sequences")
         if len(stops) > MAX_STOP_SEQUENCES:
-            raise InvalidRequest(f"At most {MAX_STOP_SEQUENCES} stop_sequences are supported (OpenAI-style "
-                                 "upstreams accept no more).", param="stop_sequences")
+            raise InvalidRequest(f"At most {MAX_STOP_SEQUENCES} stop_sequences are supported.",
+                                 param="stop_sequences")
         if stops:
             out["stop"] = list(stops)
     metadata = body.get("metadata")
