@@ -189,3 +189,14 @@ def test_a_claude_code_request_with_a_system_message_last_is_answered(claude, si
     assert msg.content[0].text.startswith("ready")
     sent = http.get(f"http://127.0.0.1:{base}/sim/stats", timeout=5).json()["last_request"]["body"]["messages"]
     assert sent[-1]["role"] == "user" and "<system>\nKeep answers short.\n</system>" in sent[-1]["content"]
+
+
+def test_a_claude_name_is_reported_as_the_alias_it_is(gateway, account, claude):
+    from tests.servers import db_rows
+
+    raw = claude.messages.with_raw_response.create(model="claude-opus-4-8", max_tokens=16,
+                                                   messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["X-Kyma-Alias"] == "claude-opus-4-8" and raw.headers["X-Kyma-Model"] == raw.parse().model
+    row = db_rows(gateway.env, "SELECT model_requested, alias FROM requestlog WHERE request_id = {p}",
+                  raw.headers["X-Request-Id"])
+    assert row == [("claude-opus-4-8", "claude-opus-4-8")]

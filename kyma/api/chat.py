@@ -24,16 +24,20 @@ def json_response(body: dict, headers: dict) -> Response:
     return Response(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
 
 
-def serve(endpoint: str, read_body=json_object) -> chat.Reply | chat.ChatStream:
+def new_call(endpoint: str) -> chat.ChatCall:
+    """The chat call for this HTTP request."""
+    return chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"))
+
+
+def serve(call: chat.ChatCall, read_body=json_object) -> chat.Reply | chat.ChatStream:
     """Hand this HTTP request to the chat pipeline: credentials and body from the request."""
-    call = chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"))
     return chat.serve(runtime(), call, lambda: principal_from_request(request), read_body)
 
 
 @api_bp.post("/chat/completions")
 def chat_completions():
     """Create a chat completion, streamed or not."""
-    outcome = serve("chat")
+    outcome = serve(new_call("chat"))
     if isinstance(outcome, chat.Reply):
         return json_response(outcome.body, outcome.headers)
     body = coalesced(_openai_sse(outcome), outcome.more_ready)

@@ -6,7 +6,7 @@ from flask import jsonify, request
 
 from kyma import chat
 from kyma.api import api_bp
-from kyma.api.chat import json_response, serve
+from kyma.api.chat import json_response, new_call, serve
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
@@ -29,12 +29,16 @@ def _model(body: dict) -> str:
 def create_message():
     """Create a message, streamed or not (Anthropic Messages API)."""
     raw: dict = {}
+    call = new_call("messages")
 
     def read_body() -> dict:
         raw.update(json_object())
-        return anthropic_to_openai_request(raw, model=_model(raw))
+        model = _model(raw)
+        if model != raw["model"]:
+            call.asked_for = raw["model"]  # a claude-* name: reported as the alias it is
+        return anthropic_to_openai_request(raw, model=model)
 
-    outcome = serve("messages", read_body)
+    outcome = serve(call, read_body)
     stops = raw.get("stop_sequences")
     if isinstance(outcome, chat.Reply):
         return json_response(openai_to_anthropic_response(outcome.body, model=outcome.body["model"],

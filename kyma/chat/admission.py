@@ -24,6 +24,7 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     """Validate, plan, admit and hold; raises the KymaError the client should get."""
     req = parse_chat_request(call.body)
     model, alias = rt.catalog.resolve(req.model)
+    alias = call.asked_for or alias
     lacking = missing_capability(model, req.needs)
     if lacking:
         raise InvalidRequest(f"The model '{model.id}' does not support {lacking}; GET /v1/models lists the "

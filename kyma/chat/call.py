@@ -30,6 +30,7 @@ class ChatCall:
     started: float = field(default_factory=time.perf_counter)
     body: dict = field(default_factory=dict)  # the OpenAI-shaped body, once the edge has read it
     principal: Principal | None = None  # once authenticated
+    asked_for: str | None = None  # the name the client used when its edge mapped it (a claude-* name)
 
 
 @dataclass

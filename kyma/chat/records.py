@@ -20,7 +20,7 @@ def base_record(prep: Prepared, status: int, *, stream: bool) -> RequestRecord:
     return RequestRecord(
         request_id=prep.call.request_id, endpoint=prep.call.endpoint, status=status,
         account=prep.principal.account_id, api_key=prep.principal.api_key_id,
-        model_requested=prep.req.model, alias=prep.alias, stream=stream)
+        model_requested=prep.call.asked_for or prep.req.model, alias=prep.alias, stream=stream)
 
 
 def record_served(rt: Runtime, prep: Prepared, served: Served, record: RequestRecord, attempts: Attempts) -> None:
@@ -65,7 +65,7 @@ def _correct_tokens(rt: Runtime, prep: Prepared, used: int) -> None:
 def record_rejected(call: ChatCall, err: KymaError) -> None:
     """Log a request refused before its hold (auth, validation, limits, credits)."""
     body = call.body if isinstance(call.body, dict) else {}
-    model = body.get("model", "")
+    model = call.asked_for or body.get("model", "")
     principal = call.principal
     finish(RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
                          account=principal.account_id if principal else None,
