@@ -200,3 +200,22 @@ def test_a_claude_name_is_reported_as_the_alias_it_is(gateway, account, claude):
     row = db_rows(gateway.env, "SELECT model_requested, alias FROM requestlog WHERE request_id = {p}",
                   raw.headers["X-Request-Id"])
     assert row == [("claude-opus-4-8", "claude-opus-4-8")]
+
+
+def test_the_anthropic_sdk_lists_and_retrieves_the_claude_names_it_may_use(claude, gateway):
+    page = claude.models.list(limit=5)
+    assert [m.type for m in page.data] == ["model"] * 5 and page.has_more
+    first = page.data[0]
+    assert first.id.startswith("claude-") and first.display_name.startswith("Claude ")
+    assert first.created_at.year >= 2024  # parsed as a datetime by the SDK: a typed field, not None
+    everything = [m.id for m in claude.models.list(limit=1000).data]
+    assert "claude-sonnet-4-5" in everything and "claude-opus" in everything
+    after = claude.models.list(limit=3, after_id=page.data[1].id)
+    assert after.data[0].id == page.data[2].id
+    one = claude.models.retrieve("claude-sonnet-4-5")
+    assert one.id == "claude-sonnet-4-5" and one.model_extra["kyma"]["maps_to"] == "kimi-k2.5"
+    with pytest.raises(anthropic.NotFoundError):
+        claude.models.retrieve("qwen-3-32b")  # not a name an Anthropic client picks
+    # Without anthropic-version (the openai SDK, curl), the same name is the model it maps to.
+    body = requests.get(f"{gateway.url}/v1/models/claude-sonnet-4-5", timeout=10).json()
+    assert body["id"] == "kimi-k2.5" and body["alias"] == "claude-sonnet-4-5"

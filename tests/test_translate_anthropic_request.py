@@ -165,3 +165,19 @@ def test_agents_get_more_stop_strings_than_openais_four():
     # Continue sends six; the open-model servers behind the providers take them.
     out = anthropic_to_openai_request(_body(stop_sequences=[f"s{i}" for i in range(16)]), model="m")
     assert len(out["stop"]) == 16
+
+
+def test_anthropic_model_pages_and_names():
+    from kyma.translate.anthropic_models import anthropic_page, display_name
+
+    items = [{"id": f"claude-{i}"} for i in range(5)]
+    first = anthropic_page(items, limit=2, after_id=None, before_id=None)
+    assert [m["id"] for m in first["data"]] == ["claude-0", "claude-1"] and first["has_more"]
+    assert (first["first_id"], first["last_id"]) == ("claude-0", "claude-1")
+    last = anthropic_page(items, limit=2, after_id="claude-2", before_id=None)
+    assert [m["id"] for m in last["data"]] == ["claude-3", "claude-4"] and not last["has_more"]
+    back = anthropic_page(items, limit=2, after_id=None, before_id="claude-4")
+    assert [m["id"] for m in back["data"]] == ["claude-2", "claude-3"] and back["has_more"]
+    assert anthropic_page(items, limit=2, after_id="nope", before_id=None)["data"] == []
+    assert display_name("claude-sonnet-4-5") == "Claude Sonnet 4.5"
+    assert display_name("claude-3-5-haiku") == "Claude Haiku 3.5"

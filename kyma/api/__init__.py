@@ -24,7 +24,9 @@ def _is_api_request() -> bool:
 
 
 def _is_anthropic_request() -> bool:
-    return request.path.startswith("/v1/messages")
+    """Messages, and the model list as an Anthropic SDK asks for it (with anthropic-version)."""
+    return request.path.startswith("/v1/messages") or (
+        request.path.startswith("/v1/models") and "anthropic-version" in request.headers)
 
 
 def error_response(err: KymaError):

@@ -7,8 +7,9 @@ import math
 from flask import jsonify, request
 
 from kyma.api import api_bp
-from kyma.errors import InvalidRequest
+from kyma.errors import InvalidRequest, NotFound
 from kyma.runtime import runtime
+from kyma.translate.anthropic import anthropic_model, anthropic_page, claude_names, map_claude_model
 from kyma.services.catalog import (COST_TIERS, LATENCY_TIERS, QUALITY_TIERS, RECOMMENDED_FOR, ModelFilter,
                                    filter_models)
 
@@ -78,10 +79,24 @@ def _model_filter() -> ModelFilter:
     )
 
 
+def _wants_anthropic_shape() -> bool:
+    """The Anthropic SDKs send anthropic-version on every request, model listing included."""
+    return "anthropic-version" in request.headers
+
+
 @api_bp.get("/models")
 def list_models():
-    """The catalog in OpenAI's list shape plus the alias map; filters combine with AND."""
-    catalog = runtime().catalog
+    """The catalog in OpenAI's list shape plus the alias map (filters combine with AND); for an
+    Anthropic client, the claude-* names the gateway accepts, in Anthropic's paged list shape."""
+    rt = runtime()
+    if _wants_anthropic_shape():
+        limit = query_number("limit", integer=True)
+        if limit is not None and not 1 <= limit <= 1000:
+            raise InvalidRequest("'limit' must be an integer from 1 to 1000.", param="limit", code="invalid_parameter")
+        return jsonify(anthropic_page([_claude_model(n) for n in claude_names(rt.claude_models)],
+                                      limit=limit or 20, after_id=request.args.get("after_id"),
+                                      before_id=request.args.get("before_id")))
+    catalog = rt.catalog
     models = filter_models(catalog, _model_filter())
     return jsonify({"object": "list", "data": [m.api for m in models], "aliases": catalog.aliases,
                     "default_model": catalog.default_model})
@@ -89,9 +104,27 @@ def list_models():
 
 @api_bp.get("/models/<path:model_id>")
 def get_model(model_id: str):
-    """One model by id or alias (404 model_not_found otherwise)."""
-    model, alias = runtime().catalog.resolve(model_id)
+    """One model by id or alias, or by a claude-* name the gateway accepts (which says what it maps
+    to); in Anthropic's shape for an Anthropic client. 404 model_not_found otherwise."""
+    rt = runtime()
+    claude = model_id.lower().startswith("claude") and rt.catalog.get(model_id) is None
+    if _wants_anthropic_shape():
+        if not claude:
+            raise NotFound(f"The model '{model_id}' does not exist; GET /v1/models lists the claude-* names "
+                           "this gateway accepts.", code="model_not_found", param="model")
+        return jsonify(_claude_model(model_id))
+    mapped = map_claude_model(model_id, rt.claude_models, rt.catalog) if claude else model_id
+    model, alias = rt.catalog.resolve(mapped)
     body = dict(model.api)
+    if claude:
+        alias = model_id
     if alias:
         body["alias"] = alias
     return jsonify(body)
+
+
+def _claude_model(name: str) -> dict:
+    rt = runtime()
+    served_by, _ = rt.catalog.resolve(map_claude_model(name, rt.claude_models, rt.catalog))
+    return anthropic_model(name, served_by.api)
+

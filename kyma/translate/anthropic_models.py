@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 # Dated snapshots ("-20250929"), "-latest" and Claude Code's context suffix ("[1m]") name the same model.
 _SUFFIX = re.compile(r"(\[[^\]]*\]|-latest|-\d{8})$")
@@ -35,3 +36,39 @@ def map_claude_model(name: str, mapping: dict, catalog) -> str:
             return names[f"claude-{family}"]
     default = mapping.get("default")
     return default if isinstance(default, str) and default else catalog.default_model
+
+
+def claude_names(mapping: dict) -> list[str]:
+    """The claude-* names the mapping lists, in its order (the keys an Anthropic client may pick)."""
+    return [k for k, v in mapping.items() if k != "default" and k.lower().startswith("claude") and isinstance(v, str)]
+
+
+def display_name(name: str) -> str:
+    """'claude-sonnet-4-5' → 'Claude Sonnet 4.5', as Anthropic names its models."""
+    words, version = [], []
+    for part in name.split("-"):
+        (version if part.isdigit() else words).append(part)
+    title = " ".join(w.capitalize() for w in words)
+    return f"{title} {'.'.join(version)}".strip()
+
+
+def anthropic_model(name: str, served_by: dict) -> dict:
+    """One claude-* name in Anthropic's model shape, and the catalog model it runs on (`kyma.maps_to`)."""
+    created = datetime.fromtimestamp(int(served_by.get("created") or 0), timezone.utc)
+    return {"type": "model", "id": name, "display_name": display_name(name),
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "kyma": {"maps_to": served_by["id"]}}
+
+
+def anthropic_page(items: list[dict], *, limit: int, after_id: str | None, before_id: str | None) -> dict:
+    """Anthropic's list shape: one page of `items`, after or before an id, with its paging fields."""
+    ids = [m["id"] for m in items]
+    if after_id is not None:
+        items = items[ids.index(after_id) + 1:] if after_id in ids else []
+        page, more = items[:limit], len(items) > limit
+    elif before_id is not None:
+        items = items[:ids.index(before_id)] if before_id in ids else []
+        page, more = items[-limit:], len(items) > limit
+    else:
+        page, more = items[:limit], len(items) > limit
+    return {"data": page, "has_more": more, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}
