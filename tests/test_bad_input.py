@@ -71,8 +71,10 @@ MESSAGES = {"model": "qwen-3-32b", "max_tokens": 16, "system": [{"type": "text",
             "stop_sequences": ["x"], "temperature": 0.5, "thinking": {"type": "enabled", "budget_tokens": 1024},
             "metadata": {"user_id": "u"}, "stream": False}
 
+# Text includes lone surrogates ("\ud800" once escaped), which hypothesis leaves out by default.
+texts = st.text(st.characters(categories=["L", "N", "P", "Cs"]), max_size=8)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+                    st.floats(allow_nan=False, allow_infinity=False), texts)
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                       max_leaves=8)
@@ -180,3 +182,30 @@ def test_page_ids_beyond_a_row_id_are_not_found(app):
     client = app.test_client()
     assert client.get("/dashboard/requests/99999999999999999999").status_code == 404
     assert client.post("/dashboard/keys/99999999999999999999/revoke").status_code == 404
+
+
+@pytest.mark.parametrize("url, body", CASES)
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '"a\\udc00b"'])
+def test_numbers_and_strings_json_allows_but_nothing_can_carry_are_a_400(api, url, body, raw):
+    client, auth = api
+    field = next(iter(body))
+    text = json.dumps(body).replace(json.dumps(body[field]), raw, 1) if field != "model" else \
+        json.dumps(body).replace('"qwen-3-32b"', raw, 1)
+    r = client.post(url, data=text, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.get_json() is not None, (raw, r.get_data(as_text=True)[:200])
+
+
+def test_raw_surrogate_bytes_are_not_utf8_and_a_400(api):
+    client, auth = api
+    body = json.dumps(CHAT).encode().replace(b"be brief", b"be \xed\xa0\x80brief")
+    r = client.post("/v1/chat/completions", data=body, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stream_nested_just_under_the_parsers_limit_is_a_400(api, stream):
+    client, auth = api
+    text = json.dumps(dict(CHAT, stream=stream)).replace('"temperature": 0.5',
+                                                         '"temperature": 0.5, "deep": ' + "[" * 970 + "]" * 970)
+    r = client.post("/v1/chat/completions", data=text, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested too deeply" in r.get_data(as_text=True)

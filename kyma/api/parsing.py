@@ -6,6 +6,7 @@ import json
 
 from flask import request
 
+from kyma import strict_json
 from kyma.errors import InvalidRequest
 
 
@@ -19,9 +20,11 @@ def json_object() -> dict:
     if not raw:
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     try:
-        body = json.loads(raw)
-    except ValueError as exc:  # also a body that is not UTF-8 (UnicodeDecodeError is a ValueError)
+        body = strict_json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest("The request body is not valid JSON.", code="invalid_json") from exc
+    except ValueError as exc:  # JSON that the gateway cannot carry (NaN, a lone surrogate, …)
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from exc
     except RecursionError:
         raise too_deep() from None
     if not isinstance(body, dict):

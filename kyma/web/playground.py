@@ -8,7 +8,9 @@ from dataclasses import asdict
 
 from flask import abort, render_template, request
 from flask_sock import Sock
+from simple_websocket import ConnectionClosed
 
+from kyma import strict_json
 from kyma.db import release_connection
 from kyma.errors import KymaError
 from kyma.runtime import runtime
@@ -84,7 +86,7 @@ def playground_ws(ws):
     while True:
         release_connection()  # a websocket idles for minutes: don't hold a pooled connection meanwhile
         try:
-            data = json.loads(ws.receive())
+            data = strict_json.loads(ws.receive())
         except ValueError:
             _send(ws, "error", message="Messages must be JSON.", status=400)
             continue
@@ -102,6 +104,8 @@ def playground_ws(ws):
             return
         try:
             _run(ws, principal, data)
+        except ConnectionClosed:  # the browser left mid-reply: the reply was closed and billed already
+            return
         except KymaError as err:
             _send(ws, "error", message=err.message, status=err.status)
         except RecursionError:

@@ -65,7 +65,7 @@ def _number(value, kind, low, high, name):
         return None
     try:
         number = kind(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidRequest(f"{name} must be a number.", param=name) from exc
     if not low <= number <= high:
         raise InvalidRequest(f"{name} must be between {low} and {high}.", param=name)
