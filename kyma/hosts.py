@@ -9,6 +9,8 @@ other host is refused with a 400, which says which setting to change.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request
@@ -18,12 +20,20 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 UNCHECKED_PATHS = ("/healthz",)  # load balancers probe by address; it publishes nothing
 
 
+_HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+|[0-9a-f:]+))(?::\d{1,5})?$")
+
+
 def hostname(host: str) -> str:
-    """The name in a Host header, without its port (IPv6 brackets removed), lower-cased."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The name in a Host header, without its port, lower-cased, an IPv6 address in its canonical
+    form; "" for anything that is not a plain host[:port] (userinfo, paths, stray characters)."""
+    found = _HOST.match(host.strip().lower())
+    if found is None:
+        return ""
+    name = found.group("v6") or found.group("name")
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return name
 
 
 def allowed_hosts(settings) -> frozenset[str] | None:
@@ -33,7 +43,7 @@ def allowed_hosts(settings) -> frozenset[str] | None:
     names = set(settings.allowed_hosts or LOCAL_HOSTS + (settings.host,))
     if settings.public_url:
         names.add(urlsplit(settings.public_url).hostname or "")
-    return frozenset(hostname(n) for n in names if n not in ("0.0.0.0", "::", ""))
+    return frozenset(h for h in (hostname(n) for n in names) if h not in ("0.0.0.0", "::", ""))
 
 
 def public_url() -> str:
@@ -50,7 +60,8 @@ def register_host_check(app: Flask, settings) -> None:
 
     @app.before_request
     def _check_host():
-        if request.path in UNCHECKED_PATHS or hostname(request.host) in allowed:
+        name = hostname(request.host)
+        if request.path in UNCHECKED_PATHS or (name and name in allowed):
             return None
-        raise BadRequest(f"This gateway does not answer for host {hostname(request.host)!r}: set "
+        raise BadRequest(f"This gateway does not answer for host {name or request.host!r}: set "
                          "KYMA_PUBLIC_URL, or add the name to KYMA_ALLOWED_HOSTS.")

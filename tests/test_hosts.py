@@ -69,6 +69,8 @@ def test_a_public_url_that_is_not_one_is_refused_at_start(monkeypatch):
 
 
 @pytest.mark.parametrize("header, name", [("Example.COM:443", "example.com"), ("[::1]:8080", "::1"), ("::1", "::1"),
-                                          ("127.0.0.1", "127.0.0.1")])
+                                          ("127.0.0.1", "127.0.0.1"), ("[0:0:0:0:0:0:0:1]", "::1"),
+                                          ("localhost:80@evil.com", ""), ("[::1]@evil.com", ""),
+                                          ("[::1].evil.com", ""), ("evil.com/x", ""), ("", "")])
 def test_hostname(header, name):
     assert hostname(header) == name
