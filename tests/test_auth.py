@@ -571,3 +571,15 @@ def test_the_scheme_comes_from_the_nearest_trusted_proxy(tmp_path, proxies, hsts
     page = app.test_client().get("/login", headers={"X-Forwarded-Proto": "https",
                                                     "X-Forwarded-For": "203.0.113.1, 10.0.0.3"})
     assert ("Strict-Transport-Security" in page.headers) is hsts
+
+
+@pytest.mark.parametrize("given, network", [("1.2.3.4:5678", "1.2.3.4"), ("[2001:db8::1]:443", "2001:db8::/64"),
+                                            ("fe80::1%eth0", "fe80::/64"), ("not an address", "unknown"),
+                                            ("", "unknown"), ("127.8.9.10", "loopback")])
+def test_the_network_a_signup_counts_against(given, network):
+    assert accounts.signup_network(given) == network
+
+
+def test_a_sliding_window_longer_than_the_pruning_keeps_is_refused(sqlite_db):
+    with pytest.raises(ValueError):
+        counters.backend().total("k", 300, counters.LONGEST_WINDOW_SECONDS + 1)

@@ -188,11 +188,17 @@ SIGNUP_SPAN_SECONDS, SIGNUP_BUCKET_SECONDS = 3600, 300
 
 def signup_network(client_ip: str) -> str:
     """What one sign-up allowance covers: an IPv4 address, an IPv6 /64 (what one subscriber gets),
-    or the loopback as a whole (every 127.x and ::1 is this machine)."""
+    or the loopback as a whole (every 127.x and ::1 is this machine). An address given with a port
+    or brackets counts without them; one that is not an address shares one allowance with all such."""
+    text = client_ip.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]  # [v6] or [v6]:port
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]  # v4:port
     try:
-        ip = ipaddress.ip_address(client_ip)
+        ip = ipaddress.ip_address(text.split("%", 1)[0])  # without an IPv6 zone id
     except ValueError:
-        return client_ip
+        return "unknown"
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     if ip.is_loopback:
@@ -210,11 +216,8 @@ def _signup_refused(count: counters.Count, now: datetime, whom: str) -> RateLimi
 
 def _signup_limits(settings, client_ip: str) -> list[tuple[str, int, str]]:
     """(counter key, allowance per sliding hour, whom a refusal names) for one sign-up."""
-    limits = [("signup:all", settings.signup_max_global_per_hour, "right now")]
-    if client_ip:
-        limits.insert(0, (f"signup:net:{signup_network(client_ip)}", settings.signup_max_per_hour,
-                          "from this network"))
-    return limits
+    return [(f"signup:net:{signup_network(client_ip)}", settings.signup_max_per_hour, "from this network"),
+            ("signup:all", settings.signup_max_global_per_hour, "right now")]
 
 
 def _check_signups(store, limits, now: datetime, *, count_this_one: bool) -> None:
@@ -225,6 +228,8 @@ def _check_signups(store, limits, now: datetime, *, count_this_one: bool) -> Non
             store.hit(key, SIGNUP_BUCKET_SECONDS, now=at)
         count = store.total(key, SIGNUP_BUCKET_SECONDS, SIGNUP_SPAN_SECONDS, now=at)
         if count.count > allowance - (0 if count_this_one else 1):
+            if key == "signup:all":  # everyone is refused now: someone should look
+                log.warning("sign-ups refused for everyone: %d in the last hour", count.count)
             raise _signup_refused(count, now, whom)
 
 
@@ -233,8 +238,8 @@ def register(email: str, password: str, settings, *, client_ip: str = "",
     """Create an account with its signup credit, first API key and a session, in one transaction.
 
     At most `settings.signup_max_per_hour` sign-ups per network (an IPv4 address, an IPv6 /64) and
-    `settings.signup_max_global_per_hour` in all, over a sliding hour (429 beyond); a caller that
-    passes no address is limited by the global ceiling only.
+    `settings.signup_max_global_per_hour` in all, over a sliding hour (429 beyond); callers that
+    pass no address, or none that parses, share one network's allowance.
     """
     now = now or utcnow()
     store, limits = counters.backend(settings), _signup_limits(settings, client_ip)

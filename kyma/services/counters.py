@@ -78,6 +78,8 @@ class DatabaseCounters:
     def total(self, key: str, bucket_seconds: int, span_seconds: int, *, now: float | None = None) -> Count:
         """A sliding window: the key's hits (counted with hit(key, bucket_seconds)) in the buckets of
         the last `span_seconds`; it resets when the oldest of them leaves the span."""
+        if span_seconds > LONGEST_WINDOW_SECONDS:  # the reaper would prune buckets still in the span
+            raise ValueError(f"a sliding window may span at most {LONGEST_WINDOW_SECONDS} seconds")
         current = _window_start(bucket_seconds, now)
         since = current + bucket_seconds - span_seconds
         count, oldest = (RateCounter.select(fn.COALESCE(fn.SUM(RateCounter.count), 0), fn.MIN(RateCounter.window))
