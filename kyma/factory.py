@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from flask import Flask
+from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -35,6 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_max_hours),
     )
     app.json.sort_keys = False
+    Htmx(app)  # request.htmx: the dashboard reads htmx's request headers through it
     logging.basicConfig(level=settings.log_level)
     if settings.trusted_proxies:
         # The client's address (sign-up and log-in throttles): the entry the outermost trusted proxy

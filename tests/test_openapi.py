@@ -10,7 +10,7 @@ import schemathesis
 
 from kyma.config import DATA
 
-# A copy of the contract we were given (../shared/spec/), kept so a fresh clone can run this test.
+# A copy of the contract we were given, kept in the repository so a fresh clone can run this test.
 SEED = Path(__file__).parent / "data" / "kyma-openapi.seed.json"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

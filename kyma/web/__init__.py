@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, make_response, render_template, request
+from flask import Blueprint, Flask, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
@@ -61,7 +61,7 @@ def _error_page(status: int, title: str, message: str):
     """A full error page, or for htmx a message swapped into the page's #flash area."""
     if htmx.is_htmx():
         body = render_template("errors/_flash.html", title=title, message=message)
-        return htmx.retarget(make_response(body, status), "#flash")
+        return htmx.retarget(body, status, "#flash")
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 
