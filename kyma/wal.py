@@ -2,9 +2,8 @@
 
 By default, the commit that takes SQLite's write-ahead log past 1000 pages also copies the log
 back into the database and fsyncs both files (with synchronous=NORMAL, checkpoints are the only
-syncs): about one request in forty paid several milliseconds for everyone's writes. With this
-thread the bench's p99 at concurrency 1 fell from 6.9 to 3.2 ms and 32 connections got 8 % more
-requests through (bench/compare.py; docs/benchmarks.md).
+syncs): about one request in forty paid several milliseconds for everyone's writes. This thread
+takes that work off the request path (docs/benchmarks.md has the measurements).
 
 A gevent worker's connection keeps SQLite's own policy with a WAL hook instead of the automatic
 checkpoint: after each commit SQLite tells the hook how long the log is, and from CHECKPOINT_PAGES

@@ -67,7 +67,7 @@ def test_release_returns_the_whole_hold(sqlite_db):
 
 
 def test_overshoot_charges_true_cost_and_blocks_new_holds(sqlite_db):
-    """DI-5: cost above the hold is debited in full; the balance goes negative by the overshoot only."""
+    """Cost above the hold is debited in full; the balance goes negative by the overshoot only."""
     acct = make_account(1000)
     assert ledger.place_hold(acct, "r", 1000)
     assert ledger.settle_hold("r", 1200) == 1200
@@ -165,7 +165,7 @@ def test_check_ledger_reports_a_tampered_balance_and_stale_holds(sqlite_db):
 
 
 def test_no_float_fields_in_money_code():
-    """DI-1: no float arithmetic reaches the ledger."""
+    """No float arithmetic reaches the ledger."""
     source = open(ledger.__file__).read()
     assert "float(" not in source and "FloatField" not in source
 
@@ -243,7 +243,7 @@ def test_ledger_state_machine(sqlite_db):
     LedgerMachine.TestCase().runTest()
 
 
-# ---- no overspend across OS processes (DI-3) ----
+# ---- no overspend across OS processes ----
 
 def _hold_many(url: str, account_id: int, barrier, results, tag: str, attempts: int) -> None:
     init_db(url)

@@ -1,4 +1,4 @@
-"""Property tests for pricing and rounding (reliability DI-1): integer micros, monotone, exact."""
+"""Property tests for pricing and rounding: integer micros, monotone, exact."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def test_rpm_admits_exactly_the_limit_and_429_carries_retry_after(make_limiter):
 
 
 def test_no_burst_across_a_window_edge(make_limiter):
-    """RL-3: 10 at t=59 s and 10 at t=61 s → only 10 in any rolling minute."""
+    """10 at t=59 s and 10 at t=61 s → only 10 in any rolling minute."""
     clock = Clock(1_000_059)
     limiter = make_limiter(clock)
     assert outcomes(limiter, tier(rpm=10), 10) == 10
@@ -100,7 +100,7 @@ def test_per_model_limit_names_the_model(make_limiter):
 
 
 def test_tpm_reserves_then_refunds_unused_tokens(make_limiter):
-    """RL-4: a reservation of prompt + max_tokens blocks; settling at actual frees the rest."""
+    """A reservation of prompt + max_tokens blocks; settling at actual frees the rest."""
     clock = Clock()
     limiter = make_limiter(clock)
     t = tier(tpm=1000, max_request=1000)
@@ -132,7 +132,7 @@ def test_usage_reports_the_limits_fields(make_limiter):
     assert usage["resets_at"].endswith("Z")
 
 
-# ---- exactness across OS processes (RL-2) ----
+# ---- exactness across OS processes ----
 
 def _hammer(backend: str, target: str, barrier, results, attempts: int) -> None:
     if backend == "redis":

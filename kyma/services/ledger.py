@@ -170,7 +170,7 @@ def _close_hold(request_id: str) -> tuple[int, int] | None:
 def settle_hold(request_id: str, cost_micros: int) -> int:
     """Release the request's hold and debit its actual cost, once; returns micros debited (0 if repeated).
 
-    Overshoot policy (reliability DI-5): the true cost is always debited, so the ledger matches the
+    Overshoot policy: the true cost is always debited, so the ledger matches the
     provider. When cost > hold the balance may go below zero, by at most the overshoot
     (cost - hold); that usage entry's note starts with "overshoot", and a negative balance makes
     every new hold fail (402) until the account is topped up. Nests inside an outer transaction

@@ -1,12 +1,12 @@
 """Per-account tiered rate limits: requests/minute, per-model requests/minute, tokens/minute.
 
-Algorithm (reliability RL-3): a sliding window of 60 one-second buckets. A request is admitted
+Algorithm: a sliding window of 60 one-second buckets. A request is admitted
 only if, for every limit, the units counted in the last 60 s plus its own cost fit the limit;
 so at most N requests land in any 60 s span (to the second), with no burst at a window edge.
 A rejected attempt consumes nothing. Counts live in shared storage (the database, or Redis when
 KYMA_REDIS_URL is set), so the limits hold across every worker and gateway instance.
 
-Tokens per minute (RL-4): admission reserves prompt + max_tokens; record_tokens() then moves the
+Tokens per minute: admission reserves prompt + max_tokens; record_tokens() then moves the
 reservation to the actual total in the same bucket, so a request that used fewer tokens frees
 the difference at once.
 """

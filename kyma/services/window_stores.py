@@ -244,8 +244,8 @@ return out
 class RedisStore:
     """Buckets as Redis hashes (field = second), consumed by one Lua script: exact across instances.
 
-    If Redis is unreachable, rate limiting fails open to a per-process MemoryStore (reliability
-    RL-7: limits protect the service, credits protect the money) and a warning is logged at most
+    If Redis is unreachable, rate limiting fails open to a per-process MemoryStore (limits
+    protect the service, credits protect the money) and a warning is logged at most
     every 10 s.
     """
 

@@ -46,7 +46,7 @@ def _check_csrf():
 def _security_headers(resp):
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     # Not no-referrer: under it Chromium sends `Origin: null` on same-origin form posts, which the CSRF
-    # Origin check (AK-14) must refuse. same-origin still never sends a referrer to another site.
+    # Origin check must refuse. same-origin still never sends a referrer to another site.
     resp.headers.setdefault("Referrer-Policy", "same-origin")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
