@@ -63,7 +63,6 @@
     fact("Tokens", (u.prompt_tokens || 0) + " in · " + (u.completion_tokens || 0) + " out");
     fact("Cost", "$" + Number(done.cost_usd || 0).toFixed(6));
     summary.hidden = false;
-    summary.id = "pg-summary";
   }
 
   function finish(text) {
@@ -83,6 +82,7 @@
       showSummary(msg);
       finish("Done.");
     } else if (msg.type === "stopped") {
+      if (msg.model) showSummary(msg);  // what the stopped reply was billed
       finish("Stopped.");
     } else if (msg.type === "error") {
       if (reply && !reply.textContent) dropTurn();
@@ -96,12 +96,14 @@
     var target = new URL(form.dataset.ws, location.href);
     target.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     target.host = location.host;
-    socket = new WebSocket(target.href);
-    socket.onmessage = onMessage;
-    socket.onopen = then;
+    var own = new WebSocket(target.href);
+    socket = own;
+    own.onmessage = function (event) { if (socket === own) onMessage(event); };
+    own.onopen = then;
     var opened = false;
-    socket.addEventListener("open", function () { opened = true; });
-    socket.onclose = function () {
+    own.addEventListener("open", function () { opened = true; });
+    own.onclose = function () {
+      if (socket !== own) return;  // a socket "New chat" let go of: the current turn is not its business
       socket = null;
       if (!reply) return;
       if (!opened) dropTurn();  // the message never left: a retry must not send it twice
@@ -117,6 +119,7 @@
     asked = bubble("user", prompt);
     reply = bubble("assistant", "");
     form.elements.prompt.value = "";
+    form.elements.prompt.focus();  // Send is disabled while busy: keep focus where the next message goes
     summary.hidden = true;
     state.textContent = "Waiting for the first token…";
     setBusy(true);
@@ -134,6 +137,15 @@
   });
 
   document.getElementById("pg-clear").addEventListener("click", function () {
+    if (reply) {
+      // A reply in flight belongs to the old chat: closing the socket stops (and bills) it, and
+      // forgetting the turn first keeps its text out of the new chat's history.
+      reply = null;
+      asked = null;
+      if (socket) socket.close();
+      socket = null;
+      setBusy(false);
+    }
     history = [];
     log.textContent = "";
     summary.hidden = true;

@@ -71,6 +71,18 @@ def gateway(tmp_path_factory, simulators):
     proc.stop()
 
 
+@pytest.fixture(scope="module")
+def slow_gateway(tmp_path_factory):
+    """A gateway whose simulators stream 20 tokens a second, so a reply is still running when Stop arrives."""
+    workdir = tmp_path_factory.mktemp("slow")
+    base, sims = start_simulators(workdir, kyma_sim_tokens_per_sec="20")
+    gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
+    yield gw
+    gw.stop()
+    for s in sims:
+        s.stop()
+
+
 @pytest.fixture()
 def account(gateway):
     """A fresh account on the shared gateway (its own rate-limit window and $0.50 signup credit)."""

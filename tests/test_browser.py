@@ -183,6 +183,70 @@ def test_playground_error_before_any_output_leaves_no_orphan_bubbles(page, gatew
     assert page.locator("#pg-log .msg.user").all_inner_texts() == ["You\nHello again"]
 
 
+def record_starts(page) -> list[dict]:
+    """The playground's `start` messages, as the page sends them over its websocket."""
+    import json
+
+    starts: list[dict] = []
+
+    def watch(ws):
+        ws.on("framesent", lambda payload: starts.append(json.loads(payload))
+              if isinstance(payload, str) and '"start"' in payload else None)
+
+    page.on("websocket", watch)
+    return starts
+
+
+def test_playground_new_chat_mid_reply_stops_it_and_starts_clean(page, slow_gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, slow_gateway.url)
+    starts = record_starts(page)
+    page.goto(f"{slow_gateway.url}/playground")
+    page.fill("#pg-max-tokens", "400")
+    page.fill("#pg-prompt", "Tell me a long story about rivers")
+    page.click("#pg-send")
+    expect(page.locator("#pg-state")).to_have_text("Streaming…")
+    page.click("#pg-clear")  # while the reply streams
+    assert page.locator("#pg-log .msg").count() == 0
+    assert page.is_enabled("#pg-send") and page.is_disabled("#pg-stop")
+    page.fill("#pg-max-tokens", "8")
+    page.fill("#pg-prompt", "A new question")
+    page.click("#pg-send")
+    expect(page.locator("#pg-state")).to_have_text("Done.")
+    # The abandoned reply neither reappears nor rides along as context.
+    assert starts[-1]["messages"] == [{"role": "user", "content": "A new question"}]
+    assert page.locator("#pg-log .msg").count() == 2
+    page.goto(f"{slow_gateway.url}/dashboard/requests")
+    statuses = page.locator("#log-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert sorted(statuses) == ["200", "499 stopped"]  # the abandoned reply was stopped and billed
+
+
+def test_playground_stop_shows_what_it_cost_and_never_a_stale_summary(page, slow_gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, slow_gateway.url)
+    page.goto(f"{slow_gateway.url}/playground")
+    page.select_option("#pg-model", "fast")
+    page.fill("#pg-max-tokens", "8")
+    page.fill("#pg-prompt", "First question")
+    page.click("#pg-send")
+    expect(page.locator("#pg-summary")).to_be_visible()
+    page.fill("#pg-max-tokens", "400")
+    page.fill("#pg-prompt", "Tell me a long story about rivers")
+    page.click("#pg-send")
+    assert page.evaluate("document.activeElement.id") == "pg-prompt"  # focus stays where typing goes
+    expect(page.locator("#pg-state")).to_have_text("Streaming…")
+    expect(page.locator("#pg-summary")).to_be_hidden()  # the first turn's facts are not shown as this one's
+    page.click("#pg-stop")
+    expect(page.locator("#pg-state")).to_have_text("Stopped.")
+    expect(page.locator("#pg-summary")).to_be_visible()
+    summary = page.inner_text("#pg-summary")
+    assert re.search(r"Cost\s+\$0\.0000\d\d", summary) and "llama-3.3-70b" in summary
+    tokens_out = int(re.search(r"(\d+) out", summary).group(1))
+    assert 0 < tokens_out < 400  # the stopped reply's own usage, billed
+
+
 def test_model_filter_narrows_the_catalog(page, gateway):
     from playwright.sync_api import expect
 

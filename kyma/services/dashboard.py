@@ -146,6 +146,11 @@ def request_detail(account_id: int, log_id: int) -> RequestLog:
     return row
 
 
+def logged_request(account_id: int, request_id: str) -> RequestLog | None:
+    """This account's log row for a request id, or None when there is none (yet)."""
+    return RequestLog.get_or_none((RequestLog.request_id == request_id) & (RequestLog.account == account_id))
+
+
 def attempts_of(row: RequestLog) -> list[RouteOutcome]:
     """The upstream attempts of one logged request, in the order they were made."""
     return list(RouteOutcome.select().where(RouteOutcome.request_id == row.request_id).order_by(RouteOutcome.id))

@@ -52,7 +52,8 @@ def _run(ws, principal, data: dict) -> None:
     """Stream one reply; Stop closes the pipeline's generator, which closes the upstream call."""
     if not csrf.token_matches(data.get("csrf")):
         return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
-    events = chat.stream_reply(runtime(), principal, chat.PlaygroundPrompt.from_message(data))
+    call = chat.ChatCall("playground")
+    events = chat.stream_reply(runtime(), principal, chat.PlaygroundPrompt.from_message(data), call)
     try:
         for event in events:
             if isinstance(event, chat.Delta):
@@ -61,9 +62,10 @@ def _run(ws, principal, data: dict) -> None:
                 _send(ws, "done", **asdict(event))
                 return
             if _stop_requested(ws):
-                # Close first: that bills and logs the reply (a 499), so "stopped" means it is on record.
+                # Close first: that bills and logs the reply (a 499), so "stopped" carries what it cost.
                 events.close()
-                _send(ws, "stopped")
+                billed = chat.billed_summary(principal, call)
+                _send(ws, "stopped", **(asdict(billed) if billed else {}))
                 return
     finally:
         events.close()

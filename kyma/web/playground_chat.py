@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from kyma import chat
+from kyma.chat import ChatCall
 from kyma.errors import InvalidRequest
+from kyma.services import dashboard
 from kyma.services.accounts import Principal
+from kyma.services.pricing import micros_to_usd
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -92,7 +95,19 @@ class Finished:
     usage: dict = field(default_factory=dict)
 
 
-def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt,
+def billed_summary(principal: Principal, call: ChatCall) -> Finished | None:
+    """What a stopped reply was billed, from its request-log row (None if it never got one)."""
+    row = dashboard.logged_request(principal.account_id, call.request_id)
+    if row is None:
+        return None
+    usage = {"prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
+             "total_tokens": row.prompt_tokens + row.completion_tokens}
+    return Finished(model=row.model_served or row.model_requested, provider=row.provider, alias=row.alias,
+                    fallback_layer=row.fallback_layer or None, simulated=row.simulated,
+                    cost_usd=micros_to_usd(row.cost_micros), usage=usage)
+
+
+def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt, call: ChatCall,
                  tick_seconds: float = 0.25) -> Iterator[Delta | Finished | None]:
     """Stream a reply through the API's own pipeline (limits, credit hold, fallback, settle, log).
 
@@ -100,7 +115,6 @@ def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt,
     the caller can notice a Stop. Closing the generator closes the upstream call and bills what was
     produced, exactly as a client disconnect on /v1/chat/completions does.
     """
-    call = chat.ChatCall("playground")
     stream = chat.serve(rt, call, lambda: principal, prompt.chat_body, keepalive=tick_seconds)
     assert isinstance(stream, chat.ChatStream)  # the playground always streams
     try:
