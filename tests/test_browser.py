@@ -263,6 +263,28 @@ def test_model_filter_narrows_the_catalog(page, gateway):
     shot(page, "models")
 
 
+def test_model_filter_by_typing_a_number_and_enter(page, gateway):
+    from playwright.sync_api import expect
+
+    page.goto(f"{gateway.url}/models")
+    page.locator("#f-min_context_window").press_sequentially("200000")  # typed, not the spinner arrows
+    expect(page.locator("#model-count")).not_to_have_text(re.compile(r"^16 of 16"))
+    typed = page.inner_text("#model-count")
+    windows = page.locator("table.models tbody tr").evaluate_all("rows => rows.map(r => r.dataset.context)")
+    assert windows and all(int(w) >= 200000 for w in windows)
+    assert page.url.endswith("/models?min_context_window=200000")  # only the filters in use, linkable
+    page.fill("#f-max_input_price", "0.3")
+    page.press("#f-max_input_price", "Enter")  # Enter filters in place, no full-page submit
+    expect(page.locator("#model-count")).not_to_have_text(typed)
+    prices = page.locator("table.models tbody tr").evaluate_all("rows => rows.map(r => r.dataset.inputPrice)")
+    assert all(float(p) <= 0.3 for p in prices)
+    assert page.url.endswith("/models?min_context_window=200000&max_input_price=0.3")
+    both = page.inner_text("#model-count")
+    page.reload()  # the URL alone restores the filtered view
+    assert page.input_value("#f-max_input_price") == "0.3"
+    assert page.inner_text("#model-count") == both
+
+
 @pytest.mark.parametrize("path,name", [("/", "landing"), ("/status", "status"), ("/login", "login"),
                                        ("/signup", "signup")])
 def test_public_pages_render_without_errors(page, gateway, path, name):

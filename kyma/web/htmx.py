@@ -22,9 +22,15 @@ def wants_fragment(target: str | None = None) -> bool:
     return target is None or request.htmx.target == target
 
 
-def render(page: str, fragment: str, target: str | None = None, **context):
-    """Render the fragment for htmx, the full page otherwise; caches learn the difference from Vary."""
-    resp = make_response(render_template(fragment if wants_fragment(target) else page, **context))
+def render(page: str, fragment: str, target: str | None = None, push_url: str | None = None, **context):
+    """Render the fragment for htmx, the full page otherwise; caches learn the difference from Vary.
+
+    `push_url` is the address htmx puts in the location bar for a fragment (instead of the request's).
+    """
+    if wants_fragment(target):
+        resp = make_response(render_template(fragment, **context), push_url=push_url)
+    else:
+        resp = make_response(render_template(page, **context))
     resp.vary.add(REQUEST_HEADER)
     return resp
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import render_template, request, url_for
 
 from kyma.hosts import public_url
 from kyma.runtime import runtime
@@ -29,8 +29,10 @@ def models():
     aliases = {}
     for alias, target in catalog.aliases.items():
         aliases.setdefault(target, []).append(alias)
-    return htmx.render("web/models.html", "web/_models_table.html", models=shown, query=query, mf=mf,
-                       aliases=aliases, total=len(catalog.models), default_model=catalog.default_model)
+    # A filter form sends every field; the address to share names only the filters in use.
+    in_use = url_for("web.models", **{k: v for k, v in request.args.items() if v})
+    return htmx.render("web/models.html", "web/_models_table.html", push_url=in_use, models=shown, query=query,
+                       mf=mf, aliases=aliases, total=len(catalog.models), default_model=catalog.default_model)
 
 
 @web_bp.get("/status")
