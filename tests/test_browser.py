@@ -113,6 +113,27 @@ def test_signup_key_sdk_log_spend_revoke(page, gateway, sdk_env):
         client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi again"}])
 
 
+def test_dashboard_refresh_updates_log_keys_and_spend_without_closing_history(page, gateway, sdk_env):
+    import openai
+    from playwright.sync_api import expect
+
+    page.clock.install()  # the dashboard's 10 s refresh runs when the test moves the clock, not on a sleep
+    sign_up(page, gateway.url)
+    key = page.input_value("#first-key")
+    page.click("#to-dashboard")
+    page.click("#credit-history summary")  # open the credit history
+    assert page.locator("#log-table tbody tr").all_inner_texts() == ["No requests."]
+    assert "never" in page.inner_text("#keys-table tbody")
+    openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0).chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "Hello"}], max_tokens=16)
+    page.clock.fast_forward(10_500)
+    expect(page.locator("#log-table tbody tr").first).to_contain_text("llama-3.3-70b")
+    expect(page.locator("#keys-table tbody")).not_to_contain_text("never")  # "Last used" refreshed
+    expect(page.locator("#spent-30d")).not_to_have_text("$0.00")
+    assert page.get_attribute("#credit-history", "open") is not None  # the refresh left it open
+    assert "signup" in page.inner_text("#credit-table").lower()
+
+
 def test_htmx_error_responses_land_in_the_flash_area(page, gateway):
     base = gateway.url
     sign_up(page, base)

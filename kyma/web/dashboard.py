@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, render_template, request
+from flask import abort, redirect, render_template, request, url_for
 
 from kyma.services import accounts
 from kyma.services import dashboard as board
@@ -16,6 +16,11 @@ def _spend_context(account_id: int) -> dict:
     return dict(balance=ledger.balance(account_id), day_chart=charts.daily_spend_chart(days),
                 model_chart=charts.model_spend_chart(per_model), month_micros=sum(d.cost_micros for d in days),
                 credits=board.credit_history(account_id))
+
+
+# The regions of the dashboard that refresh themselves (every 10 s) ask for these element ids.
+KEYS_TABLE = "keys-table"
+CREDIT_ROWS = "credit-rows"
 
 
 # Far beyond any real log (20 rows a page); keeps the SQL offset inside a 64-bit integer.
@@ -48,6 +53,24 @@ def spend():
     """Balance and spend charts (polled every 10 s)."""
     p = current_principal()
     return htmx.render("web/spend.html", "web/_spend.html", principal=p, **_spend_context(p.account_id))
+
+
+@web_bp.get("/dashboard/credits")
+@login_required
+def credits():
+    """Credit history rows (polled inside the opened history); a browser is sent to the spend page."""
+    if not htmx.wants_fragment(CREDIT_ROWS):
+        return redirect(url_for("web.spend"), 303)
+    return render_template("web/_credits.html", credits=board.credit_history(current_principal().account_id))
+
+
+@web_bp.get("/dashboard/keys")
+@login_required
+def keys():
+    """The keys page; the keys table alone for the dashboard's refresh of "Last used"."""
+    p = current_principal()
+    return htmx.render("web/keys.html", "web/_keys_table.html", target=KEYS_TABLE,
+                       keys=accounts.list_keys(p.account_id), new_key=None)
 
 
 @web_bp.get("/dashboard/requests")
