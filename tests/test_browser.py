@@ -41,6 +41,9 @@ def page(browser):
     pg.on("console", lambda msg: problems.append(f"{msg.text} @ {msg.location}") if msg.type == "error" else None)
     pg.on("pageerror", lambda exc: problems.append(str(exc)))
     pg.on("dialog", lambda dialog: dialog.accept())  # hx-confirm on revoke
+    # Every CSP violation becomes a console error too, whether or not chromium logs it by itself.
+    pg.add_init_script("""document.addEventListener("securitypolicyviolation", e =>
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
     pg.set_default_timeout(10_000)
     yield pg
     context.close()
@@ -304,6 +307,50 @@ def test_model_filter_by_typing_a_number_and_enter(page, gateway):
     page.reload()  # the URL alone restores the filtered view
     assert page.input_value("#f-max_input_price") == "0.3"
     assert page.inner_text("#model-count") == both
+
+
+PHONE = {"width": 390, "height": 844}
+
+# Everything a page shows must fit the phone's width: no element reaches past the viewport's right edge
+# (a scrollable code block's content is inside its box, so the box is what is measured).
+OVERFLOWING = """() => [...document.querySelectorAll("main *, header *")]
+  .filter(e => e.getClientRects().length && !e.closest(".sr-only, thead"))
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+  .map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + "." + e.className)"""
+
+
+def test_every_page_fits_a_phone(browser, gateway, sdk_env):
+    import openai
+
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    try:
+        for path in ("/", "/models", "/status", "/login", "/signup"):
+            page.goto(gateway.url + path)
+            assert page.evaluate(OVERFLOWING) == [], path
+            shot(page, f"phone-{path.strip('/') or 'landing'}")
+        nav = page.locator(".top nav").bounding_box()
+        assert nav["height"] < 60  # logged out, the nav is one row: "Sign up" does not wrap alone
+        sign_up(page, gateway.url)
+        assert page.evaluate(OVERFLOWING) == [], "welcome"  # the one-time key is shown whole
+        key = page.input_value("#first-key")
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0).chat.completions.create(
+            model="fast", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+        for path in ("/dashboard", "/playground", "/dashboard/requests"):
+            page.goto(gateway.url + path)
+            assert page.evaluate(OVERFLOWING) == [], path
+            shot(page, f"phone-{path.strip('/').replace('/', '-')}")
+        page.goto(gateway.url + "/dashboard")
+        masked = page.locator("#keys-table code").first.bounding_box()
+        assert masked["height"] < 30  # the masked key is on one line, not one character per line
+        revoke = page.get_by_role("button", name=re.compile("^Revoke key")).first.bounding_box()
+        assert revoke["x"] + revoke["width"] <= PHONE["width"]
+        page.goto(gateway.url + "/playground")
+        conversation = page.locator("#pg-log").bounding_box()
+        form = page.locator("#play-form").bounding_box()
+        assert conversation["y"] < form["y"]  # the reply shows above the form, not off screen below it
+    finally:
+        context.close()
 
 
 @pytest.mark.parametrize("path,name", [("/", "landing"), ("/status", "status"), ("/login", "login"),

@@ -97,7 +97,7 @@ def test_htmx_post_needs_the_csrf_header(client):
 
 def test_signup_shows_key_once_and_dashboard_shows_signup_credit(client):
     html = sign_up(client).get_data(as_text=True)
-    assert re.search(r'value="ky-[A-Za-z0-9_-]{20,}"', html)
+    assert re.search(r'id="first-key"[^>]*>ky-[A-Za-z0-9_-]{20,}<', html)
     dash = client.get("/dashboard").get_data(as_text=True)
     assert 'id="balance">$0.50<' in dash
     assert "ky-" in dash and not re.search(r"ky-[A-Za-z0-9_-]{30,}", dash)  # keys listed masked only
@@ -148,7 +148,7 @@ def test_create_and_revoke_key_as_htmx_fragments(client):
     created = client.post("/dashboard/keys", data={"name": "laptop"}, headers={**HX, "X-CSRF-Token": csrf_of(client)})
     html = created.get_data(as_text=True)
     assert created.status_code == 201 and "<html" not in html
-    assert re.search(r'id="new-key" class="secret" readonly value="ky-', html)
+    assert re.search(r'id="new-key" class="secret" readonly rows="2" spellcheck="false">ky-', html)
     key = ApiKey.get(ApiKey.name == "laptop")
     revoked = client.post(f"/dashboard/keys/{key.id}/revoke", headers={**HX, "X-CSRF-Token": csrf_of(client)})
     assert revoked.status_code == 200 and "<html" not in revoked.get_data(as_text=True)
