@@ -10,6 +10,7 @@ from flask import abort, render_template, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from kyma import chat as pipeline
 from kyma import strict_json
 from kyma.db import release_connection
 from kyma.errors import KymaError
@@ -52,7 +53,7 @@ def _run(ws, principal, data: dict) -> None:
     """Stream one reply; Stop closes the pipeline's generator, which closes the upstream call."""
     if not csrf.token_matches(data.get("csrf")):
         return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
-    call = chat.ChatCall("playground")
+    call = pipeline.ChatCall("playground")
     events = chat.stream_reply(runtime(), principal, chat.PlaygroundPrompt.from_message(data), call)
     try:
         for event in events:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
 from kyma import chat
-from kyma.chat import ChatCall
 from kyma.errors import InvalidRequest
 from kyma.services import dashboard
 from kyma.services.accounts import Principal
@@ -95,7 +94,7 @@ class Finished:
     usage: dict = field(default_factory=dict)
 
 
-def billed_summary(principal: Principal, call: ChatCall) -> Finished | None:
+def billed_summary(principal: Principal, call: chat.ChatCall) -> Finished | None:
     """What a stopped reply was billed, from its request-log row (None if it never got one)."""
     row = dashboard.logged_request(principal.account_id, call.request_id)
     if row is None:
@@ -107,7 +106,7 @@ def billed_summary(principal: Principal, call: ChatCall) -> Finished | None:
                     cost_usd=micros_to_usd(row.cost_micros), usage=usage)
 
 
-def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt, call: ChatCall,
+def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt, call: chat.ChatCall,
                  tick_seconds: float = 0.25) -> Iterator[Delta | Finished | None]:
     """Stream a reply through the API's own pipeline (limits, credit hold, fallback, settle, log).
 
