@@ -137,6 +137,44 @@ def test_dashboard_refresh_updates_log_keys_and_spend_without_closing_history(pa
     assert "signup" in page.inner_text("#credit-table").lower()
 
 
+def test_welcome_shows_the_key_once_with_snippets_and_copy_buttons(browser, gateway):
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        email = sign_up(page, gateway.url)
+        key = page.input_value("#first-key")
+        assert page.url.endswith("/welcome")  # a reload GETs /welcome instead of re-posting the form
+        assert key in page.inner_text("#snippet-openai") and key in page.inner_text("#snippet-claude")
+        page.click("button[data-copy=first-key]")
+        assert page.evaluate("navigator.clipboard.readText()") == key
+        assert page.inner_text("button[data-copy=first-key]") == "Copied"
+        page.click("button[data-copy=snippet-curl]")
+        assert page.evaluate("navigator.clipboard.readText()").startswith(f"export KYMA_API_KEY={key}\ncurl ")
+        shot(page, "welcome-snippets")
+        page.reload()
+        assert page.locator("#key-shown-once").is_visible() and key not in page.content()
+        assert email in page.inner_text("h1")
+        page.click("#to-dashboard")  # the swapped-in page carries the new session's CSRF token
+        page.fill("#key-name", "after-welcome")
+        page.click("#create-key button[type=submit]")
+        page.wait_for_selector("#new-key")
+    finally:
+        context.close()
+
+
+def test_signup_errors_show_in_the_form(page, gateway):
+    email = sign_up(page, gateway.url)
+    page.click("button:has-text('Log out')")
+    page.goto(f"{gateway.url}/signup")
+    page.allow_console_error(r"409")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#form-error")
+    assert "already" in page.inner_text("#form-error").lower() and page.url.endswith("/signup")
+
+
 def test_htmx_error_responses_land_in_the_flash_area(page, gateway):
     base = gateway.url
     sign_up(page, base)

@@ -61,7 +61,7 @@ def _error_page(status: int, title: str, message: str):
     """A full error page, or for htmx a message swapped into the page's #flash area."""
     if htmx.is_htmx():
         body = render_template("errors/_flash.html", title=title, message=message)
-        return htmx.retarget(body, status, "#flash")
+        return htmx.retarget(body, status, "#flash", select="[role=alert]")
     return render_template("errors/error.html", status=status, title=title, message=message), status
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import render_template, request, url_for
 
 from kyma.errors import KymaError
+from kyma.hosts import public_url
 from kyma.runtime import runtime
 from kyma.services import accounts
 from kyma.web import htmx, web_bp
-from kyma.web.identity import safe_next, sign_in, sign_out
+from kyma.web.identity import current_principal, login_required, safe_next, sign_in, sign_out
 
 
 def _form_error(template: str, err: KymaError):
@@ -29,7 +30,19 @@ def signup():
     except KymaError as err:
         return _form_error("web/signup.html", err)
     sign_in(reg.session_token)
-    return render_template("web/welcome.html", api_key=reg.api_key, email=reg.email), 201
+    return htmx.at_url(_welcome_page(reg.email, reg.api_key), 201, url_for("web.welcome"))
+
+
+@web_bp.get("/welcome")
+@login_required
+def welcome():
+    """The welcome page again (a reload after signing up): the key is not shown a second time."""
+    return _welcome_page(current_principal().email, api_key=None)
+
+
+def _welcome_page(email: str, api_key: str | None) -> str:
+    return render_template("web/welcome.html", email=email, api_key=api_key, origin=public_url(),
+                           default_model=runtime().catalog.default_model)
 
 
 @web_bp.route("/login", methods=["GET", "POST"])

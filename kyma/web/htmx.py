@@ -35,9 +35,19 @@ def render(page: str, fragment: str, target: str | None = None, push_url: str | 
     return resp
 
 
-def retarget(body: str, status: int, selector: str):
-    """A response htmx swaps into another element (errors go to the page's flash area)."""
-    return make_response(body, status, retarget=selector, reswap="innerHTML")
+def at_url(body: str, status: int, url: str):
+    """A page htmx shows under `url` in the address bar, so a reload GETs that instead of re-posting."""
+    return make_response(body, status, replace_url=url)
+
+
+def retarget(body: str, status: int, selector: str, select: str):
+    """A response htmx swaps into another element (errors go to the page's flash area).
+
+    `select` picks what of the body to swap, whatever the triggering element's hx-select asked for.
+    """
+    resp = make_response(body, status, retarget=selector, reswap="innerHTML")
+    resp.headers["HX-Reselect"] = select
+    return resp
 
 
 def redirect(url: str):
