@@ -219,3 +219,40 @@ def test_the_anthropic_sdk_lists_and_retrieves_the_claude_names_it_may_use(claud
     # Without anthropic-version (the openai SDK, curl), the same name is the model it maps to.
     body = requests.get(f"{gateway.url}/v1/models/claude-sonnet-4-5", timeout=10).json()
     assert body["id"] == "kimi-k2.5" and body["alias"] == "claude-sonnet-4-5"
+
+
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def test_a_pasted_screenshot_under_an_opus_name_runs_on_a_vision_model(claude, gateway):
+    """Claude Code pastes screenshots: a claude-* name must not refuse them because its mapped model is text-only."""
+    raw = claude.messages.with_raw_response.create(
+        model="claude-opus-4-8", max_tokens=32,
+        messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PIXEL}},
+            {"type": "text", "text": "What is in this screenshot?"}]}])
+    served = requests.get(f"{gateway.url}/v1/models/{raw.parse().model}", timeout=5).json()
+    assert served["supports_vision"] and raw.headers["X-Kyma-Alias"] == "claude-opus-4-8"
+    text_only = claude.messages.create(model="claude-opus-4-8", max_tokens=8,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert text_only.model == "qwen-3.6-plus"  # without images the configured mapping stands
+
+
+def test_a_pdf_document_reaches_the_model_as_its_text(claude, simulators):
+    import base64
+
+    from tests.pdfs import pdf_with_pages
+
+    base, _ = simulators
+    pdf = base64.b64encode(pdf_with_pages("Quarterly report", "Revenue grew 12 percent")).decode()
+    msg = claude.messages.create(model="claude-opus-4-8", max_tokens=32, messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+         "title": "q3.pdf"},
+        {"type": "text", "text": "Summarise it."}]}])
+    assert msg.content[0].text
+    sent = requests.get(f"http://127.0.0.1:{base}/sim/stats", timeout=5).json()["last_request"]["body"]["messages"]
+    assert sent[-1]["content"] == "q3.pdf\n\n[page 1]\nQuarterly report\n\n[page 2]\nRevenue grew 12 percent\n\nSummarise it."
+    with pytest.raises(anthropic.BadRequestError) as err:
+        claude.messages.create(model="claude-opus-4-8", max_tokens=8, messages=[{"role": "user", "content": [
+            {"type": "document", "source": {"type": "url", "url": "http://127.0.0.1/secret.pdf"}}]}])
+    assert err.value.body["error"]["type"] == "invalid_request_error" and "base64" in err.value.body["error"]["message"]

@@ -12,8 +12,8 @@ from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
 from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
-from kyma.translate.anthropic import (AnthropicStreamTranslator, anthropic_to_openai_request, count_tokens_for,
-                                      map_claude_model, openai_to_anthropic_response)
+from kyma.translate.anthropic import (AnthropicStreamTranslator, anthropic_to_openai_request, capable_model,
+                                      count_tokens_for, map_claude_model, openai_to_anthropic_response)
 
 
 def _model(body: dict) -> str:
@@ -34,9 +34,11 @@ def create_message():
     def read_body() -> dict:
         raw.update(json_object())
         model = _model(raw)
+        body = anthropic_to_openai_request(raw, model=model)
         if model != raw["model"]:
             call.asked_for = raw["model"]  # a claude-* name: reported as the alias it is
-        return anthropic_to_openai_request(raw, model=model)
+            body["model"] = capable_model(model, runtime().catalog, body)
+        return body
 
     outcome = serve(call, read_body)
     stops = raw.get("stop_sequences")

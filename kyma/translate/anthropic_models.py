@@ -38,6 +38,31 @@ def map_claude_model(name: str, mapping: dict, catalog) -> str:
     return default if isinstance(default, str) and default else catalog.default_model
 
 
+def capable_model(name: str, catalog, request: dict) -> str:
+    """The model a claude-* name mapped to, or the closest one that has what the (translated) request uses.
+
+    A claude-* name promises images and tools, so a request using them moves to a chat model that
+    has them: the mapped model's family first, then its cost tier, then the nearest price.
+    """
+    vision = any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+                 for m in request.get("messages", ()))
+    tools = bool(request.get("tools"))
+    model = catalog.get(name)
+    if model is None or _has(model, vision, tools):
+        return name
+    price = model.pricing.input_per_1m + model.pricing.output_per_1m
+    able = [m for m in catalog.models if _has(m, vision, tools)]
+    if not able:
+        return name  # the pipeline then says which capability is missing
+    best = min(able, key=lambda m: (m.family != model.family, m.cost_tier != model.cost_tier,
+                                    abs(m.pricing.input_per_1m + m.pricing.output_per_1m - price)))
+    return best.id
+
+
+def _has(model, vision: bool, tools: bool) -> bool:
+    return (model.supports_vision or not vision) and (model.supports_tools or not tools)
+
+
 def claude_names(mapping: dict) -> list[str]:
     """The claude-* names the mapping lists, in its order (the keys an Anthropic client may pick)."""
     return [k for k, v in mapping.items() if k != "default" and k.lower().startswith("claude") and isinstance(v, str)]

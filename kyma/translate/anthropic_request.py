@@ -6,6 +6,7 @@ import json
 
 from kyma import tokens
 from kyma.errors import InvalidRequest
+from kyma.translate.documents import document_text
 
 _ROLES = ("user", "assistant")
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
@@ -220,7 +221,7 @@ def _tool_result_content(block: dict, param: str) -> tuple[str, list[dict]]:
             elif inner.get("type") == "image":
                 images.append(_image(inner, inner_param))
             elif inner.get("type") == "document":
-                texts.append(_document_text(inner, inner_param))
+                texts.append(document_text(inner, inner_param))
             else:
                 raise InvalidRequest("tool_result content blocks must be text, image or document blocks.",
                                      param=f"{inner_param}.type")
@@ -241,7 +242,7 @@ def _user_part(block: dict, param: str) -> dict | None:
     if kind == "image":
         return _image(block, param)
     if kind == "document":
-        return {"type": "text", "text": _document_text(block, param)}
+        return {"type": "text", "text": document_text(block, param)}
     if kind in ("tool_use", "thinking", "redacted_thinking"):
         raise InvalidRequest(f"Content block type '{kind}' is only allowed in assistant messages.",
                              param=f"{param}.type")
@@ -272,16 +273,6 @@ def _image(block: dict, param: str) -> dict:
         url = _string(source.get("url"), f"{param}.source.url", required=True)
         return {"type": "image_url", "image_url": {"url": url}}
     raise InvalidRequest("Image source type must be 'base64' or 'url'.", param=f"{param}.source.type")
-
-
-def _document_text(block: dict, param: str) -> str:
-    """Plain-text documents become text; PDFs and files have no OpenAI chat equivalent."""
-    source = block.get("source")
-    if isinstance(source, dict) and source.get("type") == "text":
-        text = _string(source.get("data"), f"{param}.source.data")
-        title = block.get("title")
-        return f"{title}\n\n{text}" if isinstance(title, str) and title else text
-    raise InvalidRequest("Only plain-text document sources are supported.", param=f"{param}.source")
 
 
 # --- tools ------------------------------------------------------------------------------------
