@@ -239,8 +239,8 @@ def test_spend_fragment_reflects_logged_costs(client):
     log_request(me, model_served="glm-4.5-air", cost_micros=999_000, created_at=utcnow() - timedelta(days=40))
     body = client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
     assert "<html" not in body
-    assert 'id="spent-30d">$1.50001<' in body  # the 40-day-old request is outside the window
-    assert "kimi-k2.5: $1.50 · 2 req" in body and "glm-4.5-air: $0.00001 · 1 req" in body
+    assert 'id="spent-30d">$1.500010<' in body  # the 40-day-old request is outside the window
+    assert "kimi-k2.5: $1.500000 · 2 req" in body and "glm-4.5-air: $0.000010 · 1 req" in body
 
 
 def test_spend_per_day_is_zero_filled_and_bucketed(app):
@@ -283,9 +283,42 @@ def test_charts_scale_to_the_largest_value():
     assert chart.bars[2].y == 10 and not chart.empty
     bars = charts.model_spend_chart([ModelSpend("a", 400, 1, 10), ModelSpend("b", 100, 1, 10)], width=430).bars
     assert bars[0].width == 200 and bars[1].width == 50
-    assert [charts.usd(m) for m in (500_000, 1_250_000, 499_955, 10, 0, -20_000)] == \
-        ["$0.50", "$1.25", "$0.499955", "$0.00001", "$0.00", "-$0.02"]
     assert charts.model_spend_chart([]).empty
+
+
+def test_money_rule_costs_to_the_micro_dollar_money_held_to_the_cent():
+    from kyma.web.money import usd, usd_price
+
+    assert [usd(m) for m in (499_058, 120, 43, 0, 12_500_000, -20_000)] == \
+        ["$0.499058", "$0.000120", "$0.000043", "$0.000000", "$12.500000", "-$0.020000"]
+    assert [usd(m, cents=True) for m in (499_058, 500_000, 1_204_000_000, 43, 0, -20_000)] == \
+        ["$0.50", "$0.50", "$1,204.00", "<$0.01", "$0.00", "-$0.02"]
+    assert [usd_price(p) for p in (0.41, 2.9, 0.075, 100)] == ["$0.41", "$2.90", "$0.075", "$100.00"]
+
+
+def test_dashboard_writes_costs_one_way_and_money_held_another(client):
+    sign_up(client, "money@example.com")
+    me = account_id("money@example.com")
+    for cost in (499_058, 120, 43, 0):
+        log_request(me, cost_micros=cost)
+    html = client.get("/dashboard").get_data(as_text=True)
+    costs = re.findall(r'data-label="Cost">([^<]*)<', html)
+    assert sorted(costs) == ["$0.000000", "$0.000043", "$0.000120", "$0.499058"]  # six decimals: a column lines up
+    assert 'id="balance">$0.50<' in html  # the signup credit, to the cent
+    assert 'id="spent-30d">$0.499221<' in html
+    assert re.search(r'<td>signup</td>\s*<td class="num">\$0\.50</td>', html)  # credit history, to the cent
+
+
+def test_model_prices_keep_their_decimals(client, monkeypatch):
+    from kyma.web import pages
+
+    def one_cheap_model(catalog, query):
+        model = catalog.models[0]
+        return [dataclasses.replace(model, pricing=dataclasses.replace(model.pricing, input_per_1m=0.075))]
+
+    monkeypatch.setattr(pages, "filter_models", one_cheap_model)
+    html = client.get("/models").get_data(as_text=True)
+    assert 'data-label="Input $/1M">$0.075<' in html  # not rounded to $0.08
 
 
 @pytest.mark.parametrize("target", ["/\t/evil.example", "/\n/evil.example", "/ /evil.example", "/\\evil.example",

@@ -13,7 +13,7 @@ web_bp = Blueprint("web", __name__)
 # Importing the view modules attaches their routes to web_bp.
 from kyma.web import auth, dashboard, pages, playground  # noqa: E402,F401
 from kyma.web import csrf, htmx  # noqa: E402
-from kyma.web.charts import usd  # noqa: E402
+from kyma.web import money  # noqa: E402
 from kyma.web.identity import current_principal  # noqa: E402
 
 # 'self' covers same-origin ws:// and wss:// in current browsers; no inline script anywhere.
@@ -80,4 +80,4 @@ def register_web(app: Flask) -> None:
     app.session_interface = _SessionInterface()
     app.register_blueprint(web_bp)
     app.jinja_env.globals.update(csrf_token=csrf.csrf_token, current_principal=current_principal)
-    app.jinja_env.filters["usd"] = usd
+    app.jinja_env.filters.update(usd=money.usd, usd_price=money.usd_price)

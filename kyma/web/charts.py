@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kyma.services.dashboard import DaySpend, ModelSpend
-from kyma.services.pricing import micros_to_usd
+from kyma.web.money import usd
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,6 @@ class Chart:
     bars: list[Bar]
     max_label: str
     empty: bool
-
-
-def usd(micros: int) -> str:
-    """Micro-dollars as USD with as many decimals as needed (2 to 6)."""
-    # Exact to the micro-dollar, but no noise: $0.50, $1.25, $0.499955, $0.000010.
-    text = f"{micros_to_usd(abs(micros)):,.6f}".rstrip("0")
-    whole, _, cents = text.partition(".")
-    sign = "-" if micros < 0 else ""
-    return f"{sign}${whole}.{cents.ljust(2, '0')}"
 
 
 def daily_spend_chart(days: list[DaySpend], width: int = 420, height: int = 120) -> Chart:
