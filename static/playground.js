@@ -61,7 +61,7 @@
     fact("Provider", (done.provider || "?") + (done.simulated ? " (simulated)" : ""));
     fact("Fallback", done.fallback_layer ? "layer " + done.fallback_layer : "none");
     fact("Tokens", (u.prompt_tokens || 0) + " in · " + (u.completion_tokens || 0) + " out");
-    fact("Cost", "$" + Number(done.cost_usd || 0).toFixed(6));
+    fact("Cost", done.cost);  // written by the server, like every amount on the pages
     summary.hidden = false;
   }
 

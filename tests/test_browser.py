@@ -218,8 +218,35 @@ def test_playground_streams_a_reply_and_shows_its_cost(page, gateway):
     assert re.search(r"Cost\s+\$0\.0000\d\d", summary)
     assert page.inner_text("#pg-state") == "Done."
     shot(page, "playground")
+    cost = re.search(r"Cost\s+(\S+)", summary).group(1)
     page.goto(f"{gateway.url}/dashboard/requests")
     assert "llama-3.3-70b" in page.inner_text("#log-table")  # billed and logged like an API call
+    assert page.inner_text("#log-table td[data-label=Cost]") == cost  # written the same way on both pages
+
+
+# The x position of each cost cell's decimal point.
+DECIMAL_POINTS = """() => [...document.querySelectorAll("#log-table td[data-label=Cost]")].map(td => {
+  const text = td.firstChild, range = document.createRange();
+  range.setStart(text, text.data.indexOf(".")); range.setEnd(text, text.data.indexOf(".") + 1);
+  return range.getBoundingClientRect().left; })"""
+
+
+def test_costs_line_up_in_the_request_log(page, gateway, sdk_env):
+    import openai
+
+    sign_up(page, gateway.url)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
+    client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    with pytest.raises(openai.NotFoundError):  # logged, and free
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "Hi"}])
+    page.goto(f"{gateway.url}/dashboard")
+    costs = page.locator("#log-table td[data-label=Cost]").all_inner_texts()
+    assert len(costs) == 2 and all(re.fullmatch(r"\$\d+\.\d{6}", c) for c in costs), costs
+    style = page.locator("#log-table td[data-label=Cost]").first.evaluate(
+        "td => [getComputedStyle(td).textAlign, getComputedStyle(td).fontVariantNumeric]")
+    assert style == ["right", "tabular-nums"]
+    points = page.evaluate(DECIMAL_POINTS)
+    assert max(points) - min(points) < 0.5, points  # right-aligned, same decimals: the points line up
 
 
 def test_playground_error_before_any_output_leaves_no_orphan_bubbles(page, gateway):

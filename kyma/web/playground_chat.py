@@ -9,7 +9,8 @@ from kyma import chat
 from kyma.errors import InvalidRequest
 from kyma.services import dashboard
 from kyma.services.accounts import Principal
-from kyma.services.pricing import micros_to_usd
+from kyma.services.pricing import micros_to_usd, usd_to_micros
+from kyma.web.money import usd
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -91,6 +92,7 @@ class Finished:
     fallback_layer: int | None
     simulated: bool
     cost_usd: float
+    cost: str  # cost_usd as the pages write it
     usage: dict = field(default_factory=dict)
 
 
@@ -103,7 +105,7 @@ def billed_summary(principal: Principal, call: chat.ChatCall) -> Finished | None
              "total_tokens": row.prompt_tokens + row.completion_tokens}
     return Finished(model=row.model_served or row.model_requested, provider=row.provider, alias=row.alias,
                     fallback_layer=row.fallback_layer or None, simulated=row.simulated,
-                    cost_usd=micros_to_usd(row.cost_micros), usage=usage)
+                    cost_usd=micros_to_usd(row.cost_micros), cost=usd(row.cost_micros), usage=usage)
 
 
 def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt, call: chat.ChatCall,
@@ -125,10 +127,11 @@ def stream_reply(rt: Runtime, principal: Principal, prompt: PlaygroundPrompt, ca
             elif isinstance(event, chat.KeepAlive):
                 yield None
             elif isinstance(event, chat.Done):
+                cost = event.usage.get("cost") or 0
                 cand = stream.served.candidate
                 yield Finished(model=cand.model.id, provider=cand.route.provider.name, alias=stream.prep.alias,
                                fallback_layer=cand.layer or None, simulated=cand.route.provider.simulated,
-                               cost_usd=float(event.usage.get("cost") or 0), usage=event.usage)
+                               cost_usd=float(cost), cost=usd(usd_to_micros(cost)), usage=event.usage)
             elif isinstance(event, chat.Failed):
                 raise event.error
     finally:
