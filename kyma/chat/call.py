@@ -31,6 +31,7 @@ class ChatCall:
     body: dict = field(default_factory=dict)  # the OpenAI-shaped body, once the edge has read it
     principal: Principal | None = None  # once authenticated
     asked_for: str | None = None  # the name the client used when its edge mapped it (a claude-* name)
+    note: str | None = None  # what the edge wants the request log to say (tools it left out, …)
 
 
 @dataclass

@@ -20,7 +20,8 @@ def base_record(prep: Prepared, status: int, *, stream: bool) -> RequestRecord:
     return RequestRecord(
         request_id=prep.call.request_id, endpoint=prep.call.endpoint, status=status,
         account=prep.principal.account_id, api_key=prep.principal.api_key_id,
-        model_requested=prep.call.asked_for or prep.req.model, alias=prep.alias, stream=stream)
+        model_requested=prep.call.asked_for or prep.req.model, alias=prep.alias, stream=stream,
+        note=prep.call.note)
 
 
 def record_served(rt: Runtime, prep: Prepared, served: Served, record: RequestRecord, attempts: Attempts) -> None:

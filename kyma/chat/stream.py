@@ -401,7 +401,7 @@ class ChatStream:
             part = meter(self._current.model, answer.usage, self._attempt_prompt_tokens,
                          answer.part_text()) if continued else self.served.metered
             serving.completion_tokens, serving.cost_micros = part.usage.completion_tokens, part.cost.cost_micros
-        notes = list(self._notes)
+        notes = [n for n in (self.prep.call.note,) if n] + self._notes
         if self._continuation_report():
             broken, why = self._breaks[0]
             notes.insert(0, f"continued by {self._current.model.id} on {self._current.route.provider.name} "
