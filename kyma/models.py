@@ -168,10 +168,19 @@ class RateCounter(BaseModel):
         indexes = ((("key", "window"), True),)
 
 
+class RateState(BaseModel):
+    """One rate limit's continuous-refill state: when its allowance is full again (GCRA)."""
+
+    key = CharField(max_length=200, primary_key=True)
+    tat = BigIntegerField()  # theoretical arrival time, epoch microseconds
+    per_minute = BigIntegerField()  # the limit the last admission used; refunds convert at this rate
+
+
 # Every index is written on every insert, and the request path inserts into these tables, so only
 # indexes that a query needs exist. Older databases had these; `init-db` drops them.
 OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "hold_expires_at",
                     "hold_account_id", "requestlog_api_key_id", "requestlog_model_served", "requestlog_status",
                     "routeoutcome_model")
 
-ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter)
+ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter,
+              RateState)
