@@ -1,14 +1,24 @@
 """Per-account tiered rate limits: requests/minute, per-model requests/minute, tokens/minute.
 
-Algorithm: a sliding window of 60 one-second buckets. A request is admitted
-only if, for every limit, the units counted in the last 60 s plus its own cost fit the limit;
-so at most N requests land in any 60 s span (to the second), with no burst at a window edge.
-A rejected attempt consumes nothing. Counts live in shared storage (the database, or Redis when
+Algorithm: continuous refill (GCRA, equivalent to a token bucket). A limit of N per minute holds
+up to N units; each request takes its cost out and the allowance refills at N per minute, one
+unit every 60/N s. So a tier's rpm allows a burst of rpm requests, then one more every 60/rpm s,
+and a 429's Retry-After is the real time until the next request fits (a few seconds, not a
+minute). Over any 60 s at most 2N - 1 units pass (a full burst plus a minute of refill); the
+sustained rate is N per minute. A request is admitted only if all three limits fit; a rejected
+attempt consumes nothing. State lives in shared storage (the database, or Redis when
 KYMA_REDIS_URL is set), so the limits hold across every worker and gateway instance.
 
 Tokens per minute: admission reserves prompt + max_tokens; record_tokens() then moves the
-reservation to the actual total in the same bucket, so a request that used fewer tokens frees
-the difference at once.
+reservation to the actual total (a refund, or an extra charge), so a request that used fewer
+tokens frees the difference at once.
+
+Headers: x-ratelimit-limit/remaining/reset-requests and -tokens, OpenAI style; remaining is what
+could be admitted right now and reset the time until the allowance is full again ("1.2s", "6s",
+"1m0s"). The -requests headers describe the account or the per-model limit, whichever has fewer
+requests left, and x-ratelimit-scope names it (`account` or `model`). On a 429 they describe the
+limit that refused, and x-ratelimit-scope is `account`, `model` or `tokens`; Retry-After (whole
+seconds, rounded up) and retry-after-ms say when the request would be admitted.
 """
 
 from __future__ import annotations
@@ -20,8 +30,8 @@ from typing import Callable
 
 from kyma.errors import PayloadTooLarge, RateLimited
 from kyma.services.tiers import Tier
-from kyma.services.window_stores import (WINDOW, Buckets, Check, DatabaseStore, MemoryStore, RedisStore,
-                                          WindowStore)
+from kyma.services.window_stores import (WINDOW_US, Check, DatabaseStore, MemoryStore, RateStore, RedisStore,
+                                          advanced, fits, scaled)
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ class Admission:
 
     headers: dict[str, str]
     tokens_reserved: int
-    reserved_at: int  # the bucket (epoch second) holding the reservation
+    reserved_at: int  # when it was admitted (epoch second); refunds need no more than the key
     account_id: int = 0
     model_id: str = ""
 
@@ -39,32 +49,50 @@ def _keys(account_id: int, model_id: str) -> tuple[str, str, str]:
     return f"rl:{account_id}:rpm", f"rl:{account_id}:m:{model_id}", f"rl:{account_id}:tpm"
 
 
-def reset_seconds(buckets: Buckets, now: int) -> int:
-    """Seconds until the oldest counted unit leaves the window (0 when nothing is counted)."""
-    live = [b for b, c in buckets.items() if c]
-    return max(1, min(live) + WINDOW - now) if live else 0
+SCOPES = ("account", "model", "tokens")  # the three checks, in order
 
 
-def retry_after(buckets: Buckets, check: Check, now: int) -> int:
-    """Whole seconds (≥ 1) until enough old units leave the window for `check` to fit."""
-    excess = sum(buckets.values()) + check.cost - check.limit
-    if check.cost > check.limit:
-        return WINDOW
-    for bucket in sorted(buckets):
-        excess -= buckets[bucket]
-        if excess <= 0:
-            return max(1, bucket + WINDOW - now)
-    return 1
+def _micros(seconds: float) -> int:
+    return round(seconds * 1_000_000)
 
 
-def _duration(seconds: int) -> str:
-    return f"{seconds}s"
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def remaining(tat: int, now: int, limit: int, *, requests: bool = True) -> int:
+    """How many more units fit right now: requests one at a time, or tokens in one request."""
+    room = WINDOW_US - max(0, tat - now)
+    if room < 0 or limit <= 0:
+        return 0
+    if requests:
+        count = room // max(1, scaled(1, limit))
+    else:  # the largest c with scaled(c, limit) <= room
+        count = ((room + 1) * limit - 1) // WINDOW_US
+    return max(0, min(limit, count))
+
+
+def wait_micros(tat: int, now: int, check: Check) -> int:
+    """Microseconds until `check` fits (0 when it fits now)."""
+    return max(0, advanced(tat, now, check) - WINDOW_US - now)
+
+
+def duration(micros: int) -> str:
+    """A duration as OpenAI writes it: "0s", "250ms", "1.2s", "6s", "1m0s" (rounded up to the ms)."""
+    ms = _ceil_div(max(0, micros), 1000)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    seconds = f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{seconds}" if minutes else seconds
 
 
 class Limiter:
     """Admission control for one gateway (all workers share the store)."""
 
-    def __init__(self, store: WindowStore, clock: Callable[[], float] = time.time):
+    def __init__(self, store: RateStore, clock: Callable[[], float] = time.time):
         self.store = store
         self.clock = clock
 
@@ -95,73 +123,79 @@ class Limiter:
                 "Lower max_tokens or shorten the prompt.", code="max_tokens_per_request_exceeded")
         rpm_key, model_key, tpm_key = _keys(account_id, model_id)
         checks = [Check(rpm_key, tier.rpm, 1), Check(model_key, tier.per_model_rpm, 1), Check(tpm_key, tier.tpm, tokens)]
-        now = int(self.clock())
-        ok, seen = self.store.consume(f"rl:{account_id}", checks, now)
+        now = _micros(self.clock())
+        ok, tats = self.store.consume(f"rl:{account_id}", checks, now)
         if not ok:
-            raise self._rejection(checks, seen, now, model_id)
-        after = [{**b, now: b.get(now, 0) + c.cost} for b, c in zip(seen, checks)]
-        headers = _headers(tier, after[0], after[2], now)
-        return Admission(headers, tokens, now, account_id, model_id)
-
-    def _rejection(self, checks: list[Check], seen: list[Buckets], now: int, model_id: str) -> RateLimited:
-        rpm, per_model, tpm = checks
-        labels = {
-            rpm.key: f"{rpm.limit} requests/minute",
-            per_model.key: f"{per_model.limit} requests/minute for model {model_id}",
-            tpm.key: f"{tpm.limit} tokens/minute; this request reserves {tpm.cost}",
-        }
-        failing = [(c, b) for c, b in zip(checks, seen) if sum(b.values()) + c.cost > c.limit]
-        check, buckets = max(failing, key=lambda cb: retry_after(cb[1], cb[0], now))
-        wait = retry_after(buckets, check, now)
-        tier_like = _Limits(rpm.limit, tpm.limit)
-        headers = _headers(tier_like, seen[0], seen[2], now)
-        headers.update({"Retry-After": str(wait), "retry-after-ms": str(wait * 1000)})
-        return RateLimited(f"Rate limit exceeded ({labels[check.key]}). Try again in {wait} seconds.",
-                           headers=headers)
+            raise _rejection(checks, tats, now, model_id)
+        after = [advanced(t, now, c) for t, c in zip(tats, checks)]
+        return Admission(_headers(checks, after, now), tokens, now // 1_000_000, account_id, model_id)
 
     def record_tokens(self, account_id: int, tokens_actual: int, tokens_reserved: int, *,
                       reserved_at: int | None = None) -> None:
-        """Replace a TPM reservation by the tokens actually used (pass Admission.reserved_at)."""
-        now = int(self.clock())
-        self.store.adjust(_keys(account_id, "")[2], reserved_at if reserved_at is not None else now,
-                          tokens_actual - tokens_reserved, now)
+        """Replace a TPM reservation by the tokens actually used (`reserved_at` is accepted and not needed)."""
+        self.store.adjust(_keys(account_id, "")[2], tokens_actual - tokens_reserved, _micros(self.clock()))
 
     def cancel(self, admission: Admission) -> None:
         """Give back an admission that never ran (e.g. 402 after admit): its request slots and tokens."""
-        now = int(self.clock())
+        now = _micros(self.clock())
         rpm_key, model_key, tpm_key = _keys(admission.account_id, admission.model_id)
         for key, units in ((rpm_key, 1), (model_key, 1), (tpm_key, admission.tokens_reserved)):
-            self.store.adjust(key, admission.reserved_at, -units, now)
+            self.store.adjust(key, -units, now)
 
     def usage(self, account_id: int, tier: Tier) -> dict:
-        """Current counters for GET /v1/auth/limits."""
-        now = int(self.clock())
+        """The account's limits and what is left of them now, for GET /v1/auth/limits.
+
+        `*_used` is the limit minus what could be admitted now; `resets_at` is when the account's
+        request and token allowances are both full again (now when nothing is in use).
+        """
+        now = _micros(self.clock())
         rpm_key, _, tpm_key = _keys(account_id, "")
-        rpm, tpm = self.store.peek([rpm_key, tpm_key], now)
-        used = sum(rpm.values())
-        reset = reset_seconds(rpm, now)
+        rpm_tat, tpm_tat = self.store.peek([rpm_key, tpm_key], now)
+        rpm_left = remaining(rpm_tat, now, tier.rpm)
+        tpm_left = remaining(tpm_tat, now, tier.tpm, requests=False)
+        full_at = _ceil_div(max(now, rpm_tat, tpm_tat), 1_000_000)
         return {
-            "tier": tier.level, "rpm_limit": tier.rpm, "rpm_used": used, "rpm_remaining": max(0, tier.rpm - used),
+            "tier": tier.level, "rpm_limit": tier.rpm, "rpm_used": tier.rpm - rpm_left, "rpm_remaining": rpm_left,
             "per_model_rpm_limit": tier.per_model_rpm, "tpm_limit": tier.tpm,
-            "tpm_used": max(0, sum(tpm.values())), "tpm_remaining": max(0, tier.tpm - sum(tpm.values())),
+            "tpm_used": tier.tpm - tpm_left, "tpm_remaining": tpm_left,
             "max_single_request": tier.max_tokens_per_request,
-            "resets_at": datetime.fromtimestamp(now + reset, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "resets_at": datetime.fromtimestamp(full_at, timezone.utc).isoformat().replace("+00:00", "Z"),
         }
 
 
-@dataclass(frozen=True)
-class _Limits:
-    rpm: int
-    tpm: int
+def _rejection(checks: list[Check], tats: list[int], now: int, model_id: str) -> RateLimited:
+    """The 429 for the check that needs the longest wait, with its scope and Retry-After."""
+    rpm, per_model, tpm = checks
+    labels = (f"{rpm.limit} requests/minute",
+              f"{per_model.limit} requests/minute for model {model_id}",
+              f"{tpm.limit} tokens/minute; this request reserves {tpm.cost}")
+    failing = [i for i, (t, c) in enumerate(zip(tats, checks)) if not fits(t, now, c)]
+    worst = max(failing, key=lambda i: wait_micros(tats[i], now, checks[i]))
+    if checks[worst].charge > WINDOW_US:
+        wait_us = WINDOW_US  # more than a full allowance: it never fits, so say a minute
+    else:
+        wait_us = wait_micros(tats[worst], now, checks[worst])
+    seconds = max(1, _ceil_div(wait_us, 1_000_000))
+    headers = _headers(checks, tats, now, SCOPES[worst])
+    headers.update({"Retry-After": str(seconds), "retry-after-ms": str(max(1, _ceil_div(wait_us, 1000)))})
+    return RateLimited(f"Rate limit exceeded ({labels[worst]}). Try again in {seconds} "
+                       f"second{'' if seconds == 1 else 's'}.", headers=headers)
 
 
-def _headers(tier, rpm: Buckets, tpm: Buckets, now: int) -> dict[str, str]:
-    used_requests, used_tokens = sum(rpm.values()), sum(tpm.values())
+def _headers(checks: list[Check], tats: list[int], now: int, refused: str | None = None) -> dict[str, str]:
+    """x-ratelimit-*: the deciding requests limit (or the refused one) and the tokens limit."""
+    rpm, per_model, tpm = checks
+    left = [remaining(t, now, c.limit) for t, c in zip(tats[:2], (rpm, per_model))]
+    if refused in ("account", "model"):
+        which = SCOPES.index(refused)
+    else:
+        which = 1 if left[1] < left[0] else 0
     return {
-        "x-ratelimit-limit-requests": str(tier.rpm),
-        "x-ratelimit-remaining-requests": str(max(0, tier.rpm - used_requests)),
-        "x-ratelimit-reset-requests": _duration(reset_seconds(rpm, now)),
-        "x-ratelimit-limit-tokens": str(tier.tpm),
-        "x-ratelimit-remaining-tokens": str(max(0, tier.tpm - used_tokens)),
-        "x-ratelimit-reset-tokens": _duration(reset_seconds(tpm, now)),
+        "x-ratelimit-limit-requests": str(checks[which].limit),
+        "x-ratelimit-remaining-requests": str(left[which]),
+        "x-ratelimit-reset-requests": duration(tats[which] - now),
+        "x-ratelimit-limit-tokens": str(tpm.limit),
+        "x-ratelimit-remaining-tokens": str(remaining(tats[2], now, tpm.limit, requests=False)),
+        "x-ratelimit-reset-tokens": duration(tats[2] - now),
+        "x-ratelimit-scope": refused or SCOPES[which],
     }

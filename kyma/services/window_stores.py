@@ -1,10 +1,13 @@
-"""Sliding-window counter stores for the rate limiter: database (default), Redis, in-process.
+"""Continuous-refill rate-limit stores (GCRA): database (default), Redis, in-process.
 
-Each limit key holds per-second buckets of counts. `consume` atomically sums a key's buckets of
-the last WINDOW seconds for every check, and only when every check fits (sum + cost <= limit)
-adds the costs to the current second's bucket: all or nothing, so a rejected attempt consumes
-nothing. It returns the live buckets as they were before the hit; the limiter derives remaining,
-reset and Retry-After from them.
+Each limit key holds one number, its theoretical arrival time (TAT, epoch microseconds): the moment
+its allowance is full again. A limit of N units per minute charges a check of `cost` units
+cost * 60 s / N of allowance (its `charge`), and admits it when max(TAT, now) + charge - now <= 60 s:
+a burst of up to N units, then one more every 60/N s. `consume` tests every check and, only when all
+fit, moves each TAT to max(TAT, now) + charge: all or nothing, so a rejected attempt consumes nothing.
+It returns the TATs as they were (0 for a key never seen); the limiter derives remaining, reset and
+Retry-After from them. `adjust` refunds or charges units later (cancel, actual tokens) at the rate
+the key was last admitted with, which the store keeps next to the TAT.
 
 Atomicity: SQLite serialises writers with BEGIN IMMEDIATE; PostgreSQL takes a per-account
 transaction-scoped advisory lock; Redis runs one Lua script.
@@ -25,224 +28,236 @@ from kyma.services.counters import LONGEST_WINDOW_SECONDS
 log = logging.getLogger(__name__)
 
 WINDOW = 60  # seconds; every limit here is "per minute"
+WINDOW_US = WINDOW * 1_000_000  # the allowance of a full bucket, in microseconds
 
-Buckets = dict[int, int]  # second → count
+
+def scaled(units: int, per_minute: int) -> int:
+    """Microseconds of allowance `units` stand for at `per_minute`, truncated toward zero as SQL divides."""
+    if per_minute <= 0:
+        return WINDOW_US + 1 if units > 0 else 0  # a zero limit admits nothing that costs
+    q = abs(units) * WINDOW_US // per_minute
+    return q if units >= 0 else -q
 
 
 @dataclass(frozen=True)
 class Check:
-    """One limit to test and consume: `cost` units against `limit` per WINDOW on `key`."""
+    """One limit to test and consume: `cost` units against `limit` units per minute on `key`."""
 
     key: str
     limit: int
     cost: int
 
-
-class WindowStore(Protocol):
-    """What every backend offers."""
-
-    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]: ...
-
-    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None: ...
-
-    def peek(self, keys: list[str], now: int) -> list[Buckets]: ...
+    @property
+    def charge(self) -> int:
+        """The allowance, in microseconds, this check uses."""
+        return scaled(self.cost, self.limit)
 
 
-def fits(buckets: Buckets, check: Check) -> bool:
+def advanced(tat: int, now: int, check: Check) -> int:
+    """The key's TAT once `check` is admitted."""
+    return max(tat, now) + check.charge
+
+
+def fits(tat: int, now: int, check: Check) -> bool:
     """The admission rule every backend applies (Redis mirrors it in Lua)."""
-    return sum(buckets.values()) + check.cost <= check.limit
+    return advanced(tat, now, check) - now <= WINDOW_US
+
+
+def _plan(checks: list[Check], tats: list[int], now: int) -> tuple[bool, dict[str, tuple[int, int]]]:
+    """Whether every check fits, and each charged key's new (TAT, limit)."""
+    ok = all(fits(t, now, c) for t, c in zip(tats, checks))
+    return ok, {c.key: (advanced(t, now, c), max(1, c.limit)) for t, c in zip(tats, checks) if c.cost}
+
+
+class RateStore(Protocol):
+    """What every backend offers (times in epoch microseconds)."""
+
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]: ...
+
+    def adjust(self, key: str, units: int, now: int) -> None: ...
+
+    def peek(self, keys: list[str], now: int) -> list[int]: ...
+
+
+WindowStore = RateStore  # the name callers knew
 
 
 class DatabaseStore:
-    """Buckets as RateCounter rows (key, window=second, count), on SQLite or PostgreSQL.
+    """TATs as RateState rows (key, tat, per_minute), on SQLite or PostgreSQL.
 
-    The hot path is raw SQL whose text is built once per placeholder style and size: per
-    admission one SELECT for every key and one multi-row upsert, with no DELETE; buckets older
-    than the window are ignored by the read and pruned by the reaper (prune_database_counters).
+    The hot path is raw SQL whose text is built once per placeholder style and size: per admission
+    one SELECT of the keys' rows and, when admitted, one multi-row upsert. Rows whose allowance has
+    long been full are pruned by the reaper (prune_database_counters).
     """
 
-    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
-        """Check every limit and, when all fit, add the costs; one transaction (or the caller's)."""
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]:
+        """Check every limit and, when all fit, move their TATs; one transaction (or the caller's)."""
         keys = [c.key for c in checks]
         with connected() as db, write_transaction():
             lock = _lock_sql(db.param)
             if lock:
                 # READ COMMITTED re-reads would race: serialise this account's admissions instead.
                 db.execute_sql(lock, (lock_key,))
-            seen = _read_totals(db, keys, now)
-            ok = all(fits(b, c) for b, c in zip(seen, checks))
-            if not ok:
-                seen = _read(db, keys, now)  # per-second detail only for a refusal's Retry-After
-            else:
-                costs: dict[str, int] = {}
-                for c in checks:  # one row per key: PostgreSQL refuses to upsert a row twice per statement
-                    costs[c.key] = costs.get(c.key, 0) + c.cost
-                _add(db, [(k, now, v) for k, v in costs.items() if v])
-        return ok, seen
+            tats = _read(db, keys)
+            ok, rows = _plan(checks, tats, now)
+            if ok and rows:
+                db.execute_sql(_upsert_sql(db.param, len(rows)),
+                               [v for key, (tat, limit) in rows.items() for v in (key, tat, limit)])
+        return ok, tats
 
-    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
-        """Add `delta` (negative to refund) to a bucket still inside the window."""
-        if delta and bucket > now - WINDOW:
+    def adjust(self, key: str, units: int, now: int) -> None:
+        """Give back (negative) or charge `units` at the key's rate; a key with no row is already full."""
+        if units:
             # connected(): a stream settles after teardown, where a lazily opened connection would leak.
             # One autocommitted statement is atomic by itself, and joins a caller's open transaction.
             with connected() as db:
-                _add(db, [(key, bucket, delta)])
+                db.execute_sql(_adjust_sql(db.param), (now, units, key))
 
-    def peek(self, keys: list[str], now: int) -> list[Buckets]:
-        """The live buckets of each key, without changing them."""
+    def peek(self, keys: list[str], now: int) -> list[int]:
+        """Each key's TAT (0 when it has none), without changing it."""
         with connected() as db:
-            return _read(db, keys, now)
+            return _read(db, keys)
 
 
 # Every rate-limit key starts with this (kyma.services.ratelimit._keys); login counters do not.
 RATE_KEY_PREFIX = "rl:"
-# The reaper deletes buckets at least this old: twice the window, so no live bucket is ever lost.
+# State this long past its last use can no longer matter: a TAT that far behind the clock (with
+# room for clocks that disagree) reads as a full allowance, and so do the old per-second buckets.
 PRUNE_AFTER_SECONDS = 2 * WINDOW
 
 # Statement text is built once per placeholder style (SQLite `?`, PostgreSQL `%s`) and size, so the
-# hot path does no query building. "key", "window" and "count" are quoted: WINDOW is reserved in PostgreSQL.
+# hot path does no query building. "key" is quoted: it is reserved in some SQL dialects.
 
 
 @functools.lru_cache(maxsize=32)
 def _read_sql(param: str, n_keys: int) -> str:
-    # (key, window) is unique, so each row is one bucket: no GROUP BY needed.
     marks = ", ".join([param] * n_keys)
-    return f'SELECT "key", "window", "count" FROM "ratecounter" WHERE "key" IN ({marks}) AND "window" > {param}'
+    return f'SELECT "key", "tat" FROM "ratestate" WHERE "key" IN ({marks})'
 
 
 @functools.lru_cache(maxsize=32)
 def _upsert_sql(param: str, n_rows: int) -> str:
     row = "(" + ", ".join([param] * 3) + ")"
-    return ('INSERT INTO "ratecounter" ("key", "window", "count") VALUES ' + ", ".join([row] * n_rows)
-            + ' ON CONFLICT ("key", "window") DO UPDATE SET "count" = "ratecounter"."count" + excluded."count"')
+    return ('INSERT INTO "ratestate" ("key", "tat", "per_minute") VALUES ' + ", ".join([row] * n_rows)
+            + ' ON CONFLICT ("key") DO UPDATE SET "tat" = excluded."tat", "per_minute" = excluded."per_minute"')
+
+
+@functools.lru_cache(maxsize=4)
+def _adjust_sql(param: str) -> str:
+    # Integer division truncates toward zero in both dialects, as scaled() does; CAST keeps
+    # PostgreSQL from multiplying in a small integer type.
+    latest = "MAX" if param == "?" else "GREATEST"
+    return (f'UPDATE "ratestate" SET "tat" = {latest}("tat", CAST({param} AS BIGINT)) '
+            f'+ CAST({param} AS BIGINT) * {WINDOW_US} / "per_minute" WHERE "key" = {param}')
 
 
 def _lock_sql(param: str) -> str | None:
     return None if param == "?" else f"SELECT pg_advisory_xact_lock(hashtext({param}))"
 
 
-@functools.lru_cache(maxsize=32)
-def _totals_sql(param: str, n_keys: int) -> str:
-    # Admission needs only each key's total and its oldest counted second (for the reset header).
-    marks = ", ".join([param] * n_keys)
-    return (f'SELECT "key", MIN(CASE WHEN "count" != 0 THEN "window" END), SUM("count") FROM "ratecounter" '
-            f'WHERE "key" IN ({marks}) AND "window" > {param} GROUP BY "key"')
-
-
-def _read_totals(db, keys: list[str], now: int) -> list[Buckets]:
-    """Each key's live count as one pseudo-bucket at its oldest second: 3 rows, not up to 180."""
-    found: dict[str, Buckets] = {k: {} for k in keys}
-    for key, oldest, total in db.execute_sql(_totals_sql(db.param, len(keys)), (*keys, now - WINDOW)):
-        if total:
-            found[key][int(oldest if oldest is not None else now)] = int(total)
-    return [found[k] for k in keys]
-
-
-def _read(db, keys: list[str], now: int) -> list[Buckets]:
+def _read(db, keys: list[str]) -> list[int]:
     if not keys:  # "IN ()" is not SQL
         return []
-    found: dict[str, Buckets] = {k: {} for k in keys}
-    for key, window, count in db.execute_sql(_read_sql(db.param, len(keys)), (*keys, now - WINDOW)):
-        found[key][int(window)] = int(count)
-    return [found[k] for k in keys]
+    found = dict(db.execute_sql(_read_sql(db.param, len(keys)), keys))
+    return [int(found.get(k) or 0) for k in keys]
 
 
-def _add(db, rows: list[tuple[str, int, int]]) -> None:
-    if rows:
-        db.execute_sql(_upsert_sql(db.param, len(rows)), [v for row in rows for v in row])
-
-
-# The table's other rows are kyma.services.counters' windows (sign-ups, failed log-ins), which
-# last up to counters.LONGEST_WINDOW_SECONDS: they go once two of those have passed.
-_PRUNE_SQL = ('DELETE FROM "ratecounter" WHERE "window" <= ? '
-              # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
-              f'AND (substr("key", 1, {len(RATE_KEY_PREFIX)}) = ? OR "window" <= ?)')
+_PRUNE_STATE_SQL = 'DELETE FROM "ratestate" WHERE "tat" <= ?'
+# The counter table's rows are kyma.services.counters' windows (sign-ups, failed log-ins), which
+# last up to counters.LONGEST_WINDOW_SECONDS: they go once two of those have passed. Its "rl:" rows
+# are per-second buckets an earlier limiter left behind.
+_PRUNE_COUNTERS_SQL = ('DELETE FROM "ratecounter" WHERE "window" <= ? '
+                       # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
+                       f'AND (substr("key", 1, {len(RATE_KEY_PREFIX)}) = ? OR "window" <= ?)')
 
 
 def prune_database_counters(now: int) -> int:
-    """Delete rate-limit buckets and counter windows that can no longer count; returns how many.
+    """Delete rate-limit state and counter windows that can no longer count; returns how many.
 
-    The reaper calls it in a connection of its own.
+    The reaper calls it in a connection of its own (`now` in epoch seconds).
     """
-    return execute(_PRUNE_SQL, now - PRUNE_AFTER_SECONDS, RATE_KEY_PREFIX, now - 2 * LONGEST_WINDOW_SECONDS)
+    since = now - PRUNE_AFTER_SECONDS
+    return (execute(_PRUNE_STATE_SQL, since * 1_000_000)
+            + execute(_PRUNE_COUNTERS_SQL, since, RATE_KEY_PREFIX, now - 2 * LONGEST_WINDOW_SECONDS))
 
 
 class MemoryStore:
-    """Per-process buckets: for unit tests and as the capped fallback when Redis is down."""
+    """Per-process TATs: for unit tests and as the capped fallback when Redis is down."""
 
     def __init__(self):
-        self._data: dict[str, Buckets] = {}
+        self._data: dict[str, tuple[int, int]] = {}  # key → (TAT, limit)
         self._lock = threading.Lock()
 
-    def _live(self, key: str, now: int) -> Buckets:
-        buckets = self._data.setdefault(key, {})
-        for b in [b for b in buckets if b <= now - WINDOW]:
-            del buckets[b]
-        return buckets
-
-    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
-        """Check every limit and, when all fit, add the costs."""
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]:
+        """Check every limit and, when all fit, move their TATs."""
         with self._lock:
-            seen = [dict(self._live(c.key, now)) for c in checks]
-            ok = all(fits(b, c) for b, c in zip(seen, checks))
+            tats = [self._data.get(c.key, (0, 0))[0] for c in checks]
+            ok, rows = _plan(checks, tats, now)
             if ok:
-                for c in checks:
-                    live = self._live(c.key, now)
-                    live[now] = live.get(now, 0) + c.cost
-        return ok, seen
+                self._data.update(rows)
+        return ok, tats
 
-    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
-        """Add `delta` to a bucket still inside the window."""
+    def adjust(self, key: str, units: int, now: int) -> None:
+        """Give back (negative) or charge `units` at the key's rate."""
         with self._lock:
-            if delta and bucket > now - WINDOW:
-                live = self._live(key, now)
-                live[bucket] = live.get(bucket, 0) + delta
+            if units and key in self._data:
+                tat, limit = self._data[key]
+                self._data[key] = (max(tat, now) + scaled(units, limit), limit)
 
-    def peek(self, keys: list[str], now: int) -> list[Buckets]:
-        """The live buckets of each key."""
+    def peek(self, keys: list[str], now: int) -> list[int]:
+        """Each key's TAT (0 when it has none)."""
         with self._lock:
-            return [dict(self._live(k, now)) for k in keys]
+            return [self._data.get(k, (0, 0))[0] for k in keys]
 
 
-# KEYS = limit hashes; ARGV = now, window, then limit/cost per key. Returns {ok, {b1,c1,b2,c2…} per key}.
+# A key's hash: t = TAT (µs), n = limit per minute. It expires KEEP_MS after its allowance is full.
+# Lua numbers are doubles: exact for integers below 2^53 (epoch µs are about 2^51); '%.0f' writes
+# them without an exponent.
+_KEEP_MS = PRUNE_AFTER_SECONDS * 1000
+
+# KEYS = limit keys; ARGV = now, window, then charge and limit per key. Returns {ok, TAT before per key}.
 _CONSUME_LUA = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local ok = 1
 local out = {0}
+local after = {}
 for i, key in ipairs(KEYS) do
-  local flat = redis.call('HGETALL', key)
-  local live = {}
-  local sum = 0
-  for j = 1, #flat, 2 do
-    local b = tonumber(flat[j])
-    if b <= now - window then
-      redis.call('HDEL', key, flat[j])
-    else
-      sum = sum + tonumber(flat[j + 1])
-      live[#live + 1] = flat[j]
-      live[#live + 1] = flat[j + 1]
-    end
-  end
-  if sum + tonumber(ARGV[2 + 2 * i]) > tonumber(ARGV[1 + 2 * i]) then ok = 0 end
-  out[i + 1] = live
+  local tat = tonumber(redis.call('HGET', key, 't') or '0')
+  out[i + 1] = tat
+  after[i] = math.max(tat, now) + tonumber(ARGV[1 + 2 * i])
+  if after[i] - now > window then ok = 0 end
 end
 if ok == 1 then
   for i, key in ipairs(KEYS) do
-    local cost = tonumber(ARGV[2 + 2 * i])
-    if cost ~= 0 then
-      redis.call('HINCRBY', key, now, cost)
-      redis.call('EXPIRE', key, window * 2)
+    if tonumber(ARGV[1 + 2 * i]) ~= 0 then
+      redis.call('HSET', key, 't', string.format('%.0f', after[i]), 'n', ARGV[2 + 2 * i])
+      redis.call('PEXPIRE', key, math.ceil((after[i] - now) / 1000) + KEEP)
     end
   end
 end
 out[1] = ok
 return out
-"""
+""".replace("KEEP", str(_KEEP_MS))
+
+# KEYS[1] = limit key; ARGV = now, units (negative to give back). Truncates toward zero like scaled().
+_ADJUST_LUA = """
+local now = tonumber(ARGV[1])
+local units = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 't', 'n')
+local limit = tonumber(state[2] or '0')
+if not state[1] or limit <= 0 then return 0 end
+local q = math.floor(math.abs(units) * WINDOW_US / limit)
+if units < 0 then q = -q end
+local tat = math.max(tonumber(state[1]), now) + q
+redis.call('HSET', KEYS[1], 't', string.format('%.0f', tat))
+redis.call('PEXPIRE', KEYS[1], math.max(0, math.ceil((tat - now) / 1000)) + KEEP)
+return 1
+""".replace("WINDOW_US", str(WINDOW_US)).replace("KEEP", str(_KEEP_MS))
 
 
 class RedisStore:
-    """Buckets as Redis hashes (field = second), consumed by one Lua script: exact across instances.
+    """TATs as Redis hashes, consumed by one Lua script: exact across instances.
 
     If Redis is unreachable, rate limiting fails open to a per-process MemoryStore (limits
     protect the service, credits protect the money) and a warning is logged at most
@@ -256,45 +271,42 @@ class RedisStore:
         self._client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(
             url, socket_connect_timeout=1, socket_timeout=2, max_connections=200))
         self._consume = self._client.register_script(_CONSUME_LUA)
+        self._adjust = self._client.register_script(_ADJUST_LUA)
         self._prefix = prefix
         self._fallback = MemoryStore()
         self._warn = OutageWarning(
             log, "Redis rate-limit store unavailable (%s); limiting per process until it returns")
 
-    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[Buckets]]:
-        """Check every limit and, when all fit, add the costs; one Lua script."""
-        args = [now, WINDOW]
+    def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]:
+        """Check every limit and, when all fit, move their TATs; one Lua script."""
+        args = [now, WINDOW_US]
         for c in checks:
-            args += [c.limit, c.cost]
+            args += [c.charge, max(1, c.limit)]
         try:
             result = self._consume(keys=[self._prefix + c.key for c in checks], args=args)
         except self._errors as exc:
             self._warn(exc)
             return self._fallback.consume(lock_key, checks, now)
-        return bool(int(result[0])), [_pairs(flat) for flat in result[1:]]
+        return bool(int(result[0])), [int(t) for t in result[1:]]
 
-    def adjust(self, key: str, bucket: int, delta: int, now: int) -> None:
-        """Add `delta` to a bucket still inside the window."""
-        if not delta or bucket <= now - WINDOW:
+    def adjust(self, key: str, units: int, now: int) -> None:
+        """Give back (negative) or charge `units` at the key's rate."""
+        if not units:
             return
         try:
-            self._client.hincrby(self._prefix + key, bucket, delta)
+            self._adjust(keys=[self._prefix + key], args=[now, units])
         except self._errors as exc:
             self._warn(exc)
-            self._fallback.adjust(key, bucket, delta, now)
+            self._fallback.adjust(key, units, now)
 
-    def peek(self, keys: list[str], now: int) -> list[Buckets]:
-        """The live buckets of each key."""
+    def peek(self, keys: list[str], now: int) -> list[int]:
+        """Each key's TAT (0 when it has none)."""
         try:
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
-                pipe.hgetall(self._prefix + k)
+                pipe.hget(self._prefix + k, "t")
             raw = pipe.execute()
         except self._errors as exc:
             self._warn(exc)
             return self._fallback.peek(keys, now)
-        return [{int(b): int(c) for b, c in h.items() if int(b) > now - WINDOW} for h in raw]
-
-
-def _pairs(flat: list) -> Buckets:
-    return {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return [int(t) if t is not None else 0 for t in raw]
