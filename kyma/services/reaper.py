@@ -1,6 +1,6 @@
 """The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
 
-It also prunes rate-limit buckets that have left the window (the limiter's hot path no longer deletes)
+It also prunes rate-limit state whose allowance has long been full (the limiter's hot path never deletes)
 and sign-up and log-in counters whose window has ended, and logs what the SQLite upkeep thread
 could not (kyma.wal): a failed checkpoint as an error, a failed integrity check as critical.
 """
