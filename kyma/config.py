@@ -77,6 +77,7 @@ class Settings:
     keepalive_seconds: float
     stream_max_seconds: float
     hold_ttl_seconds: int
+    responses_retention_days: float
     tiers_path: Path
     redis_prefix: str
     login_max_failures: int
@@ -126,6 +127,7 @@ class Settings:
             keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
             stream_max_seconds=float(_env("KYMA_STREAM_MAX_SECONDS", "600")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
+            responses_retention_days=float(_env("KYMA_RESPONSES_RETENTION_DAYS", "30")),
             tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
             login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
@@ -158,6 +160,7 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
     "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "KYMA_ROUTE_RETRIES",
     "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
+    "KYMA_RESPONSES_RETENTION_DAYS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
     "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",

@@ -146,6 +146,17 @@ class RouteOutcome(BaseModel):
     created_at = DateTimeField(default=utcnow, index=True)
 
 
+class StoredResponse(BaseModel):
+    """A Responses API response kept for GET and previous_response_id: the conversation and its output."""
+
+    id = CharField(max_length=64, primary_key=True)  # resp_…
+    account = ForeignKeyField(Account, backref="responses", on_delete="CASCADE")
+    input_items = TextField()  # JSON: the whole conversation's input items, history first
+    response = TextField()  # JSON: the response object as the client received it
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)  # the reaper deletes it after this
+
+
 class RouteState(BaseModel):
     """Circuit-breaker state of one provider route, shared by every worker."""
 
@@ -183,4 +194,4 @@ OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_a
                     "routeoutcome_model")
 
 ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter,
-              RateState)
+              RateState, StoredResponse)

@@ -1,0 +1,67 @@
+"""Stored Responses API responses: per account, until they expire; the reaper deletes expired ones."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kyma.models import Account, StoredResponse, utcnow
+from kyma.services import reaper, responses_store
+
+ITEMS = [{"type": "message", "role": "user", "content": "hi"}]
+
+
+def _account(email: str) -> int:
+    return Account.create(email=email, password_hash="x").id
+
+
+def _response(rid: str) -> dict:
+    return {"id": rid, "object": "response", "output": [{"type": "message", "role": "assistant",
+                                                           "content": [{"type": "output_text", "text": "hello"}]}]}
+
+
+def test_a_response_is_read_back_by_its_account_only(sqlite_db):
+    alice, bob = _account("a@example.com"), _account("b@example.com")
+    responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=30)
+    stored = responses_store.load(alice, "resp_1")
+    assert stored.response["id"] == "resp_1" and stored.input_items == ITEMS
+    assert stored.conversation() == ITEMS + _response("resp_1")["output"]
+    assert responses_store.load(bob, "resp_1") is None
+    assert responses_store.delete(bob, "resp_1") is False
+    assert responses_store.delete(alice, "resp_1") is True
+    assert responses_store.load(alice, "resp_1") is None
+
+
+def test_zero_retention_keeps_nothing(sqlite_db):
+    alice = _account("a@example.com")
+    responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=0)
+    assert StoredResponse.select().count() == 0
+
+
+def test_an_expired_response_is_gone_at_once_and_the_reaper_deletes_it(sqlite_db):
+    alice = _account("a@example.com")
+    responses_store.save(alice, _response("resp_old"), ITEMS, retention_days=30)
+    responses_store.save(alice, _response("resp_new"), ITEMS, retention_days=30)
+    StoredResponse.update(expires_at=utcnow() - timedelta(seconds=1)).where(StoredResponse.id == "resp_old").execute()
+    assert responses_store.load(alice, "resp_old") is None  # not served while it waits for the reaper
+    reaper.run_chores()
+    assert [r.id for r in StoredResponse.select()] == ["resp_new"]
+
+
+def test_init_db_adds_the_table_to_an_existing_database(app):
+    from kyma.cli import create_or_migrate_schema
+    from kyma.db import database
+
+    with app.app_context():
+        database.obj.drop_tables([StoredResponse])
+        assert "created table storedresponse" in create_or_migrate_schema()
+        assert "storedresponse" in database.obj.get_tables()
+
+
+def test_the_store_on_postgresql():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        alice = _account("a@example.com")
+        responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=30)
+        assert responses_store.load(alice, "resp_1").response["output"][0]["content"][0]["text"] == "hello"
+        assert responses_store.delete_expired() == 0
