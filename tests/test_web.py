@@ -221,6 +221,17 @@ def test_request_detail_lists_the_upstream_attempts_and_the_note(client):
     assert "retry" in detail and "served" in detail and "continued by sim-beta" in detail
 
 
+@pytest.mark.parametrize("path,current", [("/", "Kyma"), ("/models", "Models"), ("/status", "Status"),
+                                          ("/login", "Log in"), ("/dashboard", "Dashboard"),
+                                          ("/dashboard/requests", "Dashboard"), ("/playground", "Playground")])
+def test_nav_marks_the_current_section(client, path, current):
+    if path not in ("/", "/models", "/status", "/login"):
+        sign_up(client, "nav@example.com")
+    html = client.get(path).get_data(as_text=True)
+    nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', html, re.S).group(1)
+    assert re.findall(r'<a [^>]*aria-current="page"[^>]*>([^<]*)</a>', nav) == [current]
+
+
 def test_request_detail_of_another_account_is_not_found(app):
     owner, other = browser(app), browser(app)
     sign_up(owner, "owner@example.com")
