@@ -116,6 +116,41 @@ def test_signup_key_sdk_log_spend_revoke(page, gateway, sdk_env):
         client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi again"}])
 
 
+def test_request_detail_takes_focus_marks_its_row_and_closes_back_to_it(page, gateway, sdk_env):
+    import openai
+    from playwright.sync_api import expect
+
+    page.clock.install()
+    sign_up(page, gateway.url)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
+    for text in ("One", "Two"):
+        client.chat.completions.create(model="fast", messages=[{"role": "user", "content": text}], max_tokens=8)
+    page.goto(f"{gateway.url}/dashboard")
+    second = page.locator("#log-table tbody tr").nth(1)
+    row_id = second.get_attribute("id")
+    second.get_by_role("link", name=re.compile("^Details")).click()
+    detail = page.locator("#request-detail article")
+    expect(detail).to_be_focused()  # a screen reader hears the detail's heading
+    expect(detail).to_be_in_viewport()  # not left below the fold
+    expect(second).to_have_class(re.compile(r"\bselected\b"))
+    assert second.get_attribute("aria-current") == "true"
+    assert page.locator("#log-table tr.selected").count() == 1
+    page.screenshot(path=str(SHOTS / "dashboard-request-detail.png"), caret="initial")  # the viewport, as seen
+    second.evaluate("tr => tr.dataset.old = 'yes'")
+    page.clock.fast_forward(10_500)  # the log refreshes its rows: the mark stays on the same request
+    expect(page.locator(f"#{row_id}[data-old]")).to_have_count(0)  # a new row element
+    expect(page.locator(f"#{row_id}")).to_have_class(re.compile(r"\bselected\b"))
+    detail.get_by_role("button", name="Close").click()
+    expect(page.locator("#request-detail article")).to_have_count(0)
+    assert page.evaluate("document.activeElement.id") == row_id.replace("req-", "details-")
+    assert page.locator("#log-table tr.selected").count() == 0
+    page.locator(f"#{row_id}").get_by_role("link", name=re.compile("^Details")).press("Enter")
+    expect(detail).to_be_focused()
+    page.keyboard.press("Escape")  # Escape closes too
+    expect(page.locator("#request-detail article")).to_have_count(0)
+    assert page.evaluate("document.activeElement.id") == row_id.replace("req-", "details-")
+
+
 def test_dashboard_refresh_updates_log_keys_and_spend_without_closing_history(page, gateway, sdk_env):
     import openai
     from playwright.sync_api import expect

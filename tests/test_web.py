@@ -221,6 +221,17 @@ def test_request_detail_lists_the_upstream_attempts_and_the_note(client):
     assert "retry" in detail and "served" in detail and "continued by sim-beta" in detail
 
 
+def test_request_detail_page_has_a_heading_and_the_fragment_a_close_button(client):
+    sign_up(client, "h1@example.com")
+    row = log_request(account_id("h1@example.com"), request_id="req-heading")
+    page = client.get(f"/dashboard/requests/{row.id}").get_data(as_text=True)
+    assert re.findall(r"<h1[^>]*>(.*?)</h1>", page, re.S) == ["Request <code>req-heading</code>"]
+    assert "data-close-detail" not in page  # its own page closes by going back
+    fragment = client.get(f"/dashboard/requests/{row.id}", headers=HX).get_data(as_text=True)
+    assert "<h1" not in fragment and "<h3" in fragment and "data-close-detail" in fragment
+    assert f'data-row="req-{row.id}"' in fragment and 'tabindex="-1"' in fragment  # detail.js focuses it
+
+
 @pytest.mark.parametrize("path,current", [("/", "Kyma"), ("/models", "Models"), ("/status", "Status"),
                                           ("/login", "Log in"), ("/dashboard", "Dashboard"),
                                           ("/dashboard/requests", "Dashboard"), ("/playground", "Playground")])
