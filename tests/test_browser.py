@@ -230,6 +230,27 @@ def test_htmx_error_responses_land_in_the_flash_area(page, gateway):
     shot(page, "dashboard-key-limit-error")
 
 
+def test_a_blank_key_name_gets_an_error_in_the_form(page, gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, gateway.url)
+    page.click("#to-dashboard")
+    keys_before = page.locator("#keys-table tbody tr").count()
+    page.click("#create-key button[type=submit]")  # empty: the browser itself asks for a name
+    assert page.evaluate("document.getElementById('key-name').validity.valueMissing")
+    page.allow_console_error(r"status of 400|Response Status Error Code 400")
+    page.fill("#key-name", "   ")
+    page.click("#create-key button[type=submit]")
+    expect(page.locator("#key-name-error")).to_contain_text("Give the key a name")
+    expect(page.locator("#key-name")).to_be_focused()  # back where the name is typed
+    assert page.get_attribute("#key-name", "aria-invalid") == "true"
+    assert page.locator("#keys-table tbody tr").count() == keys_before
+    page.fill("#key-name", "laptop")
+    page.click("#create-key button[type=submit]")
+    expect(page.locator("#new-key-box")).to_contain_text("laptop")
+    assert page.locator("#key-name-error").count() == 0
+
+
 def test_playground_streams_a_reply_and_shows_its_cost(page, gateway):
     sign_up(page, gateway.url)
     page.goto(f"{gateway.url}/playground")

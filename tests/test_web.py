@@ -156,6 +156,20 @@ def test_create_and_revoke_key_as_htmx_fragments(client):
     assert 'id="new-key"' not in revoked.get_data(as_text=True)  # the full key is never shown again
 
 
+@pytest.mark.parametrize("name", ["", "   "])
+def test_a_blank_key_name_is_refused_in_the_form(client, name):
+    sign_up(client, "blank@example.com")
+    before = ApiKey.select().count()
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    for resp in (client.post("/dashboard/keys", data={"name": name}, headers={**HX, **headers}),
+                 client.post("/dashboard/keys", data={"name": name}, headers=headers)):  # no JavaScript
+        html = resp.get_data(as_text=True)
+        assert resp.status_code == 400
+        assert re.search(r'id="key-name-error">Give the key a name', html)
+        assert 'aria-invalid="true" aria-describedby="key-name-error"' in html
+    assert ApiKey.select().count() == before  # no key named "default" was made instead
+
+
 def test_another_accounts_key_cannot_be_revoked(app):
     alice, mallory = browser(app), browser(app)
     sign_up(alice, "alice@example.com")

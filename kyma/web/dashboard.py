@@ -95,9 +95,12 @@ def request_detail(log_id: int):
 @web_bp.post("/dashboard/keys")
 @login_required
 def create_key():
-    """Create a key; its full value is shown once, in this response only."""
+    """Create a key; its full value is shown once, in this response only. A blank name is refused."""
     p = current_principal()
-    new = accounts.create_key(p.account_id, request.form.get("name", "").strip() or "default")
+    name = request.form.get("name", "")
+    if not name.strip():  # the API's "default" is for a name left out, not for a field left empty
+        return _keys_response(p.account_id, error="Give the key a name, for example “laptop”.", status=400)
+    new = accounts.create_key(p.account_id, name)
     return _keys_response(p.account_id, new_key=new, status=201)
 
 
@@ -110,8 +113,9 @@ def revoke_key(key_id: int):
     return _keys_response(p.account_id)
 
 
-def _keys_response(account_id: int, new_key=None, status: int = 200):
+def _keys_response(account_id: int, new_key=None, error: str | None = None, status: int = 200):
     # htmx swaps the keys table; a plain form post (no JavaScript) gets a page showing the same table.
-    resp = htmx.render("web/keys.html", "web/_keys.html", keys=accounts.list_keys(account_id), new_key=new_key)
+    resp = htmx.render("web/keys.html", "web/_keys.html", keys=accounts.list_keys(account_id), new_key=new_key,
+                       error=error)
     resp.status_code = status
     return resp
