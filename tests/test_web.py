@@ -279,6 +279,18 @@ def test_spend_fragment_reflects_logged_costs(client):
     assert "kimi-k2.5: $1.500000 · 2 req" in body and "glm-4.5-air: $0.000010 · 1 req" in body
 
 
+def test_spend_per_model_leaves_out_what_cost_nothing(client):
+    sign_up(client, "zero@example.com")
+    me = account_id("zero@example.com")
+    log_request(me, model_served=None, model_requested="no-such-model", status=404, cost_micros=0)
+    log_request(me, model_served="glm-5.1", status=502, cost_micros=0)
+    assert "No spend yet." in client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
+    log_request(me, model_served="kimi-k2.5", cost_micros=43)
+    body = client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
+    chart = re.search(r'<svg[^>]*id="model-chart">(.*?)</svg>', body, re.S).group(1)
+    assert re.findall(r"<title>([^<]*)</title>", chart) == ["kimi-k2.5: $0.000043 · 1 req"]
+
+
 def test_spend_per_day_is_zero_filled_and_bucketed(app):
     from kyma.services import dashboard as board
 

@@ -45,7 +45,8 @@ def daily_spend_chart(days: list[DaySpend], width: int = 420, height: int = 120)
 
 
 def model_spend_chart(models: list[ModelSpend], width: int = 420, row: int = 24) -> Chart:
-    """Horizontal bars, one per model, scaled to the most expensive model; labels sit left of the bars."""
+    """Horizontal bars, one per model that cost something, scaled to the most expensive; labels left of the bars."""
+    models = [m for m in models if m.cost_micros > 0]  # a $0 bar (an unknown model, a failed call) says nothing
     top = max((m.cost_micros for m in models), default=0)
     label_w, value_w = 110, 120
     span = width - label_w - value_w
