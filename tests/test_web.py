@@ -291,6 +291,27 @@ def test_spend_per_model_leaves_out_what_cost_nothing(client):
     assert re.findall(r"<title>([^<]*)</title>", chart) == ["kimi-k2.5: $0.000043 · 1 req"]
 
 
+def tier_card(client) -> str:
+    html = client.get("/dashboard/spend", headers=HX).get_data(as_text=True)
+    return " ".join(re.search(r'<span class="label">Tier</span>(.*?)</div>', html, re.S).group(1).split())
+
+
+def test_tier_says_what_it_allows_and_how_to_reach_the_next(client):
+    from kyma.services import ledger
+
+    sign_up(client, "tier@example.com")
+    card = tier_card(client)
+    assert "Tier 0 (free)" in card  # the ladder's own name, not a bare 0
+    assert "30 requests a minute (25 to one model), 200,000 tokens a minute, 200,000 tokens in one request" in card
+    assert "Tier 1 once you have bought $5.00 of credit in all (you have bought $0.00; sign-up credit and grants" \
+        in card and "60 requests a minute, 500,000 tokens a minute" in card
+    ledger.add_credit("tier@example.com", 5, kind="grant")
+    assert "you have bought $0.00" in tier_card(client)  # a grant does not count
+    ledger.add_credit("tier@example.com", 1000)
+    card = tier_card(client)
+    assert "Tier 4" in card and "300 requests a minute" in card and "The highest tier ($1,000.00 bought)" in card
+
+
 def test_spend_per_day_is_zero_filled_and_bucketed(app):
     from kyma.services import dashboard as board
 

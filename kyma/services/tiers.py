@@ -68,6 +68,10 @@ class TierLadder:
                 best = tier
         return best
 
+    def above(self, tier: Tier) -> Tier | None:
+        """The next tier up from `tier`; None at the top of the ladder."""
+        return next((t for t in self.tiers if t.level > tier.level), None)
+
     def get(self, level: int) -> Tier:
         """The tier with this level; an unknown level (ladder edited) falls to the nearest lower one."""
         best = self.tiers[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import abort, redirect, render_template, request, url_for
 
+from kyma.runtime import runtime
 from kyma.services import accounts
 from kyma.services import dashboard as board
 from kyma.services import ledger
@@ -13,7 +14,9 @@ from kyma.web.identity import current_principal, login_required
 
 def _spend_context(account_id: int) -> dict:
     days, per_model = board.spend_per_day(account_id), board.spend_per_model(account_id)
-    return dict(balance=ledger.balance(account_id), day_chart=charts.daily_spend_chart(days),
+    balance, ladder = ledger.balance(account_id), runtime().tiers
+    tier = ladder.get(balance.tier)
+    return dict(balance=balance, tier=tier, next_tier=ladder.above(tier), day_chart=charts.daily_spend_chart(days),
                 model_chart=charts.model_spend_chart(per_model), month_micros=sum(d.cost_micros for d in days),
                 credits=board.credit_history(account_id))
 
