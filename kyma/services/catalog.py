@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from kyma.errors import ModelNotFound
+from kyma.errors import InvalidRequest, ModelNotFound
+
+
+# Model kinds: chat models serve chat, messages and completions; embedding models serve embeddings.
+CHAT, EMBEDDING = "chat", "embedding"
+KINDS = (CHAT, EMBEDDING)
 
 
 # Costs are computed exactly in integers from prices scaled by this (kyma/services/pricing.py).
@@ -60,6 +65,10 @@ class ModelInfo:
     quality_tier: str
     pricing: Pricing
     api: dict  # the object /v1/models returns, every seed field included
+    kind: str = CHAT  # chat | embedding: which endpoints may serve it
+    supports_fim: bool = False  # fill-in-the-middle: /v1/completions takes a `suffix`
+    dimensions: int = 0  # an embedding model's vector length
+    min_dimensions: int = 0  # the shortest `dimensions` it can be truncated to (0: not truncatable)
 
     @classmethod
     def from_record(cls, record: dict) -> "ModelInfo":
@@ -70,7 +79,14 @@ class ModelInfo:
                               float(p.get("cached_input_per_1m", round(float(p["input_per_1m"]) * 0.1, 6))))
         except ValueError as exc:
             raise ValueError(f"catalog model {record.get('id')!r}: {exc}") from None
-        api = {**record, "pricing": {"input_per_1m": pricing.input_per_1m, "output_per_1m": pricing.output_per_1m,
+        kind = record.get("kind", CHAT)
+        if kind not in KINDS:
+            raise ValueError(f"catalog model {record.get('id')!r}: kind must be one of {', '.join(KINDS)}")
+        dimensions = int(record.get("dimensions") or 0)
+        if kind == EMBEDDING and dimensions < 1:
+            raise ValueError(f"catalog model {record.get('id')!r}: an embedding model needs its dimensions")
+        truncatable = bool(record.get("supports_dimensions"))
+        api = {**record, "kind": kind, "pricing": {"input_per_1m": pricing.input_per_1m, "output_per_1m": pricing.output_per_1m,
                                      "cached_input_per_1m": pricing.cached_input_per_1m}}
         return cls(
             id=record["id"], name=record["name"], family=record["family"],
@@ -80,40 +96,59 @@ class ModelInfo:
             supports_structured_outputs=bool(record["supports_structured_outputs"]),
             supports_caching=bool(record.get("supports_caching", True)),
             cost_tier=record["cost_tier"], latency_tier=record["latency_tier"],
-            quality_tier=record["quality_tier"], pricing=pricing, api=api,
+            quality_tier=record["quality_tier"], pricing=pricing, api=api, kind=kind,
+            supports_fim=bool(record.get("supports_fim")), dimensions=dimensions,
+            min_dimensions=int(record.get("min_dimensions") or 1) if truncatable else 0,
         )
 
 
 @dataclass(frozen=True)
 class Catalog:
-    """All models, in file order, with their aliases and the default model."""
+    """The chat models (`models`) and embedding models, in file order, with aliases and the default model.
+
+    `models` holds only chat models: routing, fallback, discovery and the pages work on those;
+    get() and resolve() find a model of any kind, so an endpoint can say a model is the wrong kind.
+    """
 
     models: tuple[ModelInfo, ...]
     aliases: dict[str, str]
     default_model: str
+    embeddings: tuple[ModelInfo, ...] = ()
+    _by_id: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_by_id", {m.id: m for m in self.every})
+
+    @property
+    def every(self) -> tuple[ModelInfo, ...]:
+        """Every model, chat models first."""
+        return self.models + self.embeddings
+
+    def of_kind(self, kind: str | None) -> tuple[ModelInfo, ...]:
+        """The models of one kind (None: every model)."""
+        return self.every if kind is None else self.models if kind == CHAT else self.embeddings
 
     @classmethod
     def load(cls, path: Path) -> "Catalog":
         """Read and validate the catalog file; a dangling alias or default is an error at start-up."""
         data = json.loads(Path(path).read_text())
-        models = tuple(ModelInfo.from_record(r) for r in data["models"])
-        ids = {m.id for m in models}
+        every = tuple(ModelInfo.from_record(r) for r in data["models"])
+        models = tuple(m for m in every if m.kind == CHAT)
+        ids = {m.id for m in every}
         aliases = dict(data.get("aliases", {}))
         for alias, target in aliases.items():
             if target not in ids:
                 raise ValueError(f"catalog alias {alias!r} points at unknown model {target!r}")
+        if not models:
+            raise ValueError("the catalog has no chat model")
         default = data.get("default_model", models[0].id)
-        if default not in ids:
-            raise ValueError(f"catalog default model {default!r} is not in the catalog")
-        return cls(models, aliases, default)
+        if default not in {m.id for m in models}:
+            raise ValueError(f"catalog default model {default!r} is not a chat model of the catalog")
+        return cls(models, aliases, default, tuple(m for m in every if m.kind == EMBEDDING))
 
     def get(self, name: str) -> ModelInfo | None:
-        """The model with this id or alias, or None."""
-        target = self.aliases.get(name, name)
-        for m in self.models:
-            if m.id == target:
-                return m
-        return None
+        """The model (of any kind) with this id or alias, or None."""
+        return self._by_id.get(self.aliases.get(name, name))
 
     def resolve(self, name: str) -> tuple[ModelInfo, str | None]:
         """(model, alias used or None); unknown names raise ModelNotFound (404)."""
@@ -132,6 +167,17 @@ def load_claude_models(path: Path) -> dict:
     """The claude-* name → catalog model map for Anthropic clients ({} when the file is absent)."""
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def require_kind(model: ModelInfo, kind: str) -> None:
+    """A 400 naming the endpoint a model of another kind belongs on."""
+    if model.kind == kind:
+        return
+    if kind == CHAT:
+        raise InvalidRequest(f"'{model.id}' is an embedding model: use POST /v1/embeddings, or a chat model "
+                             f"from GET /v1/models.", param="model", code="model_not_chat")
+    raise InvalidRequest(f"'{model.id}' is a chat model, not an embedding model; GET /v1/models?kind=embedding "
+                         f"lists the embedding models.", param="model", code="model_not_embedding")
 
 
 # The seed's recommended_for vocabulary and tier enums; filters reject anything else.
@@ -156,6 +202,7 @@ class ModelFilter:
     quality_tier: str | None = None
     min_context_window: int | None = None
     max_input_price: float | None = None
+    kind: str | None = CHAT  # None: every kind
 
     def matches(self, m: ModelInfo) -> bool:
         """True when the model passes every filter that is set."""
@@ -176,6 +223,6 @@ class ModelFilter:
 
 
 def filter_models(catalog: Catalog, model_filter: ModelFilter) -> list[ModelInfo]:
-    """The catalog's models that pass `model_filter`, in catalog order."""
-    return [m for m in catalog.models if model_filter.matches(m)]
+    """The catalog's models of the filter's kind that pass `model_filter`, in catalog order."""
+    return [m for m in catalog.of_kind(model_filter.kind) if model_filter.matches(m)]
 
