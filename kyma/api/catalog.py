@@ -10,8 +10,8 @@ from kyma.api import api_bp
 from kyma.errors import InvalidRequest, NotFound
 from kyma.runtime import runtime
 from kyma.translate.anthropic import anthropic_model, anthropic_page, claude_names, map_claude_model
-from kyma.services.catalog import (COST_TIERS, LATENCY_TIERS, QUALITY_TIERS, RECOMMENDED_FOR, ModelFilter,
-                                   filter_models)
+from kyma.services.catalog import (CHAT, COST_TIERS, KINDS, LATENCY_TIERS, QUALITY_TIERS, RECOMMENDED_FOR,
+                                   ModelFilter, filter_models)
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
@@ -76,7 +76,14 @@ def _model_filter() -> ModelFilter:
         quality_tier=query_choice("quality_tier", QUALITY_TIERS),
         min_context_window=query_number("min_context_window", integer=True),
         max_input_price=query_number("max_input_price"),
+        kind=_kind(),
     )
+
+
+def _kind() -> str | None:
+    """`kind`: chat (the default, what agents and chat clients list), embedding, or all (None)."""
+    kind = query_choice("kind", (*KINDS, "all")) or CHAT
+    return None if kind == "all" else kind
 
 
 def _wants_anthropic_shape() -> bool:
