@@ -27,6 +27,7 @@ class Provider:
     prefill: bool = False
     prefill_params: tuple[tuple[str, object], ...] = ()
     prefill_message: tuple[tuple[str, object], ...] = ()
+    completions: bool = False  # serves the legacy /completions API too
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The provider's key from the environment (never from a request)."""
@@ -41,6 +42,7 @@ class Route:
     provider: Provider
     upstream_model: str
     prefill: bool = False  # the provider's, unless the route says otherwise
+    completions: bool = False  # serves /completions for this model: the provider's, unless the route says
 
     @property
     def key(self) -> str:
@@ -64,14 +66,16 @@ class RouteTable:
         providers = {name: _provider(name, spec, sim_base_port) for name, spec in data["providers"].items()}
         simulated = [providers[n] for n in data.get("simulated", [])]
         by_model: dict[str, tuple[Route, ...]] = {}
-        for model in catalog.models:
+        for model in getattr(catalog, "every", catalog.models):  # embedding models too
             real = []
             for spec in data.get("routes", {}).get(model.id, []):
                 provider = providers[spec["provider"]]
                 if provider.simulated or provider.api_key(environ):
                     real.append(Route(model.id, provider, spec.get("model", model.id),
-                                      bool(spec.get("prefill", provider.prefill))))
-            by_model[model.id] = tuple(real) or tuple(Route(model.id, p, model.id, p.prefill) for p in simulated)
+                                      bool(spec.get("prefill", provider.prefill)),
+                                      bool(spec.get("completions", provider.completions))))
+            by_model[model.id] = tuple(real) or tuple(Route(model.id, p, model.id, p.prefill, p.completions)
+                                                      for p in simulated)
         return cls(by_model, providers)
 
     def routes_for(self, model_id: str) -> tuple[Route, ...]:
@@ -96,7 +100,8 @@ def _provider(name: str, spec: dict, sim_base_port: int) -> Provider:
     return Provider(name, base_url.rstrip("/"), spec.get("api_key_env"), simulated,
                     prefill=bool(spec.get("prefill", simulated)),  # the simulator continues a prefill
                     prefill_params=_pairs(name, spec.get("prefill_params")),
-                    prefill_message=_pairs(name, spec.get("prefill_message")))
+                    prefill_message=_pairs(name, spec.get("prefill_message")),
+                    completions=bool(spec.get("completions", simulated)))  # the simulator serves it
 
 
 def _pairs(provider: str, fields) -> tuple[tuple[str, object], ...]:
