@@ -12,6 +12,8 @@ from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamRep
 from kyma.providers.http import HTTPFailure, Origin, Pending, Response
 from kyma.providers.sse import SSEDecoder
 from kyma.providers.routes import Route
+from kyma.translate.completions import chat_chunk_from_legacy, chat_reply_from_legacy
+from kyma.translate.embeddings import upstream_vectors
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,19 @@ MAX_MALFORMED_IN_A_ROW, MAX_MALFORMED = 3, 10
 DRAIN_SECONDS = 0.25
 ERROR_BODY_SECONDS = 1.0
 
+# The upstream path of each API the pipeline speaks (chat is the default everywhere).
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+
 # How a transport failure before any answer reads to the attempt loop (all may fall back).
 _PHASE_KIND = {"connect": "connect", "timeout": "timeout", "broken": "connect", "protocol": "malformed"}
 
 
 class OpenAICompatAdapter:
-    """Sends chat requests to one provider's /chat/completions."""
+    """Sends requests to one provider's /chat/completions, /completions or /embeddings.
+
+    Legacy completions come back in chat shapes (text as message or delta content), so the
+    pipeline relays every text API alike; embeddings come back with float vectors.
+    """
 
     def __init__(self, *, pool_size: int, connect_timeout: float, first_byte_timeout: float,
                  idle_timeout: float):
@@ -47,20 +56,25 @@ class OpenAICompatAdapter:
         return found
 
     def _request(self, route: Route, body: dict, headers: dict, api_key: str | None,
-                 stream: bool) -> tuple[Origin, bytes, dict]:
+                 stream: bool | None) -> tuple[Origin, bytes, dict]:
         h = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         h.update(headers)
         if api_key:
             h["Authorization"] = f"Bearer {api_key}"
-        payload = json.dumps(dict(body, model=route.upstream_model, stream=stream)).encode()
+        body = dict(body, model=route.upstream_model)
+        if stream is not None:  # embeddings have no stream field
+            body["stream"] = stream
+        payload = json.dumps(body).encode()
         return self._origin(route.provider.base_url), payload, h
 
-    def complete(self, route: Route, body: dict, headers: dict, api_key: str | None) -> UpstreamReply:
-        """One non-streamed attempt; raises UpstreamFailure for anything but a valid completion."""
+    def complete(self, route: Route, body: dict, headers: dict, api_key: str | None,
+                 api: str = "chat") -> UpstreamReply:
+        """One non-streamed attempt; raises UpstreamFailure for anything but a valid answer of `api`."""
         started = time.perf_counter()
-        origin, payload, h = self._request(route, body, headers, api_key, stream=False)
+        origin, payload, h = self._request(route, body, headers, api_key,
+                                           stream=None if api == "embeddings" else False)
         with transport_failures(route):
-            resp = origin.post("/chat/completions", payload, h, self.first_byte_timeout)
+            resp = origin.post(PATHS[api], payload, h, self.first_byte_timeout)
         if resp.status != 200:
             raise _status_failure(resp)
         raw = _read_body(resp, self.first_byte_timeout)
@@ -68,6 +82,8 @@ class OpenAICompatAdapter:
             parsed = json.loads(raw)
         except ValueError as exc:
             raise UpstreamFailure("malformed", "upstream sent a body that is not JSON") from exc
+        if api != "chat":
+            return UpstreamReply(_other_reply(parsed, api), (time.perf_counter() - started) * 1000)
         if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list) or not parsed["choices"]:
             raise UpstreamFailure("malformed", "upstream sent a completion without choices")
         choice = parsed["choices"][0]
@@ -76,11 +92,25 @@ class OpenAICompatAdapter:
         _string_arguments(choice["message"].get("tool_calls"))
         return UpstreamReply(parsed, (time.perf_counter() - started) * 1000)
 
-    def stream(self, route: Route, body: dict, headers: dict, api_key: str | None) -> "OpenAIStream":
+    def stream(self, route: Route, body: dict, headers: dict, api_key: str | None,
+               api: str = "chat") -> "OpenAIStream":
         """Send a streamed attempt; its answer is awaited and read on the returned call."""
         origin, payload, h = self._request(route, body, headers, api_key, stream=True)
         with transport_failures(route):
-            return OpenAIStream(route, origin.start("/chat/completions", payload, h), self.idle_timeout)
+            return OpenAIStream(route, origin.start(PATHS[api], payload, h), self.idle_timeout,
+                                legacy=api == "completions")
+
+
+def _other_reply(parsed, api: str) -> dict:
+    """A legacy completion in the chat shape; an embeddings answer with its vectors as float lists."""
+    try:
+        if not isinstance(parsed, dict):
+            raise ValueError("not an object")
+        if api == "completions":
+            return chat_reply_from_legacy(parsed)
+        return dict(parsed, data=upstream_vectors(parsed))
+    except (ValueError, TypeError) as exc:
+        raise UpstreamFailure("malformed", f"upstream sent a bad {api} answer: {exc}") from exc
 
 
 @contextmanager
@@ -101,10 +131,11 @@ class OpenAIStream(UpstreamStream):
     enforce its own deadlines without a second greenlet or a queue.
     """
 
-    def __init__(self, route: Route, pending: Pending, idle_timeout: float):
+    def __init__(self, route: Route, pending: Pending, idle_timeout: float, legacy: bool = False):
         self.route = route
         self.pending = pending
         self.idle_timeout = idle_timeout
+        self.legacy = legacy  # legacy completions: chunks carry text, read as delta content
         self.resp: Response | None = None
         self.malformed = 0  # events skipped because they did not parse or had the wrong shape
         self._malformed_in_a_row = 0
@@ -175,7 +206,7 @@ class OpenAIStream(UpstreamStream):
                 raise UpstreamFailure("malformed", f"upstream sent {self.malformed} malformed stream events") from None
             return None
         self._malformed_in_a_row = 0
-        return chunk
+        return chat_chunk_from_legacy(chunk) if self.legacy else chunk
 
     def close(self) -> None:
         """Stop the call: an unfinished answer's connection is closed (which stops the upstream)."""
