@@ -1,6 +1,7 @@
 """The simulated provider's Flask app: `gunicorn -k gevent 'kyma.sim.app:create_sim_app()'`.
 
-Routes: POST /v1/chat/completions, GET /v1/models, GET /sim/stats, POST /sim/reset, and
+Routes: POST /v1/chat/completions, POST /v1/completions (legacy, with fill-in-the-middle),
+POST /v1/embeddings (deterministic unit vectors), GET /v1/models, GET /sim/stats, POST /sim/reset, and
 POST/DELETE /sim/outage (the provider down for a window, then healthy again).
 Independent of the gateway: no gateway app, no database.
 """
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from kyma.sim.completions import build_completion
-from kyma.sim.delivery import Pacing, fault_response, plain_response, stream_response
+from kyma.sim.delivery import Pacing, fault_response, json_response, pause, plain_response, stream_response
+from kyma.sim.embeddings import embeddings_body, inputs, tokens_of
 from kyma.sim.errors import SimRequestError
-from kyma.sim.faults import FaultPicker, FaultSyntaxError, make_fault
+from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, make_fault
+from kyma.sim.legacy import build_text_completion, text_completion_body, text_completion_events
 from kyma.sim.prompt_cache import PrefixCache
 from kyma.sim.settings import SimSettings
 from kyma.sim.stats import SimStats
@@ -72,29 +75,72 @@ def _check_key(settings: SimSettings) -> None:
 def chat_completions() -> Response:
     """An OpenAI chat completion, plain or streamed, with the requested or drawn fault."""
     state = _state()
+    body, fault = _admit("messages")
+    completion = build_completion(body, state.settings.name, state.cache, state.settings.context_window,
+                                  state.settings.prefill)
+    return _answer(body, fault, completion)
+
+
+@bp.post("/v1/completions")
+def completions() -> Response:
+    """A legacy text completion (a `suffix` is filled in the middle), plain or streamed."""
+    state = _state()
+    body, fault = _admit("prompt")
+    completion = build_text_completion(body, state.settings.name, state.cache, state.settings.context_window)
+    return _answer(body, fault, completion, legacy=True)
+
+
+@bp.post("/v1/embeddings")
+def embeddings() -> Response:
+    """Deterministic embeddings for every input; faults as for a plain completion."""
+    state = _state()
+    body, fault = _admit("input")
+    out = embeddings_body(body, state.settings.name)
+    headers = {"X-Sim-Provider": state.settings.name, "X-Sim-Fault-Applied": fault.kind if fault else "none"}
+    replaced = fault_response(fault, sum(tokens_of(i) for i in inputs(body.get("input"))), request.environ)
+    if replaced is not None:
+        replaced.headers.update(headers)
+        return replaced
+    if fault is not None and fault.kind == "no-usage":
+        out.pop("usage")
+    pause(state.pacing.latency_s)
+    return json_response(json.dumps(out).encode(), fault, state.pacing, headers)
+
+
+def _admit(prompt_field: str) -> tuple[dict, Fault | None]:
+    """Check the key, read the body, draw the fault and count the request; sleep out a timeout fault."""
+    state = _state()
     _check_key(state.settings)
     body = request.get_json(silent=True, force=True)
-    model = body.get("model", "") if isinstance(body, dict) else ""
-    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        raise SimRequestError(400, "We could not parse the JSON body of your request.")
+    model = body.get("model", "")
     try:
-        fault = state.picker.pick(request.headers.get(FAULT_HEADER), str(model), messages, time.monotonic())
+        fault = state.picker.pick(request.headers.get(FAULT_HEADER), str(model), body.get(prompt_field),
+                                  time.monotonic())
     except FaultSyntaxError as exc:
         raise SimRequestError(400, str(exc), param=FAULT_HEADER) from exc
     state.stats.record(str(model), fault.kind if fault else "none", body, _safe_headers())
     if fault is not None and fault.kind == "timeout":
         time.sleep(state.settings.timeout_seconds)
-    completion = build_completion(body, state.settings.name, state.cache, state.settings.context_window,
-                                  state.settings.prefill)
+    return body, fault
+
+
+def _answer(body: dict, fault: Fault | None, completion, legacy: bool = False) -> Response:
+    """A completion as JSON or SSE (chat or legacy shapes), or the fault that replaces it."""
+    state = _state()
     headers = {"X-Sim-Provider": state.settings.name, "X-Request-Id": completion.id,
                "X-Sim-Fault-Applied": fault.kind if fault else "none"}
-    replaced = fault_response(fault, completion, request.environ)
+    replaced = fault_response(fault, completion.prompt_tokens, request.environ)
     if replaced is not None:
         replaced.headers.update(headers)
         return replaced
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return stream_response(completion, fault, state.pacing, include_usage, request.environ, headers)
-    return plain_response(completion, fault, state.pacing, headers)
+        render = {"render": text_completion_events} if legacy else {}
+        return stream_response(completion, fault, state.pacing, include_usage, request.environ, headers, **render)
+    return plain_response(completion, fault, state.pacing, headers,
+                          **({"render": text_completion_body} if legacy else {}))
 
 
 def _safe_headers() -> dict:

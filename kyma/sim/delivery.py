@@ -49,8 +49,8 @@ def drop_connection(environ: dict) -> None:
         pass  # the client is already gone: nothing left to drop
 
 
-def fault_response(fault: Fault | None, c: Completion, environ: dict) -> Response | None:
-    """A response that replaces the completion (HTTP error, refused connection), or None."""
+def fault_response(fault: Fault | None, prompt_tokens: int, environ: dict) -> Response | None:
+    """A response that replaces the answer (HTTP error, refused connection), or None."""
     if fault is None:
         return None
     if fault.kind in STATUS_FAULTS:
@@ -59,24 +59,31 @@ def fault_response(fault: Fault | None, c: Completion, environ: dict) -> Respons
             headers = {"Retry-After": str(fault.position), "retry-after-ms": str(fault.position * 1000)}
         return error_response(status, message, type_, code, headers=headers)
     if fault.kind == "context-length":
-        return context_length_error(max(c.prompt_tokens - 1, 1), c.prompt_tokens).response()
+        return context_length_error(max(prompt_tokens - 1, 1), prompt_tokens).response()
     if fault.kind == "refuse":
         drop_connection(environ)
         return Response(b"", status=200)
     return None
 
 
-def plain_response(c: Completion, fault: Fault | None, pacing: Pacing, headers: dict) -> Response:
-    """A non-streamed completion; stream faults become a bad body or a stall."""
+def plain_response(c: Completion, fault: Fault | None, pacing: Pacing, headers: dict,
+                   render=completion_body) -> Response:
+    """A non-streamed completion (`render` makes its body); stream faults become a bad body or a stall."""
     kind = fault.kind if fault else None
     pause(pacing.latency_s + pacing.for_tokens(c.completion_tokens))
+    body = json.dumps(render(c, with_usage=kind != "no-usage")).encode()
+    return json_response(body, fault, pacing, headers)
+
+
+def json_response(body: bytes, fault: Fault | None, pacing: Pacing, headers: dict) -> Response:
+    """A JSON answer with the fault (if any) applied: a late start, a cut or bad body, a stall."""
+    kind = fault.kind if fault else None
     if kind == "slow-first":
         pause(fault.position)
-    body = json.dumps(completion_body(c, with_usage=kind != "no-usage")).encode()
     if kind == "cut":
         body = body[: len(body) // 2]
     elif kind in ("malformed", "garbage"):
-        body = b'{"id": "' + c.id.encode() + b'", "object": "chat.completion", "choices": [{oops'
+        body = body[:40] + b'"choices": [{oops'
     if kind == "stall":
         def stalled():
             yield b""  # headers go out now; the body only after the stall
@@ -88,10 +95,10 @@ def plain_response(c: Completion, fault: Fault | None, pacing: Pacing, headers: 
 
 
 def stream_response(c: Completion, fault: Fault | None, pacing: Pacing, include_usage: bool,
-                    environ: dict, headers: dict) -> Response:
-    """An SSE stream of chunks, paced, with the stream fault (if any) at its position."""
+                    environ: dict, headers: dict, render=stream_events) -> Response:
+    """An SSE stream of chunks (`render` makes them), paced, with the stream fault (if any) at its position."""
     kind = fault.kind if fault else None
-    events = stream_events(c, include_usage=include_usage and kind != "no-usage")
+    events = render(c, include_usage=include_usage and kind != "no-usage")
 
     def generate():
         if kind == "slow-first":
