@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kyma import tokens
+from kyma.chat.apis import CAPABILITY_PARAMS, INPUT_PARAMS, check_model, parse_request
 from kyma.chat.call import ChatCall, Prepared
 from kyma.chat.plan import missing_capability
-from kyma.chat.request import parse_chat_request
 from kyma.db import connected, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest
 from kyma.services import ledger
@@ -22,21 +22,28 @@ if TYPE_CHECKING:
 
 def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     """Validate, plan, admit and hold; raises the KymaError the client should get."""
-    req = parse_chat_request(call.body)
+    req = parse_request(call.endpoint, call.body)
     model, alias = rt.catalog.resolve(req.model)
     alias = call.asked_for or alias
+    if req.api != "chat" or model.kind != "chat":
+        check_model(model, req, rt.routes.routes_for(model.id))
     lacking = missing_capability(model, req.needs)
     if lacking:
         raise InvalidRequest(f"The model '{model.id}' does not support {lacking}; GET /v1/models lists the "
-                             f"models that do.", param="tools" if lacking == "tool calling" else "messages",
+                             f"models that do.", param=CAPABILITY_PARAMS.get(lacking, "messages"),
                              code="unsupported_feature")
-    prompt_tokens = tokens.count_messages(req.messages, call.body.get("tools"))
-    candidates = rt.planner.plan(model, req, prompt_tokens)
+    if req.input_tokens is None:
+        prompt_tokens = tokens.count_messages(req.messages, call.body.get("tools"))
+    else:
+        prompt_tokens = req.input_tokens
+    fit = prompt_tokens if req.longest_input is None else req.longest_input  # what must fit the window
+    candidates = rt.planner.plan(model, req, fit)
     if not candidates:
-        if prompt_tokens >= model.context_window:
-            raise InvalidRequest(f"The prompt (about {prompt_tokens} tokens) does not fit the context window of "
+        if fit >= model.context_window:
+            what = "The prompt" if req.longest_input is None else "An input"
+            raise InvalidRequest(f"{what} (about {fit} tokens) does not fit the context window of "
                                  f"'{model.id}' ({model.context_window}) or of any fallback model.",
-                                 param="messages", code="context_length_exceeded")
+                                 param=INPUT_PARAMS[req.api], code="context_length_exceeded")
         raise InvalidRequest("No provider route matches the request's provider preferences.", param="provider",
                              code="no_route")
     tier = rt.tiers.get(principal.tier)

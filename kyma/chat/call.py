@@ -24,7 +24,7 @@ def new_request_id() -> str:
 class ChatCall:
     """One incoming chat request as an edge (an API protocol, the playground) hands it in."""
 
-    endpoint: str  # chat | messages | playground
+    endpoint: str  # chat | messages | playground | completions | embeddings
     sim_fault: str | None = None  # X-Kyma-Sim-Fault, forwarded to simulated providers only
     request_id: str = field(default_factory=new_request_id)
     started: float = field(default_factory=time.perf_counter)
@@ -55,6 +55,11 @@ class Prepared:
         if stream:
             body["stream_options"] = {"include_usage": True}
         return body
+
+    @property
+    def api_args(self) -> dict:
+        """The adapter's `api` argument for an API other than chat (none for chat)."""
+        return {} if self.req.api == "chat" else {"api": self.req.api}
 
     def upstream_headers(self, cand: Candidate) -> dict:
         """Extra headers for one attempt; fault injection reaches simulated providers only."""

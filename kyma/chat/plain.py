@@ -11,7 +11,7 @@ from kyma.chat.attempts import Attempts
 from kyma.chat.call import Prepared, Reply, Served, response_headers
 from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
-from kyma.chat.usage import completion_text, meter, usage_object
+from kyma.chat.usage import completion_text, input_usage_object, meter, meter_input, usage_object
 from kyma.errors import KymaError
 from kyma.providers.base import UpstreamFailure
 from kyma.services.recording import RequestRecord
@@ -47,7 +47,7 @@ def _attempt(rt: Runtime, prep: Prepared, attempts: Attempts, cand: Candidate) -
     with gevent.Timeout(max(0.1, attempts.deadline - time.monotonic()), UpstreamFailure(
             "timeout", "upstream did not finish before the request deadline")):
         return adapter.complete(cand.route, prep.upstream_body(False), prep.upstream_headers(cand),
-                                rt.upstreams.api_key(cand.route))
+                                rt.upstreams.api_key(cand.route), **prep.api_args)
 
 
 def _sleep(seconds: float) -> Iterator[None]:
@@ -68,9 +68,13 @@ def _finished(walk):
 def _completed(rt: Runtime, prep: Prepared, cand: Candidate, body: dict, attempts: Attempts,
                record: RequestRecord) -> Reply:
     try:
-        metered = meter(cand.model, body.get("usage"), prep.prompt_tokens,
-                        completion_text(body["choices"][0]["message"]))
-        usage = usage_object(metered)
+        if prep.req.api == "embeddings":
+            metered = meter_input(cand.model, body.get("usage"), prep.prompt_tokens)
+            usage = input_usage_object(metered)
+        else:
+            metered = meter(cand.model, body.get("usage"), prep.prompt_tokens,
+                            completion_text(body["choices"][0]["message"]))
+            usage = usage_object(metered)
     except Exception as exc:  # the adapter checked the shape; this is a last line of defence
         err = KymaError(f"internal error metering the answer: {type(exc).__name__}")
         record_failed(rt, prep, err, record, attempts)
@@ -78,6 +82,9 @@ def _completed(rt: Runtime, prep: Prepared, cand: Candidate, body: dict, attempt
     overhead = (time.perf_counter() - prep.call.started) * 1000 - attempts.upstream_ms
     served = Served(cand, metered, attempts.tried, overhead)
     record_served(rt, prep, served, record, attempts)
+    if prep.req.api == "embeddings":
+        out = {"object": "list", "data": body["data"], "model": cand.model.id, "usage": usage}
+        return Reply(out, response_headers(prep, served))
     out = dict(body, id=f"chatcmpl-{prep.call.request_id}", model=cand.model.id, usage=usage)
     out.setdefault("object", "chat.completion")
     out.setdefault("created", int(time.time()))

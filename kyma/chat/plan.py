@@ -31,6 +31,8 @@ def missing_capability(model: ModelInfo, needs: Needs) -> str | None:
         return "image input"
     if needs.structured and not model.supports_structured_outputs:
         return "structured outputs"
+    if needs.fim and not model.supports_fim:
+        return "fill-in-the-middle (suffix)"
     return None
 
 
@@ -61,24 +63,36 @@ def _comparable(catalog: Catalog, model: ModelInfo, needs: Needs, prompt_tokens:
     return pool[:MAX_COMPARABLE_MODELS]
 
 
+def _routes(table: RouteTable, model_id: str, req: ChatRequest) -> list[Route]:
+    """A model's routes that serve the request's API, after the client's provider preferences."""
+    routes = table.routes_for(model_id)
+    if req.api == "completions":
+        routes = tuple(r for r in routes if r.completions)
+    return _apply_prefs(routes, req.provider)
+
+
 def plan(catalog: Catalog, table: RouteTable, model: ModelInfo, req: ChatRequest,
          prompt_tokens: int) -> list[Candidate]:
-    """All candidates in the order they are tried: own routes, then siblings, then comparable models."""
+    """All candidates in the order they are tried: own routes, then siblings, then comparable models.
+
+    Embeddings never fall back to another model: its vectors would live in another space.
+    """
     candidates: list[Candidate] = []
     if prompt_tokens < model.context_window:
-        for i, route in enumerate(_apply_prefs(table.routes_for(model.id), req.provider)):
+        for i, route in enumerate(_routes(table, model.id, req)):
             candidates.append(Candidate(route, model, NO_FALLBACK if i == 0 else SAME_MODEL))
-    if not req.provider.allow_fallbacks:
+    if not req.provider.allow_fallbacks or req.api == "embeddings":
         return candidates
     if req.fallback_models:
         others = [m for m in (catalog.get(name) for name in req.fallback_models) if m is not None]
-        others = [m for m in others if m.id != model.id and fits(m, req.needs, prompt_tokens)]
+        others = [m for m in others if m.id != model.id and m.kind == model.kind
+                  and fits(m, req.needs, prompt_tokens)]
     else:
         others = [m for m in catalog.siblings(model) if fits(m, req.needs, prompt_tokens)]
         others += [m for m in _comparable(catalog, model, req.needs, prompt_tokens) if m not in others]
     for other in others:
         layer = SAME_FAMILY if other.family == model.family else COMPARABLE
-        for route in _apply_prefs(table.routes_for(other.id), req.provider):
+        for route in _routes(table, other.id, req):
             candidates.append(Candidate(route, other, layer))
     return candidates
 
@@ -96,7 +110,7 @@ class Planner:
     def plan(self, model: ModelInfo, req: ChatRequest, prompt_tokens: int) -> list[Candidate]:
         """The candidates for a request, shared by every request of the same shape."""
         fit = bisect.bisect_right(self.windows, prompt_tokens)  # how many window sizes it does NOT fit
-        key = (model.id, req.needs, req.provider, req.fallback_models, fit)
+        key = (model.id, req.api, req.needs, req.provider, req.fallback_models, fit)
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= self.max_entries:

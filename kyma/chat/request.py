@@ -25,6 +25,7 @@ class Needs:
     tools: bool = False
     vision: bool = False
     structured: bool = False
+    fim: bool = False  # a legacy completion with a suffix (fill-in-the-middle)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ class ProviderPrefs:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A validated chat request: what routing needs, plus the body to forward upstream."""
+    """A validated request: what routing needs, plus the body to forward upstream.
+
+    `api` is the upstream API it speaks (chat, completions, embeddings); the other APIs count their
+    input themselves (`input_tokens`), and embeddings fit the window input by input (`longest_input`).
+    """
 
     model: str
     messages: list
@@ -50,6 +55,10 @@ class ChatRequest:
     fallback_models: tuple[str, ...]
     provider: ProviderPrefs
     upstream_body: dict = field(repr=False)
+    api: str = "chat"
+    input_tokens: int | None = None  # counted by the parser (None: count the messages)
+    longest_input: int | None = None  # embeddings: the largest single input, which must fit the window
+    dimensions: int | None = None  # embeddings: the vector length asked for
 
 
 def _fail(message: str, param: str, code: str = "invalid_request") -> InvalidRequest:

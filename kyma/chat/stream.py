@@ -153,7 +153,8 @@ class ChatStream:
         up = None
         try:
             up = self.rt.upstreams.adapter(cand.route).stream(
-                cand.route, body, self.prep.upstream_headers(cand), self.rt.upstreams.api_key(cand.route))
+                cand.route, body, self.prep.upstream_headers(cand), self.rt.upstreams.api_key(cand.route),
+                **self.prep.api_args)
             self.upstream = up
             while not up.wait_headers(self._wait()):
                 self._check(headers_kind)
@@ -223,8 +224,9 @@ class ChatStream:
 
     def _continuable(self, failure: UpstreamFailure) -> bool:
         """Can another candidate finish this answer? Only text can be prefilled, never a half-made tool
-        call, and not once the stream's total limit has passed."""
-        return failure.kind != "limit" and not self.answer.tool_calls and bool(self.answer.content)
+        call, not once the stream's total limit has passed, and only in a chat (a prefill is a message)."""
+        return (failure.kind != "limit" and not self.answer.tool_calls and bool(self.answer.content)
+                and self.prep.req.api == "chat")
 
     def _can_continue(self, cand: Candidate) -> bool:
         """A candidate for continuing: it accepts a prefill, fits the answer so far, and has not broken here."""

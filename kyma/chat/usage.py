@@ -39,6 +39,24 @@ def meter(model: ModelInfo, upstream_usage: dict | None, prompt_estimate: int, c
     return Metered(usage, cost_of(model, usage), estimated, u)
 
 
+def meter_input(model: ModelInfo, upstream_usage: dict | None, input_estimate: int) -> Metered:
+    """Usage of an input-only API (embeddings): the upstream's prompt_tokens, else the gateway's count."""
+    u = upstream_usage if isinstance(upstream_usage, dict) else {}
+    prompt = u.get("prompt_tokens")
+    estimated = not isinstance(prompt, int) or isinstance(prompt, bool) or prompt < 0
+    usage = TokenUsage(input_estimate if estimated else prompt, 0)
+    return Metered(usage, cost_of(model, usage), estimated, u)
+
+
+def input_usage_object(m: Metered) -> dict:
+    """The `usage` of an input-only API: prompt and total tokens plus Kyma's cost and cache fields."""
+    out = {"prompt_tokens": m.usage.prompt_tokens, "total_tokens": m.usage.total_tokens,
+           "cached_tokens": 0, "cache_write_tokens": 0, "cost": m.cost.cost_usd, "cache_discount": m.cost.discount_usd}
+    if m.estimated:
+        out["estimated"] = True
+    return out
+
+
 def usage_object(m: Metered) -> dict:
     """The `usage` object every response carries: OpenAI fields plus Kyma's cost and cache fields."""
     u = m.usage
