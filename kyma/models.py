@@ -187,6 +187,21 @@ class RateState(BaseModel):
     per_minute = BigIntegerField()  # the limit the last admission used; refunds convert at this rate
 
 
+class DeviceLogin(BaseModel):
+    """A device-code log-in: a CLI polls with the device code while a signed-in browser approves the user code."""
+
+    id = AutoField()
+    device_hash = CharField(max_length=64, unique=True)  # SHA-256 of the device code the CLI polls with
+    user_hash = CharField(max_length=64, unique=True)  # SHA-256 of the normalised user code typed in the browser
+    client_name = CharField(max_length=100, default="")
+    status = CharField(max_length=10, default="pending")  # pending | approved | denied | consumed
+    account = ForeignKeyField(Account, null=True, on_delete="CASCADE")  # who approved it
+    interval = IntegerField()  # seconds the CLI must wait between polls (grows on slow_down)
+    last_polled_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+
+
 # Every index is written on every insert, and the request path inserts into these tables, so only
 # indexes that a query needs exist. Older databases had these; `init-db` drops them.
 OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "hold_expires_at",
@@ -194,4 +209,4 @@ OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_a
                     "routeoutcome_model")
 
 ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter,
-              RateState, StoredResponse)
+              RateState, StoredResponse, DeviceLogin)

@@ -36,6 +36,8 @@ ENDPOINTS = (
     Endpoint("POST", "/v1/auth/login", False, "Sign in; returns a session token"),
     Endpoint("POST", "/v1/auth/logout", True, "End the session"),
     Endpoint("GET", "/v1/auth/me", True, "Your account"),
+    Endpoint("POST", "/v1/auth/device/code", False, "Start a device-code log-in (CLIs)"),
+    Endpoint("POST", "/v1/auth/device/token", False, "Poll a device-code log-in; the new API key once approved"),
     Endpoint("GET", "/v1/auth/keys", True, "Your API keys (masked)"),
     Endpoint("POST", "/v1/auth/keys", True, "Create an API key (shown once)"),
     Endpoint("DELETE", "/v1/auth/keys/{key_id}", True, "Revoke an API key"),

@@ -1,9 +1,9 @@
 """The hold reaper: a greenlet per gateway worker that releases abandoned holds every minute.
 
 It also prunes rate-limit state whose allowance has long been full (the limiter's hot path never deletes)
-and sign-up and log-in counters whose window has ended, deletes stored responses past their retention,
-and logs what the SQLite upkeep thread could not (kyma.wal): a failed checkpoint as an error, a failed
-integrity check as critical.
+and sign-up and log-in counters whose window has ended, deletes stored responses past their retention
+and device log-ins past their expiry, and logs what the SQLite upkeep thread could not (kyma.wal): a
+failed checkpoint as an error, a failed integrity check as critical.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flask import Flask
 from kyma import wal
 from kyma.db import connected
 from kyma.greenlets import gevent_patched
-from kyma.services import ledger, responses_store, window_stores
+from kyma.services import device_login, ledger, responses_store, window_stores
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ CHORES = (
     ("hold reaper round", ledger.reap_expired_holds),
     ("rate-limit and counter prune", lambda: window_stores.prune_database_counters(int(time.time()))),
     ("expired stored responses", responses_store.delete_expired),
+    ("expired device log-ins", device_login.prune),
 )
 
 
