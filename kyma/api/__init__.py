@@ -11,6 +11,7 @@ api_bp = Blueprint("api", __name__, url_prefix="/v1")
 
 # Importing the view modules attaches their routes to api_bp.
 from kyma.api import auth, catalog, chat, credits, discovery, messages, responses  # noqa: E402,F401
+from kyma.api import completions, embeddings  # noqa: E402,F401
 from kyma.api import device  # noqa: E402,F401
 
 _HTTP_TYPES = {
