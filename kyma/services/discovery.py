@@ -19,9 +19,11 @@ class Endpoint:
 
 ENDPOINTS = (
     Endpoint("POST", "/v1/chat/completions", True, "OpenAI chat completions (streaming, tools, JSON mode)"),
+    Endpoint("POST", "/v1/completions", True, "OpenAI legacy completions (prompt, suffix for fill-in-the-middle)"),
+    Endpoint("POST", "/v1/embeddings", True, "OpenAI embeddings (embedding models: GET /v1/models?kind=embedding)"),
     Endpoint("POST", "/v1/messages", True, "Anthropic Messages (streaming, tools)"),
     Endpoint("POST", "/v1/messages/count_tokens", True, "Anthropic token counting"),
-    Endpoint("GET", "/v1/models", False, "Model catalog with filters and aliases"),
+    Endpoint("GET", "/v1/models", False, "Model catalog with filters and aliases (kind=embedding, kind=all)"),
     Endpoint("GET", "/v1/models/{model_id}", False, "One model by id or alias"),
     Endpoint("GET", "/v1/models/recommend", False, "Model recommendation and agent config"),
     Endpoint("GET", "/v1/models/uptime", False, "7-day per-model uptime from real traffic"),
@@ -165,6 +167,11 @@ def llms_txt(catalog: Catalog, origin: str) -> str:
           f"${m.pricing.input_per_1m}/${m.pricing.output_per_1m} per 1M in/out; "
           f"tools {'yes' if m.supports_tools else 'no'}, vision {'yes' if m.supports_vision else 'no'}; "
           f"{m.api.get('best_for', '')}" for m in catalog.models),
+        "",
+        "## Embedding models (POST /v1/embeddings)",
+        *(f"- {m.id}: {m.name}; {m.dimensions} dimensions"
+          f"{f' (truncatable to {m.min_dimensions})' if m.min_dimensions else ''}; inputs up to "
+          f"{m.context_window} tokens; ${m.pricing.input_per_1m} per 1M input tokens" for m in catalog.embeddings),
         "",
         "## More",
         f"- OpenAPI: {root}/v1/openapi.json",
