@@ -143,11 +143,9 @@ class Limiter:
             self.store.adjust(key, -units, now)
 
     def usage(self, account_id: int, tier: Tier) -> dict:
-        """The account's limits and what is left of them now, for GET /v1/auth/limits.
-
-        `*_used` is the limit minus what could be admitted now; `resets_at` is when the account's
-        request and token allowances are both full again (now when nothing is in use).
-        """
+        """The account's limits and what is left of them now, for GET /v1/auth/limits."""
+        # *_used: the limit minus what could be admitted now. resets_at: when the request and token
+        # allowances are both full again (now, to the second, when nothing is in use).
         now = _micros(self.clock())
         rpm_key, _, tpm_key = _keys(account_id, "")
         rpm_tat, tpm_tat = self.store.peek([rpm_key, tpm_key], now)

@@ -79,9 +79,6 @@ class RateStore(Protocol):
     def peek(self, keys: list[str], now: int) -> list[int]: ...
 
 
-WindowStore = RateStore  # the name callers knew
-
-
 class DatabaseStore:
     """TATs as RateState rows (key, tat, per_minute), on SQLite or PostgreSQL.
 
