@@ -57,6 +57,7 @@ def test_every_input_form_is_counted(value, tokens, longest):
     ({"model": "bge-m3", "input": "a", "encoding_format": "int8"}, "encoding_format"),
     ({"model": "bge-m3", "input": "a", "dimensions": 0}, "dimensions"),
     ({"model": "bge-m3", "input": "a", "dimensions": "64"}, "dimensions"),
+    ({"model": "bge-m3", "input": "a", "stream": True}, "stream"),
 ])
 def test_bad_requests_name_the_param(body, param):
     with pytest.raises(InvalidRequest) as err:
@@ -66,7 +67,7 @@ def test_bad_requests_name_the_param(body, param):
 
 def test_dimensions_and_encoding_are_the_gateways_not_the_upstreams():
     req = parse_embedding_request({"model": "m", "input": "a", "dimensions": 64, "encoding_format": "base64",
-                                   "provider": {"order": ["x"]}, "user": "u"})
+                                   "provider": {"order": ["x"]}, "user": "u", "stream": False})
     assert req.dimensions == 64
     assert req.upstream_body == {"model": "m", "input": "a", "user": "u", "encoding_format": "float"}
 

@@ -8,7 +8,7 @@ from kyma.chat.request import GATEWAY_FIELDS, ChatRequest, Needs, _fail, _positi
 MAX_INPUTS = 2048  # inputs per request, as OpenAI allows
 ENCODINGS = ("float", "base64")
 # Read by the gateway: vectors are asked for as floats, then truncated and encoded for the client.
-LOCAL_FIELDS = frozenset({"dimensions", "encoding_format"})
+LOCAL_FIELDS = frozenset({"dimensions", "encoding_format", "stream", "stream_options"})
 
 
 def _token_array(value) -> bool:
@@ -48,6 +48,8 @@ def parse_embedding_request(body: dict) -> ChatRequest:
         raise _fail("'model' is required (an embedding model from GET /v1/models?kind=embedding).", "model",
                     "missing_field")
     sizes = input_sizes(body.get("input"))
+    if body.get("stream") not in (None, False):
+        raise _fail("Embeddings are not streamed: leave out 'stream'.", "stream")
     encoding = body.get("encoding_format")
     if encoding is not None and encoding not in ENCODINGS:
         raise _fail("'encoding_format' must be float or base64.", "encoding_format")
