@@ -147,3 +147,19 @@ def test_llms_txt_is_generated_from_the_catalog(client):
 
 def test_healthz_pings_the_database(client):
     assert get(client, "/healthz").get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_codex_config_speaks_the_responses_api(client):
+    config = get(client, "/v1/models/recommend?agent=codex").get_json()["config"]
+    provider = config["settings"]["model_providers"]["kyma"]
+    assert (provider["wire_api"], provider["base_url"], provider["env_key"]) == ("responses", f"{ORIGIN}/v1", "KYMA_API_KEY")
+    assert config["file"] == "~/.codex/config.toml" and 'wire_api = "responses"' in config["snippet"]
+
+
+def test_continue_config_covers_chat_autocomplete_and_codebase_indexing(client):
+    config = get(client, "/v1/models/recommend?agent=continue").get_json()["config"]
+    models = {m["id"]: m for m in get(client, "/v1/models?kind=all").get_json()["data"]}
+    roles = config["settings"]
+    assert models[roles["autocomplete"]]["supports_fim"] is True  # autocomplete sends a suffix
+    assert models[roles["embed"]]["kind"] == "embedding"
+    assert f"model: {roles['embed']}" in config["snippet"] and "roles: [autocomplete]" in config["snippet"]

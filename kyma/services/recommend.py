@@ -20,7 +20,7 @@ class Agent:
 
     id: str
     name: str
-    protocol: str  # "openai" (base URL …/v1) or "anthropic" (base URL = origin)
+    protocol: str  # "openai" (base URL …/v1), "openai-responses" (…/v1, Responses API) or "anthropic" (origin)
     usecase: str
 
 
@@ -33,6 +33,8 @@ AGENTS = (
     Agent("opencode", "OpenCode", "openai", "agent"),
     Agent("cursor", "Cursor", "openai", "coding"),
     Agent("kilo-code", "Kilo Code", "openai", "agent"),
+    Agent("codex", "Codex CLI", "openai-responses", "coding"),
+    Agent("continue", "Continue", "openai", "coding"),
 )
 AGENT_IDS = tuple(a.id for a in AGENTS)
 
@@ -99,13 +101,13 @@ def recommend(catalog: Catalog, *, usecase: str | None, agent_id: str | None, or
     if agent:
         reason += f", supports the tool calling {agent.name} relies on"
     reason += f"; ${model.pricing.input_per_1m}/${model.pricing.output_per_1m} per 1M tokens in/out."
-    small = catalog.get("cheap") or model
-    config = agent_config(agent, model, small, origin)
+    config = agent_config(agent, model, catalog, origin)
     return Recommendation(usecase, agent, model, _alternatives(model, candidates), reason, config)
 
 
-def agent_config(agent: Agent | None, model: ModelInfo, small: ModelInfo, origin: str) -> dict:
+def agent_config(agent: Agent | None, model: ModelInfo, catalog: Catalog, origin: str) -> dict:
     """A ready-to-paste configuration for `agent` (or the OpenAI SDK) pointing at this gateway."""
+    small = catalog.get("cheap") or model
     root = origin.rstrip("/")
     v1 = f"{root}/v1"
     if agent is None:
@@ -136,6 +138,15 @@ def agent_config(agent: Agent | None, model: ModelInfo, small: ModelInfo, origin
             "agents": {"defaults": {"model": {"primary": f"kyma/{model.id}"}}}}
         return {"format": "json", "file": "~/.openclaw/openclaw.json", "base_url": v1, "settings": settings,
                 "snippet": json.dumps(settings, indent=2)}
+    if agent.id == "continue":
+        return continue_config(catalog, model, origin)
+    if agent.id == "codex":
+        snippet = (f'model = "{model.id}"\nmodel_provider = "kyma"\n\n[model_providers.kyma]\nname = "Kyma"\n'
+                   f'base_url = "{v1}"\nenv_key = "KYMA_API_KEY"\nwire_api = "responses"\n')
+        settings = {"model": model.id, "model_provider": "kyma", "model_providers": {"kyma": {
+            "name": "Kyma", "base_url": v1, "env_key": "KYMA_API_KEY", "wire_api": "responses"}}}
+        return {"format": "toml", "file": "~/.codex/config.toml", "base_url": v1, "settings": settings,
+                "snippet": snippet}
     if agent.id == "cursor":
         settings = {"OpenAI API Key": "<your ky- key>", "Override OpenAI Base URL": v1, "Custom model": model.id}
         return {"format": "settings", "file": "Cursor Settings → Models", "base_url": v1, "settings": settings,
@@ -145,3 +156,20 @@ def agent_config(agent: Agent | None, model: ModelInfo, small: ModelInfo, origin
                 "openAiModelId": model.id}
     return {"format": "json", "file": f"{agent.name} → Settings → API Provider: OpenAI Compatible",
             "base_url": v1, "settings": settings, "snippet": json.dumps(settings, indent=2)}
+
+
+def continue_config(catalog: Catalog, model: ModelInfo, origin: str) -> dict:
+    """Continue's config.yaml: chat on `model`, autocomplete on a fill-in-the-middle model, and embeddings
+    for codebase indexing, all through this gateway."""
+    v1 = f"{origin.rstrip('/')}/v1"
+    fim = next((m for m in catalog.models if m.supports_fim), model)
+    roles = [(model, "chat, edit, apply")] + [(fim, "autocomplete")]
+    roles += [(m, "embed") for m in catalog.embeddings[:1]]
+    lines = ["name: Kyma", "version: 1.0.0", "schema: v1", "models:"]
+    for m, role in roles:
+        lines += [f"  - name: Kyma {m.name}", "    provider: openai", f"    model: {m.id}", f"    apiBase: {v1}",
+                  "    apiKey: ${{ secrets.KYMA_API_KEY }}", f"    roles: [{role}]"]
+    return {"format": "yaml", "file": "~/.continue/config.yaml", "base_url": v1,
+            "settings": {"chat": model.id, "autocomplete": fim.id,
+                         "embed": catalog.embeddings[0].id if catalog.embeddings else None},
+            "snippet": "\n".join(lines) + "\n"}
