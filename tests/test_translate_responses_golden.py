@@ -95,7 +95,8 @@ def test_stream_fixture_follows_the_responses_event_grammar(path):
         if name == "response.output_item.added":
             assert data["output_index"] == len(opened)
             opened[data["output_index"]] = {"item": data["item"], "done": False}
-        elif name.startswith(("response.output_text.", "response.content_part.", "response.function_call_arg")):
+        elif name.startswith(("response.output_text.", "response.content_part.", "response.function_call_arg",
+                              "response.reasoning_text.")):
             entry = opened[data["output_index"]]
             assert not entry["done"] and data["item_id"] == entry["item"]["id"]
         elif name == "response.output_item.done":

@@ -49,6 +49,12 @@ def test_sdk_stream_helper_accumulates_parallel_function_calls():
         ("call_a", {"city": "Oslo"}), ("call_b", {"city": "Bergen"})]
 
 
+def test_sdk_stream_helper_keeps_reasoning_apart_from_the_answer():
+    kinds, final = _stream(translate_stream(_case("streams", "reasoning_then_text")))
+    assert [o.type for o in final.output] == ["reasoning", "message"] and final.output_text == "4"
+    assert final.output[0].content[0].text == "Add them." and "response.reasoning_text.delta" in kinds
+
+
 def test_sdk_sees_an_incomplete_stream_and_a_failed_one():
     sse = translate_stream(_case("streams", "length_incomplete"))
     events = list(_client(sse, "text/event-stream").responses.create(model="m", input="x", stream=True))

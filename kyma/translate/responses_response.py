@@ -25,6 +25,9 @@ def chat_to_response(chat: dict, base: dict, *, now: int | None = None) -> dict:
     message = choice.get("message") or {}
     _status, incomplete = status_of(choice.get("finish_reason"))
     output: list[dict] = []
+    thought = reasoning_text(message)
+    if thought:
+        output.append(reasoning_item(item_id(base["id"], "rs"), thought, "completed"))
     text = _text(message.get("content")) or message.get("refusal") or ""
     if text:
         output.append(message_item(item_id(base["id"], "msg"), text, "completed"))
@@ -63,6 +66,18 @@ def message_item(item_id_: str, text: str, status: str) -> dict:
 
 def output_text(text: str) -> dict:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def reasoning_item(item_id_: str, text: str, status: str) -> dict:
+    """The model's reasoning as the upstream sent it (no summary: none was made)."""
+    return {"type": "reasoning", "id": item_id_, "summary": [], "content": [{"type": "reasoning_text", "text": text}],
+            "status": status}
+
+
+def reasoning_text(message: dict) -> str:
+    """The non-standard reasoning field of a message or delta (reasoning_content, or reasoning on some hosts)."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    return value if isinstance(value, str) else ""
 
 
 def function_call_item(item_id_: str, call_id_: str, name: str, arguments: str, status: str) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from kyma.errors import KymaError, UpstreamError
 from kyma.translate.responses_response import (call_id, finished, function_call_item, item_id, message_item,
-                                               output_text, status_of)
+                                               output_text, reasoning_item, reasoning_text, status_of)
 
 
 def sse_event(data: dict) -> bytes:
@@ -17,7 +17,7 @@ def sse_event(data: dict) -> bytes:
 
 @dataclass
 class _Item:
-    """One output item being streamed: a message (text) or a function call (by its chat tool index)."""
+    """One output item being streamed: reasoning, a message (text) or a function call (by its chat tool index)."""
 
     index: int  # output_index
     item: dict
@@ -28,9 +28,10 @@ class _Item:
 class ResponsesStreamTranslator:
     """Feed chat chunks one at a time; get the Responses SSE bytes to send for each.
 
-    Output items follow the order their first fragment arrived: text opens a message item, a tool
-    call a function_call item. A message closes when a tool call starts; function calls stay open
-    until the end, so interleaved argument fragments still reach their own item.
+    Output items follow the order their first fragment arrived: reasoning opens a reasoning item,
+    text a message item, a tool call a function_call item. Reasoning and messages take turns (each
+    closes when something else starts); function calls stay open until the end, so interleaved
+    argument fragments still reach their own item.
     """
 
     def __init__(self, base: dict):
@@ -40,7 +41,7 @@ class ResponsesStreamTranslator:
         self._started = False
         self._done = False
         self._items: list[_Item] = []
-        self._text: _Item | None = None  # the open message item
+        self._text: _Item | None = None  # the open reasoning or message item
         self._tools: dict[int, _Item] = {}  # chat tool index → its function_call item
         self._finish: str | None = None
         self._usage: dict | None = None
@@ -70,9 +71,12 @@ class ResponsesStreamTranslator:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
+            thought = reasoning_text(delta)
+            if thought:
+                out += self._text_delta("reasoning", thought)
             text = delta.get("content") or delta.get("refusal")
             if isinstance(text, str) and text:
-                out += self._text_delta(text)
+                out += self._text_delta("message", text)
             for fragment in delta.get("tool_calls") or []:
                 if isinstance(fragment, dict):
                     out += self._tool_fragment(fragment)
@@ -115,19 +119,35 @@ class ResponsesStreamTranslator:
 
     # --- items -----------------------------------------------------------------------------
 
-    def _text_delta(self, text: str) -> list[bytes]:
+    def _text_delta(self, kind: str, text: str) -> list[bytes]:
+        """Text for a reasoning or a message item: the open one of that kind, or a new one."""
         out: list[bytes] = []
         item = self._text
+        if item is not None and item.item["type"] != kind:
+            out += self._close(item, "completed")
+            item = None
         if item is None:
-            item = self._text = self._add(message_item(item_id(self.base["id"], "msg", self._n_messages()), "",
-                                                       "in_progress"))
-            item.item["content"] = []
-            out.append(self._event("response.output_item.added", output_index=item.index, item=item.item))
+            out += self._open_text(kind)
+            item = self._text
+        item.parts.append(text)
+        ids = {"item_id": item.item["id"], "output_index": item.index, "content_index": 0}
+        if kind == "message":
+            out.append(self._event("response.output_text.delta", **ids, delta=text, logprobs=[]))
+        else:
+            out.append(self._event("response.reasoning_text.delta", **ids, delta=text))
+        return out
+
+    def _open_text(self, kind: str) -> list[bytes]:
+        n = sum(1 for i in self._items if i.item["type"] == kind) or None  # the first is named as a plain reply's
+        if kind == "message":
+            item = self._text = self._add(message_item(item_id(self.base["id"], "msg", n), "", "in_progress"))
+        else:
+            item = self._text = self._add(reasoning_item(item_id(self.base["id"], "rs", n), "", "in_progress"))
+        item.item["content"] = []
+        out = [self._event("response.output_item.added", output_index=item.index, item=item.item)]
+        if kind == "message":
             out.append(self._event("response.content_part.added", item_id=item.item["id"], output_index=item.index,
                                    content_index=0, part=output_text("")))
-        item.parts.append(text)
-        out.append(self._event("response.output_text.delta", item_id=item.item["id"], output_index=item.index,
-                               content_index=0, delta=text, logprobs=[]))
         return out
 
     def _tool_fragment(self, fragment: dict) -> list[bytes]:
@@ -136,7 +156,7 @@ class ResponsesStreamTranslator:
         out: list[bytes] = []
         item = self._tools.get(index)
         if item is None:
-            if self._text is not None:  # a message ends where a tool call starts
+            if self._text is not None:  # a message (or reasoning) ends where a tool call starts
                 out += self._close(self._text, "completed")
                 self._text = None
             fc = item_id(self.base["id"], "fc", len(self._tools))
@@ -160,6 +180,8 @@ class ResponsesStreamTranslator:
         if item.item["type"] == "message":
             out.append(self._event("response.output_text.done", **ids, content_index=0, text=text, logprobs=[]))
             out.append(self._event("response.content_part.done", **ids, content_index=0, part=output_text(text)))
+        elif item.item["type"] == "reasoning":
+            out.append(self._event("response.reasoning_text.done", **ids, content_index=0, text=text))
         else:
             out.append(self._event("response.function_call_arguments.done", **ids, arguments=text))
         out.append(self._event("response.output_item.done", output_index=item.index, item=item.item))
@@ -171,6 +193,8 @@ class ResponsesStreamTranslator:
         text = "".join(item.parts)
         if item.item["type"] == "message":
             item.item.update(content=[output_text(text)], status=status)
+        elif item.item["type"] == "reasoning":
+            item.item.update(content=[{"type": "reasoning_text", "text": text}], status=status)
         else:
             item.item.update(arguments=text, status=status)
         return text
@@ -179,11 +203,6 @@ class ResponsesStreamTranslator:
         entry = _Item(len(self._items), item)
         self._items.append(entry)
         return entry
-
-    def _n_messages(self) -> int | None:
-        """None for the first message item (msg_<id>, as a plain response names it), then 1, 2, …"""
-        n = sum(1 for i in self._items if i.item["type"] == "message")
-        return n or None
 
     def _event(self, kind: str, **fields) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **fields}
