@@ -12,7 +12,7 @@ web_bp = Blueprint("web", __name__)
 
 # Importing the view modules attaches their routes to web_bp.
 from kyma.web import auth, dashboard, pages, playground  # noqa: E402,F401
-from kyma.web import device  # noqa: E402,F401
+from kyma.web import account, device  # noqa: E402,F401
 from kyma.web import csrf, htmx  # noqa: E402
 from kyma.web import money  # noqa: E402
 from kyma.web.identity import current_principal  # noqa: E402
