@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -195,12 +196,18 @@ def test_rate_limit_is_global_across_instances(cluster):
     key = register(a.url, _email())["api_key"]
     small = dict(BODY, max_tokens=16)
     clients = [_client((a, b)[i % 2], key) for i in range(16)]  # built before the race: they cost CPU
+    started = time.monotonic()
     statuses = _concurrently([lambda c=c: _sdk_status(c, small) for c in clients])
-    assert (statuses.count(200), statuses.count(429)) == (TIER0_RPM, 16 - TIER0_RPM), statuses
+    # The allowance refills one request every 60/rpm s: a slow machine may see a refill during the
+    # race, never more than the time allows. Exact across instances means inside these bounds.
+    refills = lambda: int((time.monotonic() - started) // (60 / TIER0_RPM))  # noqa: E731
+    admitted = statuses.count(200)
+    assert TIER0_RPM <= admitted <= TIER0_RPM + refills() and statuses.count(429) == 16 - admitted, statuses
     for gw in (a, b):
         limits = requests.get(f"{gw.url}/v1/auth/limits", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-        assert limits.json()["rpm_used"] == TIER0_RPM, limits.text
-    assert _chat_status(b, key, small) == 429
+        assert TIER0_RPM - refills() <= limits.json()["rpm_used"] <= TIER0_RPM, limits.text
+    if refills() == 0:  # still inside the first refill interval: nothing can be admitted yet
+        assert _chat_status(b, key, small) == 429
 
 
 def test_balance_is_never_overspent_across_instances(cluster):
