@@ -246,3 +246,10 @@ def test_codex_cli_like_session(gateway, account):
     assert events[-1][1]["response"]["usage"]["cost"] == pytest.approx(rows[2][4] / 1e6, abs=1e-6)
     for request_id in (f"resp_{r.headers['X-Request-Id']}" for r in (first, second, third)):
         assert db_rows(gateway.env, "select count(*) from storedresponse where id={p}", request_id) == [(0,)]
+
+
+def test_a_previous_response_id_that_is_no_string_is_a_400(gateway, account):
+    r = requests.post(f"{gateway.url}/v1/responses", timeout=30,
+                      headers={"Authorization": f"Bearer {account['api_key']}"},
+                      json={"model": "kimi-k2.5", "input": "hi", "previous_response_id": 5})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"

@@ -13,7 +13,7 @@ from kyma.api.chat import json_response, new_call, serve
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
-from kyma.errors import NotFound
+from kyma.errors import InvalidRequest, NotFound
 from kyma.runtime import runtime
 from kyma.services import responses_store
 from kyma.translate.responses import (ResponsesStreamTranslator, Translated, chat_to_response, new_response,
@@ -34,7 +34,9 @@ def create_response():
         previous = body.get("previous_response_id")
         history = None
         if previous is not None:
-            stored = responses_store.load(call.principal.account_id, previous) if isinstance(previous, str) else None
+            if not isinstance(previous, str):
+                raise InvalidRequest("'previous_response_id' must be a string.", param="previous_response_id")
+            stored = responses_store.load(call.principal.account_id, previous)
             if stored is None:
                 raise NotFound(f"Previous response with id '{previous}' not found.", param="previous_response_id")
             history = stored.conversation()
