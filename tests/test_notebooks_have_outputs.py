@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 EXPECTED = ("01-quickstart", "02-chat-completions", "03-anthropic-messages", "04-models-and-discovery",
-            "05-accounts-credits-limits", "06-reliability")
+            "05-accounts-credits-limits", "06-reliability", "07-responses-embeddings")
 
 
 def _code_cells(path: Path) -> list[dict]:
