@@ -9,6 +9,7 @@ from kyma.errors import InvalidRequest
 
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("none", "auto", "required")
+_TOOL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
 # Items the gateway keeps no trace of upstream: reasoning it cannot replay, hosted tools' own records.
 _SKIPPED_ITEMS = ("reasoning", "web_search_call", "file_search_call", "compaction")
 # Requests for hosted features the gateway cannot provide.
@@ -86,9 +87,13 @@ def _messages(items: list, instructions: str | None) -> list[dict]:
     system = [instructions] if instructions else []
     out: list[dict] = []
     calls: set[str] = set()
+    images: list[dict] = []  # from tool outputs: they follow the run of tool messages as a user message
     for i, item in enumerate(items):
         kind = item.get("type", "message")
         param = f"input[{i}]"
+        if images and kind not in _TOOL_OUTPUTS:
+            out.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
             role = item.get("role")
             if not isinstance(role, str) or role not in _MESSAGE_ROLES:
@@ -109,16 +114,20 @@ def _messages(items: list, instructions: str | None) -> list[dict]:
             if not (out and out[-1]["role"] == "assistant"):
                 out.append({"role": "assistant", "content": None})
             out[-1].setdefault("tool_calls", []).append(call)
-        elif kind in ("function_call_output", "custom_tool_call_output"):
+        elif kind in _TOOL_OUTPUTS:
             call_id = _string(item.get("call_id"), f"{param}.call_id", required=True)
             if call_id not in calls:
                 raise InvalidRequest(f"No tool call found for function call output with call_id '{call_id}'.",
                                      param=f"{param}.call_id")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), param)})
+            text, more = _tool_output(item.get("output"), param)
+            out.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            images += more
         elif kind in _SKIPPED_ITEMS:
             continue
         else:
             raise InvalidRequest(f"Input item type '{kind}' is not supported by this gateway.", param=f"{param}.type")
+    if images:
+        out.append({"role": "user", "content": images})
     for message in out:
         if message["role"] == "assistant" and message["content"] is None and not message.get("tool_calls"):
             message["content"] = ""
@@ -150,13 +159,17 @@ def _tool_call(item: dict, kind: str, param: str) -> dict:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _output_text(output, param: str) -> str:
-    """A tool call's output: a string, or text parts joined."""
+def _tool_output(output, param: str) -> tuple[str, list[dict]]:
+    """A tool call's output as the tool message's text, and its images (a tool message carries text only)."""
     if isinstance(output, str):
-        return output
-    if isinstance(output, list):
-        return _text_content(output, f"{param}.output")
-    raise InvalidRequest(f"{param}.output must be a string or a list of content parts.", param=f"{param}.output")
+        return output, []
+    if not isinstance(output, list):
+        raise InvalidRequest(f"{param}.output must be a string or a list of content parts.", param=f"{param}.output")
+    content = _user_content(output, f"{param}.output")
+    if isinstance(content, str):
+        return content, []
+    return ("\n\n".join(p["text"] for p in content if p["type"] == "text"),
+            [p for p in content if p["type"] == "image_url"])
 
 
 def _text_content(content, param: str) -> str:
