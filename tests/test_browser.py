@@ -430,6 +430,37 @@ def test_model_filter_by_typing_a_number_and_enter(page, gateway):
     assert page.inner_text("#model-count") == both
 
 
+def test_times_show_in_the_readers_zone_with_its_name(browser, gateway, sdk_env):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import openai
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, timezone_id="America/New_York")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_up(page, gateway.url)
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0) \
+            .chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+        page.goto(f"{gateway.url}/dashboard")
+        page.locator("#log-table .actions a").first.click()
+        page.wait_for_selector("#request-detail time")  # swapped in by htmx, localized too
+        formats = {"short": "%m-%d %H:%M:%S", "seconds": "%Y-%m-%d %H:%M:%S", "minutes": "%Y-%m-%d %H:%M"}
+        times = page.locator("main time").evaluate_all(
+            "ts => ts.map(t => [t.getAttribute('datetime'), t.dataset.local, t.textContent])")
+        assert {style for _, style, _ in times} == set(formats)  # the log, the detail, keys and credits
+        for stamp, style, shown in times:
+            local = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(ZoneInfo("America/New_York"))
+            assert shown == f"{local.strftime(formats[style])} {local.strftime('%Z')}", (stamp, shown)
+        expect(page.locator("#log-table time").first).to_have_attribute("title", re.compile(r" UTC$"))
+    finally:
+        context.close()
+    assert errors == []
+
+
 PHONE = {"width": 390, "height": 844}
 
 # Everything a page shows must fit the phone's width: no element reaches past the viewport's right edge

@@ -257,6 +257,16 @@ def test_nav_marks_the_current_section(client, path, current):
     assert re.findall(r'<a [^>]*aria-current="page"[^>]*>([^<]*)</a>', nav) == [current]
 
 
+def test_times_are_marked_up_in_utc_for_the_browser_to_localize(client):
+    sign_up(client, "tz@example.com")
+    row = log_request(account_id("tz@example.com"), created_at=datetime(2026, 3, 4, 5, 6, 7))
+    log = client.get("/dashboard/requests").get_data(as_text=True)
+    assert '<time datetime="2026-03-04T05:06:07Z" data-local="short">03-04 05:06:07 UTC</time>' in log
+    detail = client.get(f"/dashboard/requests/{row.id}").get_data(as_text=True)
+    assert '<time datetime="2026-03-04T05:06:07Z" data-local="seconds">2026-03-04 05:06:07 UTC</time>' in detail
+    assert "localtime.js" in detail and "(UTC)" not in log + detail  # the zone is named beside each time
+
+
 def test_request_detail_of_another_account_is_not_found(app):
     owner, other = browser(app), browser(app)
     sign_up(owner, "owner@example.com")
