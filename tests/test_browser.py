@@ -578,6 +578,8 @@ def test_every_page_reads_well_in_light_and_dark(page, gateway, sdk_env, scheme,
     page.wait_for_selector("#request-detail article")
     page.wait_for_selector("#dashboard-uptime table")
     check("dashboard")
+    page.goto(f"{gateway.url}/account")
+    check("account")
     page.goto(f"{gateway.url}/playground")
     page.fill("#pg-prompt", "Hello")
     page.click("#pg-send")
