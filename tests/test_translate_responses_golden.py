@@ -137,3 +137,10 @@ def test_a_request_with_only_hosted_tools_names_the_tool():
     with pytest.raises(InvalidRequest) as info:
         responses_to_chat_request({"model": "m", "input": "hi", "tools": [{"type": "web_search_preview"}]})
     assert "web_search_preview" in info.value.message
+
+
+def test_a_function_call_without_arguments_is_sent_as_an_empty_object():
+    chat = responses_to_chat_request({"model": "m", "input": [
+        {"type": "function_call", "call_id": "c", "name": "now"},
+        {"type": "function_call_output", "call_id": "c", "output": "12:00"}]}).chat
+    assert chat["messages"][0]["tool_calls"][0]["function"]["arguments"] == "{}"

@@ -156,6 +156,7 @@ def _tool_call(item: dict, kind: str, param: str) -> dict:
         arguments = item.get("arguments", "")
         if not isinstance(arguments, str):
             raise InvalidRequest(f"{param}.arguments must be a JSON string.", param=f"{param}.arguments")
+        arguments = arguments or "{}"  # templates that parse the arguments choke on an empty string
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
@@ -271,7 +272,8 @@ def _tool_choice(choice, tools: list[dict], dropped: tuple[str, ...]):
     if kind == "allowed_tools":
         mode = choice.get("mode", "auto")
         listed = choice.get("tools") if isinstance(choice.get("tools"), list) else []
-        allowed = {t.get("name") for t in listed if isinstance(t, dict) and t.get("type") == "function"}
+        allowed = {t["name"] for t in listed if isinstance(t, dict) and t.get("type") == "function"
+                   and isinstance(t.get("name"), str)}
         if mode not in ("auto", "required") or not allowed & names:
             raise InvalidRequest("allowed_tools needs mode auto or required and at least one function tool of "
                                  "'tools'.", param="tool_choice")
