@@ -155,6 +155,8 @@ def test_a_failure_after_the_first_byte_ends_with_response_failed(gateway, accou
 
 
 # --- a multi-turn tool session shaped like the Codex CLI's requests ---------------------------------
+# As recorded from codex exec 0.169.0: no `instructions` (developer messages open the input instead),
+# ids on the items it sends back, a namespace and a web_search tool beside the functions.
 
 CODEX_TOOLS = [
     {"type": "function", "name": "shell", "description": "Runs a shell command and returns its output.",
@@ -164,22 +166,23 @@ CODEX_TOOLS = [
     {"type": "function", "name": "update_plan", "description": "Updates the task plan.", "strict": False,
      "parameters": {"type": "object", "properties": {"plan": {"type": "array", "items": {"type": "object"}}},
                     "required": ["plan"], "additionalProperties": False}},
-    {"type": "namespace", "name": "mcp__files", "description": "File tools.",
-     "tools": [{"type": "function", "name": "read", "parameters": {"type": "object", "properties": {}}}]},
+    {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.",
+     "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object", "properties": {}}}]},
     {"type": "web_search", "external_web_access": False},
 ]
 
 
 def _codex_turn(gateway, account, session: str, items: list) -> tuple[list[tuple[str, dict]], requests.Response]:
     """One turn as the Codex CLI sends it: the whole input again, streamed, nothing stored."""
-    body = {"model": "kimi-k2.5", "instructions": "You are Codex, a coding agent.", "input": items,
+    body = {"model": "kimi-k2.5", "input": items,
             "tools": CODEX_TOOLS, "tool_choice": "auto", "parallel_tool_calls": False,
             "reasoning": {"effort": "medium", "summary": "auto"}, "store": False, "stream": True,
             "include": ["reasoning.encrypted_content"], "prompt_cache_key": session,
-            "client_metadata": {"x-codex-turn-metadata": "{}"}, "text": {"verbosity": "medium"}}
+            "client_metadata": {"session_id": session, "x-codex-turn-metadata": "{}"},
+            "text": {"verbosity": "medium"}}
     headers = {"Authorization": f"Bearer {account['api_key']}", "accept": "text/event-stream",
-               "accept-encoding": "zstd, gzip", "originator": "codex_cli_rs", "session_id": session,
-               "OpenAI-Beta": "responses=experimental", "version": "0.99.0"}
+               "accept-encoding": "zstd, gzip", "originator": "codex_exec", "session-id": session,
+               "x-client-request-id": session, "user-agent": "codex_exec/0.169.0 (Debian 12.0.0; x86_64)"}
     r = requests.post(f"{gateway.url}/v1/responses", json=body, headers=headers, stream=True, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/event-stream")
@@ -199,11 +202,13 @@ def _codex_turn(gateway, account, session: str, items: list) -> tuple[list[tuple
 
 def test_codex_cli_like_session(gateway, account):
     session = str(uuid.uuid4())
-    items = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text":
+    items = [{"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text":
+              "You are a coding agent running in the Codex CLI."}]},
+             {"type": "message", "id": "msg_2", "role": "developer", "content": [{"type": "input_text", "text":
               "<permissions instructions>sandbox: workspace-write</permissions instructions>"}]},
-             {"type": "message", "role": "user", "content": [{"type": "input_text", "text":
+             {"type": "message", "id": "msg_3", "role": "user", "content": [{"type": "input_text", "text":
               "<environment_context><cwd>/repo</cwd></environment_context>"}]},
-             {"type": "message", "role": "user", "content": [{"type": "input_text", "text":
+             {"type": "message", "id": "msg_4", "role": "user", "content": [{"type": "input_text", "text":
               "Use shell to list the files, command=ls"}]}]
     before = _balance(gateway, account)
 
@@ -221,9 +226,9 @@ def test_codex_cli_like_session(gateway, account):
 
     # The next turn sends everything again, with the call and its output (and a reasoning item to skip).
     items += [{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB"},
-              {"type": "function_call", "name": call["name"], "arguments": call["arguments"],
-               "call_id": call["call_id"]},
-              {"type": "function_call_output", "call_id": call["call_id"],
+              {"type": "function_call", "status": "completed", "id": call["id"], "name": call["name"],
+               "arguments": call["arguments"], "call_id": call["call_id"]},
+              {"type": "function_call_output", "id": "fco_1", "call_id": call["call_id"],
                "output": json.dumps({"output": "README.md\nkyma\n", "metadata": {"exit_code": 0}})}]
     events, second = _codex_turn(gateway, account, session, items)
     names = [n for n, _ in events]
