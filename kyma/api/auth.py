@@ -35,7 +35,7 @@ def _string_field(body: dict, name: str) -> str:
     return value
 
 
-def _secret(payload: dict, status: int = 200):
+def secret_response(payload: dict, status: int = 200):
     """A response carrying a secret shown once: never cached anywhere."""
     resp = jsonify(payload)
     resp.status_code = status
@@ -49,7 +49,7 @@ def register():
     body = _body()
     reg = accounts.register(body.get("email"), body.get("password"), runtime().settings,
                             client_ip=request.remote_addr or "")
-    return _secret({
+    return secret_response({
         "user_id": str(reg.account_id), "email": reg.email, "api_key": reg.api_key,
         "api_key_id": reg.api_key_id, "session_token": reg.session_token,
         "expires_at": isoformat_utc(reg.expires_at), "balance": micros_to_usd(reg.balance_micros),
@@ -62,7 +62,7 @@ def login():
     body = _body()
     email, password = _string_field(body, "email"), _string_field(body, "password")
     grant = accounts.login(email, password, runtime().settings, client_ip=request.remote_addr or "")
-    return _secret({"session_token": grant.token, "expires_at": isoformat_utc(grant.expires_at),
+    return secret_response({"session_token": grant.token, "expires_at": isoformat_utc(grant.expires_at),
                     "user_id": str(grant.account_id)})
 
 
@@ -96,7 +96,7 @@ def create_key():
     # get_data, not request.data: a body sent with a form Content-Type (curl -d) counts too.
     body = _body() if request.get_data(cache=True) else {}
     new = accounts.create_key(current_principal().account_id, body.get("name"))
-    return _secret({"id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
+    return secret_response({"id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
                     "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from flask import Response, current_app, request
 
@@ -40,17 +41,21 @@ def chat_completions():
     outcome = serve(new_call("chat"))
     if isinstance(outcome, chat.Reply):
         return json_response(outcome.body, outcome.headers)
-    body = coalesced(_openai_sse(outcome), outcome.more_ready)
+    body = coalesced(openai_sse(outcome), outcome.more_ready)
     return sse_response(body, outcome.headers(), outcome.close)
 
 
-def _openai_sse(stream: chat.ChatStream):
-    """OpenAI SSE framing: data: {chunk}, then data: [DONE]; a failure ends with an error object."""
+def openai_sse(stream: chat.ChatStream, shape: Callable[[dict], dict | None] | None = None):
+    """OpenAI SSE framing: data: {chunk}, then data: [DONE]; a failure ends with an error object.
+
+    `shape` rewrites each chunk for an endpoint whose chunks differ (None drops one)."""
     if not stream.ready:
         yield KEEPALIVE  # a slow upstream: commit the headers now, keep the client waiting politely
     for event in stream.events():
         if isinstance(event, chat.Chunk):
-            yield b"data: " + _dumps(event.data) + b"\n\n"
+            data = event.data if shape is None else shape(event.data)
+            if data is not None:
+                yield b"data: " + _dumps(data) + b"\n\n"
         elif isinstance(event, chat.KeepAlive):
             yield KEEPALIVE
         elif isinstance(event, chat.Done):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import request
 
 from kyma.api import api_bp
+from kyma.api.auth import secret_response
 from kyma.api.parsing import json_object
 from kyma.errors import InvalidRequest
 from kyma.hosts import public_url
@@ -17,14 +18,6 @@ def _body() -> dict:
     return json_object() if request.get_data(cache=True) else {}
 
 
-def _no_store(payload: dict, status: int = 200):
-    """Codes and keys are secrets: never cached anywhere."""
-    resp = jsonify(payload)
-    resp.status_code = status
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
 @api_bp.post("/auth/device/code")
 def device_code():
     """Start a device log-in: a device code to poll with and a user code to approve in the browser."""
@@ -33,7 +26,7 @@ def device_code():
         raise InvalidRequest("'client_name' must be a string.", param="client_name", code="invalid_type")
     code = device_login.start(name.strip(), runtime().settings, client_ip=request.remote_addr or "")
     page = f"{public_url()}/device"
-    return _no_store({"device_code": code.device_code, "user_code": code.user_code,
+    return secret_response({"device_code": code.device_code, "user_code": code.user_code,
                       "verification_url": page, "verification_uri": page,
                       "verification_uri_complete": f"{page}?code={code.user_code}",
                       "expires_in": code.expires_in, "interval": code.interval})
@@ -48,8 +41,8 @@ def device_token():
             raise device_login.DevicePollError("invalid_request", "'device_code' is required and must be a string.")
         issued = device_login.poll(device)
     except InvalidRequest as err:  # a body that is not JSON: still answered the way device-flow clients read
-        return _no_store({"error": "invalid_request", "error_description": err.message}, 400)
+        return secret_response({"error": "invalid_request", "error_description": err.message}, 400)
     except device_login.DevicePollError as err:
-        return _no_store({"error": err.error, "error_description": err.description}, 400)
-    return _no_store({"access_token": issued.api_key, "token_type": "Bearer", "api_key_id": issued.api_key_id,
+        return secret_response({"error": err.error, "error_description": err.description}, 400)
+    return secret_response({"access_token": issued.api_key, "token_type": "Bearer", "api_key_id": issued.api_key_id,
                       "user_id": str(issued.account_id), "email": issued.email})

@@ -193,18 +193,19 @@ def _provider_prefs(raw) -> ProviderPrefs:
     return ProviderPrefs(names("order"), names("only"), names("ignore"), allow)
 
 
-def parse_chat_request(body: dict) -> ChatRequest:
-    """Validate an OpenAI chat request body; raise InvalidRequest naming the offending param."""
+def model_names(body: dict) -> tuple[str, list[str] | None]:
+    """The model asked for and the optional `models` fallback list (the first of which may stand in for it)."""
     models = body.get("models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
         raise _fail("'models' must be an array of model ids.", "models")
     model = body.get("model") or (models[0] if models else None)
     if not isinstance(model, str) or not model:
         raise _fail("'model' is required (a model id or alias from GET /v1/models).", "model", "missing_field")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _fail("'messages' must be a non-empty array.", "messages", "missing_field" if messages is None else "invalid_type")
-    vision = any([_check_message(i, m) for i, m in enumerate(messages)])
+    return model, models
+
+
+def stream_and_sampling(body: dict) -> tuple[bool, dict | None]:
+    """`stream` and `stream_options`, after checking the sampling numbers every OpenAI endpoint shares."""
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _fail("'stream' must be a boolean.", "stream")
@@ -215,14 +216,30 @@ def parse_chat_request(body: dict) -> ChatRequest:
     _number(body, "top_p", 0, 1)
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
-    n = _positive_int(body, "n")
-    if n not in (None, 1):
-        raise _fail("Only n=1 is supported.", "n")
-    max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    return stream, opts
+
+
+def check_stop(body: dict) -> None:
+    """`stop`: a string or up to MAX_STOP strings."""
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= MAX_STOP
                                                            and all(isinstance(s, str) for s in stop))):
         raise _fail(f"'stop' must be a string or an array of up to {MAX_STOP} strings.", "stop")
+
+
+def parse_chat_request(body: dict) -> ChatRequest:
+    """Validate an OpenAI chat request body; raise InvalidRequest naming the offending param."""
+    model, models = model_names(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _fail("'messages' must be a non-empty array.", "messages", "missing_field" if messages is None else "invalid_type")
+    vision = any([_check_message(i, m) for i, m in enumerate(messages)])
+    stream, opts = stream_and_sampling(body)
+    n = _positive_int(body, "n")
+    if n not in (None, 1):
+        raise _fail("Only n=1 is supported.", "n")
+    max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    check_stop(body)
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _fail("'seed' must be an integer.", "seed")
