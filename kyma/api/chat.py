@@ -8,7 +8,7 @@ from typing import Callable
 from flask import Response, current_app, request
 
 from kyma import chat
-from kyma.api import api_bp
+from kyma.api import api_bp, choices
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
@@ -38,6 +38,11 @@ def serve(call: chat.ChatCall, read_body=json_object) -> chat.Reply | chat.ChatS
 @api_bp.post("/chat/completions")
 def chat_completions():
     """Create a chat completion, streamed or not."""
+    raw = request.get_data(cache=True)
+    n = choices.choices_asked(raw)
+    if n > 1:
+        reply = choices.fan_out(raw, n, lambda body: serve(new_call("chat"), lambda: body))
+        return json_response(reply.body, reply.headers)
     outcome = serve(new_call("chat"))
     if isinstance(outcome, chat.Reply):
         return json_response(outcome.body, outcome.headers)

@@ -237,7 +237,9 @@ def parse_chat_request(body: dict) -> ChatRequest:
     stream, opts = stream_and_sampling(body)
     n = _positive_int(body, "n")
     if n not in (None, 1):
-        raise _fail("Only n=1 is supported.", "n")
+        # /v1/chat/completions answers 2..8 itself, one call per choice; what reaches here cannot be served.
+        raise _fail("'n' must be 1 here: up to 8 choices are answered on /v1/chat/completions without "
+                    "stream, one upstream call (and charge) per choice.", "n")
     max_tokens = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
     check_stop(body)
     seed = body.get("seed")
