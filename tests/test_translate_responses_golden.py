@@ -144,3 +144,10 @@ def test_a_function_call_without_arguments_is_sent_as_an_empty_object():
         {"type": "function_call", "call_id": "c", "name": "now"},
         {"type": "function_call_output", "call_id": "c", "output": "12:00"}]}).chat
     assert chat["messages"][0]["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
+def test_errors_name_the_new_input_item_after_a_stored_conversation():
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with pytest.raises(InvalidRequest) as info:
+        responses_to_chat_request({"model": "m", "input": [{"role": "robot", "content": "x"}]}, history=history)
+    assert info.value.param == "input[0].role"

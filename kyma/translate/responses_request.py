@@ -47,7 +47,7 @@ def responses_to_chat_request(body: dict, *, history: list | None = None) -> Tra
     if instructions is not None and not isinstance(instructions, str):
         raise InvalidRequest("'instructions' must be a string.", param="instructions")
     tools, dropped = _tools(body.get("tools"))
-    chat: dict = {"model": model, "messages": _messages(items, instructions)}
+    chat: dict = {"model": model, "messages": _messages(items, instructions, len(history or []))}
     if tools:
         chat["tools"] = tools
     choice = _tool_choice(body.get("tool_choice"), tools, dropped)
@@ -80,17 +80,18 @@ def input_items(value, *, required: bool = True) -> list:
 
 # --- input items → chat messages ----------------------------------------------------------------
 
-def _messages(items: list, instructions: str | None) -> list[dict]:
+def _messages(items: list, instructions: str | None, stored: int) -> list[dict]:
     """Chat messages: one leading system message (instructions, then the system and developer messages
     that open the input), then the conversation. Later system or developer messages join it as user
-    text inside <system> tags: open-model chat templates refuse a system message after the first turn."""
+    text inside <system> tags: open-model chat templates refuse a system message after the first turn.
+    The first `stored` items come from previous_response_id, and errors in them are named after it."""
     system = [instructions] if instructions else []
     out: list[dict] = []
     calls: set[str] = set()
     images: list[dict] = []  # from tool outputs: they follow the run of tool messages as a user message
     for i, item in enumerate(items):
         kind = item.get("type", "message")
-        param = f"input[{i}]"
+        param = f"input[{i - stored}]" if i >= stored else "previous_response_id"
         if images and kind not in _TOOL_OUTPUTS:
             out.append({"role": "user", "content": images})
             images = []
