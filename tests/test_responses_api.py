@@ -258,3 +258,9 @@ def test_a_previous_response_id_that_is_no_string_is_a_400(gateway, account):
                       headers={"Authorization": f"Bearer {account['api_key']}"},
                       json={"model": "kimi-k2.5", "input": "hi", "previous_response_id": 5})
     assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"
+
+
+def test_provider_steering_works_as_in_chat_completions(oai):
+    raw = oai.responses.with_raw_response.create(model="kimi-k2.5", input="say exactly: steered",
+                                                 extra_body={"provider": {"order": ["sim-beta"]}})
+    assert raw.headers["X-Kyma-Provider"] == "sim-beta" and raw.parse().output_text == "steered"

@@ -321,9 +321,9 @@ def _scalars(body: dict, chat: dict, has_tools: bool) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
             raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens")
         chat["max_tokens"] = int(value)
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p", "models", "provider"):
         if body.get(name) is not None:
-            chat[name] = body[name]  # the pipeline checks the ranges
+            chat[name] = body[name]  # the pipeline checks them: ranges, and the steering of fallback
     parallel = body.get("parallel_tool_calls")
     if parallel is not None:
         if not isinstance(parallel, bool):
