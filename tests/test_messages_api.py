@@ -256,3 +256,16 @@ def test_a_pdf_document_reaches_the_model_as_its_text(claude, simulators):
         claude.messages.create(model="claude-opus-4-8", max_tokens=8, messages=[{"role": "user", "content": [
             {"type": "document", "source": {"type": "url", "url": "http://127.0.0.1/secret.pdf"}}]}])
     assert err.value.body["error"]["type"] == "invalid_request_error" and "base64" in err.value.body["error"]["message"]
+
+
+def test_claude_codes_large_max_tokens_is_held_and_sent_as_the_models_limit(claude, simulators, gateway):
+    """Claude Code asks for up to 128k output tokens; the open model writes at most its own limit, so a
+    new account's sign-up credit must cover the hold, and the upstream must not be asked for more."""
+    base, _ = simulators
+    limit = requests.get(f"{gateway.url}/v1/models/qwen-3.6-plus", timeout=5).json()["max_output_tokens"]
+    assert limit < 128_000
+    msg = claude.messages.create(model="claude-opus-4-8", max_tokens=128_000, system="word " * 14_000,
+                                 messages=[{"role": "user", "content": "say exactly: fits"}])
+    assert msg.content[0].text == "fits" and msg.model == "qwen-3.6-plus"
+    sent = requests.get(f"http://127.0.0.1:{base}/sim/stats", timeout=5).json()["last_request"]["body"]
+    assert sent["max_tokens"] == limit

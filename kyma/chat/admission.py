@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from kyma import tokens
 from kyma.chat.apis import CAPABILITY_PARAMS, INPUT_PARAMS, check_model, parse_request
-from kyma.chat.call import ChatCall, Prepared
+from kyma.chat.call import ChatCall, Prepared, output_cap
 from kyma.chat.plan import missing_capability
 from kyma.db import connected, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest
@@ -48,9 +48,11 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
                              code="no_route")
     tier = rt.tiers.get(principal.tier)
     models = {c.model.id: c.model for c in candidates}.values()
-    hold = max(worst_case_micros(m, prompt_tokens, req.max_tokens or m.max_output_tokens) for m in models)
+    # A max_tokens beyond what a model can write is held, reserved and sent as that model's limit:
+    # Claude Code asks for more output than open models have.
+    hold = max(worst_case_micros(m, prompt_tokens, output_cap(m, req.max_tokens)) for m in models)
     admission = _admit_and_hold(rt, principal, call.request_id, model, list(models), prompt_tokens,
-                                req.max_tokens, hold, tier)
+                                req.max_tokens and output_cap(model, req.max_tokens), hold, tier)
     return Prepared(call, principal, req, model, alias, candidates, prompt_tokens, hold, admission)
 
 

@@ -15,6 +15,14 @@ from kyma.services.catalog import ModelInfo
 from kyma.services.ratelimit import Admission
 
 
+def output_cap(model: ModelInfo, asked: int | None) -> int:
+    """The tokens a model can be asked to write: max_tokens, within the model's own output limit."""
+    limit = model.max_output_tokens
+    if limit <= 0:
+        return asked or 0
+    return min(asked, limit) if asked else limit
+
+
 def new_request_id() -> str:
     """A request id that is unique across workers and instances."""
     return uuid.uuid4().hex
@@ -48,12 +56,16 @@ class Prepared:
     hold_micros: int
     admission: Admission  # rate-limit headers and the token reservation to correct afterwards
 
-    def upstream_body(self, stream: bool) -> dict:
-        """The body sent upstream: the client's fields; streams always ask for usage."""
+    def upstream_body(self, stream: bool, cand: Candidate | None = None) -> dict:
+        """The body sent upstream: the client's fields, max_tokens within what the candidate's model
+        can write (an upstream may refuse more); streams always ask for usage."""
         body = dict(self.req.upstream_body)
         body.pop("stream_options", None)
         if stream:
             body["stream_options"] = {"include_usage": True}
+        asked = body.get("max_tokens")
+        if cand is not None and isinstance(asked, int) and asked > output_cap(cand.model, asked):
+            body["max_tokens"] = output_cap(cand.model, asked)
         return body
 
     @property

@@ -46,7 +46,7 @@ def _attempt(rt: Runtime, prep: Prepared, attempts: Attempts, cand: Candidate) -
     # The socket timeouts restart with every byte: a trickling upstream still meets the deadline.
     with gevent.Timeout(max(0.1, attempts.deadline - time.monotonic()), UpstreamFailure(
             "timeout", "upstream did not finish before the request deadline")):
-        return adapter.complete(cand.route, prep.upstream_body(False), prep.upstream_headers(cand),
+        return adapter.complete(cand.route, prep.upstream_body(False, cand), prep.upstream_headers(cand),
                                 rt.upstreams.api_key(cand.route), **prep.api_args)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from kyma.chat.answer import Answer
 from kyma.chat.attempts import Attempts
-from kyma.chat.call import Prepared, Served, response_headers
+from kyma.chat.call import Prepared, Served, output_cap, response_headers
 from kyma.chat.events import Chunk, Done, Failed, KeepAlive, Started, Unserved, is_lead
 from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
@@ -109,7 +109,7 @@ class ChatStream:
 
     def _open(self, cand: Candidate):
         """Start the request's stream on one route and wait for its first content (see _open_with)."""
-        return (yield from self._open_with(cand, self.prep.upstream_body(True)))
+        return (yield from self._open_with(cand, self.prep.upstream_body(True, cand)))
 
     def _open_continuation(self, cand: Candidate):
         """Ask one route to go on with the answer the client has so far, sent as an assistant prefill.
@@ -119,7 +119,7 @@ class ChatStream:
         what the answer has left of max_tokens, or of the starting model's output limit.
         """
         provider = cand.route.provider
-        body = self.prep.upstream_body(True)
+        body = self.prep.upstream_body(True, cand)
         messages = list(body["messages"])
         last = messages[-1] if messages else {}
         prefill = self.answer.prefill()
@@ -129,7 +129,7 @@ class ChatStream:
             messages.append({"role": "assistant", "content": prefill, **dict(provider.prefill_message)})
         body["messages"] = messages
         body.update(dict(provider.prefill_params))
-        body["max_tokens"] = self._token_budget() - self.answer.tokens()
+        body["max_tokens"] = output_cap(cand.model, self._token_budget() - self.answer.tokens())
         return (yield from self._open_with(cand, body))
 
     def _open_with(self, cand: Candidate, body: dict):
