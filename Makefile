@@ -26,7 +26,20 @@ $(LEGACY_STAMP): requirements-legacy-sdk.txt
 	$(LEGACY)/bin/pip install -q --disable-pip-version-check -r requirements-legacy-sdk.txt
 	rm -f $(LEGACY)/.installed-* && touch $@
 
-setup: $(DEV_STAMP) $(LEGACY_STAMP)
+# The real Claude Code and Codex CLI, for tests/test_real_agents.py, from the npm registry when npm is
+# here; without them those tests are skipped (and say why).
+AGENT_PACKAGES := @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0
+AGENTS         := $(VENV)-agents
+AGENTS_STAMP   := $(AGENTS)/.installed-$(shell echo "$(AGENT_PACKAGES)" | sha256sum | cut -c1-12)
+
+$(AGENTS_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+	  if npm install --silent --no-audit --no-fund --prefix $(AGENTS) $(AGENT_PACKAGES); then \
+	    rm -f $(AGENTS)/.installed-* && touch $@; \
+	  else echo "npm could not install $(AGENT_PACKAGES): the real-agent tests will be skipped"; fi; \
+	else echo "npm not found: the real-agent tests will be skipped"; fi
+
+setup: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 
 db: $(RUN_STAMP)
 	$(BIN)/flask --app app init-db
@@ -37,7 +50,7 @@ run: db
 
 ## make test: set up, then three passes: every test on SQLite (unit, integration with real processes,
 ## browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
-test: $(DEV_STAMP) $(LEGACY_STAMP)
+test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	$(BIN)/python -m pytest -q tests
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
@@ -62,4 +75,4 @@ notebooks: $(DEV_STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
 clean:
-	rm -rf $(VENV) $(LEGACY) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis
+	rm -rf $(VENV) $(LEGACY) $(AGENTS) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis
