@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kyma.services.catalog import Catalog, ModelInfo
+from kyma.services.recommend import AGENT_IDS
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def llms_txt(catalog: Catalog, origin: str) -> str:
         "## Base URLs",
         f"- OpenAI SDK / OpenAI-compatible agents: {root}/v1",
         f"- Anthropic SDK / Claude Code (ANTHROPIC_BASE_URL): {root}",
+        f"- Codex CLI (a model provider with wire_api = \"responses\"): {root}/v1",
         "- Auth: `Authorization: Bearer ky-…` (or `x-api-key`). Get a key: POST /v1/auth/register.",
         f"- Default model: {catalog.default_model}",
         "",
@@ -179,6 +181,6 @@ def llms_txt(catalog: Catalog, origin: str) -> str:
         "",
         "## More",
         f"- OpenAPI: {root}/v1/openapi.json",
-        f"- Agent config: {root}/v1/models/recommend?agent=cline",
+        f"- Agent config: {root}/v1/models/recommend?agent=<agent>, for {', '.join(AGENT_IDS)}",
     ]
     return "\n".join(lines) + "\n"
