@@ -7,6 +7,7 @@ import json
 from kyma import tokens
 from kyma.errors import InvalidRequest
 from kyma.translate.documents import document_text
+from kyma.translate.fields import string_field
 
 _ROLES = ("user", "assistant")
 _IMAGE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
@@ -74,7 +75,7 @@ def _system_text(content, param: str) -> str:
     for i, block in enumerate(content):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise InvalidRequest("System prompt blocks must be text blocks.", param=f"{param}.{i}.type")
-        texts.append(_string(block.get("text"), f"{param}.{i}.text"))
+        texts.append(string_field(block.get("text"), f"{param}.{i}.text"))
     return "\n\n".join(t for t in texts if t)
 
 
@@ -147,7 +148,7 @@ def _assistant(blocks: list[tuple[str, dict]]) -> dict:
     for param, block in blocks:
         kind = block["type"]
         if kind == "text":
-            texts.append(_string(block.get("text"), f"{param}.text"))
+            texts.append(string_field(block.get("text"), f"{param}.text"))
         elif kind == "tool_use":
             calls.append(_tool_call(block, param))
         elif kind in ("thinking", "redacted_thinking"):
@@ -166,8 +167,8 @@ def _assistant(blocks: list[tuple[str, dict]]) -> dict:
 
 
 def _tool_call(block: dict, param: str) -> dict:
-    call_id = _string(block.get("id"), f"{param}.id", required=True)
-    name = _string(block.get("name"), f"{param}.name", required=True)
+    call_id = string_field(block.get("id"), f"{param}.id", required=True)
+    name = string_field(block.get("name"), f"{param}.name", required=True)
     arguments = block.get("input", {})
     if not isinstance(arguments, dict):
         raise InvalidRequest("'input' of a tool_use block must be an object.", param=f"{param}.input")
@@ -183,7 +184,7 @@ def _user(blocks: list[tuple[str, dict]], open_calls: list[str], param: str) -> 
     for block_param, block in blocks:
         kind = block["type"]
         if kind == "tool_result":
-            call_id = _string(block.get("tool_use_id"), f"{block_param}.tool_use_id", required=True)
+            call_id = string_field(block.get("tool_use_id"), f"{block_param}.tool_use_id", required=True)
             if call_id not in open_calls:
                 raise InvalidRequest(f"tool_result block refers to '{call_id}', which is not a tool_use id "
                                      f"of the previous assistant message.", param=f"{block_param}.tool_use_id")
@@ -217,7 +218,7 @@ def _tool_result_content(block: dict, param: str) -> tuple[str, list[dict]]:
             if not isinstance(inner, dict):
                 raise InvalidRequest("Each tool_result content block must be an object.", param=inner_param)
             if inner.get("type") == "text":
-                texts.append(_string(inner.get("text"), f"{inner_param}.text"))
+                texts.append(string_field(inner.get("text"), f"{inner_param}.text"))
             elif inner.get("type") == "image":
                 images.append(_image(inner, inner_param))
             elif inner.get("type") == "document":
@@ -237,7 +238,7 @@ def _tool_result_content(block: dict, param: str) -> tuple[str, list[dict]]:
 def _user_part(block: dict, param: str) -> dict | None:
     kind = block["type"]
     if kind == "text":
-        text = _string(block.get("text"), f"{param}.text")
+        text = string_field(block.get("text"), f"{param}.text")
         return {"type": "text", "text": text} if text else None
     if kind == "image":
         return _image(block, param)
@@ -267,10 +268,10 @@ def _image(block: dict, param: str) -> dict:
         if media_type not in _IMAGE_TYPES:
             raise InvalidRequest("Image 'media_type' must be one of image/jpeg, image/png, image/gif, "
                                  "image/webp.", param=f"{param}.source.media_type")
-        data = _string(source.get("data"), f"{param}.source.data", required=True)
+        data = string_field(source.get("data"), f"{param}.source.data", required=True)
         return {"type": "image_url", "image_url": {"url": f"data:{media_type};base64,{data}"}}
     if kind == "url":
-        url = _string(source.get("url"), f"{param}.source.url", required=True)
+        url = string_field(source.get("url"), f"{param}.source.url", required=True)
         return {"type": "image_url", "image_url": {"url": url}}
     raise InvalidRequest("Image source type must be 'base64' or 'url'.", param=f"{param}.source.type")
 
@@ -290,14 +291,14 @@ def _tools(tools) -> list[dict]:
         if kind not in ("custom", None):
             raise InvalidRequest(f"Server tool type '{kind}' is not supported by this gateway.",
                                  param=f"tools.{i}.type")
-        name = _string(tool.get("name"), f"tools.{i}.name", required=True)
+        name = string_field(tool.get("name"), f"tools.{i}.name", required=True)
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise InvalidRequest("'input_schema' is required and must be a JSON schema object.",
                                  param=f"tools.{i}.input_schema")
         function: dict = {"name": name}
         if tool.get("description") is not None:
-            function["description"] = _string(tool["description"], f"tools.{i}.description")
+            function["description"] = string_field(tool["description"], f"tools.{i}.description")
         function["parameters"] = schema
         out.append({"type": "function", "function": function})
     return out
@@ -314,7 +315,7 @@ def _tool_choice(choice, tools: list[dict], out: dict) -> None:
             return  # OpenAI rejects tool_choice without tools; these two mean nothing then anyway.
         raise InvalidRequest(f"tool_choice '{kind}' needs at least one tool in 'tools'.", param="tool_choice")
     if kind == "tool":
-        name = _string(choice.get("name"), "tool_choice.name", required=True)
+        name = string_field(choice.get("name"), "tool_choice.name", required=True)
         if name not in {t["function"]["name"] for t in tools}:
             raise InvalidRequest(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice.name")
         out["tool_choice"] = {"type": "function", "function": {"name": name}}
@@ -367,7 +368,7 @@ def _sampling(body: dict, out: dict) -> None:
             raise InvalidRequest("'metadata' must be an object.", param="metadata")
         user_id = metadata.get("user_id")
         if user_id is not None:
-            out["user"] = _string(user_id, "metadata.user_id")
+            out["user"] = string_field(user_id, "metadata.user_id")
 
 
 def _thinking(thinking) -> None:
@@ -388,9 +389,3 @@ def _output_format(config, out: dict) -> None:
                                   "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
-def _string(value, param: str, *, required: bool = False) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise InvalidRequest(f"'{param}' must be a {'non-empty ' if required else ''}string.", param=param)
-    return value

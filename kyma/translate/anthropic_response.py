@@ -6,6 +6,8 @@ import json
 import re
 import uuid
 
+from kyma.translate.fields import int_or_zero, text_of
+
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                  "function_call": "tool_use", "content_filter": "refusal"}
 _TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
@@ -21,7 +23,7 @@ def openai_to_anthropic_response(resp: dict, *, model: str, stop_sequences: list
     reasoning = reasoning_text(message)
     if reasoning:
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _text(message.get("content")) or message.get("refusal") or ""
+    text = text_of(message.get("content")) or message.get("refusal") or ""
     if text:
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or []:
@@ -51,10 +53,10 @@ def anthropic_usage(usage: dict | None) -> dict:
     """Anthropic usage from OpenAI usage: input_tokens excludes cache reads and writes."""
     usage = usage or {}
     details = usage.get("prompt_tokens_details") or {}
-    cache_read = _int(details.get("cached_tokens", usage.get("cached_tokens")))
-    cache_write = _int(details.get("cache_write_tokens", usage.get("cache_write_tokens")))
-    out = {"input_tokens": max(_int(usage.get("prompt_tokens")) - cache_read - cache_write, 0),
-           "output_tokens": _int(usage.get("completion_tokens")),
+    cache_read = int_or_zero(details.get("cached_tokens", usage.get("cached_tokens")))
+    cache_write = int_or_zero(details.get("cache_write_tokens", usage.get("cache_write_tokens")))
+    out = {"input_tokens": max(int_or_zero(usage.get("prompt_tokens")) - cache_read - cache_write, 0),
+           "output_tokens": int_or_zero(usage.get("completion_tokens")),
            "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read}
     for key in _KYMA_USAGE:
         if usage.get(key) is not None:
@@ -94,15 +96,3 @@ def reasoning_text(message: dict) -> str:
     """The non-standard reasoning field (reasoning_content, or reasoning on some hosts)."""
     value = message.get("reasoning_content") or message.get("reasoning")
     return value if isinstance(value, str) else ""
-
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _int(value) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from kyma.errors import InvalidRequest
+from kyma.translate.fields import string_field
 
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("none", "auto", "required")
@@ -116,7 +117,7 @@ def _messages(items: list, instructions: str | None, stored: int) -> list[dict]:
                 out.append({"role": "assistant", "content": None})
             out[-1].setdefault("tool_calls", []).append(call)
         elif kind in _TOOL_OUTPUTS:
-            call_id = _string(item.get("call_id"), f"{param}.call_id", required=True)
+            call_id = string_field(item.get("call_id"), f"{param}.call_id", required=True)
             if call_id not in calls:
                 raise InvalidRequest(f"No tool call found for function call output with call_id '{call_id}'.",
                                      param=f"{param}.call_id")
@@ -149,10 +150,10 @@ def _assistant_text(out: list[dict], text: str) -> None:
 
 
 def _tool_call(item: dict, kind: str, param: str) -> dict:
-    call_id = _string(item.get("call_id"), f"{param}.call_id", required=True)
-    name = _string(item.get("name"), f"{param}.name", required=True)
+    call_id = string_field(item.get("call_id"), f"{param}.call_id", required=True)
+    name = string_field(item.get("name"), f"{param}.name", required=True)
     if kind == "custom_tool_call":  # free-form input: the function sees it as {"input": …}
-        arguments = json.dumps({"input": _string(item.get("input"), f"{param}.input")}, ensure_ascii=False)
+        arguments = json.dumps({"input": string_field(item.get("input"), f"{param}.input")}, ensure_ascii=False)
     else:
         arguments = item.get("arguments", "")
         if not isinstance(arguments, str):
@@ -184,9 +185,9 @@ def _text_content(content, param: str) -> str:
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
-            texts.append(_string(part.get("text"), f"{param}[{j}].text"))
+            texts.append(string_field(part.get("text"), f"{param}[{j}].text"))
         elif kind == "refusal":
-            texts.append(_string(part.get("refusal"), f"{param}[{j}].refusal"))
+            texts.append(string_field(part.get("refusal"), f"{param}[{j}].refusal"))
         else:
             raise InvalidRequest(f"{param}[{j}].type must be a text part here, not {kind!r}.",
                                  param=f"{param}[{j}].type")
@@ -204,7 +205,7 @@ def _user_content(content, param: str):
         kind = part.get("type") if isinstance(part, dict) else None
         where = f"{param}[{j}]"
         if kind in ("input_text", "output_text", "text"):
-            parts.append({"type": "text", "text": _string(part.get("text"), f"{where}.text")})
+            parts.append({"type": "text", "text": string_field(part.get("text"), f"{where}.text")})
         elif kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:image/")):
@@ -237,9 +238,9 @@ def _tools(tools) -> tuple[list[dict], tuple[str, ...]]:
         if kind != "function":
             dropped.append(kind)
             continue
-        function: dict = {"name": _string(tool.get("name"), f"tools[{i}].name", required=True)}
+        function: dict = {"name": string_field(tool.get("name"), f"tools[{i}].name", required=True)}
         if tool.get("description") is not None:
-            function["description"] = _string(tool["description"], f"tools[{i}].description")
+            function["description"] = string_field(tool["description"], f"tools[{i}].description")
         params = tool.get("parameters")
         if params is not None and not isinstance(params, dict):
             raise InvalidRequest("'parameters' must be a JSON Schema object.", param=f"tools[{i}].parameters")
@@ -266,7 +267,7 @@ def _tool_choice(choice, tools: list[dict], dropped: tuple[str, ...]):
     kind = choice.get("type") if isinstance(choice, dict) else None
     names = {t["function"]["name"] for t in tools}
     if kind == "function":
-        name = _string(choice.get("name"), "tool_choice.name", required=True)
+        name = string_field(choice.get("name"), "tool_choice.name", required=True)
         if name not in names:
             raise InvalidRequest(f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice.name")
         return {"type": "function", "function": {"name": name}}
@@ -304,7 +305,7 @@ def _text_format(text, chat: dict) -> dict:
         schema = fmt.get("schema")
         if not isinstance(schema, dict):
             raise InvalidRequest("'text.format.schema' must be a JSON Schema object.", param="text.format.schema")
-        spec: dict = {"name": _string(fmt.get("name"), "text.format.name") or "output", "schema": schema}
+        spec: dict = {"name": string_field(fmt.get("name"), "text.format.name") or "output", "schema": schema}
         if isinstance(fmt.get("strict"), bool):
             spec["strict"] = fmt["strict"]
         if isinstance(fmt.get("description"), str):
@@ -332,7 +333,7 @@ def _scalars(body: dict, chat: dict, has_tools: bool) -> None:
             chat["parallel_tool_calls"] = parallel
     for name in ("user", "safety_identifier"):
         if body.get(name) is not None:
-            _string(body[name], name)
+            string_field(body[name], name)
     if isinstance(body.get("user"), str) and body["user"]:
         chat["user"] = body["user"]
     metadata = body.get("metadata")
@@ -385,9 +386,3 @@ def _flag(body: dict, name: str, default: bool) -> bool:
     return value
 
 
-def _string(value, param: str, *, required: bool = False) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise InvalidRequest(f"'{param}' must be a {'non-empty ' if required else ''}string.", param=param)
-    return value

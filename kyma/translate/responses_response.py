@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 
+from kyma.translate.fields import int_or_zero, text_of
+
 # Kyma's own usage fields ride along in the Responses usage; the SDK keeps unknown keys.
 _KYMA_USAGE = ("cost", "cache_discount", "estimated")
 # finish_reason → the reason an incomplete response gives.
@@ -28,7 +30,7 @@ def chat_to_response(chat: dict, base: dict, *, now: int | None = None) -> dict:
     thought = reasoning_text(message)
     if thought:
         output.append(reasoning_item(item_id(base["id"], "rs"), thought, "completed"))
-    text = _text(message.get("content")) or message.get("refusal") or ""
+    text = text_of(message.get("content")) or message.get("refusal") or ""
     if text:
         output.append(message_item(item_id(base["id"], "msg"), text, "completed"))
     for n, call in enumerate(message.get("tool_calls") or []):
@@ -90,14 +92,14 @@ def responses_usage(usage: dict | None) -> dict:
     usage = usage or {}
     details = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
-    prompt, completion_tokens = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    prompt, completion_tokens = int_or_zero(usage.get("prompt_tokens")), int_or_zero(usage.get("completion_tokens"))
     out = {"input_tokens": prompt,
-           "input_tokens_details": {"cached_tokens": _int(details.get("cached_tokens", usage.get("cached_tokens"))),
-                                    "cache_write_tokens": _int(details.get("cache_write_tokens",
+           "input_tokens_details": {"cached_tokens": int_or_zero(details.get("cached_tokens", usage.get("cached_tokens"))),
+                                    "cache_write_tokens": int_or_zero(details.get("cache_write_tokens",
                                                                            usage.get("cache_write_tokens")))},
            "output_tokens": completion_tokens,
-           "output_tokens_details": {"reasoning_tokens": _int(completion.get("reasoning_tokens"))},
-           "total_tokens": _int(usage.get("total_tokens")) or prompt + completion_tokens}
+           "output_tokens_details": {"reasoning_tokens": int_or_zero(completion.get("reasoning_tokens"))},
+           "total_tokens": int_or_zero(usage.get("total_tokens")) or prompt + completion_tokens}
     for key in _KYMA_USAGE:
         if usage.get(key) is not None:
             out[key] = usage[key]
@@ -114,15 +116,3 @@ def call_id(upstream_id, fc_id: str) -> str:
     """The call id a client answers with: the upstream's, or one from the item's id when it sent none."""
     cleaned = _ID_CHARS.sub("_", upstream_id) if isinstance(upstream_id, str) else ""
     return cleaned or "call_" + fc_id.removeprefix("fc_")
-
-
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _int(value) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
