@@ -169,3 +169,80 @@ def test_a_message_nested_too_deeply_closes_the_socket_with_1007_not_an_http_500
     reply, code = asyncio.run(send_deep())
     assert reply == {"type": "error", "status": 400, "message": "The message is nested too deeply."}
     assert code == 1007
+
+
+def compare_message(csrf: str, model: str = "fast", compare: str = "code", max_tokens: int = 400,
+                    text: str = "Tell me a long story about rivers") -> str:
+    return json.dumps({"type": "start", "csrf": csrf, "model": model, "compare": compare, "max_tokens": max_tokens,
+                       "system": "Be brief.", "temperature": 0.3,
+                       "messages": [{"role": "user", "content": text}]})
+
+
+async def exchange_sides(url, session, message, stop_after=None):
+    """Send one compared start; collect events until both sides ended; optionally Stop after N deltas."""
+    ended: dict[str, dict] = {}
+    deltas: dict[str, list[str]] = {"a": [], "b": []}
+    async with websockets.connect(ws_url(url), additional_headers=socket_headers(url, session),
+                                  open_timeout=10) as ws:
+        await ws.send(message)
+        while len(ended) < 2:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            if event["type"] == "delta":
+                deltas[event["side"]].append(event["text"])
+                if stop_after and sum(map(len, deltas.values())) == stop_after:
+                    await ws.send(json.dumps({"type": "stop"}))
+            else:
+                ended[event["side"]] = event
+    return deltas, ended
+
+
+def logged_rows(url: str, session: requests.Session) -> list[str]:
+    log = session.get(f"{url}/dashboard/requests", headers={"HX-Request": "true"}).text
+    return re.findall(r'<tr id="req-.*?</tr>', log, re.S)
+
+
+def test_compare_streams_two_models_at_once_each_billed_and_logged(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    deltas, ended = asyncio.run(exchange_sides(slow_gateway.url, s, compare_message(csrf, max_tokens=30)))
+    assert ended["a"]["type"] == ended["b"]["type"] == "done"
+    assert ended["a"]["alias"] == "fast" and ended["b"]["alias"] == "code"
+    assert ended["a"]["model"] != ended["b"]["model"]
+    assert len(deltas["a"]) > 3 and len(deltas["b"]) > 3
+    assert ended["a"]["cost_usd"] > 0 and ended["b"]["cost_usd"] > 0
+    assert ended["a"]["cost"].startswith("$") and ended["b"]["cost"].startswith("$")
+    rows = logged_rows(slow_gateway.url, s)
+    assert len(rows) == 2  # one request-log row per side
+    assert any(ended["a"]["model"] in r for r in rows) and any(ended["b"]["model"] in r for r in rows)
+    spent = re.search(r'id="spent-30d">\$([0-9.]+)<',
+                      s.get(f"{slow_gateway.url}/dashboard/spend", headers={"HX-Request": "true"}).text).group(1)
+    assert float(spent) == pytest.approx(ended["a"]["cost_usd"] + ended["b"]["cost_usd"], abs=1e-4)
+
+
+def test_compare_streams_interleave_and_stop_stops_both(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    deltas, ended = asyncio.run(exchange_sides(slow_gateway.url, s, compare_message(csrf), stop_after=6))
+    assert ended["a"]["type"] == ended["b"]["type"] == "stopped"
+    assert deltas["a"] and deltas["b"]  # both were streaming when Stop came
+    for side in "ab":
+        assert 0 < ended[side]["usage"]["completion_tokens"] < 400 and ended[side]["cost_usd"] > 0
+    rows = logged_rows(slow_gateway.url, s)
+    assert len(rows) == 2 and all("499 stopped" in r for r in rows)
+
+
+def test_compare_with_an_unknown_model_fails_that_side_only(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    _, ended = asyncio.run(exchange_sides(slow_gateway.url, s, compare_message(csrf, compare="no-such-model",
+                                                                               max_tokens=8)))
+    assert ended["a"]["type"] == "done"
+    assert ended["b"]["type"] == "error" and ended["b"]["status"] == 404 and "no-such-model" in ended["b"]["message"]
+
+
+def test_compare_validates_its_model_and_history_before_streaming(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    bad_model = json.loads(compare_message(csrf)) | {"compare": 7}
+    bad_history = json.loads(compare_message(csrf)) | {"compare_messages": [{"role": "robot", "content": "x"}]}
+    events = asyncio.run(exchange(slow_gateway.url, s, [json.dumps(bad_model), json.dumps(bad_history),
+                                                        start_message(csrf, text="hi")], until=("done",)))
+    errors = [e for e in events if e["type"] == "error"]
+    assert [(e["status"], "side" in e) for e in errors] == [(400, False), (400, False)]
+    assert "side" not in events[-1]  # a start without compare is answered as before

@@ -16,7 +16,7 @@ from kyma.db import release_connection
 from kyma.errors import KymaError
 from kyma.runtime import runtime
 from kyma.web import playground_chat as chat
-from kyma.web import csrf, web_bp
+from kyma.web import csrf, playground_compare, web_bp
 from kyma.web.identity import current_principal, fresh_principal, login_required
 
 log = logging.getLogger(__name__)
@@ -49,27 +49,36 @@ def _stop_requested(ws) -> bool:
         return False
 
 
-def _run(ws, principal, data: dict) -> None:
-    """Stream one reply; Stop closes the pipeline's generator, which closes the upstream call."""
-    if not csrf.token_matches(data.get("csrf")):
-        return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
-    call = pipeline.ChatCall("playground")
-    events = chat.stream_reply(runtime(), principal, chat.PlaygroundPrompt.from_message(data), call)
+def _relay(events, send, stop_requested, principal, call) -> None:
+    """Forward one reply; Stop closes the pipeline's generator, which closes the upstream call."""
     try:
         for event in events:
             if isinstance(event, chat.Delta):
-                _send(ws, "delta", text=event.text)
+                send("delta", text=event.text)
             elif isinstance(event, chat.Finished):
-                _send(ws, "done", **asdict(event))
+                send("done", **asdict(event))
                 return
-            if _stop_requested(ws):
+            if stop_requested():
                 # Close first: that bills and logs the reply (a 499), so "stopped" carries what it cost.
                 events.close()
                 billed = chat.billed_summary(principal, call)
-                _send(ws, "stopped", **(asdict(billed) if billed else {}))
+                send("stopped", **(asdict(billed) if billed else {}))
                 return
     finally:
         events.close()
+
+
+def _run(ws, principal, data: dict) -> None:
+    """Stream one reply, or with `compare` two replies side by side."""
+    if not csrf.token_matches(data.get("csrf")):
+        return _send(ws, "error", message="Reload the page: the form is stale.", status=403)
+    prompt = chat.PlaygroundPrompt.from_message(data)
+    other = chat.compare_prompt(data)
+    if other is not None:
+        return playground_compare.serve_both(ws, principal, (prompt, other), _relay, _stop_requested)
+    call = pipeline.ChatCall("playground")
+    events = chat.stream_reply(runtime(), principal, prompt, call)
+    _relay(events, lambda kind, **data: _send(ws, kind, **data), lambda: _stop_requested(ws), principal, call)
 
 
 @web_bp.before_request
@@ -85,7 +94,11 @@ def _guard_socket():
 
 @sock.route("/playground/ws", bp=web_bp)
 def playground_ws(ws):
-    """Protocol: client sends {type: start, …} or {type: stop}; server sends delta/done/stopped/error."""
+    """Protocol: client sends {type: start, …} or {type: stop}; server sends delta/done/stopped/error.
+
+    A start with `compare` (a second model, and optionally `compare_messages`, its side's history)
+    streams both replies at once; their messages carry `side`: "a" or "b".
+    """
     while True:
         release_connection()  # a websocket idles for minutes: don't hold a pooled connection meanwhile
         try:

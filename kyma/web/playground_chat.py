@@ -63,6 +63,17 @@ class PlaygroundPrompt:
         return body
 
 
+def compare_prompt(data: dict) -> PlaygroundPrompt | None:
+    """The second side of a compared `start` (same settings, its own model and history), or None."""
+    model = data.get("compare")
+    if model in (None, ""):
+        return None
+    if not isinstance(model, str):
+        raise InvalidRequest("Choose a model to compare with.", param="compare")
+    messages = data.get("compare_messages", data.get("messages"))
+    return PlaygroundPrompt.from_message({**data, "model": model, "messages": messages})
+
+
 def _number(value, kind, low, high, name):
     if value in (None, ""):
         return None
