@@ -53,6 +53,13 @@ class ApiKey(BaseModel):
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
     revoked_at = DateTimeField(null=True)
+    # Optional limits: none set costs a request nothing beyond the key lookup.
+    credit_limit_micros = BigIntegerField(null=True)
+    expires_at = DateTimeField(null=True)
+    allowed_models = TextField(null=True)  # JSON list of catalog ids or aliases
+    # Kept while the key has a credit limit: settled charges and open holds, changed with the ledger.
+    spent_micros = BigIntegerField(default=0)
+    held_micros = BigIntegerField(default=0)
 
 
 class SessionToken(BaseModel):

@@ -10,7 +10,7 @@ from kyma.chat.call import ChatCall, Prepared, output_cap
 from kyma.chat.plan import missing_capability
 from kyma.db import connected, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest
-from kyma.services import ledger
+from kyma.services import key_limits, ledger
 from kyma.services.accounts import Principal
 from kyma.services.catalog import ModelInfo
 from kyma.services.pricing import micros_to_usd, worst_case_micros
@@ -24,6 +24,7 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     """Validate, plan, admit and hold; raises the KymaError the client should get."""
     req = parse_request(call.endpoint, call.body)
     model, alias = rt.catalog.resolve(req.model)
+    allowed = key_limits.check_model(principal, rt.catalog, model)
     alias = call.asked_for or alias
     if req.api != "chat" or model.kind != "chat":
         check_model(model, req, rt.routes.routes_for(model.id))
@@ -37,7 +38,7 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     else:
         prompt_tokens = req.input_tokens
     fit = prompt_tokens if req.longest_input is None else req.longest_input  # what must fit the window
-    candidates = rt.planner.plan(model, req, fit)
+    candidates = key_limits.within(allowed, rt.planner.plan(model, req, fit))
     if not candidates:
         if fit >= model.context_window:
             what = "The prompt" if req.longest_input is None else "An input"
@@ -60,6 +61,18 @@ class _Refused(Exception):
     """Rolls back an admission whose hold the balance could not cover."""
 
 
+class _KeyRefused(Exception):
+    """Rolls back an admission whose hold would take the key past its credit limit."""
+
+
+def _take_hold(principal: Principal, request_id: str, hold: int, ttl: int) -> None:
+    """The key's credit limit, then the balance; raises _KeyRefused or _Refused (roll back the caller's transaction)."""
+    if not key_limits.reserve(principal, hold):
+        raise _KeyRefused
+    if not ledger.place_hold(principal.account_id, request_id, hold, ttl_seconds=ttl):
+        raise _Refused
+
+
 def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: ModelInfo,
                     models: list[ModelInfo], prompt_tokens: int, max_tokens: int | None, hold: int,
                     tier) -> Admission:
@@ -70,21 +83,29 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
         try:
             with connected(), write_transaction():
                 admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)
-                if not ledger.place_hold(account, request_id, hold, ttl_seconds=ttl):
-                    raise _Refused  # undoes the admission too: a refused request uses no quota
+                _take_hold(principal, request_id, hold, ttl)  # a refusal undoes the admission: no quota used
             return admission
+        except _KeyRefused:
+            raise key_limits.refusal(principal, hold, admission.headers) from None
         except _Refused:
             raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
                                 admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
     try:
-        held = ledger.place_hold(account, request_id, hold, ttl_seconds=ttl)
+        if principal.key_limit_micros is None:
+            _take_hold(principal, request_id, hold, ttl)  # place_hold's own transaction
+        else:
+            with connected(), write_transaction():
+                _take_hold(principal, request_id, hold, ttl)
+    except _KeyRefused:
+        rt.limiter.cancel(admission)
+        raise key_limits.refusal(principal, hold, admission.headers) from None
+    except _Refused:
+        rt.limiter.cancel(admission)
+        raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold, admission.headers) from None
     except BaseException:
         rt.limiter.cancel(admission)  # the database failed: the request never ran
         raise
-    if not held:
-        rt.limiter.cancel(admission)
-        raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold, admission.headers)
     return admission
 
 

@@ -9,6 +9,7 @@ from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.db import connected, write_transaction
 from kyma.errors import KymaError
+from kyma.services import key_limits
 from kyma.services.recording import RequestRecord, finish
 
 if TYPE_CHECKING:
@@ -50,11 +51,21 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
     """Settle, log and correct the token counter: one transaction when the counters share the database."""
     if rt.limiter.in_database:
         with connected(), write_transaction():
-            finish(record, held=True)
+            _settle(prep, record)
             _correct_tokens(rt, prep, used_tokens)
-    else:
+    elif prep.principal.key_limit_micros is None:
         finish(record, held=True)
         _correct_tokens(rt, prep, used_tokens)
+    else:
+        with connected(), write_transaction():
+            _settle(prep, record)
+        _correct_tokens(rt, prep, used_tokens)
+
+
+def _settle(prep: Prepared, record: RequestRecord) -> None:
+    """Settle the hold and log the request, and move the hold to the key's spend when it has a limit."""
+    finish(record, held=True)
+    key_limits.settle(prep.principal, prep.hold_micros, record.cost_micros if record.model_served is not None else 0)
 
 
 def _correct_tokens(rt: Runtime, prep: Prepared, used: int) -> None:

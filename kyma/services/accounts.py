@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from peewee import IntegrityError, OperationalError
@@ -21,7 +21,7 @@ from peewee import IntegrityError, OperationalError
 from kyma.db import as_datetime, query, write_transaction
 from kyma.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
-from kyma.services import counters, ledger
+from kyma.services import counters, key_limits, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
                                      password_too_long)
 from kyma.services.pricing import micros_to_usd, usd_to_micros
@@ -55,6 +55,9 @@ class Principal:
     tier: int
     api_key_id: int | None = None
     session_id: int | None = None
+    key_name: str = ""
+    key_limit_micros: int | None = None  # the key's credit limit, if it has one
+    key_models: tuple[str, ...] | None = None  # the key's model allow-list, if it has one
 
     @property
     def credential(self) -> str:
@@ -96,12 +99,29 @@ class KeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    credit_limit_micros: int | None = None
+    expires_at: datetime | None = None
+    allowed_models: tuple[str, ...] | None = None
+    limit_used_micros: int = 0  # settled charges and open holds counted against the limit
+    expired: bool = False
+    usage: key_limits.KeyUsage = key_limits.KeyUsage()
+
+    @property
+    def limit_left_micros(self) -> int | None:
+        """What the key may still spend under its limit (None: no limit)."""
+        return None if self.credit_limit_micros is None else max(0, self.credit_limit_micros - self.limit_used_micros)
 
     def to_dict(self) -> dict:
-        """JSON-ready form (ISO-8601 UTC times)."""
-        out = asdict(self)
+        """JSON-ready form (ISO-8601 UTC times, USD amounts)."""
+        out = {name: getattr(self, name) for name in ("id", "name", "prefix", "masked", "revoked", "expired")}
         out["created_at"] = isoformat_utc(self.created_at)
         out["last_used_at"] = isoformat_utc(self.last_used_at)
+        out["credit_limit"] = None if self.credit_limit_micros is None else micros_to_usd(self.credit_limit_micros)
+        left = self.limit_left_micros
+        out["limit_remaining"] = None if left is None else micros_to_usd(left)
+        out["expires_at"] = isoformat_utc(self.expires_at)
+        out["allowed_models"] = None if self.allowed_models is None else list(self.allowed_models)
+        out["usage"] = self.usage.to_dict()
         return out
 
 
@@ -359,20 +379,26 @@ def authenticate(token: str, settings=None, *, now: datetime | None = None) -> P
     return _authenticate_session(hashed, settings, now)
 
 
-_KEY_LOOKUP = ('SELECT k.id, k.key_hash, k.revoked_at, k.last_used_at, a.id, a.email, a.tier '
+_KEY_LOOKUP = ('SELECT k.id, k.key_hash, k.revoked_at, k.last_used_at, a.id, a.email, a.tier, k.name, '
+               'k.expires_at, k.credit_limit_micros, k.allowed_models '
                'FROM apikey k JOIN account a ON a.id = k.account_id WHERE k.key_hash = ?')
 
 
 def _authenticate_key(hashed: str, now: datetime) -> Principal:
-    # The per-request hot path: one indexed read in raw SQL (peewee's query building costs more).
+    # The per-request hot path: one indexed read in raw SQL (peewee's query building costs more),
+    # which brings the key's limits along.
     rows = query(_KEY_LOOKUP, hashed)
     if not rows:
         raise _invalid()
-    key_id, key_hash, revoked_at, last_used_at, account_id, email, tier = rows[0]
+    key_id, key_hash, revoked_at, last_used_at, account_id, email, tier, name, expires_at, limit, models = rows[0]
     if not hmac.compare_digest(key_hash, hashed) or revoked_at is not None:
         raise _invalid()
+    if expires_at is not None and now >= as_datetime(expires_at):
+        raise AuthenticationFailed(key_limits.expired(as_datetime(expires_at)), code="expired_api_key",
+                                   headers={"WWW-Authenticate": "Bearer"})
     _touch(ApiKey, ApiKey.last_used_at, key_id, as_datetime(last_used_at), now)
-    return Principal(account_id, email, tier, api_key_id=key_id)
+    return Principal(account_id, email, tier, api_key_id=key_id, key_name=name, key_limit_micros=limit,
+                     key_models=key_limits.load_models(models))
 
 
 def _authenticate_session(hashed: str, settings, now: datetime) -> Principal:
@@ -415,24 +441,65 @@ def me(principal: Principal) -> dict:
     }
 
 
-def list_keys(account_id: int) -> list[KeyInfo]:
-    """The account's API keys, oldest first, revoked ones flagged; never the secret."""
+def list_keys(account_id: int, *, now: datetime | None = None) -> list[KeyInfo]:
+    """The account's API keys, oldest first, revoked ones flagged, with limits and spend; never the secret."""
+    now = now or utcnow()
     rows = ApiKey.select().where(ApiKey.account == account_id).order_by(ApiKey.id)
+    spend = key_limits.usage(account_id, now)
     return [KeyInfo(r.id, r.name, _prefix_of(r.prefix), r.prefix, r.created_at, r.last_used_at,
-                    r.revoked_at is not None) for r in rows]
+                    r.revoked_at is not None, r.credit_limit_micros, r.expires_at,
+                    key_limits.load_models(r.allowed_models), (r.spent_micros or 0) + (r.held_micros or 0),
+                    r.expires_at is not None and now >= r.expires_at, spend.get(r.id, key_limits.KeyUsage()))
+            for r in rows]
 
 
-def create_key(account_id: int, name=None, *, now: datetime | None = None) -> NewKey:
-    """A new API key for the account; the full key is returned here and never again."""
+# The fields of a key's limits; each may be null (no limit).
+LIMIT_FIELDS = ("credit_limit", "expires_at", "allowed_models")
+
+
+def _limit_columns(limits: dict, catalog, now: datetime) -> dict:
+    """The ApiKey columns for the limit fields present in `limits`, each validated (400 naming it)."""
+    columns = {}
+    if "credit_limit" in limits:
+        columns["credit_limit_micros"] = key_limits.parse_credit_limit(limits["credit_limit"])
+    if "expires_at" in limits:
+        columns["expires_at"] = key_limits.parse_expires_at(limits["expires_at"], now)
+    if "allowed_models" in limits:
+        columns["allowed_models"] = key_limits.dump_models(key_limits.parse_allowed_models(limits["allowed_models"],
+                                                                                           catalog))
+    return columns
+
+
+def create_key(account_id: int, name=None, *, limits: dict | None = None, catalog=None,
+               now: datetime | None = None) -> NewKey:
+    """A new API key for the account, with optional limits; the full key is returned here and never again."""
     name = _key_name(name)
+    now = now or utcnow()
+    columns = _limit_columns(limits or {}, catalog, now)
     active = ApiKey.select().where((ApiKey.account == account_id) & ApiKey.revoked_at.is_null()).count()
     if active >= MAX_ACTIVE_KEYS:
         raise InvalidRequest(f"An account can have at most {MAX_ACTIVE_KEYS} active keys; revoke one first.",
                              code="too_many_keys")
     key = _new_secret(KEY_PREFIX)
     row = ApiKey.create(account=account_id, name=name, key_hash=digest(key), prefix=_mask(key),
-                        created_at=now or utcnow())
+                        created_at=now, spent_micros=0, held_micros=0, **columns)
     return NewKey(row.id, name, key, key[:7], row.created_at)
+
+
+def set_key_limits(account_id: int, key_id: int, limits: dict, catalog, *, now: datetime | None = None) -> KeyInfo:
+    """Change the limit fields present in `limits` (null clears one); 404 for another account's key."""
+    now = now or utcnow()
+    columns = _limit_columns(limits, catalog, now)
+    with write_transaction():
+        row = ApiKey.get_or_none((ApiKey.account == account_id) & (ApiKey.id == key_id))
+        if row is None:
+            raise NotFound(f"No API key with id {key_id}.", param="key_id", code="key_not_found")
+        if columns.get("credit_limit_micros") is not None and row.credit_limit_micros is None:
+            # Spend is tracked on the key only while it has a limit: start from what the log has charged.
+            columns["spent_micros"] = key_limits.spent_by(key_id)
+        if columns:
+            ApiKey.update(columns).where(ApiKey.id == key_id).execute()
+    return next(k for k in list_keys(account_id, now=now) if k.id == key_id)
 
 
 def revoke_key(account_id: int, key_id: int, *, now: datetime | None = None) -> bool:
