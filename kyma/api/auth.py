@@ -95,9 +95,25 @@ def create_key():
     """A new API key; the full key appears in this response only."""
     # get_data, not request.data: a body sent with a form Content-Type (curl -d) counts too.
     body = _body() if request.get_data(cache=True) else {}
-    new = accounts.create_key(current_principal().account_id, body.get("name"))
-    return secret_response({"id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
-                    "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)
+    account_id = current_principal().account_id
+    new = accounts.create_key(account_id, body.get("name"), limits=_limits(body), catalog=runtime().catalog)
+    info = next(k for k in accounts.list_keys(account_id) if k.id == new.id).to_dict()
+    return secret_response({**info, "id": new.id, "name": new.name, "key": new.key, "api_key": new.key,
+                            "prefix": new.prefix, "created_at": isoformat_utc(new.created_at)}, 201)
+
+
+def _limits(body: dict) -> dict:
+    """The limit fields the body names (a null clears one)."""
+    return {name: body[name] for name in accounts.LIMIT_FIELDS if name in body}
+
+
+@api_bp.patch("/auth/keys/<row_id:key_id>")
+@require_principal
+def update_key(key_id: int):
+    """Change a key's credit limit, expiry or model allow-list; fields left out stay, null clears one."""
+    body = _body()
+    key = accounts.set_key_limits(current_principal().account_id, key_id, _limits(body), runtime().catalog)
+    return jsonify(key.to_dict())
 
 
 @api_bp.delete("/auth/keys/<row_id:key_id>")
