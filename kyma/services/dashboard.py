@@ -1,4 +1,4 @@
-"""Read-only queries behind the dashboard and status pages: spend, request log, credit history, uptime."""
+"""Read-only queries behind the dashboard and status pages: spend, logged requests, credit history, uptime."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from peewee import fn
 from kyma.errors import NotFound
 from kyma.models import LedgerEntry, RequestLog, RouteOutcome, utcnow
 from kyma.services import uptime
-
-PAGE_SIZE = 20
-STATUS_FILTERS = ("ok", "error")
 
 
 @dataclass(frozen=True)
@@ -32,28 +29,6 @@ class ModelSpend:
     cost_micros: int
     requests: int
     tokens: int
-
-
-@dataclass(frozen=True)
-class LogFilter:
-    """Request-log filters from the dashboard controls; empty strings mean 'any'."""
-
-    model: str = ""
-    status: str = ""  # "", "ok" (2xx) or "error" (anything else)
-    page: int = 1
-
-
-@dataclass(frozen=True)
-class LogPage:
-    """One page of the request log, newest first."""
-
-    rows: list
-    filter: LogFilter
-    has_next: bool
-
-    @property
-    def has_previous(self) -> bool:
-        return self.filter.page > 1
 
 
 @dataclass(frozen=True)
@@ -115,20 +90,6 @@ def spend_per_model(account_id: int, days: int = 30, today: date | None = None) 
             .group_by(model).tuples())
     spends = [ModelSpend(m or "?", int(c or 0), int(n), int(t or 0)) for m, c, n, t in rows]
     return sorted(spends, key=lambda s: (-s.cost_micros, -s.requests, s.model))
-
-
-def request_log(account_id: int, flt: LogFilter, page_size: int = PAGE_SIZE) -> LogPage:
-    """One page of the account's requests matching the filter, newest first."""
-    query = RequestLog.select().where(RequestLog.account == account_id)
-    if flt.model:
-        query = query.where((RequestLog.model_served == flt.model) | (RequestLog.model_requested == flt.model))
-    if flt.status == "ok":
-        query = query.where((RequestLog.status >= 200) & (RequestLog.status < 300))
-    elif flt.status == "error":
-        query = query.where((RequestLog.status < 200) | (RequestLog.status >= 300))
-    page = max(1, flt.page)
-    rows = list(query.order_by(RequestLog.id.desc()).offset((page - 1) * page_size).limit(page_size + 1))
-    return LogPage(rows[:page_size], LogFilter(flt.model, flt.status, page), len(rows) > page_size)
 
 
 def logged_models(account_id: int) -> list[str]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import abort, redirect, render_template, request, url_for
 
 from kyma.runtime import runtime
 from kyma.services import accounts
 from kyma.services import dashboard as board
 from kyma.services import ledger
-from kyma.web import charts, htmx, web_bp
+from kyma.services.request_log import SESSION_KEY, request_log
+from kyma.web import charts, htmx, log_args, web_bp
 from kyma.web.identity import current_principal, login_required
 
 
@@ -26,18 +29,26 @@ KEYS_TABLE = "keys-table"
 CREDIT_ROWS = "credit-rows"
 
 
-# Far beyond any real log (20 rows a page); keeps the SQL offset inside a 64-bit integer.
-MAX_PAGE = 10_000
+# The request log's region; its filters, sort links and pager swap it (and put their filters in the URL).
+LOG_REGION = "requests"
 
 
-def _log_filter() -> board.LogFilter:
-    status = request.args.get("status", "")
+def _log_filter():
     page = request.args.get("page", 1, type=int)
     if page < 1:
         abort(400, description="The page number must be 1 or more.")
-    return board.LogFilter(model=request.args.get("model", "").strip(),
-                           status=status if status in board.STATUS_FILTERS else "",
-                           page=min(page, MAX_PAGE))
+    return log_args.filter_from_args(request.args, page)
+
+
+def _key_names(keys) -> dict:
+    return {k.id: k.name for k in keys}
+
+
+def _log_context(account_id: int) -> dict:
+    keys = accounts.list_keys(account_id)
+    flt = _log_filter()
+    return dict(log=request_log(account_id, flt), log_models=board.logged_models(account_id), log_keys=keys,
+                key_names=_key_names(keys), session_key=SESSION_KEY, la=log_args)
 
 
 @web_bp.get("/dashboard")
@@ -46,8 +57,7 @@ def dashboard():
     """The whole dashboard page."""
     p = current_principal()
     return render_template("web/dashboard.html", principal=p, keys=accounts.list_keys(p.account_id),
-                           log=board.request_log(p.account_id, _log_filter()),
-                           log_models=board.logged_models(p.account_id), **_spend_context(p.account_id))
+                           **_log_context(p.account_id), **_spend_context(p.account_id))
 
 
 @web_bp.get("/dashboard/spend")
@@ -79,11 +89,19 @@ def keys():
 @web_bp.get("/dashboard/requests")
 @login_required
 def requests_log():
-    """The request log, filtered and paged."""
+    """The request log, filtered, sorted and paged; a filter change puts its filters in the page's URL."""
     p = current_principal()
-    return htmx.render("web/requests.html", "web/_requests.html", principal=p,
-                       log=board.request_log(p.account_id, _log_filter()),
-                       log_models=board.logged_models(p.account_id))
+    context = _log_context(p.account_id)
+    push = None
+    if htmx.wants_fragment(LOG_REGION):  # not the rows' own refresh, which must not add history entries
+        page = "web.dashboard" if _from_dashboard() else "web.requests_log"
+        push = url_for(page, **log_args.query_args(context["log"].filter))
+    return htmx.render("web/requests.html", "web/_requests.html", push_url=push, principal=p, **context)
+
+
+def _from_dashboard() -> bool:
+    current = request.htmx.current_url or ""
+    return urlsplit(current).path == url_for("web.dashboard")
 
 
 @web_bp.get("/dashboard/requests/<row_id:log_id>")
