@@ -115,3 +115,71 @@ def test_a_filter_change_puts_only_the_filters_in_use_in_the_url(client, me):
     assert 'value="ok" selected' in page and 'aria-sort="ascending"' in page
     rows = re.search(r'id="log-rows"\s+hx-get="([^"]+)"', page).group(1)
     assert rows == "/dashboard/requests?status=ok&amp;sort=cost&amp;dir=asc"  # the refresh keeps the filters
+
+
+def test_csv_has_exactly_the_filtered_rows_in_the_logs_order(client, me):
+    laptop = key_of(me, "laptop")
+    now = utcnow()
+    for i in range(30):
+        log_request(me, request_id=f"r-{i:02d}", api_key=laptop.id if i % 2 else None, cost_micros=1000 + i,
+                    status=200 if i % 3 else 502, created_at=now - timedelta(minutes=i))
+    query = f"?status=ok&key={laptop.id}&sort=cost&dir=asc"
+    shown = ids_in(log_of(client, query))
+    rows = csv_of(client, query)
+    assert [r["request_id"] for r in rows] == shown and len(shown) == 10  # one page holds them all
+    assert all(r["key"] == "laptop" and r["status"] == "200" for r in rows)
+    first = RequestLog.get(RequestLog.request_id == shown[0])
+    assert rows[0] == {
+        "time_utc": first.created_at.isoformat(timespec="seconds") + "Z", "request_id": first.request_id,
+        "key": "laptop", "endpoint": "/v1/chat/completions", "model_requested": "fast",
+        "model_served": "llama-3.3-70b", "provider": "sim-alpha", "status": "200", "prompt_tokens": "12",
+        "completion_tokens": "30", "cost_usd": f"0.{first.cost_micros:06d}", "latency_ms": "120", "ttft_ms": "40",
+        "fallback_layer": "0", "error": ""}
+    everything = csv_of(client)
+    assert len(everything) == 30 and len(ids_in(log_of(client))) == 20  # every page, not just the first
+
+
+def test_csv_is_streamed_in_batches(client, me, monkeypatch):
+    from kyma.services import request_log
+
+    monkeypatch.setattr(request_log, "EXPORT_BATCH", 7)
+    for i in range(23):
+        log_request(me, request_id=f"s-{i:02d}", created_at=utcnow() - timedelta(seconds=i), cost_micros=i % 4)
+    resp = client.get("/dashboard/requests.csv?sort=cost")
+    assert resp.is_streamed
+    assert resp.headers["Content-Disposition"].startswith("attachment;")
+    chunks = list(resp.response)
+    assert len(chunks) == 1 + 4  # the header, then 23 rows in batches of 7
+    ids = [r["request_id"] for r in csv.DictReader(io.StringIO("".join(c.decode() if isinstance(c, bytes) else c
+                                                                      for c in chunks)))]
+    assert len(ids) == len(set(ids)) == 23  # keyset batches: no row twice, none left out
+    assert ids == ids_in(log_of(client, "?sort=cost")) + ids_in(log_of(client, "?sort=cost&page=2"))
+
+
+def test_csv_cells_never_run_as_spreadsheet_formulas(client, me):
+    key = key_of(me, "=HYPERLINK(\"http://evil\")")
+    log_request(me, request_id="@evil", api_key=key.id, error="+cmd|' /C calc'!A0", model_requested="-2+3",
+                provider="\tsneaky", status=502)
+    row = csv_of(client)[0]
+    assert row["key"] == "'=HYPERLINK(\"http://evil\")"
+    assert row["request_id"] == "'@evil" and row["error"] == "'+cmd|' /C calc'!A0"
+    assert row["model_requested"] == "'-2+3" and row["provider"] == "'\tsneaky"
+    assert row["status"] == "502"
+
+
+def test_csv_and_log_hold_only_the_signed_in_accounts_rows(app):
+    owner, other = browser(app), browser(app)
+    sign_up(owner, "owner@example.com")
+    sign_up(other, "other@example.com")
+    log_request(account_id("owner@example.com"), request_id="owners-secret")
+    log_request(account_id("other@example.com"), request_id="others-own")
+    assert [r["request_id"] for r in csv_of(other)] == ["others-own"]
+    assert [r["request_id"] for r in csv_of(other, "?q=owners")] == []
+    assert ids_in(log_of(other, "?q=owners-secret")) == []
+    assert "owners-secret" not in other.get("/dashboard").get_data(as_text=True)
+    assert [r["request_id"] for r in csv_of(owner)] == ["owners-secret"]
+
+
+def test_csv_needs_a_session(app):
+    resp = app.test_client().get("/dashboard/requests.csv")
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/login")

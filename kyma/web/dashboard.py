@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import Response, abort, redirect, render_template, request, stream_with_context, url_for
 
 from kyma.runtime import runtime
 from kyma.services import accounts
 from kyma.services import dashboard as board
 from kyma.services import ledger
-from kyma.services.request_log import SESSION_KEY, request_log
-from kyma.web import charts, htmx, log_args, web_bp
+from kyma.services.request_log import SESSION_KEY, export_batches, request_log
+from kyma.web import charts, htmx, log_args, log_csv, web_bp
 from kyma.web.identity import current_principal, login_required
 
 
@@ -102,6 +102,22 @@ def requests_log():
 def _from_dashboard() -> bool:
     current = request.htmx.current_url or ""
     return urlsplit(current).path == url_for("web.dashboard")
+
+
+@web_bp.get("/dashboard/requests.csv")
+@login_required
+def requests_csv():
+    """Every request the log's filters select, in their order, as CSV streamed a batch at a time."""
+    p = current_principal()
+    flt = log_args.filter_from_args(request.args)
+    names = _key_names(accounts.list_keys(p.account_id))
+
+    def key_name(row) -> str:
+        return SESSION_KEY if row.api_key_id is None else names.get(row.api_key_id, f"key {row.api_key_id}")
+
+    body = stream_with_context(log_csv.lines(export_batches(p.account_id, flt), key_name))
+    return Response(body, mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="kyma-requests.csv"'})
 
 
 @web_bp.get("/dashboard/requests/<row_id:log_id>")
