@@ -183,3 +183,48 @@ def test_csv_and_log_hold_only_the_signed_in_accounts_rows(app):
 def test_csv_needs_a_session(app):
     resp = app.test_client().get("/dashboard/requests.csv")
     assert resp.status_code == 303 and resp.headers["Location"].startswith("/login")
+
+
+def test_usage_charts_per_day_and_hour_with_labelled_axes(client, me):
+    now = utcnow()
+    log_request(me, request_id="now", cost_micros=2_000, prompt_tokens=10, completion_tokens=20, created_at=now)
+    log_request(me, request_id="3d", cost_micros=500, prompt_tokens=1, completion_tokens=1,
+                created_at=now - timedelta(days=3))
+    log_request(me, request_id="40d", cost_micros=7, created_at=now - timedelta(days=40))
+    week = client.get("/dashboard/usage?range=7d", headers=HX).get_data(as_text=True)
+    assert "<html" not in week
+    spend = re.search(r'<svg[^>]*id="usage-spend"[^>]*>(.*?)</svg>', week, re.S).group(1)
+    assert spend.count("<rect") == 7 and "USD" in spend and "day (UTC)" in spend
+    assert re.findall(r'class="tick end y-tick">([^<]*)<', spend) == ["$0.000000", "$0.001000", "$0.002000"]
+    assert now.strftime("%m-%d") in spend  # the last day is labelled on the time axis
+    assert f"{now:%Y-%m-%d} UTC: $0.002000" in spend
+    assert re.search(r'id="usage-totals">Last 7 days: 2 requests,\s+32 tokens, \$0.002500', week)
+    tokens = re.search(r'<svg[^>]*id="usage-tokens"[^>]*>(.*?)</svg>', week, re.S).group(1)
+    assert ">tokens<" in tokens and ">30<" in tokens
+    month = client.get("/dashboard/usage?range=30d", headers=HX).get_data(as_text=True)
+    assert 'id="usage-requests"' in month and "Last 30 days: 2 requests" in month
+    day = client.get("/dashboard/usage?range=24h", headers=HX).get_data(as_text=True)
+    hours = re.search(r'<svg[^>]*id="usage-requests"[^>]*>(.*?)</svg>', day, re.S).group(1)
+    assert hours.count("<rect") == 24 and "hour (UTC)" in hours and f"{now:%H}:00" in hours
+    assert "Last 24 hours: 1 requests" in day
+    assert 'id="range-24h" aria-current="true"' in day
+
+
+def test_speed_per_model_is_median_ttft_and_tokens_per_second(client, me):
+    for ttft, latency, tokens in ((100, 1100, 50), (300, 1300, 50), (200, 1200, 100), (900, 1000, 5)):
+        log_request(me, model_served="kimi-k2.5", ttft_ms=ttft, latency_ms=latency, completion_tokens=tokens)
+    log_request(me, model_served="kimi-k2.5", ttft_ms=5, latency_ms=10, status=502, completion_tokens=0)  # failed
+    log_request(me, model_served="glm-5.1", ttft_ms=None, latency_ms=50)  # not timed
+    html = client.get("/dashboard/usage?range=24h", headers=HX).get_data(as_text=True)
+    row = re.search(r'<tr data-model="kimi-k2.5">(.*?)</tr>', html, re.S).group(1)
+    assert 'data-label="Requests">4<' in row
+    assert 'data-label="TTFT p50">250 ms<' in row  # the middle two of 100, 200, 300, 900
+    assert 'data-label="Tokens/s">66.1<' in row  # 205 tokens over 3.1 s after the first token
+    assert 'data-model="glm-5.1"' not in html
+
+
+def test_dashboard_shows_usage_and_the_log_tools(client, me):
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert 'id="usage-requests"' in html and 'id="speed-table"' in html
+    assert re.search(r'id="log-csv"[^>]*download|download[^>]*id="log-csv"', html)
+    assert 'id="range-7d" aria-current="true"' in html

@@ -57,3 +57,66 @@ def model_spend_chart(models: list[ModelSpend], width: int = 420, row: int = 24)
         bars.append(Bar(label_w, i * row + 4, round(w, 2), row - 8, m.model,
                         f"{usd(m.cost_micros)} · {m.requests} req"))
     return Chart(width, max(row, row * len(models)), bars, usd(top), not models)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """An axis label at a position (x for the time axis, y for the value axis)."""
+
+    at: float
+    text: str
+    anchor: str = "middle"
+
+
+@dataclass(frozen=True)
+class AxisChart:
+    """A bar chart over time with labelled axes: the plot box, bars, ticks on both axes and the axis titles."""
+
+    width: int
+    height: int
+    left: int
+    bottom: int
+    bars: list[Bar]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    x_title: str
+    y_title: str
+    empty: bool
+
+
+def time_chart(points: list[tuple], fmt, hourly: bool, y_title: str, width: int = 340,
+               height: int = 170) -> AxisChart:
+    """Vertical bars of (UTC start, value) points, scaled to the largest, with value and time ticks."""
+    left, top, bottom = 78, 16, height - 36  # room for value labels, the unit, time labels and their title
+    top_value = max((v for _, v in points), default=0)
+    slot = (width - left) / max(1, len(points))
+    bars = []
+    for i, (start, value) in enumerate(points):
+        h = (value / top_value) * (bottom - top) if top_value else 0
+        h = max(h, 1.5) if value else 0  # a tiny value stays visible
+        label = start.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d")
+        bars.append(Bar(round(left + i * slot + 1, 2), round(bottom - h, 2), round(max(slot - 2, 1), 2),
+                        round(h, 2), label, fmt(value)))
+    y_ticks = [Tick(bottom, fmt(0), "end"), Tick(round((bottom + top) / 2, 2), fmt(top_value / 2), "end"),
+               Tick(top, fmt(top_value), "end")] if top_value else [Tick(bottom, fmt(0), "end")]
+    tick_fmt = "%H:00" if hourly else "%m-%d"
+    x_ticks = []
+    if points:
+        for i, anchor in ((0, "start"), (len(points) // 2, "middle"), (len(points) - 1, "end")):
+            x = left + i * slot + (0 if anchor == "start" else slot if anchor == "end" else slot / 2)
+            x_ticks.append(Tick(round(x, 2), points[i][0].strftime(tick_fmt), anchor))
+    x_title = "hour (UTC)" if hourly else "day (UTC)"
+    return AxisChart(width, height, left, bottom, bars, x_ticks, y_ticks, x_title, y_title, top_value == 0)
+
+
+def _count(value: float) -> str:
+    return f"{value:,.1f}".removesuffix(".0")
+
+
+def usage_charts(buckets: list, hourly: bool) -> dict[str, AxisChart]:
+    """Requests, tokens and spend per bucket (kyma.services.usage.Bucket), each with its unit on the value axis."""
+    at = [b.start for b in buckets]
+    return {"requests": time_chart(list(zip(at, (b.requests for b in buckets))), _count, hourly, "requests"),
+            "tokens": time_chart(list(zip(at, (b.tokens for b in buckets))), _count, hourly, "tokens"),
+            "spend": time_chart(list(zip(at, (b.cost_micros for b in buckets))), lambda v: usd(round(v)), hourly,
+                                "USD")}

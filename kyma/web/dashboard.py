@@ -6,10 +6,11 @@ from urllib.parse import urlsplit
 
 from flask import Response, abort, redirect, render_template, request, stream_with_context, url_for
 
+from kyma.errors import InvalidRequest
 from kyma.runtime import runtime
 from kyma.services import accounts
 from kyma.services import dashboard as board
-from kyma.services import ledger
+from kyma.services import ledger, usage
 from kyma.services.request_log import SESSION_KEY, export_batches, request_log
 from kyma.web import charts, htmx, log_args, log_csv, web_bp
 from kyma.web.identity import current_principal, login_required
@@ -51,13 +52,22 @@ def _log_context(account_id: int) -> dict:
                 key_names=_key_names(keys), session_key=SESSION_KEY, la=log_args)
 
 
+def _usage_context(account_id: int) -> dict:
+    rng = usage.RANGES.get(request.args.get("range", ""), usage.RANGES[usage.DEFAULT_RANGE])
+    buckets = usage.usage_series(account_id, rng)
+    return dict(usage_range=rng, ranges=usage.RANGES.values(), usage_charts=charts.usage_charts(buckets, rng.hourly),
+                usage_totals=dict(requests=sum(b.requests for b in buckets), tokens=sum(b.tokens for b in buckets),
+                                  cost_micros=sum(b.cost_micros for b in buckets)),
+                speeds=usage.model_speeds(account_id, rng))
+
+
 @web_bp.get("/dashboard")
 @login_required
 def dashboard():
     """The whole dashboard page."""
     p = current_principal()
     return render_template("web/dashboard.html", principal=p, keys=accounts.list_keys(p.account_id),
-                           **_log_context(p.account_id), **_spend_context(p.account_id))
+                           **_log_context(p.account_id), **_usage_context(p.account_id), **_spend_context(p.account_id))
 
 
 @web_bp.get("/dashboard/spend")
@@ -84,6 +94,14 @@ def keys():
     p = current_principal()
     return htmx.render("web/keys.html", "web/_keys_table.html", target=KEYS_TABLE,
                        keys=accounts.list_keys(p.account_id), new_key=None)
+
+
+@web_bp.get("/dashboard/usage")
+@login_required
+def usage_view():
+    """Requests, tokens and spend over a chosen range, and each model's speed."""
+    p = current_principal()
+    return htmx.render("web/usage.html", "web/_usage.html", **_usage_context(p.account_id))
 
 
 @web_bp.get("/dashboard/requests")
@@ -137,7 +155,10 @@ def create_key():
     name = request.form.get("name", "")
     if not name.strip():  # the API's "default" is for a name left out, not for a field left empty
         return _keys_response(p.account_id, error="Give the key a name, for example “laptop”.", status=400)
-    new = accounts.create_key(p.account_id, name)
+    try:
+        new = accounts.create_key(p.account_id, name, limits=_form_limits(), catalog=runtime().catalog)
+    except InvalidRequest as err:  # a limit field the service refused, named in the message
+        return _keys_response(p.account_id, limits_error=err.message, status=400)
     return _keys_response(p.account_id, new_key=new, status=201)
 
 
@@ -150,9 +171,35 @@ def revoke_key(key_id: int):
     return _keys_response(p.account_id)
 
 
-def _keys_response(account_id: int, new_key=None, error: str | None = None, status: int = 200):
+@web_bp.post("/dashboard/keys/<row_id:key_id>/limits")
+@login_required
+def edit_key_limits(key_id: int):
+    """Set one key's credit limit, expiry and allowed models; a blank field clears that limit."""
+    p = current_principal()
+    try:
+        accounts.set_key_limits(p.account_id, key_id, _form_limits(), runtime().catalog)
+    except InvalidRequest as err:
+        return _keys_response(p.account_id, limits_error=err.message, status=400)
+    return _keys_response(p.account_id)
+
+
+def _form_limits() -> dict:
+    """A keys form's limit fields as the API takes them: a blank field is no limit."""
+    form = request.form
+    credit = form.get("credit_limit", "").strip()
+    try:
+        credit_limit = float(credit) if credit else None
+    except ValueError:
+        credit_limit = credit  # refused by the service, with a message naming the field
+    models = form.get("allowed_models", "").replace(",", " ").split()
+    return {"credit_limit": credit_limit, "expires_at": form.get("expires_at", "").strip() or None,
+            "allowed_models": models or None}
+
+
+def _keys_response(account_id: int, new_key=None, error: str | None = None, status: int = 200,
+                   limits_error: str | None = None):
     # htmx swaps the keys table; a plain form post (no JavaScript) gets a page showing the same table.
     resp = htmx.render("web/keys.html", "web/_keys.html", keys=accounts.list_keys(account_id), new_key=new_key,
-                       error=error)
+                       error=error, limits_error=limits_error)
     resp.status_code = status
     return resp
