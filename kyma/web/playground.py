@@ -30,8 +30,9 @@ sock = Sock()
 def playground():
     """The playground form; the reply streams over /playground/ws."""
     catalog = runtime().catalog
+    others = [m.id for m in catalog.models if m.id != catalog.default_model]
     return render_template("web/playground.html", models=catalog.models, aliases=sorted(catalog.aliases.items()),
-                           default_model=catalog.default_model)
+                           default_model=catalog.default_model, compare_model=others[0] if others else None)
 
 
 def _send(ws, kind: str, **data) -> None:

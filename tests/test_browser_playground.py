@@ -1,0 +1,77 @@
+"""The playground's Compare in chromium, against a real gateway and simulated providers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.test_browser import (OVERFLOWING, PHONE, browser, page, pytestmark, record_starts,  # noqa: F401
+                                shot, sign_up)
+
+pytestmark = [*pytestmark, pytest.mark.integration]
+
+COST = re.compile(r"Cost\s+\$\d+\.\d+")
+
+
+def compare(page, model: str, other: str) -> None:
+    page.check("#pg-compare-on")
+    page.select_option("#pg-model", model)
+    page.select_option("#pg-compare", other)
+
+
+def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, slow_gateway.url)
+    starts = record_starts(page)
+    page.goto(f"{slow_gateway.url}/playground")
+    expect(page.locator("#pg-side-b")).to_be_hidden()
+    page.fill("#pg-prompt", "First question")
+    page.fill("#pg-max-tokens", "8")
+    page.click("#pg-send")
+    expect(page.locator("#pg-state")).to_have_text("Done.")
+    compare(page, "fast", "code")  # mid-chat: the second model continues the same conversation
+    expect(page.locator("#pg-log-b .msg")).to_have_count(2)
+    page.fill("#pg-max-tokens", "400")
+    page.fill("#pg-prompt", "Tell me a long story about rivers")
+    page.click("#pg-send")
+    for log in ("#pg-log", "#pg-log-b"):  # both columns stream at once
+        expect(page.locator(f"{log} .msg.assistant .text").last).to_have_text(re.compile(r"\w+ \w+ \w+"))
+    expect(page.locator("#pg-state")).to_have_text("Streaming…")
+    shot(page, "playground-compare-streaming")
+    page.click("#pg-stop")
+    expect(page.locator("#pg-state")).to_have_text("Stopped.")
+    assert page.is_enabled("#pg-send") and page.is_disabled("#pg-stop")
+    summaries = [page.inner_text(s) for s in ("#pg-summary", "#pg-summary-b")]
+    assert "llama-3.3-70b" in summaries[0] and "(via alias fast)" in summaries[0]
+    assert "(via alias code)" in summaries[1] and "llama-3.3-70b" not in summaries[1]
+    for summary in summaries:  # each side's own cost, as the server wrote it
+        assert COST.search(summary) and 0 < int(re.search(r"(\d+) out", summary).group(1)) < 400
+    assert starts[-1]["compare"] == "code" and starts[-1]["model"] == "fast"
+    assert starts[-1]["compare_messages"][:1] == [{"role": "user", "content": "First question"}]
+    assert starts[-1]["max_tokens"] == "400"  # the same settings for both
+    shot(page, "playground-compare")
+    page.click("#pg-clear")
+    assert page.locator("#pg-log .msg, #pg-log-b .msg").count() == 0
+    expect(page.locator("#pg-summary-b")).to_be_hidden()
+
+
+def test_compare_columns_sit_side_by_side_and_stack_on_a_phone(page, gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, gateway.url)
+    page.goto(f"{gateway.url}/playground")
+    compare(page, "fast", "code")
+    page.fill("#pg-max-tokens", "8")
+    page.fill("#pg-prompt", "Hello")
+    page.click("#pg-send")
+    expect(page.locator("#pg-summary-b")).to_be_visible()
+    expect(page.locator("#pg-summary")).to_be_visible()
+    a, b = page.locator("#pg-log").bounding_box(), page.locator("#pg-log-b").bounding_box()
+    assert b["x"] >= a["x"] + a["width"] and abs(a["y"] - b["y"]) < 1  # beside each other
+    page.set_viewport_size(PHONE)
+    a, b = page.locator("#pg-log").bounding_box(), page.locator("#pg-log-b").bounding_box()
+    assert b["y"] >= a["y"] + a["height"] and abs(a["x"] - b["x"]) < 1  # one above the other
+    assert page.evaluate(OVERFLOWING) == []
+    shot(page, "phone-playground-compare")
