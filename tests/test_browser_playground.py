@@ -1,8 +1,12 @@
-"""The playground's Compare in chromium, against a real gateway and simulated providers."""
+"""The playground's Compare and View code in chromium, against a real gateway and simulated providers."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -75,3 +79,77 @@ def test_compare_columns_sit_side_by_side_and_stack_on_a_phone(page, gateway):
     assert b["y"] >= a["y"] + a["height"] and abs(a["x"] - b["x"]) < 1  # one above the other
     assert page.evaluate(OVERFLOWING) == []
     shot(page, "phone-playground-compare")
+
+
+TRICKY_SYSTEM = "Say \"hi\" & it's $HOME's `date` \\n\n  then $(rm -rf /) '\"\"\"'"
+TRICKY_PROMPT = "Line one\nline 'two' with \"quotes\", $PATH, \\backslash\\ and ''' and émoji ✓"
+
+
+def test_view_code_shows_runnable_python_and_curl_for_the_settings(page, gateway, tmp_path):
+    from playwright.sync_api import expect
+
+    sign_up(page, gateway.url)
+    key = page.input_value("#first-key")
+    page.goto(f"{gateway.url}/playground")
+    page.select_option("#pg-model", "fast")
+    page.fill("#pg-system", TRICKY_SYSTEM)
+    page.fill("#pg-temperature", "0.3")
+    page.fill("#pg-max-tokens", "16")
+    page.fill("#pg-prompt", TRICKY_PROMPT)
+    page.click("#pg-code-open")
+    dialog = page.locator("#pg-code")
+    expect(dialog).to_be_visible()
+    assert page.evaluate("document.getElementById('pg-code').contains(document.activeElement)")
+    python, curl = page.inner_text("#pg-code-python"), page.inner_text("#pg-code-curl")
+    expected = [{"role": "system", "content": TRICKY_SYSTEM}, {"role": "user", "content": TRICKY_PROMPT}]
+    assert f'base_url="{gateway.url}/v1"' in python and 'model="fast"' in python
+
+    call = next(n for n in ast.walk(ast.parse(python)) if isinstance(n, ast.Call) and n.keywords
+                and any(k.arg == "messages" for k in n.keywords))
+    args = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    assert args == {"model": "fast", "messages": expected, "temperature": 0.3, "max_tokens": 16}
+
+    subprocess.run(["bash", "-n", "-c", curl], check=True)
+    # The shell hands curl exactly this body: a stand-in curl prints its arguments.
+    argv = subprocess.run(["bash", "-c", 'curl() { printf "%s\\0" "$@"; }\n' + curl], check=True,
+                          capture_output=True, env={"KYMA_API_KEY": "ky-test", "PATH": os.environ["PATH"]}).stdout
+    argv = argv.decode().split("\0")[:-1]
+    assert argv[argv.index("-H") + 1] == "Authorization: Bearer ky-test"
+    assert json.loads(argv[argv.index("-d") + 1]) == {"model": "fast", "messages": expected,
+                                                      "temperature": 0.3, "max_tokens": 16}
+    env = {**os.environ, "KYMA_API_KEY": key}
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        env.pop(name, None)
+    reply = json.loads(subprocess.run(["bash", "-c", curl], check=True, capture_output=True, env=env).stdout)
+    assert reply["choices"][0]["message"]["content"] and reply["model"] == "llama-3.3-70b"
+    script = tmp_path / "snippet.py"
+    script.write_text(python)
+    ran = subprocess.run([os.sys.executable, str(script)], capture_output=True, env=env, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr
+
+    shot(page, "playground-view-code")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("document.activeElement.id") == "pg-code-open"  # focus back on the opener
+    page.click("#pg-code-open")
+    page.click("#pg-code-close")
+    expect(dialog).to_be_hidden()
+    assert page.evaluate("document.activeElement.id") == "pg-code-open"
+
+
+def test_view_code_after_sending_shows_the_message_sent(page, gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, gateway.url)
+    page.goto(f"{gateway.url}/playground")
+    page.select_option("#pg-model", "code")
+    page.fill("#pg-max-tokens", "8")
+    page.fill("#pg-prompt", "What is a river?")
+    page.click("#pg-send")
+    expect(page.locator("#pg-state")).to_have_text("Done.")
+    page.click("#pg-code-open")
+    python = page.inner_text("#pg-code-python")
+    assert '"content": "What is a river?"' in python and 'model="code"' in python
+    page.get_by_role("button", name="Copy the curl command").focus()  # the dialog's controls take the keyboard
+    page.keyboard.press("Escape")
+    expect(page.locator("#pg-code")).to_be_hidden()

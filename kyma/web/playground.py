@@ -14,6 +14,7 @@ from kyma import chat as pipeline
 from kyma import strict_json
 from kyma.db import release_connection
 from kyma.errors import KymaError
+from kyma.hosts import public_url
 from kyma.runtime import runtime
 from kyma.web import playground_chat as chat
 from kyma.web import csrf, playground_compare, web_bp
@@ -32,7 +33,8 @@ def playground():
     catalog = runtime().catalog
     others = [m.id for m in catalog.models if m.id != catalog.default_model]
     return render_template("web/playground.html", models=catalog.models, aliases=sorted(catalog.aliases.items()),
-                           default_model=catalog.default_model, compare_model=others[0] if others else None)
+                           default_model=catalog.default_model, compare_model=others[0] if others else None,
+                           origin=public_url())
 
 
 def _send(ws, kind: str, **data) -> None:
