@@ -1,0 +1,81 @@
+"""axe-core on every page, light and dark: no violation of serious or critical impact."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
+
+pytestmark = [*pytestmark, pytest.mark.integration]
+
+AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text()
+GRAVE = ("serious", "critical")
+
+
+def violations(page) -> list[str]:
+    """axe's serious and critical findings on the page as it stands, one line per rule and element."""
+    # Evaluated through the DevTools protocol, which the page's CSP does not govern (a <script> would be refused).
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE)
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}) {node['target']} {v['helpUrl']}"
+            for v in result["violations"] if v["impact"] in GRAVE for node in v["nodes"]]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_passes_axe(page, gateway, sdk_env, scheme):
+    import openai
+
+    page.emulate_media(color_scheme=scheme)
+    found: dict[str, list[str]] = {}
+
+    def check(name: str) -> None:
+        found[name] = violations(page)
+        shot(page, f"axe-{scheme}-{name}")
+
+    for path in ("/", "/models", "/status", "/signup", "/login"):
+        page.goto(gateway.url + path)
+        check(path.strip("/") or "landing")
+    sign_up(page, gateway.url)
+    check("welcome")
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
+    client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
+    with pytest.raises(openai.NotFoundError):  # a failed request too: its row and tag are checked
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "Hi"}])
+    page.goto(f"{gateway.url}/dashboard")
+    page.locator("#log-table .actions a").first.click()
+    page.wait_for_selector("#request-detail article")
+    check("dashboard")
+    for sub in ("spend", "credits", "keys", "requests"):
+        page.goto(f"{gateway.url}/dashboard/{sub}")
+        check(f"dashboard-{sub}")
+    href = page.get_attribute("#log-table .actions a", "href")
+    page.goto(gateway.url + href)
+    check("request-detail")
+    for path in ("/account", "/device"):
+        page.goto(gateway.url + path)
+        check(path.strip("/"))
+    page.goto(f"{gateway.url}/playground")
+    page.check("#pg-compare-on")
+    page.select_option("#pg-compare", "code")
+    page.fill("#pg-max-tokens", "8")
+    page.fill("#pg-prompt", "Hello")
+    page.click("#pg-send")
+    page.wait_for_selector("#pg-summary-b:not([hidden])")
+    page.wait_for_selector("#pg-summary:not([hidden])")
+    check("playground")
+    page.click("#pg-code-open")
+    page.wait_for_selector("#pg-code[open]")
+    check("playground-code")
+    grave = {name: lines for name, lines in found.items() if lines}
+    assert grave == {}, "\n".join(f"{name}: {line}" for name, lines in grave.items() for line in lines)
+
+
+def test_the_check_catches_a_field_without_a_label(page, gateway):
+    page.goto(f"{gateway.url}/login")
+    assert violations(page) == []
+    page.evaluate("document.querySelector('label[for=email]').remove()")
+    assert any(re.match(r"label \(critical\) \['#email'\]", line) for line in violations(page))
