@@ -87,7 +87,7 @@ class AxisChart:
 def time_chart(points: list[tuple], fmt, hourly: bool, y_title: str, width: int = 340,
                height: int = 170) -> AxisChart:
     """Vertical bars of (UTC start, value) points, scaled to the largest, with value and time ticks."""
-    left, top, bottom = 78, 16, height - 36  # room for value labels, the unit, time labels and their title
+    left, top, bottom = 78, 24, height - 36  # room for value labels, the unit, time labels and their title
     top_value = max((v for _, v in points), default=0)
     slot = (width - left) / max(1, len(points))
     bars = []
