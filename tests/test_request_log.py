@@ -228,3 +228,43 @@ def test_dashboard_shows_usage_and_the_log_tools(client, me):
     assert 'id="usage-requests"' in html and 'id="speed-table"' in html
     assert re.search(r'id="log-csv"[^>]*download|download[^>]*id="log-csv"', html)
     assert 'id="range-7d" aria-current="true"' in html
+
+
+def _queries_on_this_database() -> None:
+    from kyma.models import Account
+    from kyma.services import request_log, usage
+
+    acct = Account.create(email=f"q-{utcnow().timestamp()}@example.com", password_hash="x")
+    now = datetime(2026, 5, 10, 15, 30)
+    for i, (model, ttft, latency, tokens) in enumerate((("a", 100, 1100, 50), ("a", 300, 1300, 50),
+                                                         ("a", 200, 1200, 100), ("b", 50, 550, 10))):
+        RequestLog.create(request_id=f"pg-{acct.id}-{i}", account=acct, endpoint="/v1/chat/completions",
+                          model_served=model, status=200, prompt_tokens=1, completion_tokens=tokens,
+                          cost_micros=10 * (i % 2), latency_ms=latency, ttft_ms=ttft,
+                          created_at=now - timedelta(hours=i))
+    hours = usage.usage_series(acct.id, usage.RANGES["24h"], now)
+    assert [(b.start.hour, b.requests, b.tokens) for b in hours if b.requests] == \
+        [(12, 1, 11), (13, 1, 101), (14, 1, 51), (15, 1, 51)]
+    days = usage.usage_series(acct.id, usage.RANGES["7d"], now)
+    assert days[-1].start == datetime(2026, 5, 10) and (days[-1].requests, days[-1].cost_micros) == (4, 20)
+    speeds = {s.model: s for s in usage.model_speeds(acct.id, usage.RANGES["7d"], now)}
+    assert speeds["a"].ttft_p50_ms == 200 and round(speeds["a"].tokens_per_second, 2) == 66.67
+    assert speeds["b"].ttft_p50_ms == 50 and speeds["b"].tokens_per_second == 20
+    flt = request_log.LogFilter(sort="cost", direction="asc", request_id=f"pg-{acct.id}-")
+    batches = list(request_log.export_batches(acct.id, flt, batch=3))
+    assert [len(b) for b in batches] == [3, 1]
+    assert [r.request_id for b in batches for r in b] == [f"pg-{acct.id}-{i}" for i in (0, 2, 1, 3)]
+    day = request_log.LogFilter(since=now.date(), until=now.date(), sort="tokens")
+    assert [r.request_id for r in request_log.request_log(acct.id, day).rows][0] == f"pg-{acct.id}-2"
+
+
+def test_usage_and_log_queries_on_sqlite(sqlite_db):
+    _queries_on_this_database()
+
+
+@pytest.mark.postgres
+def test_usage_and_log_queries_on_postgresql():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        _queries_on_this_database()
