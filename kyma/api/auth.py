@@ -107,18 +107,22 @@ def _limits(body: dict) -> dict:
     return {name: body[name] for name in accounts.LIMIT_FIELDS if name in body}
 
 
-@api_bp.patch("/auth/keys/<row_id:key_id>")
+# One rule for both methods: two rules on one path answer an id the converter refuses with 405, not 404.
+@api_bp.route("/auth/keys/<row_id:key_id>", methods=["PATCH", "DELETE"])
 @require_principal
-def update_key(key_id: int):
+def one_key(key_id: int):
+    """PATCH changes a key's limits, DELETE revokes it."""
+    return _update_key(key_id) if request.method == "PATCH" else _revoke_key(key_id)
+
+
+def _update_key(key_id: int):
     """Change a key's credit limit, expiry or model allow-list; fields left out stay, null clears one."""
     body = _body()
     key = accounts.set_key_limits(current_principal().account_id, key_id, _limits(body), runtime().catalog)
     return jsonify(key.to_dict())
 
 
-@api_bp.delete("/auth/keys/<row_id:key_id>")
-@require_principal
-def revoke_key(key_id: int):
+def _revoke_key(key_id: int):
     """Revoke one of the caller's keys; it is refused from the next request on."""
     accounts.revoke_key(current_principal().account_id, key_id)
     return jsonify({"id": key_id, "revoked": True})
