@@ -457,13 +457,13 @@ def list_keys(account_id: int, *, now: datetime | None = None) -> list[KeyInfo]:
 LIMIT_FIELDS = ("credit_limit", "expires_at", "allowed_models")
 
 
-def _limit_columns(limits: dict, catalog, now: datetime) -> dict:
+def _limit_columns(limits: dict, catalog) -> dict:
     """The ApiKey columns for the limit fields present in `limits`, each validated (400 naming it)."""
     columns = {}
     if "credit_limit" in limits:
         columns["credit_limit_micros"] = key_limits.parse_credit_limit(limits["credit_limit"])
     if "expires_at" in limits:
-        columns["expires_at"] = key_limits.parse_expires_at(limits["expires_at"], now)
+        columns["expires_at"] = key_limits.parse_expires_at(limits["expires_at"])
     if "allowed_models" in limits:
         columns["allowed_models"] = key_limits.dump_models(key_limits.parse_allowed_models(limits["allowed_models"],
                                                                                            catalog))
@@ -475,7 +475,7 @@ def create_key(account_id: int, name=None, *, limits: dict | None = None, catalo
     """A new API key for the account, with optional limits; the full key is returned here and never again."""
     name = _key_name(name)
     now = now or utcnow()
-    columns = _limit_columns(limits or {}, catalog, now)
+    columns = _limit_columns(limits or {}, catalog)
     active = ApiKey.select().where((ApiKey.account == account_id) & ApiKey.revoked_at.is_null()).count()
     if active >= MAX_ACTIVE_KEYS:
         raise InvalidRequest(f"An account can have at most {MAX_ACTIVE_KEYS} active keys; revoke one first.",
@@ -489,7 +489,7 @@ def create_key(account_id: int, name=None, *, limits: dict | None = None, catalo
 def set_key_limits(account_id: int, key_id: int, limits: dict, catalog, *, now: datetime | None = None) -> KeyInfo:
     """Change the limit fields present in `limits` (null clears one); 404 for another account's key."""
     now = now or utcnow()
-    columns = _limit_columns(limits, catalog, now)
+    columns = _limit_columns(limits, catalog)
     with write_transaction():
         row = ApiKey.get_or_none((ApiKey.account == account_id) & (ApiKey.id == key_id))
         if row is None:

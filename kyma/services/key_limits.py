@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from kyma.db import execute, query
 from kyma.errors import InsufficientCredits, InvalidRequest, KymaError
@@ -62,21 +63,32 @@ def parse_credit_limit(value) -> int | None:
     return usd_to_micros(value)
 
 
-def parse_expires_at(value, now: datetime) -> datetime | None:
-    """An ISO 8601 time in the future (UTC when it names no offset) as naive UTC, null for none, else a 400."""
+# RFC 3339 and the ISO 8601 forms a form or a shell gives: a date, then optionally a time and an offset.
+_WHEN = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+                   r"([Zz]|[+-]\d{2}:?\d{2})?")
+
+
+def parse_expires_at(value) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no offset) as naive UTC, null for none, else a 400.
+
+    A time already past is accepted: the key is expired from then on, until the expiry is changed.
+    """
     if value is None:
         return None
+    match = _WHEN.fullmatch(value.strip()) if isinstance(value, str) else None
     try:
-        when = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        when = None
-    if when is None:
+        if match is None:
+            raise ValueError
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        when = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                        min(int(second or 0), 59), int((fraction or "0")[:6].ljust(6, "0")))  # a leap second is :59
+        if offset and offset not in "Zz":
+            sign = -1 if offset[0] == "-" else 1
+            digits = offset[1:].replace(":", "")
+            when -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    except (ValueError, OverflowError):
         raise InvalidRequest("'expires_at' must be an ISO 8601 date and time, e.g. 2027-01-31T00:00:00Z, "
-                             "or null for no expiry.", param="expires_at", code="invalid_expires_at")
-    if when.tzinfo is not None:
-        when = when.astimezone(timezone.utc).replace(tzinfo=None)
-    if when <= now:
-        raise InvalidRequest("'expires_at' must be in the future.", param="expires_at", code="invalid_expires_at")
+                             "or null for no expiry.", param="expires_at", code="invalid_expires_at") from None
     return when
 
 
