@@ -45,8 +45,8 @@ def _key_names(keys) -> dict:
     return {k.id: k.name for k in keys}
 
 
-def _log_context(account_id: int) -> dict:
-    keys = accounts.list_keys(account_id)
+def _log_context(account_id: int, keys=None) -> dict:
+    keys = accounts.list_keys(account_id) if keys is None else keys
     flt = _log_filter()
     return dict(log=request_log(account_id, flt), log_models=board.logged_models(account_id), log_keys=keys,
                 key_names=_key_names(keys), session_key=SESSION_KEY, la=log_args)
@@ -66,8 +66,9 @@ def _usage_context(account_id: int) -> dict:
 def dashboard():
     """The whole dashboard page."""
     p = current_principal()
-    return render_template("web/dashboard.html", principal=p, keys=accounts.list_keys(p.account_id),
-                           **_log_context(p.account_id), **_usage_context(p.account_id), **_spend_context(p.account_id))
+    keys = accounts.list_keys(p.account_id)
+    return render_template("web/dashboard.html", principal=p, keys=keys, **_log_context(p.account_id, keys),
+                           **_usage_context(p.account_id), **_spend_context(p.account_id))
 
 
 @web_bp.get("/dashboard/spend")
