@@ -484,6 +484,87 @@ def test_another_accounts_key_cannot_be_revoked(app, client):
         assert ApiKey.get_by_id(bob["api_key_id"]).revoked_at is None
 
 
+
+# --- key limits --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload, param", [
+    ({"credit_limit": "5"}, "credit_limit"), ({"credit_limit": -1}, "credit_limit"),
+    ({"credit_limit": True}, "credit_limit"), ({"credit_limit": 10_000_001}, "credit_limit"),
+    ({"expires_at": "next week"}, "expires_at"), ({"expires_at": 1767225600}, "expires_at"),
+    ({"expires_at": "2027-13-01T00:00:00Z"}, "expires_at"),
+    ({"allowed_models": "fast"}, "allowed_models"), ({"allowed_models": []}, "allowed_models"),
+    ({"allowed_models": ["fast", 3]}, "allowed_models"), ({"allowed_models": ["no-such-model"]}, "allowed_models")])
+def test_key_limit_fields_are_validated_on_create_and_patch(client, payload, param):
+    reg = register(client)
+    auth = bearer(reg["session_token"])
+    created = client.post("/v1/auth/keys", json={"name": "ci", **payload}, headers=auth)
+    assert created.status_code == 400 and error_of(created)["param"] == param, created.get_json()
+    assert f"'{param}'" in error_of(created)["message"]
+    patched = client.patch(f"/v1/auth/keys/{reg['api_key_id']}", json=payload, headers=auth)
+    assert patched.status_code == 400 and error_of(patched)["param"] == param
+    assert [k["credit_limit"] for k in client.get("/v1/auth/keys", headers=auth).get_json()["keys"]] == [None]
+
+
+def test_key_limits_are_set_listed_patched_and_cleared(client):
+    reg = register(client)
+    auth = bearer(reg["session_token"])
+    new = client.post("/v1/auth/keys", headers=auth, json={
+        "name": "ci", "credit_limit": 2.5, "expires_at": "2099-01-31T12:00:00+02:00",
+        "allowed_models": ["fast", "kimi-k2.5", "fast"]}).get_json()
+    assert new["credit_limit"] == 2.5 and new["limit_remaining"] == 2.5
+    assert new["expires_at"] == "2099-01-31T10:00:00Z" and new["allowed_models"] == ["fast", "kimi-k2.5"]
+    assert new["usage"] == {"spend": 0.0, "requests": 0, "spend_30d": 0.0, "requests_30d": 0}
+    url = f"/v1/auth/keys/{new['id']}"
+    changed = client.patch(url, json={"credit_limit": 1}, headers=auth).get_json()
+    assert changed["credit_limit"] == 1.0 and changed["allowed_models"] == ["fast", "kimi-k2.5"]  # others stay
+    cleared = client.patch(url, json={"credit_limit": None, "expires_at": None, "allowed_models": None},
+                           headers=auth).get_json()
+    assert (cleared["credit_limit"], cleared["expires_at"], cleared["allowed_models"]) == (None, None, None)
+    listed = client.get("/v1/auth/keys", headers=auth).get_json()["keys"]
+    assert listed[1]["credit_limit"] is None and listed[1]["limit_remaining"] is None
+    assert client.patch("/v1/auth/keys/999999", json={}, headers=auth).status_code == 404
+
+
+def test_another_accounts_key_limits_cannot_be_changed(client):
+    alice = register(client, email="alice@example.com")
+    bob = register(client, email="bob@example.com")
+    resp = client.patch(f"/v1/auth/keys/{bob['api_key_id']}", json={"credit_limit": 0},
+                        headers=bearer(alice["api_key"]))
+    assert resp.status_code == 404
+
+
+def test_an_expired_key_is_refused_saying_it_expired(app, client):
+    reg = register(client)
+    auth = bearer(reg["session_token"])
+    past = client.patch(f"/v1/auth/keys/{reg['api_key_id']}", json={"expires_at": "2020-01-01"}, headers=auth)
+    assert past.status_code == 200 and past.get_json()["expired"] is True
+    resp = client.get("/v1/auth/me", headers=bearer(reg["api_key"]))
+    assert resp.status_code == 401 and error_of(resp)["code"] == "expired_api_key"
+    assert "expired at 2020-01-01T00:00:00Z" in error_of(resp)["message"]
+    with app.app_context():
+        later = utcnow() + timedelta(hours=1)
+        ApiKey.update(expires_at=later).where(ApiKey.id == reg["api_key_id"]).execute()
+        assert accounts.authenticate(reg["api_key"]).api_key_id == reg["api_key_id"]
+        with pytest.raises(accounts.AuthenticationFailed, match="expired"):
+            accounts.authenticate(reg["api_key"], now=later)
+
+
+def test_a_key_without_limits_authenticates_with_one_query(app, client):
+    reg = register(client)
+    with app.app_context():
+        from kyma.db import database
+
+        accounts.authenticate(reg["api_key"])  # stamps last use
+        seen = []
+        real = database.obj.execute_sql
+        database.obj.execute_sql = lambda sql, *a, **k: seen.append(sql) or real(sql, *a, **k)
+        try:
+            principal = accounts.authenticate(reg["api_key"])
+        finally:
+            database.obj.execute_sql = real
+    assert len(seen) == 1 and principal.key_limit_micros is None and principal.key_models is None
+
 def test_secrets_are_stored_only_as_hashes(app, client, tmp_path):
     reg = register(client)
     new = client.post("/v1/auth/keys", json={"name": "two"}, headers=bearer(reg["api_key"])).get_json()
