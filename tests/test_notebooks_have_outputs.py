@@ -59,6 +59,7 @@ SDK_OPERATIONS = {
     "responses.parse": ("post", "/responses"),
     "responses.retrieve": ("get", "/responses/{response_id}"),
     "responses.delete": ("delete", "/responses/{response_id}"),
+    "responses.input_items.list": ("get", "/responses/{response_id}/input_items"),
     "messages.create": ("post", "/messages"),
     "messages.stream": ("post", "/messages"),
     "messages.count_tokens": ("post", "/messages/count_tokens"),

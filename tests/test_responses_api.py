@@ -264,3 +264,24 @@ def test_provider_steering_works_as_in_chat_completions(oai):
     raw = oai.responses.with_raw_response.create(model="kimi-k2.5", input="say exactly: steered",
                                                  extra_body={"provider": {"order": ["sim-beta"]}})
     assert raw.headers["X-Kyma-Provider"] == "sim-beta" and raw.parse().output_text == "steered"
+
+
+def test_input_items_list_the_whole_conversation_in_pages(oai, gateway):
+    one = oai.responses.create(model="kimi-k2.5", instructions="Be brief.", max_output_tokens=20,
+                               input=[{"role": "developer", "content": "Answer plainly."},
+                                      {"role": "user", "content": "say exactly: first"}])
+    two = oai.responses.create(model="kimi-k2.5", previous_response_id=one.id, input="say exactly: second",
+                               max_output_tokens=20)
+    items = list(oai.responses.input_items.list(two.id, order="asc"))  # the SDK follows every page
+    assert [(i.type, i.role) for i in items] == [("message", "developer"), ("message", "user"),
+                                                 ("message", "assistant"), ("message", "user")]
+    assert items[1].content[0].type == "input_text" and items[1].content[0].text == "say exactly: first"
+    assert items[2].content[0].text == "first"  # the first response's output, as the model saw it
+    newest = oai.responses.input_items.list(two.id, limit=1)
+    assert [i.id for i in newest.data] == [items[-1].id] and newest.has_more
+    after = oai.responses.input_items.list(two.id, limit=2, after=newest.data[0].id)
+    assert [i.id for i in after.data] == [items[2].id, items[1].id]  # ids stay the same from call to call
+    stranger = requests.post(f"{gateway.url}/v1/auth/register", timeout=10,
+                             json={"email": f"io-{two.id}@example.com", "password": "pw-123456"}).json()["api_key"]
+    with pytest.raises(openai.NotFoundError):  # another account's response does not exist for it
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=stranger, max_retries=0).responses.input_items.list(two.id)

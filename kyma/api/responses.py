@@ -18,6 +18,8 @@ from kyma.runtime import runtime
 from kyma.services import responses_store
 from kyma.translate.responses import (ResponsesStreamTranslator, Translated, chat_to_response, new_response,
                                       responses_to_chat_request)
+from kyma.translate.responses_items import listed_items
+from kyma.translate.responses_items import page as items_page
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,18 @@ def get_response(response_id: str):
     if stored is None:
         raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
     return jsonify(stored.response)
+
+
+@api_bp.get("/responses/<response_id>/input_items")
+def list_input_items(response_id: str):
+    """The input items of a stored response: the whole conversation the model saw, history included."""
+    principal = principal_from_request(request)
+    stored = responses_store.load(principal.account_id, response_id)
+    if stored is None:
+        raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
+    args = request.args
+    return jsonify(items_page(listed_items(stored.input_items, response_id), after=args.get("after"),
+                              limit=args.get("limit"), order=args.get("order")))
 
 
 @api_bp.delete("/responses/<response_id>")

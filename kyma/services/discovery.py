@@ -26,6 +26,7 @@ ENDPOINTS = (
     Endpoint("POST", "/v1/messages/count_tokens", True, "Anthropic token counting"),
     Endpoint("POST", "/v1/responses", True, "OpenAI Responses (streaming, function tools, previous_response_id)"),
     Endpoint("GET", "/v1/responses/{response_id}", True, "A stored response"),
+    Endpoint("GET", "/v1/responses/{response_id}/input_items", True, "A stored response's input items, paged"),
     Endpoint("DELETE", "/v1/responses/{response_id}", True, "Delete a stored response"),
     Endpoint("GET", "/v1/models", False, "Model catalog with filters and aliases (kind=embedding, kind=all)"),
     Endpoint("GET", "/v1/models/{model_id}", False, "One model by id or alias"),
