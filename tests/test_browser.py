@@ -221,7 +221,7 @@ def test_htmx_error_responses_land_in_the_flash_area(page, gateway):
         assert resp.status == 201
     page.reload()
     keys_before = page.locator("#keys tbody tr").count()
-    page.allow_console_error(r"status of 400|Response Status Error Code 400")  # the browser and htmx log a 4xx
+    page.allow_console_error(r"status of 409|Response Status Error Code 409")  # the browser and htmx log a 4xx
     page.fill("#key-name", "one-too-many")
     page.click("#create-key button[type=submit]")
     alert = page.wait_for_selector("#flash [role=alert]")

@@ -478,8 +478,9 @@ def create_key(account_id: int, name=None, *, limits: dict | None = None, catalo
     columns = _limit_columns(limits or {}, catalog)
     active = ApiKey.select().where((ApiKey.account == account_id) & ApiKey.revoked_at.is_null()).count()
     if active >= MAX_ACTIVE_KEYS:
-        raise InvalidRequest(f"An account can have at most {MAX_ACTIVE_KEYS} active keys; revoke one first.",
-                             code="too_many_keys")
+        # The request is well-formed; the account's state refuses it.
+        raise Conflict(f"An account can have at most {MAX_ACTIVE_KEYS} active keys; revoke one first.",
+                       code="too_many_keys")
     key = _new_secret(KEY_PREFIX)
     row = ApiKey.create(account=account_id, name=name, key_hash=digest(key), prefix=_mask(key),
                         created_at=now, spent_micros=0, held_micros=0, **columns)
