@@ -84,6 +84,7 @@ class Settings:
     signup_max_per_hour: int
     signup_max_global_per_hour: int
     log_level: str
+    log_format: str
     secure_cookies: bool
     trusted_proxies: int
     public_url: str
@@ -134,6 +135,7 @@ class Settings:
             signup_max_per_hour=int(_env("KYMA_SIGNUP_MAX_PER_HOUR", "5")),
             signup_max_global_per_hour=int(_env("KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR", "200")),
             log_level=_env("KYMA_LOG_LEVEL", "INFO"),
+            log_format=_env("KYMA_LOG_FORMAT", "text"),
             secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
             # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
             # since a client reaching the gateway directly could otherwise pick its own address.
@@ -161,7 +163,7 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "KYMA_ROUTE_RETRIES",
     "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
     "KYMA_RESPONSES_RETENTION_DAYS",
-    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
+    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_LOG_FORMAT", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
     "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from flask import Flask
@@ -10,6 +9,7 @@ from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+from kyma import logs
 from kyma.config import ROOT, Settings
 from kyma.db import close_connection, init_db, open_connection
 from kyma.hosts import register_host_check
@@ -37,7 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     app.json.sort_keys = False
     Htmx(app)  # request.htmx: the dashboard reads htmx's request headers through it
-    logging.basicConfig(level=settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if settings.trusted_proxies:
         # The client's address (sign-up and log-in throttles): the entry the outermost trusted proxy
         # appended to X-Forwarded-For. The scheme: X-Forwarded-Proto as the nearest proxy sends it

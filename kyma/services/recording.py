@@ -6,6 +6,7 @@ import functools
 import logging
 from dataclasses import dataclass, field
 
+from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import utcnow
 from kyma.services import ledger
@@ -113,3 +114,14 @@ def finish(record: RequestRecord, *, held: bool) -> None:
         db.execute_sql(_log_insert(db.param), _log_row(record, now))
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)
+    logs.request_line(_line(record))
+
+
+def _line(r: RequestRecord) -> dict:
+    """The request's structured log fields: ids, never a credential."""
+    return {"request_id": r.request_id, "account_id": r.account, "api_key_id": r.api_key, "endpoint": r.endpoint,
+            "model_requested": r.model_requested, "alias": r.alias, "model_served": r.model_served,
+            "provider": r.provider, "fallback_layer": r.fallback_layer, "attempts": r.attempts, "status": r.status,
+            "stream": r.stream, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "cost_micros": r.cost_micros, "latency_ms": round(r.latency_ms, 2),
+            "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2), "error": r.error, "note": r.note}
