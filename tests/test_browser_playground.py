@@ -43,6 +43,9 @@ def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
     for log in ("#pg-log", "#pg-log-b"):  # both columns stream at once
         expect(page.locator(f"{log} .msg.assistant .text").last).to_have_text(re.compile(r"\w+ \w+ \w+"))
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
+    # Each column is a log named after its model, for a screen reader moving between them.
+    expect(page.get_by_role("log", name="Conversation fast")).to_have_id("pg-log")
+    expect(page.get_by_role("log", name="Conversation code")).to_have_id("pg-log-b")
     shot(page, "playground-compare-streaming")
     page.click("#pg-stop")
     expect(page.locator("#pg-state")).to_have_text("Stopped.")
