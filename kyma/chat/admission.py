@@ -69,7 +69,8 @@ def _take_hold(principal: Principal, request_id: str, hold: int, ttl: int) -> No
     """The key's credit limit, then the balance; raises _KeyRefused or _Refused (roll back the caller's transaction)."""
     if not key_limits.reserve(principal, hold):
         raise _KeyRefused
-    if not ledger.place_hold(principal.account_id, request_id, hold, ttl_seconds=ttl):
+    if not ledger.place_hold(principal.account_id, request_id, hold, ttl_seconds=ttl,
+                             note=key_limits.hold_note(principal)):
         raise _Refused
 
 

@@ -167,6 +167,19 @@ def settle(principal, held: int, charged: int) -> None:
         execute(_SETTLE, held, charged, principal.api_key_id)
 
 
+def hold_note(principal) -> str:
+    """The hold entry's note: which limited key counts the hold, for the reaper."""
+    return "" if principal.key_limit_micros is None else f"key {principal.api_key_id}"
+
+
+def forget_hold(request_id: str) -> None:
+    """A reaped hold no longer counts against its key's limit (inside the release's transaction)."""
+    rows = query("SELECT note, amount_micros FROM ledgerentry WHERE idempotency_key = ?", f"{request_id}:hold")
+    if rows and rows[0][0].startswith("key "):
+        execute("UPDATE apikey SET held_micros = COALESCE(held_micros, 0) + ? WHERE id = ?",
+                rows[0][1], int(rows[0][0][4:]))  # the entry's amount is the hold, negative
+
+
 def refusal(principal, hold: int, headers: dict) -> InsufficientCredits:
     """The 402 for a hold that would take the key past its credit limit."""
     rows = query("SELECT credit_limit_micros, COALESCE(spent_micros, 0) + COALESCE(held_micros, 0) "

@@ -23,6 +23,7 @@ from peewee import IntegrityError, fn
 from kyma.db import connected, database, execute, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
+from kyma.services import key_limits
 from kyma.services.pricing import usd_to_micros
 from kyma.services.tiers import TierLadder
 
@@ -141,7 +142,7 @@ def _add_to_balance(account_id: int, delta: int) -> None:
 
 
 def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: str = "",
-               ttl_seconds: int | None = None) -> bool:
+               ttl_seconds: int | None = None, note: str = "") -> bool:
     """Reserve `amount_micros` for a request; False (nothing written) when the balance can't cover it.
 
     `owner` defaults to this process (worker_identity()); the TTL to settings.hold_ttl_seconds.
@@ -155,7 +156,7 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     with write_transaction():
         if not db.rows_affected(db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros))):
             return False
-        _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold")
+        _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold", note=note)
         db.execute_sql(sql.hold, (account_id, request_id, amount_micros, (owner or worker_identity())[:64],
                                   now, expires_at))
     return True
@@ -245,6 +246,8 @@ def reap_expired_holds(now: datetime | None = None) -> int:
         expired = hold.expires_at <= now
         if (expired or _owner_is_dead(hold.owner, host, me)) and release_hold(
                 hold.request_id, note="reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
+            # Its own statement: a crash just before it leaves the key's limit stricter, never looser.
+            key_limits.forget_hold(hold.request_id)
             reaped += 1
     if reaped:
         log.info("reaped %d abandoned holds", reaped)
