@@ -50,4 +50,7 @@ def serve_both(ws, principal, prompts: tuple[chat.PlaygroundPrompt, chat.Playgro
                 stop.set()
     finally:
         stop.set()  # a closed socket or a bug here: neither reply streams on unattended
-        gevent.joinall(jobs, raise_error=True)
+        gevent.joinall(jobs)  # both sides end (and are billed) before the socket is answered again
+    for job in jobs:
+        if job.exception is not None:  # a bug on one side: the caller reports it and closes the socket
+            raise job.exception
