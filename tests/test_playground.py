@@ -246,3 +246,13 @@ def test_compare_validates_its_model_and_history_before_streaming(slow_gateway):
     errors = [e for e in events if e["type"] == "error"]
     assert [(e["status"], "side" in e) for e in errors] == [(400, False), (400, False)]
     assert "side" not in events[-1]  # a start without compare is answered as before
+
+
+def test_compare_sends_each_side_its_own_history(slow_gateway):
+    s, csrf = browser_session(slow_gateway.url)
+    start = json.loads(compare_message(csrf, max_tokens=12, text="alpha river")) | {
+        "compare_messages": [{"role": "user", "content": "beta river"}]}
+    deltas, ended = asyncio.run(exchange_sides(slow_gateway.url, s, json.dumps(start)))
+    assert ended["a"]["type"] == ended["b"]["type"] == "done"
+    # The simulators echo the last user message: each side answered its own conversation.
+    assert "alpha river" in "".join(deltas["a"]) and "beta river" in "".join(deltas["b"])
