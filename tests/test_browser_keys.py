@@ -32,7 +32,7 @@ def test_a_limit_set_in_the_keys_table_refuses_the_next_sdk_call(page, gateway, 
     row.get_by_role("button", name="Save limits of key limited").click()
     page.wait_for_selector("tr:has-text('limited') td.key-limits:has-text('$0.00 limit')")
     assert "models: fast, cheap" in row.locator("td.key-limits").inner_text()
-    assert row.locator("td[data-label='Requests (30 days)']").inner_text().startswith("1")
+    assert row.locator("td[data-label='Requests']").inner_text().split() == ["1", "30", "days:", "1"]
     assert page.evaluate("window.kymaMarker") == "same page"  # an htmx swap, not a reload
     shot(page, "keys-limits")
 
