@@ -59,7 +59,8 @@ def test_filter_by_key_sort_export_and_refresh(page, gateway, sdk_env):
     expect(page.locator("#log-table tbody tr")).to_have_count(5)
     page.click("#sort-cost")
     expect(page.locator("#log-table th[aria-sort]")).to_have_attribute("aria-sort", "descending")
-    assert "sort=cost" in page.url
+    expect(page).to_have_url(re.compile(r"/dashboard\?sort=cost$"))
+    assert not page.locator("#log-sort").is_visible()  # a wide screen sorts from the headers alone
     costs = [float(c.lstrip("$")) for c in page.locator("#log-table td[data-label=Cost]").all_inner_texts()]
     assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
     page.click("#sort-cost")
@@ -104,3 +105,25 @@ def test_usage_charts_have_labelled_axes_and_switch_range(page, gateway, sdk_env
     assert box["width"] > 200 and box["height"] > 100  # drawn, not collapsed
     page.locator("#usage").scroll_into_view_if_needed()
     shot(page, "dashboard-usage")
+
+
+def test_sorting_on_a_phone_where_the_headers_are_hidden(page, gateway, sdk_env):
+    import openai
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_up(page, gateway.url)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
+    for text, max_tokens in (("count to 30", 120), ("Hi", 8), ("count to 10", 50)):
+        chat(client, text, max_tokens)
+    page.goto(f"{gateway.url}/dashboard")
+    expect(page.locator("#log-sort")).to_be_visible()  # the table's headers are hidden on a phone
+    page.select_option("#log-sort", "tokens")
+    expect(page).to_have_url(re.compile(r"sort=tokens"))
+    tokens = [int(t) for t in page.locator("#log-table td[data-label=Tokens]").all_inner_texts()]
+    assert tokens == sorted(tokens, reverse=True) and tokens[0] > tokens[-1]
+    page.select_option("#log-dir", "asc")
+    expect(page).to_have_url(re.compile(r"sort=tokens&dir=asc"))
+    tokens = [int(t) for t in page.locator("#log-table td[data-label=Tokens]").all_inner_texts()]
+    assert tokens == sorted(tokens)
+    shot(page, "phone-request-log-sorted")

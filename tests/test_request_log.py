@@ -97,6 +97,7 @@ def test_sort_by_cost_latency_tokens_and_time_both_ways(client, me):
     th = re.search(r'<th scope="col" class="num" aria-sort="ascending">\s*<a href="([^"]+)"[^>]*id="sort-cost"', html)
     assert th and "sort=cost" in th.group(1) and "dir=" not in th.group(1)  # the link flips to descending
     assert html.count("aria-sort=") == 1
+    assert '<option value="cost" selected>' in html and '<option value="asc" selected>' in html  # phones sort here
     assert ids_in(log_of(client, "?sort=bogus&dir=sideways")) == ["c", "b", "a"]
 
 
