@@ -4,7 +4,9 @@ A key with a credit limit keeps its settled charges (spent_micros) and open hold
 its own row, changed in the transaction of the credit hold and of the settlement; the hold is
 refused unless spent + held + the new hold stays within the limit, by one conditional UPDATE, so
 concurrent requests on any number of workers cannot overspend a key. Keys without limits cost the
-request path nothing: their limits come with the key lookup and no key row is written.
+request path nothing: their limits come with the key lookup and no key row is written. A limit set
+on a key that had none starts from what the request log has charged it; requests in flight at that
+moment are not counted against it.
 """
 
 from __future__ import annotations
