@@ -201,7 +201,9 @@ def test_usage_charts_per_day_and_hour_with_labelled_axes(client, me):
     assert f"{now:%Y-%m-%d} UTC: $0.002000" in spend
     assert re.search(r'id="usage-totals">Last 7 days: 2 requests,\s+32 tokens, \$0.002500', week)
     tokens = re.search(r'<svg[^>]*id="usage-tokens"[^>]*>(.*?)</svg>', week, re.S).group(1)
-    assert ">tokens<" in tokens and ">30<" in tokens
+    assert ">tokens<" in tokens and re.findall(r'y-tick">([^<]*)<', tokens) == ["0", "25", "50"]  # 30 on a round axis
+    requests = re.search(r'<svg[^>]*id="usage-requests"[^>]*>(.*?)</svg>', week, re.S).group(1)
+    assert re.findall(r'y-tick">([^<]*)<', requests) == ["0", "1"]  # never half a request
     month = client.get("/dashboard/usage?range=30d", headers=HX).get_data(as_text=True)
     assert 'id="usage-requests"' in month and "Last 30 days: 2 requests" in month
     day = client.get("/dashboard/usage?range=24h", headers=HX).get_data(as_text=True)
@@ -209,6 +211,18 @@ def test_usage_charts_per_day_and_hour_with_labelled_axes(client, me):
     assert hours.count("<rect") == 24 and "hour (UTC)" in hours and f"{now:%H}:00" in hours
     assert "Last 24 hours: 1 requests" in day
     assert 'id="range-24h" aria-current="true"' in day
+
+
+def test_value_axes_end_on_round_numbers():
+    from kyma.web.charts import nice_ceiling, time_chart
+
+    assert [nice_ceiling(v) for v in (0, 1, 3, 7, 10, 11, 65, 2000, 2001, 78_000)] == \
+        [0, 1, 5, 10, 10, 20, 100, 2000, 5000, 100_000]
+    points = [(datetime(2026, 1, d), v) for d, v in ((1, 0), (2, 40), (3, 100))]
+    chart = time_chart(points, str, False, "tokens", height=170)
+    assert [t.text for t in chart.y_ticks] == ["0", "50", "100"]
+    assert [b.height for b in chart.bars] == [0, 44.0, 110.0]  # the plot is 110 units tall
+    assert [t.text for t in chart.x_ticks] == ["01-01", "01-02", "01-03"] and chart.x_title == "day (UTC)"
 
 
 def test_speed_per_model_is_median_ttft_and_tokens_per_second(client, me):

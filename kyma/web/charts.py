@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kyma.services.dashboard import DaySpend, ModelSpend
@@ -84,33 +85,53 @@ class AxisChart:
     empty: bool
 
 
+def nice_ceiling(value: float) -> int:
+    """The smallest 1, 2 or 5 times a power of ten that reaches `value` (0 for nothing): a round axis maximum."""
+    if value <= 0:
+        return 0
+    step = 10 ** max(0, math.floor(math.log10(value)))
+    return next(m * step for m in (1, 2, 5, 10) if m * step >= value)
+
+
+def _value_ticks(axis_max: int, fmt, top: float, bottom: float) -> list[Tick]:
+    ticks = [Tick(bottom, fmt(0), "end")]
+    if axis_max and axis_max % 2 == 0:  # a half-way mark only where it is a whole number
+        ticks.append(Tick(round((bottom + top) / 2, 2), fmt(axis_max // 2), "end"))
+    if axis_max:
+        ticks.append(Tick(top, fmt(axis_max), "end"))
+    return ticks
+
+
+def _time_ticks(points: list[tuple], hourly: bool, left: float, slot: float) -> list[Tick]:
+    fmt = "%H:00" if hourly else "%m-%d"
+    ticks = []
+    if points:
+        for i, anchor in ((0, "start"), (len(points) // 2, "middle"), (len(points) - 1, "end")):
+            x = left + i * slot + (0 if anchor == "start" else slot if anchor == "end" else slot / 2)
+            ticks.append(Tick(round(x, 2), points[i][0].strftime(fmt), anchor))
+    return ticks
+
+
 def time_chart(points: list[tuple], fmt, hourly: bool, y_title: str, width: int = 340,
                height: int = 170) -> AxisChart:
-    """Vertical bars of (UTC start, value) points, scaled to the largest, with value and time ticks."""
+    """Vertical bars of (UTC start, whole-number value) points on a round value axis, with value and time ticks."""
     left, top, bottom = 78, 24, height - 36  # room for value labels, the unit, time labels and their title
-    top_value = max((v for _, v in points), default=0)
+    axis_max = nice_ceiling(max((v for _, v in points), default=0))
     slot = (width - left) / max(1, len(points))
     bars = []
     for i, (start, value) in enumerate(points):
-        h = (value / top_value) * (bottom - top) if top_value else 0
+        h = (value / axis_max) * (bottom - top) if axis_max else 0
         h = max(h, 1.5) if value else 0  # a tiny value stays visible
         label = start.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d")
         bars.append(Bar(round(left + i * slot + 1, 2), round(bottom - h, 2), round(max(slot - 2, 1), 2),
                         round(h, 2), label, fmt(value)))
-    y_ticks = [Tick(bottom, fmt(0), "end"), Tick(round((bottom + top) / 2, 2), fmt(top_value / 2), "end"),
-               Tick(top, fmt(top_value), "end")] if top_value else [Tick(bottom, fmt(0), "end")]
-    tick_fmt = "%H:00" if hourly else "%m-%d"
-    x_ticks = []
-    if points:
-        for i, anchor in ((0, "start"), (len(points) // 2, "middle"), (len(points) - 1, "end")):
-            x = left + i * slot + (0 if anchor == "start" else slot if anchor == "end" else slot / 2)
-            x_ticks.append(Tick(round(x, 2), points[i][0].strftime(tick_fmt), anchor))
-    x_title = "hour (UTC)" if hourly else "day (UTC)"
-    return AxisChart(width, height, left, bottom, bars, x_ticks, y_ticks, x_title, y_title, top_value == 0)
+    return AxisChart(width, height, left, bottom, bars, _time_ticks(points, hourly, left, slot),
+                     _value_ticks(axis_max, fmt, top, bottom), "hour (UTC)" if hourly else "day (UTC)", y_title,
+                     axis_max == 0)
 
 
-def _count(value: float) -> str:
-    return f"{value:,.1f}".removesuffix(".0")
+def _count(value: int) -> str:
+    return f"{value:,}"
 
 
 def usage_charts(buckets: list, hourly: bool) -> dict[str, AxisChart]:
@@ -118,5 +139,5 @@ def usage_charts(buckets: list, hourly: bool) -> dict[str, AxisChart]:
     at = [b.start for b in buckets]
     return {"requests": time_chart(list(zip(at, (b.requests for b in buckets))), _count, hourly, "requests"),
             "tokens": time_chart(list(zip(at, (b.tokens for b in buckets))), _count, hourly, "tokens"),
-            "spend": time_chart(list(zip(at, (b.cost_micros for b in buckets))), lambda v: usd(round(v)), hourly,
+            "spend": time_chart(list(zip(at, (b.cost_micros for b in buckets))), usd, hourly,
                                 "USD")}
