@@ -1,4 +1,4 @@
-"""The request log's query string, both ways: parsed leniently into a LogFilter, and written back with only what is set."""
+"""The request log's query string both ways: parsed leniently into a LogFilter, written back with what is set."""
 
 from __future__ import annotations
 
