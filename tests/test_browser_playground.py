@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -127,7 +128,7 @@ def test_view_code_shows_runnable_python_and_curl_for_the_settings(page, gateway
     assert reply["choices"][0]["message"]["content"] and reply["model"] == "llama-3.3-70b"
     script = tmp_path / "snippet.py"
     script.write_text(python)
-    ran = subprocess.run([os.sys.executable, str(script)], capture_output=True, env=env, text=True, timeout=60)
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, env=env, text=True, timeout=60)
     assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr
 
     shot(page, "playground-view-code")
@@ -143,6 +144,7 @@ def test_view_code_shows_runnable_python_and_curl_for_the_settings(page, gateway
 def test_view_code_after_sending_shows_the_message_sent(page, gateway):
     from playwright.sync_api import expect
 
+    page.clock.install()  # "Copied" stays until the clock moves
     sign_up(page, gateway.url)
     page.goto(f"{gateway.url}/playground")
     page.select_option("#pg-model", "code")
@@ -153,6 +155,9 @@ def test_view_code_after_sending_shows_the_message_sent(page, gateway):
     page.click("#pg-code-open")
     python = page.inner_text("#pg-code-python")
     assert '"content": "What is a river?"' in python and 'model="code"' in python
-    page.get_by_role("button", name="Copy the curl command").focus()  # the dialog's controls take the keyboard
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the curl command").click()
+    expect(page.get_by_role("button", name="Copy the curl command")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#pg-code-curl")
     page.keyboard.press("Escape")
     expect(page.locator("#pg-code")).to_be_hidden()
