@@ -60,6 +60,10 @@
     var base = dialog.dataset.base;
     document.getElementById("pg-code-python").textContent = python(body, base);
     document.getElementById("pg-code-curl").textContent = curl(body, base);
+    var note = document.getElementById("pg-code-compare");
+    note.hidden = !form.elements.compare_on.checked;  // compared: the second side differs only in its model
+    note.textContent = "Compare is on: the second model's call is the same with model=" +
+      JSON.stringify(form.elements.compare.value) + ".";
     dialog.showModal();  // modal: Escape closes it, focus stays inside while open
   });
   document.getElementById("pg-code-close").addEventListener("click", function () { dialog.close(); });

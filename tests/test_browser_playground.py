@@ -60,6 +60,10 @@ def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
     assert starts[-1]["compare_messages"][:1] == [{"role": "user", "content": "First question"}]
     assert starts[-1]["max_tokens"] == "400"  # the same settings for both
     shot(page, "playground-compare")
+    page.click("#pg-code-open")
+    expect(page.locator("#pg-code-compare")).to_have_text(re.compile(r'same with model="code"'))
+    assert 'model="fast"' in page.inner_text("#pg-code-python")
+    page.keyboard.press("Escape")
     page.click("#pg-clear")
     assert page.locator("#pg-log .msg, #pg-log-b .msg").count() == 0
     expect(page.locator("#pg-summary-b")).to_be_hidden()
@@ -155,6 +159,7 @@ def test_view_code_after_sending_shows_the_message_sent(page, gateway):
     page.click("#pg-code-open")
     python = page.inner_text("#pg-code-python")
     assert '"content": "What is a river?"' in python and 'model="code"' in python
+    expect(page.locator("#pg-code-compare")).to_be_hidden()  # no second model to mention
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.get_by_role("button", name="Copy the curl command").click()
     expect(page.get_by_role("button", name="Copy the curl command")).to_have_text("Copied")
