@@ -57,6 +57,14 @@ def test_filter_by_key_sort_export_and_refresh(page, gateway, sdk_env):
 
     page.select_option("#log-key", value="")
     expect(page.locator("#log-table tbody tr")).to_have_count(5)
+    wanted = shown_ids(page)[2]
+    page.locator("#log-q").press_sequentially(wanted)  # the results swap under the field as it is typed in
+    expect(page.locator("#log-table tbody tr")).to_have_count(1)
+    assert shown_ids(page) == [wanted] and page.input_value("#log-q") == wanted
+    assert page.evaluate("document.activeElement.id") == "log-q"
+    page.fill("#log-q", "")
+    page.press("#log-q", "Enter")
+    expect(page.locator("#log-table tbody tr")).to_have_count(5)
     page.click("#sort-cost")
     expect(page.locator("#log-table th[aria-sort]")).to_have_attribute("aria-sort", "descending")
     expect(page).to_have_url(re.compile(r"/dashboard\?sort=cost$"))

@@ -110,6 +110,10 @@ def test_a_filter_change_puts_only_the_filters_in_use_in_the_url(client, me):
     own_page = {**HX, "HX-Target": "requests", "HX-Current-URL": "http://localhost/dashboard/requests"}
     assert client.get("/dashboard/requests?status=error", headers=own_page).headers["HX-Push-Url"] == \
         "/dashboard/requests?status=error"
+    results = client.get("/dashboard/requests?status=ok&q=x", headers={**from_dashboard, "HX-Target": "log-results"})
+    body = results.get_data(as_text=True)
+    assert 'id="log-rows"' in body and 'id="log-filters"' not in body  # the filters being typed in stay put
+    assert results.headers["HX-Push-Url"] == "/dashboard?status=ok&q=x"
     refresh = client.get("/dashboard/requests?status=ok", headers={**HX, "HX-Target": "log-rows"})
     assert "HX-Push-Url" not in refresh.headers  # the 10 s refresh adds no history entries
     page = client.get("/dashboard?status=ok&sort=cost&dir=asc").get_data(as_text=True)  # a bookmark reloads it

@@ -30,8 +30,10 @@ KEYS_TABLE = "keys-table"
 CREDIT_ROWS = "credit-rows"
 
 
-# The request log's region; its filters, sort links and pager swap it (and put their filters in the URL).
+# The request log (filters and results) and its results alone: what a filter change, a sort link, the pager
+# and Reset swap; either puts its filters in the URL. The rows' own refresh asks for the results too.
 LOG_REGION = "requests"
+LOG_RESULTS = "log-results"
 
 
 def _log_filter():
@@ -112,10 +114,11 @@ def requests_log():
     p = current_principal()
     context = _log_context(p.account_id)
     push = None
-    if htmx.wants_fragment(LOG_REGION):  # not the rows' own refresh, which must not add history entries
+    if htmx.wants_fragment(LOG_REGION) or htmx.wants_fragment(LOG_RESULTS):  # the refresh adds no history entries
         page = "web.dashboard" if _from_dashboard() else "web.requests_log"
         push = url_for(page, **log_args.query_args(context["log"].filter))
-    return htmx.render("web/requests.html", "web/_requests.html", push_url=push, principal=p, **context)
+    fragment = "web/_requests.html" if htmx.wants_fragment(LOG_REGION) else "web/_log_results.html"
+    return htmx.render("web/requests.html", fragment, push_url=push, principal=p, **context)
 
 
 def _from_dashboard() -> bool:
