@@ -111,3 +111,9 @@ def test_code_requests_are_throttled_per_network(app):
 @pytest.mark.parametrize("raw", ["bcdf-ghjk", " BCDF GHJK ", "BCDFGHJK"])
 def test_user_codes_are_read_forgivingly(raw):
     assert device_login.normalize_user_code(raw) == "BCDFGHJK"
+
+
+@pytest.mark.parametrize("name", ["\x00", "a\nb", "x" * 101, 42])
+def test_a_client_name_that_cannot_be_shown_is_a_400(app, name):
+    resp = app.test_client().post("/v1/auth/device/code", json={"client_name": name})
+    assert resp.status_code == 400 and resp.get_json()["error"]["param"] == "client_name"

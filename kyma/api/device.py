@@ -22,9 +22,10 @@ def _body() -> dict:
 def device_code():
     """Start a device log-in: a device code to poll with and a user code to approve in the browser."""
     name = _body().get("client_name", "")
-    if not isinstance(name, str) or len(name) > 100:
-        raise InvalidRequest("'client_name' must be a string of at most 100 characters.", param="client_name",
-                             code="invalid_type")
+    # Control characters have no place in a name shown on a page (and PostgreSQL refuses NUL in text).
+    if not isinstance(name, str) or len(name) > 100 or any(ch < " " or ch == "\x7f" for ch in name):
+        raise InvalidRequest("'client_name' must be a string of at most 100 printable characters.",
+                             param="client_name", code="invalid_type")
     code = device_login.start(name.strip(), runtime().settings, client_ip=request.remote_addr or "")
     page = f"{public_url()}/device"
     return secret_response({"device_code": code.device_code, "user_code": code.user_code,
