@@ -104,26 +104,26 @@ def _keeper(call: chat.ChatCall, t: Translated, retention_days: float):
     return keep
 
 
+def _stored(response_id: str) -> responses_store.Stored:
+    """The caller's stored response with this id, or a 404 (another account's looks missing too)."""
+    stored = responses_store.load(principal_from_request(request).account_id, response_id)
+    if stored is None:
+        raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
+    return stored
+
+
 @api_bp.get("/responses/<response_id>")
 def get_response(response_id: str):
     """A stored response of this account."""
-    principal = principal_from_request(request)
-    stored = responses_store.load(principal.account_id, response_id)
-    if stored is None:
-        raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
-    return jsonify(stored.response)
+    return jsonify(_stored(response_id).response)
 
 
 @api_bp.get("/responses/<response_id>/input_items")
 def list_input_items(response_id: str):
     """The input items of a stored response: the whole conversation the model saw, history included."""
-    principal = principal_from_request(request)
-    stored = responses_store.load(principal.account_id, response_id)
-    if stored is None:
-        raise NotFound(f"No response with id '{response_id}' found.", param="response_id")
+    items = listed_items(_stored(response_id).input_items, response_id)
     args = request.args
-    return jsonify(items_page(listed_items(stored.input_items, response_id), after=args.get("after"),
-                              limit=args.get("limit"), order=args.get("order")))
+    return jsonify(items_page(items, after=args.get("after"), limit=args.get("limit"), order=args.get("order")))
 
 
 @api_bp.delete("/responses/<response_id>")
