@@ -9,11 +9,11 @@ charged) and says how many were asked for; when none succeeds, the first error i
 from __future__ import annotations
 
 import gevent
-from flask import copy_current_request_context
 
 from kyma import chat, strict_json
 from kyma.db import connected
 from kyma.errors import KymaError
+from kyma.greenlets import spawn_in_request
 
 MAX_CHOICES = 8  # the request's `n` above this is refused by the pipeline's validation
 
@@ -40,7 +40,6 @@ def fan_out(raw: bytes, n: int, serve_one) -> chat.Reply:
     """Serve `n` single-choice calls concurrently (serve_one(body) → Reply) and merge their replies."""
     single = {k: v for k, v in strict_json.loads(raw).items() if k != "n"}
 
-    @copy_current_request_context
     def one(_: int):
         with connected():  # a greenlet of its own needs its own database connection, closed after
             try:
@@ -48,7 +47,7 @@ def fan_out(raw: bytes, n: int, serve_one) -> chat.Reply:
             except KymaError as err:
                 return err
 
-    outcomes = [job.value for job in gevent.joinall([gevent.spawn(one, i) for i in range(n)], raise_error=True)]
+    outcomes = [job.value for job in gevent.joinall([spawn_in_request(one, i) for i in range(n)], raise_error=True)]
     replies = [o for o in outcomes if isinstance(o, chat.Reply)]
     if not replies:
         raise outcomes[0]

@@ -9,12 +9,12 @@ from typing import Callable
 import gevent
 import gevent.event
 import gevent.lock
-from flask import copy_current_request_context
 from simple_websocket import ConnectionClosed
 
 from kyma import chat as pipeline
 from kyma.db import connected
 from kyma.errors import KymaError
+from kyma.greenlets import spawn_in_request
 from kyma.runtime import runtime
 from kyma.web import playground_chat as chat
 
@@ -31,7 +31,6 @@ def serve_both(ws, principal, prompts: tuple[chat.PlaygroundPrompt, chat.Playgro
         with lock:  # two greenlets write one socket: a frame must go out whole
             ws.send(json.dumps({"type": kind, "side": side, **data}))
 
-    @copy_current_request_context
     def one(side: str, prompt: chat.PlaygroundPrompt) -> None:
         with connected():  # a greenlet of its own needs its own database connection
             call = pipeline.ChatCall("playground")
@@ -43,7 +42,7 @@ def serve_both(ws, principal, prompts: tuple[chat.PlaygroundPrompt, chat.Playgro
             except ConnectionClosed:  # the browser left: the reply was closed and billed already
                 pass
 
-    jobs = [gevent.spawn(one, side, prompt) for side, prompt in zip(SIDES, prompts)]
+    jobs = [spawn_in_request(one, side, prompt) for side, prompt in zip(SIDES, prompts)]
     try:
         while len(gevent.wait(jobs, timeout=0.1)) < len(jobs):
             if stop_requested(ws):
