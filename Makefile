@@ -51,7 +51,9 @@ run: db
 ## make test: set up, then three passes: every test on SQLite (unit, integration with real processes,
 ## browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
 test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
-	$(BIN)/python -m pytest -q tests
+	@# Two pytest workers: each starts its own gateways and simulators on free ports, and the
+	@# PostgreSQL tests make throw-away databases, so nothing is shared between them.
+	$(BIN)/python -m pytest -q -n 2 tests
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -m "integration and not postgres and not browser" tests; \
