@@ -43,7 +43,11 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level)
 
 
+def request_lines() -> bool:
+    """Whether finished requests get a line of their own (JSON mode; text mode keeps the database's log only)."""
+    return _json_lines
+
+
 def request_line(fields: dict) -> None:
-    """One line for a finished request, in JSON mode (text mode keeps the database's log only)."""
-    if _json_lines:
-        REQUESTS.info("request", extra={"fields": fields})
+    """One line for a finished request."""
+    REQUESTS.info("request", extra={"fields": fields})

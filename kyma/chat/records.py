@@ -10,7 +10,7 @@ from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.db import connected, write_transaction
 from kyma.errors import KymaError
 from kyma.services import key_limits
-from kyma.services.recording import RequestRecord, finish
+from kyma.services.recording import RequestRecord, announce, finish
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -53,13 +53,11 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
         with connected(), write_transaction():
             _settle(prep, record)
             _correct_tokens(rt, prep, used_tokens)
-    elif prep.principal.key_limit_micros is None:
-        finish(record, held=True)
-        _correct_tokens(rt, prep, used_tokens)
-    else:
+    else:  # Redis counters cannot join the database's transaction
         with connected(), write_transaction():
             _settle(prep, record)
         _correct_tokens(rt, prep, used_tokens)
+    announce(record)  # after the commit: no log I/O while the write lock is held
 
 
 def _settle(prep: Prepared, record: RequestRecord) -> None:
@@ -79,9 +77,11 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
     body = call.body if isinstance(call.body, dict) else {}
     model = call.asked_for or body.get("model", "")
     principal = call.principal
-    finish(RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
-                         account=principal.account_id if principal else None,
-                         api_key=principal.api_key_id if principal else None,
-                         model_requested=model if isinstance(model, str) else "",
-                         stream=bool(body.get("stream")), error=err.message,
-                         latency_ms=(time.perf_counter() - call.started) * 1000), held=False)
+    record = RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
+                           account=principal.account_id if principal else None,
+                           api_key=principal.api_key_id if principal else None,
+                           model_requested=model if isinstance(model, str) else "",
+                           stream=bool(body.get("stream")), error=err.message,
+                           latency_ms=(time.perf_counter() - call.started) * 1000)
+    finish(record, held=False)
+    announce(record)

@@ -114,7 +114,12 @@ def finish(record: RequestRecord, *, held: bool) -> None:
         db.execute_sql(_log_insert(db.param), _log_row(record, now))
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)
-    logs.request_line(_line(record))
+
+
+def announce(record: RequestRecord) -> None:
+    """The request's structured log line, when lines are on; call after the transaction that recorded it."""
+    if logs.request_lines():
+        logs.request_line(_line(record))
 
 
 def _line(r: RequestRecord) -> dict:
