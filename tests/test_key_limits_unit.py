@@ -59,3 +59,26 @@ def test_a_key_without_a_limit_writes_nothing_to_its_row(app):
         assert key_limits.hold_note(p) == "" and _hold(p, "r1", 10 ** 5)
         key_limits.settle(p, 10 ** 5, 10)
         assert (ApiKey.get_by_id(p.api_key_id).held_micros, ApiKey.get_by_id(p.api_key_id).spent_micros) == (0, 0)
+
+
+def test_a_late_settle_of_a_reaped_hold_leaves_the_key_alone(app):
+    """The reaper gave the hold back to the key; the request's own settle must not take it off again."""
+    from kyma.chat import records
+    from kyma.services.recording import RequestRecord
+
+    class Prep:  # what records._settle reads of a prepared request
+        principal = None
+        hold_micros = 200
+
+    with app.app_context():
+        p = _limited_principal(app, 0.0003)
+        assert _hold(p, "r1", 200)
+        assert ledger.reap_expired_holds(now=utcnow() + timedelta(minutes=5)) == 1
+        prep = Prep()
+        prep.principal = p
+        with write_transaction():
+            records._settle(prep, RequestRecord(request_id="r1", endpoint="chat", status=200, account=p.account_id,
+                                                model_served="kimi-k2.5", cost_micros=150))
+        key = ApiKey.get_by_id(p.api_key_id)
+        assert (key.spent_micros, key.held_micros) == (0, 0)  # not -200 held, not 150 spent uncharged
+        assert ledger.check_ledger() == []

@@ -43,7 +43,7 @@ def test_settle_is_exactly_once(sqlite_db):
     acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 300_000)
     assert ledger.settle_hold("r1", 100_000) == 100_000
-    assert ledger.settle_hold("r1", 100_000) == 0
+    assert ledger.settle_hold("r1", 100_000) is None
     assert ledger.release_hold("r1") is False
     assert ledger.balance(acct).balance_micros == 900_000
     assert LedgerEntry.select().where(LedgerEntry.kind == "usage").count() == 1
@@ -128,7 +128,7 @@ def test_reaper_releases_expired_and_dead_owner_holds(sqlite_db):
     assert ledger.reap_expired_holds(now=utcnow() + timedelta(seconds=5)) == 2
     assert {h.request_id for h in Hold.select().where(Hold.closed_at.is_null())} == {"live", "elsewhere"}
     assert ledger.balance(acct).balance_micros == 10_000 - 3000 - 500
-    assert ledger.settle_hold("orphan", 100) == 0  # a late finisher cannot bill a reaped hold
+    assert ledger.settle_hold("orphan", 100) is None  # a late finisher cannot bill a reaped hold
     assert ledger.check_ledger() == []
 
 
@@ -201,7 +201,7 @@ class LedgerMachine(RuleBasedStateMachine):
         rid = data.draw(st.sampled_from(sorted(self.open)))
         cost = int(self.open[rid] * fraction)
         assert ledger.settle_hold(rid, cost) == cost
-        assert ledger.settle_hold(rid, cost) == 0
+        assert ledger.settle_hold(rid, cost) is None
         self.closed.add(rid)
         del self.open[rid]
 

@@ -62,8 +62,9 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
 
 def _settle(prep: Prepared, record: RequestRecord) -> None:
     """Settle the hold and log the request, and move the hold to the key's spend when it has a limit."""
-    finish(record, held=True)
-    key_limits.settle(prep.principal, prep.hold_micros, record.cost_micros if record.model_served is not None else 0)
+    if finish(record, held=True):  # a hold the reaper closed first was already taken off the key
+        key_limits.settle(prep.principal, prep.hold_micros,
+                          record.cost_micros if record.model_served is not None else 0)
 
 
 def _correct_tokens(rt: Runtime, prep: Prepared, used: int) -> None:

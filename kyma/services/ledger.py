@@ -168,8 +168,9 @@ def _close_hold(request_id: str) -> tuple[int, int] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
-def settle_hold(request_id: str, cost_micros: int) -> int:
-    """Release the request's hold and debit its actual cost, once; returns micros debited (0 if repeated).
+def settle_hold(request_id: str, cost_micros: int) -> int | None:
+    """Release the request's hold and debit its actual cost, once; returns micros debited (None when the
+    hold was already closed, by an earlier settle or by the reaper).
 
     Overshoot policy: the true cost is always debited, so the ledger matches the
     provider. When cost > hold the balance may go below zero, by at most the overshoot
@@ -183,7 +184,7 @@ def settle_hold(request_id: str, cost_micros: int) -> int:
     with write_transaction():
         closed = _close_hold(request_id)
         if closed is None:
-            return 0
+            return None
         account_id, held = closed
         overshoot = cost_micros - held
         note = f"overshoot {overshoot} micros over the hold" if overshoot > 0 else ""

@@ -102,18 +102,21 @@ def _outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
             o.latency_ms, o.completion_tokens, o.cost_micros, now)
 
 
-def finish(record: RequestRecord, *, held: bool) -> None:
-    """Settle the hold at record.cost_micros (or release it when nothing was served) and log, atomically."""
+def finish(record: RequestRecord, *, held: bool) -> bool:
+    """Settle the hold at record.cost_micros (or release it when nothing was served) and log, atomically;
+    True when this call closed the hold (False: no hold, or the reaper closed it first)."""
     now = utcnow()
     outcomes = [value for o in record.outcomes for value in _outcome_row(record.request_id, o, now)]
     with connected() as db, write_transaction():
+        closed = False
         if held and record.model_served is not None:
-            ledger.settle_hold(record.request_id, record.cost_micros)
+            closed = ledger.settle_hold(record.request_id, record.cost_micros) is not None
         elif held:
-            ledger.release_hold(record.request_id, note="request failed")
+            closed = ledger.release_hold(record.request_id, note="request failed")
         db.execute_sql(_log_insert(db.param), _log_row(record, now))
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)
+    return closed
 
 
 def announce(record: RequestRecord) -> None:
