@@ -93,11 +93,8 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
                                 admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
     try:
-        if principal.key_limit_micros is None:
-            _take_hold(principal, request_id, hold, ttl)  # place_hold's own transaction
-        else:
-            with connected(), write_transaction():
-                _take_hold(principal, request_id, hold, ttl)
+        with connected(), write_transaction():  # the key's reservation and the hold stand or fall together
+            _take_hold(principal, request_id, hold, ttl)
     except _KeyRefused:
         rt.limiter.cancel(admission)
         raise key_limits.refusal(principal, hold, admission.headers) from None
