@@ -38,10 +38,9 @@ def serve(call: chat.ChatCall, read_body=json_object) -> chat.Reply | chat.ChatS
 @api_bp.post("/chat/completions")
 def chat_completions():
     """Create a chat completion, streamed or not."""
-    raw = request.get_data(cache=True)
-    n = choices.choices_asked(raw)
-    if n > 1:
-        reply = choices.fan_out(raw, n, lambda body: serve(new_call("chat"), lambda: body))
+    several = choices.fan_out_body(request.get_data(cache=True))
+    if several is not None:
+        reply = choices.fan_out(several, lambda body: serve(new_call("chat"), lambda: body))
         return json_response(reply.body, reply.headers)
     outcome = serve(new_call("chat"))
     if isinstance(outcome, chat.Reply):

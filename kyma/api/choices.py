@@ -18,27 +18,28 @@ from kyma.greenlets import spawn_in_request
 MAX_CHOICES = 8  # the request's `n` above this is refused by the pipeline's validation
 
 
-def choices_asked(raw: bytes) -> int:
-    """The `n` of a body that may fan out (2..MAX_CHOICES, not streamed); 1 for everything else.
+def fan_out_body(raw: bytes) -> dict | None:
+    """The body of a request that fans out (`n` 2..MAX_CHOICES, not streamed); None for everything else.
 
-    Only bodies that mention "n" are parsed twice; anything invalid goes down the ordinary path,
-    where validation refuses it and the refusal is logged.
+    Only bodies that mention "n" are parsed here, and once; anything invalid goes down the ordinary
+    path, where validation refuses it and the refusal is logged.
     """
     if b'"n"' not in raw:
-        return 1
+        return None
     try:
         body = strict_json.loads(raw)
     except ValueError:
-        return 1
+        return None
     n = body.get("n") if isinstance(body, dict) else None
     if isinstance(n, bool) or not isinstance(n, int) or not 1 < n <= MAX_CHOICES or body.get("stream") is True:
-        return 1
-    return n
+        return None
+    return body
 
 
-def fan_out(raw: bytes, n: int, serve_one) -> chat.Reply:
-    """Serve `n` single-choice calls concurrently (serve_one(body) → Reply) and merge their replies."""
-    single = {k: v for k, v in strict_json.loads(raw).items() if k != "n"}
+def fan_out(body: dict, serve_one) -> chat.Reply:
+    """Serve body["n"] single-choice calls concurrently (serve_one(body) → Reply) and merge their replies."""
+    n = body["n"]
+    single = {k: v for k, v in body.items() if k != "n"}
 
     def one(_: int):
         with connected():  # a greenlet of its own needs its own database connection, closed after
