@@ -1,4 +1,4 @@
-"""Issue 4's money check over real processes: 50 concurrent requests, 2 gevent workers, balance for 10."""
+"""No overspend over real processes: 50 concurrent requests on 2 gevent workers, a balance for 10."""
 
 from __future__ import annotations
 
