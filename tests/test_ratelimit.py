@@ -15,7 +15,7 @@ from kyma.errors import PayloadTooLarge, RateLimited
 from kyma.models import ALL_MODELS, RateState
 from kyma.services.ratelimit import Limiter, duration
 from kyma.services.tiers import Tier
-from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_counters
+from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_state
 from tests.backends import REDIS_URL, postgres_schema, redis_prefix
 
 START = 1_000_000.0
@@ -319,7 +319,7 @@ def _prune_round(clock_now: int) -> None:
     limiter.admit(1, tier(), "old", 1, 1)  # full again long ago
     limiter = Limiter(DatabaseStore(), Clock(clock_now))
     limiter.admit(2, tier(), "new", 1, 1)
-    assert prune_database_counters(clock_now) == 3
+    assert prune_database_state(clock_now) == 3
     assert {r.key for r in RateState.select()} == {"rl:2:rpm", "rl:2:m:new", "rl:2:tpm"}
 
 

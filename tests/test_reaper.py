@@ -9,7 +9,6 @@ import pytest
 
 from kyma.models import RateCounter
 from kyma.services import counters, reaper
-from kyma.services.window_stores import PRUNE_AFTER_SECONDS
 
 
 def keys_left() -> set[str]:
@@ -23,7 +22,7 @@ def _prune_round() -> None:
     signup_at = (now - 3000) // hour * hour + 1
     counters.backend().hit("signup:ip:203.0.113.1", hour, 4, now=signup_at)
     RateCounter.insert_many([
-        {"key": "rl:old", "window": now - PRUNE_AFTER_SECONDS - 1, "count": 1},  # a minute bucket long gone
+        {"key": "rl:old", "window": now - counters.RETIRED_AFTER_SECONDS - 1, "count": 1},  # a minute bucket long gone
         {"key": "rl:live", "window": now - 5, "count": 1},
         {"key": "login-fail:ip:203.0.113.1", "window": now - 2 * hour - 1, "count": 9},  # ended long ago
     ]).execute()

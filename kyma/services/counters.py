@@ -1,5 +1,5 @@
-"""Fixed-window counters shared by every worker (login throttling, rate limits), and sliding
-windows made of them (sign-ups).
+"""Fixed-window counters shared by every worker (login throttling), and sliding windows made of
+them (sign-ups). This module owns the RateCounter table: it writes, reads and prunes it.
 
 The database backend is exact across processes: one upsert adds to the window's row, and the
 read that follows runs in the same short transaction. A Redis backend can implement the same
@@ -14,7 +14,7 @@ from typing import Protocol
 
 from peewee import EXCLUDED, fn
 
-from kyma.db import write_transaction
+from kyma.db import execute, write_transaction
 from kyma.models import RateCounter
 
 
@@ -42,9 +42,12 @@ class Counters(Protocol):
 
 
 # The longest window a counter may use (sign-ups and failed log-ins per address: an hour); the
-# reaper deletes windows that started twice this long ago (window_stores.prune_database_counters),
-# so it never deletes a live one.
+# reaper deletes windows that started twice this long ago (prune), so it never deletes a live one.
 LONGEST_WINDOW_SECONDS = 3600
+# An earlier rate limiter kept per-second buckets here under keys starting "rl:"; nothing counts
+# them any more, so they go once they are this old.
+RETIRED_PREFIX = "rl:"
+RETIRED_AFTER_SECONDS = 120
 
 
 def _window_start(window_seconds: int, now: float | None) -> int:
@@ -92,6 +95,19 @@ def _read(key: str, window: int) -> int:
            .where((RateCounter.key == key) & (RateCounter.window == window))
            .scalar())
     return int(row or 0)
+
+
+_PRUNE_SQL = ('DELETE FROM "ratecounter" WHERE "window" <= ? '
+              # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
+              f'AND (substr("key", 1, {len(RETIRED_PREFIX)}) = ? OR "window" <= ?)')
+
+
+def prune(now: int) -> int:
+    """Delete windows that can no longer count (`now` in epoch seconds); returns how many rows.
+
+    The reaper calls it in a connection of its own.
+    """
+    return execute(_PRUNE_SQL, now - RETIRED_AFTER_SECONDS, RETIRED_PREFIX, now - 2 * LONGEST_WINDOW_SECONDS)
 
 
 def backend(settings=None) -> Counters:

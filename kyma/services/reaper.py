@@ -17,7 +17,7 @@ from flask import Flask
 from kyma import wal
 from kyma.db import connected
 from kyma.greenlets import gevent_patched
-from kyma.services import device_login, ledger, responses_store, window_stores
+from kyma.services import counters, device_login, ledger, responses_store, window_stores
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ REAP_INTERVAL_SECONDS = 60
 # (what, how): each chore runs every round, and one that fails does not stop the others.
 CHORES = (
     ("hold reaper round", ledger.reap_expired_holds),
-    ("rate-limit and counter prune", lambda: window_stores.prune_database_counters(int(time.time()))),
+    ("rate-limit state prune", lambda: window_stores.prune_database_state(int(time.time()))),
+    ("counter prune", lambda: counters.prune(int(time.time()))),
     ("expired stored responses", responses_store.delete_expired),
     ("expired device log-ins", device_login.prune),
 )

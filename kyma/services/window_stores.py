@@ -23,7 +23,6 @@ from typing import Protocol
 
 from kyma.db import connected, execute, write_transaction
 from kyma.outage import OutageWarning
-from kyma.services.counters import LONGEST_WINDOW_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class DatabaseStore:
 
     The hot path is raw SQL whose text is built once per placeholder style and size: per admission
     one SELECT of the keys' rows and, when admitted, one multi-row upsert. Rows whose allowance has
-    long been full are pruned by the reaper (prune_database_counters).
+    long been full are pruned by the reaper (prune_database_state).
     """
 
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]:
@@ -116,10 +115,8 @@ class DatabaseStore:
             return _read(db, keys)
 
 
-# Every rate-limit key starts with this (kyma.services.ratelimit._keys); login counters do not.
-RATE_KEY_PREFIX = "rl:"
 # State this long past its last use can no longer matter: a TAT that far behind the clock (with
-# room for clocks that disagree) reads as a full allowance, and so do the old per-second buckets.
+# room for clocks that disagree) reads as a full allowance.
 PRUNE_AFTER_SECONDS = 2 * WINDOW
 
 # Statement text is built once per placeholder style (SQLite `?`, PostgreSQL `%s`) and size, so the
@@ -160,22 +157,14 @@ def _read(db, keys: list[str]) -> list[int]:
 
 
 _PRUNE_STATE_SQL = 'DELETE FROM "ratestate" WHERE "tat" <= ?'
-# The counter table's rows are kyma.services.counters' windows (sign-ups, failed log-ins), which
-# last up to counters.LONGEST_WINDOW_SECONDS: they go once two of those have passed. Its "rl:" rows
-# are per-second buckets an earlier limiter left behind.
-_PRUNE_COUNTERS_SQL = ('DELETE FROM "ratecounter" WHERE "window" <= ? '
-                       # substr, not LIKE: SQLite's LIKE ignores case and would also match other counters' keys.
-                       f'AND (substr("key", 1, {len(RATE_KEY_PREFIX)}) = ? OR "window" <= ?)')
 
 
-def prune_database_counters(now: int) -> int:
-    """Delete rate-limit state and counter windows that can no longer count; returns how many.
+def prune_database_state(now: int) -> int:
+    """Delete rate-limit state whose allowance has long been full; returns how many rows.
 
     The reaper calls it in a connection of its own (`now` in epoch seconds).
     """
-    since = now - PRUNE_AFTER_SECONDS
-    return (execute(_PRUNE_STATE_SQL, since * 1_000_000)
-            + execute(_PRUNE_COUNTERS_SQL, since, RATE_KEY_PREFIX, now - 2 * LONGEST_WINDOW_SECONDS))
+    return execute(_PRUNE_STATE_SQL, (now - PRUNE_AFTER_SECONDS) * 1_000_000)
 
 
 class MemoryStore:
