@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kyma.providers.base import UpstreamFailure, scrub
+from kyma.providers.base import FailureKind, UpstreamFailure, scrub
 from kyma.providers.openai_compat import OpenAICompatAdapter
 from kyma.providers.routes import Provider, Route
 
@@ -103,3 +103,12 @@ def test_sse_events_decode_the_same_however_the_bytes_are_split():
             out += decoder.feed(stream[i:i + n])
             i += n
         assert out == [b'{"a":1}', b"x\ny", b"[DONE]"]
+
+
+def test_failure_kinds_read_as_the_strings_logs_and_records_always_showed():
+    failure = UpstreamFailure("cut", "upstream connection broke mid-stream")
+    assert failure.kind is FailureKind.CUT
+    assert f"{failure.kind}" == str(failure.kind) == "cut" and failure.kind == "cut"
+    assert json.dumps({"kind": failure.kind}) == '{"kind": "cut"}'
+    with pytest.raises(ValueError):  # a misspelt kind fails where it is raised, not in a comparison later
+        UpstreamFailure("cutt", "typo")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator, TypeVar
 from kyma.chat.plan import COMPARABLE, SAME_MODEL, Candidate
 from kyma.db import release_connection
 from kyma.errors import InvalidRequest, KymaError, Overloaded, RateLimited, UpstreamError, UpstreamTimeout
-from kyma.providers.base import UpstreamFailure
+from kyma.providers.base import SLOW_KINDS, FailureKind, UpstreamFailure
 from kyma.services.breaker import Verdict
 from kyma.services.recording import AttemptRecord
 
@@ -231,8 +231,8 @@ class Attempts:
         if all(f.status in (503, 529) for f in self.failures):
             return Overloaded("Every upstream provider for this model is overloaded; retry shortly.",
                               headers={"Retry-After": "2"})
-        if all(f.kind in ("timeout", "connect", "idle", "first_token") for f in self.failures) and \
-                any(f.kind in ("timeout", "idle", "first_token") for f in self.failures):
+        if all(f.kind in SLOW_KINDS or f.kind is FailureKind.CONNECT for f in self.failures) and \
+                any(f.kind in SLOW_KINDS for f in self.failures):
             return UpstreamTimeout(f"No upstream answered in time after {self.tried} attempt(s).")
         if time.monotonic() >= self.deadline:
             return UpstreamTimeout(f"The request deadline passed after {self.tried} attempt(s).")

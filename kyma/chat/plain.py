@@ -13,7 +13,7 @@ from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
 from kyma.chat.usage import completion_text, input_usage_object, meter, meter_input, usage_object
 from kyma.errors import KymaError
-from kyma.providers.base import UpstreamFailure
+from kyma.providers.base import FailureKind, UpstreamFailure
 from kyma.services.recording import RequestRecord
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def _attempt(rt: Runtime, prep: Prepared, attempts: Attempts, cand: Candidate) -
     adapter = rt.upstreams.adapter(cand.route)
     # The socket timeouts restart with every byte: a trickling upstream still meets the deadline.
     with gevent.Timeout(max(0.1, attempts.deadline - time.monotonic()), UpstreamFailure(
-            "timeout", "upstream did not finish before the request deadline")):
+            FailureKind.TIMEOUT, "upstream did not finish before the request deadline")):
         return adapter.complete(cand.route, prep.upstream_body(False, cand), prep.upstream_headers(cand),
                                 rt.upstreams.api_key(cand.route), **prep.api_args)
 

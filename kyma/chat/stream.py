@@ -25,7 +25,7 @@ from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
 from kyma.chat.usage import meter, usage_object
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
-from kyma.providers.base import UpstreamFailure
+from kyma.providers.base import FailureKind, UpstreamFailure
 from kyma.services import ledger
 from kyma.services.recording import AttemptRecord
 
@@ -148,7 +148,7 @@ class ChatStream:
         first_token_by = min(started + s.first_token_timeout, bound)
         headers_by = min(started + s.first_byte_timeout, first_token_by)
         # Headers that miss the first-token limit are a slow first token (not retried on the same route).
-        headers_kind = "first_token" if headers_by == first_token_by else "timeout"
+        headers_kind = FailureKind.FIRST_TOKEN if headers_by == first_token_by else FailureKind.TIMEOUT
         self._deadline = headers_by
         up = None
         try:
@@ -164,7 +164,7 @@ class ChatStream:
             chunks = up.chunks(self._wait)
             lead = []
             for chunk in chunks:
-                self._check("first_token")
+                self._check(FailureKind.FIRST_TOKEN)
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -173,7 +173,7 @@ class ChatStream:
                     lead.append(chunk)
                     continue
                 return lead, chunk, chunks
-            raise UpstreamFailure("malformed", "upstream stream ended without any content")
+            raise UpstreamFailure(FailureKind.MALFORMED, "upstream stream ended without any content")
         except UpstreamFailure:
             if up is not None:
                 up.close()
@@ -188,7 +188,7 @@ class ChatStream:
         up = self.upstream
         try:
             for chunk in itertools.chain((first,), chunks):
-                self._check("limit")
+                self._check(FailureKind.LIMIT)
                 if chunk is None:
                     if self._keepalive_due():
                         yield KeepAlive()
@@ -208,7 +208,7 @@ class ChatStream:
         finally:
             self._skipped += up.malformed
         if self.answer.finish_reason is None:
-            return UpstreamFailure("no_finish", "upstream ended the stream without finishing the answer")
+            return UpstreamFailure(FailureKind.NO_FINISH, "upstream ended the stream without finishing the answer")
         return None
 
     # -- a stream that broke after content reached the client --
@@ -225,7 +225,7 @@ class ChatStream:
     def _continuable(self, failure: UpstreamFailure) -> bool:
         """Can another candidate finish this answer? Only text can be prefilled, never a half-made tool
         call, not once the stream's total limit has passed, and only in a chat (a prefill is a message)."""
-        return (failure.kind != "limit" and not self.answer.tool_calls and bool(self.answer.content)
+        return (failure.kind is not FailureKind.LIMIT and not self.answer.tool_calls and bool(self.answer.content)
                 and self.prep.req.api == "chat")
 
     def _can_continue(self, cand: Candidate) -> bool:
@@ -243,7 +243,7 @@ class ChatStream:
 
     def _give_up(self, cand: Candidate, failure: UpstreamFailure):
         """No candidate can continue: an answer that only lacked its finish ends as it is; else an error event."""
-        if failure.kind == "no_finish":
+        if failure.kind is FailureKind.NO_FINISH:
             log.warning("upstream %s ended the stream without a finish reason", cand.route.key)
             self._notes.append("the upstream ended without a finish reason")
             yield from self._end()
@@ -266,14 +266,14 @@ class ChatStream:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
         return min(self._deadline, self._last_event + self.keepalive) - time.monotonic()
 
-    def _check(self, kind: str) -> None:
+    def _check(self, kind: FailureKind) -> None:
         """Fail the attempt (as `kind`) once the current phase's deadline has passed."""
         if time.monotonic() >= self._deadline:
             s = self.rt.settings
             raise UpstreamFailure(kind, {
-                "timeout": "upstream did not answer before the first-byte timeout",
-                "first_token": f"upstream sent no content within {s.first_token_timeout:g} s",
-                "limit": f"the stream ran past {s.stream_max_seconds:g} s"}[kind])
+                FailureKind.TIMEOUT: "upstream did not answer before the first-byte timeout",
+                FailureKind.FIRST_TOKEN: f"upstream sent no content within {s.first_token_timeout:g} s",
+                FailureKind.LIMIT: f"the stream ran past {s.stream_max_seconds:g} s"}[kind])
 
     def _keepalive_due(self) -> bool:
         return time.monotonic() - self._last_event >= self.keepalive
@@ -375,7 +375,7 @@ class ChatStream:
 
     def _fail_served(self, failure: UpstreamFailure) -> KymaError:
         """After the start: bill what was produced, record the error, and say what went wrong."""
-        err = (UpstreamTimeout if failure.kind in ("idle", "limit") else UpstreamError)(
+        err = (UpstreamTimeout if failure.kind in (FailureKind.IDLE, FailureKind.LIMIT) else UpstreamError)(
             f"The upstream stream failed after it started: {failure.public}")
         self._settle(502, err.message)
         return err

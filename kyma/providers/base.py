@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable, Iterator
 
 # Statuses after which another route may serve the request. A provider 401/402/403 means its
@@ -26,13 +27,34 @@ def scrub(text: str) -> str:
     return _SECRET.sub("[redacted]", text)
 
 
+class FailureKind(StrEnum):
+    """How an upstream attempt failed; the values are the strings logs and records have always shown."""
+
+    CONNECT = "connect"  # no connection, or it broke before any answer
+    TIMEOUT = "timeout"  # no answer (or no whole body) in time
+    FIRST_TOKEN = "first_token"  # a stream sent no content in time
+    STATUS = "status"  # an error status, or an error event mid-stream
+    MALFORMED = "malformed"  # an answer that does not parse or has the wrong shape
+    CUT = "cut"  # the connection broke, or the stream ended without [DONE]
+    IDLE = "idle"  # a stream stayed silent past the idle timeout
+    LIMIT = "limit"  # a stream ran past its total time limit
+    NO_FINISH = "no_finish"  # a stream ended without finishing its answer
+
+
+# Kinds a moment may cure (a status failure decides by its status instead).
+TRANSIENT_KINDS = frozenset({FailureKind.CONNECT, FailureKind.TIMEOUT, FailureKind.CUT, FailureKind.IDLE,
+                             FailureKind.MALFORMED})
+# Kinds that mean "too slow", not "broken": a request that failed only so (or by not connecting) timed out.
+SLOW_KINDS = frozenset({FailureKind.TIMEOUT, FailureKind.IDLE, FailureKind.FIRST_TOKEN})
+
+
 class UpstreamFailure(Exception):
     """An attempt failed. `retryable` says whether another route may be tried."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None,
+    def __init__(self, kind: FailureKind | str, message: str, *, status: int | None = None,
                  retry_after: float | None = None, retryable: bool = True, code: str | None = None):
         super().__init__(message)
-        self.kind = kind  # connect | timeout | first_token | status | malformed | cut | idle
+        self.kind = FailureKind(kind)  # an unknown kind is a ValueError here, not a silent mismatch later
         self.message = message
         self.status = status
         self.retry_after = retry_after
@@ -42,9 +64,9 @@ class UpstreamFailure(Exception):
     @property
     def transient(self) -> bool:
         """Would the same route likely succeed a moment later? (A slow first token would not.)"""
-        if self.kind == "status":
+        if self.kind is FailureKind.STATUS:
             return self.status is None or self.status in TRANSIENT_STATUSES
-        return self.kind in ("connect", "timeout", "cut", "idle", "malformed")
+        return self.kind in TRANSIENT_KINDS
 
     @property
     def is_context_length(self) -> bool:
@@ -54,11 +76,11 @@ class UpstreamFailure(Exception):
     def public(self) -> str:
         """What the client and the request log may see: the upstream's own words only when they
         are about the client's request; otherwise just the status (the detail stays in server logs)."""
-        if self.kind == "status" and self.status is not None:
+        if self.kind is FailureKind.STATUS and self.status is not None:
             if self.status in CLIENT_ERROR_STATUSES or self.is_context_length:
                 return scrub(self.message)
             return f"upstream answered HTTP {self.status}"
-        if self.kind == "status":
+        if self.kind is FailureKind.STATUS:
             return "upstream reported an error mid-stream"
         return self.message
 

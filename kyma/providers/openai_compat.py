@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from kyma.providers.base import RETRYABLE_STATUSES, UpstreamFailure, UpstreamReply, UpstreamStream
+from kyma.providers.base import RETRYABLE_STATUSES, FailureKind, UpstreamFailure, UpstreamReply, UpstreamStream
 from kyma.providers.http import HTTPFailure, Origin, Pending, Response
 from kyma.providers.sse import SSEDecoder
 from kyma.providers.routes import Route
@@ -29,7 +29,8 @@ ERROR_BODY_SECONDS = 1.0
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 
 # How a transport failure before any answer reads to the attempt loop (all may fall back).
-_PHASE_KIND = {"connect": "connect", "timeout": "timeout", "broken": "connect", "protocol": "malformed"}
+_PHASE_KIND = {"connect": FailureKind.CONNECT, "timeout": FailureKind.TIMEOUT, "broken": FailureKind.CONNECT,
+               "protocol": FailureKind.MALFORMED}
 
 
 class OpenAICompatAdapter:
@@ -81,14 +82,14 @@ class OpenAICompatAdapter:
         try:
             parsed = json.loads(raw)
         except ValueError as exc:
-            raise UpstreamFailure("malformed", "upstream sent a body that is not JSON") from exc
+            raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a body that is not JSON") from exc
         if api != "chat":
             return UpstreamReply(_other_reply(parsed, api), (time.perf_counter() - started) * 1000)
         if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list) or not parsed["choices"]:
-            raise UpstreamFailure("malformed", "upstream sent a completion without choices")
+            raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a completion without choices")
         choice = parsed["choices"][0]
         if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
-            raise UpstreamFailure("malformed", "upstream sent a completion without a message")
+            raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a completion without a message")
         _string_arguments(choice["message"].get("tool_calls"))
         return UpstreamReply(parsed, (time.perf_counter() - started) * 1000)
 
@@ -110,7 +111,7 @@ def _other_reply(parsed, api: str) -> dict:
             return chat_reply_from_legacy(parsed)
         return dict(parsed, data=upstream_vectors(parsed))
     except (ValueError, TypeError) as exc:
-        raise UpstreamFailure("malformed", f"upstream sent a bad {api} answer: {exc}") from exc
+        raise UpstreamFailure(FailureKind.MALFORMED, f"upstream sent a bad {api} answer: {exc}") from exc
 
 
 @contextmanager
@@ -151,7 +152,7 @@ class OpenAIStream(UpstreamStream):
             raise _status_failure(resp)
         ctype = resp.header("content-type")
         if "text/event-stream" not in ctype:
-            raise UpstreamFailure("malformed", f"upstream answered a stream with Content-Type {ctype or 'none'}")
+            raise UpstreamFailure(FailureKind.MALFORMED, f"upstream answered a stream with Content-Type {ctype or 'none'}")
         return True
 
     def chunks(self, wake: Callable[[], float]) -> Iterator[dict | None]:
@@ -171,7 +172,7 @@ class OpenAIStream(UpstreamStream):
                 now = time.monotonic()
                 if not piece:
                     if now - last >= self.idle_timeout:
-                        raise UpstreamFailure("idle", "upstream stream timed out")
+                        raise UpstreamFailure(FailureKind.IDLE, "upstream stream timed out")
                     yield None
                     continue
                 last = now
@@ -185,9 +186,9 @@ class OpenAIStream(UpstreamStream):
                     chunk = self._parsed(data)
                     if chunk is not None:
                         yield chunk
-            raise UpstreamFailure("cut", "upstream closed the stream without [DONE]")
+            raise UpstreamFailure(FailureKind.CUT, "upstream closed the stream without [DONE]")
         except HTTPFailure as exc:
-            raise UpstreamFailure("cut", "upstream connection broke mid-stream") from exc
+            raise UpstreamFailure(FailureKind.CUT, "upstream connection broke mid-stream") from exc
         finally:
             self.backlog = 0
             resp.close()
@@ -197,13 +198,13 @@ class OpenAIStream(UpstreamStream):
         try:
             chunk = _parse_chunk(data)
         except UpstreamFailure as failure:
-            if failure.kind != "malformed":
+            if failure.kind is not FailureKind.MALFORMED:
                 raise
             self.malformed += 1
             self._malformed_in_a_row += 1
             log.warning("upstream %s: skipped a malformed stream event (%s)", self.route.key, failure.message)
             if self._malformed_in_a_row >= MAX_MALFORMED_IN_A_ROW or self.malformed >= MAX_MALFORMED:
-                raise UpstreamFailure("malformed", f"upstream sent {self.malformed} malformed stream events") from None
+                raise UpstreamFailure(FailureKind.MALFORMED, f"upstream sent {self.malformed} malformed stream events") from None
             return None
         self._malformed_in_a_row = 0
         return chat_chunk_from_legacy(chunk) if self.legacy else chunk
@@ -219,12 +220,12 @@ def _parse_chunk(data: bytes) -> dict:
     try:
         chunk = json.loads(data)
     except ValueError as exc:
-        raise UpstreamFailure("malformed", "upstream sent a stream chunk that is not JSON") from exc
+        raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a stream chunk that is not JSON") from exc
     if not isinstance(chunk, dict) or not _valid_chunk(chunk):
-        raise UpstreamFailure("malformed", "upstream sent a stream chunk of the wrong shape")
+        raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a stream chunk of the wrong shape")
     if chunk.get("error"):
         err = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-        raise UpstreamFailure("status", f"upstream error mid-stream: {err.get('message', '')}"[:300])
+        raise UpstreamFailure(FailureKind.STATUS, f"upstream error mid-stream: {err.get('message', '')}"[:300])
     return chunk
 
 
@@ -275,12 +276,12 @@ def _read_body(resp: Response, timeout: float, within: float | None = None) -> b
         for piece in resp.pieces(timeout, within=within):
             size += len(piece)
             if size > MAX_BODY_BYTES:
-                raise UpstreamFailure("malformed", "upstream body over 32 MiB")
+                raise UpstreamFailure(FailureKind.MALFORMED, "upstream body over 32 MiB")
             chunks.append(piece)
     except HTTPFailure as exc:
         if exc.phase == "timeout":
-            raise UpstreamFailure("timeout", "upstream stalled while sending the body") from exc
-        raise UpstreamFailure("cut", "upstream connection broke while sending the body") from exc
+            raise UpstreamFailure(FailureKind.TIMEOUT, "upstream stalled while sending the body") from exc
+        raise UpstreamFailure(FailureKind.CUT, "upstream connection broke while sending the body") from exc
     finally:
         resp.close()
     return b"".join(chunks)
@@ -310,5 +311,5 @@ def _status_failure(resp) -> UpstreamFailure:
     except (ValueError, AttributeError, UpstreamFailure):
         pass  # a non-JSON error body: the status says enough
     retryable = status in RETRYABLE_STATUSES or status >= 500
-    return UpstreamFailure("status", message, status=status, retry_after=_retry_after(resp),
+    return UpstreamFailure(FailureKind.STATUS, message, status=status, retry_after=_retry_after(resp),
                            retryable=retryable, code=code)

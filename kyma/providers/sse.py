@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kyma.providers.base import UpstreamFailure
+from kyma.providers.base import FailureKind, UpstreamFailure
 
 MAX_EVENT_BYTES = 1 << 20  # an event over 1 MiB is a broken or hostile upstream
 
@@ -35,6 +35,6 @@ class SSEDecoder:
             if data:
                 out.append(b"\n".join(data))
         if len(buf) > MAX_EVENT_BYTES:
-            raise UpstreamFailure("malformed", "upstream sent an SSE event over 1 MiB")
+            raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent an SSE event over 1 MiB")
         self._buf = buf
         return out
