@@ -1,11 +1,17 @@
-"""Settings read once from KYMA_* environment variables, with documented defaults."""
+"""Settings read once from KYMA_* environment variables.
+
+SETTINGS is the one table of them: field, variable, type, default and meaning. The Settings
+class, the list of variables and the README check (tests/test_docs.py) are all built from it, so
+a new setting is one line there (plus its row in README.md's table).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, make_dataclass
 from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,18 +28,12 @@ def _public_url(value: str) -> str:
         return ""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"KYMA_PUBLIC_URL must be an http(s) URL such as https://llm.example.com, not {value!r}")
+        raise ValueError(f"must be an http(s) URL such as https://llm.example.com, not {value!r}")
     return value
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
 def _secret_key(instance: Path) -> str:
-    """Use KYMA_SECRET_KEY, or a random key kept in instance/ so sessions survive restarts."""
-    if os.environ.get("KYMA_SECRET_KEY"):
-        return os.environ["KYMA_SECRET_KEY"]
+    """A random key kept in instance/, so sessions survive restarts (when KYMA_SECRET_KEY is unset)."""
     path = instance / "secret_key"
     if not path.exists():
         instance.mkdir(parents=True, exist_ok=True)
@@ -42,128 +42,146 @@ def _secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
+def _on(value: str) -> bool:
+    """A switch that is on unless turned off."""
+    return value.lower() not in ("off", "0", "false", "no")
+
+
+def _true(value: str) -> bool:
+    """A switch that is off unless set to `true`."""
+    return value == "true"
+
+
+def _names(value: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _capped(cap: int) -> Callable[[str], int]:
+    """An integer never above `cap`, whatever the variable says."""
+    return lambda value: min(cap, int(value))
+
+
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+
+
 @dataclass(frozen=True)
-class Settings:
-    """Every operator-facing setting; each field maps to one KYMA_* variable (see README)."""
+class Setting:
+    """One operator-facing setting.
 
-    instance_dir: Path
-    database_url: str
-    database_pool_size: int
-    redis_url: str
-    secret_key: str
-    host: str
-    port: int
-    workers: int
-    signup_credit_usd: float
-    bcrypt_rounds: int
-    session_idle_minutes: int
-    session_max_hours: int
-    catalog_path: Path
-    routes_path: Path
-    claude_models_path: Path
-    sim_base_port: int
-    simulators: bool
-    connect_timeout: float
-    first_byte_timeout: float
-    idle_timeout: float
-    request_deadline: float
-    max_attempts: int
-    breaker_failures: int
-    breaker_cooldown_seconds: float
-    breaker_max_cooldown_seconds: float
-    route_retries: int
-    retry_after_max_seconds: float
-    first_token_timeout: float
-    keepalive_seconds: float
-    stream_max_seconds: float
-    hold_ttl_seconds: int
-    responses_retention_days: float
-    tiers_path: Path
-    redis_prefix: str
-    login_max_failures: int
-    signup_max_per_hour: int
-    signup_max_global_per_hour: int
-    log_level: str
-    log_format: str
-    secure_cookies: bool
-    trusted_proxies: int
-    public_url: str
-    allowed_hosts: tuple[str, ...]
+    `default` is the variable's text when it is unset (parsed like any value), or a function of the
+    settings above it in the table; a computed default also stands in for an empty variable.
+    `shown` is the default as README.md's table writes it, when that is not just `default`.
+    """
 
-    @classmethod
-    def from_env(cls, overrides: dict | None = None) -> "Settings":
-        """Build settings from the environment; `overrides` (tests) win over it."""
-        overrides = dict(overrides or {})
-        instance = Path(overrides.pop("instance_dir", _env("KYMA_INSTANCE_DIR", str(ROOT / "instance"))))
-        values = dict(
-            instance_dir=instance,
-            database_url=_env("KYMA_DATABASE_URL", f"sqlite:///{instance / 'kyma.db'}"),
-            # Per worker process, PostgreSQL only: instances × workers × this ≤ the server's max_connections.
-            database_pool_size=int(_env("KYMA_DATABASE_POOL_SIZE", "20")),
-            redis_url=_env("KYMA_REDIS_URL", ""),
-            secret_key=overrides.pop("secret_key", None) or _secret_key(instance),
-            host=_env("KYMA_HOST", "127.0.0.1"),
-            port=int(_env("KYMA_PORT", "8080")),
-            workers=int(_env("KYMA_WORKERS", str(DEFAULT_WORKERS))),
-            signup_credit_usd=float(_env("KYMA_SIGNUP_CREDIT_USD", "0.50")),
-            bcrypt_rounds=int(_env("KYMA_BCRYPT_ROUNDS", "12")),
-            session_idle_minutes=int(_env("KYMA_SESSION_IDLE_MINUTES", "720")),
-            session_max_hours=int(_env("KYMA_SESSION_MAX_HOURS", "168")),
-            catalog_path=Path(_env("KYMA_CATALOG", str(DATA / "catalog.json"))),
-            routes_path=Path(_env("KYMA_ROUTES", str(DATA / "routes.json"))),
-            claude_models_path=Path(_env("KYMA_CLAUDE_MODELS", str(DATA / "claude_models.json"))),
-            sim_base_port=int(_env("KYMA_SIM_BASE_PORT", "8091")),
-            simulators=_env("KYMA_SIMULATORS", "on").lower() not in ("off", "0", "false", "no"),
-            connect_timeout=float(_env("KYMA_CONNECT_TIMEOUT", "3")),
-            first_byte_timeout=float(_env("KYMA_FIRST_BYTE_TIMEOUT", "30")),
-            idle_timeout=float(_env("KYMA_IDLE_TIMEOUT", "60")),
-            request_deadline=float(_env("KYMA_REQUEST_DEADLINE", "60")),
-            max_attempts=min(8, int(_env("KYMA_MAX_ATTEMPTS", "6"))),  # hard cap: no retry storms
-            route_retries=min(3, int(_env("KYMA_ROUTE_RETRIES", "1"))),
-            retry_after_max_seconds=float(_env("KYMA_RETRY_AFTER_MAX_SECONDS", "5")),
-            first_token_timeout=float(_env("KYMA_FIRST_TOKEN_TIMEOUT", "10")),
-            breaker_failures=int(_env("KYMA_BREAKER_FAILURES", "5")),
-            breaker_cooldown_seconds=float(_env("KYMA_BREAKER_COOLDOWN_SECONDS", "2")),
-            breaker_max_cooldown_seconds=float(_env("KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "4")),
-            keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
-            stream_max_seconds=float(_env("KYMA_STREAM_MAX_SECONDS", "600")),
-            hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
-            responses_retention_days=float(_env("KYMA_RESPONSES_RETENTION_DAYS", "30")),
-            tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
-            redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),
-            login_max_failures=int(_env("KYMA_LOGIN_MAX_FAILURES", "5")),
-            signup_max_per_hour=int(_env("KYMA_SIGNUP_MAX_PER_HOUR", "5")),
-            signup_max_global_per_hour=int(_env("KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR", "200")),
-            log_level=_env("KYMA_LOG_LEVEL", "INFO"),
-            log_format=_env("KYMA_LOG_FORMAT", "text"),
-            secure_cookies=_env("KYMA_SECURE_COOKIES", "auto") == "true",
-            # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
-            # since a client reaching the gateway directly could otherwise pick its own address.
-            trusted_proxies=int(_env("KYMA_TRUSTED_PROXIES", "0")),
-            public_url=_public_url(_env("KYMA_PUBLIC_URL", "")),
-            allowed_hosts=tuple(h.strip() for h in _env("KYMA_ALLOWED_HOSTS", "").split(",") if h.strip()),
-        )
-        names = {f.name for f in fields(cls)}
-        for key, value in overrides.items():
-            if key not in names:
-                raise KeyError(f"unknown setting {key!r}")
-            values[key] = value
-        if values["trusted_proxies"] < 0:
-            raise ValueError("KYMA_TRUSTED_PROXIES must be 0 or more (the number of proxies in front)")
-        return cls(**values)
+    field: str
+    env: str
+    type: Any
+    default: str | Callable[[dict], Any]
+    help: str
+    parse: Callable[[str], Any] | None = None  # text to value; None: the type itself
+    check: Callable[[Any], None] | None = None  # raises ValueError; also run on overrides
+    shown: str | None = None
 
+    @property
+    def documented_default(self) -> str:
+        """The README table's default cell for this setting."""
+        if self.shown is not None:
+            return self.shown
+        if self.default == "":
+            return "empty"
+        if self.type is Path:
+            return f"`{Path(self.default).relative_to(ROOT)}`"
+        return f"`{self.default}`"
+
+    def read(self, environ, values: dict) -> Any:
+        """This setting's value from the environment (or its default)."""
+        raw = environ.get(self.env)
+        if callable(self.default) and not raw:
+            return self.default(values)
+        return (self.parse or self.type)(self.default if raw is None else raw)
+
+
+# fmt: off
+SETTINGS = (
+    Setting("instance_dir", "KYMA_INSTANCE_DIR", Path, str(ROOT / "instance"), "where the SQLite database and the generated secret key live", shown="`instance/`"),
+    Setting("database_url", "KYMA_DATABASE_URL", str, lambda v: f"sqlite:///{v['instance_dir'] / 'kyma.db'}", "the database (sqlite:/// or postgresql://)", shown="`sqlite:///instance/kyma.db`"),
+    # Per worker process, PostgreSQL only: instances × workers × this ≤ the server's max_connections.
+    Setting("database_pool_size", "KYMA_DATABASE_POOL_SIZE", int, "20", "PostgreSQL connections per worker process"),
+    Setting("redis_url", "KYMA_REDIS_URL", str, "", "Redis for rate limits and breaker state (several instances)"),
+    Setting("redis_prefix", "KYMA_REDIS_PREFIX", str, "kyma:", "prefix of every Redis key"),
+    Setting("secret_key", "KYMA_SECRET_KEY", str, lambda v: _secret_key(v["instance_dir"]), "signs session cookies and CSRF tokens", shown="generated into `instance/secret_key`"),
+    Setting("host", "KYMA_HOST", str, "127.0.0.1", "address the gateway listens on"),
+    Setting("port", "KYMA_PORT", int, "8080", "port the gateway listens on"),
+    Setting("workers", "KYMA_WORKERS", int, str(DEFAULT_WORKERS), "gunicorn gevent workers"),
+    Setting("signup_credit_usd", "KYMA_SIGNUP_CREDIT_USD", float, "0.50", "credit granted to each new account"),
+    Setting("bcrypt_rounds", "KYMA_BCRYPT_ROUNDS", int, "12", "bcrypt cost for passwords"),
+    Setting("session_idle_minutes", "KYMA_SESSION_IDLE_MINUTES", int, "720", "a session expires after this long unused"),
+    Setting("session_max_hours", "KYMA_SESSION_MAX_HOURS", int, "168", "and after this long in any case"),
+    Setting("catalog_path", "KYMA_CATALOG", Path, str(DATA / "catalog.json"), "the model catalog and aliases"),
+    Setting("routes_path", "KYMA_ROUTES", Path, str(DATA / "routes.json"), "provider routes per model"),
+    Setting("claude_models_path", "KYMA_CLAUDE_MODELS", Path, str(DATA / "claude_models.json"), "claude-* name to catalog model"),
+    Setting("tiers_path", "KYMA_TIERS", Path, str(DATA / "tiers.json"), "the rate-limit tier ladder"),
+    Setting("sim_base_port", "KYMA_SIM_BASE_PORT", int, "8091", "first port of the simulators"),
+    Setting("simulators", "KYMA_SIMULATORS", bool, "on", "off: make run starts no simulated providers", parse=_on),
+    Setting("connect_timeout", "KYMA_CONNECT_TIMEOUT", float, "3", "seconds to connect to an upstream"),
+    Setting("first_byte_timeout", "KYMA_FIRST_BYTE_TIMEOUT", float, "30", "seconds an upstream may take to start answering"),
+    Setting("idle_timeout", "KYMA_IDLE_TIMEOUT", float, "60", "seconds an upstream stream may stay silent"),
+    Setting("request_deadline", "KYMA_REQUEST_DEADLINE", float, "60", "seconds for all attempts of one request"),
+    Setting("max_attempts", "KYMA_MAX_ATTEMPTS", int, "6", "upstream attempts per request (capped: no retry storms)", parse=_capped(8)),
+    Setting("route_retries", "KYMA_ROUTE_RETRIES", int, "1", "same-route retries per request", parse=_capped(3)),
+    Setting("retry_after_max_seconds", "KYMA_RETRY_AFTER_MAX_SECONDS", float, "5", "the longest wait before a same-route retry"),
+    Setting("first_token_timeout", "KYMA_FIRST_TOKEN_TIMEOUT", float, "10", "seconds a stream may take to its first content"),
+    Setting("breaker_failures", "KYMA_BREAKER_FAILURES", int, "5", "consecutive failures that open a route's circuit"),
+    Setting("breaker_cooldown_seconds", "KYMA_BREAKER_COOLDOWN_SECONDS", float, "2", "how long an open circuit waits before a trial"),
+    Setting("breaker_max_cooldown_seconds", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", float, "4", "the longest cooldown after failed trials"),
+    Setting("keepalive_seconds", "KYMA_KEEPALIVE_SECONDS", float, "10", "wait before committing a stream; keep-alive interval"),
+    Setting("stream_max_seconds", "KYMA_STREAM_MAX_SECONDS", float, "600", "the longest a started stream may run"),
+    Setting("hold_ttl_seconds", "KYMA_HOLD_TTL_SECONDS", int, "900", "a credit hold older than this is released"),
+    Setting("responses_retention_days", "KYMA_RESPONSES_RETENTION_DAYS", float, "30", "days a stored Responses API response is kept"),
+    Setting("login_max_failures", "KYMA_LOGIN_MAX_FAILURES", int, "5", "failed logins in 15 minutes before 429"),
+    Setting("signup_max_per_hour", "KYMA_SIGNUP_MAX_PER_HOUR", int, "5", "sign-ups per network in any hour before 429"),
+    Setting("signup_max_global_per_hour", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR", int, "200", "sign-ups in all in any hour before 429"),
+    Setting("log_level", "KYMA_LOG_LEVEL", str, "INFO", "log level"),
+    Setting("log_format", "KYMA_LOG_FORMAT", str, "text", "json: one JSON object per log line"),
+    Setting("secure_cookies", "KYMA_SECURE_COOKIES", bool, "auto", "true marks cookies Secure", parse=_true),
+    # Reverse proxies in front whose X-Forwarded-For/-Proto are believed; 0 believes none,
+    # since a client reaching the gateway directly could otherwise pick its own address.
+    Setting("trusted_proxies", "KYMA_TRUSTED_PROXIES", int, "0", "reverse proxies in front whose forwarding headers count", check=_not_negative),
+    Setting("public_url", "KYMA_PUBLIC_URL", str, "", "the gateway's public base URL", parse=_public_url),
+    Setting("allowed_hosts", "KYMA_ALLOWED_HOSTS", tuple[str, ...], "", "host names the gateway answers", parse=_names, shown="`KYMA_HOST`, `localhost`, `127.0.0.1`, `::1`"),
+)
+# fmt: on
 
 # The KYMA_* variables the gateway reads; tests check each is documented in the README.
-ENVIRONMENT_VARIABLES = (
-    "KYMA_INSTANCE_DIR", "KYMA_DATABASE_URL", "KYMA_REDIS_URL", "KYMA_SECRET_KEY", "KYMA_HOST",
-    "KYMA_PORT", "KYMA_WORKERS", "KYMA_SIGNUP_CREDIT_USD", "KYMA_BCRYPT_ROUNDS",
-    "KYMA_SESSION_IDLE_MINUTES", "KYMA_SESSION_MAX_HOURS", "KYMA_CATALOG", "KYMA_ROUTES",
-    "KYMA_CLAUDE_MODELS", "KYMA_SIM_BASE_PORT", "KYMA_CONNECT_TIMEOUT", "KYMA_FIRST_BYTE_TIMEOUT",
-    "KYMA_IDLE_TIMEOUT", "KYMA_REQUEST_DEADLINE", "KYMA_MAX_ATTEMPTS", "KYMA_BREAKER_FAILURES",
-    "KYMA_BREAKER_COOLDOWN_SECONDS", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", "KYMA_ROUTE_RETRIES",
-    "KYMA_RETRY_AFTER_MAX_SECONDS", "KYMA_FIRST_TOKEN_TIMEOUT", "KYMA_KEEPALIVE_SECONDS", "KYMA_STREAM_MAX_SECONDS", "KYMA_HOLD_TTL_SECONDS",
-    "KYMA_RESPONSES_RETENTION_DAYS",
-    "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_LOG_FORMAT", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
-    "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
-    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
-)
+ENVIRONMENT_VARIABLES = tuple(s.env for s in SETTINGS)
+
+
+def _from_env(cls, overrides: dict | None = None, environ=None):
+    """Build settings from the environment; `overrides` (tests: field name to value) win over it."""
+    overrides = dict(overrides or {})
+    environ = os.environ if environ is None else environ
+    unknown = set(overrides) - {s.field for s in SETTINGS}
+    if unknown:
+        raise KeyError(f"unknown setting {sorted(unknown)[0]!r}")
+    values: dict[str, Any] = {}
+    for s in SETTINGS:
+        try:
+            if s.field in overrides and not (callable(s.default) and not overrides[s.field]):
+                value = overrides[s.field]
+            else:
+                value = s.read(environ, values)
+            if s.check:
+                s.check(value)
+        except ValueError as exc:
+            raise ValueError(f"{s.env}: {exc}") from None
+        values[s.field] = value
+    return cls(**values)
+
+
+Settings = make_dataclass(
+    "Settings", [(s.field, s.type) for s in SETTINGS], frozen=True,
+    namespace={"__doc__": "Every operator-facing setting, one field per row of SETTINGS.",
+               "__module__": __name__, "from_env": classmethod(_from_env)})

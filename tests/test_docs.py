@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kyma.config import ENVIRONMENT_VARIABLES
+from kyma.config import ENVIRONMENT_VARIABLES, SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -21,9 +21,40 @@ def _variables_read_by(paths) -> set[str]:
     return found
 
 
-def test_every_setting_is_documented_in_the_readme():
-    missing = [name for name in ENVIRONMENT_VARIABLES if f"`{name}`" not in README]
-    assert not missing, f"settings not documented in README.md: {missing}"
+def _readme_settings() -> dict[str, str]:
+    """README.md's settings table: variable to its default cell."""
+    rows = re.findall(r"^\| `(KYMA_[A-Z0-9_]+)` \| (.*?) \| .* \|$", README, re.M)
+    assert rows, "README.md has no settings table"
+    return dict(rows)
+
+
+def test_the_readme_settings_table_is_the_settings_table():
+    documented = _readme_settings()
+    declared = {s.env: s for s in SETTINGS}
+    assert sorted(set(declared) - set(documented)) == [], "settings missing from README.md's table"
+    assert sorted(set(documented) - set(declared)) == [], "README.md documents settings that do not exist"
+    wrong = {env: (documented[env], s.documented_default) for env, s in declared.items()
+             if documented[env] != s.documented_default}
+    assert not wrong, f"README default differs from kyma/config.py (README, code): {wrong}"
+
+
+def test_each_documented_default_is_the_value_an_unset_variable_gives(tmp_path):
+    # The default cell is what the README promises; an empty environment must give that value.
+    settings = Settings.from_env({"instance_dir": tmp_path, "secret_key": "s"}, environ={})
+    for s in SETTINGS:
+        if isinstance(s.default, str) and s.shown is None:
+            assert getattr(settings, s.field) == (s.parse or s.type)(s.default), s.env
+    assert settings.port == 8080 and settings.simulators is True and settings.secure_cookies is False
+    assert settings.database_url == f"sqlite:///{tmp_path / 'kyma.db'}" and settings.allowed_hosts == ()
+
+
+def test_a_bad_setting_is_refused_with_its_variable_named(tmp_path):
+    with pytest.raises(ValueError, match="KYMA_PORT"):
+        Settings.from_env({"instance_dir": tmp_path, "secret_key": "s"}, environ={"KYMA_PORT": "eighty"})
+    with pytest.raises(KeyError):
+        Settings.from_env({"no_such_setting": 1})
+    capped = Settings.from_env({"instance_dir": tmp_path, "secret_key": "s"}, environ={"KYMA_MAX_ATTEMPTS": "50"})
+    assert capped.max_attempts == 8
 
 
 def test_every_kyma_variable_the_code_reads_is_a_declared_setting():
