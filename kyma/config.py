@@ -139,6 +139,8 @@ SETTINGS = (
     Setting("breaker_max_cooldown_seconds", "KYMA_BREAKER_MAX_COOLDOWN_SECONDS", float, "4", "the longest cooldown after failed trials"),
     Setting("keepalive_seconds", "KYMA_KEEPALIVE_SECONDS", float, "10", "wait before committing a stream; keep-alive interval"),
     Setting("stream_max_seconds", "KYMA_STREAM_MAX_SECONDS", float, "600", "the longest a started stream may run"),
+    Setting("upstream_proxy", "KYMA_UPSTREAM_PROXY", str, "", "http:// proxy for every upstream; none: no proxy; empty: HTTPS_PROXY/HTTP_PROXY"),
+    Setting("ca_bundle", "KYMA_CA_BUNDLE", str, "", "CA certificates for https upstreams; empty: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, the system's"),
     Setting("hold_ttl_seconds", "KYMA_HOLD_TTL_SECONDS", int, "900", "a credit hold older than this is released"),
     Setting("responses_retention_days", "KYMA_RESPONSES_RETENTION_DAYS", float, "30", "days a stored Responses API response is kept"),
     Setting("login_max_failures", "KYMA_LOGIN_MAX_FAILURES", int, "5", "failed logins in 15 minutes before 429"),

@@ -1,7 +1,11 @@
 """Upstream HTTP/1.1: keep-alive socket pools per origin and geventhttpclient's C (llhttp) parser.
 
 It replaced urllib3, measured side by side (docs/benchmarks.md): most of urllib3's cost was
-http.client's Python header handling. The request head is assembled from strings we control,
+http.client's Python header handling. It reaches into geventhttpclient in three places, because
+no public API offers what they give: the parser's decoded-body buffer and the response's socket
+(so a read can time out and be resumed, which neither geventhttpclient's read() nor urllib3 can),
+and the pool's liveness check (replaced by a poll(2) that never yields). requirements.txt pins
+the exact version, and tests/test_upstream_http_internals.py fails when any of them changes. The request head is assembled from strings we control,
 and every header value is checked for line breaks, so nothing can smuggle a header upstream.
 Every wait takes a timeout and can be resumed after it (Pending.wait, Response.pieces with
 ticks), so one greenlet can relay a stream and still keep its own clock.
@@ -13,6 +17,7 @@ import select
 import socket
 import time
 import weakref
+from enum import StrEnum
 from typing import Callable, Iterator
 from urllib.parse import SplitResult, urlsplit
 
@@ -20,18 +25,29 @@ from gevent.monkey import get_original
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPParseError, HTTPSocketPoolResponse
 
+from kyma.providers.egress import Proxy
+
 READ_BLOCK = 65536
 MAX_HEAD_BYTES = 65536
 SEND_SECONDS = 30.0  # the longest an upstream may take to accept the whole request
 _TIMED_OUT = object()
 
 
-class HTTPFailure(Exception):
-    """A call that got no usable HTTP answer; `phase` says where: connect, timeout, broken or protocol."""
+class Phase(StrEnum):
+    """Where a call failed to get a usable HTTP answer."""
 
-    def __init__(self, phase: str, detail: str):
+    CONNECT = "connect"  # no connection (refused, DNS, TLS, a proxy that would not tunnel)
+    TIMEOUT = "timeout"  # the upstream stayed silent too long
+    BROKEN = "broken"  # the connection failed or closed mid-exchange
+    PROTOCOL = "protocol"  # what came back (or what we were asked to send) is not HTTP
+
+
+class HTTPFailure(Exception):
+    """A call that got no usable HTTP answer; `phase` says where."""
+
+    def __init__(self, phase: Phase, detail: str):
         super().__init__(detail)
-        self.phase = phase
+        self.phase = Phase(phase)
         self.detail = detail
 
 
@@ -58,9 +74,9 @@ class Response(HTTPSocketPoolResponse):
 
         `timeout` is the longest silence allowed (a number, or a function asked before each wait).
         When it passes, a ticking reader yields b"" and goes on waiting (the caller decides whether
-        that silence is too long); otherwise HTTPFailure("timeout") is raised. `within` bounds the
-        whole body: past it HTTPFailure("timeout") is raised even while bytes keep coming. A
-        connection that ends before the message does raises HTTPFailure("broken").
+        that silence is too long); otherwise HTTPFailure(Phase.TIMEOUT) is raised. `within` bounds the
+        whole body: past it HTTPFailure(Phase.TIMEOUT) is raised even while bytes keep coming. A
+        connection that ends before the message does raises HTTPFailure(Phase.BROKEN).
         """
         buf = self._body_buffer  # the parser's own buffer: bytes it has decoded (de-chunked) so far
         wait = timeout if callable(timeout) else lambda: timeout
@@ -74,13 +90,13 @@ class Response(HTTPSocketPoolResponse):
                 return
             sock = self._sock
             if sock is None:
-                raise HTTPFailure("broken", "upstream connection closed before the body ended")
+                raise HTTPFailure(Phase.BROKEN, "upstream connection closed before the body ended")
             silence = wait()
             if end is not None:
                 left = end - time.monotonic()
                 if left <= 0:
                     self.release()
-                    raise HTTPFailure("timeout", f"upstream took over {within} s to send the body")
+                    raise HTTPFailure(Phase.TIMEOUT, f"upstream took over {within} s to send the body")
                 silence = min(silence, left)
             sock.settimeout(max(0.001, silence))
             try:
@@ -90,10 +106,10 @@ class Response(HTTPSocketPoolResponse):
                     yield b""
                     continue
                 self.release()
-                raise HTTPFailure("timeout", "upstream sent nothing within the read timeout") from exc
+                raise HTTPFailure(Phase.TIMEOUT, "upstream sent nothing within the read timeout") from exc
             except OSError as exc:
                 self.release()
-                raise HTTPFailure("broken", f"upstream connection broke mid-body ({type(exc).__name__})") from exc
+                raise HTTPFailure(Phase.BROKEN, f"upstream connection broke mid-body ({type(exc).__name__})") from exc
             except BaseException:
                 self.release()  # a gevent.Timeout or a killed greenlet: the half-read connection goes
                 raise
@@ -101,7 +117,7 @@ class Response(HTTPSocketPoolResponse):
                 self.feed(data)  # b"" (the peer closed) ends a close-delimited body or fails the message
             except HTTPParseError as exc:
                 self.release()
-                raise HTTPFailure("broken", f"upstream connection broke mid-body ({exc})") from exc
+                raise HTTPFailure(Phase.BROKEN, f"upstream connection broke mid-body ({exc})") from exc
 
     def close(self) -> None:
         """Done with it: a fully read connection goes back to the pool, any other is closed."""
@@ -165,23 +181,35 @@ def parse_base_url(base_url: str) -> SplitResult:
 
 
 class Origin:
-    """One upstream scheme://host:port: a pool of keep-alive connections (TLS for https)."""
+    """One upstream scheme://host:port: a pool of keep-alive connections (TLS for https).
 
-    def __init__(self, base_url: str, *, size: int, connect_timeout: float, ca_certs: str | None = None):
+    With a proxy, the pool's connections go to the proxy: an https upstream is reached through a
+    CONNECT tunnel (TLS, verified against the upstream's name, runs inside it), a plain one by
+    sending the proxy absolute-form requests.
+    """
+
+    def __init__(self, base_url: str, *, size: int, connect_timeout: float, ca_certs: str | None = None,
+                 proxy: Proxy | None = None):
         url = parse_base_url(base_url)
         https = url.scheme == "https"
         port = url.port or (443 if https else 80)
         host = url.hostname
+        via = (proxy.host, proxy.port) if proxy else (host, port)
         # No network_timeout: every read and send sets its own (Pending.send, Pending.wait, pieces).
         kw = dict(size=size, connection_timeout=connect_timeout)
         if https:
-            self.pool = _TLSPool(host, port, host, port, ssl_options={"ca_certs": ca_certs} if ca_certs else None,
-                                 **kw)
+            if proxy:
+                kw.update(use_proxy=True, proxy_user=proxy.user, proxy_password=proxy.password)
+            self.pool = _TLSPool(*via, host, port, ssl_options={"ca_certs": ca_certs} if ca_certs else None, **kw)
         else:
-            self.pool = _Pool(host, port, host, port, **kw)
+            self.pool = _Pool(*via, host, port, **kw)
         host_header = url.netloc.rpartition("@")[2]  # never send userinfo
         self.path_prefix = url.path.rstrip("/")
         self._head_start = f"\r\nHost: {host_header}\r\nUser-Agent: kyma-gateway\r\n"
+        if proxy and not https:  # a forwarding proxy takes the absolute URL, and its credentials per request
+            self.path_prefix = f"http://{host_header}{self.path_prefix}"
+            if proxy.authorization:
+                self._head_start += f"Proxy-Authorization: {proxy.authorization}\r\n"
 
     def post(self, path: str, body: bytes, headers: dict[str, str], first_byte_timeout: float) -> Response:
         """Send a POST and wait for the answer's headers (HTTPFailure "timeout" after first_byte_timeout)."""
@@ -189,7 +217,7 @@ class Origin:
         resp = pending.wait(first_byte_timeout)
         if resp is None:
             pending.close()
-            raise HTTPFailure("timeout", "upstream sent no response before the first-byte timeout")
+            raise HTTPFailure(Phase.TIMEOUT, "upstream sent no response before the first-byte timeout")
         return resp
 
     def start(self, path: str, body: bytes, headers: dict[str, str]) -> "Pending":
@@ -203,17 +231,19 @@ class Origin:
         try:
             return self.pool.get_socket()
         except socket.timeout as exc:
-            raise HTTPFailure("connect", "upstream connect timeout") from exc
+            raise HTTPFailure(Phase.CONNECT, "upstream connect timeout") from exc
         except OSError as exc:  # refused, unreachable, DNS, TLS handshake or certificate
-            raise HTTPFailure("connect", f"upstream connection failed ({type(exc).__name__})") from exc
+            raise HTTPFailure(Phase.CONNECT, f"upstream connection failed ({type(exc).__name__})") from exc
+        except RuntimeError as exc:  # geventhttpclient's word for a proxy that refused the CONNECT tunnel
+            raise HTTPFailure(Phase.CONNECT, f"upstream proxy: {str(exc)[:200]}") from exc
 
     def _head(self, path: str, headers: dict[str, str], length: int) -> bytes:
         lines = [f"POST {self.path_prefix}{path} HTTP/1.1", self._head_start, f"Content-Length: {length}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise HTTPFailure("protocol", f"refused to send header {name!r}: it holds a line break")
+                raise HTTPFailure(Phase.PROTOCOL, f"refused to send header {name!r}: it holds a line break")
             if ":" in name:
-                raise HTTPFailure("protocol", f"refused to send header {name!r}: a name cannot hold a colon")
+                raise HTTPFailure(Phase.PROTOCOL, f"refused to send header {name!r}: a name cannot hold a colon")
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")
         return "".join(lines).encode("latin-1", "replace")
@@ -245,7 +275,7 @@ class Pending:
         self.sock.settimeout(SEND_SECONDS)  # a pooled socket keeps whatever its last read set
         if self._guarded(self.sock.sendall, self.request) is _TIMED_OUT:
             self.close()
-            raise HTTPFailure("broken", "upstream did not take the request in time")
+            raise HTTPFailure(Phase.BROKEN, "upstream did not take the request in time")
 
     def _guarded(self, op, arg):
         """op(arg) on the connection: its result, _TIMED_OUT, or None after a resend on a fresh one.
@@ -262,7 +292,7 @@ class Pending:
             return None
         except OSError as exc:
             self.close()
-            raise HTTPFailure("broken", f"upstream connection failed ({type(exc).__name__})") from exc
+            raise HTTPFailure(Phase.BROKEN, f"upstream connection failed ({type(exc).__name__})") from exc
         except BaseException:
             self.close()
             raise
@@ -270,7 +300,7 @@ class Pending:
     def _retry(self, exc: Exception) -> None:
         self.close()
         if self.retried or self.answered or not self.reused:
-            raise HTTPFailure("broken", f"upstream closed the connection ({type(exc).__name__})") from exc
+            raise HTTPFailure(Phase.BROKEN, f"upstream closed the connection ({type(exc).__name__})") from exc
         self.retried = True
         self.send()
 
@@ -284,7 +314,7 @@ class Pending:
                 try:
                     return Response(sock, self.origin.pool, self.received)
                 except HTTPParseError as exc:  # the Response gave the connection back already
-                    raise HTTPFailure("protocol", "upstream sent something that is not HTTP") from exc
+                    raise HTTPFailure(Phase.PROTOCOL, "upstream sent something that is not HTTP") from exc
             if end >= 0:
                 self.received = self.received[end + 4:]
                 continue
@@ -304,7 +334,7 @@ class Pending:
             self.answered = True
             if len(self.received) > MAX_HEAD_BYTES:
                 self.close()
-                raise HTTPFailure("protocol", "upstream response headers over 64 KiB")
+                raise HTTPFailure(Phase.PROTOCOL, "upstream response headers over 64 KiB")
 
     def close(self) -> None:
         """Drop the connection (an unanswered request leaves it in an unknown state)."""

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from kyma.providers.base import RETRYABLE_STATUSES, FailureKind, UpstreamFailure, UpstreamReply, UpstreamStream
-from kyma.providers.http import HTTPFailure, Origin, Pending, Response
+from kyma.providers.egress import Egress
+from kyma.providers.http import HTTPFailure, Origin, Pending, Phase, Response, parse_base_url
 from kyma.providers.sse import SSEDecoder
 from kyma.providers.routes import Route
 from kyma.translate.completions import chat_chunk_from_legacy, chat_reply_from_legacy
@@ -29,8 +30,8 @@ ERROR_BODY_SECONDS = 1.0
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
 
 # How a transport failure before any answer reads to the attempt loop (all may fall back).
-_PHASE_KIND = {"connect": FailureKind.CONNECT, "timeout": FailureKind.TIMEOUT, "broken": FailureKind.CONNECT,
-               "protocol": FailureKind.MALFORMED}
+_PHASE_KIND = {Phase.CONNECT: FailureKind.CONNECT, Phase.TIMEOUT: FailureKind.TIMEOUT,
+               Phase.BROKEN: FailureKind.CONNECT, Phase.PROTOCOL: FailureKind.MALFORMED}
 
 
 class OpenAICompatAdapter:
@@ -41,8 +42,9 @@ class OpenAICompatAdapter:
     """
 
     def __init__(self, *, pool_size: int, connect_timeout: float, first_byte_timeout: float,
-                 idle_timeout: float):
+                 idle_timeout: float, egress: Egress | None = None):
         self.pool_size = pool_size
+        self.egress = egress or Egress()
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
@@ -52,8 +54,9 @@ class OpenAICompatAdapter:
         """The connection pool for a base URL, made once (not per request)."""
         found = self._origins.get(base_url)
         if found is None:
-            found = self._origins[base_url] = Origin(base_url, size=self.pool_size,
-                                                     connect_timeout=self.connect_timeout)
+            found = self._origins[base_url] = Origin(
+                base_url, size=self.pool_size, connect_timeout=self.connect_timeout,
+                ca_certs=self.egress.ca_bundle, proxy=self.egress.proxy_for(parse_base_url(base_url)))
         return found
 
     def _request(self, route: Route, body: dict, headers: dict, api_key: str | None,
@@ -279,7 +282,7 @@ def _read_body(resp: Response, timeout: float, within: float | None = None) -> b
                 raise UpstreamFailure(FailureKind.MALFORMED, "upstream body over 32 MiB")
             chunks.append(piece)
     except HTTPFailure as exc:
-        if exc.phase == "timeout":
+        if exc.phase is Phase.TIMEOUT:
             raise UpstreamFailure(FailureKind.TIMEOUT, "upstream stalled while sending the body") from exc
         raise UpstreamFailure(FailureKind.CUT, "upstream connection broke while sending the body") from exc
     finally:

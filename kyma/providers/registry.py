@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from kyma.providers.egress import Egress
 from kyma.providers.openai_compat import OpenAICompatAdapter
 from kyma.providers.routes import Route
 
@@ -18,6 +19,8 @@ class UpstreamPool:
 
     def __init__(self, settings):
         self.settings = settings
+        # Resolved at start, so a bad proxy or CA bundle setting stops the start, not each request.
+        self.egress = Egress.from_settings(settings.upstream_proxy, settings.ca_bundle)
         self._adapters: dict[str, OpenAICompatAdapter] = {}
 
     def adapter(self, route: Route) -> OpenAICompatAdapter:
@@ -27,7 +30,8 @@ class UpstreamPool:
         if adapter is None:
             s = self.settings
             adapter = ADAPTERS["openai"](pool_size=POOL_SIZE, connect_timeout=s.connect_timeout,
-                                         first_byte_timeout=s.first_byte_timeout, idle_timeout=s.idle_timeout)
+                                         first_byte_timeout=s.first_byte_timeout, idle_timeout=s.idle_timeout,
+                                         egress=self.egress)
             self._adapters[name] = adapter
         return adapter
 
