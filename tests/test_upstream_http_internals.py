@@ -1,0 +1,108 @@
+"""The geventhttpclient internals kyma/providers/http.py relies on, each as a test that fails the day it changes.
+
+http.py reads the parser's decoded-body buffer (`_body_buffer`) and the response's socket (`_sock`),
+and overrides the pool's liveness check (`_is_socket_alive`): no public API gives a read that can
+time out and resume, or a check that does not yield to the event loop. Measured against urllib3
+and geventhttpclient's public HTTPClient, this is the cheapest client (docs/benchmarks.md), so the
+version is pinned exactly and these tests say what each internal must still mean.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from importlib.metadata import version
+from pathlib import Path
+
+from geventhttpclient.connectionpool import ConnectionPool
+
+from kyma.providers import http
+from kyma.providers.http import Response
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class _Pool:
+    """Records what a response hands back to its pool."""
+
+    def __init__(self):
+        self.returned, self.released = [], []
+
+    def return_socket(self, sock):
+        self.returned.append(sock)
+
+    def release_socket(self, sock):
+        self.released.append(sock)
+        sock.close()
+
+
+def test_the_installed_geventhttpclient_is_the_pinned_one():
+    pin = re.search(r"^geventhttpclient==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin, "requirements.txt must pin geventhttpclient exactly (its internals are used)"
+    assert version("geventhttpclient") == pin.group(1)
+
+
+def test_the_body_buffer_holds_the_decoded_body_and_taking_from_it_consumes_it():
+    ours, theirs = socket.socketpair()
+    pool = _Pool()
+    resp = Response(ours, pool, HEAD + b"5\r\nhello\r\n")  # the pre_buffered head and a first chunk
+    assert resp.status == 200 and resp._sock is ours
+    assert isinstance(resp._body_buffer, bytearray) and bytes(resp._body_buffer) == b"hello"  # de-chunked
+    del resp._body_buffer[:]
+    resp.feed(b"6\r\n world\r\n")
+    assert bytes(resp._body_buffer) == b" world" and not resp.message_complete
+    resp.feed(b"0\r\n\r\n")
+    # The message is complete: the socket is handed back to the pool and the response lets go of it.
+    assert resp.message_complete and resp._sock is None and pool.returned == [ours]
+    theirs.close()
+    ours.close()
+
+
+def test_pieces_reads_through_the_socket_the_response_holds():
+    ours, theirs = socket.socketpair()
+    pool = _Pool()
+    resp = Response(ours, pool, HEAD)
+    theirs.sendall(b"3\r\nabc\r\n0\r\n\r\n")
+    assert b"".join(resp.pieces(2)) == b"abc" and pool.returned == [ours]
+    theirs.close()
+    ours.close()
+
+
+def test_a_released_half_read_response_drops_its_socket():
+    ours, theirs = socket.socketpair()
+    pool = _Pool()
+    resp = Response(ours, pool, HEAD + b"5\r\nhello\r\n")
+    resp.close()
+    assert resp._sock is None and pool.released == [ours] and pool.returned == []
+    theirs.close()
+
+
+def test_the_pool_asks_is_socket_alive_before_reusing_a_pooled_socket():
+    asked = []
+
+    class Probe(ConnectionPool):
+        def _is_socket_alive(self, sock):
+            asked.append(sock)
+            return False  # so the pool must drop it and open a fresh one
+
+        def _create_socket(self):
+            return "fresh"
+
+    pool = Probe("127.0.0.1", 9, "127.0.0.1", 9, size=1)
+    stale, peer = socket.socketpair()
+    assert pool.get_socket() == "fresh"
+    pool.return_socket(stale)  # pooled: the next get_socket must ask about it
+    assert pool.get_socket() == "fresh" and asked == [stale] and stale.fileno() == -1  # dropped and closed
+    peer.close()
+
+
+def test_our_pools_use_our_liveness_check():
+    for cls in (http._Pool, http._TLSPool):
+        assert cls._is_socket_alive is http._Tuned._is_socket_alive
+    a, b = socket.socketpair()
+    pool = http._Pool("127.0.0.1", 9, "127.0.0.1", 9, size=1)
+    assert pool._is_socket_alive(a)
+    b.close()  # the peer's FIN makes it readable: not alive
+    assert not pool._is_socket_alive(a)
+    a.close()
