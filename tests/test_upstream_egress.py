@@ -20,26 +20,16 @@ _BODY = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
 
 
-class TinyProxy:
+class TinyProxy(Scripted):
     """An HTTP proxy on 127.0.0.1: CONNECT tunnels and absolute-form forwarding; it records each request head."""
 
     def __init__(self, refuse_connect: bool = False):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.refuse_connect = refuse_connect
         self.heads: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(lambda server, conn, number: self._relay(conn))
+        self.url = f"http://127.0.0.1:{self.port}"
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn):
+    def _relay(self, conn):
         upstream = None
         try:
             data = b""
@@ -70,8 +60,7 @@ class TinyProxy:
             self._pipe(conn, upstream)
         except OSError:
             pass
-        finally:
-            conn.close()
+        finally:  # Scripted closes the client's connection
             if upstream is not None:
                 upstream.close()
 
@@ -88,8 +77,6 @@ class TinyProxy:
             except OSError:
                 pass
 
-    def close(self):
-        self.sock.close()
 
 
 @pytest.fixture()
