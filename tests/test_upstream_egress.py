@@ -234,11 +234,15 @@ def test_a_bad_proxy_is_refused_at_start_without_echoing_it(value):
     assert "secret" not in repr(parse_proxy("http://user:secret@proxy:3128", "x"))
 
 
-def test_a_ca_bundle_that_is_not_a_file_is_refused_at_start(tmp_path):
+def test_a_ca_bundle_setting_that_is_not_a_file_is_refused_at_start(tmp_path):
     with pytest.raises(ValueError, match="KYMA_CA_BUNDLE"):
         Egress.from_settings("", str(tmp_path / "missing.pem"), environ={})
-    with pytest.raises(ValueError, match="SSL_CERT_FILE"):
-        Egress.from_settings("", "", environ={"SSL_CERT_FILE": str(tmp_path)})
+    # The standard variables serve many programs: one that names no file is passed over, as ssl does.
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    egress = Egress.from_settings("", "", environ={"SSL_CERT_FILE": str(tmp_path), "REQUESTS_CA_BUNDLE": str(bundle)})
+    assert egress.ca_bundle == str(bundle)
+    assert Egress.from_settings("", "", environ={"SSL_CERT_FILE": str(tmp_path / "gone.pem")}).ca_bundle is None
 
 
 def test_requests_without_a_proxy_keep_their_origin_form(started):

@@ -5,6 +5,7 @@ standard HTTPS_PROXY / HTTP_PROXY (lower case first, as curl reads them), and NO
 hosts either way. Only http:// proxies are supported: plain-HTTP upstreams are forwarded through
 them, https upstreams are tunnelled with CONNECT, so TLS still runs end to end with the upstream.
 The CA bundle is KYMA_CA_BUNDLE, else SSL_CERT_FILE, else REQUESTS_CA_BUNDLE, else the system's.
+Loopback upstreams are not exempt by themselves: list them in NO_PROXY, as curl and requests expect.
 """
 
 from __future__ import annotations
@@ -79,6 +80,23 @@ def _bypassed(host: str, port: int, no_proxy: tuple[str, ...]) -> bool:
     return False
 
 
+def _ca_bundle(setting: str, environ: Mapping[str, str]) -> str | None:
+    """KYMA_CA_BUNDLE (which must be a file), else the first standard variable naming a file.
+
+    The standard variables are set for many programs at once; one naming no file is passed over,
+    as Python's own ssl module does, rather than stopping the gateway.
+    """
+    if setting:
+        if not os.path.isfile(setting):
+            raise ValueError(f"KYMA_CA_BUNDLE must name a file of PEM CA certificates; {setting!r} is not a file")
+        return setting
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = environ.get(name, "").strip()
+        if value and os.path.isfile(value):
+            return value
+    return None
+
+
 @dataclass(frozen=True)
 class Egress:
     """The proxy (per upstream scheme) and CA bundle every upstream connection uses."""
@@ -104,11 +122,7 @@ class Egress:
             http = parse_proxy(found[1], found[0]) if found else None
             found = _first(environ, "https_proxy", "HTTPS_PROXY")
             https = parse_proxy(found[1], found[0]) if found else None
-        bundle = _first({**environ, "KYMA_CA_BUNDLE": ca_bundle}, "KYMA_CA_BUNDLE", "SSL_CERT_FILE",
-                        "REQUESTS_CA_BUNDLE")
-        if bundle and not os.path.isfile(bundle[1]):
-            raise ValueError(f"{bundle[0]} must name a file of PEM CA certificates; {bundle[1]!r} is not a file")
-        return cls(http, https, no_proxy, bundle[1] if bundle else None)
+        return cls(http, https, no_proxy, _ca_bundle(ca_bundle.strip(), environ))
 
     def proxy_for(self, url: SplitResult) -> Proxy | None:
         """The proxy to reach this upstream URL through, or None to connect directly."""
