@@ -104,7 +104,7 @@ class Setting:
         return (self.parse or self.type)(self.default if raw is None else raw)
 
 
-# fmt: off
+# One line per setting, however long it runs: adding a setting is adding a line.
 SETTINGS = (
     Setting("instance_dir", "KYMA_INSTANCE_DIR", Path, str(ROOT / "instance"), "where the SQLite database and the generated secret key live", shown="`instance/`"),
     Setting("database_url", "KYMA_DATABASE_URL", str, lambda v: f"sqlite:///{v['instance_dir'] / 'kyma.db'}", "the database (sqlite:/// or postgresql://)", shown="`sqlite:///instance/kyma.db`"),
@@ -155,7 +155,6 @@ SETTINGS = (
     Setting("public_url", "KYMA_PUBLIC_URL", str, "", "the gateway's public base URL", parse=_public_url),
     Setting("allowed_hosts", "KYMA_ALLOWED_HOSTS", tuple[str, ...], "", "host names the gateway answers", parse=_names, shown="`KYMA_HOST`, `localhost`, `127.0.0.1`, `::1`"),
 )
-# fmt: on
 
 # The KYMA_* variables the gateway reads; tests check each is documented in the README.
 ENVIRONMENT_VARIABLES = tuple(s.env for s in SETTINGS)
