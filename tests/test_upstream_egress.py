@@ -250,3 +250,18 @@ def test_requests_without_a_proxy_keep_their_origin_form(started):
     origin = Origin(f"http://127.0.0.1:{upstream.port}/v1", size=2, connect_timeout=2)
     assert origin.post("/chat/completions", b"{}", {}, 2).status == 200
     assert upstream.requests[0].startswith(b"POST /v1/chat/completions HTTP/1.1")
+
+
+def test_the_gateway_takes_its_proxy_from_the_settings_and_refuses_a_bad_one_at_start(tmp_path):
+    from kyma.config import Settings
+    from kyma.providers.registry import UpstreamPool
+
+    def pool(proxy: str) -> UpstreamPool:
+        return UpstreamPool(Settings.from_env({"instance_dir": tmp_path, "secret_key": "s", "upstream_proxy": proxy}))
+
+    adapter = pool("http://proxy.internal:3128").adapter(Route("m", Provider("p", "https://api.example.com/v1"), "m"))
+    origin = adapter._origin("https://api.example.com/v1")
+    assert (adapter.egress.https_proxy.host, adapter.egress.https_proxy.port) == ("proxy.internal", 3128)
+    assert origin.pool._connection_host == "proxy.internal" and origin.pool._use_proxy
+    with pytest.raises(ValueError, match="KYMA_UPSTREAM_PROXY"):
+        pool("socks5://proxy.internal:1080")
