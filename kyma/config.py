@@ -89,6 +89,7 @@ class Settings:
     trusted_proxies: int
     public_url: str
     allowed_hosts: tuple[str, ...]
+    admin_emails: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Settings":
@@ -142,6 +143,8 @@ class Settings:
             trusted_proxies=int(_env("KYMA_TRUSTED_PROXIES", "0")),
             public_url=_public_url(_env("KYMA_PUBLIC_URL", "")),
             allowed_hosts=tuple(h.strip() for h in _env("KYMA_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            admin_emails=tuple(sorted({e.strip().lower() for e in _env("KYMA_ADMIN_EMAILS", "").split(",")
+                                       if e.strip()})),
         )
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -165,5 +168,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_RESPONSES_RETENTION_DAYS",
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_LOG_FORMAT", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
-    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
+    "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR", "KYMA_ADMIN_EMAILS",
 )
