@@ -18,11 +18,14 @@ def page_number() -> int:
 
 @admin_bp.get("")
 def index():
-    """The console starts at the audit log."""
-    return redirect(url_for("admin.audit_log"), 303)
+    """The console starts at the accounts."""
+    return redirect(url_for("admin.accounts"), 303)
 
 
 @admin_bp.get("/audit")
 def audit_log():
     """Every admin action, newest first, paged."""
     return render_template("admin/audit.html", log=audit.page(page_number()), loads=audit.loads)
+
+
+from kyma.web.admin import accounts  # noqa: E402,F401
