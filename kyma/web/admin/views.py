@@ -28,4 +28,4 @@ def audit_log():
     return render_template("admin/audit.html", log=audit.page(page_number()), loads=audit.loads)
 
 
-from kyma.web.admin import accounts, routes  # noqa: E402,F401
+from kyma.web.admin import accounts, routes, traffic  # noqa: E402,F401
