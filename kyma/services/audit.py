@@ -48,3 +48,12 @@ def page(number: int = 1, size: int = PAGE_SIZE, *, action: str = "") -> AuditPa
 def loads(text: str | None):
     """A stored before/after value back from JSON."""
     return None if text is None else json.loads(text)
+
+
+def changes(entry: AuditEntry) -> list[tuple[str, object, object]]:
+    """(field, before, after) for each field the entry records, changed ones first."""
+    before, after = loads(entry.before) or {}, loads(entry.after) or {}
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [("value", before, after)]
+    fields = sorted(set(before) | set(after), key=lambda f: (before.get(f) == after.get(f), f))
+    return [(f, before.get(f), after.get(f)) for f in fields]

@@ -19,9 +19,13 @@ def _minutes() -> int:
 
 def _page(message: str = ""):
     rt = runtime()
-    return htmx.render("admin/routes.html", "admin/_routes.html", target="routes", message=message,
-                       rows=route_status.route_health(rt.routes, rt.breaker, _minutes()), minutes=_minutes(),
-                       windows=WINDOWS)
+    provider, attention = request.values.get("provider", ""), request.values.get("attention") == "1"
+    rows = route_status.route_health(rt.routes, rt.breaker, _minutes())
+    shown = [r for r in rows if (not provider or r.provider == provider)
+             and (not attention or r.circuit != "closed" or r.errors)]
+    return htmx.render("admin/routes.html", "admin/_routes.html", target="routes", message=message, rows=shown,
+                       total=len(rows), minutes=_minutes(), windows=WINDOWS, provider=provider, attention=attention,
+                       providers=sorted({r.provider for r in rows}))
 
 
 @admin_bp.get("/routes")

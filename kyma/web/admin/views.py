@@ -25,7 +25,7 @@ def index():
 @admin_bp.get("/audit")
 def audit_log():
     """Every admin action, newest first, paged."""
-    return render_template("admin/audit.html", log=audit.page(page_number()), loads=audit.loads)
+    return render_template("admin/audit.html", log=audit.page(page_number()), changes=audit.changes)
 
 
 from kyma.web.admin import accounts, routes, traffic  # noqa: E402,F401
