@@ -14,6 +14,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    SQL,
     TextField,
 )
 
@@ -40,7 +41,8 @@ class Account(BaseModel):
     lifetime_purchased_micros = BigIntegerField(default=0)
     tier = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
-    is_admin = BooleanField(default=False)  # may use the operator's console under /admin
+    # A default in the schema too: rows written by plain SQL (an import, a script) are no admins.
+    is_admin = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])  # may use the console under /admin
     suspended_at = DateTimeField(null=True)  # set: its keys and sessions are refused (403), nothing deleted
 
 
@@ -174,7 +176,7 @@ class RouteState(BaseModel):
     failures = IntegerField(default=0)
     opened_until = DateTimeField(null=True)
     updated_at = DateTimeField(default=utcnow)
-    manual = CharField(max_length=10, default="")  # "" automatic | "open" held open by hand | "disabled"
+    manual = CharField(max_length=10, default="", constraints=[SQL("DEFAULT ''")])  # "" automatic | "open" held open by hand | "disabled"
 
 
 class RateCounter(BaseModel):
