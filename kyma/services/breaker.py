@@ -97,6 +97,10 @@ class CircuitBreaker:
         """The stored state of a route (closed when never recorded)."""
         return self.store.get(route) or BreakerState(CLOSED, 0, None)
 
+    def describe(self, route: str) -> BreakerState:
+        """The stored state with since when it holds, for an operator (not read on the request path)."""
+        return self.store.describe(route) or BreakerState(CLOSED, 0, None)
+
     def set_manual(self, route: str, manual: str) -> None:
         """Hold the circuit open (HELD_OPEN), disable the route (DISABLED), or give it back to the
         breaker closed (""), for every worker and instance at once."""
@@ -147,13 +151,19 @@ class DatabaseBreakerStore:
     def get(self, route: str) -> BreakerState | None:
         # Read on every attempt: raw SQL, one primary-key lookup.
         with connected():
-            rows = query("SELECT state, failures, opened_until, manual, updated_at FROM routestate WHERE route = ?",
-                         route)
+            rows = query("SELECT state, failures, opened_until, manual FROM routestate WHERE route = ?", route)
         if not rows:
             return None
-        state, failures, opened_until, manual, updated_at = rows[0]
-        return BreakerState(state, failures, _epoch(as_datetime(opened_until)), manual or "",
-                            _epoch(as_datetime(updated_at)))
+        state, failures, opened_until, manual = rows[0]
+        return BreakerState(state, failures, _epoch(as_datetime(opened_until)), manual or "")
+
+    def describe(self, route: str) -> BreakerState | None:
+        with connected():
+            row = RouteState.get_or_none(RouteState.route == route)
+        if row is None:
+            return None
+        return BreakerState(row.state, row.failures, _epoch(row.opened_until), row.manual or "",
+                            _epoch(row.updated_at))
 
     def set_manual(self, route: str, manual: str) -> None:
         with connected(), write_transaction():
@@ -264,6 +274,8 @@ class RedisBreakerStore:
         until = float(h.get("opened_until") or 0) or None
         return BreakerState(h.get("state", CLOSED), int(h.get("failures", 0)), until, h.get("manual", ""),
                             float(h["updated_at"]) if h.get("updated_at") else None)
+
+    describe = get  # one HGETALL brings every field anyway
 
     def set_manual(self, route: str, manual: str) -> None:
         # Unlike the breaker's own writes, an operator must learn when Redis did not take it: errors propagate.

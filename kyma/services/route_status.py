@@ -73,7 +73,7 @@ def route_health(routes, breaker: CircuitBreaker, minutes: int = 15) -> list[Rou
         for r in model_routes:
             k = (model_id, r.provider.name)
             out.append(RouteHealth(r.key, model_id, r.provider.name, r.upstream_model, r.provider.simulated,
-                                   breaker.state(r.key), len(latencies[k]), errors[k], percentile(latencies[k], 50),
+                                   breaker.describe(r.key), len(latencies[k]), errors[k], percentile(latencies[k], 50),
                                    percentile(latencies[k], 95), percentile(ttfts[k], 50), last_error.get(k)))
     return out
 
@@ -88,9 +88,9 @@ def switch(actor: str, routes, breaker: CircuitBreaker, route_key: str, action: 
         raise InvalidRequest(f"No route {route_key!r}.", param="route")
     if action not in ACTIONS:
         raise InvalidRequest(f"Unknown action {action!r}.", param="action")
-    before = breaker.state(route_key)
+    before = breaker.describe(route_key)
     breaker.set_manual(route_key, ACTIONS[action])
-    after = breaker.state(route_key)
+    after = breaker.describe(route_key)
     with write_transaction():
         audit.record(actor, f"route.{action}", route_key, _public(before), _public(after))
     return after
