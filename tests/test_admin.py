@@ -265,3 +265,31 @@ def test_cli_grant_revoke_and_admin_emails_setting(app, monkeypatch):
     with app.app_context():
         assert Account.get(Account.email == "boss@example.com").is_admin
     assert audit_actions(app) == ["admin.grant", "admin.revoke", "admin.grant"]
+
+
+def test_admin_emails_are_applied_when_the_app_starts(app, tmp_path):
+    from kyma.factory import create_app
+
+    customer(app, "boss@example.com")
+    again = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
+                        "secret_key": "test-secret", "admin_emails": ("boss@example.com",)})
+    with again.app_context():
+        assert Account.get(Account.email == "boss@example.com").is_admin
+        assert [(e.actor, e.action) for e in AuditEntry.select()] == [("KYMA_ADMIN_EMAILS", "admin.grant")]
+
+
+def test_a_redis_that_refuses_a_switch_says_so(app, admin):
+    from kyma.runtime import runtime
+    from kyma.services.breaker import RedisBreakerStore
+
+    with app.app_context():
+        rt = runtime()
+        route = rt.routes.routes_for(rt.catalog.models[0].id)[0].key
+        store = RedisBreakerStore("redis://127.0.0.1:1/0", timeout=0.2)  # nothing listens there
+        original, rt.breaker = rt.breaker, CircuitBreaker(store)
+    try:
+        resp = admin.post("/admin/routes/switch", data={"csrf_token": csrf_of(admin), "route": route, "action": "open"})
+        assert resp.status_code == 503 and "nothing changed" in resp.get_data(as_text=True)
+        assert not [a for a in audit_actions(app) if a.startswith("route.")]
+    finally:
+        rt.breaker = original

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transaction
+from kyma.errors import KymaError
 from kyma.models import RouteState, utcnow
 from kyma.outage import OutageWarning
 
@@ -278,16 +279,21 @@ class RedisBreakerStore:
     describe = get  # one HGETALL brings every field anyway
 
     def set_manual(self, route: str, manual: str) -> None:
-        # Unlike the breaker's own writes, an operator must learn when Redis did not take it: errors propagate.
+        # Unlike the breaker's own writes, an operator must learn when Redis did not take it.
         key = self.prefix + route
-        if manual == HELD_OPEN:
-            self.redis.hset(key, mapping={"state": OPEN, "opened_until": 0, "manual": manual, "updated_at": time.time()})
-        elif manual == DISABLED:
-            self.redis.hset(key, mapping={"manual": manual, "updated_at": time.time()})
-        else:
-            self.redis.delete(key)
-            return
-        self.redis.persist(key)
+        try:
+            if manual == HELD_OPEN:
+                self.redis.hset(key, mapping={"state": OPEN, "opened_until": 0, "manual": manual,
+                                              "updated_at": time.time()})
+            elif manual == DISABLED:
+                self.redis.hset(key, mapping={"manual": manual, "updated_at": time.time()})
+            else:
+                self.redis.delete(key)
+                return
+            self.redis.persist(key)
+        except self._errors as exc:
+            raise KymaError(f"Redis did not store the switch ({exc}); nothing changed. Try again.",
+                            status=503) from exc
 
     def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
         try:

@@ -12,7 +12,7 @@ from kyma.services import traffic as svc
 from kyma.services.periods import PERIODS, period
 from kyma.web import htmx
 from kyma.web.admin import admin_bp
-from kyma.web.admin.views import page_number
+from kyma.web.admin.paging import page_number
 
 
 def _day(name: str) -> date | None:

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import redirect, render_template, url_for
 
 from kyma.services import audit
 from kyma.web.admin import admin_bp
-
-
-def page_number() -> int:
-    """?page=, 1 or more (a 400 otherwise)."""
-    number = request.args.get("page", 1, type=int)
-    if number < 1 or number > 10_000:
-        abort(400, description="The page number must be between 1 and 10000.")
-    return number
+from kyma.web.admin.paging import page_number
 
 
 @admin_bp.get("")
