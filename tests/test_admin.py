@@ -227,6 +227,7 @@ def test_traffic_filters_and_summaries(app, admin):
                     model_served=None, fallback_layer=2, latency_ms=900.0)
     every = admin.get("/admin/traffic").get_data(as_text=True)
     assert "req-a-ok" in every and "req-b-fail" in every
+    assert f'href="/admin/accounts/{b}">b@example.com</a>' in every  # each request names its account
     for query, shown, hidden in (("account=b@", "req-b-fail", "req-a-ok"), ("status=5xx", "req-b-fail", "req-a-ok"),
                                  ("status=200", "req-a-ok", "req-b-fail"), ("provider=sim-alpha", "req-a-ok", "req-b-fail"),
                                  ("layer=2", "req-b-fail", "req-a-ok"), ("error=overload", "req-b-fail", "req-a-ok"),

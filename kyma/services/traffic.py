@@ -76,7 +76,8 @@ def _status_clause(status: str):
 
 def matching(flt: TrafficFilter):
     """The query of every request the filter selects (any account)."""
-    query = RequestLog.select(RequestLog, Account.email).join(Account, on=(RequestLog.account == Account.id),
+    # Account.id too: a joined row without it would blank the request's account_id.
+    query = RequestLog.select(RequestLog, Account.id, Account.email).join(Account, on=(RequestLog.account == Account.id),
                                                               join_type=JOIN.LEFT_OUTER)
     if flt.since:
         query = query.where(RequestLog.created_at >= datetime.combine(flt.since, time.min))
