@@ -82,3 +82,25 @@ def test_a_circuit_held_open_or_a_disabled_route_moves_traffic_on(gateway, oai):
     audit = console.s.get(f"{gateway.url}/admin/audit").text
     for action in ("route.open", "route.disable", "route.close", "route.enable"):
         assert f'data-action="{action}"' in audit
+
+
+def test_a_grant_form_sent_five_times_at_once_grants_once(gateway, account):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.servers import db_rows
+
+    console = Console(gateway)
+    key = uuid.uuid4().hex
+    form = {"csrf_token": console.token, "usd": "2", "idempotency_key": key}
+    url = f"{gateway.url}/admin/accounts/{account['user_id']}/credit"
+    with ThreadPoolExecutor(5) as pool:
+        answers = list(pool.map(lambda _: console.s.post(url, data=form, timeout=30), range(5)))
+    assert [r.status_code for r in answers] == [200] * 5
+    assert sum("Credit granted." in r.text for r in answers) == 1
+    grants = db_rows(gateway.env, "SELECT amount_micros FROM ledgerentry WHERE account_id = {p} AND kind = 'grant'",
+                     int(account["user_id"]))
+    assert grants == [(2_000_000,)]
+    audited = db_rows(gateway.env, "SELECT count(*) FROM auditentry WHERE action = 'credit.grant' AND target = {p}",
+                      account["email"])
+    assert audited == [(1,)]
+    assert flask_cli(gateway.env, "ledger", "check").returncode == 0
