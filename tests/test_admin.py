@@ -62,6 +62,18 @@ def test_every_admin_url_and_method_is_a_404_to_non_admins(app, who):
     assert audit_actions(app) == [] and LedgerEntry.select().where(LedgerEntry.kind == "grant").count() == 0
 
 
+def test_a_refused_console_page_looks_exactly_like_a_missing_one(app):
+    c = browser(app)
+    sign_up(c, "cust@example.com")
+
+    def seen(url):
+        resp = c.get(url)
+        return resp.status_code, resp.get_data(as_text=True), sorted(h for h in resp.headers if h[0] != "Date")
+
+    assert seen("/admin/accounts") == seen("/admin/no-such-page") == seen("/admin/audit")
+    assert seen("/admin/accounts")[0] == 404
+
+
 def test_admin_pages_render_for_an_admin(app, admin):
     cid, _ = customer(app)
     with app.app_context():

@@ -10,7 +10,6 @@ from kyma.web.identity import current_principal
 
 PREFIX = "/admin"
 admin_bp = Blueprint("admin", __name__, url_prefix=PREFIX)
-admin_bp.after_request(_security_headers)
 
 
 def is_admin_path(path: str) -> bool:
@@ -28,6 +27,12 @@ def _guard():
     if who is None or not who.is_admin:
         abort(404)
     csrf.protect()  # after the guard: a stranger's POST learns nothing from a 403
+
+
+@admin_bp.after_app_request
+def _headers(resp):
+    # For every /admin URL, known or not, so a refusal's headers do not tell which ones exist.
+    return _security_headers(resp) if is_admin_path(request.path) else resp
 
 
 def actor() -> str:
