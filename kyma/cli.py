@@ -51,6 +51,17 @@ def _indexes(db) -> set[tuple[str, str]]:
     return {(ix.table, ix.name) for model in ALL_MODELS for ix in db.get_indexes(model._meta.table_name)}
 
 
+def apply_configured_admins(app: Flask) -> list[str]:
+    """Make KYMA_ADMIN_EMAILS' accounts admins (idempotent); the emails changed now."""
+    from kyma.services.admins import apply_admin_emails
+
+    emails = app.extensions["kyma"].settings.admin_emails
+    if not emails:
+        return []
+    with database.obj.connection_context():
+        return apply_admin_emails(emails)
+
+
 def register_cli(app: Flask) -> None:
     """Attach the gateway's commands to `flask --app app`."""
 
@@ -58,10 +69,13 @@ def register_cli(app: Flask) -> None:
     def init_db_command():
         """Create or migrate the database schema (idempotent)."""
         changes = create_or_migrate_schema()
+        changes += [f"made {email} an admin (KYMA_ADMIN_EMAILS)" for email in apply_configured_admins(app)]
         click.echo("\n".join(changes) if changes else "schema is up to date")
 
+    from kyma.cli_admin import register_admin_commands
     from kyma.cli_credits import register_credit_commands
     from kyma.cli_db import register_db_commands
 
+    register_admin_commands(app)
     register_credit_commands(app)
     register_db_commands(app)

@@ -57,6 +57,11 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
+def _emails(value: str) -> tuple[str, ...]:
+    """A comma-separated list of email addresses, lower-cased, each once."""
+    return tuple(sorted({name.lower() for name in _names(value)}))
+
+
 def _capped(cap: int) -> Callable[[str], int]:
     """An integer never above `cap`, whatever the variable says."""
     return lambda value: min(cap, int(value))
@@ -154,6 +159,7 @@ SETTINGS = (
     Setting("trusted_proxies", "KYMA_TRUSTED_PROXIES", int, "0", "reverse proxies in front whose forwarding headers count", check=_not_negative),
     Setting("public_url", "KYMA_PUBLIC_URL", str, "", "the gateway's public base URL", parse=_public_url),
     Setting("allowed_hosts", "KYMA_ALLOWED_HOSTS", tuple[str, ...], "", "host names the gateway answers", parse=_names, shown="`KYMA_HOST`, `localhost`, `127.0.0.1`, `::1`"),
+    Setting("admin_emails", "KYMA_ADMIN_EMAILS", tuple[str, ...], "", "accounts made admins of the /admin console at start", parse=_emails),
 )
 
 # The KYMA_* variables the gateway reads; tests check each is documented in the README.

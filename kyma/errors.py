@@ -41,6 +41,16 @@ class AuthenticationFailed(KymaError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(KymaError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class AccountSuspended(PermissionDenied):
+    code = "account_suspended"
+
+
 class NotFound(KymaError):
     status = 404
     type = "invalid_request_error"

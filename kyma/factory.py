@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import Flask
@@ -59,7 +60,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     from kyma.cli import register_cli
 
     register_cli(app)
+    _apply_admin_emails(app)
     return app
+
+
+def _apply_admin_emails(app: Flask) -> None:
+    """KYMA_ADMIN_EMAILS' accounts become admins at start too (init-db does it as well)."""
+    if not app.extensions["kyma"].settings.admin_emails:
+        return
+    from kyma.cli import apply_configured_admins
+
+    try:
+        apply_configured_admins(app)
+    except Exception as exc:  # a database not migrated yet: init-db applies them
+        logging.getLogger(__name__).warning("KYMA_ADMIN_EMAILS not applied at start: %s", exc)
 
 
 def scheme_from_socket(wsgi_app):

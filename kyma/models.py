@@ -14,6 +14,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    SQL,
     TextField,
 )
 
@@ -40,6 +41,9 @@ class Account(BaseModel):
     lifetime_purchased_micros = BigIntegerField(default=0)
     tier = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
+    # A default in the schema too: rows written by plain SQL (an import, a script) are no admins.
+    is_admin = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])  # may use the console under /admin
+    suspended_at = DateTimeField(null=True)  # set: its keys and sessions are refused (403), nothing deleted
 
 
 class ApiKey(BaseModel):
@@ -172,6 +176,7 @@ class RouteState(BaseModel):
     failures = IntegerField(default=0)
     opened_until = DateTimeField(null=True)
     updated_at = DateTimeField(default=utcnow)
+    manual = CharField(max_length=10, default="", constraints=[SQL("DEFAULT ''")])  # "" automatic | "open" held open by hand | "disabled"
 
 
 class RateCounter(BaseModel):
@@ -209,6 +214,18 @@ class DeviceLogin(BaseModel):
     expires_at = DateTimeField()
 
 
+class AuditEntry(BaseModel):
+    """One operator action in the admin console; rows are only ever appended."""
+
+    id = AutoField()
+    actor = CharField(max_length=254)  # the admin's email, or what acted (the CLI, KYMA_ADMIN_EMAILS)
+    action = CharField(max_length=40)
+    target = CharField(max_length=254)
+    before = TextField(null=True)  # JSON
+    after = TextField(null=True)  # JSON
+    created_at = DateTimeField(default=utcnow)
+
+
 # Every index is written on every insert, and the request path inserts into these tables, so only
 # indexes that a query needs exist. Older databases had these; `init-db` drops them.
 OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_at", "hold_expires_at",
@@ -216,4 +233,4 @@ OBSOLETE_INDEXES = ("ledgerentry_kind", "ledgerentry_created_at", "hold_closed_a
                     "routeoutcome_model")
 
 ALL_MODELS = (Account, ApiKey, SessionToken, LedgerEntry, Hold, RequestLog, RouteOutcome, RouteState, RateCounter,
-              RateState, StoredResponse, DeviceLogin)
+              RateState, StoredResponse, DeviceLogin, AuditEntry)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import flask_cli
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 pytestmark = [*pytestmark, pytest.mark.integration]
@@ -39,7 +40,7 @@ def test_every_page_passes_axe(page, gateway, sdk_env, scheme):
     for path in ("/", "/models", "/status", "/signup", "/login"):
         page.goto(gateway.url + path)
         check(path.strip("/") or "landing")
-    sign_up(page, gateway.url)
+    email = sign_up(page, gateway.url)
     check("welcome")
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
     client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], max_tokens=8)
@@ -70,6 +71,14 @@ def test_every_page_passes_axe(page, gateway, sdk_env, scheme):
     page.click("#pg-code-open")
     page.wait_for_selector("#pg-code[open]")
     check("playground-code")
+    assert flask_cli(gateway.env, "admin", "grant", email).returncode == 0  # the console's pages too
+    for path in ("/admin/accounts", "/admin/traffic", "/admin/routes", "/admin/audit"):
+        page.goto(gateway.url + path)
+        check(path.strip("/").replace("/", "-"))
+    page.goto(f"{gateway.url}/admin/accounts?q={email}")
+    page.locator(f"#accounts-table tr[data-email='{email}'] a").click()
+    page.wait_for_selector("#grant-usd")
+    check("admin-account")
     grave = {name: lines for name, lines in found.items() if lines}
     assert grave == {}, "\n".join(f"{name}: {line}" for name, lines in grave.items() for line in lines)
 

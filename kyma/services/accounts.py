@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from peewee import IntegrityError, OperationalError
 
 from kyma.db import as_datetime, query, write_transaction
-from kyma.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
+from kyma.errors import AccountSuspended, AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
 from kyma.services import counters, key_limits, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
@@ -44,6 +44,7 @@ MAX_ACTIVE_KEYS = 50
 TOUCH_EVERY = timedelta(minutes=1)
 LOGIN_FAILED = "Invalid email or password."
 INVALID_CREDENTIAL = "Invalid API key. Check that it is complete and has not been revoked."
+SUSPENDED = "This account is suspended; contact the operator of this gateway."
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Principal:
     key_name: str = ""
     key_limit_micros: int | None = None  # the key's credit limit, if it has one
     key_models: tuple[str, ...] | None = None  # the key's model allow-list, if it has one
+    is_admin: bool = False  # known for sessions only: the console is a browser's, never a key's
 
     @property
     def credential(self) -> str:
@@ -340,6 +342,8 @@ def login(email: str, password: str, settings, *, client_ip: str = "",
         for key, _limit, window in rules:
             store.hit(key, window, now=_epoch(now))
         raise AuthenticationFailed(LOGIN_FAILED, code="invalid_credentials")
+    if account.suspended_at is not None:  # only after the password: a wrong one says nothing of the account
+        raise AccountSuspended(SUSPENDED)
     new_hash = hash_password(password, settings.bcrypt_rounds) \
         if needs_rehash(account.password_hash, settings.bcrypt_rounds) else None
     with write_transaction():
@@ -379,8 +383,9 @@ def authenticate(token: str, settings=None, *, now: datetime | None = None) -> P
     return _authenticate_session(hashed, settings, now)
 
 
+# The account's suspension comes along in the same row: refusing a suspended account costs no query.
 _KEY_LOOKUP = ('SELECT k.id, k.key_hash, k.revoked_at, k.last_used_at, a.id, a.email, a.tier, k.name, '
-               'k.expires_at, k.credit_limit_micros, k.allowed_models '
+               'k.expires_at, k.credit_limit_micros, k.allowed_models, a.suspended_at '
                'FROM apikey k JOIN account a ON a.id = k.account_id WHERE k.key_hash = ?')
 
 
@@ -390,9 +395,12 @@ def _authenticate_key(hashed: str, now: datetime) -> Principal:
     rows = query(_KEY_LOOKUP, hashed)
     if not rows:
         raise _invalid()
-    key_id, key_hash, revoked_at, last_used_at, account_id, email, tier, name, expires_at, limit, models = rows[0]
+    (key_id, key_hash, revoked_at, last_used_at, account_id, email, tier, name, expires_at, limit, models,
+     suspended_at) = rows[0]
     if not hmac.compare_digest(key_hash, hashed) or revoked_at is not None:
         raise _invalid()
+    if suspended_at is not None:
+        raise AccountSuspended(SUSPENDED)
     if expires_at is not None and now >= as_datetime(expires_at):
         raise AuthenticationFailed(key_limits.expired(as_datetime(expires_at)), code="expired_api_key",
                                    headers={"WWW-Authenticate": "Bearer"})
@@ -408,8 +416,11 @@ def _authenticate_session(hashed: str, settings, now: datetime) -> Principal:
     idle = timedelta(minutes=settings.session_idle_minutes)
     if now >= row.expires_at or now - row.last_seen_at > idle:
         raise _invalid()
+    if row.account.suspended_at is not None:
+        raise AccountSuspended(SUSPENDED)
     _touch(SessionToken, SessionToken.last_seen_at, row.id, row.last_seen_at, now)
-    return Principal(row.account.id, row.account.email, row.account.tier, session_id=row.id)
+    return Principal(row.account.id, row.account.email, row.account.tier, session_id=row.id,
+                     is_admin=bool(row.account.is_admin))
 
 
 def _touch(model, field, row_id: int, last: datetime | None, now: datetime) -> None:

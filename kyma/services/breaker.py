@@ -2,6 +2,10 @@
 
 State lives in the database (RouteState) by default, or in Redis when KYMA_REDIS_URL is set, so
 every worker and every gateway instance skips the same failing routes.
+
+An operator may also hold a circuit open, or disable a route, by hand (the admin console): that
+flag sits in the same stored state the breaker reads on every attempt, so it costs nothing more,
+and it stays until taken off by hand (no half-open probing, no expiry).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transaction
+from kyma.errors import KymaError
 from kyma.models import RouteState, utcnow
 from kyma.outage import OutageWarning
 
 log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+HELD_OPEN, DISABLED = "open", "disabled"  # the manual flags; "" leaves the route to the breaker
 MAX_RETRY_AFTER_HONOURED = 60.0  # a longer upstream Retry-After just keeps the route open that long
 
 
@@ -35,6 +41,8 @@ class BreakerState:
     state: str
     failures: int
     opened_until: float | None  # epoch seconds
+    manual: str = ""  # "" automatic, HELD_OPEN or DISABLED by an operator
+    updated_at: float | None = None  # epoch seconds of the last change: since when it is in this state
 
 
 class CircuitBreaker:
@@ -58,8 +66,10 @@ class CircuitBreaker:
         """May `route` be tried now? An open route whose cooldown passed admits one probe."""
         now = time.time() if now is None else now
         st = self.store.get(route)
-        if st is None or (st.state == CLOSED and st.failures == 0):
+        if st is None or (st.state == CLOSED and st.failures == 0 and not st.manual):
             return Verdict(True)
+        if st.manual:  # held open or disabled by hand: skipped, like an open circuit, until an operator says
+            return Verdict(False, dirty=True, failures=st.failures)
         if st.state == CLOSED:
             return Verdict(True, dirty=True, failures=st.failures)
         if st.opened_until is not None and now < st.opened_until:
@@ -87,6 +97,17 @@ class CircuitBreaker:
     def state(self, route: str) -> BreakerState:
         """The stored state of a route (closed when never recorded)."""
         return self.store.get(route) or BreakerState(CLOSED, 0, None)
+
+    def describe(self, route: str) -> BreakerState:
+        """The stored state with since when it holds, for an operator (not read on the request path)."""
+        return self.store.describe(route) or BreakerState(CLOSED, 0, None)
+
+    def set_manual(self, route: str, manual: str) -> None:
+        """Hold the circuit open (HELD_OPEN), disable the route (DISABLED), or give it back to the
+        breaker closed (""), for every worker and instance at once."""
+        if manual not in ("", HELD_OPEN, DISABLED):
+            raise ValueError(f"unknown manual state {manual!r}")
+        self.store.set_manual(route, manual)
 
 
 def cooldown_for(failures: int, threshold: int, cooldown: tuple[float, float]) -> float:
@@ -131,11 +152,31 @@ class DatabaseBreakerStore:
     def get(self, route: str) -> BreakerState | None:
         # Read on every attempt: raw SQL, one primary-key lookup.
         with connected():
-            rows = query("SELECT state, failures, opened_until FROM routestate WHERE route = ?", route)
+            rows = query("SELECT state, failures, opened_until, manual FROM routestate WHERE route = ?", route)
         if not rows:
             return None
-        state, failures, opened_until = rows[0]
-        return BreakerState(state, failures, _epoch(as_datetime(opened_until)))
+        state, failures, opened_until, manual = rows[0]
+        return BreakerState(state, failures, _epoch(as_datetime(opened_until)), manual or "")
+
+    def describe(self, route: str) -> BreakerState | None:
+        with connected():
+            row = RouteState.get_or_none(RouteState.route == route)
+        if row is None:
+            return None
+        return BreakerState(row.state, row.failures, _epoch(row.opened_until), row.manual or "",
+                            _epoch(row.updated_at))
+
+    def set_manual(self, route: str, manual: str) -> None:
+        with connected(), write_transaction():
+            RouteState.insert(route=route, state=CLOSED, failures=0, updated_at=utcnow(),
+                              manual="").on_conflict_ignore().execute()
+            if manual == HELD_OPEN:
+                changes = dict(state=OPEN, opened_until=None)
+            elif manual == DISABLED:
+                changes = {}
+            else:  # back to the breaker, closed: a stale cooldown would otherwise linger
+                changes = dict(state=CLOSED, failures=0, opened_until=None)
+            RouteState.update(manual=manual, updated_at=utcnow(), **changes).where(RouteState.route == route).execute()
 
     def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
         with connected():
@@ -156,7 +197,8 @@ class DatabaseBreakerStore:
         # cooldown can overwrite a longer one. SQLite: BEGIN IMMEDIATE already serialises writers.
         # PostgreSQL (READ COMMITTED): make sure the row exists, then lock it with FOR UPDATE.
         with connected() as db, write_transaction():
-            RouteState.insert(route=route, state=CLOSED, failures=0, updated_at=utcnow()).on_conflict_ignore().execute()
+            RouteState.insert(route=route, state=CLOSED, failures=0, updated_at=utcnow(),
+                              manual="").on_conflict_ignore().execute()
             select = RouteState.select().where(RouteState.route == route)
             row = (select if is_sqlite_db(db) else select.for_update()).get()
             old = BreakerState(row.state, row.failures, _epoch(row.opened_until))
@@ -191,8 +233,13 @@ class RedisBreakerStore:
     end
     if hint > 0 then until_ = math.max(until_, now + hint); state = 'open' end
     redis.call('HSET', KEYS[1], 'state', state, 'failures', failures, 'opened_until', until_, 'updated_at', now)
-    redis.call('EXPIRE', KEYS[1], 86400)
+    if (st['manual'] or '') == '' then redis.call('EXPIRE', KEYS[1], 86400) end  -- a hand-set flag never expires
     return failures
+    """
+    _RESET = """
+    if (redis.call('HGET', KEYS[1], 'manual') or '') == '' then return redis.call('DEL', KEYS[1]) end
+    redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0, 'opened_until', 0)
+    return 0
     """
     _PROBE = """
     local st = redis.call('HMGET', KEYS[1], 'state', 'opened_until', 'updated_at')
@@ -214,6 +261,7 @@ class RedisBreakerStore:
         self.prefix = prefix
         self._failure = self.redis.register_script(self._FAILURE)
         self._probe = self.redis.register_script(self._PROBE)
+        self._reset = self.redis.register_script(self._RESET)
         self._warn = OutageWarning(log, "Redis breaker store unavailable (%s); treating every route as closed")
 
     def get(self, route: str) -> BreakerState | None:
@@ -225,7 +273,27 @@ class RedisBreakerStore:
         if not h:
             return None
         until = float(h.get("opened_until") or 0) or None
-        return BreakerState(h.get("state", CLOSED), int(h.get("failures", 0)), until)
+        return BreakerState(h.get("state", CLOSED), int(h.get("failures", 0)), until, h.get("manual", ""),
+                            float(h["updated_at"]) if h.get("updated_at") else None)
+
+    describe = get  # one HGETALL brings every field anyway
+
+    def set_manual(self, route: str, manual: str) -> None:
+        # Unlike the breaker's own writes, an operator must learn when Redis did not take it.
+        key = self.prefix + route
+        try:
+            if manual == HELD_OPEN:
+                self.redis.hset(key, mapping={"state": OPEN, "opened_until": 0, "manual": manual,
+                                              "updated_at": time.time()})
+            elif manual == DISABLED:
+                self.redis.hset(key, mapping={"manual": manual, "updated_at": time.time()})
+            else:
+                self.redis.delete(key)
+                return
+            self.redis.persist(key)
+        except self._errors as exc:
+            raise KymaError(f"Redis did not store the switch ({exc}); nothing changed. Try again.",
+                            status=503) from exc
 
     def claim_probe(self, route: str, now: float, stale_after: float) -> bool:
         try:
@@ -236,7 +304,7 @@ class RedisBreakerStore:
 
     def reset(self, route: str) -> None:
         try:
-            self.redis.delete(self.prefix + route)
+            self._reset(keys=[self.prefix + route])  # keeps a hand-set flag a late success must not undo
         except self._errors as exc:
             self._warn(exc)
 

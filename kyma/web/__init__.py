@@ -80,5 +80,8 @@ def register_web(app: Flask) -> None:
     """Attach the web blueprint, the session cookie policy and the template helpers."""
     app.session_interface = _SessionInterface()
     app.register_blueprint(web_bp)
+    from kyma.web.admin import register_admin
+
+    register_admin(app)
     app.jinja_env.globals.update(csrf_token=csrf.csrf_token, current_principal=current_principal)
     app.jinja_env.filters.update(usd=money.usd, usd_price=money.usd_price)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import g, request, session, url_for
 
-from kyma.errors import AuthenticationFailed
+from kyma.errors import AccountSuspended, AuthenticationFailed
 from kyma.services import accounts
 from kyma.services.accounts import Principal
 
@@ -39,7 +39,7 @@ def current_principal() -> Principal | None:
         if token:
             try:
                 principal = accounts.authenticate(token)
-            except AuthenticationFailed:
+            except (AuthenticationFailed, AccountSuspended):  # a suspended account is signed out
                 session.pop(TOKEN_KEY, None)
         g.principal = principal
     return g.principal

@@ -1,0 +1,12 @@
+"""Small statistics the console shows: percentiles of a list of numbers."""
+
+from __future__ import annotations
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0–100) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n·q/100), at least the first
+    return ordered[int(rank) - 1]
