@@ -91,7 +91,9 @@ def _outcomes_insert(param: str, rows: int) -> str:
 
 def _log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
-    return (r.request_id, r.endpoint, r.status, r.account, r.api_key, r.model_requested, r.alias,
+    # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
+    return (r.request_id, r.endpoint[:40], r.status, r.account, r.api_key, r.model_requested[:100],
+            r.alias[:100] if r.alias else r.alias,
             r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
             r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
             r.error[:1000] if r.error else r.error, r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
