@@ -133,5 +133,6 @@ def _line(r: RequestRecord) -> dict:
             "model_requested": r.model_requested, "alias": r.alias, "model_served": r.model_served,
             "provider": r.provider, "fallback_layer": r.fallback_layer, "attempts": r.attempts, "status": r.status,
             "stream": r.stream, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "cached_tokens": r.cached_tokens, "simulated": r.simulated,
             "cost_micros": r.cost_micros, "latency_ms": round(r.latency_ms, 2),
             "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2), "error": r.error, "note": r.note}
