@@ -89,6 +89,8 @@ class Settings:
     trusted_proxies: int
     public_url: str
     allowed_hosts: tuple[str, ...]
+    metrics: bool = False  # Prometheus at /metrics
+    metrics_token: str = ""  # the bearer token /metrics asks for ("" asks for none)
 
     @classmethod
     def from_env(cls, overrides: dict | None = None) -> "Settings":
@@ -142,6 +144,8 @@ class Settings:
             trusted_proxies=int(_env("KYMA_TRUSTED_PROXIES", "0")),
             public_url=_public_url(_env("KYMA_PUBLIC_URL", "")),
             allowed_hosts=tuple(h.strip() for h in _env("KYMA_ALLOWED_HOSTS", "").split(",") if h.strip()),
+            metrics=_env("KYMA_METRICS", "off").lower() in ("on", "1", "true", "yes"),
+            metrics_token=_env("KYMA_METRICS_TOKEN", ""),
         )
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -166,4 +170,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_LOG_FORMAT", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
     "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
+    "KYMA_METRICS", "KYMA_METRICS_TOKEN",
 )

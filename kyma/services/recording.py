@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import utcnow
-from kyma.services import ledger
+from kyma.services import ledger, metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class AttemptRecord:
     role: str = ""  # "" first try or fallback, "retry" of the same route, "continuation" of a broken stream
     completion_tokens: int = 0
     cost_micros: int = 0
+    reason: str = ""  # why it failed, in a few words a metric label can carry (timeout, http_503, …)
 
 
 @dataclass
@@ -122,7 +123,9 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
 
 
 def announce(record: RequestRecord) -> None:
-    """The request's structured log line, when lines are on; call after the transaction that recorded it."""
+    """The request's metrics and structured log line, when they are on; call after the transaction that
+    recorded it."""
+    metrics.observe(record)
     if logs.request_lines():
         logs.request_line(_line(record))
 
