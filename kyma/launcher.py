@@ -71,7 +71,9 @@ def catalog_ids(path: Path) -> list[str]:
 
 def simulator_env(profile: SimProfile, settings: Settings) -> dict:
     """Environment of one simulator process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_SIM_")}
+    # Not the gateway's metrics settings either: a simulator's gunicorn would empty the gateway's metric files.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KYMA_SIM_") and k not in ("KYMA_METRICS", metrics_files.VARIABLE)}
     env.update({
         "KYMA_SIM_NAME": profile.name,
         "KYMA_SIM_LATENCY_MS": str(profile.latency_ms),

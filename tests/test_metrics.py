@@ -162,3 +162,27 @@ def test_model_labels_stay_few():
         rec.observe(RequestRecord("r", "chat", 404, model_requested=name))
     labels = {s.labels["model"] for m in rec.requests.collect() for s in m.samples if s.name.endswith("_total")}
     assert labels == {"kimi-k2.5", "fast", "other", ""}
+
+
+def test_the_metrics_directory_is_emptied_and_named_for_the_workers(tmp_path):
+    from kyma import metrics_files
+
+    env = {"KYMA_METRICS": "on", "KYMA_INSTANCE_DIR": str(tmp_path)}
+    stale = tmp_path / "prometheus" / "counter_123.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"x")
+    (stale.parent / "keep.txt").write_text("not ours")
+    assert metrics_files.prepare(env) == tmp_path / "prometheus"
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "prometheus")
+    assert not stale.exists() and (stale.parent / "keep.txt").exists()
+    assert metrics_files.prepare({"KYMA_METRICS": "off"}) is None
+
+
+def test_simulators_do_not_inherit_the_metrics_settings(monkeypatch, tmp_path):
+    from kyma.config import Settings
+    from kyma.launcher import PROFILES, simulator_env
+
+    monkeypatch.setenv("KYMA_METRICS", "on")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/somewhere")
+    env = simulator_env(PROFILES[0], Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}))
+    assert "KYMA_METRICS" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env

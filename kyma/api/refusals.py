@@ -25,8 +25,9 @@ _SNIFF_LIMIT = 64 * 1024  # a larger body is not read for its model name
 def record_refusal(status: int, message: str) -> str:
     """Log a refused request and return its request id (for X-Request-Id)."""
     rid = request_id(request.headers.get("X-Request-Id"))
-    record = RequestRecord(request_id=rid, endpoint=_ENDPOINTS.get(request.path.rstrip("/"), "unknown"),
-                           status=status, model_requested="" if status == 413 else model_asked(),
+    endpoint = _ENDPOINTS.get(request.path.rstrip("/")) or (
+        "unknown" if request.url_rule is None else (request.endpoint or "unknown").removeprefix("api."))
+    record = RequestRecord(request_id=rid, endpoint=endpoint, status=status, model_requested="" if status == 413 else model_asked(),
                            error=masked(message))  # refused at once: no latency worth measuring
     finish(record, held=False)
     announce(record)
