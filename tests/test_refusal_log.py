@@ -74,3 +74,21 @@ def test_the_pages_keep_their_html_404_unlogged(app, client):
 def test_a_model_name_longer_than_its_column_is_cut_not_lost(app, client):
     r = client.post("/v1/chat/completions", json=dict(CHAT, model="m" * 300), headers={"Authorization": "Bearer ky-x"})
     assert r.status_code == 401 and logged(app, r).model_requested == "m" * 100
+
+
+@pytest.mark.integration
+def test_refusals_are_logged_by_a_running_gateway(gateway):
+    """The same on the database the gateway really uses (PostgreSQL refuses a value wider than its column)."""
+    import requests
+
+    from tests.servers import db_rows
+
+    long_model = requests.post(f"{gateway.url}/v1/chat/completions", json=dict(CHAT, model="m" * 300),
+                               headers={"Authorization": "Bearer ky-wrong"}, timeout=10)
+    unrouted = requests.post(f"{gateway.url}/v1/chat/complete", json=CHAT, timeout=10)
+    assert (long_model.status_code, unrouted.status_code) == (401, 404)
+    rows = {rid: (status, model, account) for rid, status, model, account in db_rows(
+        gateway.env, "SELECT request_id, status, model_requested, account_id FROM requestlog WHERE request_id IN ({p}, {p})",
+        long_model.headers["X-Request-Id"], unrouted.headers["X-Request-Id"])}
+    assert rows == {long_model.headers["X-Request-Id"]: (401, "m" * 100, None),
+                    unrouted.headers["X-Request-Id"]: (404, "kimi-k2.5", None)}
