@@ -88,7 +88,8 @@ def test_refusals_are_logged_by_a_running_gateway(gateway):
     unrouted = requests.post(f"{gateway.url}/v1/chat/complete", json=CHAT, timeout=10)
     assert (long_model.status_code, unrouted.status_code) == (401, 404)
     rows = {rid: (status, model, account) for rid, status, model, account in db_rows(
-        gateway.env, "SELECT request_id, status, model_requested, account_id FROM requestlog WHERE request_id IN ({p}, {p})",
+        gateway.env,
+        "SELECT request_id, status, model_requested, account_id FROM requestlog WHERE request_id IN ({p}, {p})",
         long_model.headers["X-Request-Id"], unrouted.headers["X-Request-Id"])}
     assert rows == {long_model.headers["X-Request-Id"]: (401, "m" * 100, None),
                     unrouted.headers["X-Request-Id"]: (404, "kimi-k2.5", None)}

@@ -27,7 +27,8 @@ def record_refusal(status: int, message: str) -> str:
     rid = request_id(request.headers.get("X-Request-Id"))
     endpoint = _ENDPOINTS.get(request.path.rstrip("/")) or (
         "unknown" if request.url_rule is None else (request.endpoint or "unknown").removeprefix("api."))
-    record = RequestRecord(request_id=rid, endpoint=endpoint, status=status, model_requested="" if status == 413 else model_asked(),
+    model = "" if status == 413 else model_asked()  # a body over the limit is not read at all
+    record = RequestRecord(request_id=rid, endpoint=endpoint, status=status, model_requested=model,
                            error=masked(message))  # refused at once: no latency worth measuring
     finish(record, held=False)
     announce(record)
