@@ -41,6 +41,12 @@ def test_metrics_are_off_by_default(client):
     assert client.get("/metrics").status_code == 404
 
 
+@pytest.mark.integration
+def test_a_gateway_without_the_setting_serves_no_metrics(gateway):
+    r = requests.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 404 and "kyma_" not in r.text
+
+
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory, simulators):
     workdir = tmp_path_factory.mktemp("metered")
