@@ -171,17 +171,17 @@ def test_model_labels_stay_few():
 
 
 def test_the_metrics_directory_is_emptied_and_named_for_the_workers(tmp_path):
-    from kyma import metrics_files
+    from kyma import gunicorn_hooks
 
     env = {"KYMA_METRICS": "on", "KYMA_INSTANCE_DIR": str(tmp_path)}
     stale = tmp_path / "prometheus" / "counter_123.db"
     stale.parent.mkdir()
     stale.write_bytes(b"x")
     (stale.parent / "keep.txt").write_text("not ours")
-    assert metrics_files.prepare(env) == tmp_path / "prometheus"
+    assert gunicorn_hooks.prepare_metrics_dir(env) == tmp_path / "prometheus"
     assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "prometheus")
     assert not stale.exists() and (stale.parent / "keep.txt").exists()
-    assert metrics_files.prepare({"KYMA_METRICS": "off"}) is None
+    assert gunicorn_hooks.prepare_metrics_dir({"KYMA_METRICS": "off"}) is None
 
 
 def test_simulators_do_not_inherit_the_metrics_settings(monkeypatch, tmp_path):

@@ -4,7 +4,7 @@ Off by default: the recorder is then a no-op and prometheus_client is not even i
 (KYMA_METRICS=on), a finished RequestRecord passes through observe() once, after its commit; open
 streams are counted as they start and end; circuit states and outstanding holds are read when
 /metrics is scraped, never per request. Under gunicorn each worker writes its values to files in
-PROMETHEUS_MULTIPROC_DIR (see kyma.metrics_files) and a scrape adds every worker's up.
+PROMETHEUS_MULTIPROC_DIR (see kyma.gunicorn_hooks) and a scrape adds every worker's up.
 """
 
 from __future__ import annotations
