@@ -192,3 +192,15 @@ def test_simulators_do_not_inherit_the_metrics_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/somewhere")
     env = simulator_env(PROFILES[0], Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}))
     assert "KYMA_METRICS" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env
+
+
+def test_a_command_with_a_missing_metrics_directory_still_starts(tmp_path):
+    """`flask init-db` with KYMA_METRICS on and PROMETHEUS_MULTIPROC_DIR naming a directory not made yet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "PROMETHEUS"))}
+    env.update({"KYMA_METRICS": "on", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not" / "yet"),
+                "KYMA_INSTANCE_DIR": str(tmp_path), "KYMA_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
+                "KYMA_SECRET_KEY": "x"})
+    out = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "app", "init-db"], env=env,
+                         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "not" / "yet").is_dir()

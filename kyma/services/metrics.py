@@ -117,6 +117,8 @@ _recorder: NullRecorder | Recorder = NullRecorder()
 def configure(on: bool, known_models: Iterable[str] = ()) -> NullRecorder | Recorder:
     """Turn metrics on or off for this process (create_app, once per app)."""
     global _recorder
+    if on and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a command run by hand has no master to make it
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     _recorder = Recorder(known_models) if on else NullRecorder()
     return _recorder
 
