@@ -47,6 +47,11 @@ def _on(value: str) -> bool:
     return value.lower() not in ("off", "0", "false", "no")
 
 
+def _off(value: str) -> bool:
+    """A switch that is off unless turned on."""
+    return value.lower() in ("on", "1", "true", "yes")
+
+
 def _true(value: str) -> bool:
     """A switch that is off unless set to `true`."""
     return value == "true"
@@ -160,6 +165,8 @@ SETTINGS = (
     Setting("public_url", "KYMA_PUBLIC_URL", str, "", "the gateway's public base URL", parse=_public_url),
     Setting("allowed_hosts", "KYMA_ALLOWED_HOSTS", tuple[str, ...], "", "host names the gateway answers", parse=_names, shown="`KYMA_HOST`, `localhost`, `127.0.0.1`, `::1`"),
     Setting("admin_emails", "KYMA_ADMIN_EMAILS", tuple[str, ...], "", "accounts made admins of the /admin console at start", parse=_emails),
+    Setting("metrics", "KYMA_METRICS", bool, "off", "on: Prometheus metrics at /metrics", parse=_off),
+    Setting("metrics_token", "KYMA_METRICS_TOKEN", str, "", "the bearer token /metrics asks for (empty: none)"),
 )
 
 # The KYMA_* variables the gateway reads; tests check each is documented in the README.

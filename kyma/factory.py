@@ -56,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register_reaper(app)
     _register_blueprints(app)
+    _register_metrics(app, settings)
 
     from kyma.cli import register_cli
 
@@ -132,6 +133,18 @@ def _register_database_hooks(app: Flask) -> None:
     @app.teardown_request
     def _close_db(exc):
         close_connection()
+
+
+def _register_metrics(app: Flask, settings: Settings) -> None:
+    """Prometheus at /metrics when KYMA_METRICS is on; otherwise no recorder costs the requests anything."""
+    from kyma.services import metrics
+
+    catalog = app.extensions["kyma"].catalog
+    metrics.configure(settings.metrics, [m.id for m in catalog.every] + list(catalog.aliases))
+    if settings.metrics:
+        from kyma.api.metrics import register_metrics
+
+        register_metrics(app, settings.metrics_token)
 
 
 def _register_blueprints(app: Flask) -> None:

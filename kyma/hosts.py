@@ -17,7 +17,7 @@ from flask import Flask, current_app, request
 from werkzeug.exceptions import BadRequest
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-UNCHECKED_PATHS = ("/healthz",)  # load balancers probe by address; it publishes nothing
+UNCHECKED_PATHS = ("/healthz", "/metrics")  # probed and scraped by address; they publish no URL
 
 
 _HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+|[0-9a-f:]+))(?::\d{1,5})?$")

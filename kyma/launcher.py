@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from kyma import gunicorn_hooks
 from kyma.config import ROOT, Settings
 
 PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
@@ -70,7 +71,9 @@ def catalog_ids(path: Path) -> list[str]:
 
 def simulator_env(profile: SimProfile, settings: Settings) -> dict:
     """Environment of one simulator process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_SIM_")}
+    # Not the gateway's metrics settings either: a simulator's gunicorn would empty the gateway's metric files.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KYMA_SIM_") and k not in ("KYMA_METRICS", gunicorn_hooks.VARIABLE)}
     env.update({
         "KYMA_SIM_NAME": profile.name,
         "KYMA_SIM_LATENCY_MS": str(profile.latency_ms),
@@ -84,12 +87,13 @@ def simulator_env(profile: SimProfile, settings: Settings) -> dict:
 
 
 def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
-    """gunicorn with gevent workers, no preload and no control socket.
+    """gunicorn with gevent workers, no preload, no control socket, and the hooks that keep the
+    workers' Prometheus files (kyma.gunicorn_hooks).
 
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
     believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
     """
-    return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-k", "gevent", "-w", str(workers),
             "--worker-connections", "1000", "--no-control-socket", "--forwarded-allow-ips", "",
             "--log-level", log_level, "-b", bind, target]
 
@@ -270,8 +274,9 @@ def run(settings: Settings, gateway_app: str) -> int:
                 wait_answering(f"http://127.0.0.1:{settings.sim_base_port + i}/v1/models", proc)
         if stopping:
             return 0
-        gateway = _spawn(gunicorn_command(gateway_app, f"{settings.host}:{settings.port}", settings.workers),
-                         dict(os.environ))
+        env = dict(os.environ)
+        gunicorn_hooks.prepare_metrics_dir(env, settings.instance_dir)  # with KYMA_METRICS on: emptied, named for the workers
+        gateway = _spawn(gunicorn_command(gateway_app, f"{settings.host}:{settings.port}", settings.workers), env)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         wait_answering(f"http://{host}:{settings.port}/healthz", gateway)
         print(banner(settings), flush=True)

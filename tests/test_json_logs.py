@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import openai
 import pytest
@@ -28,18 +29,27 @@ def test_every_request_gets_a_json_line_and_no_secret_is_logged(json_gateway):
     password = "json-logs-password-1"
     reg = requests.post(f"{url}/v1/auth/register", json={"email": "logs@example.com", "password": password},
                         timeout=10).json()
+    login = requests.post(f"{url}/v1/auth/login", json={"email": "logs@example.com", "password": password},
+                          timeout=10).json()
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=reg["api_key"], max_retries=0)
     ok = client.chat.completions.with_raw_response.create(model="kimi-k2.5", max_tokens=8,
                                                           messages=[{"role": "user", "content": "say exactly: hi"}])
     stream = client.chat.completions.with_raw_response.create(model="kimi-k2.5", max_tokens=8, stream=True,
                                                               messages=[{"role": "user", "content": "count to 3"}])
     list(stream.parse())
+    by_session = openai.OpenAI(base_url=f"{url}/v1", api_key=login["session_token"], max_retries=0)
+    traced = by_session.chat.completions.with_raw_response.create(
+        model="fast", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-Request-Id": "trace-abc"})
     missing = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {reg['api_key']}"},
                             json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}, timeout=10)
     wrong_key = requests.post(f"{url}/v1/messages", headers={"x-api-key": reg["api_key"] + "x"},
                               json={"model": "kimi-k2.5", "max_tokens": 8, "messages": []}, timeout=10)
+    unrouted = requests.get(f"{url}/v1/{reg['api_key']}", headers={"Authorization": f"Bearer {reg['api_key']}"},
+                            timeout=10)
     sent = {ok.headers["X-Request-Id"]: 200, stream.headers["X-Request-Id"]: 200,
-            missing.headers["X-Request-Id"]: 404, wrong_key.headers["X-Request-Id"]: 401}
+            traced.headers["X-Request-Id"]: 200, missing.headers["X-Request-Id"]: 404,
+            wrong_key.headers["X-Request-Id"]: 401, unrouted.headers["X-Request-Id"]: 404}
     json_gateway.stop()  # flushes every worker's output
 
     text = json_gateway.log.read_text()
@@ -48,8 +58,17 @@ def test_every_request_gets_a_json_line_and_no_secret_is_logged(json_gateway):
     assert {rid: requests_logged[rid]["status"] for rid in sent} == sent
     served = requests_logged[ok.headers["X-Request-Id"]]
     assert served["model_served"] == "kimi-k2.5" and served["cost_micros"] > 0 and served["account_id"]
-    for secret in (reg["api_key"], reg["session_token"], password):
+    assert served["latency_ms"] > 0 and served["cached_tokens"] == 0 and served["simulated"] and served["ttft_ms"] is None and served["provider"] and served["attempts"] == 1
+    streamed = requests_logged[stream.headers["X-Request-Id"]]
+    assert streamed["stream"] and streamed["ttft_ms"] > 0 and streamed["completion_tokens"] > 0
+    alias = requests_logged[traced.headers["X-Request-Id"]]
+    assert traced.headers["X-Request-Id"].startswith("trace-abc.") and alias["account_id"] == served["account_id"]
+    assert (alias["model_requested"], alias["model_served"], alias["fallback_layer"]) == ("fast", "llama-3.3-70b", 0)
+    assert requests_logged[wrong_key.headers["X-Request-Id"]]["model_requested"] == "kimi-k2.5"
+    assert requests_logged[unrouted.headers["X-Request-Id"]]["account_id"] is None
+    for secret in (reg["api_key"], reg["session_token"], login["session_token"], password):
         assert secret not in text
+    assert not re.search(r"k[ys]-[A-Za-z0-9]{8,}", text)
 
 
 def test_the_formatter_keeps_fields_and_tracebacks():

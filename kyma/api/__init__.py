@@ -13,6 +13,7 @@ api_bp = Blueprint("api", __name__, url_prefix="/v1")
 from kyma.api import auth, catalog, chat, credits, discovery, messages, responses  # noqa: E402,F401
 from kyma.api import completions, embeddings  # noqa: E402,F401
 from kyma.api import device  # noqa: E402,F401
+from kyma.api.refusals import masked, record_refusal  # noqa: E402
 
 _HTTP_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -63,8 +64,10 @@ def register_api_errors(app: Flask) -> None:
             message = f"No route for {request.method} {request.path}."
         elif exc.code == 405:
             message = f"Method {request.method} is not allowed on {request.path}."
-        err = KymaError(message, code=code, status=exc.code)
+        # A key pasted into a path is neither echoed nor logged.
+        err = KymaError(masked(message), code=code, status=exc.code)
         err.type = _HTTP_TYPES.get(exc.code, "api_error")
+        err.headers["X-Request-Id"] = record_refusal(exc.code or 500, err.message)
         resp = error_response(err)
         # Keep Allow (405) and other headers werkzeug computed.
         for name, value in exc.get_response().headers.items():
@@ -79,7 +82,9 @@ def register_api_errors(app: Flask) -> None:
             raise exc
         from kyma.api.parsing import too_deep
 
-        return error_response(too_deep())
+        err = too_deep()
+        err.headers["X-Request-Id"] = record_refusal(err.status, err.message)
+        return error_response(err)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -11,8 +11,12 @@ from kyma import chat
 from kyma.api import api_bp, choices
 from kyma.api.credentials import principal_from_request
 from kyma.api.parsing import json_object
+from kyma.api.refusals import model_asked
+from kyma.api.request_ids import request_id
 from kyma.api.sse import KEEPALIVE, coalesced, sse_response
+from kyma.errors import KymaError
 from kyma.runtime import runtime
+from kyma.services.accounts import Principal
 
 
 def _dumps(obj) -> bytes:
@@ -26,13 +30,23 @@ def json_response(body: dict, headers: dict) -> Response:
 
 
 def new_call(endpoint: str) -> chat.ChatCall:
-    """The chat call for this HTTP request."""
-    return chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"))
+    """The chat call for this HTTP request, under its own request id (each of a fan-out's calls too)."""
+    return chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"),
+                         request_id=request_id(request.headers.get("X-Request-Id")))
 
 
 def serve(call: chat.ChatCall, read_body=json_object) -> chat.Reply | chat.ChatStream:
     """Hand this HTTP request to the chat pipeline: credentials and body from the request."""
-    return chat.serve(runtime(), call, lambda: principal_from_request(request), read_body)
+    return chat.serve(runtime(), call, lambda: _authenticated(call), read_body)
+
+
+def _authenticated(call: chat.ChatCall) -> Principal:
+    """The request's principal; a refusal here notes the model the body names, for the log row."""
+    try:
+        return principal_from_request(request)
+    except KymaError:
+        call.body = {"model": model_asked()}  # the body is not read otherwise before credentials pass
+        raise
 
 
 @api_bp.post("/chat/completions")

@@ -107,7 +107,7 @@ class Attempts:
             except GeneratorExit:  # the client left mid-attempt: the attempt still happened
                 self.outcomes.append(AttemptRecord(cand.model.id, cand.route.provider.name, False, 499,
                                                    "client closed the request",
-                                                   (time.perf_counter() - t0) * 1000, role))
+                                                   (time.perf_counter() - t0) * 1000, role, reason="client_closed"))
                 raise
             self.succeeded(cand, verdict, (time.perf_counter() - t0) * 1000, role)
             return cand, result
@@ -186,7 +186,7 @@ class Attempts:
         self.upstream_ms += latency_ms
         self.failures.append(failure)
         self.outcomes.append(AttemptRecord(cand.model.id, cand.route.provider.name, False, failure.status,
-                                           failure.public, latency_ms, role))
+                                           failure.public, latency_ms, role, reason=failure_reason(failure)))
         self._failed_providers.add(cand.route.provider.name)
         if failure.is_context_length:
             self._min_context = max(self._min_context, cand.model.context_window)
@@ -238,3 +238,10 @@ class Attempts:
             return UpstreamTimeout(f"The request deadline passed after {self.tried} attempt(s).")
         return UpstreamError(f"Every upstream attempt failed ({self.tried} attempt(s)); last error: {last.public}",
                              headers={"Retry-After": "1"})
+
+
+def failure_reason(failure: UpstreamFailure) -> str:
+    """A failure's kind as a metric label: connect, timeout, first_token, malformed, cut, idle, or http_<status>."""
+    if failure.kind == "status":
+        return f"http_{failure.status}" if failure.status else "http_error"
+    return failure.kind

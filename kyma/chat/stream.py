@@ -26,7 +26,7 @@ from kyma.chat.records import base_record, record_failed, record_served
 from kyma.chat.usage import meter, usage_object
 from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import FailureKind, UpstreamFailure
-from kyma.services import ledger
+from kyma.services import ledger, metrics
 from kyma.services.recording import AttemptRecord
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class ChatStream:
         self._notes: list[str] = []
         self._skipped = 0  # malformed events skipped, every attempt together
         self._run = self._walk()
+        metrics.stream_opened()  # closed once, when the stream is recorded (settled or failed)
 
     # -- the upstream side: routes in order until one produces content, then relay it --
 
@@ -383,6 +384,7 @@ class ChatStream:
     def _fail_unserved(self, err: KymaError) -> None:
         if not self.finished:
             self.finished = True
+            metrics.stream_closed()
             record_failed(self.rt, self.prep, err, self.record, self.attempts)
 
     def _settle(self, status: int, error: str | None) -> None:
@@ -414,6 +416,7 @@ class ChatStream:
         self.record.status, self.record.error = status, error
         record_served(self.rt, self.prep, self.served, self.record, self.attempts)
         self.finished = True  # only now: a failed write leaves the settling to the error path
+        metrics.stream_closed()
 
     def close(self) -> None:
         """Stop the upstream call; if the client left early, bill what was produced and record it."""

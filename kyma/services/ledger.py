@@ -385,3 +385,12 @@ def check_ledger(now: datetime | None = None) -> list[Mismatch]:
         if (account.id,) in stale:
             problems.append(Mismatch(account.id, account.email, "an open hold is past its expiry (run `ledger reap`)"))
     return problems
+
+
+def open_holds() -> tuple[int, int]:
+    """Holds not yet settled or released: how many, and the micro-dollars they reserve (for /metrics)."""
+    with connected():
+        rows = Hold.select(fn.COUNT(Hold.id), fn.COALESCE(fn.SUM(Hold.amount_micros), 0)).where(
+            Hold.closed_at.is_null()).tuples()
+        count, micros = rows[0]
+    return int(count), int(micros)

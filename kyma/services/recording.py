@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import utcnow
-from kyma.services import ledger
+from kyma.services import ledger, metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class AttemptRecord:
     role: str = ""  # "" first try or fallback, "retry" of the same route, "continuation" of a broken stream
     completion_tokens: int = 0
     cost_micros: int = 0
+    reason: str = ""  # why it failed, in a few words a metric label can carry (timeout, http_503, …)
 
 
 @dataclass
@@ -91,7 +92,9 @@ def _outcomes_insert(param: str, rows: int) -> str:
 
 def _log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
-    return (r.request_id, r.endpoint, r.status, r.account, r.api_key, r.model_requested, r.alias,
+    # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
+    return (r.request_id, r.endpoint[:40], r.status, r.account, r.api_key, r.model_requested[:100],
+            r.alias[:100] if r.alias else r.alias,
             r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
             r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
             r.error[:1000] if r.error else r.error, r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
@@ -120,7 +123,9 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
 
 
 def announce(record: RequestRecord) -> None:
-    """The request's structured log line, when lines are on; call after the transaction that recorded it."""
+    """The request's metrics and structured log line, when they are on; call after the transaction that
+    recorded it."""
+    metrics.observe(record)
     if logs.request_lines():
         logs.request_line(_line(record))
 
@@ -131,5 +136,6 @@ def _line(r: RequestRecord) -> dict:
             "model_requested": r.model_requested, "alias": r.alias, "model_served": r.model_served,
             "provider": r.provider, "fallback_layer": r.fallback_layer, "attempts": r.attempts, "status": r.status,
             "stream": r.stream, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "cached_tokens": r.cached_tokens, "simulated": r.simulated,
             "cost_micros": r.cost_micros, "latency_ms": round(r.latency_ms, 2),
             "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2), "error": r.error, "note": r.note}
