@@ -63,7 +63,7 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 ## make soak: before each release, five minutes of mixed load on 2 and on 4 workers, then a check
 ## of the database they left (SQLite integrity, ledger, every success logged and billed).
@@ -74,7 +74,7 @@ soak: $(DEV_STAMP)
 
 ## make notebooks: JupyterLab on notebooks/, with the project's environment as its kernel.
 notebooks: $(DEV_STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
+	PYTHONPATH=$(CURDIR) $(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
 clean:
 	rm -rf $(VENV) $(LEGACY) $(AGENTS) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis

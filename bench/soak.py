@@ -24,16 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
+from bench import procs
+from kyma.config import DEFAULT_WORKERS
+from tests.pg import delete_redis_prefix
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
-    sys.path.insert(0, str(ROOT))
-
-import requests  # noqa: E402
-
-from bench import procs  # noqa: E402
-from kyma.config import DEFAULT_WORKERS  # noqa: E402
-from tests.pg import delete_redis_prefix  # noqa: E402
-
 PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
 KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
 ACCOUNTS = 6
@@ -61,7 +58,7 @@ def start(args, workdir: Path) -> tuple[procs.Server, procs.Server]:
     """The simulator (no latency, fast streams) and the gateway, both answering."""
     root = args.gateway_root
     sim = procs.simulator("sim", workdir, root, UPSTREAM_KEY, tokens_per_sec="2000")
-    sim.wait_started("/v1/models")
+    sim.wait_ready("/v1/models")
     routes, tiers = procs.write_gateway_files(workdir, sim.url, sim.url, KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
     extra = {"KYMA_SIGNUP_MAX_PER_HOUR": "1000"}
     if args.database_url:
@@ -71,7 +68,7 @@ def start(args, workdir: Path) -> tuple[procs.Server, procs.Server]:
     procs.flask(root, env, "init-db")
     gateway = procs.gunicorn("gateway", "app:app", env, workdir, root, args.workers)
     try:
-        gateway.wait_started("/healthz")
+        gateway.wait_ready("/healthz")
     except BaseException:
         sim.stop()
         raise

@@ -3,68 +3,48 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import requests
 
-from kyma.launcher import PortTaken, Started, free_ports, spawn_logged, stop
+from kyma import procs
+from kyma.procs import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # The three built-in simulated providers and their personalities (see kyma/sim).
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
-T = TypeVar("T")
 
 
-def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
-    """start(first port) on n consecutive free ports; on others if one was taken in the meantime."""
-    for attempt in range(attempts):
-        try:
-            return start(free_ports(n))
-        except PortTaken:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-Proc = Started  # a started test server
-
-
-def spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
-    """`target` under gunicorn with gevent workers on 127.0.0.1:port, output to `log` (not yet waited for)."""
-    return Proc(spawn_logged(target, port, env, log, workers), port, log, env)
-
-
-def start_simulator(name: str, workdir: Path, port: int | None = None, **settings: str) -> Proc:
-    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent, on a free port by default."""
+def spawn_simulator(name: str, workdir: Path, sock: socket.socket | None = None, **settings: str) -> Server:
+    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent; not yet waited for."""
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
-
-    def start(port: int) -> Proc:
-        log = workdir / f"{name}-{port}.log"
-        proc = spawn("kyma.sim.app:create_sim_app()", port, env, log)
-        proc.wait_started("/v1/models")
-        return proc
-
-    return start(port) if port else on_free_ports(1, start)
+    sock = sock or procs.listen()
+    return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name)
 
 
-def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Proc]]:
-    """The three simulated providers on consecutive free ports: (first port, processes)."""
-    def start(base: int) -> tuple[int, list[Proc]]:
-        procs: list[Proc] = []
-        try:
-            for i, name in enumerate(SIMULATED_PROVIDERS):
-                procs.append(start_simulator(name, workdir, base + i, **settings))
-        except BaseException:
-            stop([p.popen for p in procs])
-            raise
-        return base, procs
+def start_simulator(name: str, workdir: Path, **settings: str) -> Server:
+    """spawn_simulator(), answering."""
+    sim = spawn_simulator(name, workdir, **settings)
+    sim.wait_ready("/v1/models")
+    return sim
 
-    return on_free_ports(len(SIMULATED_PROVIDERS), start)
+
+def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]:
+    """The three simulated providers on consecutive ports, answering: (first port, servers)."""
+    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
+    sims = [spawn_simulator(name, workdir, sock, **settings) for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    try:
+        for sim in sims:
+            sim.wait_ready("/v1/models")
+    except BaseException:
+        procs.stop(sims)
+        raise
+    return sims[0].port, sims
 
 
 def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
@@ -91,18 +71,25 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
     return env
 
 
-def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None = None) -> Proc:
-    """Migrate the schema, then start the gateway under gunicorn with gevent workers."""
+def migrate(env: dict) -> None:
+    """Create or migrate the schema of the database a gateway environment names."""
     subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
 
-    def start(port: int) -> Proc:
-        log = workdir / f"gateway-{port}.log"
-        proc = spawn("app:app", port, env, log, workers)
-        proc.wait_started("/healthz")
-        return proc
 
-    return start(port) if port else on_free_ports(1, start)
+def spawn_gateway(workdir: Path, env: dict, workers: int = 2, sock: socket.socket | None = None) -> Server:
+    """The gateway under gunicorn with gevent workers on its migrated database; not yet waited for."""
+    sock = sock or procs.listen()
+    return procs.start("app:app", sock, env, log=workdir / f"gateway-{sock.getsockname()[1]}.log",
+                       workers=workers, name="gateway")
+
+
+def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
+    """Migrate the schema, then start the gateway and wait until it answers."""
+    migrate(env)
+    gw = spawn_gateway(workdir, env, workers)
+    gw.wait_ready("/healthz")
+    return gw
 
 
 def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -146,3 +133,14 @@ def reset_breakers(env: dict) -> None:
         if keys:
             r.delete(*keys)
     db_rows(env, "delete from routestate")
+
+
+def end_cooldowns(env: dict) -> None:
+    """Make every open circuit of a gateway due for its probe, as if its cooldown had passed."""
+    if env.get("KYMA_REDIS_URL"):
+        import redis
+
+        r = redis.Redis.from_url(env["KYMA_REDIS_URL"])
+        for key in r.scan_iter(f"{env.get('KYMA_REDIS_PREFIX', 'kyma:')}breaker:*"):
+            r.hset(key, "opened_until", 1)
+    db_rows(env, "update routestate set opened_until = {p} where state = 'open'", "2000-01-01 00:00:00")
