@@ -9,7 +9,7 @@ import requests
 
 from kyma.services.breaker import (CLOSED, HALF_OPEN, OPEN, CircuitBreaker, DatabaseBreakerStore,
                                    RedisBreakerStore, next_state)
-from tests.servers import gateway_env, start_gateway
+from tests.servers import end_cooldowns, gateway_env, start_gateway
 
 
 def test_opens_after_threshold_and_cooldown_doubles_up_to_its_cap():
@@ -110,9 +110,11 @@ def test_redis_store():
 
 
 def test_redis_store_down_fails_open(caplog):
-    from kyma.launcher import free_ports
+    import socket
 
-    store = RedisBreakerStore(f"redis://127.0.0.1:{free_ports()}/0")  # nobody listens there
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound but not listening: every connect is refused
+    store = RedisBreakerStore(f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
     breaker = CircuitBreaker(store, failures=1, cooldown=10)
     now = time.time()
     with caplog.at_level("WARNING", logger="kyma.services.breaker"):
@@ -123,6 +125,7 @@ def test_redis_store_down_fails_open(caplog):
             breaker.record_success("sim-a/m1", verdict)
     assert store.claim_probe("sim-a/m1", now, stale_after=10) is True
     assert breaker.state("sim-a/m1").state == CLOSED
+    closed.close()
     warnings = [r for r in caplog.records if "breaker store unavailable" in r.getMessage()]
     assert len(warnings) == 1, "the warning is rate-limited"
 
@@ -148,7 +151,9 @@ def test_redis_store_hanging_fails_open():
 @pytest.mark.integration
 def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simulators):
     base, sims = simulators
-    env = gateway_env(tmp_path, base, KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=2)
+    # A cooldown far longer than the test: the route opens until the test itself ends the cooldown.
+    env = gateway_env(tmp_path, base, KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=600,
+                      KYMA_BREAKER_MAX_COOLDOWN_SECONDS=600)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
         key = requests.post(f"{gw.url}/v1/auth/register", json={"email": "cb@example.com", "password": "secret12"},
@@ -170,7 +175,7 @@ def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simul
             r = ask("sim-alpha=500")
             assert r.headers["X-Kyma-Provider"] == "sim-beta" and r.headers["X-Kyma-Attempts"] == "1"
         assert alpha_hits() == opened_at
-        time.sleep(2.5)
+        end_cooldowns(env)
         r = ask()  # the probe succeeds and closes the breaker
         assert r.headers["X-Kyma-Provider"] == "sim-alpha" and r.headers["X-Kyma-Fallback"] == "false"
         assert ask().headers["X-Kyma-Provider"] == "sim-alpha"
