@@ -9,7 +9,6 @@ import pytest
 
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text()
 GRAVE = ("serious", "critical")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
                                  "(apt-get install -y chromium; CI's .ci/run installs it)")]
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import re
 
-import pytest
 
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
-
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 
 def chat(client, text: str, max_tokens: int) -> None:

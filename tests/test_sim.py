@@ -18,6 +18,8 @@ from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_hea
 from kyma.sim.schema_values import value_for_schema
 from tests.servers import start_simulator
 
+pytestmark = pytest.mark.integration  # the simulator under gunicorn; its pure parsers run here too
+
 USER = [{"role": "user", "content": "Hello there, simulator"}]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
