@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
 
 from kyma import procs
 from kyma.procs import Server
@@ -96,13 +95,6 @@ def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run `flask --app app ARGS` against the database a gateway environment names."""
     return subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
-
-
-def register(url: str, email: str, password: str = "correct horse") -> dict:
-    """Register an account over HTTP and return the JSON answer (api_key, session_token, …)."""
-    r = requests.post(f"{url}/v1/auth/register", json={"email": email, "password": password}, timeout=10)
-    r.raise_for_status()
-    return r.json()
 
 
 def db_rows(env: dict, sql: str, *params) -> list[tuple]:

@@ -8,6 +8,7 @@ import openai
 import pytest
 import requests
 
+from tests.conftest import register
 from tests.servers import gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
@@ -37,10 +38,7 @@ def _me_status(base: str, key: str) -> int:
 
 def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
     base = lone_gateway.url
-    reg = requests.post(f"{base}/v1/auth/register", json={"email": "ops@example.com", "password": "s3cret!!"},
-                        timeout=10)
-    assert reg.status_code == 200, reg.text
-    session = reg.json()["session_token"]
+    session = register(base, "ops@example.com")["session_token"]
     extra = requests.post(f"{base}/v1/auth/keys", json={"name": "doomed"},
                           headers={"Authorization": f"Bearer {session}"}, timeout=10).json()
 
@@ -63,7 +61,7 @@ def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
 def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
     base = lone_gateway.url
     creds = {"email": "pat@example.com", "password": "pa55word"}
-    assert requests.post(f"{base}/v1/auth/register", json=creds, timeout=10).status_code == 200
+    register(base, **creds)
     ok = requests.post(f"{base}/v1/auth/login", json=creds, timeout=10)
     assert ok.status_code == 200 and ok.json()["session_token"].startswith("ks-")
     bad = requests.post(f"{base}/v1/auth/login", json={**creds, "password": "nope-nope"}, timeout=10)

@@ -9,6 +9,7 @@ import requests
 
 from kyma.services.breaker import (CLOSED, HALF_OPEN, OPEN, CircuitBreaker, DatabaseBreakerStore,
                                    RedisBreakerStore, next_state)
+from tests.conftest import register
 from tests.servers import end_cooldowns, gateway_env, start_gateway
 
 
@@ -156,8 +157,7 @@ def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simul
                       KYMA_BREAKER_MAX_COOLDOWN_SECONDS=600)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
-        key = requests.post(f"{gw.url}/v1/auth/register", json={"email": "cb@example.com", "password": "secret12"},
-                            timeout=10).json()["api_key"]
+        key = register(gw.url, "cb@example.com")["api_key"]
         alpha = sims[0]
 
         def ask(fault=None):

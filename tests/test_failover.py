@@ -16,7 +16,8 @@ import requests
 
 from kyma.config import DATA
 from kyma.tokens import count_text
-from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulator
+from tests.conftest import register
+from tests.servers import db_rows, flask_cli, gateway_env, start_gateway, start_simulator
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from kyma import logs
+from tests.conftest import register
 from tests.servers import gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -26,8 +27,7 @@ def json_gateway(tmp_path, simulators):
 def test_every_request_gets_a_json_line_and_no_secret_is_logged(json_gateway):
     url = json_gateway.url
     password = "json-logs-password-1"
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "logs@example.com", "password": password},
-                        timeout=10).json()
+    reg = register(url, "logs@example.com", password)
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=reg["api_key"], max_retries=0)
     ok = client.chat.completions.with_raw_response.create(model="kimi-k2.5", max_tokens=8,
                                                           messages=[{"role": "user", "content": "say exactly: hi"}])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-import requests
 
+from tests.conftest import register
 from tests.servers import BIN, db_rows, gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
@@ -28,12 +28,10 @@ def discovery_gateway(tmp_path):
 
 def test_schemathesis_finds_no_failures(discovery_gateway, tmp_path):
     url = discovery_gateway.url
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "fuzz@example.com", "password": "fuzz-pass-1"},
-                        timeout=10)
-    assert reg.status_code == 200, reg.text
+    reg = register(url, "fuzz@example.com")
     cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "15", "--seed", "1",
            "--no-color", "--phases", "examples,coverage,fuzzing,stateful", "--request-timeout", "10",
-           "--include-path-regex", OPERATIONS, "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
+           "--include-path-regex", OPERATIONS, "-H", f"Authorization: Bearer {reg['api_key']}"]
     # cwd is a tmp dir so .hypothesis/ and .schemathesis/ never land in the repository.
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
@@ -65,12 +63,11 @@ def upstream_gateway(tmp_path, simulators):
 
 def test_upstream_backed_operations_answer_within_the_contract(upstream_gateway, tmp_path):
     url = upstream_gateway.url
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "fuzz-up@example.com", "password": "fuzz-pass-1"},
-                        timeout=10)
+    reg = register(url, "fuzz-up@example.com")
     cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "10", "--seed", "1",
            "--no-color", "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
            "--include-path-regex", UPSTREAM_OPERATIONS, "--checks", ANSWER_CHECKS,
-           "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
+           "-H", f"Authorization: Bearer {reg['api_key']}"]
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "Tested: 3" in run.stdout

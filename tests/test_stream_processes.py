@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulators
+from tests.conftest import register
+from tests.servers import db_rows, flask_cli, gateway_env, start_gateway, start_simulators
 
 pytestmark = pytest.mark.integration
 
