@@ -47,3 +47,22 @@ def redis_prefix():
         yield prefix
     finally:
         pg.delete_redis_prefix(prefix)
+
+
+@contextlib.contextmanager
+def schema_on(kind: str, tmp_path):
+    """A fresh database with the gateway's tables, the proxy bound to it: kind is sqlite or postgres."""
+    if kind == "postgres":
+        with postgres_schema() as url:
+            yield url
+        return
+    from kyma.db import init_db
+    from kyma.models import ALL_MODELS
+
+    url = f"sqlite:///{tmp_path / 'kyma.db'}"
+    db = init_db(url)
+    db.create_tables(ALL_MODELS)
+    try:
+        yield url
+    finally:
+        db.close()

@@ -79,6 +79,15 @@ def sqlite_db(tmp_path):
     db.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_db(request, tmp_path):
+    """The URL of a fresh database with the schema, once on SQLite and once on PostgreSQL (skipped when down)."""
+    from tests.backends import schema_on
+
+    with schema_on(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture()
 def client(app):
     return app.test_client()

@@ -50,21 +50,17 @@ def _exercise(breaker: CircuitBreaker, route: str):
     assert breaker.check(route, now + 12).allowed
 
 
-def test_database_store(app):
-    with app.app_context():
-        _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
+def test_database_store(backend_db):
+    _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
 
 
 _BREAKER_WORKER = """
 import sys
-from kyma.cli import create_or_migrate_schema
 from kyma.db import database, init_db
 from kyma.services.breaker import DatabaseBreakerStore
 init_db(sys.argv[1])
 store = DatabaseBreakerStore()
-if sys.argv[2] == "create":
-    create_or_migrate_schema()
-elif sys.argv[2] == "show":
+if sys.argv[2] == "show":
     with database.connection_context():
         st = store.get("sim-a/m1")
     print(st.failures, st.opened_until)
@@ -75,29 +71,18 @@ else:
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_database_store_loses_no_failures_across_processes(tmp_path, backend):
+def test_database_store_loses_no_failures_across_processes(backend_db):
     """Concurrent failures from several processes all count, and the longest cooldown wins."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from tests import pg
-
-    if backend == "postgres" and pg.postgres_unavailable():
-        pytest.skip(pg.postgres_unavailable())
-    url = pg.create_database() if backend == "postgres" else f"sqlite:///{tmp_path / 'b.db'}"
     root = Path(__file__).resolve().parent.parent
-    run = [sys.executable, "-c", _BREAKER_WORKER, url]
-    try:
-        subprocess.run(run + ["create"], cwd=root, check=True, timeout=60)
-        # Each process sends its own Retry-After hint (10, 20, 30, 40 s), so their deadlines differ.
-        procs = [subprocess.Popen(run + [str(10 * (i + 1)), "40"], cwd=root) for i in range(4)]
-        assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
-        shown = subprocess.run(run + ["show"], cwd=root, check=True, timeout=60, capture_output=True, text=True)
-    finally:
-        if backend == "postgres":
-            pg.drop_database(url)
+    run = [sys.executable, "-c", _BREAKER_WORKER, backend_db]
+    # Each process sends its own Retry-After hint (10, 20, 30, 40 s), so their deadlines differ.
+    procs = [subprocess.Popen(run + [str(10 * (i + 1)), "40"], cwd=root) for i in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    shown = subprocess.run(run + ["show"], cwd=root, check=True, timeout=60, capture_output=True, text=True)
     failures, opened_until = shown.stdout.split()
     assert int(failures) == 160, "no failure is lost"
     assert float(opened_until) == 1040.0, "a shorter cooldown never overwrites a longer one"
