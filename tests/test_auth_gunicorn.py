@@ -38,7 +38,8 @@ def _me_status(base: str, key: str) -> int:
 
 def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
     base = lone_gateway.url
-    session = register(base, "ops@example.com")["session_token"]
+    reg = register(base, "ops@example.com")
+    session = reg["session_token"]
     extra = requests.post(f"{base}/v1/auth/keys", json={"name": "doomed"},
                           headers={"Authorization": f"Bearer {session}"}, timeout=10).json()
 
@@ -54,7 +55,7 @@ def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
         after = list(pool.map(lambda _: _me_status(base, extra["key"]), range(10)))
     assert after == [401] * 10
     # The account's other credentials still work.
-    assert _me_status(base, reg.json()["api_key"]) == 200
+    assert _me_status(base, reg["api_key"]) == 200
     assert _me_status(base, session) == 200
 
 
