@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators
+from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators, stop_all
 
 PASSWORD = "correct horse"
 # Fixtures that start gunicorn or simulator processes: a test using one must be marked integration,
@@ -98,10 +98,9 @@ def simulators(tmp_path_factory):
     """The three simulated providers on consecutive ports (KYMA_SIM_BASE_PORT + 0, 1, 2)."""
     workdir = tmp_path_factory.mktemp("sims")
     # Faults that sleep ("timeout", "stall") outlast the gateway's 2 s limits below, but not by much.
-    base, procs = start_simulators(workdir, kyma_sim_timeout_seconds=5)
-    yield base, procs
-    for p in procs:
-        p.stop()
+    base, sims = start_simulators(workdir, kyma_sim_timeout_seconds=5)
+    yield base, sims
+    stop_all(sims)
 
 
 @pytest.fixture(scope="session")
@@ -125,9 +124,7 @@ def slow_gateway(tmp_path_factory):
     base, sims = start_simulators(workdir, kyma_sim_tokens_per_sec="20")
     gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
     yield gw
-    gw.stop()
-    for s in sims:
-        s.stop()
+    stop_all([gw, *sims])
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,20 +11,29 @@ from pathlib import Path
 
 
 from kyma import procs
-from kyma.procs import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # The three built-in simulated providers and their personalities (see kyma/sim).
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
+# A stopping worker waits this long for open (keep-alive) connections, not gunicorn's 30 s.
+QUICK_STOP = ("--graceful-timeout", "3")
+
+
+class Server(procs.Server):
+    """A throw-away server: stopped with SIGINT, gunicorn's quick shutdown (nothing to drain)."""
+
+    def stop(self, sig: int = signal.SIGINT, grace: float = 10) -> None:
+        super().stop(sig, grace)
 
 
 def spawn_simulator(name: str, workdir: Path, sock: socket.socket | None = None, **settings: str) -> Server:
     """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent; not yet waited for."""
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
     sock = sock or procs.listen()
-    return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name)
+    return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name,
+                       kind=Server, extra=QUICK_STOP)
 
 
 def start_simulator(name: str, workdir: Path, **settings: str) -> Server:
@@ -41,7 +51,7 @@ def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]
         for sim in sims:
             sim.wait_ready("/v1/models")
     except BaseException:
-        procs.stop(sims)
+        stop_all(sims)
         raise
     return sims[0].port, sims
 
@@ -70,6 +80,11 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
     return env
 
 
+def stop_all(servers: list[Server]) -> None:
+    """Stop servers together (each is signalled before any is waited for)."""
+    procs.stop(servers, sig=signal.SIGINT)
+
+
 def migrate(env: dict) -> None:
     """Create or migrate the schema of the database a gateway environment names."""
     subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
@@ -80,7 +95,7 @@ def spawn_gateway(workdir: Path, env: dict, workers: int = 2, sock: socket.socke
     """The gateway under gunicorn with gevent workers on its migrated database; not yet waited for."""
     sock = sock or procs.listen()
     return procs.start("app:app", sock, env, log=workdir / f"gateway-{sock.getsockname()[1]}.log",
-                       workers=workers, name="gateway")
+                       workers=workers, name="gateway", kind=Server, extra=QUICK_STOP)
 
 
 def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
