@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from kyma import procs
 
 ROOT = Path(__file__).resolve().parent.parent
