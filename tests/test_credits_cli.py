@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,25 @@ ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).parent / "flask")
 
 
-@pytest.fixture()
-def cli_env(tmp_path):
+def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
-    env.update(KYMA_INSTANCE_DIR=str(tmp_path), KYMA_DATABASE_URL=f"sqlite:///{tmp_path / 'kyma.db'}",
+    env.update(KYMA_INSTANCE_DIR=str(home), KYMA_DATABASE_URL=f"sqlite:///{home / 'kyma.db'}",
                KYMA_SECRET_KEY="test", KYMA_BCRYPT_ROUNDS="4", KYMA_LOG_LEVEL="WARNING")
-    subprocess.run([FLASK, "--app", "app", "init-db"], cwd=ROOT, env=env, check=True, capture_output=True)
     return env
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory) -> Path:
+    """A database file made by a real `flask init-db`, once per module: each test gets a copy."""
+    home = tmp_path_factory.mktemp("migrated")
+    subprocess.run([FLASK, "--app", "app", "init-db"], cwd=ROOT, env=_env(home), check=True, capture_output=True)
+    return home / "kyma.db"
+
+
+@pytest.fixture()
+def cli_env(tmp_path, migrated_db):
+    shutil.copyfile(migrated_db, tmp_path / "kyma.db")
+    return _env(tmp_path)
 
 
 def flask(env, *args) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kyma import sqlite, wal
-from tests.test_credits_cli import ROOT, cli_env, flask  # noqa: F401 — cli_env is a fixture
+from tests.test_credits_cli import ROOT, cli_env, flask, migrated_db  # noqa: F401 — fixtures
 
 WRITER = """
 import sys, time
