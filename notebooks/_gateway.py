@@ -21,7 +21,7 @@ import requests
 
 # The repository root is on PYTHONPATH (notebooks/conftest.py under nbval, `make notebooks` for Lab).
 from kyma import procs
-from tests.servers import SIMULATED_PROVIDERS, flask_cli, gateway_env, spawn_gateway, spawn_simulator
+from tests.servers import flask_cli, start_stack
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -96,30 +96,20 @@ def start(gateway_settings: dict | None = None, sim_settings: dict | None = None
 
 
 def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
-    """Simulators on three consecutive ports, then the gateway; all stopped again if one fails."""
+    """Three simulators and the gateway, their boots overlapping; all stopped again if one fails."""
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
-    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
-    env = gateway_env(workdir, socks[0].getsockname()[1], **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
-    # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
-    for name, sock in zip(SIMULATED_PROVIDERS, socks):
-        sim = spawn_simulator(name, workdir, sock, **{**DEFAULT_SIM_SETTINGS, **sim_settings})
-        gw.servers.append(sim)
-        gw.simulators[name] = sim.url
     try:
-        migrated = flask_cli(env, "init-db")
-        if migrated.returncode != 0:
-            raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-        gateway = spawn_gateway(workdir, env, workers)
-        gw.servers.append(gateway)
-        gw.url, gw.env = gateway.url, env
-        for server in gw.servers:
-            server.wait_ready("/healthz" if server is gateway else "/v1/models")
-    except (RuntimeError, TimeoutError) as exc:
+        gateway, sims = start_stack(workdir, {**DEFAULT_SIM_SETTINGS, **sim_settings}, workers,
+                                    **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
+    except (OSError, RuntimeError, TimeoutError) as exc:
         gw.workdir = None  # keep the logs for the error message below
         gw.stop()
         raise RuntimeError(f"the notebook gateway did not start: {exc} (logs in {workdir})") from exc
+    gw.servers = [*sims, gateway]
+    gw.simulators = {sim.name: sim.url for sim in sims}
+    gw.url, gw.env = gateway.url, gateway.env
     return gw
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators, stop_all
+from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators, start_stack, stop_all
 
 PASSWORD = "correct horse"
 # Fixtures that start gunicorn or simulator processes: a test using one must be marked integration,
@@ -120,9 +120,7 @@ def gateway(tmp_path_factory, simulators):
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory):
     """A gateway whose simulators stream 20 tokens a second, so a reply is still running when Stop arrives."""
-    workdir = tmp_path_factory.mktemp("slow")
-    base, sims = start_simulators(workdir, kyma_sim_tokens_per_sec="20")
-    gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
+    gw, sims = start_stack(tmp_path_factory.mktemp("slow"), {"kyma_sim_tokens_per_sec": "20"}, workers=1)
     yield gw
     stop_all([gw, *sims])
 

@@ -86,8 +86,9 @@ def stop_all(servers: list[Server]) -> None:
 
 def migrate(env: dict) -> None:
     """Create or migrate the schema of the database a gateway environment names."""
-    subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    done = flask_cli(env, "init-db")
+    if done.returncode != 0:
+        raise RuntimeError(f"flask init-db failed: {done.stderr.strip()[-2000:]}")
 
 
 def spawn_gateway(workdir: Path, env: dict, workers: int = 2, sock: socket.socket | None = None) -> Server:
@@ -103,6 +104,24 @@ def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
     gw = spawn_gateway(workdir, env, workers)
     gw.wait_ready("/healthz")
     return gw
+
+
+def start_stack(workdir: Path, sim_settings: dict | None = None, workers: int = 2,
+                **gateway_settings) -> tuple[Server, list[Server]]:
+    """The three simulators and a gateway in front of them, their four boots overlapping: (gateway, sims)."""
+    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
+    env = gateway_env(workdir, socks[0].getsockname()[1], **gateway_settings)
+    servers = [spawn_simulator(name, workdir, sock, **(sim_settings or {}))
+               for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    try:
+        migrate(env)
+        servers.append(spawn_gateway(workdir, env, workers))
+        for server in servers:
+            server.wait_ready("/healthz" if server.name == "gateway" else "/v1/models")
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers[-1], servers[:-1]
 
 
 def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
