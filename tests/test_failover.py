@@ -15,7 +15,7 @@ import requests
 from kyma.config import DATA
 from kyma.tokens import count_text
 from tests.conftest import register
-from tests.servers import db_rows, end_cooldowns, flask_cli, gateway_env, start_gateway, start_simulator
+from tests.servers import db_rows, end_cooldowns, flask_cli, gateway_env, spawn_simulator, start_gateway, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -231,7 +231,7 @@ def failover(tmp_path_factory, simulators):
     answer, one that says it can but refuses a prefill, then sim-beta; circuits on short cooldowns."""
     workdir = tmp_path_factory.mktemp("failover")
     base, _ = simulators
-    strict = start_simulator("sim-strict", workdir, kyma_sim_prefill="reject")
+    strict = spawn_simulator("sim-strict", workdir, kyma_sim_prefill="reject")  # boots while the gateway does
     routes = json.loads((DATA / "routes.json").read_text())
     routes["providers"]["sim-noprefill"] = {"base_url": f"{strict.url}/v1", "simulated": True, "prefill": False}
     routes["providers"]["sim-strict"] = {"base_url": f"{strict.url}/v1", "simulated": True, "prefill": True}
@@ -245,9 +245,9 @@ def failover(tmp_path_factory, simulators):
                       KYMA_FIRST_TOKEN_TIMEOUT=2,
                       KYMA_IDLE_TIMEOUT=2, KYMA_BREAKER_COOLDOWN_SECONDS=1, KYMA_BREAKER_MAX_COOLDOWN_SECONDS=2)
     proc = start_gateway(workdir, env)
+    strict.wait_ready("/v1/models")
     yield proc, base
-    proc.stop()
-    strict.stop()
+    stop_all([proc, strict])
 
 
 def test_continuation_skips_what_cannot_prefill_and_survives_a_refused_prefill(failover):
