@@ -57,9 +57,11 @@ def listen_consecutive(n: int, host: str = "127.0.0.1", attempts: int = 200) -> 
         held = [listen(host)]
         base = held[0].getsockname()[1]
         try:
+            if base + n - 1 > 65535:
+                raise PortInUse(0, "the block would run past the last port")
             held += [listen(host, port) for port in range(base + 1, base + n)]
             return held
-        except (PortInUse, OverflowError):
+        except PortInUse:
             for s in held:
                 s.close()
     raise PortInUse(0, f"no {n} consecutive free ports on {host}")
