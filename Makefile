@@ -52,18 +52,20 @@ run: db
 ## browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
 test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@# Two pytest workers: each starts its own gateways and simulators on free ports, and the
-	@# PostgreSQL tests make throw-away databases, so nothing is shared between them.
-	$(BIN)/python -m pytest -q -n 2 tests
+	@# PostgreSQL tests make throw-away databases, so nothing is shared between them. A test module
+	@# stays on one worker, so a module's own gateway starts once.
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
-	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -m "integration and not postgres and not browser" tests; \
+	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n 2 --dist loadfile \
+	    -m "integration and not postgres and not browser" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --nbval --nbval-current-env \
 	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 ## make soak: before each release, five minutes of mixed load on 2 and on 4 workers, then a check
 ## of the database they left (SQLite integrity, ledger, every success logged and billed).
@@ -74,7 +76,7 @@ soak: $(DEV_STAMP)
 
 ## make notebooks: JupyterLab on notebooks/, with the project's environment as its kernel.
 notebooks: $(DEV_STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
+	PYTHONPATH=$(CURDIR) $(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
 clean:
 	rm -rf $(VENV) $(LEGACY) $(AGENTS) instance/*.db* test-artifacts .pytest_cache .hypothesis .schemathesis

@@ -6,8 +6,8 @@ runs on these shared 2-core machines, so it is compared side by side instead: th
 their own gunicorn gateway in front of the same simulators, and every round calls base, candidate
 and the simulator directly in turn. Worker CPU is read per gateway, so each gets its own.
 
-    .venv/bin/python bench/compare.py                # HEAD against the working tree
-    .venv/bin/python bench/compare.py --base-rev HEAD~3 --rounds 600
+    .venv/bin/python -m bench.compare                # HEAD against the working tree
+    .venv/bin/python -m bench.compare --base-rev HEAD~3 --rounds 600
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import procs  # noqa: E402
-from bench.load import have_wrk, run_wrk  # noqa: E402
-from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
+from bench import procs
+from bench.load import have_wrk, run_wrk
+from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,
                          stream_request)
-from bench.run import RESULTS, UPSTREAM_KEY, bodies, open_account, start_gateway  # noqa: E402
-from kyma.config import DEFAULT_WORKERS  # noqa: E402
+from bench.run import RESULTS, UPSTREAM_KEY, bodies, open_account, start_gateway
+from kyma.config import DEFAULT_WORKERS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,12 +82,12 @@ def main(argv=None) -> int:
         stream = procs.simulator("sim-stream", work, ROOT, UPSTREAM_KEY, tokens_per_sec=str(args.stream_rate))
         servers += [plain, stream]
         for s in (plain, stream):
-            s.wait_started("/v1/models")
+            s.wait_ready("/v1/models")
         gateways = {}
         for name, root, env in (("base", base_root, args.base_env), ("candidate", ROOT, args.env)):
             gateways[name] = start_gateway(name, root, work / name, plain.url, stream.url, env, args.workers)
             servers.append(gateways[name])
-            gateways[name].wait_started("/healthz")
+            gateways[name].wait_ready("/healthz")
         keys = {n: open_account(g, ROOT if n == "candidate" else base_root) for n, g in gateways.items()}
         b = bodies()
         json_h = {"Content-Type": "application/json"}

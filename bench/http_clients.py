@@ -5,7 +5,7 @@ them. One keep-alive gevent server on 127.0.0.1 answers every POST with a fixed 
 each round calls kyma's Origin, urllib3 2.x and geventhttpclient's HTTPClient in turn (rotating
 who goes first), under gevent's monkey-patching as in the gateway, and reads each client's CPU.
 
-    .venv/bin/python bench/http_clients.py --rounds 3000
+    .venv/bin/python -m bench.http_clients --rounds 3000
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from kyma import procs  # noqa: E402
 
 BODY = json.dumps({"id": "x", "object": "chat.completion", "usage": {"prompt_tokens": 5, "completion_tokens": 40},
                    "choices": [{"index": 0, "finish_reason": "stop",
@@ -31,7 +29,7 @@ BODY = json.dumps({"id": "x", "object": "chat.completion", "usage": {"prompt_tok
 REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
 
 
-def serve(port: int) -> None:
+def serve(fd: int) -> None:
     """The upstream: answers each request on a kept-alive connection with REPLY."""
     from gevent.server import StreamServer
 
@@ -51,7 +49,7 @@ def serve(port: int) -> None:
             buf = rest[length:]
             sock.sendall(REPLY)
 
-    StreamServer(("127.0.0.1", port), handle).serve_forever()
+    StreamServer(socket.socket(fileno=fd), handle).serve_forever()
 
 
 def clients(port: int) -> dict:
@@ -95,12 +93,12 @@ def main(argv=None) -> int:
     if args.serve:
         serve(args.serve)
         return 0
-    from kyma.launcher import free_ports
-
-    port = free_ports(1)
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
+    listener = procs.listen()  # bound here and inherited: the server cannot lose its port to a race
+    port, fd = listener.getsockname()[1], listener.fileno()
+    server = subprocess.Popen([sys.executable, "-m", "bench.http_clients", "--serve", str(fd)], cwd=procs.ROOT,
+                              pass_fds=(fd,))
+    listener.close()
     try:
-        time.sleep(1.0)
         calls = clients(port)
         for call in calls.values():  # warm up: connections open, code paths hot
             for _ in range(50):

@@ -9,22 +9,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from kyma.launcher import Started, free_ports, spawn_logged  # noqa: E402
+from kyma import procs
 
 BIN = Path(sys.executable).parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class Server(Started):
-    """A gunicorn master we started, where it listens and where it logs."""
-
-    name: str = ""
+class Server(procs.Server):
+    """A gunicorn master we started, where it listens and where it logs, and its workers' CPU time."""
 
     def worker_pids(self) -> list[int]:
         """PIDs of the gunicorn workers (the master's children)."""
@@ -51,9 +44,8 @@ def cpu_seconds(pid: int) -> float:
 
 def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:
     """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
-    port = free_ports()
-    log = workdir / f"{name}.log"
-    return Server(spawn_logged(target, port, env, log, workers, cwd=cwd), port, log, env, name=name)
+    return procs.start(target, procs.listen(), env, log=workdir / f"{name}.log", workers=workers, cwd=cwd,
+                       name=name, kind=Server, extra=("--graceful-timeout", "3"))
 
 
 def simulator(name: str, workdir: Path, cwd: Path, api_key: str, **sim: str) -> Server:

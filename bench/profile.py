@@ -1,4 +1,4 @@
-"""Profile the gateway worker under load: `python bench/profile.py [--seconds 15]`.
+"""Profile the gateway worker under load: `python -m bench.profile [--seconds 15]`.
 
 Starts the same servers as bench/run.py, drives non-streamed requests with wrk at 32
 connections, and samples the gateway worker with py-spy (install it into the venv yourself:
@@ -16,13 +16,11 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import procs
+from bench.load import run_wrk
+from bench.run import RESULTS, bodies, open_account, parse_args, start_servers
 
-from bench import procs  # noqa: E402
-from bench.load import run_wrk  # noqa: E402
-from bench.run import RESULTS, bodies, open_account, parse_args, start_servers  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def summarize(collapsed: Path, top: int = 40) -> str:

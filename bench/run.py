@@ -19,19 +19,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script (`python bench/run.py`): make `bench` importable
-    sys.path.insert(0, str(ROOT))
+import requests
 
-import requests  # noqa: E402
-
-from bench import procs  # noqa: E402
-from bench.load import have_wrk, run_wrk  # noqa: E402
-from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,  # noqa: E402
+from bench import procs
+from bench.load import have_wrk, run_wrk
+from bench.probe import (WARMUP, Target, interleaved, percentile, plain_request,
                          stream_request)
-from bench.report import evaluate, render_table  # noqa: E402
-from kyma.config import DEFAULT_WORKERS  # noqa: E402
+from bench.report import evaluate, render_table
+from kyma.config import DEFAULT_WORKERS
 
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
 KEY_ENV, UPSTREAM_KEY = "BENCH_UPSTREAM_KEY", "sk-bench-upstream"
@@ -96,7 +93,7 @@ def start_servers(args, workdir: Path) -> dict[str, procs.Server]:
     servers["gateway"] = start_gateway("gateway", args.gateway_root, workdir, servers["sim_plain"].url,
                                        servers["sim_stream"].url, args.env, args.workers)
     for name, s in servers.items():
-        s.wait_started("/healthz" if name == "gateway" else "/v1/models")
+        s.wait_ready("/healthz" if name == "gateway" else "/v1/models")
     return servers
 
 

@@ -22,21 +22,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import requests
+
+from bench import procs
+from kyma.config import DEFAULT_WORKERS
+from tests.pg import delete_redis_prefix
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
-    sys.path.insert(0, str(ROOT))
-
-import requests  # noqa: E402
-
-from bench import procs  # noqa: E402
-from kyma.config import DEFAULT_WORKERS  # noqa: E402
-from tests.pg import delete_redis_prefix  # noqa: E402
-
 PLAIN_MODEL, STREAM_MODEL = "llama-3.3-70b", "gpt-oss-120b"
 KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
 ACCOUNTS = 6
+MIN_PURCHASES, MIN_REAPS = 3, 2  # made even when the load outlasts --seconds on a slow machine
 CHAT_KINDS = ("chat", "chat_stream", "messages")
 # What a worker's log must never say: a database error, an unhandled exception, a failed checkpoint
 # or integrity check, or anything else logged at ERROR or CRITICAL.
@@ -61,7 +60,7 @@ def start(args, workdir: Path) -> tuple[procs.Server, procs.Server]:
     """The simulator (no latency, fast streams) and the gateway, both answering."""
     root = args.gateway_root
     sim = procs.simulator("sim", workdir, root, UPSTREAM_KEY, tokens_per_sec="2000")
-    sim.wait_started("/v1/models")
+    sim.wait_ready("/v1/models")
     routes, tiers = procs.write_gateway_files(workdir, sim.url, sim.url, KEY_ENV, PLAIN_MODEL, STREAM_MODEL)
     extra = {"KYMA_SIGNUP_MAX_PER_HOUR": "1000"}
     if args.database_url:
@@ -71,7 +70,7 @@ def start(args, workdir: Path) -> tuple[procs.Server, procs.Server]:
     procs.flask(root, env, "init-db")
     gateway = procs.gunicorn("gateway", "app:app", env, workdir, root, args.workers)
     try:
-        gateway.wait_started("/healthz")
+        gateway.wait_ready("/healthz")
     except BaseException:
         sim.stop()
         raise
@@ -86,9 +85,11 @@ def open_accounts(gateway: procs.Server, root: Path) -> list[dict]:
         r = requests.post(f"{gateway.url}/v1/auth/register", json={"email": email, "password": "soak-password"},
                           timeout=30)
         r.raise_for_status()
-        procs.flask(root, gateway.env, "credits", "add", email, "1000")
         body = r.json()
         accounts.append({"email": email, "key": body["api_key"], "session": body["session_token"]})
+    # One `credits add` process per account, all at once: each spends most of its time starting up.
+    with ThreadPoolExecutor(ACCOUNTS) as pool:
+        list(pool.map(lambda a: procs.flask(root, gateway.env, "credits", "add", a["email"], "1000"), accounts))
     return accounts
 
 
@@ -96,6 +97,7 @@ def load(args, gateway: procs.Server, accounts: list[dict]) -> dict:
     """Run bench/soak_load.py against the gateway; what its clients saw."""
     plan = {"url": gateway.url, "accounts": accounts, "seconds": args.seconds, "clients": args.clients,
             "plain_model": PLAIN_MODEL, "stream_model": STREAM_MODEL, "purchase_every": 1.0, "reap_every": 3.0,
+            "min_purchases": MIN_PURCHASES, "min_reaps": MIN_REAPS,
             "flask": str(procs.BIN / "flask"), "root": str(args.gateway_root), "env": gateway.env}
     done = subprocess.run([sys.executable, "-m", "bench.soak_load"], cwd=ROOT, input=json.dumps(plan),
                           capture_output=True, text=True, timeout=args.seconds + 300)

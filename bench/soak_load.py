@@ -204,7 +204,8 @@ def purchases(rec: Recorder, plan: dict, deadline: float) -> None:
     """Credit purchases from the command line, now and then repeating an idempotency key."""
     rnd = random.Random(7)
     n = 0
-    while time.monotonic() < deadline:
+    # However slow the machine, the soak makes its minimum (joinall's timeout still bounds it).
+    while time.monotonic() < deadline or len(rec.purchases) < plan.get("min_purchases", 0):
         done_keys = [p for p in rec.purchases if p["ok"]]
         if done_keys and rnd.random() < 0.2:
             repeat = rnd.choice(done_keys)  # a retried purchase: must not credit twice
@@ -220,8 +221,10 @@ def purchases(rec: Recorder, plan: dict, deadline: float) -> None:
 
 def reaps(rec: Recorder, plan: dict, deadline: float) -> None:
     """`flask ledger reap` from another process now and then, beside the workers' own reapers."""
-    while time.monotonic() < deadline:
+    attempts = 0
+    while time.monotonic() < deadline or attempts < plan.get("min_reaps", 0):
         gevent.sleep(plan["reap_every"])
+        attempts += 1
         if flask(plan, "ledger", "reap").returncode == 0:
             rec.reaps += 1
 

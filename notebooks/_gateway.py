@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -20,12 +19,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the kernel's cwd is notebooks/; tests.servers lives at the repo root
-    sys.path.insert(0, str(ROOT))
-
-from kyma.launcher import PortTaken, stop  # noqa: E402
-from tests.servers import SIMULATED_PROVIDERS, Proc, flask_cli, gateway_env, on_free_ports, spawn  # noqa: E402
+# The repository root is on PYTHONPATH (notebooks/conftest.py under nbval, `make notebooks` for Lab).
+from kyma import procs
+from tests.servers import flask_cli, start_stack
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -44,7 +40,7 @@ class Gateway:
 
     url: str
     simulators: dict[str, str] = field(default_factory=dict)
-    procs: list[Proc] = field(default_factory=list)
+    servers: list[procs.Server] = field(default_factory=list)
     env: dict | None = None
     workdir: Path | None = None
 
@@ -83,8 +79,8 @@ class Gateway:
 
     def stop(self) -> None:
         """Stop every process this notebook started (by PID) and delete its temporary folder."""
-        stop([proc.popen for proc in self.procs], sig=signal.SIGINT)  # SIGINT: gunicorn's quick shutdown
-        self.procs.clear()
+        procs.stop(self.servers, sig=signal.SIGINT)  # SIGINT: gunicorn's quick shutdown
+        self.servers.clear()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -96,37 +92,24 @@ def start(gateway_settings: dict | None = None, sim_settings: dict | None = None
     remote = os.environ.get("KYMA_BASE_URL")
     if remote:
         return Gateway(url=remote.rstrip("/"))
-    # Three simulators and the gateway on one block of free ports; on another if one was taken.
-    return on_free_ports(len(SIMULATED_PROVIDERS) + 1,
-                         lambda base: _start_local(base, gateway_settings or {}, sim_settings or {}, workers))
+    return _start_local(gateway_settings or {}, sim_settings or {}, workers)
 
 
-def _start_local(base: int, gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
-    """Simulators on base, base+1, base+2 and the gateway on base+3; all stopped again if one fails."""
+def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
+    """Three simulators and the gateway, their boots overlapping; all stopped again if one fails."""
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
-    env = gateway_env(workdir, base, **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
-    # Start every process first and wait afterwards: four gunicorn boots overlap instead of queueing.
-    for i, name in enumerate(SIMULATED_PROVIDERS):
-        sim_env = {**os.environ, **DEFAULT_SIM_SETTINGS, **sim_settings, "KYMA_SIM_NAME": name}
-        gw.procs.append(spawn("kyma.sim.app:create_sim_app()", base + i, sim_env, workdir / f"{name}.log"))
-        gw.simulators[name] = gw.procs[-1].url
     try:
-        migrated = flask_cli(env, "init-db")
-        if migrated.returncode != 0:
-            raise RuntimeError(f"flask init-db failed: {migrated.stderr.strip()}")
-        gw.procs.append(spawn("app:app", base + len(SIMULATED_PROVIDERS), env, workdir / "gateway.log", workers))
-        gw.url, gw.env = gw.procs[-1].url, env
-        for proc in gw.procs:
-            proc.wait_started("/healthz" if proc is gw.procs[-1] else "/v1/models")
-    except PortTaken:
-        gw.stop()
-        raise  # on_free_ports starts again elsewhere
-    except (RuntimeError, TimeoutError) as exc:
+        gateway, sims = start_stack(workdir, {**DEFAULT_SIM_SETTINGS, **sim_settings}, workers,
+                                    **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
+    except (OSError, RuntimeError, TimeoutError) as exc:
         gw.workdir = None  # keep the logs for the error message below
         gw.stop()
         raise RuntimeError(f"the notebook gateway did not start: {exc} (logs in {workdir})") from exc
+    gw.servers = [*sims, gateway]
+    gw.simulators = {sim.name: sim.url for sim in sims}
+    gw.url, gw.env = gateway.url, gateway.env
     return gw
 
 

@@ -22,18 +22,24 @@ def postgres_url():
 
 
 @contextlib.contextmanager
-def postgres_schema():
-    """postgres_url() with the gateway's tables created and the proxy bound to it; yields the URL."""
+def _schema(url: str):
+    """The gateway's tables created in the database at `url`, the proxy bound to it; yields the URL."""
     from kyma.db import init_db
     from kyma.models import ALL_MODELS
 
-    with postgres_url() as url:
-        db = init_db(url)
-        db.create_tables(ALL_MODELS)
-        try:
-            yield url
-        finally:
-            db.close()
+    db = init_db(url)
+    db.create_tables(ALL_MODELS)
+    try:
+        yield url
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def postgres_schema():
+    """postgres_url() with the gateway's tables created and the proxy bound to it; yields the URL."""
+    with postgres_url() as url, _schema(url):
+        yield url
 
 
 @contextlib.contextmanager
@@ -47,3 +53,10 @@ def redis_prefix():
         yield prefix
     finally:
         pg.delete_redis_prefix(prefix)
+
+
+@contextlib.contextmanager
+def schema_on(kind: str, tmp_path):
+    """A fresh database with the gateway's tables, the proxy bound to it: kind is sqlite or postgres."""
+    with (postgres_schema() if kind == "postgres" else _schema(f"sqlite:///{tmp_path / 'kyma.db'}")) as url:
+        yield url

@@ -3,29 +3,67 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
-from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators
+from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators, start_stack, stop_all
+
+PASSWORD = "correct horse"
+# Fixtures that start gunicorn or simulator processes: a test using one must be marked integration,
+# or the PostgreSQL pass (`-m integration`) would silently leave it out.
+PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
+
+
+def pytest_collection_modifyitems(items):
+    unmarked = [item.nodeid for item in items if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests that start processes need @pytest.mark.integration: {unmarked}")
+
+
+def register(target, email: str = "ada@example.com", password: str = PASSWORD) -> dict:
+    """Register an account through a Flask test client or at a server's URL; the JSON answer."""
+    body = {"email": email, "password": password}
+    if isinstance(target, str):
+        r = requests.post(f"{target}/v1/auth/register", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+    resp = target.post("/v1/auth/register", json=body)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
 
 
 @pytest.fixture()
-def app(tmp_path):
-    """An app on a fresh SQLite database (schema created), for the Flask test client."""
+def make_app(tmp_path):
+    """make_app(**settings) → an app on a fresh SQLite database with its schema, for the test client."""
     from kyma.cli import create_or_migrate_schema
     from kyma.factory import create_app
 
-    app = create_app({
-        "instance_dir": tmp_path,
-        "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-        "secret_key": "test-secret",
-        "bcrypt_rounds": 4,
-        "signup_max_per_hour": 100000,  # tests register many accounts from 127.0.0.1
-        "signup_max_global_per_hour": 100000,
-        "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
+    def make(**settings):
+        app = create_app({
+            "instance_dir": tmp_path,
+            "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
+            "secret_key": "test-secret",
+            "bcrypt_rounds": 4,
+            "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
+            **settings,
+        })
+        with app.app_context():
+            create_or_migrate_schema()
+        return app
+
+    return make
+
+
+@pytest.fixture()
+def app(make_app):
+    """An app on a fresh SQLite database (schema created), for the Flask test client."""
+    app = make_app(
+        signup_max_per_hour=100000,  # tests register many accounts from 127.0.0.1
+        signup_max_global_per_hour=100000,
         # The test client's host, and the one the discovery and page tests publish for.
-        "allowed_hosts": ("localhost", "gw.example", "gateway.test"),
-    })
+        allowed_hosts=("localhost", "gw.example", "gateway.test"),
+    )
     app.config["TESTING"] = True
-    create_or_migrate_schema()
     return app
 
 
@@ -41,6 +79,15 @@ def sqlite_db(tmp_path):
     db.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_db(request, tmp_path):
+    """The URL of a fresh database with the schema, once on SQLite and once on PostgreSQL (skipped when down)."""
+    from tests.backends import schema_on
+
+    with schema_on(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture()
 def client(app):
     return app.test_client()
@@ -51,10 +98,9 @@ def simulators(tmp_path_factory):
     """The three simulated providers on consecutive ports (KYMA_SIM_BASE_PORT + 0, 1, 2)."""
     workdir = tmp_path_factory.mktemp("sims")
     # Faults that sleep ("timeout", "stall") outlast the gateway's 2 s limits below, but not by much.
-    base, procs = start_simulators(workdir, kyma_sim_timeout_seconds=5)
-    yield base, procs
-    for p in procs:
-        p.stop()
+    base, sims = start_simulators(workdir, kyma_sim_timeout_seconds=5)
+    yield base, sims
+    stop_all(sims)
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +120,9 @@ def gateway(tmp_path_factory, simulators):
 @pytest.fixture(scope="module")
 def slow_gateway(tmp_path_factory):
     """A gateway whose simulators stream 20 tokens a second, so a reply is still running when Stop arrives."""
-    workdir = tmp_path_factory.mktemp("slow")
-    base, sims = start_simulators(workdir, kyma_sim_tokens_per_sec="20")
-    gw = start_gateway(workdir, gateway_env(workdir, base), workers=1)
+    gw, sims = start_stack(tmp_path_factory.mktemp("slow"), {"kyma_sim_tokens_per_sec": "20"}, workers=1)
     yield gw
-    gw.stop()
-    for s in sims:
-        s.stop()
+    stop_all([gw, *sims])
 
 
 @pytest.fixture()
@@ -88,13 +130,8 @@ def account(gateway):
     """A fresh account on the shared gateway (its own rate-limit window and $0.50 signup credit)."""
     import uuid
 
-    import requests
-
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-    r = requests.post(f"{gateway.url}/v1/auth/register", json={"email": email, "password": "correct horse"},
-                      timeout=10)
-    assert r.status_code in (200, 201), r.text
-    yield {"email": email, **r.json()}
+    yield {"email": email, **register(gateway.url, email)}
     # Fault tests open circuits (Retry-After, failed probes) on this shared gateway: close them again.
     reset_breakers(gateway.env)
 

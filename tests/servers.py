@@ -3,68 +3,56 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
 
-import requests
-
-from kyma.launcher import PortTaken, Started, free_ports, spawn_logged, stop
+from kyma import procs
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # The three built-in simulated providers and their personalities (see kyma/sim).
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
-T = TypeVar("T")
+# A stopping worker waits this long for open (keep-alive) connections, not gunicorn's 30 s.
+QUICK_STOP = ("--graceful-timeout", "3")
 
 
-def on_free_ports(n: int, start: Callable[[int], T], attempts: int = 3) -> T:
-    """start(first port) on n consecutive free ports; on others if one was taken in the meantime."""
-    for attempt in range(attempts):
-        try:
-            return start(free_ports(n))
-        except PortTaken:
-            if attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+class Server(procs.Server):
+    """A throw-away server: stopped with SIGINT, gunicorn's quick shutdown (nothing to drain)."""
+
+    def stop(self, sig: int = signal.SIGINT, grace: float = 10) -> None:
+        super().stop(sig, grace)
 
 
-Proc = Started  # a started test server
-
-
-def spawn(target: str, port: int, env: dict, log: Path, workers: int = 1) -> Proc:
-    """`target` under gunicorn with gevent workers on 127.0.0.1:port, output to `log` (not yet waited for)."""
-    return Proc(spawn_logged(target, port, env, log, workers), port, log, env)
-
-
-def start_simulator(name: str, workdir: Path, port: int | None = None, **settings: str) -> Proc:
-    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent, on a free port by default."""
+def spawn_simulator(name: str, workdir: Path, sock: socket.socket | None = None, **settings: str) -> Server:
+    """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent; not yet waited for."""
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
-
-    def start(port: int) -> Proc:
-        log = workdir / f"{name}-{port}.log"
-        proc = spawn("kyma.sim.app:create_sim_app()", port, env, log)
-        proc.wait_started("/v1/models")
-        return proc
-
-    return start(port) if port else on_free_ports(1, start)
+    sock = sock or procs.listen()
+    return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name,
+                       kind=Server, extra=QUICK_STOP)
 
 
-def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Proc]]:
-    """The three simulated providers on consecutive free ports: (first port, processes)."""
-    def start(base: int) -> tuple[int, list[Proc]]:
-        procs: list[Proc] = []
-        try:
-            for i, name in enumerate(SIMULATED_PROVIDERS):
-                procs.append(start_simulator(name, workdir, base + i, **settings))
-        except BaseException:
-            stop([p.popen for p in procs])
-            raise
-        return base, procs
+def start_simulator(name: str, workdir: Path, **settings: str) -> Server:
+    """spawn_simulator(), answering."""
+    sim = spawn_simulator(name, workdir, **settings)
+    sim.wait_ready("/v1/models")
+    return sim
 
-    return on_free_ports(len(SIMULATED_PROVIDERS), start)
+
+def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]:
+    """The three simulated providers on consecutive ports, answering: (first port, servers)."""
+    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
+    sims = [spawn_simulator(name, workdir, sock, **settings) for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    try:
+        for sim in sims:
+            sim.wait_ready("/v1/models")
+    except BaseException:
+        stop_all(sims)
+        raise
+    return sims[0].port, sims
 
 
 def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
@@ -91,31 +79,55 @@ def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
     return env
 
 
-def start_gateway(workdir: Path, env: dict, workers: int = 2, port: int | None = None) -> Proc:
-    """Migrate the schema, then start the gateway under gunicorn with gevent workers."""
-    subprocess.run([str(BIN / "flask"), "--app", "app", "init-db"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+def stop_all(servers: list[Server]) -> None:
+    """Stop servers together (each is signalled before any is waited for)."""
+    procs.stop(servers, sig=signal.SIGINT)
 
-    def start(port: int) -> Proc:
-        log = workdir / f"gateway-{port}.log"
-        proc = spawn("app:app", port, env, log, workers)
-        proc.wait_started("/healthz")
-        return proc
 
-    return start(port) if port else on_free_ports(1, start)
+def migrate(env: dict) -> None:
+    """Create or migrate the schema of the database a gateway environment names."""
+    done = flask_cli(env, "init-db")
+    if done.returncode != 0:
+        raise RuntimeError(f"flask init-db failed: {done.stderr.strip()[-2000:]}")
+
+
+def spawn_gateway(workdir: Path, env: dict, workers: int = 2, sock: socket.socket | None = None) -> Server:
+    """The gateway under gunicorn with gevent workers on its migrated database; not yet waited for."""
+    sock = sock or procs.listen()
+    return procs.start("app:app", sock, env, log=workdir / f"gateway-{sock.getsockname()[1]}.log",
+                       workers=workers, name="gateway", kind=Server, extra=QUICK_STOP)
+
+
+def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
+    """Migrate the schema, then start the gateway and wait until it answers."""
+    migrate(env)
+    gw = spawn_gateway(workdir, env, workers)
+    gw.wait_ready("/healthz")
+    return gw
+
+
+def start_stack(workdir: Path, sim_settings: dict | None = None, workers: int = 2,
+                **gateway_settings) -> tuple[Server, list[Server]]:
+    """The three simulators and a gateway in front of them, their four boots overlapping: (gateway, sims)."""
+    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
+    env = gateway_env(workdir, socks[0].getsockname()[1], **gateway_settings)
+    servers = [spawn_simulator(name, workdir, sock, **(sim_settings or {}))
+               for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    try:
+        migrate(env)
+        servers.append(spawn_gateway(workdir, env, workers))
+        for server in servers:
+            server.wait_ready("/healthz" if server.name == "gateway" else "/v1/models")
+    except BaseException:
+        stop_all(servers)
+        raise
+    return servers[-1], servers[:-1]
 
 
 def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run `flask --app app ARGS` against the database a gateway environment names."""
     return subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
-
-
-def register(url: str, email: str, password: str = "correct horse") -> dict:
-    """Register an account over HTTP and return the JSON answer (api_key, session_token, …)."""
-    r = requests.post(f"{url}/v1/auth/register", json={"email": email, "password": password}, timeout=10)
-    r.raise_for_status()
-    return r.json()
 
 
 def db_rows(env: dict, sql: str, *params) -> list[tuple]:
@@ -146,3 +158,14 @@ def reset_breakers(env: dict) -> None:
         if keys:
             r.delete(*keys)
     db_rows(env, "delete from routestate")
+
+
+def end_cooldowns(env: dict) -> None:
+    """Make every open circuit of a gateway due for its probe, as if its cooldown had passed."""
+    if env.get("KYMA_REDIS_URL"):
+        import redis
+
+        r = redis.Redis.from_url(env["KYMA_REDIS_URL"])
+        for key in r.scan_iter(f"{env.get('KYMA_REDIS_PREFIX', 'kyma:')}breaker:*"):
+            r.hset(key, "opened_until", 1)
+    db_rows(env, "update routestate set opened_until = {p} where state = 'open'", "2000-01-01 00:00:00")

@@ -10,7 +10,6 @@ import pytest
 from tests.servers import flask_cli
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text()
 GRAVE = ("serious", "critical")

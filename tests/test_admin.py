@@ -280,12 +280,9 @@ def test_cli_grant_revoke_and_admin_emails_setting(app, monkeypatch):
     assert audit_actions(app) == ["admin.grant", "admin.revoke", "admin.grant"]
 
 
-def test_admin_emails_are_applied_when_the_app_starts(app, tmp_path):
-    from kyma.factory import create_app
-
+def test_admin_emails_are_applied_when_the_app_starts(app, make_app):
     customer(app, "boss@example.com")
-    again = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-                        "secret_key": "test-secret", "admin_emails": ("boss@example.com",)})
+    again = make_app(admin_emails=("boss@example.com",))
     with again.app_context():
         assert Account.get(Account.email == "boss@example.com").is_admin
         assert [(e.actor, e.action) for e in AuditEntry.select()] == [("KYMA_ADMIN_EMAILS", "admin.grant")]

@@ -11,7 +11,8 @@ import openai
 import pytest
 import requests
 
-from tests.servers import flask_cli, register
+from tests.conftest import register
+from tests.servers import flask_cli
 
 pytestmark = pytest.mark.integration
 

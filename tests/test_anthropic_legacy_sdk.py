@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from tests.servers import ROOT, register
+from tests.conftest import register
+from tests.servers import ROOT
 
 pytestmark = pytest.mark.integration
 

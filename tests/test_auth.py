@@ -10,14 +10,7 @@ import pytest
 
 from kyma.models import Account, ApiKey, LedgerEntry, RateCounter, SessionToken, utcnow
 from kyma.services import accounts, counters, passwords
-
-PASSWORD = "correct horse"
-
-
-def register(client, email="ada@example.com", password=PASSWORD):
-    resp = client.post("/v1/auth/register", json={"email": email, "password": password})
-    assert resp.status_code == 200, resp.get_json()
-    return resp.get_json()
+from tests.conftest import PASSWORD, register
 
 
 def bearer(secret: str) -> dict:
@@ -52,27 +45,15 @@ def test_register_response_is_not_cacheable(client):
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-def test_signup_credit_follows_settings(tmp_path):
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}",
-                      "secret_key": "s", "bcrypt_rounds": 4, "signup_credit_usd": 2.25})
-    create_or_migrate_schema()
-    body = register(app.test_client())
+def test_signup_credit_follows_settings(make_app):
+    body = register(make_app(signup_credit_usd=2.25).test_client())
     assert body["balance"] == 2.25
 
 
 @pytest.fixture()
-def strict_app(tmp_path):
+def strict_app(make_app):
     """An app with the production sign-up limit (5 per address per hour)."""
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}",
-                      "secret_key": "s", "bcrypt_rounds": 4, "signup_max_per_hour": 5})
-    create_or_migrate_schema()
-    return app
+    return make_app(signup_max_per_hour=5)
 
 
 def test_signups_per_address_are_limited_before_hashing(strict_app, monkeypatch):
@@ -96,14 +77,8 @@ def test_signups_per_address_are_limited_before_hashing(strict_app, monkeypatch)
 
 
 @pytest.mark.parametrize("proxies", [0, 1])
-def test_the_client_address_comes_from_the_proxy_only_when_one_is_trusted(tmp_path, proxies):
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
-                      "bcrypt_rounds": 4, "signup_max_per_hour": 1, "trusted_proxies": proxies})
-    create_or_migrate_schema()
-    client = app.test_client()
+def test_the_client_address_comes_from_the_proxy_only_when_one_is_trusted(make_app, proxies):
+    client = make_app(signup_max_per_hour=1, trusted_proxies=proxies).test_client()
 
     def sign_up(email: str, forwarded_for: str) -> int:
         # Behind nginx every request arrives from the proxy's own address, 10.0.0.2.
@@ -149,13 +124,8 @@ def test_one_network_shares_one_signup_allowance(strict_app, first, same, other)
         assert accounts.register("n5@example.com", PASSWORD, settings, client_ip=other).account_id
 
 
-def test_a_global_ceiling_stops_signups_from_many_networks(tmp_path):
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
-                      "bcrypt_rounds": 4, "signup_max_global_per_hour": 3})
-    create_or_migrate_schema()
+def test_a_global_ceiling_stops_signups_from_many_networks(make_app):
+    app = make_app(signup_max_global_per_hour=3)
     settings = app.extensions["kyma"].settings
     with app.app_context():
         for i in range(3):
@@ -643,12 +613,9 @@ def test_a_key_name_sent_with_a_form_content_type_is_kept(client):
 
 
 @pytest.mark.parametrize("proxies, hsts", [(0, False), (1, True), (2, True)])
-def test_the_scheme_comes_from_the_nearest_trusted_proxy(tmp_path, proxies, hsts):
+def test_the_scheme_comes_from_the_nearest_trusted_proxy(make_app, proxies, hsts):
     # Proxies replace X-Forwarded-Proto rather than append to it: one value, however many there are.
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}", "secret_key": "s",
-                      "trusted_proxies": proxies})
+    app = make_app(trusted_proxies=proxies)
     page = app.test_client().get("/login", headers={"X-Forwarded-Proto": "https",
                                                     "X-Forwarded-For": "203.0.113.1, 10.0.0.3"})
     assert ("Strict-Transport-Security" in page.headers) is hsts

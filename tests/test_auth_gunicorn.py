@@ -8,15 +8,20 @@ import openai
 import pytest
 import requests
 
+from tests.conftest import register
 from tests.servers import gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
 
 
-@pytest.fixture()
-def lone_gateway(tmp_path):
-    """A gateway with no reachable upstreams (auth needs none), 2 gevent workers."""
-    proc = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1), workers=2)
+@pytest.fixture(scope="module")
+def lone_gateway(tmp_path_factory):
+    """A gateway with no reachable upstreams (auth needs none), 2 gevent workers, no trusted proxy.
+
+    Shared by this module's tests: each uses accounts of its own.
+    """
+    workdir = tmp_path_factory.mktemp("lone")
+    proc = start_gateway(workdir, gateway_env(workdir, sim_base_port=1), workers=2)
     yield proc
     proc.stop()
 
@@ -37,10 +42,8 @@ def _me_status(base: str, key: str) -> int:
 
 def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
     base = lone_gateway.url
-    reg = requests.post(f"{base}/v1/auth/register", json={"email": "ops@example.com", "password": "s3cret!!"},
-                        timeout=10)
-    assert reg.status_code == 200, reg.text
-    session = reg.json()["session_token"]
+    reg = register(base, "ops@example.com")
+    session = reg["session_token"]
     extra = requests.post(f"{base}/v1/auth/keys", json={"name": "doomed"},
                           headers={"Authorization": f"Bearer {session}"}, timeout=10).json()
 
@@ -56,14 +59,14 @@ def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
         after = list(pool.map(lambda _: _me_status(base, extra["key"]), range(10)))
     assert after == [401] * 10
     # The account's other credentials still work.
-    assert _me_status(base, reg.json()["api_key"]) == 200
+    assert _me_status(base, reg["api_key"]) == 200
     assert _me_status(base, session) == 200
 
 
 def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
     base = lone_gateway.url
     creds = {"email": "pat@example.com", "password": "pa55word"}
-    assert requests.post(f"{base}/v1/auth/register", json=creds, timeout=10).status_code == 200
+    register(base, **creds)
     ok = requests.post(f"{base}/v1/auth/login", json=creds, timeout=10)
     assert ok.status_code == 200 and ok.json()["session_token"].startswith("ks-")
     bad = requests.post(f"{base}/v1/auth/login", json={**creds, "password": "nope-nope"}, timeout=10)
@@ -73,10 +76,11 @@ def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
 
 
 @pytest.mark.parametrize("proxies", [0, 1])
-def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(tmp_path, proxies):
+def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(lone_gateway, tmp_path, proxies):
     """From 127.0.0.1, which gunicorn trusts by default: X-Forwarded-Proto and X-Forwarded-Ssl change
-    nothing with KYMA_TRUSTED_PROXIES=0, and X-Forwarded-Proto is the scheme with 1."""
-    gw = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1, KYMA_TRUSTED_PROXIES=proxies))
+    nothing with KYMA_TRUSTED_PROXIES=0 (the shared gateway's), and X-Forwarded-Proto is the scheme with 1."""
+    gw = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1, KYMA_TRUSTED_PROXIES=1)) if proxies \
+        else lone_gateway
     try:
         claims = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "https"}
         llms = requests.get(f"{gw.url}/llms.txt", headers=claims, timeout=10).text
@@ -88,4 +92,5 @@ def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(tmp_pat
             assert "Strict-Transport-Security" not in login.headers
             assert "secure" not in login.headers.get("Set-Cookie", "").lower()
     finally:
-        gw.stop()
+        if gw is not lone_gateway:
+            gw.stop()

@@ -9,7 +9,8 @@ import requests
 
 from kyma.services.breaker import (CLOSED, HALF_OPEN, OPEN, CircuitBreaker, DatabaseBreakerStore,
                                    RedisBreakerStore, next_state)
-from tests.servers import gateway_env, start_gateway
+from tests.conftest import register
+from tests.servers import end_cooldowns, gateway_env, start_gateway
 
 
 def test_opens_after_threshold_and_cooldown_doubles_up_to_its_cap():
@@ -49,21 +50,17 @@ def _exercise(breaker: CircuitBreaker, route: str):
     assert breaker.check(route, now + 12).allowed
 
 
-def test_database_store(app):
-    with app.app_context():
-        _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
+def test_database_store(backend_db):
+    _exercise(CircuitBreaker(DatabaseBreakerStore(), failures=3, cooldown=10), "sim-a/m1")
 
 
 _BREAKER_WORKER = """
 import sys
-from kyma.cli import create_or_migrate_schema
 from kyma.db import database, init_db
 from kyma.services.breaker import DatabaseBreakerStore
 init_db(sys.argv[1])
 store = DatabaseBreakerStore()
-if sys.argv[2] == "create":
-    create_or_migrate_schema()
-elif sys.argv[2] == "show":
+if sys.argv[2] == "show":
     with database.connection_context():
         st = store.get("sim-a/m1")
     print(st.failures, st.opened_until)
@@ -74,29 +71,18 @@ else:
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_database_store_loses_no_failures_across_processes(tmp_path, backend):
+def test_database_store_loses_no_failures_across_processes(backend_db):
     """Concurrent failures from several processes all count, and the longest cooldown wins."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from tests import pg
-
-    if backend == "postgres" and pg.postgres_unavailable():
-        pytest.skip(pg.postgres_unavailable())
-    url = pg.create_database() if backend == "postgres" else f"sqlite:///{tmp_path / 'b.db'}"
     root = Path(__file__).resolve().parent.parent
-    run = [sys.executable, "-c", _BREAKER_WORKER, url]
-    try:
-        subprocess.run(run + ["create"], cwd=root, check=True, timeout=60)
-        # Each process sends its own Retry-After hint (10, 20, 30, 40 s), so their deadlines differ.
-        procs = [subprocess.Popen(run + [str(10 * (i + 1)), "40"], cwd=root) for i in range(4)]
-        assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
-        shown = subprocess.run(run + ["show"], cwd=root, check=True, timeout=60, capture_output=True, text=True)
-    finally:
-        if backend == "postgres":
-            pg.drop_database(url)
+    run = [sys.executable, "-c", _BREAKER_WORKER, backend_db]
+    # Each process sends its own Retry-After hint (10, 20, 30, 40 s), so their deadlines differ.
+    procs = [subprocess.Popen(run + [str(10 * (i + 1)), "40"], cwd=root) for i in range(4)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    shown = subprocess.run(run + ["show"], cwd=root, check=True, timeout=60, capture_output=True, text=True)
     failures, opened_until = shown.stdout.split()
     assert int(failures) == 160, "no failure is lost"
     assert float(opened_until) == 1040.0, "a shorter cooldown never overwrites a longer one"
@@ -110,9 +96,11 @@ def test_redis_store():
 
 
 def test_redis_store_down_fails_open(caplog):
-    from kyma.launcher import free_ports
+    import socket
 
-    store = RedisBreakerStore(f"redis://127.0.0.1:{free_ports()}/0")  # nobody listens there
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound but not listening: every connect is refused
+    store = RedisBreakerStore(f"redis://127.0.0.1:{closed.getsockname()[1]}/0")
     breaker = CircuitBreaker(store, failures=1, cooldown=10)
     now = time.time()
     with caplog.at_level("WARNING", logger="kyma.services.breaker"):
@@ -123,6 +111,7 @@ def test_redis_store_down_fails_open(caplog):
             breaker.record_success("sim-a/m1", verdict)
     assert store.claim_probe("sim-a/m1", now, stale_after=10) is True
     assert breaker.state("sim-a/m1").state == CLOSED
+    closed.close()
     warnings = [r for r in caplog.records if "breaker store unavailable" in r.getMessage()]
     assert len(warnings) == 1, "the warning is rate-limited"
 
@@ -148,11 +137,12 @@ def test_redis_store_hanging_fails_open():
 @pytest.mark.integration
 def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simulators):
     base, sims = simulators
-    env = gateway_env(tmp_path, base, KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=2)
+    # A cooldown far longer than the test: the route opens until the test itself ends the cooldown.
+    env = gateway_env(tmp_path, base, KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=600,
+                      KYMA_BREAKER_MAX_COOLDOWN_SECONDS=600)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
-        key = requests.post(f"{gw.url}/v1/auth/register", json={"email": "cb@example.com", "password": "secret12"},
-                            timeout=10).json()["api_key"]
+        key = register(gw.url, "cb@example.com")["api_key"]
         alpha = sims[0]
 
         def ask(fault=None):
@@ -170,7 +160,7 @@ def test_breaker_in_a_live_gateway_skips_then_probes_then_closes(tmp_path, simul
             r = ask("sim-alpha=500")
             assert r.headers["X-Kyma-Provider"] == "sim-beta" and r.headers["X-Kyma-Attempts"] == "1"
         assert alpha_hits() == opened_at
-        time.sleep(2.5)
+        end_cooldowns(env)
         r = ask()  # the probe succeeds and closes the breaker
         assert r.headers["X-Kyma-Provider"] == "sim-alpha" and r.headers["X-Kyma-Fallback"] == "false"
         assert ask().headers["X-Kyma-Provider"] == "sim-alpha"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
                                  "(apt-get install -y chromium; CI's .ci/run installs it)")]
 
@@ -81,6 +81,7 @@ def test_signup_key_sdk_log_spend_revoke(page, gateway, sdk_env):
     assert page.input_value("#first-key").startswith("ky-")
     shot(page, "welcome")
     page.click("#to-dashboard")
+    page.wait_for_load_state("domcontentloaded")  # deferred htmx has run: the next click is an htmx request
     assert page.inner_text("#balance") == "$0.50"  # the signup credit
     page.evaluate("window.kymaMarker = 'same page'")  # survives only if nothing reloads the page
 
@@ -159,6 +160,7 @@ def test_dashboard_refresh_updates_log_keys_and_spend_without_closing_history(pa
     sign_up(page, gateway.url)
     key = page.input_value("#first-key")
     page.click("#to-dashboard")
+    page.wait_for_load_state("domcontentloaded")  # deferred htmx has run: the next click is an htmx request
     page.click("#credit-history summary")  # open the credit history
     assert page.locator("#log-table tbody tr").all_inner_texts() == ["No requests."]
     assert "never" in page.inner_text("#keys-table tbody")
@@ -235,6 +237,7 @@ def test_a_blank_key_name_gets_an_error_in_the_form(page, gateway):
 
     sign_up(page, gateway.url)
     page.click("#to-dashboard")
+    page.wait_for_load_state("domcontentloaded")  # deferred htmx has run: the next click is an htmx request
     keys_before = page.locator("#keys-table tbody tr").count()
     page.click("#create-key button[type=submit]")  # empty: the browser itself asks for a name
     assert page.evaluate("document.getElementById('key-name').validity.valueMissing")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import requests
 
 from tests.test_browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
-
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 
 def test_account_page_changes_the_password_by_keyboard(page, gateway):

@@ -7,7 +7,8 @@ import uuid
 import openai
 import pytest
 
-from tests.servers import flask_cli, register
+from tests.conftest import register
+from tests.servers import flask_cli
 from tests.test_browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 pytestmark = [*pytestmark, pytest.mark.integration]

@@ -7,8 +7,6 @@ import pytest
 
 from tests.test_browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
 
-pytestmark = [*pytestmark, pytest.mark.integration]
-
 HELLO = [{"role": "user", "content": "Hello there"}]
 
 

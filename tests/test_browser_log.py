@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import re
 
-import pytest
 
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
-
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 
 def chat(client, text: str, max_tokens: int) -> None:
@@ -28,6 +25,7 @@ def test_filter_by_key_sort_export_and_refresh(page, gateway, sdk_env):
     sign_up(page, gateway.url)
     first = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=page.input_value("#first-key"), max_retries=0)
     page.click("#to-dashboard")
+    page.wait_for_load_state("domcontentloaded")  # deferred htmx has run: the next click is an htmx request
     page.fill("#key-name", "ci-runner")
     page.click("#create-key button[type=submit]")
     page.wait_for_selector("#new-key")

@@ -9,12 +9,8 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from tests.test_browser import (OVERFLOWING, PHONE, browser, page, pytestmark, record_starts,  # noqa: F401
                                 shot, sign_up)
-
-pytestmark = [*pytestmark, pytest.mark.integration]
 
 COST = re.compile(r"Cost\s+\$\d+\.\d+")
 

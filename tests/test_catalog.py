@@ -153,6 +153,7 @@ def test_a_price_that_cannot_be_costed_exactly_is_refused_when_the_catalog_loads
     assert repr(data["models"][2]["id"]) in str(refused.value)  # names the model to fix
 
 
+@pytest.mark.integration
 def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
     from openai import NotFoundError, OpenAI
 

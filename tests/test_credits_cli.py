@@ -3,35 +3,44 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import register
+
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).parent / "flask")
 
 
-@pytest.fixture()
-def cli_env(tmp_path):
+def _env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
-    env.update(KYMA_INSTANCE_DIR=str(tmp_path), KYMA_DATABASE_URL=f"sqlite:///{tmp_path / 'kyma.db'}",
+    env.update(KYMA_INSTANCE_DIR=str(home), KYMA_DATABASE_URL=f"sqlite:///{home / 'kyma.db'}",
                KYMA_SECRET_KEY="test", KYMA_BCRYPT_ROUNDS="4", KYMA_LOG_LEVEL="WARNING")
-    subprocess.run([FLASK, "--app", "app", "init-db"], cwd=ROOT, env=env, check=True, capture_output=True)
     return env
+
+
+@pytest.fixture(scope="module")
+def migrated_db(tmp_path_factory) -> Path:
+    """A database file made by a real `flask init-db`, once per module: each test gets a copy."""
+    home = tmp_path_factory.mktemp("migrated")
+    subprocess.run([FLASK, "--app", "app", "init-db"], cwd=ROOT, env=_env(home), check=True, capture_output=True)
+    return home / "kyma.db"
+
+
+@pytest.fixture()
+def cli_env(tmp_path, migrated_db):
+    shutil.copyfile(migrated_db, tmp_path / "kyma.db")
+    return _env(tmp_path)
 
 
 def flask(env, *args) -> subprocess.CompletedProcess:
     return subprocess.run([FLASK, "--app", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
-
-
-def register(client, email="buyer@example.com") -> str:
-    r = client.post("/v1/auth/register", json={"email": email, "password": "secret123"})
-    assert r.status_code in (200, 201), r.get_json()
-    return r.get_json()["api_key"]
 
 
 def test_credits_add_and_ledger_check_exit_codes(cli_env, tmp_path):
@@ -88,7 +97,7 @@ def test_ledger_reap_releases_expired_holds(cli_env, tmp_path):
 
 
 def test_balance_endpoint_follows_purchases(app, client):
-    key = register(client)
+    key = register(client, "buyer@example.com")["api_key"]
     auth = {"Authorization": f"Bearer {key}"}
     body = client.get("/v1/credits/balance", headers=auth).get_json()
     assert {k: body[k] for k in ("balance", "currency", "lifetime_purchased", "tier")} == {
@@ -104,7 +113,7 @@ def test_balance_endpoint_follows_purchases(app, client):
 
 
 def test_limits_endpoints(app, client):
-    key = register(client)
+    key = register(client, "buyer@example.com")["api_key"]
     limits = client.get("/v1/auth/limits", headers={"Authorization": f"Bearer {key}"}).get_json()
     for field in ("tier", "rpm_limit", "rpm_used", "rpm_remaining", "per_model_rpm_limit", "tpm_limit", "tpm_used",
                   "max_single_request", "has_credits", "used_today", "resets_at"):

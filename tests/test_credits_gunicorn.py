@@ -13,6 +13,7 @@ import requests
 from kyma.db import init_db
 from kyma.models import LedgerEntry
 from kyma.services import ledger
+from tests.conftest import register
 from tests.servers import gateway_env, start_gateway, start_simulators
 
 pytestmark = pytest.mark.integration
@@ -37,8 +38,7 @@ def slow_stack(tmp_path):
 
 def test_fifty_concurrent_requests_with_credit_for_ten(slow_stack):
     gw, url = slow_stack
-    reg = requests.post(f"{gw.url}/v1/auth/register", json={"email": "race@example.com", "password": "secret123"},
-                        timeout=30).json()
+    reg = register(gw.url, "race@example.com")
     auth = {"Authorization": f"Bearer {reg['api_key']}"}
     probe = requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=auth, timeout=30)
     assert probe.status_code == 200, probe.text

@@ -34,14 +34,8 @@ def expressions(dashboard: dict) -> list[str]:
     return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
 
 
-def test_every_metric_a_panel_queries_is_served(tmp_path, dashboard):
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-                      "secret_key": "x", "sim_base_port": 1, "metrics": True})
-    with app.app_context():
-        create_or_migrate_schema()
+def test_every_metric_a_panel_queries_is_served(make_app, dashboard):
+    app = make_app(metrics=True)
     served = exposed_names(app.test_client().get("/metrics").get_data(as_text=True))
     queried = {name for expr in expressions(dashboard) for name in METRIC.findall(expr)}
     assert queried and queried <= served, sorted(queried - served)

@@ -22,14 +22,6 @@ def _extend_then_reap() -> None:
     assert ledger.check_ledger() == []
 
 
-def test_extending_a_hold_keeps_it_from_the_reaper(app):
-    with app.app_context():
-        _extend_then_reap()
-
-
-def test_extending_a_hold_on_postgresql():
+def test_extending_a_hold_keeps_it_from_the_reaper(backend_db):
     # psycopg refuses to fetch rows from an UPDATE without RETURNING: extend_hold must not ask for any.
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        _extend_then_reap()
+    _extend_then_reap()

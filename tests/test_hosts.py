@@ -9,20 +9,15 @@ from kyma.hosts import hostname
 PUBLISHING = ("/v1/config", "/llms.txt", "/v1/models/recommend?agent=cline", "/")
 
 
-def make_app(tmp_path, **settings):
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'k.db'}",
-                      "secret_key": "s", "sim_base_port": 1, **settings})
-    with app.app_context():
-        create_or_migrate_schema()
-    return app.test_client()
+@pytest.fixture()
+def host_client(make_app):
+    """host_client(**settings) → a test client of an app with no allowed hosts but those given."""
+    return lambda **settings: make_app(**settings).test_client()
 
 
 @pytest.mark.parametrize("path", PUBLISHING)
-def test_a_host_nobody_allowed_is_refused_before_anything_is_published(tmp_path, path):
-    client = make_app(tmp_path)
+def test_a_host_nobody_allowed_is_refused_before_anything_is_published(host_client, path):
+    client = host_client()
     r = client.get(path, headers={"Host": "evil.example"})
     body = r.get_data(as_text=True)
     assert r.status_code == 400 and "//evil.example" not in body and "KYMA_PUBLIC_URL" in body
@@ -30,33 +25,33 @@ def test_a_host_nobody_allowed_is_refused_before_anything_is_published(tmp_path,
     assert "http://127.0.0.1:8080" in client.get(path, headers={"Host": "127.0.0.1:8080"}).get_data(as_text=True)
 
 
-def test_an_api_refusal_is_json_in_the_endpoints_protocol(tmp_path):
-    client = make_app(tmp_path)
+def test_an_api_refusal_is_json_in_the_endpoints_protocol(host_client):
+    client = host_client()
     r = client.get("/v1/models", headers={"Host": "evil.example"})
     assert r.status_code == 400 and r.get_json()["error"]["type"] == "invalid_request_error"
     r = client.post("/v1/messages", json={}, headers={"Host": "evil.example"})
     assert r.status_code == 400 and r.get_json()["type"] == "error"
 
 
-def test_health_checks_by_address_still_answer(tmp_path):
-    client = make_app(tmp_path)
+def test_health_checks_by_address_still_answer(host_client):
+    client = host_client()
     assert client.get("/healthz", headers={"Host": "10.0.0.5:8080"}).status_code == 200
 
 
 @pytest.mark.parametrize("path", PUBLISHING)
-def test_the_public_url_is_what_is_published_whatever_the_host(tmp_path, path):
-    client = make_app(tmp_path, public_url="https://llm.example.com")
+def test_the_public_url_is_what_is_published_whatever_the_host(host_client, path):
+    client = host_client(public_url="https://llm.example.com")
     body = client.get(path, headers={"Host": "127.0.0.1:8080"}).get_data(as_text=True)
     assert "https://llm.example.com" in body and "127.0.0.1" not in body
     assert client.get(path, headers={"Host": "llm.example.com"}).status_code == 200
     assert client.get(path, headers={"Host": "evil.example"}).status_code == 400
 
 
-def test_allowed_hosts_add_names_and_a_star_allows_any(tmp_path):
-    client = make_app(tmp_path, allowed_hosts=("gw.internal",))
+def test_allowed_hosts_add_names_and_a_star_allows_any(host_client):
+    client = host_client(allowed_hosts=("gw.internal",))
     assert client.get("/v1/config", headers={"Host": "gw.internal:8080"}).status_code == 200
     assert client.get("/v1/config", headers={"Host": "localhost"}).status_code == 400  # the list replaces the default
-    anyone = make_app(tmp_path / "star", allowed_hosts=("*",))
+    anyone = host_client(allowed_hosts=("*",))
     assert anyone.get("/v1/config", headers={"Host": "whatever.example"}).status_code == 200
 
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from kyma import logs
+from tests.conftest import register
 from tests.servers import gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,7 @@ def json_gateway(tmp_path, simulators):
 def test_every_request_gets_a_json_line_and_no_secret_is_logged(json_gateway):
     url = json_gateway.url
     password = "json-logs-password-1"
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "logs@example.com", "password": password},
-                        timeout=10).json()
+    reg = register(url, "logs@example.com", password)
     login = requests.post(f"{url}/v1/auth/login", json={"email": "logs@example.com", "password": password},
                           timeout=10).json()
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=reg["api_key"], max_retries=0)

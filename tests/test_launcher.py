@@ -6,14 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 
-from kyma.launcher import FREE_PORT_FLOOR, ephemeral_ports, free_ports
+from kyma import procs
 from tests.servers import ROOT
+
+pytestmark = pytest.mark.integration  # real launcher and gunicorn processes
 
 # A stand-in gateway (the simulator app) keeps this test independent of the gateway's own parts.
 STAND_IN = "kyma.sim.app:create_sim_app()"
@@ -32,8 +33,17 @@ def alive(pid: int) -> bool:
     return True
 
 
+def free_block(n: int) -> int:
+    """The first of n consecutive ports free now (the launcher binds them itself: its ports are settings)."""
+    socks = procs.listen_consecutive(n)
+    base = socks[0].getsockname()[1]
+    for s in socks:
+        s.close()
+    return base
+
+
 def launch(tmp_path, **extra):
-    base = free_ports(4)  # three simulators and the gateway: one block, so no two of them collide
+    base = free_block(4)  # three simulators and the gateway: one block, so no two of them collide
     port = base + 3
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
     env.update({"KYMA_SIM_BASE_PORT": str(base), "KYMA_PORT": str(port), "KYMA_WORKERS": "1",
@@ -106,59 +116,50 @@ def test_killed_launcher_leaves_no_orphans(tmp_path):
     assert not [p for p in started if alive(p)]
 
 
-def test_free_ports_are_consecutive_and_outside_the_ephemeral_range():
-    # An ephemeral port can be taken by any outgoing connection (or the readiness probe's own
-    # self-connect) before the server binds it: CI once lost a whole pass to that.
-    ephemeral = ephemeral_ports()
-    for _ in range(50):
-        base = free_ports(3)
-        assert not {base, base + 1, base + 2} & set(ephemeral)
-        assert base >= FREE_PORT_FLOOR and base + 2 <= 65535
-
-
-def test_a_port_another_server_holds_is_reported_with_the_log_and_another_is_used(tmp_path):
-    # The holder answers HTTP, as another run's gunicorn would: while ours retries its bind, the
-    # readiness probe must not take that answer for ours.
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    from tests.servers import PortTaken, on_free_ports, start_simulator
-
-    class Answering(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    holder = HTTPServer(("127.0.0.1", free_ports()), Answering)
-    threading.Thread(target=holder.serve_forever, daemon=True).start()
-    taken, tried, refused = holder.server_address[1], [], []
-
-    def start(p):
-        tried.append(p)
-        try:
-            return start_simulator("sim-alpha", tmp_path, taken if len(tried) == 1 else p)
-        except PortTaken as exc:
-            refused.append(str(exc))
-            raise
-
+def test_a_port_in_use_is_reported_by_its_number_before_anything_starts(tmp_path):
+    holder = procs.listen()
+    taken = holder.getsockname()[1]
     try:
-        proc = on_free_ports(1, start)
+        proc, base, _ = launch(tmp_path, KYMA_PORT=str(taken))
+        assert proc.wait(30) == 1
+        assert proc.stdout.read() == ""  # no banner
     finally:
-        holder.shutdown()
-        holder.server_close()
+        holder.close()
+    err = (tmp_path / "launcher.err").read_text()
+    assert f"127.0.0.1:{taken}" in err and "in use" in err
+    with pytest.raises(requests.ConnectionError):  # no simulator was started
+        requests.get(f"http://127.0.0.1:{base}/v1/models", timeout=2)
+
+
+def test_consecutive_sockets_listen_on_consecutive_ports():
+    socks = procs.listen_consecutive(3)
     try:
-        assert len(tried) == 2 and proc.port == tried[1] != taken
-        assert "Connection in use" in refused[0] and str(tmp_path) in refused[0]  # with the log's end
-        assert requests.get(f"{proc.url}/sim/stats", timeout=5).json()["name"] == "sim-alpha"
+        ports = [s.getsockname()[1] for s in socks]
+        assert ports == [ports[0], ports[0] + 1, ports[0] + 2]
+        with pytest.raises(procs.PortInUse):
+            procs.listen("127.0.0.1", ports[1])
     finally:
-        proc.stop()
+        for s in socks:
+            s.close()
 
 
-def test_free_ports_still_finds_ports_when_the_ephemeral_range_covers_them_all(monkeypatch):
-    import kyma.launcher as launcher
+def test_a_server_answers_on_the_socket_bound_before_it_started(tmp_path):
+    sock = procs.listen()
+    port = sock.getsockname()[1]
+    sim = procs.start(procs.SIM_TARGET, sock, {**os.environ, "KYMA_SIM_NAME": "sim-fd"}, log=tmp_path / "sim.log")
+    try:
+        assert sim.port == port
+        sim.wait_ready("/v1/models")
+        assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["name"] == "sim-fd"
+    finally:
+        sim.stop()
+    assert sim.popen.returncode is not None
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{sim.url}/v1/models", timeout=2)
 
-    monkeypatch.setattr(launcher, "ephemeral_ports", lambda: range(1024, 65536))
-    base = launcher.free_ports(2)
-    assert 1024 <= base and base + 1 <= 65535
+
+def test_a_server_that_exits_is_reported_with_the_end_of_its_log(tmp_path):
+    sim = procs.start("no_such_module:app", procs.listen(), dict(os.environ), log=tmp_path / "bad.log")
+    with pytest.raises(RuntimeError) as exc:
+        sim.wait_ready("/", timeout=60)
+    assert "exited" in str(exc.value) and "no_such_module" in str(exc.value)

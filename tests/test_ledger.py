@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from kyma.db import database, init_db
 from kyma.errors import Conflict, InvalidRequest
-from kyma.models import ALL_MODELS, Account, Hold, LedgerEntry, utcnow
+from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import ledger
 
 
@@ -268,23 +268,11 @@ def _race_holds(url: str, procs: int = 6, attempts: int = 8) -> tuple[int, int]:
     return won, acct
 
 
-def test_concurrent_holds_never_overspend_sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    init_db(url).create_tables(ALL_MODELS)
-    won, acct = _race_holds(url)
+def test_concurrent_holds_never_overspend(backend_db):
+    won, acct = _race_holds(backend_db)
     assert won == 10
     assert ledger.balance(acct).balance_micros == 0
     assert ledger.check_ledger() == []
-
-
-def test_concurrent_holds_never_overspend_postgres():
-    from tests.backends import postgres_schema
-
-    with postgres_schema() as url:
-        won, acct = _race_holds(url)
-        assert won == 10
-        assert ledger.balance(acct).balance_micros == 0
-        assert ledger.check_ledger() == []
 
 
 def _repeat_a_keyed_credit_inside_a_transaction() -> None:
@@ -297,13 +285,6 @@ def _repeat_a_keyed_credit_inside_a_transaction() -> None:
     assert ledger.check_ledger() == []
 
 
-def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(sqlite_db):
-    _repeat_a_keyed_credit_inside_a_transaction()
-
-
-def test_a_keyed_repeat_inside_a_transaction_on_postgresql():
+def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(backend_db):
     # PostgreSQL refuses every statement after a failed one: the repeat must not try the insert.
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        _repeat_a_keyed_credit_inside_a_transaction()
+    _repeat_a_keyed_credit_inside_a_transaction()

@@ -16,7 +16,8 @@ import openai
 import pytest
 import requests
 
-from tests.servers import db_rows, gateway_env, register, start_gateway
+from tests.conftest import register
+from tests.servers import db_rows, gateway_env, start_gateway
 
 TOKEN = "metrics-token-for-tests"
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")

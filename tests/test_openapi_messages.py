@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import register
+
 
 def spec(client) -> dict:
     return client.get("/v1/openapi.json").get_json()
@@ -11,12 +13,6 @@ def spec(client) -> dict:
 
 def effective_security(doc: dict, operation: dict) -> list[dict]:
     return operation.get("security", doc.get("security", []))
-
-
-def register(client) -> str:
-    resp = client.post("/v1/auth/register", json={"email": "contract@example.com", "password": "contract-pw"})
-    assert resp.status_code in (200, 201), resp.get_json()
-    return resp.get_json()["api_key"]
 
 
 @pytest.mark.parametrize("status", ["500", "502", "504"])
@@ -46,14 +42,14 @@ def test_x_api_key_is_a_scheme_offered_wherever_bearer_is(client):
     ("post", "/v1/messages/count_tokens", {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}),
 ])
 def test_the_x_api_key_header_really_authenticates(client, method, path, body):
-    key = register(client)
+    key = register(client, "contract@example.com")["api_key"]
     assert getattr(client, method)(path, json=body).status_code == 401
     assert getattr(client, method)(path, json=body, headers={"x-api-key": key}).status_code == 200
 
 
 def test_the_documented_502_is_what_messages_answers_when_every_route_fails(client):
     # The in-process app's providers are unreachable, so every route fails before the first byte.
-    key = register(client)
+    key = register(client, "contract@example.com")["api_key"]
     resp = client.post("/v1/messages", headers={"x-api-key": key},
                        json={"model": "fast", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
     assert resp.status_code == 502

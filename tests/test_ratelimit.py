@@ -323,13 +323,8 @@ def _prune_round(clock_now: int) -> None:
     assert {r.key for r in RateState.select()} == {"rl:2:rpm", "rl:2:m:new", "rl:2:tpm"}
 
 
-def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(sqlite_db):
+def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(backend_db):
     _prune_round(2_000_000)
-
-
-def test_the_reaper_prunes_state_on_postgresql():
-    with postgres_schema():
-        _prune_round(2_000_000)
 
 
 def test_init_db_adds_the_state_table_to_an_older_database(tmp_path):
@@ -369,15 +364,8 @@ def _admitted_across_processes(backend: str, target: str, procs: int = 6, attemp
     return total
 
 
-def test_rpm_exact_across_processes_sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path / 'rl.db'}"
-    init_db(url).create_tables(ALL_MODELS)
-    assert _admitted_across_processes("db", url) == 10
-
-
-def test_rpm_exact_across_processes_postgres():
-    with postgres_schema() as url:
-        assert _admitted_across_processes("db", url) == 10
+def test_rpm_exact_across_processes_on_the_database(backend_db):
+    assert _admitted_across_processes("db", backend_db) == 10
 
 
 def test_rpm_exact_across_processes_redis():

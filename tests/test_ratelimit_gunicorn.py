@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from kyma.config import DATA
-from tests.servers import gateway_env, register, start_gateway
+from tests.conftest import register
+from tests.servers import gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration
 

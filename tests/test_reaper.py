@@ -31,15 +31,8 @@ def _prune_round() -> None:
     assert counters.backend().peek("signup:ip:203.0.113.1", hour, now=signup_at).count == 4
 
 
-def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(sqlite_db):
+def test_a_round_prunes_dead_rate_buckets_and_ended_counter_windows_only(backend_db):
     _prune_round()
-
-
-def test_the_prune_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        _prune_round()
 
 
 def test_a_counter_window_longer_than_the_pruning_allows_is_refused(sqlite_db):

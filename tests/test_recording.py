@@ -58,11 +58,12 @@ def check_round_trip(acct: int) -> None:
     assert ledger.check_ledger() == []
 
 
-def test_finish_settles_and_logs_rows_the_models_read_back(sqlite_db):
+def test_finish_settles_and_logs_rows_the_models_read_back(backend_db):
     acct = funded_account()
     assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
     finish(served_record("r1", acct), held=True)
     check_round_trip(acct)
+    assert ledger.settle_hold("r1", 1) is None  # exactly once
 
 
 def test_sqlite_datetimes_and_booleans_are_stored_as_peewee_stores_them(sqlite_db):
@@ -115,14 +116,3 @@ def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
         ledger.place_hold(acct, "same", 100)
     assert ledger.balance(acct).balance_micros == 1_000_000 - 100
     assert ledger.check_ledger() == []
-
-
-def test_finish_on_postgresql_round_trips_types():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        acct = funded_account()
-        assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
-        finish(served_record("r1", acct), held=True)
-        check_round_trip(acct)
-        assert ledger.settle_hold("r1", 1) is None  # exactly once on this backend too

@@ -277,13 +277,5 @@ def _queries_on_this_database() -> None:
     assert [r.request_id for r in request_log.request_log(acct.id, day).rows][0] == f"pg-{acct.id}-2"
 
 
-def test_usage_and_log_queries_on_sqlite(sqlite_db):
+def test_usage_and_log_queries(backend_db):
     _queries_on_this_database()
-
-
-@pytest.mark.postgres
-def test_usage_and_log_queries_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        _queries_on_this_database()

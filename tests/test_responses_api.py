@@ -10,6 +10,7 @@ import pytest
 import requests
 from pydantic import BaseModel
 
+from tests.conftest import register
 from tests.servers import db_rows
 
 pytestmark = pytest.mark.integration
@@ -113,9 +114,7 @@ def test_previous_response_id_get_and_delete(oai, gateway):
     assert oai.responses.retrieve(second.id).model_dump() == second.model_dump()
 
     other = openai.OpenAI(base_url=f"{gateway.url}/v1", max_retries=0, timeout=30,
-                          api_key=requests.post(f"{gateway.url}/v1/auth/register", timeout=10, json={
-                              "email": f"other-{uuid.uuid4().hex[:8]}@example.com",
-                              "password": "correct horse"}).json()["api_key"])
+                          api_key=register(gateway.url, f"other-{uuid.uuid4().hex[:8]}@example.com")["api_key"])
     for attempt in (lambda: other.responses.retrieve(first.id), lambda: other.responses.delete(first.id),
                     lambda: other.responses.create(model="kimi-k2.5", previous_response_id=first.id, input="hi")):
         with pytest.raises(openai.NotFoundError):
@@ -281,7 +280,6 @@ def test_input_items_list_the_whole_conversation_in_pages(oai, gateway):
     assert [i.id for i in newest.data] == [items[-1].id] and newest.has_more
     after = oai.responses.input_items.list(two.id, limit=2, after=newest.data[0].id)
     assert [i.id for i in after.data] == [items[2].id, items[1].id]  # ids stay the same from call to call
-    stranger = requests.post(f"{gateway.url}/v1/auth/register", timeout=10,
-                             json={"email": f"io-{two.id}@example.com", "password": "pw-123456"}).json()["api_key"]
+    stranger = register(gateway.url, f"io-{two.id}@example.com")["api_key"]
     with pytest.raises(openai.NotFoundError):  # another account's response does not exist for it
         openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=stranger, max_retries=0).responses.input_items.list(two.id)

@@ -19,7 +19,7 @@ def _response(rid: str) -> dict:
                                                            "content": [{"type": "output_text", "text": "hello"}]}]}
 
 
-def test_a_response_is_read_back_by_its_account_only(sqlite_db):
+def test_a_response_is_read_back_by_its_account_only(backend_db):
     alice, bob = _account("a@example.com"), _account("b@example.com")
     responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=30)
     stored = responses_store.load(alice, "resp_1")
@@ -37,7 +37,7 @@ def test_zero_retention_keeps_nothing(sqlite_db):
     assert StoredResponse.select().count() == 0
 
 
-def test_an_expired_response_is_gone_at_once_and_the_reaper_deletes_it(sqlite_db):
+def test_an_expired_response_is_gone_at_once_and_the_reaper_deletes_it(backend_db):
     alice = _account("a@example.com")
     responses_store.save(alice, _response("resp_old"), ITEMS, retention_days=30)
     responses_store.save(alice, _response("resp_new"), ITEMS, retention_days=30)
@@ -55,13 +55,3 @@ def test_init_db_adds_the_table_to_an_existing_database(app):
         database.obj.drop_tables([StoredResponse])
         assert "created table storedresponse" in create_or_migrate_schema()
         assert "storedresponse" in database.obj.get_tables()
-
-
-def test_the_store_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        alice = _account("a@example.com")
-        responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=30)
-        assert responses_store.load(alice, "resp_1").response["output"][0]["content"][0]["text"] == "hello"
-        assert responses_store.delete_expired() == 0

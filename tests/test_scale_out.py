@@ -22,7 +22,8 @@ import requests
 
 from kyma.config import DATA
 from tests import pg
-from tests.servers import flask_cli, gateway_env, register, start_gateway, start_simulators
+from tests.conftest import register
+from tests.servers import flask_cli, gateway_env, start_gateway, start_simulators
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-import requests
 
+from tests.conftest import register
 from tests.servers import BIN, db_rows, gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
@@ -26,18 +26,22 @@ def discovery_gateway(tmp_path):
     proc.stop()
 
 
-def test_schemathesis_finds_no_failures(discovery_gateway, tmp_path):
-    url = discovery_gateway.url
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "fuzz@example.com", "password": "fuzz-pass-1"},
-                        timeout=10)
-    assert reg.status_code == 200, reg.text
-    cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "15", "--seed", "1",
-           "--no-color", "--phases", "examples,coverage,fuzzing,stateful", "--request-timeout", "10",
-           "--include-path-regex", OPERATIONS, "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
+def schemathesis(url: str, tmp_path, email: str, *options: str, timeout: float) -> str:
+    """Run schemathesis on the served contract with a fresh account's key; its output, once it passed."""
+    key = register(url, email)["api_key"]
+    cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--seed", "1", "--no-color", *options,
+           "-H", f"Authorization: Bearer {key}"]
     # cwd is a tmp dir so .hypothesis/ and .schemathesis/ never land in the repository.
-    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Tested: 25" in run.stdout  # the run really exercised every selected operation
+    return run.stdout
+
+
+def test_schemathesis_finds_no_failures(discovery_gateway, tmp_path):
+    out = schemathesis(discovery_gateway.url, tmp_path, "fuzz@example.com", "--max-examples", "15",
+                       "--phases", "examples,coverage,fuzzing,stateful", "--request-timeout", "10",
+                       "--include-path-regex", OPERATIONS, timeout=120)
+    assert "Tested: 25" in out  # the run really exercised every selected operation
 
 
 # Endpoints that reach an upstream (the simulators here). Their request schemas cannot say everything the
@@ -64,16 +68,10 @@ def upstream_gateway(tmp_path, simulators):
 
 
 def test_upstream_backed_operations_answer_within_the_contract(upstream_gateway, tmp_path):
-    url = upstream_gateway.url
-    reg = requests.post(f"{url}/v1/auth/register", json={"email": "fuzz-up@example.com", "password": "fuzz-pass-1"},
-                        timeout=10)
-    cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--max-examples", "10", "--seed", "1",
-           "--no-color", "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
-           "--include-path-regex", UPSTREAM_OPERATIONS, "--checks", ANSWER_CHECKS,
-           "-H", f"Authorization: Bearer {reg.json()['api_key']}"]
-    run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    assert "Tested: 3" in run.stdout
+    out = schemathesis(upstream_gateway.url, tmp_path, "fuzz-up@example.com", "--max-examples", "10",
+                       "--phases", "examples,coverage,fuzzing", "--request-timeout", "20",
+                       "--include-path-regex", UPSTREAM_OPERATIONS, "--checks", ANSWER_CHECKS, timeout=300)
+    assert "Tested: 3" in out
     served = db_rows(upstream_gateway.env, "SELECT endpoint, COUNT(*) FROM requestlog WHERE status = 200 "
                      "GROUP BY endpoint ORDER BY endpoint")
     # Answers came from the upstream, not only from validation (fuzzed Responses bodies rarely pass it;

@@ -31,8 +31,9 @@ def soak(*args: str) -> tuple[dict, str]:
     return json.loads(done.stdout), done.stderr
 
 
+# Four workers: the most processes sharing the file that `make soak` tries (it runs 2 and 4, for minutes).
 @pytest.mark.integration
-@pytest.mark.parametrize("workers", [2, 4])
+@pytest.mark.parametrize("workers", [4])
 def test_workers_sharing_one_database_under_load_leave_it_sound(workers):
     backend: list[str] = []
     url = ""
@@ -48,4 +49,4 @@ def test_workers_sharing_one_database_under_load_leave_it_sound(workers):
     assert result["ok"] and result["unfinished_clients"] == 0
     for kind in KINDS:  # the load really exercised every writer
         assert result["by_kind"][kind].get("200", 0) + result["by_kind"][kind].get("201", 0) > 0, kind
-    assert result["purchases"] >= 3 and result["reaps"] >= 2
+    assert result["purchases"] >= 3 and result["reaps"] >= 2  # the soak's minimums, made however slow the machine

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulators
+from tests.conftest import register
+from tests.servers import db_rows, flask_cli, start_stack, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -17,16 +18,13 @@ pytestmark = pytest.mark.integration
 def slow_gateway(tmp_path_factory):
     """One gevent worker; three simulators answering at 40 tokens/s after 200 ms."""
     wd = tmp_path_factory.mktemp("slow")
-    base, sims = start_simulators(wd, kyma_sim_latency_ms=200, kyma_sim_tokens_per_sec=40)
-    env = gateway_env(wd, base, KYMA_KEEPALIVE_SECONDS=1)
-    gw = start_gateway(wd, env, workers=1)
+    gw, sims = start_stack(wd, {"kyma_sim_latency_ms": 200, "kyma_sim_tokens_per_sec": 40}, workers=1,
+                           KYMA_KEEPALIVE_SECONDS=1)
     user = register(gw.url, "load@example.com")
-    done = flask_cli(env, "credits", "add", "load@example.com", "1000")  # tier 4: 300 requests a minute
+    done = flask_cli(gw.env, "credits", "add", "load@example.com", "1000")  # tier 4: 300 requests a minute
     assert done.returncode == 0, done.stderr
-    yield gw, user, wd / "kyma.db", env
-    gw.stop()
-    for s in sims:
-        s.stop()
+    yield gw, user, wd / "kyma.db", gw.env
+    stop_all([gw, *sims])
 
 
 def _stream(url: str, key: str) -> tuple[int, bool, str]:

@@ -1,9 +1,8 @@
 """The stream relay's own clock: keep-alives while the upstream is silent, the first-content deadline
-(with fallback) and the total stream limit, against scripted upstreams (no network, real time)."""
+(with fallback) and the total stream limit, against scripted upstreams (no network; a clock that moves
+only while the script sleeps, so every duration below is exact)."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -26,11 +25,25 @@ def content(text: str, finish: str | None = None) -> dict:
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
 
 
+class FakeClock:
+    """Monotonic seconds that pass only when someone sleeps on this clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
 class Scripted(UpstreamStream):
     """An upstream that follows a script: ("silence", s), ("chunk", dict) or ("every", s, dict) for 300 times."""
 
-    def __init__(self, script):
+    def __init__(self, script, clock: FakeClock):
         self.script = script
+        self.clock = clock
         self.closed = False
 
     def wait_headers(self, timeout: float) -> bool:
@@ -39,10 +52,10 @@ class Scripted(UpstreamStream):
     def chunks(self, wake):
         for step in self.script:
             if step[0] == "silence":
-                end = time.monotonic() + step[1]
-                while time.monotonic() < end:
-                    time.sleep(max(0.001, min(end - time.monotonic(), wake())))  # as a socket timeout would
-                    if time.monotonic() < end:
+                end = self.clock() + step[1]
+                while self.clock() < end:
+                    self.clock.sleep(max(0.001, min(end - self.clock(), wake())))  # as a socket timeout would
+                    if self.clock() < end:
                         yield None
             elif step[0] == "chunk":
                 yield step[1]
@@ -50,7 +63,7 @@ class Scripted(UpstreamStream):
                 raise UpstreamFailure("cut", "upstream connection broke mid-stream")
             else:
                 for _ in range(300):  # bounded: a relay that ignores its limit ends (and fails the test)
-                    time.sleep(step[1])
+                    self.clock.sleep(step[1])
                     yield step[2]
 
     def close(self) -> None:
@@ -61,7 +74,8 @@ class Adapter:
     """Hands out one scripted upstream per attempt, in order."""
 
     def __init__(self, *scripts):
-        self.streams = [Scripted(s) for s in scripts]
+        self.clock = FakeClock()
+        self.streams = [Scripted(s, self.clock) for s in scripts]
         self.used = 0
         self.bodies: list[dict] = []
 
@@ -71,37 +85,32 @@ class Adapter:
         return self.streams[self.used - 1]
 
 
-def timed(tmp_path, **settings):
-    """An app with a fast clock (short limits) and an account with credit, inside its context."""
-    from kyma.cli import create_or_migrate_schema
-    from kyma.factory import create_app
-
-    app = create_app({"instance_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
-                      "secret_key": "test-secret", "keepalive_seconds": 0.05, "first_byte_timeout": 0.3,
-                      "first_token_timeout": 0.3, "stream_max_seconds": 0.4, "breaker_failures": 1000, **settings})
+def timed(make_app, **settings):
+    """An app with short limits and an account with credit, inside its context."""
+    app = make_app(**{"keepalive_seconds": 0.05, "first_byte_timeout": 0.3, "first_token_timeout": 0.3,
+                      "stream_max_seconds": 0.4, "breaker_failures": 1000, **settings})
     with app.app_context():
-        create_or_migrate_schema()
         account = Account.create(email="clock@example.com", password_hash="x", tier=4)
         ledger.add_credit(account.id, 5, kind="grant")
         yield runtime(), Principal(account.id, account.email, 4)
 
 
 @pytest.fixture()
-def timed_app(tmp_path):
-    yield from timed(tmp_path)
+def timed_app(make_app):
+    yield from timed(make_app)
 
 
 @pytest.fixture()
-def late_app(tmp_path):
+def late_app(make_app):
     """A request deadline far shorter than its stream may last."""
-    yield from timed(tmp_path, request_deadline=0.3, stream_max_seconds=10)
+    yield from timed(make_app, request_deadline=0.3, stream_max_seconds=10)
 
 
 def start(rt, principal, adapter, keepalive: float = 0.05, **body) -> ChatStream:
     rt.upstreams.adapter = lambda route: adapter
     call = ChatCall("chat", body={"model": "qwen-3-32b", "stream": True, "max_tokens": 50,
                                   "messages": [{"role": "user", "content": "hi"}], **body})
-    return ChatStream(rt, prepare(rt, call, principal), keepalive)
+    return ChatStream(rt, prepare(rt, call, principal), keepalive, clock=adapter.clock, sleep=adapter.clock.sleep)
 
 
 def relayed(events) -> str:
@@ -130,9 +139,9 @@ def test_an_upstream_with_no_content_by_the_deadline_falls_back_to_the_next_rout
     rt, principal = timed_app
     adapter = Adapter([("chunk", LEAD), ("silence", 5)], [("chunk", content("ok", "stop"))])
     stream = start(rt, principal, adapter, keepalive=2.0)
-    began = time.monotonic()
+    began = adapter.clock()
     assert stream.first() is True
-    assert 0.25 < time.monotonic() - began < 1.5  # waited for the first-content deadline, not for the silence
+    assert adapter.clock() - began == pytest.approx(0.3)  # the first-content deadline, not the silence
     assert adapter.used == 2 and adapter.streams[0].closed
     events = list(stream.events())
     assert isinstance(events[-1], Done)
@@ -156,13 +165,14 @@ def test_keep_alives_already_sent_do_not_stop_a_failover_at_the_first_token_limi
 
 def test_a_stream_that_never_goes_quiet_still_stops_at_the_total_limit(timed_app):
     rt, principal = timed_app
-    stream = start(rt, principal, Adapter([("chunk", content("a")), ("every", 0.01, content("b"))]), keepalive=1.0)
-    began = time.monotonic()
+    adapter = Adapter([("chunk", content("a")), ("every", 0.01, content("b"))])
+    stream = start(rt, principal, adapter, keepalive=1.0)
+    began = adapter.clock()
     assert stream.first() is True
     events = list(stream.events())
-    assert time.monotonic() - began < 2.0
+    assert adapter.clock() - began == pytest.approx(0.4, abs=0.011)  # the total limit, not the 300 chunks
     assert isinstance(events[-1], Failed) and isinstance(events[-1].error, UpstreamTimeout)
-    assert sum(isinstance(e, Chunk) for e in events) > 5  # it relayed until the limit
+    assert 35 <= sum(isinstance(e, Chunk) for e in events) <= 41  # one every 0.01 s until the limit
     row = RequestLog.get(RequestLog.request_id == stream.prep.call.request_id)
     assert row.status == 502 and row.completion_tokens > 0  # billed for what it relayed
     assert ledger.check_ledger() == []

@@ -44,6 +44,18 @@ def fill(con: apsw.Connection, rows: int) -> None:
         con.execute("INSERT INTO t VALUES (?)", (os.urandom(4000),))
 
 
+def counted(monkeypatch, obj, name: str) -> list:
+    """Wrap obj.name so that each call is counted (appended to the list returned), and still made."""
+    calls, original = [], getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, wrapper)
+    return calls
+
+
 def wait_for(condition, seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
@@ -60,13 +72,15 @@ def test_a_long_log_wakes_the_thread_which_copies_it_into_the_database(tmp_path,
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 300
 
 
-def test_a_short_log_is_left_for_later(tmp_path, upkeep):
+def test_a_short_log_is_left_for_later(tmp_path, monkeypatch):
     path = tmp_path / "short.db"
-    u = upkeep(path, pages=1000, spacing=0.01, first_check=3600)
+    u = wal.Upkeep(str(path), pages=200)  # not started: the hook's requests are counted, not served
+    asked = counted(monkeypatch, u, "wake")
     con = hooked(path, u)
-    fill(con, 50)
-    time.sleep(0.3)
-    assert u.checkpoints == 0 and os.path.getsize(path) < 100_000  # no sync for a few pages
+    fill(con, 50)  # about 150 pages of log
+    assert asked == [] and os.path.getsize(path) < 100_000  # no sync for a few pages
+    fill(con, 30)  # past 200 pages: the thread is asked for a checkpoint
+    assert asked
     con.close()
 
 
@@ -121,12 +135,17 @@ def test_a_failed_quick_check_is_kept_for_healthz_and_reported_as_critical(tmp_p
     assert reports and reports[0].critical and "quick_check" in reports[0].message and "db check" in reports[0].message
 
 
-def test_a_sound_database_passes_its_quick_check(tmp_path, upkeep):
+def test_a_sound_database_passes_its_quick_check(tmp_path, upkeep, monkeypatch):
     path = tmp_path / "good.db"
     con = hooked(path, lambda *a: 0)
     fill(con, 20)
-    u = upkeep(path, check_every=0.05, first_check=0)
-    time.sleep(0.3)
+    u = wal.Upkeep(str(path), check_every=0.01, first_check=0)
+    checks = counted(monkeypatch, u, "_quick_check")
+    u.start()
+    try:
+        assert wait_for(lambda: len(checks) >= 2)  # a hang guard: the checks did run, twice
+    finally:
+        u.stop()
     assert u.integrity_failure is None and not u.reports
 
 
@@ -134,6 +153,7 @@ CHILD = """
 import sys
 from kyma import sqlite
 con = sqlite.connect(sys.argv[1])
+con.set_busy_timeout(100)  # the reader below never lets go: waiting the usual seconds for it proves nothing
 with con:
     con.execute("INSERT INTO t VALUES (zeroblob(4000))")
 busy, log, done = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -141,7 +161,7 @@ print(busy, log, done)
 """
 
 
-def test_the_upkeep_thread_leaves_the_locks_of_this_process_readers_alone(tmp_path, upkeep):
+def test_the_upkeep_thread_leaves_the_locks_of_this_process_readers_alone(tmp_path, monkeypatch):
     """A reader here pins its snapshot, so another process cannot restart the log under it; the
     upkeep thread's own connections (opened, used, closed) must not drop that reader's locks."""
     path = tmp_path / "locks.db"
@@ -151,9 +171,13 @@ def test_the_upkeep_thread_leaves_the_locks_of_this_process_readers_alone(tmp_pa
     reader.execute("BEGIN")
     assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 50  # holds a read lock from here on
     fill(writer, 10)
-    u = upkeep(path, pages=1, spacing=0.01, check_every=0.05, first_check=0)
+    u = wal.Upkeep(str(path), pages=1, spacing=0.01, check_every=0.01, first_check=0)
+    # Checkpoints and quick checks, each on a connection the thread opened (the reader keeps a
+    # checkpoint from finishing, so the attempts are counted, not u.checkpoints).
+    checkpoints, checks = counted(monkeypatch, u, "_checkpoint"), counted(monkeypatch, u, "_quick_check")
+    u.start()
     u.wake()
-    time.sleep(0.5)  # checkpoints and quick checks, each on a connection the thread opened
+    assert wait_for(lambda: checkpoints and len(checks) >= 2)
     u.stop()
     assert wait_for(lambda: not u.alive)
     out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, timeout=60,

@@ -53,11 +53,13 @@ class Attempts:
     """Orders the attempts of one request and turns their failures into the client's error at the end."""
 
     def __init__(self, breaker, candidates: list[Candidate], *, max_attempts: int, deadline: float,
-                 route_retries: int = 1, retry_after_max: float = 5.0, rng=None):
+                 route_retries: int = 1, retry_after_max: float = 5.0, rng=None,
+                 clock: Callable[[], float] = time.monotonic):
         self.breaker = breaker
+        self.clock = clock  # monotonic seconds; tests pass a clock they move themselves
         self.candidates = candidates
         self.max_attempts = max_attempts
-        self.deadline = deadline  # time.monotonic() value
+        self.deadline = deadline  # a clock() value
         self.route_retries = route_retries
         self.retry_after_max = retry_after_max
         self.rng = rng or random  # the module's generator: seeding a new one per request costs
@@ -73,14 +75,14 @@ class Attempts:
         self._min_context = 0  # after a context-length error, only larger windows are worth trying
 
     @classmethod
-    def for_request(cls, rt: Runtime, prep: Prepared) -> "Attempts":
+    def for_request(cls, rt: Runtime, prep: Prepared, clock: Callable[[], float] = time.monotonic) -> "Attempts":
         """The attempts of a prepared request, bounded by the settings and its one deadline."""
         s = rt.settings
-        deadline = time.monotonic() + s.request_deadline - (time.perf_counter() - prep.call.started)
+        deadline = clock() + s.request_deadline - (time.perf_counter() - prep.call.started)
         # Upstream calls follow: don't hold a (PostgreSQL) connection across them; settling reconnects.
         release_connection()
         return cls(rt.breaker, prep.candidates, max_attempts=s.max_attempts, deadline=deadline,
-                   route_retries=s.route_retries, retry_after_max=s.retry_after_max_seconds)
+                   route_retries=s.route_retries, retry_after_max=s.retry_after_max_seconds, clock=clock)
 
     def run(self, attempt: Callable[[Candidate], Generator[E, None, T]], pause: Pause, *,
             continuing: Callable[[Candidate], bool] | None = None,
@@ -123,7 +125,7 @@ class Attempts:
         while self._retries and self._retried < self.route_retries and not self._exhausted():
             retry = min(self._retries, key=lambda r: r.ready_at)
             self._retries.remove(retry)
-            wait = retry.ready_at - time.monotonic()
+            wait = retry.ready_at - self.clock()
             if wait > 0:
                 yield wait
             if step := self._admit(retry.cand, retry):
@@ -159,12 +161,12 @@ class Attempts:
         return cand, verdict, "retry" if retry is not None else ""
 
     def _exhausted(self) -> bool:
-        return self._stop or self.tried >= self.max_attempts or time.monotonic() >= self.deadline
+        return self._stop or self.tried >= self.max_attempts or self.clock() >= self.deadline
 
     def _backoff(self) -> float:
         """Full-jitter backoff before going back to a provider that just failed."""
         cap = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** len(self.failures))
-        return min(self.rng.uniform(0, cap), max(0.0, self.deadline - time.monotonic()))
+        return min(self.rng.uniform(0, cap), max(0.0, self.deadline - self.clock()))
 
     def _schedule_retry(self, cand: Candidate, failure: UpstreamFailure, failures: int) -> None:
         """Queue a same-route retry of one of the requested model's routes, when one is worth it."""
@@ -175,9 +177,9 @@ class Attempts:
         else:
             step = RETRY_BACKOFF * 2 ** self._retried
             wait = step / 2 + self.rng.uniform(0, step / 2)
-        if wait > self.retry_after_max or time.monotonic() + wait > self.deadline - MIN_ATTEMPT_SECONDS:
+        if wait > self.retry_after_max or self.clock() + wait > self.deadline - MIN_ATTEMPT_SECONDS:
             return  # the upstream needs longer than this request can give it: fall back instead
-        self._retries.append(_Retry(cand, time.monotonic() + wait, failures))
+        self._retries.append(_Retry(cand, self.clock() + wait, failures))
 
     # -- outcomes --
 
@@ -234,7 +236,7 @@ class Attempts:
         if all(f.kind in SLOW_KINDS or f.kind is FailureKind.CONNECT for f in self.failures) and \
                 any(f.kind in SLOW_KINDS for f in self.failures):
             return UpstreamTimeout(f"No upstream answered in time after {self.tried} attempt(s).")
-        if time.monotonic() >= self.deadline:
+        if self.clock() >= self.deadline:
             return UpstreamTimeout(f"The request deadline passed after {self.tried} attempt(s).")
         return UpstreamError(f"Every upstream attempt failed ({self.tried} attempt(s)); last error: {last.public}",
                              headers={"Retry-After": "1"})

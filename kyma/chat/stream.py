@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from kyma.chat.answer import Answer
 from kyma.chat.attempts import Attempts
@@ -44,20 +44,22 @@ class ChatStream:
     by default KYMA_KEEPALIVE_SECONDS (the playground ticks faster, to notice a Stop).
     """
 
-    def __init__(self, rt: Runtime, prep: Prepared, keepalive: float | None = None):
+    def __init__(self, rt: Runtime, prep: Prepared, keepalive: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.rt = rt
         self.prep = prep
+        self.clock, self.sleep = clock, sleep  # tests pass a clock that moves only when they say
         self.record = base_record(prep, 200, stream=True)
-        self.attempts = Attempts.for_request(rt, prep)
+        self.attempts = Attempts.for_request(rt, prep, clock)
         self.served: Served | None = None
         self.upstream = None
         self.finished = False
         self.ready = False  # first() saw content (False: a keep-alive interval passed first)
         self.keepalive = rt.settings.keepalive_seconds if keepalive is None else keepalive
         self.answer: Answer | None = None  # once a route has started
-        self._hold_touched = time.monotonic()
+        self._hold_touched = self.clock()
         self._deadline = 0.0  # the first-byte limit, then the stream's total limit (set per phase)
-        self._last_event = time.monotonic()
+        self._last_event = self.clock()
         self._burst = False  # events follow at once (held-back lead chunks, the final chunk and Done)
         self._stream_until = 0.0  # the started stream's total limit
         self._current: Candidate | None = None  # the candidate streaming now (a continuation's, after one)
@@ -79,7 +81,7 @@ class ChatStream:
         cand, (lead, first, chunks) = opened
         self._start(cand)
         yield Started()
-        self._stream_until = time.monotonic() + self.rt.settings.stream_max_seconds
+        self._stream_until = self.clock() + self.rt.settings.stream_max_seconds
         self._burst = True  # the lead chunks and the first content chunk go out in one write
         for c in lead:
             out = self.answer.relay(c)
@@ -96,7 +98,7 @@ class ChatStream:
             if self._continuable(broke):
                 # A long answer may break after the request's deadline: continuing gets a deadline of
                 # its own, within the stream's total limit.
-                budget = time.monotonic() + self.rt.settings.request_deadline
+                budget = self.clock() + self.rt.settings.request_deadline
                 self.attempts.deadline = max(self.attempts.deadline, min(budget, self._stream_until))
                 opened = yield from self.attempts.run(self._open_continuation, self._pause,
                                                       continuing=self._can_continue)
@@ -143,7 +145,7 @@ class ChatStream:
         only comments) is abandoned for the next candidate.
         """
         s = self.rt.settings
-        started = time.monotonic()
+        started = self.clock()
         # Never past the request's (or a continuation's) deadline, nor the stream's total limit.
         bound = min(self.attempts.deadline, self._stream_until or float("inf"))
         first_token_by = min(started + s.first_token_timeout, bound)
@@ -257,19 +259,19 @@ class ChatStream:
 
     def _pause(self, seconds: float):
         """Wait between attempts (a backoff, a Retry-After), keeping the client's connection warm."""
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0:
-            time.sleep(min(left, max(0.0, self._last_event + self.keepalive - time.monotonic())))
+        until = self.clock() + seconds
+        while (left := until - self.clock()) > 0:
+            self.sleep(min(left, max(0.0, self._last_event + self.keepalive - self.clock())))
             if self._keepalive_due():
                 yield KeepAlive()
 
     def _wait(self) -> float:
         """Seconds the upstream may stay silent before we must act (a keep-alive or a deadline)."""
-        return min(self._deadline, self._last_event + self.keepalive) - time.monotonic()
+        return min(self._deadline, self._last_event + self.keepalive) - self.clock()
 
     def _check(self, kind: FailureKind) -> None:
         """Fail the attempt (as `kind`) once the current phase's deadline has passed."""
-        if time.monotonic() >= self._deadline:
+        if self.clock() >= self._deadline:
             s = self.rt.settings
             raise UpstreamFailure(kind, {
                 FailureKind.TIMEOUT: "upstream did not answer before the first-byte timeout",
@@ -277,14 +279,14 @@ class ChatStream:
                 FailureKind.LIMIT: f"the stream ran past {s.stream_max_seconds:g} s"}[kind])
 
     def _keepalive_due(self) -> bool:
-        return time.monotonic() - self._last_event >= self.keepalive
+        return self.clock() - self._last_event >= self.keepalive
 
     # -- the client side --
 
     def _next(self):
         """The walk's next event (None once it has ended)."""
         event = next(self._run, None)
-        self._last_event = time.monotonic()
+        self._last_event = self.clock()
         return event
 
     def first(self) -> bool:
@@ -348,7 +350,7 @@ class ChatStream:
         """A stream that outlives a third of the hold's TTL pushes its expiry out, so the reaper
         (which releases the holds of crashed workers) never frees the credit of a live stream."""
         ttl = self.rt.settings.hold_ttl_seconds
-        now = time.monotonic()
+        now = self.clock()
         if now - self._hold_touched > ttl / 3:
             self._hold_touched = now
             try:

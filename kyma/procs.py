@@ -1,0 +1,172 @@
+"""gunicorn processes on sockets bound here: started, waited for until they answer, stopped by group.
+
+The parent binds and listens first and the child inherits the socket (gunicorn's `--bind fd://N`),
+so a port can never be taken between choosing it and serving on it, and whatever answers on it is
+this server: no free-port guessing, no retries, no log parsing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from kyma import gunicorn_hooks
+
+ROOT = Path(__file__).resolve().parent.parent
+PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
+SIM_TARGET = "kyma.sim.app:create_sim_app()"
+
+
+class PortInUse(OSError):
+    """The port asked for is held by another process."""
+
+
+def die_with_parent() -> None:
+    """In a child (preexec_fn): get SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the launcher's own signal handling still stops the children
+
+
+def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on host:port; port 0 lets the kernel choose a free one."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does: TIME_WAIT is no obstacle
+    try:
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise PortInUse(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def listen_consecutive(n: int, host: str = "127.0.0.1", attempts: int = 200) -> list[socket.socket]:
+    """n listening sockets on consecutive ports (the simulators sit at KYMA_SIM_BASE_PORT + 0, 1, 2)."""
+    for _ in range(attempts):
+        held = [listen(host)]
+        base = held[0].getsockname()[1]
+        try:
+            if base + n - 1 > 65535:
+                raise PortInUse(0, "the block would run past the last port")
+            held += [listen(host, port) for port in range(base + 1, base + n)]
+            return held
+        except PortInUse:
+            for s in held:
+                s.close()
+    raise PortInUse(0, f"no {n} consecutive free ports on {host}")
+
+
+def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
+    """gunicorn with gevent workers, no preload, no control socket, and the hooks that keep the
+    workers' Prometheus files (kyma.gunicorn_hooks).
+
+    gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
+    believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
+    """
+    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-k", "gevent", "-w", str(workers),
+            "--worker-connections", "1000", "--no-control-socket", "--forwarded-allow-ips", "",
+            "--log-level", log_level, "-b", bind, target]
+
+
+@dataclass
+class Server:
+    """A gunicorn master started here: where it listens and, when captured, where it logs."""
+
+    popen: subprocess.Popen
+    port: int
+    log: Path | None = None
+    env: dict = field(default_factory=dict)
+    name: str = ""
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def wait_ready(self, path: str, timeout: float = 60) -> None:
+        """Wait until it answers on `path`; raise with the end of its log if it exits or never does."""
+        try:
+            wait_answering(f"{self.url}{path}", self.popen, timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log and self.log.exists() else ""
+            raise type(exc)(f"{exc}; the end of {self.log}:\n{tail}" if tail else str(exc)) from None
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10) -> None:
+        """Signal its process group (SIGTERM: gunicorn's graceful stop); SIGKILL what is left."""
+        stop([self], sig=sig, grace=grace)
+
+
+def start(target: str, sock: socket.socket, env: dict, *, log: Path | None = None, workers: int = 1,
+          cwd: Path = ROOT, log_level: str = "info", name: str = "", kind: type[Server] = Server,
+          extra: tuple[str, ...] = ()) -> Server:
+    """`target` under gunicorn + gevent on `sock`, which the child inherits and this process closes.
+
+    Output goes to `log` when given (else to this process's own). The child leads its own process
+    group, so a terminal's Ctrl-C reaches only its parent, and dies with the process that started it.
+    """
+    fd = sock.fileno()
+    host, port = sock.getsockname()[:2]
+    out = log.open("ab") if log else None
+    try:
+        popen = subprocess.Popen(gunicorn_command(target, f"fd://{fd}", workers, log_level) + list(extra),
+                                 cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                                 pass_fds=(fd,), start_new_session=True, preexec_fn=die_with_parent)
+    finally:
+        sock.close()
+        if out:
+            out.close()
+    return kind(popen, port, log, env, name=name, host=host)
+
+
+def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until `url` gives any HTTP answer; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode} before answering")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{url} did not answer within {timeout}s")
+        try:
+            # The socket listens before gunicorn runs: the request simply waits for its first worker.
+            requests.get(url, timeout=min(left, 5))
+            return
+        except requests.RequestException:
+            time.sleep(0.05)
+
+
+def stop(servers: list[Server], sig: int = signal.SIGTERM, grace: float = 10) -> None:
+    """Signal each server's process group, wait for its master, SIGKILL the groups still there."""
+    for s in servers:
+        if s.popen.poll() is None:
+            _signal_group(s.popen.pid, sig)
+    deadline = time.monotonic() + grace
+    for s in servers:
+        try:
+            s.popen.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(s.popen.pid, signal.SIGKILL)
+            s.popen.wait(5)
+        _signal_group(s.popen.pid, signal.SIGKILL)  # a worker its master left behind
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
