@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kyma.capacity import worker_connections
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -54,6 +56,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    worker_connections: int
     signup_credit_usd: float
     bcrypt_rounds: int
     session_idle_minutes: int
@@ -105,6 +108,7 @@ class Settings:
             host=_env("KYMA_HOST", "127.0.0.1"),
             port=int(_env("KYMA_PORT", "8080")),
             workers=int(_env("KYMA_WORKERS", str(DEFAULT_WORKERS))),
+            worker_connections=worker_connections(),
             signup_credit_usd=float(_env("KYMA_SIGNUP_CREDIT_USD", "0.50")),
             bcrypt_rounds=int(_env("KYMA_BCRYPT_ROUNDS", "12")),
             session_idle_minutes=int(_env("KYMA_SESSION_IDLE_MINUTES", "720")),
@@ -166,4 +170,5 @@ ENVIRONMENT_VARIABLES = (
     "KYMA_LOGIN_MAX_FAILURES", "KYMA_LOG_LEVEL", "KYMA_LOG_FORMAT", "KYMA_SECURE_COOKIES", "KYMA_TIERS", "KYMA_REDIS_PREFIX",
     "KYMA_SIMULATORS", "KYMA_DATABASE_POOL_SIZE", "KYMA_SIGNUP_MAX_PER_HOUR", "KYMA_TRUSTED_PROXIES",
     "KYMA_PUBLIC_URL", "KYMA_ALLOWED_HOSTS", "KYMA_SIGNUP_MAX_GLOBAL_PER_HOUR",
+    "KYMA_WORKER_CONNECTIONS",
 )

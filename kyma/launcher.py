@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from kyma.capacity import DEFAULT_WORKER_CONNECTIONS, LISTEN_BACKLOG, ensure_fd_limit, worker_connections
 from kyma.config import ROOT, Settings
 
 PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
@@ -83,21 +84,27 @@ def simulator_env(profile: SimProfile, settings: Settings) -> dict:
     return env
 
 
-def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
+def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info",
+                     connections: int = DEFAULT_WORKER_CONNECTIONS) -> list[str]:
     """gunicorn with gevent workers, no preload and no control socket.
+
+    Each worker holds up to `connections` at once (a stream holds one for its whole length); the
+    listen backlog queues what arrives faster than the workers accept.
 
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
     believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
     """
     return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-            "--worker-connections", "1000", "--no-control-socket", "--forwarded-allow-ips", "",
+            "--worker-connections", str(connections), "--backlog", str(LISTEN_BACKLOG),
+            "--no-control-socket", "--forwarded-allow-ips", "",
             "--log-level", log_level, "-b", bind, target]
 
 
 def start_simulators(settings: Settings) -> list[subprocess.Popen]:
     """Start the simulated providers on KYMA_SIM_BASE_PORT + 0, 1, 2."""
     return [_spawn(gunicorn_command("kyma.sim.app:create_sim_app()",
-                                    f"127.0.0.1:{settings.sim_base_port + i}", 1, "warning"),
+                                    f"127.0.0.1:{settings.sim_base_port + i}", 1, "warning",
+                                    settings.worker_connections),
                    simulator_env(profile, settings))
             for i, profile in enumerate(PROFILES)]
 
@@ -200,7 +207,8 @@ def spawn_logged(target: str, port: int, env: dict, log: Path, workers: int = 1,
     It logs at info (wait_started reads the "Listening at" line), and dies with the process that
     started it, so a crashed test run or notebook leaves no server behind.
     """
-    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers) + ["--graceful-timeout", "3"]
+    cmd = gunicorn_command(target, f"127.0.0.1:{port}", workers, connections=worker_connections(env))
+    cmd += ["--graceful-timeout", "3"]
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             preexec_fn=die_with_parent)
 
@@ -264,14 +272,15 @@ def run(settings: Settings, gateway_app: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        ensure_fd_limit(settings.worker_connections)  # the simulators and gunicorn inherit it
         if settings.simulators:
             sims = start_simulators(settings)
             for i, proc in enumerate(sims):
                 wait_answering(f"http://127.0.0.1:{settings.sim_base_port + i}/v1/models", proc)
         if stopping:
             return 0
-        gateway = _spawn(gunicorn_command(gateway_app, f"{settings.host}:{settings.port}", settings.workers),
-                         dict(os.environ))
+        gateway = _spawn(gunicorn_command(gateway_app, f"{settings.host}:{settings.port}", settings.workers,
+                                          connections=settings.worker_connections), dict(os.environ))
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         wait_answering(f"http://{host}:{settings.port}/healthz", gateway)
         print(banner(settings), flush=True)
