@@ -54,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peers", type=Path, default=Path(os.environ.get("BENCH_PEERS", ROOT.parent / "shared" / "bench-peers")),
                    help="the peer harness (its upstream.py); the simulator is used when it is absent")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra gateway environment")
+    p.add_argument("--pg", action="store_true",
+                   help="the gateway on a throw-away PostgreSQL database and Redis prefix (tests/pg.py), dropped after")
     p.add_argument("--url", help="measure this running gateway instead (key in STREAMS_KEY; needs --model)")
     p.add_argument("--model", default=MODEL)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
@@ -169,6 +171,10 @@ def measure(args) -> dict:
             out["gateway"]["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
             watch.done.set()
             out["gateway"]["workers_peak_rss_mb"] = round(watch.peak_mb, 1)
+            if "direct" in out and out["direct"]["ttfc_p50_ms"] and out["gateway"]["ttfc_p50_ms"]:
+                for q in ("p50", "p95"):
+                    out["gateway"][f"added_ttfc_{q}_ms"] = round(
+                        out["gateway"][f"ttfc_{q}_ms"] - out["direct"][f"ttfc_{q}_ms"], 1)
         finally:
             if gw is not None:
                 gw.stop()
@@ -184,6 +190,17 @@ def main(argv=None) -> int:
         result = {"gateway": client(f"{args.url.rstrip('/')}/v1/chat/completions", args.streams, args.ramp,
                                     {"model": args.model, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
                                     f"Bearer {os.environ.get('STREAMS_KEY', '')}")}
+    elif args.pg:
+        from tests.pg import REDIS_URL, create_database, delete_redis_prefix, drop_database, new_redis_prefix
+
+        url, prefix = create_database("streams_"), new_redis_prefix()
+        args.env += [f"KYMA_DATABASE_URL={url}", f"KYMA_REDIS_URL={REDIS_URL}", f"KYMA_REDIS_PREFIX={prefix}"]
+        try:
+            result = measure(args)
+        finally:
+            drop_database(url)
+            delete_redis_prefix(prefix)
+        result["database"] = "postgresql + redis"
     else:
         result = measure(args)
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
