@@ -4,7 +4,7 @@
 # harness's rounds, stops every target by its process group, and copies the report to bench/results/.
 #
 # Environment (defaults in brackets):
-#   BENCH_PEERS [../shared/bench-peers]  ROUNDS [3]  WORKERS ["1 2"] (one target per count)
+#   BENCH_PEERS [../shared/bench-peers]  ROUNDS [3]  WORKERS ["1 2"] (one target per count; "" for none)
 #   GATEWAYS [the installed ones of "litellm portkey"; "" for none]
 #   BASE_REV [""]  a git revision also run as its own target (a temporary git worktree), for
 #                  before/after from one run; BASE_WORKERS ["2"]
@@ -37,7 +37,7 @@ if [ -z "${GATEWAYS+set}" ]; then  # the installed peers, unless GATEWAYS says w
   [ -d "$CACHE/portkey/node_modules/@portkey-ai/gateway" ] && GATEWAYS="$GATEWAYS portkey"
   [ -z "$GATEWAYS" ] && echo "bench-peers: neither LiteLLM nor Portkey is installed (setup_reference.sh): this gateway only"
 fi
-ROUNDS=${ROUNDS:-3} WORKERS=${WORKERS:-"1 2"} BASE_REV=${BASE_REV:-} BASE_WORKERS=${BASE_WORKERS:-"2"}
+ROUNDS=${ROUNDS:-3} WORKERS=${WORKERS-"1 2"} BASE_REV=${BASE_REV:-} BASE_WORKERS=${BASE_WORKERS:-"2"}
 PG=${PG:-0} PG_PAIR=${PG_PAIR:-0} PG_POOL_SIZE=${PG_POOL_SIZE:-8} REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 PY="$ROOT/.venv/bin/python"
 W="$(mktemp -d -t kyma-peers.XXXXXX)"
@@ -86,7 +86,18 @@ add_target() { # NAME PROJECT_DIR WORKERS: start one gateway through the harness
 }
 
 new_pg() { # a throw-away PostgreSQL database and Redis prefix: "URL PREFIX" (dropped at exit)
-  local made
+  local made need=$1
+  # Another user of the server can leave too few connections: say so now, not as errors in the report.
+  (cd "$ROOT" && "$PY" - "$need" <<'EOF') >&2 || true
+import sys
+from tests.pg import _admin
+with _admin() as admin:
+    total = int(admin.execute("SHOW max_connections").fetchone()[0])
+    used = admin.execute("SELECT count(*) FROM pg_stat_activity").fetchone()[0]
+if total - used < int(sys.argv[1]):
+    print(f"bench-peers: WARNING: PostgreSQL has {total - used} of {total} connections free and this target "
+          f"may use {sys.argv[1]}: expect 'too many clients' errors (lower PG_POOL_SIZE or free some)")
+EOF
   made=$(cd "$ROOT" && "$PY" -c 'from tests.pg import create_database, new_redis_prefix; print(create_database("bench_"), new_redis_prefix())')
   echo "$made" >>"$W/pg-created"
   echo "$made"
@@ -103,14 +114,14 @@ if [ -n "$BASE_REV" ]; then
 fi
 
 if [ "$PG" = 1 ]; then
-  read -r url prefix <<<"$(new_pg)"
+  read -r url prefix <<<"$(new_pg $((2 * PG_POOL_SIZE)))"
   TARGET_DATABASE_URL=$url TARGET_REDIS_URL=$REDIS_URL KYMA_REDIS_PREFIX=$prefix KYMA_DATABASE_POOL_SIZE=$PG_POOL_SIZE \
     add_target kyma-pg-w2 "$ROOT" 2
 fi
 
 if [ "$PG_PAIR" = 1 ]; then
   command -v nginx >/dev/null 2>&1 || { echo "bench-peers: PG_PAIR=1 needs nginx (apt-get install -y -q nginx)" >&2; exit 2; }
-  read -r url prefix <<<"$(new_pg)"
+  read -r url prefix <<<"$(new_pg $((4 * PG_POOL_SIZE)))"
   TARGET_DATABASE_URL=$url TARGET_REDIS_URL=$REDIS_URL KYMA_REDIS_PREFIX=$prefix KYMA_DATABASE_POOL_SIZE=$PG_POOL_SIZE \
     setsid "$PY" "$ROOT/bench/pg_pair.py" "$PEERS" "$W" "$NEXT" $((NEXT + 1)) $((NEXT + 2)) 2 \
     >"$W/kyma-pg-pair.json" 2>"$W/pg_pair.err" &
