@@ -56,8 +56,8 @@ def _make_sqlite(path: str):
     # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls never
     # yield and transactions hold no I/O, so they cannot interleave, and requests skip the connect
     # and close (the last close also checkpoints the WAL) that cost more than the queries
-    # themselves (docs/benchmarks.md has the figures). Checkpoints run in a background thread (kyma.wal), woken
-    # by the connection's WAL hook, not inside a request's commit.
+    # themselves (docs/benchmarks.md has the figures). Checkpoints run in a background thread
+    # (kyma.wal), woken by the connection's WAL hook, not inside a request's commit.
     upkeep = wal.start_upkeep(path) if on_disk else None
     db = sqlite.open_database(path, thread_safe=False, wal_hook=upkeep.on_commit if upkeep else None)
     db.kyma_shared_connection = True
