@@ -58,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the gateway on a throw-away PostgreSQL database and Redis prefix (tests/pg.py), dropped after")
     p.add_argument("--url", help="measure this running gateway instead (key in STREAMS_KEY; needs --model)")
     p.add_argument("--model", default=MODEL)
+    p.add_argument("--keep", type=Path, metavar="DIR", help="copy the servers' logs here before cleaning up")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     return p.parse_args(argv)
 
@@ -179,6 +180,12 @@ def measure(args) -> dict:
             if gw is not None:
                 gw.stop()
             stop([upstream.proc])
+            if args.keep:
+                import shutil
+
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for log in workdir.glob("*.log"):
+                    shutil.copy(log, args.keep / log.name)
     return out
 
 
