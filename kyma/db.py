@@ -37,8 +37,12 @@ def make_database(url: str, pool_size: int = 0):
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         rest = url.split("://", 1)[1]
         if pool_size > 0:
-            return connect("psycopg3+pool://" + rest, autorollback=True, max_connections=pool_size,
-                           timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
+            from playhouse.db_url import parse
+
+            from kyma.db_pool import FairPooledDatabase
+
+            return FairPooledDatabase(**parse("postgresql://" + rest), autorollback=True, max_connections=pool_size,
+                                      timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
         url = "psycopg3://" + rest
     return connect(url, autorollback=True)
 
