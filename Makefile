@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-$(shell sha256sum requirements.txt | cut -c1-12)
 DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: run test setup db bench soak notebooks clean
+.PHONY: run test setup db bench bench-peers soak notebooks clean
 
 $(RUN_STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
+
+## make bench-peers: this gateway (1 and 2 workers) beside Portkey and LiteLLM in one run, through the
+## peer harness, which lives outside the repository (BENCH_PEERS). ROUNDS=1 for a quick look;
+## BASE_REV=<rev> adds that revision as a target; PG=1 and PG_PAIR=1 add PostgreSQL + Redis targets.
+BENCH_PEERS ?= ../shared/bench-peers
+bench-peers: $(DEV_STAMP)
+	BENCH_PEERS="$(BENCH_PEERS)" bash bench/peers.sh
 
 ## make soak: before each release, five minutes of mixed load on 2 and on 4 workers, then a check
 ## of the database they left (SQLite integrity, ledger, every success logged and billed).

@@ -164,8 +164,8 @@ def many_streams(args, servers, b, key) -> dict:
     for name, server, body, auth in (("gateway", servers["gateway"], b["gw_many"], f"Bearer {key}"),
                                      ("direct", servers["sim_stream"], b["sim_many"], f"Bearer {UPSTREAM_KEY}")):
         cpu0 = server.worker_cpu_seconds()
-        done = subprocess.run([sys.executable, "-m", "bench.streams", f"{server.url}/v1/chat/completions",
-                               str(args.streams)], cwd=ROOT, input=json.dumps({"body": body.decode(), "auth": auth}),
+        done = subprocess.run([sys.executable, "-m", "bench.stream_client", f"{server.url}/v1/chat/completions",
+                               str(args.streams), "0"], cwd=ROOT, input=json.dumps({"body": body.decode(), "auth": auth}),
                               capture_output=True, text=True, timeout=180)
         if done.returncode != 0:
             raise RuntimeError(f"stream load failed: {done.stderr.strip()[-400:]}")

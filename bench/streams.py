@@ -1,88 +1,222 @@
-"""Many concurrent streams from one gevent process: `python -m bench.streams URL N` prints JSON.
+"""Concurrent streams: how many long streams one gateway instance holds, and how soon each starts.
 
-Run as its own process (it monkey-patches); the benchmark parent never patches itself.
-Every stream must end with a usage chunk and `data: [DONE]`; anything else is an error.
+    .venv/bin/python -m bench.streams --streams 5000 --ramp 3          # starts everything itself
+    .venv/bin/python -m bench.streams --url http://127.0.0.1:8080 --model M --streams 2000  # a running gateway (key in STREAMS_KEY)
+
+Starts, on 127.0.0.1, a fake upstream (the peer harness's asyncio `upstream.py` when BENCH_PEERS
+points at it, else the project's simulator) whose streams last --chunks x --chunk-ms, and the
+gateway (gunicorn, KYMA_WORKERS workers, its own SQLite file unless --env sets a database) in
+front of it; then opens N streaming chat completions arriving evenly over --ramp seconds from a
+separate gevent client process (bench/stream_client.py) and reports peak open streams, time to
+first byte and to first content chunk (median, p95), errors, and the workers' peak memory. With
+--direct the same load first goes to the upstream itself, for the added time to first chunk.
+Everything it starts is stopped by PID; every wait is bounded.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
+
+import requests
+
+from bench import procs
+from kyma import procs as kprocs
+from kyma.capacity import raise_fd_limit
+from kyma.config import DEFAULT_WORKERS
+
+ROOT = kprocs.ROOT
+
+MODEL = "gpt-oss-120b"  # a catalog model, routed to the fake upstream
+UPSTREAM_KEY, KEY_ENV = "sk-streams-upstream", "STREAMS_UPSTREAM_KEY"
+EMAIL = "streams@example.com"
+PEERS_PYTHON = Path.home() / ".cache" / "kyma-bench" / "bench-venv" / "bin" / "python"
 
 
-def _one(url: str, body: bytes, headers: dict, state: dict) -> None:
-    import http.client
-    from urllib.parse import urlsplit
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--streams", type=int, default=5000, help="concurrent streams (default 5000)")
+    p.add_argument("--ramp", type=float, default=3.0, help="seconds over which they arrive (default 3)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("KYMA_WORKERS", DEFAULT_WORKERS)))
+    p.add_argument("--chunks", type=int, default=10, help="content chunks per stream (default 10)")
+    p.add_argument("--chunk-ms", type=int, default=1000,
+                   help="upstream pause before each chunk, the first included (default 1000: 10 s streams)")
+    p.add_argument("--direct", action="store_true", help="first the same load against the upstream itself")
+    p.add_argument("--peers", type=Path, default=Path(os.environ.get("BENCH_PEERS", ROOT.parent / "shared" / "bench-peers")),
+                   help="the peer harness (its upstream.py); the simulator is used when it is absent")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra gateway environment")
+    p.add_argument("--pg", action="store_true",
+                   help="the gateway on a throw-away PostgreSQL database and Redis prefix (tests/pg.py), dropped after")
+    p.add_argument("--url", help="measure this running gateway instead (key in STREAMS_KEY; needs --model)")
+    p.add_argument("--model", default=MODEL)
+    p.add_argument("--keep", type=Path, metavar="DIR", help="copy the servers' logs here before cleaning up")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
+    return p.parse_args(argv)
 
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    start = time.perf_counter()
-    try:
-        conn.request("POST", parts.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        if resp.status != 200:
-            state["errors"].append(f"HTTP {resp.status}: {resp.read()[:120]!r}")
-            return
-        state["open"] += 1
-        state["peak"] = max(state["peak"], state["open"])
-        buf, ttfc = b"", None
+
+def client(url: str, n: int, ramp: float, body: dict, auth: str) -> dict:
+    """Run bench/stream_client.py (its own, gevent-patched process) and return its JSON."""
+    done = subprocess.run([sys.executable, "-m", "bench.stream_client", url, str(n), str(ramp)], cwd=ROOT,
+                          input=json.dumps({"body": json.dumps(body), "auth": auth}), capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"stream client failed: {done.stderr.strip()[-600:]}")
+    return json.loads(done.stdout)
+
+
+class Upstream:
+    """The fake upstream: the peer harness's upstream.py, or the project's simulator."""
+
+    def __init__(self, args, workdir: Path):
+        script = args.peers / "upstream.py"
+        self.peers = script.exists() and PEERS_PYTHON.exists()
+        self.log = workdir / "upstream.log"
+        if self.peers:
+            # The harness's upstream binds a port itself: a free one is found here and released for it.
+            free = kprocs.listen()
+            self.port = free.getsockname()[1]
+            free.close()
+            self.model = f"fake-model-delay{args.chunk_ms}-chunks{args.chunks}"
+            cmd = [str(PEERS_PYTHON), str(script), "--host", "127.0.0.1", "--port", str(self.port)]
+            self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            probe = f"{self.url}/health"
+        else:  # one token per chunk at 1000/chunk_ms tokens a second; the reply is ~`chunks` tokens long
+            self.model = "bench-model"
+            server = procs.simulator("sim-streams", workdir, ROOT, UPSTREAM_KEY,
+                                     tokens_per_sec=str(1000 / args.chunk_ms))
+            self.proc, self.port, self.log = server.popen, server.port, server.log
+            probe = f"{self.url}/v1/models"
+        kprocs.wait_answering(probe, self.proc, 30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def body(self, chunks: int) -> dict:
+        words = " ".join(str(i) for i in range(1, chunks + 1))
+        return {"model": self.model, "stream": True, "stream_options": {"include_usage": True},
+                "max_tokens": 4 * chunks, "messages": [{"role": "user", "content": f"repeat after me: {words}"}]}
+
+
+def start_gateway(args, workdir: Path, upstream: Upstream) -> procs.Server:
+    """The gateway with one route to the upstream and a tier that cannot throttle."""
+    routes, tiers = procs.write_gateway_files(workdir, upstream.url, upstream.url, KEY_ENV, "llama-3.3-70b", MODEL)
+    table = json.loads(routes.read_text())
+    table["routes"][MODEL] = [{"provider": "bench-stream", "model": upstream.model}]
+    routes.write_text(json.dumps(table))
+    env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, dict(kv.split("=", 1) for kv in args.env))
+    procs.flask(ROOT, env, "init-db")
+    gw = procs.gunicorn("gateway", "app:app", env, workdir, ROOT, args.workers)
+    gw.wait_ready("/healthz")
+    return gw
+
+
+def open_account(gw: procs.Server) -> str:
+    """Register and buy $1000 of credit (the benchmark tier); the API key."""
+    r = requests.post(f"{gw.url}/v1/auth/register", json={"email": EMAIL, "password": "streams-password"}, timeout=30)
+    r.raise_for_status()
+    procs.flask(ROOT, gw.env, "credits", "add", EMAIL, "1000")
+    return r.json()["api_key"]
+
+
+class MemoryWatch(threading.Thread):
+    """Samples the workers' resident memory twice a second; `peak_mb` is the largest sum seen."""
+
+    def __init__(self, server: procs.Server):
+        super().__init__(daemon=True)
+        self.server, self.peak_mb, self.done = server, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            total = 0
+            for pid in self.server.worker_pids():
+                try:
+                    rss = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                               if ln.startswith("VmRSS:"))
+                    total += int(rss.split()[1])
+                except (OSError, StopIteration):
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 1024)
+
+
+def measure(args) -> dict:
+    """Start the upstream and the gateway, run the load (direct first when asked), stop them."""
+    import tempfile
+
+    out: dict = {"streams": args.streams, "ramp_s": args.ramp, "workers": args.workers}
+    with tempfile.TemporaryDirectory(prefix="kyma-streams-") as tmp:
+        workdir = Path(tmp)
+        upstream = Upstream(args, workdir)
+        gw = None
         try:
-            while True:
-                piece = resp.read1(65536)
-                if not piece:
-                    break
-                if ttfc is None and b'"content":"' in piece.replace(b'"content": "', b'"content":"') \
-                        and b'"content":""' not in piece:
-                    ttfc = time.perf_counter() - start
-                buf += piece
+            out["upstream"] = "peers upstream.py" if upstream.peers else "kyma simulator"
+            out["stream_seconds"] = args.chunks * args.chunk_ms / 1000
+            body = upstream.body(args.chunks)
+            if args.direct:
+                out["direct"] = client(f"{upstream.url}/v1/chat/completions", args.streams, args.ramp, body,
+                                       f"Bearer {UPSTREAM_KEY}")
+            gw = start_gateway(args, workdir, upstream)
+            key = open_account(gw)
+            watch = MemoryWatch(gw)
+            watch.start()
+            cpu0 = gw.worker_cpu_seconds()
+            out["gateway"] = client(f"{gw.url}/v1/chat/completions", args.streams, args.ramp,
+                                    dict(body, model=MODEL), f"Bearer {key}")
+            out["gateway"]["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
+            watch.done.set()
+            out["gateway"]["workers_peak_rss_mb"] = round(watch.peak_mb, 1)
+            if "direct" in out and out["direct"]["ttfc_p50_ms"] and out["gateway"]["ttfc_p50_ms"]:
+                for q in ("p50", "p95"):
+                    out["gateway"][f"added_ttfc_{q}_ms"] = round(
+                        out["gateway"][f"ttfc_{q}_ms"] - out["direct"][f"ttfc_{q}_ms"], 1)
         finally:
-            state["open"] -= 1
-        if b"data: [DONE]" not in buf or b'"usage":{' not in buf.replace(b'"usage": {', b'"usage":{'):
-            state["errors"].append("stream ended without usage or [DONE]")
-            return
-        state["ok"] += 1
-        state["ttfc"].append(ttfc if ttfc is not None else time.perf_counter() - start)
-        state["durations"].append(time.perf_counter() - start)
-    except Exception as exc:  # noqa: BLE001 — every failure is counted and reported, none hidden
-        state["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
-    finally:
-        conn.close()
+            if gw is not None:
+                gw.stop()
+            kprocs.stop([kprocs.Server(upstream.proc, upstream.port)])
+            if args.keep:
+                import shutil
+
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for log in workdir.glob("*.log"):
+                    shutil.copy(log, args.keep / log.name)
+    return out
 
 
-def run(url: str, n: int, body: bytes, auth: str) -> dict:
-    """Open n streams at once and wait for all of them (bounded by a 120 s timeout)."""
-    import gevent
+def main(argv=None) -> int:
+    """Measure, print the JSON, write it to --out; exit 1 when any stream failed."""
+    args = parse_args(argv)
+    raise_fd_limit(0)  # the servers started here inherit the raised limit
+    if args.url:
+        result = {"gateway": client(f"{args.url.rstrip('/')}/v1/chat/completions", args.streams, args.ramp,
+                                    {"model": args.model, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+                                    f"Bearer {os.environ.get('STREAMS_KEY', '')}")}
+    elif args.pg:
+        from tests.pg import REDIS_URL, create_database, delete_redis_prefix, drop_database, new_redis_prefix
 
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-    if auth:
-        headers["Authorization"] = auth
-    state = {"ok": 0, "open": 0, "peak": 0, "errors": [], "ttfc": [], "durations": []}
-    started = time.perf_counter()
-    jobs = [gevent.spawn(_one, url, body, headers, state) for _ in range(n)]
-    gevent.joinall(jobs, timeout=120)
-    unfinished = sum(1 for j in jobs if not j.ready())
-    gevent.killall(jobs, block=False)
-    ttfc = sorted(state["ttfc"])
-    return {
-        "streams": n, "ok": state["ok"], "errors": len(state["errors"]) + unfinished,
-        "error_samples": sorted(set(state["errors"]))[:5], "unfinished": unfinished,
-        "peak_open": state["peak"], "wall_s": time.perf_counter() - started,
-        "ttfc_p50_ms": ttfc[len(ttfc) // 2] * 1000 if ttfc else None,
-        "ttfc_max_ms": ttfc[-1] * 1000 if ttfc else None,
-        "duration_max_s": max(state["durations"], default=None),
-    }
-
-
-def main(argv: list[str]) -> None:
-    """Entry point: URL N, with BODY and AUTH read from stdin as JSON (keeps keys off the command line)."""
-    from gevent import monkey
-
-    monkey.patch_all()
-    url, n = argv[0], int(argv[1])
-    params = json.loads(sys.stdin.read())
-    print(json.dumps(run(url, n, params["body"].encode(), params.get("auth", ""))))
+        url, prefix = create_database("streams_"), new_redis_prefix()
+        args.env += [f"KYMA_DATABASE_URL={url}", f"KYMA_REDIS_URL={REDIS_URL}", f"KYMA_REDIS_PREFIX={prefix}"]
+        try:
+            result = measure(args)
+        finally:
+            drop_database(url)
+            delete_redis_prefix(prefix)
+        result["database"] = "postgresql + redis"
+    else:
+        result = measure(args)
+    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 1 if result["gateway"]["errors"] else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

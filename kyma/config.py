@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from kyma.capacity import DEFAULT_WORKER_CONNECTIONS
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -72,6 +74,11 @@ def _capped(cap: int) -> Callable[[str], int]:
     return lambda value: min(cap, int(value))
 
 
+def _positive(value: int) -> None:
+    if value < 1:
+        raise ValueError("must be 1 or more")
+
+
 def _not_negative(value: int) -> None:
     if value < 0:
         raise ValueError("must be 0 or more")
@@ -126,6 +133,7 @@ SETTINGS = (
     Setting("host", "KYMA_HOST", str, "127.0.0.1", "address the gateway listens on"),
     Setting("port", "KYMA_PORT", int, "8080", "port the gateway listens on"),
     Setting("workers", "KYMA_WORKERS", int, str(DEFAULT_WORKERS), "gunicorn gevent workers"),
+    Setting("worker_connections", "KYMA_WORKER_CONNECTIONS", int, str(DEFAULT_WORKER_CONNECTIONS), "connections (open streams) one worker holds", check=_positive),
     Setting("signup_credit_usd", "KYMA_SIGNUP_CREDIT_USD", float, "0.50", "credit granted to each new account"),
     Setting("bcrypt_rounds", "KYMA_BCRYPT_ROUNDS", int, "12", "bcrypt cost for passwords"),
     Setting("session_idle_minutes", "KYMA_SESSION_IDLE_MINUTES", int, "720", "a session expires after this long unused"),

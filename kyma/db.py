@@ -37,8 +37,12 @@ def make_database(url: str, pool_size: int = 0):
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         rest = url.split("://", 1)[1]
         if pool_size > 0:
-            return connect("psycopg3+pool://" + rest, autorollback=True, max_connections=pool_size,
-                           timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
+            from playhouse.db_url import parse
+
+            from kyma.db_pool import FairPooledDatabase
+
+            return FairPooledDatabase(**parse("postgresql://" + rest), autorollback=True, max_connections=pool_size,
+                                      timeout=POOL_WAIT_SECONDS, stale_timeout=POOL_STALE_SECONDS)
         url = "psycopg3://" + rest
     return connect(url, autorollback=True)
 
@@ -56,8 +60,8 @@ def _make_sqlite(path: str):
     # Under gevent every greenlet of a worker shares one SQLite connection: SQLite calls never
     # yield and transactions hold no I/O, so they cannot interleave, and requests skip the connect
     # and close (the last close also checkpoints the WAL) that cost more than the queries
-    # themselves. See docs/benchmarks.md. Checkpoints run in a background thread (kyma.wal), woken
-    # by the connection's WAL hook, not inside a request's commit.
+    # themselves (docs/benchmarks.md has the figures). Checkpoints run in a background thread
+    # (kyma.wal), woken by the connection's WAL hook, not inside a request's commit.
     upkeep = wal.start_upkeep(path) if on_disk else None
     db = sqlite.open_database(path, thread_safe=False, wal_hook=upkeep.on_commit if upkeep else None)
     db.kyma_shared_connection = True

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kyma import gunicorn_hooks, procs
+from kyma.capacity import ensure_fd_limit
 from kyma.config import Settings
 
 
@@ -103,6 +104,7 @@ def run(settings: Settings, gateway_app: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        ensure_fd_limit(settings.worker_connections)  # the simulators and gunicorn inherit it
         # Bound before anything starts: a port in use is reported at once, by its number.
         gateway_sock = procs.listen(settings.host, settings.port)
         if settings.simulators:

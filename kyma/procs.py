@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 from kyma import gunicorn_hooks
+from kyma.capacity import DEFAULT_WORKER_CONNECTIONS, LISTEN_BACKLOG, worker_connections
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
@@ -69,15 +70,20 @@ def listen_consecutive(n: int, host: str = "127.0.0.1", attempts: int = 200) -> 
     raise PortInUse(0, f"no {n} consecutive free ports on {host}")
 
 
-def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info") -> list[str]:
+def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info",
+                     connections: int = DEFAULT_WORKER_CONNECTIONS) -> list[str]:
     """gunicorn with gevent workers, no preload, no control socket, and the hooks that keep the
     workers' Prometheus files (kyma.gunicorn_hooks).
+
+    Each worker holds up to `connections` at once (a stream holds one for its whole length); the
+    listen backlog queues what arrives faster than the workers accept.
 
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
     believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
     """
     return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-k", "gevent", "-w", str(workers),
-            "--worker-connections", "1000", "--no-control-socket", "--forwarded-allow-ips", "",
+            "--worker-connections", str(connections), "--backlog", str(LISTEN_BACKLOG),
+            "--no-control-socket", "--forwarded-allow-ips", "",
             "--log-level", log_level, "-b", bind, target]
 
 
@@ -123,7 +129,8 @@ def start(target: str, sock: socket.socket, env: dict, *, log: Path | None = Non
     host, port = sock.getsockname()[:2]
     out = log.open("ab") if log else None
     try:
-        popen = subprocess.Popen(gunicorn_command(target, f"fd://{fd}", workers, log_level) + list(extra),
+        command = gunicorn_command(target, f"fd://{fd}", workers, log_level, worker_connections(env))
+        popen = subprocess.Popen(command + list(extra),
                                  cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                  pass_fds=(fd,), start_new_session=True, preexec_fn=die_with_parent)
     finally:

@@ -23,7 +23,7 @@ from playhouse.apsw_ext import APSWDatabase
 PRAGMAS = {
     # Before WAL and the first table, so only a new database takes it (an existing one keeps its
     # size): half SQLite's default page halves the bytes every commit writes to the log, which
-    # measured −0.14 ms CPU a request and +9 % req/s. Rows stay far below the 2013 bytes a page
+    # is cheaper per request (docs/benchmarks.md). Rows stay far below the 2013 bytes a page
     # holds before overflowing (a request-log row's attempt list is the long one).
     "page_size": 2048,
     "journal_mode": "wal",

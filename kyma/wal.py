@@ -2,8 +2,8 @@
 
 By default, the commit that takes SQLite's write-ahead log past 1000 pages also copies the log
 back into the database and fsyncs both files (with synchronous=NORMAL, checkpoints are the only
-syncs): about one request in forty paid several milliseconds for everyone's writes. This thread
-takes that work off the request path (docs/benchmarks.md has the measurements).
+syncs): now and then one request paid for everyone's writes. This thread takes that work off
+the request path (docs/benchmarks.md has the measurements).
 
 A gevent worker's connection keeps SQLite's own policy with a WAL hook instead of the automatic
 checkpoint: after each commit SQLite tells the hook how long the log is, and from CHECKPOINT_PAGES
@@ -39,7 +39,7 @@ from kyma import sqlite
 CHECKPOINT_PAGES = 1000  # SQLite's own wal_autocheckpoint default
 SPACING_SECONDS = 0.5  # at most two checkpoints (four syncs) a second, however fast the log grows
 # Pages at which the hook checkpoints inline, as SQLite itself would: reached only if this thread
-# stalls (at 900 requests a second the log grows by about 10000 pages every SPACING_SECONDS).
+# stalls, far above what the log grows between two checkpoints at full load (docs/benchmarks.md).
 BACKSTOP_PAGES = 40000
 QUICK_CHECK_SECONDS = 600
 FIRST_QUICK_CHECK_SECONDS = 60

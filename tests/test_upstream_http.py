@@ -309,3 +309,29 @@ def test_a_stream_ends_at_done_though_the_upstream_keeps_its_body_open(serve):
     stream.close()
     # Dropped, not pooled: a half-read connection would hand the next call the rest of this body.
     assert adapter._origin(route.provider.base_url).pool._socket_queue.qsize() == 0
+
+
+def test_an_ip_upstream_is_looked_up_once_and_a_named_one_again_after_a_while(serve, monkeypatch):
+    # Thousands of streams opening at once each need a new connection: no lookup hop for each.
+    import gevent.socket
+
+    import kyma.providers.http as http
+
+    real, asked = gevent.socket.getaddrinfo, []
+    monkeypatch.setattr(gevent.socket, "getaddrinfo", lambda host, *a: asked.append(host) or real(host, *a))
+    server = serve(_keep_answering)
+    by_ip = _origin(server)
+    socks = [by_ip.connect() for _ in range(3)]  # three at once: three new connections
+    assert asked == ["127.0.0.1"]
+    for s in socks:
+        by_ip.pool.release_socket(s)
+
+    now = [1000.0]
+    monkeypatch.setattr(http.time, "monotonic", lambda: now[0])
+    by_name = Origin(f"http://localhost:{server.port}/v1", size=4, connect_timeout=2)
+    for _ in range(2):
+        by_name.pool.release_socket(by_name.connect())
+    assert asked.count("localhost") == 1
+    now[0] += http.RESOLVE_SECONDS + 1
+    by_name.pool.release_socket(by_name.connect())
+    assert asked.count("localhost") == 2

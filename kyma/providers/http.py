@@ -13,6 +13,7 @@ ticks), so one greenlet can relay a stream and still keep its own clock.
 
 from __future__ import annotations
 
+import ipaddress
 import select
 import socket
 import time
@@ -30,6 +31,7 @@ from kyma.providers.egress import Proxy
 READ_BLOCK = 65536
 MAX_HEAD_BYTES = 65536
 SEND_SECONDS = 30.0  # the longest an upstream may take to accept the whole request
+RESOLVE_SECONDS = 30.0  # an upstream host's addresses are looked up again after this
 _TIMED_OUT = object()
 
 
@@ -133,6 +135,21 @@ class _Tuned:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._unused = weakref.WeakSet()  # connections opened and not yet handed out
+        self._addresses: tuple[float, list] | None = None  # (resolved at, getaddrinfo's answer)
+        self._literal = _is_ip(self._connection_host)
+
+    def _resolve(self):
+        """getaddrinfo's answer, kept for RESOLVE_SECONDS (for good when the host is an IP address).
+
+        Each lookup is a hop through gevent's thread pool: when thousands of streams open at once,
+        every one of them needs a new connection, and the hops cost more than the connects.
+        """
+        now = time.monotonic()
+        if self._addresses is not None and (self._literal or now - self._addresses[0] < RESOLVE_SECONDS):
+            return self._addresses[1]
+        found = super()._resolve()
+        self._addresses = (now, found)
+        return found
 
     def after_connect(self, sock) -> None:
         """No Nagle delay: a request longer than one TCP segment would otherwise hold its last
@@ -162,6 +179,14 @@ class _Tuned:
             return not poller.poll(0)
         except (OSError, ValueError):
             return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 class _Pool(_Tuned, ConnectionPool):

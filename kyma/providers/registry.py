@@ -11,8 +11,6 @@ from kyma.providers.routes import Route
 # A provider protocol maps to its adapter class; a new protocol is a module plus a line here.
 ADAPTERS = {"openai": OpenAICompatAdapter}
 
-POOL_SIZE = 1000  # matches gunicorn --worker-connections, so streams never wait for a socket
-
 
 class UpstreamPool:
     """Builds adapters lazily, one per provider, each with its own connection pool."""
@@ -29,7 +27,8 @@ class UpstreamPool:
         adapter = self._adapters.get(name)
         if adapter is None:
             s = self.settings
-            adapter = ADAPTERS["openai"](pool_size=POOL_SIZE, connect_timeout=s.connect_timeout,
+            # As many upstream sockets as the worker holds connections: a stream never waits for one.
+            adapter = ADAPTERS["openai"](pool_size=s.worker_connections, connect_timeout=s.connect_timeout,
                                          first_byte_timeout=s.first_byte_timeout, idle_timeout=s.idle_timeout,
                                          egress=self.egress)
             self._adapters[name] = adapter

@@ -1,0 +1,69 @@
+"""The PostgreSQL pool serves waiters in arrival order and gives every turn back."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from kyma.db_pool import Turns
+
+
+def test_a_freed_turn_goes_to_the_longest_waiter_not_to_a_newcomer():
+    turns = Turns(1)
+    assert turns.acquire(0.1)
+    served: list[str] = []
+
+    def wait(name: str) -> None:
+        if turns.acquire(5):
+            served.append(name)
+
+    first = threading.Thread(target=wait, args=("first",))
+    first.start()
+    while not turns.waiting:  # bounded by the thread's start; no timing assumption
+        time.sleep(0.001)
+    turns.release()  # handed straight to "first": a newcomer finds nothing free
+    assert not turns.acquire(0)
+    first.join(5)
+    assert served == ["first"] and turns.free == 0
+    turns.release()
+    assert turns.free == 1 and turns.acquire(0)
+
+
+def test_a_wait_that_runs_out_leaves_the_line_and_the_count_intact():
+    turns = Turns(1)
+    assert turns.acquire(0)
+    assert not turns.acquire(0.01)
+    assert not turns.waiting
+    turns.release()
+    assert turns.free == 1
+
+
+@pytest.mark.integration
+def test_connections_are_given_back_to_their_turns(tmp_path):
+    from tests.pg import create_database, drop_database, postgres_unavailable
+
+    if postgres_unavailable():
+        pytest.skip(postgres_unavailable())
+    from peewee import OperationalError
+
+    from kyma.db import make_database
+
+    url = create_database("pool_")
+    try:
+        db = make_database(url, 2)
+        for _ in range(5):  # more rounds than turns: each close gave its turn back
+            db.connect()
+            assert db.execute_sql("SELECT 1").fetchone() == (1,)
+            db.close()
+        assert db._turns.free == 2
+        db.connect()
+        with pytest.raises(OperationalError, match="already opened"):
+            db.connect()  # already open in this thread: refused, and no second turn taken
+        assert db._turns.free == 1
+        db.close()
+        assert db._turns.free == 2
+        db.close_all()
+    finally:
+        drop_database(url)
