@@ -77,6 +77,7 @@ class Settings:
     keepalive_seconds: float
     stream_max_seconds: float
     hold_ttl_seconds: int
+    group_commit_ms: float
     responses_retention_days: float
     tiers_path: Path
     redis_prefix: str
@@ -128,6 +129,7 @@ class Settings:
             keepalive_seconds=float(_env("KYMA_KEEPALIVE_SECONDS", "10")),
             stream_max_seconds=float(_env("KYMA_STREAM_MAX_SECONDS", "600")),
             hold_ttl_seconds=int(_env("KYMA_HOLD_TTL_SECONDS", "900")),
+            group_commit_ms=float(_env("KYMA_GROUP_COMMIT_MS", "0")),
             responses_retention_days=float(_env("KYMA_RESPONSES_RETENTION_DAYS", "30")),
             tiers_path=Path(_env("KYMA_TIERS", str(DATA / "tiers.json"))),
             redis_prefix=_env("KYMA_REDIS_PREFIX", "kyma:"),

@@ -15,6 +15,8 @@ import functools
 import logging
 import os
 import socket
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -137,8 +139,35 @@ def _entry(account_id: int, kind: str, amount: int, *, request_id: str | None = 
     return cursor.fetchone()[0]
 
 
+# Greenlet-local under gevent (threading is patched): balance changes a group commit defers.
+_deferred = threading.local()
+
+
 def _add_to_balance(account_id: int, delta: int) -> None:
+    pending = getattr(_deferred, "deltas", None)
+    if pending is not None:
+        pending[account_id] = pending.get(account_id, 0) + delta
+        return
     database.obj.execute_sql(_sql().add, (delta, account_id))
+
+
+@contextmanager
+def deferred_balances():
+    """Inside a write transaction: credits to balances (settle, release) are summed per account and
+    written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
+    transaction, only just before its commit. Conditional debits (holds) are never deferred."""
+    if getattr(_deferred, "deltas", None) is not None:  # an outer group already defers
+        yield
+        return
+    _deferred.deltas = {}
+    try:
+        yield
+        deltas, _deferred.deltas = _deferred.deltas, None
+        for account_id in sorted(deltas):  # one lock order for every worker: no deadlock between groups
+            if deltas[account_id]:
+                database.obj.execute_sql(_sql().add, (deltas[account_id], account_id))
+    finally:
+        _deferred.deltas = None
 
 
 def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: str = "",
