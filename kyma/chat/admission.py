@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from kyma import tokens
@@ -92,8 +93,11 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
             raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
                                 admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
+    # The key's reservation and the hold stand or fall together; with no key limit the hold is one
+    # statement (on PostgreSQL), committed by itself so the account's row is locked only for it.
+    unit = write_transaction if principal.key_limit_micros is not None else nullcontext
     try:
-        with connected(), write_transaction():  # the key's reservation and the hold stand or fall together
+        with connected(), unit():
             _take_hold(principal, request_id, hold, ttl)
     except _KeyRefused:
         rt.limiter.cancel(admission)

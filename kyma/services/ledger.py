@@ -102,6 +102,7 @@ class _Statements:
     two_entries: str  # a settle's release + usage, one statement
     hold: str
     close_hold: str  # exactly once: only an open hold, RETURNING its account and amount
+    debit_and_hold: str | None  # PostgreSQL: the debit and both inserts as one statement (a CTE)
 
 
 _ENTRY_COLUMNS = '"account_id", "kind", "amount_micros", "request_id", "idempotency_key", "note", "created_at"'
@@ -124,6 +125,16 @@ def _statements(param: str) -> _Statements:
                   '"expires_at") VALUES (?, ?, ?, ?, ?, ?)'),
         close_hold=text('UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
                         'RETURNING "account_id", "amount_micros"'),
+        # Every data-modifying part of a WITH runs once, whether read or not; the inserts select
+        # from the debit, so a refused debit inserts nothing.
+        debit_and_hold=None if param == "?" else text(
+            'WITH "debit" AS (UPDATE "account" SET "balance_micros" = "balance_micros" - ? '
+            'WHERE "id" = ? AND "balance_micros" >= ? RETURNING "id"), '
+            f'"entry" AS (INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) '
+            'SELECT "id", \'hold\', ?, ?, ?, ?, ? FROM "debit"), '
+            '"held" AS (INSERT INTO "hold" ("account_id", "request_id", "amount_micros", "owner", "created_at", '
+            '"expires_at") SELECT "id", ?, ?, ?, ?, ? FROM "debit") '
+            'SELECT COUNT(*) FROM "debit"'),
     )
 
 
@@ -182,12 +193,20 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     now = utcnow()
     expires_at = now + timedelta(seconds=_hold_ttl(ttl_seconds))
     db, sql = database.obj, _sql()
+    owner = (owner or worker_identity())[:64]
+    if sql.debit_and_hold is not None:
+        # One statement: outside a transaction it commits by itself, so an account's row is locked
+        # for one statement, not across round trips and a commit (a team's agents share one account).
+        rows = db.execute_sql(sql.debit_and_hold, (
+            amount_micros, account_id, amount_micros,
+            -amount_micros, request_id, f"{request_id}:hold", note[:200], now,
+            request_id, amount_micros, owner, now, expires_at)).fetchall()
+        return rows[0][0] == 1
     with write_transaction():
         if not db.rows_affected(db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros))):
             return False
         _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold", note=note)
-        db.execute_sql(sql.hold, (account_id, request_id, amount_micros, (owner or worker_identity())[:64],
-                                  now, expires_at))
+        db.execute_sql(sql.hold, (account_id, request_id, amount_micros, owner, now, expires_at))
     return True
 
 
