@@ -67,6 +67,32 @@ def test_a_failing_unit_undoes_only_itself_on_postgresql():
         _check_group(acct, _settle_group(acct))
 
 
+def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(sqlite_db):
+    acct = _account(1_000_000)
+    runs = []
+
+    def refused():
+        runs.append("refused")
+        assert ledger.place_hold(acct, "refused", 50_000)
+        raise LookupError("the key's limit refused it")
+
+    def admitted(rid):
+        runs.append(rid)
+        return ledger.place_hold(acct, rid, 100_000)
+
+    group = [group_commit._Unit(lambda: admitted("h1"), AsyncResult(), True),
+             group_commit._Unit(refused, AsyncResult(), True),
+             group_commit._Unit(lambda: admitted("h2"), AsyncResult(), True)]
+    group_commit.commit_group(group)
+    assert group[0].result.get() is True and group[2].result.get() is True
+    with pytest.raises(LookupError):
+        group[1].result.get()
+    assert runs == ["h1", "refused", "h2"], "one pass: the refusal did not make the group run again"
+    assert {h.request_id for h in Hold.select()} == {"h1", "h2"}
+    assert ledger.balance(acct).balance_micros == 800_000
+    assert ledger.check_ledger() == []
+
+
 def test_deferred_balances_write_each_account_once_with_the_sum(sqlite_db):
     a, b = _account(1_000_000), _account(1_000_000)
     for acct, rid in ((a, "a1"), (a, "a2"), (b, "b1")):

@@ -1,12 +1,14 @@
-"""Group commit: the settle-and-log writes of requests that finish together share one transaction.
+"""Group commit: the credit holds and settle-and-log writes of a worker's requests share transactions.
 
-Under gevent each worker has one flusher greenlet. A finishing request hands it its unit of work
-(database writes only) and waits for the commit before it answers, so a killed worker loses only
+Under gevent each worker has one flusher greenlet. A request hands it its unit of work
+(database writes only) and waits for the commit before it goes on: a hold is committed before
+the upstream call, a settlement before the answer. So a killed worker loses only
 work whose client got no answer: its holds stay open and the reaper releases them, as for any
 request a dead worker was serving. One transaction for many requests means one write lock, one
 commit and each touched page written once, instead of per request; with two workers that is also
-what keeps them from queueing on SQLite's lock. If a unit fails, the group is rolled back and every
-unit runs again alone, so one bad request cannot undo the others.
+what keeps them from queueing on SQLite's lock. An isolated unit (an admission, which a refusal
+undoes) runs in its own savepoint; if any other unit fails, the group is rolled back and every unit
+runs again alone. Either way one request's failure never undoes another's writes.
 
 Outside gevent (tests, CLI) and inside an open transaction the work simply runs in its own.
 """
@@ -30,6 +32,7 @@ class _Unit:
 
     work: Callable[[], Any]
     result: Any = field(default=None)  # a gevent AsyncResult, made by the flusher's process
+    isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
 
 
 class _Flusher:
@@ -71,19 +74,31 @@ class _Flusher:
 
 
 def commit_group(group: list[_Unit]) -> None:
-    """Run every unit in one transaction; if any fails, roll back and run each in its own."""
+    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone."""
     from kyma.services import ledger
 
+    outcomes: list[tuple[bool, Any]] | None = []
     try:
-        with connected(), write_transaction(), ledger.deferred_balances():
-            results = [unit.work() for unit in group]
+        with connected() as db, write_transaction(), ledger.deferred_balances():
+            for unit in group:
+                if not unit.isolated:
+                    outcomes.append((True, unit.work()))
+                    continue
+                try:
+                    with db.savepoint():
+                        outcomes.append((True, unit.work()))
+                except Exception as exc:
+                    outcomes.append((False, exc))
     except Exception:
         if len(group) > 1:
-            log.info("a group of %d settlements failed; committing them one by one", len(group))
-        results = None
-    if results is not None:
-        for unit, value in zip(group, results):
-            unit.result.set(value)
+            log.info("a group of %d units failed; committing them one by one", len(group))
+        outcomes = None
+    if outcomes is not None:
+        for unit, (ok, value) in zip(group, outcomes):
+            if ok:
+                unit.result.set(value)
+            else:
+                unit.result.set_exception(value)
         return
     for unit in group:
         try:
@@ -107,8 +122,9 @@ def configure(window_ms: float) -> None:
     _window_seconds = max(0.0, window_ms) / 1000
 
 
-def run(work: Callable[[], Any]) -> Any:
-    """Commit `work` (database writes only, no I/O of its own) with whatever finishes alongside; its result."""
+def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
+    """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
+    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's."""
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
@@ -117,6 +133,6 @@ def run(work: Callable[[], Any]) -> Any:
         _flusher = _Flusher(_window_seconds)
     from gevent.event import AsyncResult
 
-    unit = _Unit(work, AsyncResult())
+    unit = _Unit(work, AsyncResult(), isolated)
     _flusher.submit(unit)
     return unit.result.get()
