@@ -13,7 +13,7 @@ import pytest
 import requests
 from gevent.event import AsyncResult
 
-from kyma.models import Account, Hold
+from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
 from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulators
 
@@ -51,6 +51,10 @@ def _check_group(acct: int, group: list) -> None:
     assert Hold.get(Hold.request_id == "r2").closed_at is None
     assert Hold.get(Hold.request_id == "r1").closed_at is not None
     assert ledger.balance(acct).balance_micros == 1_000_000 - 30_000 - 100_000 - 150_000
+    entries = [(e.kind, e.amount_micros, e.note) for e in
+               LedgerEntry.select().where(LedgerEntry.request_id == "r3").order_by(LedgerEntry.id)]
+    assert entries == [("hold", -100_000, ""), ("release", 100_000, ""),
+                       ("usage", -150_000, "overshoot 50000 micros over the hold")]
     assert ledger.check_ledger() == []
 
 
