@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kyma.db import connected, database, write_transaction
+from kyma.db import connected, database, release_connection, write_transaction
 from kyma.greenlets import gevent_patched
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
         return _alone(work)
     if _flusher is None or _flusher.pid != os.getpid():  # a forked worker starts its own
         _flusher = _Flusher(_window_seconds)
+    # The flusher needs a pooled (PostgreSQL) connection: waiters holding theirs could take the last.
+    release_connection()
     from gevent.event import AsyncResult
 
     unit = _Unit(work, AsyncResult(), isolated)
