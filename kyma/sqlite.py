@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time as _time
+from contextlib import contextmanager
 from datetime import date, time
 from decimal import Decimal
 from typing import Callable
@@ -58,6 +59,8 @@ def short_busy_waits(sleep: Callable[[float], None], limit: float = BUSY_WAIT_SE
     started = [0.0]
 
     def handler(tries: int) -> bool:
+        if _fail_fast:
+            return False
         now = _time.monotonic()
         if tries == 0:
             started[0] = now
@@ -67,6 +70,24 @@ def short_busy_waits(sleep: Callable[[float], None], limit: float = BUSY_WAIT_SE
         return True
 
     return handler
+
+
+_fail_fast = False
+
+
+@contextmanager
+def fail_fast():
+    """Lock waits in the block fail at once ("database is locked") instead of sleeping.
+
+    For a caller that can wait cooperatively instead (gevent.sleep, then retry); the block must
+    not switch greenlets, or another greenlet's statements would fail fast too.
+    """
+    global _fail_fast
+    _fail_fast = True
+    try:
+        yield
+    finally:
+        _fail_fast = False
 
 
 class SqliteDatabase(APSWDatabase):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kyma.db import connected, database, release_connection, write_transaction
+from kyma.db import connected, database, is_sqlite_db, release_connection, shares_connection, write_transaction
 from kyma.greenlets import gevent_patched
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ class _Flusher:
         self.queue.append(unit)
         self.wake.set()
 
+    def take(self) -> list[_Unit]:
+        """The units queued since the group was taken (they join it while it waited for the lock)."""
+        more, self.queue = self.queue, []
+        return more
+
     def _loop(self) -> None:
         import gevent
 
@@ -64,7 +71,7 @@ class _Flusher:
             group, self.queue = self.queue, []
             if group:
                 try:
-                    commit_group(group)
+                    commit_group(group, self.take)
                 except BaseException as exc:  # never leave a waiter hanging
                     for unit in group:
                         if not unit.result.ready():
@@ -73,13 +80,20 @@ class _Flusher:
                         raise
 
 
-def commit_group(group: list[_Unit]) -> None:
-    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone."""
+def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
+    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone.
+
+    `more` gives units that arrived while the write lock was awaited: they join the group.
+    """
     from kyma.services import ledger
 
     outcomes: list[tuple[bool, Any]] | None = []
     try:
-        with connected() as db, write_transaction(), ledger.deferred_balances():
+        with connected() as db, ExitStack() as stack:
+            _begin(db, stack)
+            if more is not None:
+                group.extend(more())
+            stack.enter_context(ledger.deferred_balances())
             for unit in group:
                 if not unit.isolated:
                     outcomes.append((True, unit.work()))
@@ -105,6 +119,35 @@ def commit_group(group: list[_Unit]) -> None:
             unit.result.set(_alone(unit.work))
         except Exception as exc:
             unit.result.set_exception(exc)
+
+
+def _begin(db, stack: ExitStack) -> None:
+    """Open the group's write transaction. On SQLite under gevent a lock another worker holds is
+    awaited with gevent.sleep, so this worker's other greenlets run (and more units queue) meanwhile,
+    instead of the whole worker sleeping in SQLite's busy handler."""
+    if not (is_sqlite_db(db) and shares_connection(db)):
+        stack.enter_context(write_transaction())
+        return
+    import gevent
+    from peewee import OperationalError
+
+    from kyma import sqlite
+
+    deadline = time.monotonic() + sqlite.BUSY_WAIT_SECONDS
+    pause = 0.00005
+    while True:
+        txn = write_transaction()
+        try:
+            with sqlite.fail_fast():  # no greenlet switch inside: BEGIN returns or fails at once
+                txn.__enter__()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            gevent.sleep(pause)
+            pause = min(2 * pause, 0.001)
+            continue
+        stack.push(txn)  # its __exit__ commits, or rolls back on an error
+        return
 
 
 def _alone(work: Callable[[], Any]) -> Any:
