@@ -111,6 +111,17 @@ def test_deferred_balances_write_each_account_once_with_the_sum(sqlite_db):
     assert ledger.check_ledger() == []
 
 
+def test_another_greenlets_balance_change_is_never_deferred_into_a_group(sqlite_db):
+    import gevent
+
+    acct = _account(1_000_000)
+    with ledger.deferred_balances():
+        ledger._add_to_balance(acct, -7)  # the group's own: deferred
+        gevent.spawn(ledger._add_to_balance, acct, 5).join()  # another greenlet's: written at once
+        assert Account.get_by_id(acct).balance_micros == 1_000_005
+    assert Account.get_by_id(acct).balance_micros == 999_998
+
+
 def test_the_one_statement_hold_on_postgresql_refuses_without_writing():
     from tests.backends import postgres_schema
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from greenlet import getcurrent
 from peewee import IntegrityError, fn
 
 from kyma.db import connected, database, execute, write_transaction
@@ -160,12 +161,21 @@ def _entry(account_id: int, kind: str, amount: int, *, request_id: str | None = 
     return cursor.fetchone()[0]
 
 
-# Greenlet-local under gevent (threading is patched): balance changes a group commit defers.
+# Balance changes a group commit defers: (owner greenlet, {account: delta}). Keyed by the greenlet
+# itself, not only by threading.local, so that on PostgreSQL, where the group's flusher yields on
+# I/O, no other greenlet's settlement can land in its sums, whatever the import order was.
 _deferred = threading.local()
 
 
+def _deferring() -> dict | None:
+    owner_and_deltas = getattr(_deferred, "deltas", None)
+    if owner_and_deltas is not None and owner_and_deltas[0] is getcurrent():
+        return owner_and_deltas[1]
+    return None
+
+
 def _add_to_balance(account_id: int, delta: int) -> None:
-    pending = getattr(_deferred, "deltas", None)
+    pending = _deferring()
     if pending is not None:
         pending[account_id] = pending.get(account_id, 0) + delta
         return
@@ -177,13 +187,14 @@ def deferred_balances():
     """Inside a write transaction: credits to balances (settle, release) are summed per account and
     written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
     transaction, only just before its commit. Conditional debits (holds) are never deferred."""
-    if getattr(_deferred, "deltas", None) is not None:  # an outer group already defers
+    if _deferring() is not None:  # an outer group already defers
         yield
         return
-    _deferred.deltas = {}
+    deltas: dict[int, int] = {}
+    _deferred.deltas = (getcurrent(), deltas)
     try:
         yield
-        deltas, _deferred.deltas = _deferred.deltas, None
+        _deferred.deltas = None
         for account_id in sorted(deltas):  # one lock order for every worker: no deadlock between groups
             if deltas[account_id]:
                 database.obj.execute_sql(_sql().add, (deltas[account_id], account_id))
