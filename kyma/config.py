@@ -160,6 +160,7 @@ SETTINGS = (
     Setting("upstream_proxy", "KYMA_UPSTREAM_PROXY", str, "", "http:// proxy for every upstream; none: no proxy; empty: HTTPS_PROXY/HTTP_PROXY"),
     Setting("ca_bundle", "KYMA_CA_BUNDLE", str, "", "CA certificates for https upstreams; empty: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, the system's"),
     Setting("hold_ttl_seconds", "KYMA_HOLD_TTL_SECONDS", int, "900", "a credit hold older than this is released"),
+    Setting("group_commit_ms", "KYMA_GROUP_COMMIT_MS", float, "0", "how long a commit group waits for more requests to join"),
     Setting("responses_retention_days", "KYMA_RESPONSES_RETENTION_DAYS", float, "30", "days a stored Responses API response is kept"),
     Setting("login_max_failures", "KYMA_LOGIN_MAX_FAILURES", int, "5", "failed logins in 15 minutes before 429"),
     Setting("signup_max_per_hour", "KYMA_SIGNUP_MAX_PER_HOUR", int, "5", "sign-ups per network in any hour before 429"),

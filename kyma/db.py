@@ -62,8 +62,12 @@ def _make_sqlite(path: str):
     # and close (the last close also checkpoints the WAL) that cost more than the queries
     # themselves (docs/benchmarks.md has the figures). Checkpoints run in a background thread
     # (kyma.wal), woken by the connection's WAL hook, not inside a request's commit.
+    from gevent import monkey
+
     upkeep = wal.start_upkeep(path) if on_disk else None
-    db = sqlite.open_database(path, thread_safe=False, wal_hook=upkeep.on_commit if upkeep else None)
+    # Lock waits block the whole worker, so they are short: the real sleep, not gevent's.
+    db = sqlite.open_database(path, thread_safe=False, wal_hook=upkeep.on_commit if upkeep else None,
+                              busy_sleep=monkey.get_original("time", "sleep"))
     db.kyma_shared_connection = True
     return db
 

@@ -50,6 +50,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     # <row_id:…> in a route: an integer a database row id can be (a larger one is a 404, not an overflow).
     app.url_map.converters["row_id"] = RowIdConverter
     init_db(settings.database_url, settings.database_pool_size)
+    from kyma.services import group_commit
+
+    group_commit.configure(settings.group_commit_ms)
     app.extensions["kyma"] = _build_runtime(settings)
     _register_database_hooks(app)
     from kyma.services.reaper import register_reaper

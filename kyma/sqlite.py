@@ -13,6 +13,8 @@ other holds (sqlite.org's "How To Corrupt An SQLite Database File").
 from __future__ import annotations
 
 import os
+import time as _time
+from contextlib import contextmanager
 from datetime import date, time
 from decimal import Decimal
 from typing import Callable
@@ -44,21 +46,70 @@ def bind_as_text(cursor, number: int, value):
     raise TypeError(f"cannot store a {type(value).__name__} in SQLite (parameter {number})")
 
 
+BUSY_WAIT_SECONDS = PRAGMAS["busy_timeout"] / 1000
+
+
+def short_busy_waits(sleep: Callable[[float], None], limit: float = BUSY_WAIT_SECONDS) -> Callable[[int], bool]:
+    """A busy handler that retries a lock another process holds every 50 µs, backing off to 1 ms.
+
+    SQLite's own sleeps 1, 2, 5, 10 … ms between tries, while a gateway's write transaction holds
+    the lock for a fraction of a millisecond: under gevent the whole worker, every greenlet, sleeps
+    with it. `sleep` must really block (never switch greenlets: SQLite is inside a call).
+    """
+    started = [0.0]
+
+    def handler(tries: int) -> bool:
+        if _fail_fast:
+            return False
+        now = _time.monotonic()
+        if tries == 0:
+            started[0] = now
+        elif now - started[0] >= limit:
+            return False  # SQLITE_BUSY, as busy_timeout would
+        sleep(min(0.001, 0.00005 * (1 + tries // 8)))
+        return True
+
+    return handler
+
+
+_fail_fast = False
+
+
+@contextmanager
+def fail_fast():
+    """Lock waits in the block fail at once ("database is locked") instead of sleeping.
+
+    For a caller that can wait cooperatively instead (gevent.sleep, then retry); the block must
+    not switch greenlets, or another greenlet's statements would fail fast too.
+    """
+    global _fail_fast
+    _fail_fast = True
+    try:
+        yield
+    finally:
+        _fail_fast = False
+
+
 class SqliteDatabase(APSWDatabase):
     """peewee's APSW database whose connections bind datetimes the way the stored rows hold them.
 
-    With a `wal_hook`, SQLite calls it after each commit instead of checkpointing by itself.
+    With a `wal_hook`, SQLite calls it after each commit instead of checkpointing by itself; with
+    a `busy_sleep` (a blocking sleep), lock waits use short_busy_waits instead of busy_timeout.
     """
 
-    def __init__(self, path: str, wal_hook: WalHook | None = None, **kwargs):
+    def __init__(self, path: str, wal_hook: WalHook | None = None,
+                 busy_sleep: Callable[[float], None] | None = None, **kwargs):
         self.wal_hook = wal_hook
+        self.busy_sleep = busy_sleep
         super().__init__(path, **kwargs)
 
     def _connect(self):
-        conn = super()._connect()
+        conn = super()._connect()  # the pragmas ran: busy_timeout is set, and replaced just below
         conn.convert_binding = bind_as_text
         if self.wal_hook is not None:
             conn.set_wal_hook(self.wal_hook)
+        if self.busy_sleep is not None:
+            conn.set_busy_handler(short_busy_waits(self.busy_sleep))
         return conn
 
 

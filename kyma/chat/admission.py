@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from kyma import tokens
@@ -10,7 +11,7 @@ from kyma.chat.call import ChatCall, Prepared, output_cap
 from kyma.chat.plan import missing_capability
 from kyma.db import connected, write_transaction
 from kyma.errors import InsufficientCredits, InvalidRequest
-from kyma.services import key_limits, ledger
+from kyma.services import group_commit, key_limits, ledger
 from kyma.services.accounts import Principal
 from kyma.services.catalog import ModelInfo
 from kyma.services.pricing import micros_to_usd, worst_case_micros
@@ -60,18 +61,23 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
 class _Refused(Exception):
     """Rolls back an admission whose hold the balance could not cover."""
 
+    def __init__(self, admission: Admission | None = None):
+        super().__init__()
+        self.admission = admission
 
-class _KeyRefused(Exception):
+
+class _KeyRefused(_Refused):
     """Rolls back an admission whose hold would take the key past its credit limit."""
 
 
-def _take_hold(principal: Principal, request_id: str, hold: int, ttl: int) -> None:
+def _take_hold(principal: Principal, request_id: str, hold: int, ttl: int,
+               admission: Admission | None = None) -> None:
     """The key's credit limit, then the balance; raises _KeyRefused or _Refused (roll back the caller's transaction)."""
     if not key_limits.reserve(principal, hold):
-        raise _KeyRefused
+        raise _KeyRefused(admission)
     if not ledger.place_hold(principal.account_id, request_id, hold, ttl_seconds=ttl,
                              note=key_limits.hold_note(principal)):
-        raise _Refused
+        raise _Refused(admission)
 
 
 def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: ModelInfo,
@@ -81,19 +87,25 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
     account = principal.account_id
     ttl = rt.settings.hold_ttl_seconds
     if rt.limiter.in_database:
-        try:
-            with connected(), write_transaction():
-                admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)
-                _take_hold(principal, request_id, hold, ttl)  # a refusal undoes the admission: no quota used
+        def admit() -> Admission:
+            admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)
+            _take_hold(principal, request_id, hold, ttl, admission)  # a refusal undoes the admission: no quota used
             return admission
-        except _KeyRefused:
-            raise key_limits.refusal(principal, hold, admission.headers) from None
-        except _Refused:
+
+        try:
+            # Committed (with whatever else this worker writes meanwhile) before the upstream call.
+            return group_commit.run(admit, isolated=True)
+        except _KeyRefused as refused:
+            raise key_limits.refusal(principal, hold, refused.admission.headers) from None
+        except _Refused as refused:
             raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
-                                admission.headers) from None
+                                refused.admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
+    # The key's reservation and the hold stand or fall together; with no key limit the hold is one
+    # statement (on PostgreSQL), committed by itself so the account's row is locked only for it.
+    unit = write_transaction if principal.key_limit_micros is not None else nullcontext
     try:
-        with connected(), write_transaction():  # the key's reservation and the hold stand or fall together
+        with connected(), unit():
             _take_hold(principal, request_id, hold, ttl)
     except _KeyRefused:
         rt.limiter.cancel(admission)

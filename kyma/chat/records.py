@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
-from kyma.db import connected, write_transaction
 from kyma.errors import KymaError
-from kyma.services import key_limits
+from kyma.services import group_commit, key_limits
 from kyma.services.recording import RequestRecord, announce, finish
 
 if TYPE_CHECKING:
@@ -48,14 +47,15 @@ def record_failed(rt: Runtime, prep: Prepared, err: KymaError, record: RequestRe
 
 
 def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int) -> None:
-    """Settle, log and correct the token counter: one transaction when the counters share the database."""
+    """Settle, log and correct the token counter: one transaction (shared with the requests finishing
+    alongside) when the counters share the database."""
     if rt.limiter.in_database:
-        with connected(), write_transaction():
+        def work() -> None:
             _settle(prep, record)
             _correct_tokens(rt, prep, used_tokens)
+        group_commit.run(work)
     else:  # Redis counters cannot join the database's transaction
-        with connected(), write_transaction():
-            _settle(prep, record)
+        group_commit.run(lambda: _settle(prep, record))
         _correct_tokens(rt, prep, used_tokens)
     announce(record)  # after the commit: no log I/O while the write lock is held
 
@@ -84,5 +84,5 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
                            model_requested=model if isinstance(model, str) else "",
                            stream=bool(body.get("stream")), error=err.message,
                            latency_ms=(time.perf_counter() - call.started) * 1000)
-    finish(record, held=False)
+    group_commit.run(lambda: finish(record, held=False))
     announce(record)

@@ -15,9 +15,12 @@ import functools
 import logging
 import os
 import socket
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from greenlet import getcurrent
 from peewee import IntegrityError, fn
 
 from kyma.db import connected, database, execute, write_transaction
@@ -100,6 +103,8 @@ class _Statements:
     two_entries: str  # a settle's release + usage, one statement
     hold: str
     close_hold: str  # exactly once: only an open hold, RETURNING its account and amount
+    debit_and_hold: str | None  # PostgreSQL: the debit and both inserts as one statement (a CTE)
+    close_and_enter: str | None  # PostgreSQL: close the hold and add its release and usage entries, one statement
 
 
 _ENTRY_COLUMNS = '"account_id", "kind", "amount_micros", "request_id", "idempotency_key", "note", "created_at"'
@@ -122,6 +127,25 @@ def _statements(param: str) -> _Statements:
                   '"expires_at") VALUES (?, ?, ?, ?, ?, ?)'),
         close_hold=text('UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
                         'RETURNING "account_id", "amount_micros"'),
+        # Every data-modifying part of a WITH runs once, whether read or not; the inserts select
+        # from the debit, so a refused debit inserts nothing.
+        debit_and_hold=None if param == "?" else text(
+            'WITH "debit" AS (UPDATE "account" SET "balance_micros" = "balance_micros" - ? '
+            'WHERE "id" = ? AND "balance_micros" >= ? RETURNING "id"), '
+            f'"entry" AS (INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) '
+            'SELECT "id", \'hold\', ?, ?, ?, ?, ? FROM "debit"), '
+            '"held" AS (INSERT INTO "hold" ("account_id", "request_id", "amount_micros", "owner", "created_at", '
+            '"expires_at") SELECT "id", ?, ?, ?, ?, ? FROM "debit") '
+            'SELECT COUNT(*) FROM "debit"'),
+        close_and_enter=None if param == "?" else text(
+            'WITH "closed" AS (UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
+            'RETURNING "account_id", "amount_micros"), '
+            f'"entries" AS (INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) '
+            'SELECT "account_id", \'release\', "amount_micros", ?, ?, \'\', ? FROM "closed" UNION ALL '
+            'SELECT "account_id", \'usage\', -?::bigint, ?, ?, CASE WHEN ?::bigint > "amount_micros" THEN '
+            '\'overshoot \' || (?::bigint - "amount_micros") || \' micros over the hold\' ELSE \'\' END, ? '
+            'FROM "closed") '
+            'SELECT "account_id", "amount_micros" FROM "closed"'),
     )
 
 
@@ -137,8 +161,45 @@ def _entry(account_id: int, kind: str, amount: int, *, request_id: str | None = 
     return cursor.fetchone()[0]
 
 
+# Balance changes a group commit defers: (owner greenlet, {account: delta}). Keyed by the greenlet
+# itself, not only by threading.local, so that on PostgreSQL, where the group's flusher yields on
+# I/O, no other greenlet's settlement can land in its sums, whatever the import order was.
+_deferred = threading.local()
+
+
+def _deferring() -> dict | None:
+    owner_and_deltas = getattr(_deferred, "deltas", None)
+    if owner_and_deltas is not None and owner_and_deltas[0] is getcurrent():
+        return owner_and_deltas[1]
+    return None
+
+
 def _add_to_balance(account_id: int, delta: int) -> None:
+    pending = _deferring()
+    if pending is not None:
+        pending[account_id] = pending.get(account_id, 0) + delta
+        return
     database.obj.execute_sql(_sql().add, (delta, account_id))
+
+
+@contextmanager
+def deferred_balances():
+    """Inside a write transaction: credits to balances (settle, release) are summed per account and
+    written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
+    transaction, only just before its commit. Conditional debits (holds) are never deferred."""
+    if _deferring() is not None:  # an outer group already defers
+        yield
+        return
+    deltas: dict[int, int] = {}
+    _deferred.deltas = (getcurrent(), deltas)
+    try:
+        yield
+        _deferred.deltas = None
+        for account_id in sorted(deltas):  # one lock order for every worker: no deadlock between groups
+            if deltas[account_id]:
+                database.obj.execute_sql(_sql().add, (deltas[account_id], account_id))
+    finally:
+        _deferred.deltas = None
 
 
 def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: str = "",
@@ -153,12 +214,20 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     now = utcnow()
     expires_at = now + timedelta(seconds=_hold_ttl(ttl_seconds))
     db, sql = database.obj, _sql()
+    owner = (owner or worker_identity())[:64]
+    if sql.debit_and_hold is not None:
+        # One statement: outside a transaction it commits by itself, so an account's row is locked
+        # for one statement, not across round trips and a commit (a team's agents share one account).
+        rows = db.execute_sql(sql.debit_and_hold, (
+            amount_micros, account_id, amount_micros,
+            -amount_micros, request_id, f"{request_id}:hold", note[:200], now,
+            request_id, amount_micros, owner, now, expires_at)).fetchall()
+        return rows[0][0] == 1
     with write_transaction():
         if not db.rows_affected(db.execute_sql(sql.debit, (amount_micros, account_id, amount_micros))):
             return False
         _entry(account_id, "hold", -amount_micros, request_id=request_id, key=f"{request_id}:hold", note=note)
-        db.execute_sql(sql.hold, (account_id, request_id, amount_micros, (owner or worker_identity())[:64],
-                                  now, expires_at))
+        db.execute_sql(sql.hold, (account_id, request_id, amount_micros, owner, now, expires_at))
     return True
 
 
@@ -181,6 +250,20 @@ def settle_hold(request_id: str, cost_micros: int) -> int | None:
     if cost_micros < 0:
         raise ValueError("a cost cannot be negative")
     db, sql = database.obj, _sql()
+    if sql.close_and_enter is not None:
+        # One round trip: inside a group commit the account's row is then only touched at its end.
+        with write_transaction():
+            now = utcnow()
+            rows = db.execute_sql(sql.close_and_enter, (
+                now, request_id, request_id, f"{request_id}:release", now,
+                cost_micros, request_id, f"{request_id}:usage", cost_micros, cost_micros, now)).fetchall()
+            if not rows:
+                return None
+            account_id, held = rows[0]
+            _add_to_balance(account_id, held - cost_micros)
+        if cost_micros > held:
+            log.warning("request %s cost %d micros over its hold", request_id, cost_micros - held)
+        return cost_micros
     with write_transaction():
         closed = _close_hold(request_id)
         if closed is None:

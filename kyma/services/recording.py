@@ -90,6 +90,12 @@ def _outcomes_insert(param: str, rows: int) -> str:
     return _insert_text("routeoutcome", _OUTCOME_COLUMNS, rows, param)
 
 
+@functools.lru_cache(maxsize=32)
+def _log_and_outcomes_insert(param: str, rows: int) -> str:
+    """PostgreSQL: the route outcomes and the request-log row in one statement (one round trip)."""
+    return f'WITH "outcomes" AS ({_outcomes_insert(param, rows)}) {_log_insert(param)}'
+
+
 def _log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
     # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
@@ -116,6 +122,10 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
             closed = ledger.settle_hold(record.request_id, record.cost_micros) is not None
         elif held:
             closed = ledger.release_hold(record.request_id, note="request failed")
+        if outcomes and db.param != "?":
+            db.execute_sql(_log_and_outcomes_insert(db.param, len(record.outcomes)),
+                           outcomes + list(_log_row(record, now)))
+            return closed
         db.execute_sql(_log_insert(db.param), _log_row(record, now))
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)

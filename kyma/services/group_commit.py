@@ -1,0 +1,183 @@
+"""Group commit: the credit holds and settle-and-log writes of a worker's requests share transactions.
+
+Under gevent each worker has one flusher greenlet. A request hands it its unit of work
+(database writes only) and waits for the commit before it goes on: a hold is committed before
+the upstream call, a settlement before the answer. So a killed worker loses only
+work whose client got no answer: its holds stay open and the reaper releases them, as for any
+request a dead worker was serving. One transaction for many requests means one write lock, one
+commit and each touched page written once, instead of per request; with two workers that is also
+what keeps them from queueing on SQLite's lock. An isolated unit (an admission, which a refusal
+undoes) runs in its own savepoint; if any other unit fails, the group is rolled back and every unit
+runs again alone. Either way one request's failure never undoes another's writes.
+
+Outside gevent (tests, CLI) and inside an open transaction the work simply runs in its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from kyma.db import connected, database, is_sqlite_db, release_connection, shares_connection, write_transaction
+from kyma.greenlets import gevent_patched
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Unit:
+    """One request's writes and where its outcome goes."""
+
+    work: Callable[[], Any]
+    result: Any = field(default=None)  # a gevent AsyncResult, made by the flusher's process
+    isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
+
+
+class _Flusher:
+    """This process's queue of pending units and the greenlet that commits them."""
+
+    def __init__(self, window_seconds: float):
+        from gevent.event import Event
+
+        self.pid = os.getpid()
+        self.window = window_seconds
+        self.queue: list[_Unit] = []
+        self.wake = Event()
+        import gevent
+
+        self.greenlet = gevent.spawn(self._loop)
+
+    def submit(self, unit: _Unit) -> None:
+        self.queue.append(unit)
+        self.wake.set()
+
+    def take(self) -> list[_Unit]:
+        """The units queued since the group was taken (they join it while it waited for the lock)."""
+        more, self.queue = self.queue, []
+        return more
+
+    def _loop(self) -> None:
+        import gevent
+
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            # Let the greenlets that are ready now finish too: they join this group.
+            gevent.sleep(self.window)
+            group, self.queue = self.queue, []
+            if group:
+                try:
+                    commit_group(group, self.take)
+                except BaseException as exc:  # never leave a waiter hanging
+                    for unit in group:
+                        if not unit.result.ready():
+                            unit.result.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+
+
+def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
+    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone.
+
+    `more` gives units that arrived while the write lock was awaited: they join the group.
+    """
+    from kyma.services import ledger
+
+    outcomes: list[tuple[bool, Any]] | None = []
+    try:
+        with connected() as db, ExitStack() as stack:
+            _begin(db, stack)
+            if more is not None:
+                group.extend(more())
+            stack.enter_context(ledger.deferred_balances())
+            for unit in group:
+                if not unit.isolated:
+                    outcomes.append((True, unit.work()))
+                    continue
+                try:
+                    with db.savepoint():
+                        outcomes.append((True, unit.work()))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+    except Exception:
+        if len(group) > 1:
+            log.info("a group of %d units failed; committing them one by one", len(group))
+        outcomes = None
+    if outcomes is not None:
+        for unit, (ok, value) in zip(group, outcomes):
+            if ok:
+                unit.result.set(value)
+            else:
+                unit.result.set_exception(value)
+        return
+    for unit in group:
+        try:
+            unit.result.set(_alone(unit.work))
+        except Exception as exc:
+            unit.result.set_exception(exc)
+
+
+def _begin(db, stack: ExitStack) -> None:
+    """Open the group's write transaction. On SQLite under gevent a lock another worker holds is
+    awaited with gevent.sleep, so this worker's other greenlets run (and more units queue) meanwhile,
+    instead of the whole worker sleeping in SQLite's busy handler."""
+    if not (is_sqlite_db(db) and shares_connection(db)):
+        stack.enter_context(write_transaction())
+        return
+    import gevent
+    from peewee import OperationalError
+
+    from kyma import sqlite
+
+    deadline = time.monotonic() + sqlite.BUSY_WAIT_SECONDS
+    pause = 0.00005
+    while True:
+        txn = write_transaction()
+        try:
+            with sqlite.fail_fast():  # no greenlet switch inside: BEGIN returns or fails at once
+                txn.__enter__()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            gevent.sleep(pause)
+            pause = min(2 * pause, 0.001)
+            continue
+        stack.push(txn)  # its __exit__ commits, or rolls back on an error
+        return
+
+
+def _alone(work: Callable[[], Any]) -> Any:
+    with connected(), write_transaction():
+        return work()
+
+
+_flusher: _Flusher | None = None
+_window_seconds = 0.0
+
+
+def configure(window_ms: float) -> None:
+    """How long the flusher waits for more requests to join a group (0: only those ready now)."""
+    global _window_seconds
+    _window_seconds = max(0.0, window_ms) / 1000
+
+
+def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
+    """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
+    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's."""
+    global _flusher
+    db = database.obj
+    if not gevent_patched() or db.in_transaction():
+        return _alone(work)
+    if _flusher is None or _flusher.pid != os.getpid():  # a forked worker starts its own
+        _flusher = _Flusher(_window_seconds)
+    # The flusher needs a pooled (PostgreSQL) connection: waiters holding theirs could take the last.
+    release_connection()
+    from gevent.event import AsyncResult
+
+    unit = _Unit(work, AsyncResult(), isolated)
+    _flusher.submit(unit)
+    return unit.result.get()
