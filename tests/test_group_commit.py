@@ -15,7 +15,8 @@ from gevent.event import AsyncResult
 
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
-from tests.servers import db_rows, flask_cli, gateway_env, register, start_gateway, start_simulators
+from tests.conftest import register
+from tests.servers import db_rows, flask_cli, gateway_env, start_gateway, start_simulators
 
 
 def _account(micros: int) -> int:
