@@ -42,7 +42,9 @@ PG=${PG:-0} PG_PAIR=${PG_PAIR:-0} PG_POOL_SIZE=${PG_POOL_SIZE:-8} REDIS_URL=${RE
 PY="$ROOT/.venv/bin/python"
 W="$(mktemp -d -t kyma-peers.XXXXXX)"
 echo "bench-peers: work dir $W"
-BASE_PORT=$(cd "$ROOT" && "$PY" -c 'from kyma.launcher import free_ports; print(free_ports(16))')
+# 16 consecutive free ports, released for the harness's servers, which bind them by number.
+BASE_PORT=$(cd "$ROOT" && "$PY" -c 'from kyma.procs import listen_consecutive
+socks = listen_consecutive(16); print(socks[0].getsockname()[1]); [s.close() for s in socks]')
 UPSTREAM_PORT=$BASE_PORT; NEXT=$((BASE_PORT + 1))
 export UPSTREAM_PORT
 PAIR_PID="" BASE_TREE=""
