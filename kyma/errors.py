@@ -99,6 +99,14 @@ class Overloaded(UpstreamError):
     code = "overloaded"
 
 
+class GatewayBusy(KymaError):
+    """Every database connection of this worker stayed in use past the pool's wait."""
+
+    status = 503
+    type = "overloaded_error"
+    code = "gateway_busy"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     type = "timeout_error"

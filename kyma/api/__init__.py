@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify, request
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from kyma.errors import KymaError
+from kyma.errors import GatewayBusy, KymaError
 
 api_bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -85,6 +86,16 @@ def register_api_errors(app: Flask) -> None:
         err = too_deep()
         err.headers["X-Request-Id"] = record_refusal(err.status, err.message)
         return error_response(err)
+
+    @app.errorhandler(MaxConnectionsExceeded)
+    def _busy(exc: MaxConnectionsExceeded):
+        # A full pool is load, not a fault: the client may retry, and nothing was charged (a hold
+        # taken before it is released by the reaper).
+        if not _is_api_request():
+            raise exc
+        app.logger.warning("database pool exhausted on %s %s", request.method, request.path)
+        return error_response(GatewayBusy("The gateway is busy; retry shortly. The request was not billed.",
+                                          headers={"Retry-After": "1"}))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
