@@ -135,6 +135,7 @@ class RequestLog(BaseModel):
     ttft_ms = FloatField(null=True)
     stream = BooleanField(default=False)
     error = TextField(null=True)
+    error_code = CharField(max_length=64, null=True)  # the error's code (model_not_found, …); NULL on success
     note = CharField(max_length=200, null=True)  # what the operator should know of a success (continued, …)
     upstream_cost_micros = BigIntegerField(default=0)  # every attempt's upstream cost; cost_micros is what was charged
     created_at = DateTimeField(default=utcnow, index=True)

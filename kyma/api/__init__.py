@@ -68,7 +68,7 @@ def register_api_errors(app: Flask) -> None:
         # A key pasted into a path is neither echoed nor logged.
         err = KymaError(masked(message), code=code, status=exc.code)
         err.type = _HTTP_TYPES.get(exc.code, "api_error")
-        err.headers["X-Request-Id"] = record_refusal(exc.code or 500, err.message)
+        err.headers["X-Request-Id"] = record_refusal(exc.code or 500, err.message, err.code)
         resp = error_response(err)
         # Keep Allow (405) and other headers werkzeug computed.
         for name, value in exc.get_response().headers.items():
@@ -84,7 +84,7 @@ def register_api_errors(app: Flask) -> None:
         from kyma.api.parsing import too_deep
 
         err = too_deep()
-        err.headers["X-Request-Id"] = record_refusal(err.status, err.message)
+        err.headers["X-Request-Id"] = record_refusal(err.status, err.message, err.code)
         return error_response(err)
 
     @app.errorhandler(MaxConnectionsExceeded)

@@ -39,7 +39,7 @@ def record_served(rt: Runtime, prep: Prepared, served: Served, record: RequestRe
 def record_failed(rt: Runtime, prep: Prepared, err: KymaError, record: RequestRecord,
                   attempts: Attempts | None) -> None:
     """Release the hold and log a request that no attempt served."""
-    record.status, record.error = err.status, err.message
+    record.status, record.error, record.error_code = err.status, err.message, err.code
     if attempts is not None:
         record.attempts, record.outcomes = attempts.tried, attempts.outcomes
     record.latency_ms = (time.perf_counter() - prep.call.started) * 1000
@@ -82,7 +82,7 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
                            account=principal.account_id if principal else None,
                            api_key=principal.api_key_id if principal else None,
                            model_requested=model if isinstance(model, str) else "",
-                           stream=bool(body.get("stream")), error=err.message,
+                           stream=bool(body.get("stream")), error=err.message, error_code=err.code,
                            latency_ms=(time.perf_counter() - call.started) * 1000)
     group_commit.run(lambda: finish(record, held=False))
     announce(record)

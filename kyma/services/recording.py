@@ -54,6 +54,7 @@ class RequestRecord:
     ttft_ms: float | None = None
     stream: bool = False
     error: str | None = None
+    error_code: str | None = None  # the client-facing error's code, to filter failures by kind
     note: str | None = None
     outcomes: list[AttemptRecord] = field(default_factory=list)
 
@@ -67,7 +68,7 @@ class RequestRecord:
 _LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
                 "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
                 "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
-                "note", "upstream_cost_micros", "created_at")
+                "error_code", "note", "upstream_cost_micros", "created_at")
 _OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
                     "completion_tokens", "cost_micros", "created_at")
 
@@ -103,7 +104,8 @@ def _log_row(r: RequestRecord, now) -> tuple:
             r.alias[:100] if r.alias else r.alias,
             r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
             r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
-            r.error[:1000] if r.error else r.error, r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
+            r.error[:1000] if r.error else r.error, r.error_code[:64] if r.error_code else r.error_code,
+            r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
 
 
 def _outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
@@ -142,10 +144,13 @@ def announce(record: RequestRecord) -> None:
 
 def _line(r: RequestRecord) -> dict:
     """The request's structured log fields: ids, never a credential."""
-    return {"request_id": r.request_id, "account_id": r.account, "api_key_id": r.api_key, "endpoint": r.endpoint,
+    line = {"request_id": r.request_id, "account_id": r.account, "api_key_id": r.api_key, "endpoint": r.endpoint,
             "model_requested": r.model_requested, "alias": r.alias, "model_served": r.model_served,
             "provider": r.provider, "fallback_layer": r.fallback_layer, "attempts": r.attempts, "status": r.status,
             "stream": r.stream, "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "cached_tokens": r.cached_tokens, "simulated": r.simulated,
             "cost_micros": r.cost_micros, "latency_ms": round(r.latency_ms, 2),
             "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2), "error": r.error, "note": r.note}
+    if r.error_code:
+        line["error_code"] = r.error_code
+    return line
