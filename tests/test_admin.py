@@ -236,16 +236,23 @@ def test_traffic_filters_and_summaries(app, admin):
     with app.app_context():
         log_request(a, request_id="req-a-ok", upstream_cost_micros=40, cost_micros=50)
         log_request(b, request_id="req-b-fail", status=503, error="overloaded", provider="sim-beta",
-                    model_served=None, fallback_layer=2, latency_ms=900.0)
+                    model_served=None, fallback_layer=2, latency_ms=900.0, error_code="upstream_error")
     every = admin.get("/admin/traffic").get_data(as_text=True)
     assert "req-a-ok" in every and "req-b-fail" in every
     assert f'href="/admin/accounts/{b}">b@example.com</a>' in every  # each request names its account
     for query, shown, hidden in (("account=b@", "req-b-fail", "req-a-ok"), ("status=5xx", "req-b-fail", "req-a-ok"),
                                  ("status=200", "req-a-ok", "req-b-fail"), ("provider=sim-alpha", "req-a-ok", "req-b-fail"),
                                  ("layer=2", "req-b-fail", "req-a-ok"), ("error=overload", "req-b-fail", "req-a-ok"),
-                                 ("q=req-a", "req-a-ok", "req-b-fail"), (f"account={a}", "req-a-ok", "req-b-fail")):
+                                 ("q=req-a", "req-a-ok", "req-b-fail"), (f"account={a}", "req-a-ok", "req-b-fail"),
+                                 ("code=upstream_error", "req-b-fail", "req-a-ok")):
         page = admin.get(f"/admin/traffic?{query}", headers=HX | {"HX-Target": "traffic-results"}).get_data(as_text=True)
         assert shown in page and hidden not in page, query
+    exact = admin.get("/admin/traffic?code=upstream", headers=HX | {"HX-Target": "traffic-results"})
+    assert "req-b-fail" not in exact.get_data(as_text=True)  # the code is matched whole
+    assert '<option value="upstream_error">' in every  # the codes logged are offered
+    assert 'href="/admin/traffic?code=upstream_error"' in every  # a row's code filters by it
+    pushed = admin.get("/admin/traffic?code=upstream_error&status=5xx", headers=HX | {"HX-Target": "traffic-results"})
+    assert pushed.headers["HX-Push-Url"] == "/admin/traffic?status=5xx&code=upstream_error"
     beta = every[every.index('data-name="sim-beta"'):]
     assert "100.0%" in beta[:beta.index("</tr>")]  # its one request failed
     assert "$0.000040" in every  # upstream cost beside what was charged

@@ -29,13 +29,14 @@ class TrafficFilter:
     account: str = ""  # an email (or part of one) or an account id
     provider: str = ""
     layer: str = ""  # a fallback layer, "0" for none
-    error: str = ""  # text in the error (its code or message)
+    error: str = ""  # text in the error's message
+    error_code: str = ""  # the error's code, exactly
     page: int = 1
 
     @property
     def narrowed(self) -> bool:
         return any((self.since, self.until, self.model, self.status, self.request_id, self.account, self.provider,
-                    self.layer, self.error))
+                    self.layer, self.error, self.error_code))
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def matching(flt: TrafficFilter):
         query = query.where(RequestLog.fallback_layer == int(flt.layer))
     if flt.error:
         query = query.where(RequestLog.error.contains(flt.error))
+    if flt.error_code:
+        query = query.where(RequestLog.error_code == flt.error_code)
     return query
 
 
@@ -140,3 +143,11 @@ def providers_logged() -> list[str]:
     """Providers that appear in the log (for the filter's choices)."""
     return [p for (p,) in RequestLog.select(RequestLog.provider).where(RequestLog.provider.is_null(False))
             .distinct().order_by(RequestLog.provider).tuples()]
+
+
+def error_codes_logged() -> list[str]:
+    """Error codes among the newest logged requests (the code filter's suggestions)."""
+    recent = (RequestLog.select(RequestLog.error_code).where(RequestLog.error_code.is_null(False))
+              .order_by(RequestLog.id.desc()).limit(MAX_ROWS))  # bounded: a distinct over all history is a scan
+    return [c for (c,) in RequestLog.select(recent.c.error_code).from_(recent).distinct()
+            .order_by(recent.c.error_code).tuples()]

@@ -30,7 +30,8 @@ def _filter() -> svc.TrafficFilter:
                              status=status if status in svc.STATUS_CLASSES or (status.isdigit() and len(status) == 3)
                              else "", request_id=a.get("q", "").strip()[:64], account=a.get("account", "").strip()[:254],
                              provider=a.get("provider", "").strip()[:100], layer=a.get("layer", "").strip()[:1],
-                             error=a.get("error", "").strip()[:100], page=page_number())
+                             error=a.get("error", "").strip()[:100], error_code=a.get("code", "").strip()[:64],
+                             page=page_number())
 
 
 def query_args(flt: svc.TrafficFilter, **changes) -> dict:
@@ -40,7 +41,7 @@ def query_args(flt: svc.TrafficFilter, **changes) -> dict:
             "to": values["until"].isoformat() if values["until"] else "", "model": values["model"],
             "status": values["status"], "q": values["request_id"], "account": values["account"],
             "provider": values["provider"], "layer": values["layer"], "error": values["error"],
-            "page": values["page"] if values["page"] > 1 else ""}
+            "code": values["error_code"], "page": values["page"] if values["page"] > 1 else ""}
     return {k: v for k, v in args.items() if v}
 
 
@@ -53,4 +54,5 @@ def traffic():
     push = url_for("admin.traffic", **query_args(flt)) if htmx.wants_fragment("traffic-results") else None
     return htmx.render("admin/traffic.html", "admin/_traffic_rows.html", target="traffic-results", push_url=push,
                        log=svc.traffic(flt), qa=query_args, by_model=by_model, by_provider=by_provider, rng=rng,
-                       periods=PERIODS.values(), models=sorted(m.id for m in runtime().catalog.every), providers=svc.providers_logged())
+                       periods=PERIODS.values(), models=sorted(m.id for m in runtime().catalog.every), providers=svc.providers_logged(),
+                       error_codes=svc.error_codes_logged())
