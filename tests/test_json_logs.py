@@ -66,6 +66,11 @@ def test_every_request_gets_a_json_line_and_no_secret_is_logged(json_gateway):
     assert (alias["model_requested"], alias["model_served"], alias["fallback_layer"]) == ("fast", "llama-3.3-70b", 0)
     assert requests_logged[wrong_key.headers["X-Request-Id"]]["model_requested"] == "kimi-k2.5"
     assert requests_logged[unrouted.headers["X-Request-Id"]]["account_id"] is None
+    codes = {rid: requests_logged[rid].get("error_code") for rid in sent}
+    assert codes == {ok.headers["X-Request-Id"]: None, stream.headers["X-Request-Id"]: None,
+                     traced.headers["X-Request-Id"]: None, missing.headers["X-Request-Id"]: "model_not_found",
+                     wrong_key.headers["X-Request-Id"]: "invalid_api_key", unrouted.headers["X-Request-Id"]: "not_found"}
+    assert "error_code" not in served  # only a failure carries one
     for secret in (reg["api_key"], reg["session_token"], login["session_token"], password):
         assert secret not in text
     assert not re.search(r"k[ys]-[A-Za-z0-9]{8,}", text)

@@ -40,7 +40,7 @@ def check_round_trip(acct: int) -> None:
     assert (log.account_id, log.endpoint, log.model_served, log.provider, log.fallback_layer, log.attempts) == (
         acct, "chat.completions", "m1", "p1", 1, 2)
     assert (log.prompt_tokens, log.completion_tokens, log.cached_tokens, log.cost_micros) == (11, 22, 3, 1234)
-    assert (log.latency_ms, log.ttft_ms, log.error, log.api_key_id) == (45.5, 7.25, None, None)
+    assert (log.latency_ms, log.ttft_ms, log.error, log.error_code, log.api_key_id) == (45.5, 7.25, None, None, None)
     assert log.simulated is True and log.stream is True
     assert isinstance(log.created_at, datetime)
     outcomes = list(RouteOutcome.select().order_by(RouteOutcome.id))
@@ -86,12 +86,13 @@ def test_finish_without_a_served_model_releases_the_hold(sqlite_db):
     acct = funded_account()
     assert ledger.place_hold(acct, "r2", 7000)
     finish(RequestRecord(request_id="r2", endpoint="chat.completions", status=502, account=acct,
-                         error="e" * 1500, outcomes=[AttemptRecord("m0", "p0", False, 502, "", 3.0)]), held=True)
+                         error="e" * 1500, error_code="upstream_error", outcomes=[AttemptRecord("m0", "p0", False, 502, "", 3.0)]), held=True)
     release = LedgerEntry.get((LedgerEntry.request_id == "r2") & (LedgerEntry.kind == "release"))
     assert (release.amount_micros, release.note) == (7000, "request failed")
     assert LedgerEntry.select().where(LedgerEntry.kind == "usage").count() == 0
     log = RequestLog.get(RequestLog.request_id == "r2")
     assert len(log.error) == 1000 and log.simulated is False and log.stream is False
+    assert log.error_code == "upstream_error"
     assert RouteOutcome.get().error is None  # an empty error is stored as NULL, as before
     assert ledger.balance(acct).balance_micros == 1_000_000
 

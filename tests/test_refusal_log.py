@@ -25,7 +25,8 @@ def test_a_401_keeps_the_model_the_client_asked_for(app, client, path):
     r = client.post(path, json=body, headers={"Authorization": "Bearer ky-wrong-key-123456"})
     assert r.status_code == 401
     row = logged(app, r)
-    assert (row.status, row.model_requested, row.account_id) == (401, "kimi-k2.5", None)
+    assert (row.status, row.model_requested, row.account_id, row.error_code) == (401, "kimi-k2.5", None,
+                                                                                  "invalid_api_key")
 
 
 def test_a_401_with_no_json_body_is_logged_without_a_model(app, client):
@@ -39,6 +40,24 @@ def test_an_unknown_route_is_a_logged_404_with_no_account(app, client):
     row = logged(app, r)
     assert r.headers["X-Request-Id"].startswith("typo-1.")
     assert (row.status, row.endpoint, row.model_requested, row.account_id) == (404, "unknown", "kimi-k2.5", None)
+    assert row.error_code == "not_found"
+
+
+def test_a_refusal_after_the_key_is_read_keeps_the_errors_code(app, client):
+    reg = client.post("/v1/auth/register", json={"email": "codes@example.com", "password": "secret-pw"}).get_json()
+    auth = {"Authorization": f"Bearer {reg['api_key']}"}
+    unknown = client.post("/v1/chat/completions", json=dict(CHAT, model="no-such-model"), headers=auth)
+    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "model_not_found"
+    # glm-5.1 at its full output tokens plus a ~100k-token prompt costs more than the signup credit.
+    broke = client.post("/v1/chat/completions", headers=auth, json={
+        "model": "glm-5.1", "max_tokens": 65536, "messages": [{"role": "user", "content": "word " * 100_000}]})
+    assert broke.status_code == 402 and broke.json["error"]["code"] == "insufficient_credits"
+    assert (logged(app, unknown).error_code, logged(app, unknown).account_id) == ("model_not_found", int(reg["user_id"]))
+    assert logged(app, broke).error_code == "insufficient_credits"
+    # No upstream listens here: the request is held, tried, fails, and its row names the code it answered.
+    failed = client.post("/v1/chat/completions", json=dict(CHAT, model="fast"), headers=auth)
+    assert failed.status_code == 502 and failed.json["error"]["code"]
+    assert logged(app, failed).error_code == failed.json["error"]["code"]
 
 
 def test_a_key_in_an_unknown_path_is_neither_echoed_nor_logged(app, client):
@@ -87,9 +106,9 @@ def test_refusals_are_logged_by_a_running_gateway(gateway):
                                headers={"Authorization": "Bearer ky-wrong"}, timeout=10)
     unrouted = requests.post(f"{gateway.url}/v1/chat/complete", json=CHAT, timeout=10)
     assert (long_model.status_code, unrouted.status_code) == (401, 404)
-    rows = {rid: (status, model, account) for rid, status, model, account in db_rows(
-        gateway.env,
-        "SELECT request_id, status, model_requested, account_id FROM requestlog WHERE request_id IN ({p}, {p})",
+    rows = {rid: (status, model, account, code) for rid, status, model, account, code in db_rows(
+        gateway.env, "SELECT request_id, status, model_requested, account_id, error_code FROM requestlog"
+        " WHERE request_id IN ({p}, {p})",
         long_model.headers["X-Request-Id"], unrouted.headers["X-Request-Id"])}
-    assert rows == {long_model.headers["X-Request-Id"]: (401, "m" * 100, None),
-                    unrouted.headers["X-Request-Id"]: (404, "kimi-k2.5", None)}
+    assert rows == {long_model.headers["X-Request-Id"]: (401, "m" * 100, None, "invalid_api_key"),
+                    unrouted.headers["X-Request-Id"]: (404, "kimi-k2.5", None, "not_found")}
