@@ -58,11 +58,12 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n 2 --dist loadfile \
-	    -m "integration and not postgres and not browser" tests; \
+	    -m "integration and not postgres and not browser and not no_database" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
+	@# Notebooks go out longest (most cells) first: pytest.ini's --no-loadscope-reorder suits tests/ only.
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --nbval --nbval-current-env \
-	    --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --loadscope-reorder --nbval \
+	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run

@@ -13,7 +13,32 @@ PASSWORD = "correct horse"
 PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
 
 
+# The modules that run longest, longest first. With `-n 2 --dist loadfile` a module stays on one
+# worker and xdist hands modules out in collection order (pytest.ini turns off its reordering by test
+# count, which put these one- or few-test modules last and left one worker running them alone).
+# Starting them first lets the many short modules fill in around them, so both workers end together.
+LONGEST_MODULES = (
+    "test_failover.py", "test_soak.py", "test_scale_out.py", "test_browser.py", "test_accessibility.py",
+    "test_group_commit.py", "test_schemathesis.py", "test_chat_integration.py", "test_stream_processes.py",
+)
+
+
+def _module_order(items) -> dict[str, int]:
+    """Each module's place: the longest first, then the rest by number of tests, most first."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.nodeid.split("::", 1)[0]] = counts.get(item.nodeid.split("::", 1)[0], 0) + 1
+
+    def key(module: str) -> tuple[int, int]:
+        name = module.rsplit("/", 1)[-1]
+        return (LONGEST_MODULES.index(name), 0) if name in LONGEST_MODULES else (len(LONGEST_MODULES), -counts[module])
+
+    return {module: place for place, module in enumerate(sorted(counts, key=key))}
+
+
 def pytest_collection_modifyitems(items):
+    order = _module_order(items)
+    items.sort(key=lambda item: order[item.nodeid.split("::", 1)[0]])  # stable: a module keeps its own order
     unmarked = [item.nodeid for item in items if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ()))
                 and item.get_closest_marker("integration") is None]
     if unmarked:

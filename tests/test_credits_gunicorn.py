@@ -14,7 +14,7 @@ from kyma.db import init_db
 from kyma.models import LedgerEntry
 from kyma.services import ledger
 from tests.conftest import register
-from tests.servers import gateway_env, start_gateway, start_simulators
+from tests.servers import start_stack, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,10 @@ def slow_stack(tmp_path):
     tiers = json.loads(open("kyma/data/tiers.json").read())
     tiers["tiers"][0].update(rpm=1000, per_model_rpm=1000)
     (tmp_path / "tiers.json").write_text(json.dumps(tiers))
-    base, sims = start_simulators(tmp_path, KYMA_SIM_LATENCY_MS="3000")
-    gw = start_gateway(tmp_path, gateway_env(tmp_path, base, KYMA_TIERS=str(tmp_path / "tiers.json")), workers=2)
+    gw, sims = start_stack(tmp_path, {"KYMA_SIM_LATENCY_MS": "3000"}, workers=2,
+                           KYMA_TIERS=str(tmp_path / "tiers.json"))
     yield gw, gw.env["KYMA_DATABASE_URL"]  # SQLite, or PostgreSQL in the scale-out pass
-    gw.stop()
-    for s in sims:
-        s.stop()
+    stop_all([gw, *sims])
 
 
 def test_fifty_concurrent_requests_with_credit_for_ten(slow_stack):

@@ -16,7 +16,7 @@ from gevent.event import AsyncResult
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
 from tests.conftest import register
-from tests.servers import db_rows, flask_cli, gateway_env, start_gateway, start_simulators
+from tests.servers import db_rows, flask_cli, start_stack, stop_all
 
 
 def _account(micros: int) -> int:
@@ -145,15 +145,12 @@ WINDOW_MS = 8000  # the flusher gathers this long: the test's requests all wait 
 
 @pytest.fixture()
 def grouping_gateway(tmp_path):
-    base, sims = start_simulators(tmp_path)
-    env = gateway_env(tmp_path, base, KYMA_GROUP_COMMIT_MS=str(WINDOW_MS))
-    gw = start_gateway(tmp_path, env, workers=1)
+    gw, sims = start_stack(tmp_path, workers=1, KYMA_GROUP_COMMIT_MS=str(WINDOW_MS))
+    env = gw.env
     user = register(gw.url, "group@example.com")
     assert flask_cli(env, "credits", "add", "group@example.com", "100").returncode == 0
     yield gw, user, env
-    gw.stop()
-    for s in sims:
-        s.stop()
+    stop_all([gw, *sims])
 
 
 def _ask(url: str, key: str):

@@ -14,7 +14,9 @@ import requests
 from kyma import procs
 from tests.servers import ROOT
 
-pytestmark = pytest.mark.integration  # real launcher and gunicorn processes
+# Real launcher and gunicorn processes. The stand-in gateway below opens no database and the
+# launcher gets no KYMA_ setting from the test run, so the PostgreSQL pass would run it unchanged.
+pytestmark = [pytest.mark.integration, pytest.mark.no_database]
 
 # A stand-in gateway (the simulator app) keeps this test independent of the gateway's own parts.
 STAND_IN = "kyma.sim.app:create_sim_app()"

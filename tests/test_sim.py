@@ -18,7 +18,9 @@ from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_hea
 from kyma.sim.schema_values import value_for_schema
 from tests.servers import start_simulator
 
-pytestmark = pytest.mark.integration  # the simulator under gunicorn; its pure parsers run here too
+# The simulator under gunicorn (its pure parsers run here too); it has no database, so the
+# PostgreSQL pass would run it unchanged.
+pytestmark = [pytest.mark.integration, pytest.mark.no_database]
 
 USER = [{"role": "user", "content": "Hello there, simulator"}]
 WEATHER = {"type": "function", "function": {
