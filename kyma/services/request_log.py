@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from typing import Iterator
+from typing import Any, Iterator
 
 from kyma.db import connected
 from kyma.models import RequestLog
@@ -46,10 +46,10 @@ class LogFilter:
 
 @dataclass(frozen=True)
 class LogPage:
-    """One page of the request log in the filter's order."""
+    """One page of the request log in the filter's order (the admin console's traffic page uses it too)."""
 
     rows: list
-    filter: LogFilter
+    filter: Any  # a LogFilter here; the console's TrafficFilter there: anything with a page
     has_next: bool
 
     @property
@@ -87,8 +87,12 @@ def _order(flt: LogFilter) -> tuple:
 
 def request_log(account_id: int, flt: LogFilter, page_size: int = PAGE_SIZE) -> LogPage:
     """One page of the account's requests matching the filter, in its order (newest first by default)."""
+    return page_of(_matching(account_id, flt).order_by(*_order(flt)), flt, page_size)
+
+
+def page_of(query, flt, page_size: int) -> LogPage:
+    """The filter's page (from 1) of an ordered query, and whether another page follows."""
     page = max(1, flt.page)
-    query = _matching(account_id, flt).order_by(*_order(flt))
     rows = list(query.offset((page - 1) * page_size).limit(page_size + 1))
     return LogPage(rows[:page_size], replace(flt, page=page), len(rows) > page_size)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from peewee import JOIN, fn
 
 from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
+from kyma.services.request_log import LogPage, page_of
 from kyma.services.stats import percentile
 
 PAGE_SIZE = 50
@@ -37,17 +38,6 @@ class TrafficFilter:
     def narrowed(self) -> bool:
         return any((self.since, self.until, self.model, self.status, self.request_id, self.account, self.provider,
                     self.layer, self.error, self.error_code))
-
-
-@dataclass(frozen=True)
-class TrafficPage:
-    rows: list
-    filter: TrafficFilter
-    has_next: bool
-
-    @property
-    def has_previous(self) -> bool:
-        return self.filter.page > 1
 
 
 @dataclass(frozen=True)
@@ -105,12 +95,9 @@ def matching(flt: TrafficFilter):
     return query
 
 
-def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> TrafficPage:
+def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> LogPage:
     """One page of matching requests, newest first."""
-    page = max(1, flt.page)
-    rows = list(matching(flt).order_by(RequestLog.created_at.desc(), RequestLog.id.desc())
-                .offset((page - 1) * page_size).limit(page_size + 1))
-    return TrafficPage(rows[:page_size], replace(flt, page=page), len(rows) > page_size)
+    return page_of(matching(flt).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()), flt, page_size)
 
 
 def summaries(period: Period, now: datetime | None = None) -> tuple[list[Summary], list[Summary]]:
