@@ -21,7 +21,9 @@ def test_a_freed_turn_goes_to_the_longest_waiter_not_to_a_newcomer():
 
     first = threading.Thread(target=wait, args=("first",))
     first.start()
-    while not turns.waiting:  # bounded by the thread's start; no timing assumption
+    deadline = time.monotonic() + 5  # only a bound on a hang: "first" queues as soon as it runs
+    while not turns.waiting:
+        assert time.monotonic() < deadline and first.is_alive(), "the waiter never queued"
         time.sleep(0.001)
     turns.release()  # handed straight to "first": a newcomer finds nothing free
     assert not turns.acquire(0)
