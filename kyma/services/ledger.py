@@ -250,34 +250,29 @@ def settle_hold(request_id: str, cost_micros: int) -> int | None:
     if cost_micros < 0:
         raise ValueError("a cost cannot be negative")
     db, sql = database.obj, _sql()
-    if sql.close_and_enter is not None:
-        # One round trip: inside a group commit the account's row is then only touched at its end.
-        with write_transaction():
-            now = utcnow()
+    with write_transaction():
+        now = utcnow()
+        if sql.close_and_enter is not None:
+            # One round trip: inside a group commit the account's row is then only touched at its end.
             rows = db.execute_sql(sql.close_and_enter, (
                 now, request_id, request_id, f"{request_id}:release", now,
                 cost_micros, request_id, f"{request_id}:usage", cost_micros, cost_micros, now)).fetchall()
             if not rows:
                 return None
             account_id, held = rows[0]
-            _add_to_balance(account_id, held - cost_micros)
-        if cost_micros > held:
-            log.warning("request %s cost %d micros over its hold", request_id, cost_micros - held)
-        return cost_micros
-    with write_transaction():
-        closed = _close_hold(request_id)
-        if closed is None:
-            return None
-        account_id, held = closed
-        overshoot = cost_micros - held
-        note = f"overshoot {overshoot} micros over the hold" if overshoot > 0 else ""
-        now = utcnow()
-        db.execute_sql(sql.two_entries, (
-            account_id, "release", held, request_id, f"{request_id}:release", "", now,
-            account_id, "usage", -cost_micros, request_id, f"{request_id}:usage", note, now))
+        else:
+            closed = _close_hold(request_id)
+            if closed is None:
+                return None
+            account_id, held = closed
+            overshoot = cost_micros - held
+            note = f"overshoot {overshoot} micros over the hold" if overshoot > 0 else ""
+            db.execute_sql(sql.two_entries, (
+                account_id, "release", held, request_id, f"{request_id}:release", "", now,
+                account_id, "usage", -cost_micros, request_id, f"{request_id}:usage", note, now))
         _add_to_balance(account_id, held - cost_micros)
-    if overshoot > 0:
-        log.warning("request %s cost %d micros over its hold", request_id, overshoot)
+    if cost_micros > held:
+        log.warning("request %s cost %d micros over its hold", request_id, cost_micros - held)
     return cost_micros
 
 
