@@ -10,7 +10,7 @@ what keeps them from queueing on SQLite's lock. An isolated unit (an admission, 
 undoes) runs in its own savepoint; if any other unit fails, the group is rolled back and every unit
 runs again alone. Either way one request's failure never undoes another's writes.
 
-Outside gevent (tests, CLI) and inside an open transaction the work simply runs in its own.
+Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
 
 from __future__ import annotations
