@@ -10,7 +10,7 @@ from datetime import datetime
 
 from peewee import IntegrityError, fn
 
-from kyma.db import write_transaction
+from kyma.db import as_datetime, write_transaction
 from kyma.errors import InvalidRequest, NotFound
 from kyma.models import Account, ApiKey, RequestLog, SessionToken, utcnow
 from kyma.services import accounts, audit, ledger
@@ -62,8 +62,7 @@ def detail(account_id: int, period: Period, now: datetime | None = None) -> Acco
     stamps = [RequestLog.select(fn.MAX(RequestLog.created_at)).where(RequestLog.account == account_id).scalar(),
               ApiKey.select(fn.MAX(ApiKey.last_used_at)).where(ApiKey.account == account_id).scalar(),
               SessionToken.select(fn.MAX(SessionToken.last_seen_at)).where(SessionToken.account == account_id).scalar()]
-    stamps = [s if isinstance(s, datetime) else (datetime.fromisoformat(s) if s else None) for s in stamps]
-    last = max((s for s in stamps if s), default=None)
+    last = max((s for s in map(as_datetime, stamps) if s), default=None)  # MAX() of a datetime may come back as text
     return AccountDetail(account, ledger.balance(account_id), period, int(spend or 0), int(count or 0),
                          accounts.list_keys(account_id), last)
 
