@@ -41,14 +41,13 @@ class _Flusher:
     """This process's queue of pending units and the greenlet that commits them."""
 
     def __init__(self, window_seconds: float):
+        import gevent
         from gevent.event import Event
 
         self.pid = os.getpid()
         self.window = window_seconds
         self.queue: list[_Unit] = []
         self.wake = Event()
-        import gevent
-
         self.greenlet = gevent.spawn(self._loop)
 
     def submit(self, unit: _Unit) -> None:
@@ -68,7 +67,7 @@ class _Flusher:
             self.wake.clear()
             # Let the greenlets that are ready now finish too: they join this group.
             gevent.sleep(self.window)
-            group, self.queue = self.queue, []
+            group = self.take()
             if group:
                 try:
                     commit_group(group, self.take)
