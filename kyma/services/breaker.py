@@ -44,6 +44,10 @@ class BreakerState:
     manual: str = ""  # "" automatic, HELD_OPEN or DISABLED by an operator
     updated_at: float | None = None  # epoch seconds of the last change: since when it is in this state
 
+    def cooled(self, now: float) -> bool:
+        """Open with its cooldown over: half-open in effect, the next request being the probe."""
+        return self.state == OPEN and self.opened_until is not None and now >= self.opened_until
+
 
 class CircuitBreaker:
     """Decides whether a route may be tried and records the outcome of each attempt."""

@@ -153,9 +153,7 @@ class StoreCollector:
         now = time.time()
         for key, provider, model in self.routes():
             st = self.circuit_state(key)
-            current = st.state
-            if current == "open" and st.opened_until is not None and now >= st.opened_until:
-                current = "half_open"  # the cooldown is over: the next request is the probe
+            current = "half_open" if st.cooled(now) else st.state
             for state in ("closed", "open", "half_open"):
                 circuits.add_metric((key, provider, model, state), 1.0 if state == current else 0.0)
         yield circuits

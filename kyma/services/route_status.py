@@ -41,9 +41,8 @@ class RouteHealth:
             return "disabled"
         if self.breaker.manual == HELD_OPEN:
             return "held open"
-        now = time.time()
-        if self.breaker.state == OPEN and self.breaker.opened_until and now >= self.breaker.opened_until:
-            return "half-open"  # the cooldown passed: the next request is the trial
+        if self.breaker.cooled(time.time()):
+            return "half-open"
         return {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half-open"}.get(self.breaker.state, self.breaker.state)
 
     @property
