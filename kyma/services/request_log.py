@@ -57,10 +57,21 @@ class LogPage:
         return self.filter.page > 1
 
 
-def _matching(account_id: int, flt: LogFilter):
-    query = RequestLog.select().where(RequestLog.account == account_id)
+def narrow(query, flt):
+    """The query with the filters every request list shares: model (requested or served), UTC days, id prefix."""
     if flt.model:
         query = query.where((RequestLog.model_served == flt.model) | (RequestLog.model_requested == flt.model))
+    if flt.since:
+        query = query.where(RequestLog.created_at >= datetime.combine(flt.since, time.min))
+    if flt.until:
+        query = query.where(RequestLog.created_at < datetime.combine(flt.until + timedelta(days=1), time.min))
+    if flt.request_id:
+        query = query.where(RequestLog.request_id.startswith(flt.request_id))
+    return query
+
+
+def _matching(account_id: int, flt: LogFilter):
+    query = narrow(RequestLog.select().where(RequestLog.account == account_id), flt)
     if flt.status == "ok":
         query = query.where((RequestLog.status >= 200) & (RequestLog.status < 300))
     elif flt.status == "error":
@@ -69,12 +80,6 @@ def _matching(account_id: int, flt: LogFilter):
         query = query.where(RequestLog.api_key.is_null())
     elif flt.key.isdigit():
         query = query.where(RequestLog.api_key == int(flt.key))
-    if flt.since:
-        query = query.where(RequestLog.created_at >= datetime.combine(flt.since, time.min))
-    if flt.until:
-        query = query.where(RequestLog.created_at < datetime.combine(flt.until + timedelta(days=1), time.min))
-    if flt.request_id:
-        query = query.where(RequestLog.request_id.startswith(flt.request_id))
     return query
 
 

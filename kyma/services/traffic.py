@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 
 from peewee import JOIN, fn
 
 from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
-from kyma.services.request_log import LogPage, page_of
+from kyma.services.request_log import LogPage, narrow, page_of
 from kyma.services.stats import percentile
 
 PAGE_SIZE = 50
@@ -70,16 +70,9 @@ def matching(flt: TrafficFilter):
     # Account.id too: a joined row without it would blank the request's account_id.
     query = RequestLog.select(RequestLog, Account.id, Account.email).join(Account, on=(RequestLog.account == Account.id),
                                                               join_type=JOIN.LEFT_OUTER)
-    if flt.since:
-        query = query.where(RequestLog.created_at >= datetime.combine(flt.since, time.min))
-    if flt.until:
-        query = query.where(RequestLog.created_at < datetime.combine(flt.until + timedelta(days=1), time.min))
-    if flt.model:
-        query = query.where((RequestLog.model_served == flt.model) | (RequestLog.model_requested == flt.model))
+    query = narrow(query, flt)
     if (clause := _status_clause(flt.status)) is not None:
         query = query.where(clause)
-    if flt.request_id:
-        query = query.where(RequestLog.request_id.startswith(flt.request_id))
     if flt.account.isdigit():
         query = query.where(RequestLog.account == int(flt.account))
     elif flt.account:
