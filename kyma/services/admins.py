@@ -34,11 +34,6 @@ def set_admin(email: str, admin: bool, *, actor: str) -> bool:
     return True
 
 
-def is_admin(account_id: int) -> bool:
-    """True when the account may use the console (read on admin pages only, never on the API path)."""
-    return bool(Account.select(Account.is_admin).where(Account.id == account_id).scalar())
-
-
 def apply_admin_emails(emails: tuple[str, ...]) -> list[str]:
     """Make the listed accounts admins (idempotent); the ones changed now. Missing accounts are skipped."""
     changed = []
