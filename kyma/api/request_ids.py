@@ -21,4 +21,4 @@ def request_id(incoming: str | None) -> str:
     """The gateway's id for a request that arrived with X-Request-Id `incoming` (None: without one)."""
     if incoming and WELL_FORMED.fullmatch(incoming):
         return f"{incoming}.{secrets.token_hex(8)}"  # 47 + 17 = 64, RequestLog.request_id's width
-    return uuid.uuid4().hex  # as the pipeline makes one
+    return uuid.uuid4().hex  # as the pipeline makes one (the api layer may not import chat.call)
