@@ -112,3 +112,15 @@ def test_refusals_are_logged_by_a_running_gateway(gateway):
         long_model.headers["X-Request-Id"], unrouted.headers["X-Request-Id"])}
     assert rows == {long_model.headers["X-Request-Id"]: (401, "m" * 100, None, "invalid_api_key"),
                     unrouted.headers["X-Request-Id"]: (404, "kimi-k2.5", None, "not_found")}
+
+
+def test_a_routing_refusal_is_written_through_the_group_committer(app, client, monkeypatch):
+    """One route for every request-log write: a refusal joins the worker's group like the pipeline's rows."""
+    from kyma.services import group_commit
+
+    grouped = []
+    run = group_commit.run
+    monkeypatch.setattr(group_commit, "run", lambda work, **kw: grouped.append(work) or run(work, **kw))
+    r = client.post("/v1/chat/completion", json=CHAT)
+    assert r.status_code == 404 and logged(app, r).status == 404
+    assert len(grouped) == 1

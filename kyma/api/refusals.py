@@ -13,7 +13,7 @@ from flask import request
 
 from kyma import strict_json
 from kyma.api.request_ids import request_id
-from kyma.services.recording import RequestRecord, announce, finish
+from kyma.services.recording import RequestRecord, record_unheld
 
 # The pipeline's endpoint names, so that a refusal at routing files under the same name as the rest.
 _ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/messages": "messages", "/v1/completions": "completions",
@@ -30,8 +30,7 @@ def record_refusal(status: int, message: str, code: str | None = None) -> str:
     model = "" if status == 413 else model_asked()  # a body over the limit is not read at all
     record = RequestRecord(request_id=rid, endpoint=endpoint, status=status, model_requested=model,
                            error=masked(message), error_code=code)  # refused at once: no latency worth measuring
-    finish(record, held=False)
-    announce(record)
+    record_unheld(record)
     return rid
 
 

@@ -9,7 +9,7 @@ from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
 from kyma.services import group_commit, key_limits
-from kyma.services.recording import RequestRecord, announce, finish
+from kyma.services.recording import RequestRecord, announce, finish, record_unheld
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -84,5 +84,4 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
                            model_requested=model if isinstance(model, str) else "",
                            stream=bool(body.get("stream")), error=err.message, error_code=err.code,
                            latency_ms=(time.perf_counter() - call.started) * 1000)
-    group_commit.run(lambda: finish(record, held=False))
-    announce(record)
+    record_unheld(record)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import utcnow
-from kyma.services import ledger, metrics
+from kyma.services import group_commit, ledger, metrics
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,13 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)
     return closed
+
+
+def record_unheld(record: RequestRecord) -> None:
+    """Log a request that took no hold (a refusal), committed with what this worker writes alongside, and
+    announce it."""
+    group_commit.run(lambda: finish(record, held=False))
+    announce(record)
 
 
 def announce(record: RequestRecord) -> None:
