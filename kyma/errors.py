@@ -29,6 +29,14 @@ class KymaError(Exception):
         return {"error": body}
 
 
+class InternalError(KymaError):
+    """A fault of the gateway's own (a bug, a failed write), not of the request: the client may retry."""
+
+    status = 500
+    type = "api_error"
+    code = "internal_error"
+
+
 class InvalidRequest(KymaError):
     status = 400
     type = "invalid_request_error"

@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from kyma.errors import GatewayBusy, KymaError
+from kyma.errors import GatewayBusy, InternalError, KymaError
 
 api_bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -14,6 +14,7 @@ api_bp = Blueprint("api", __name__, url_prefix="/v1")
 from kyma.api import auth, catalog, chat, credits, discovery, messages, responses  # noqa: E402,F401
 from kyma.api import completions, embeddings  # noqa: E402,F401
 from kyma.api import device  # noqa: E402,F401
+from kyma.api.failures import internal_error  # noqa: E402
 from kyma.api.refusals import masked, record_refusal  # noqa: E402
 
 _HTTP_TYPES = {
@@ -102,4 +103,9 @@ def register_api_errors(app: Flask) -> None:
         if isinstance(exc, HTTPException) or not _is_api_request():
             raise exc
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(KymaError("Internal error; the request was not billed.", code="internal_error"))
+        try:
+            err = internal_error()
+        except Exception:  # the database may be what failed: the client still gets its 500
+            app.logger.exception("could not log the failed request on %s %s", request.method, request.path)
+            err = InternalError("Internal error.")
+        return error_response(err)

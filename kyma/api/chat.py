@@ -10,6 +10,7 @@ from flask import Response, current_app, request
 from kyma import chat
 from kyma.api import api_bp, choices
 from kyma.api.credentials import principal_from_request
+from kyma.api.failures import track
 from kyma.api.parsing import json_object
 from kyma.api.refusals import model_asked
 from kyma.api.request_ids import request_id
@@ -31,8 +32,8 @@ def json_response(body: dict, headers: dict) -> Response:
 
 def new_call(endpoint: str) -> chat.ChatCall:
     """The chat call for this HTTP request, under its own request id (each of a fan-out's calls too)."""
-    return chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"),
-                         request_id=request_id(request.headers.get("X-Request-Id")))
+    return track(chat.ChatCall(endpoint, sim_fault=request.headers.get("X-Kyma-Sim-Fault"),
+                               request_id=request_id(request.headers.get("X-Request-Id"))))
 
 
 def serve(call: chat.ChatCall, read_body=json_object) -> chat.Reply | chat.ChatStream:

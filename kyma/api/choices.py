@@ -48,7 +48,12 @@ def fan_out(body: dict, serve_one) -> chat.Reply:
             except KymaError as err:
                 return err
 
-    outcomes = [job.value for job in gevent.joinall([spawn_in_request(one, i) for i in range(n)], raise_error=True)]
+    jobs = [spawn_in_request(one, i) for i in range(n)]
+    gevent.joinall(jobs)  # every call ends before an error ends the request: none is left running unlogged
+    for job in jobs:
+        if job.exception is not None:
+            raise job.exception
+    outcomes = [job.value for job in jobs]
     replies = [o for o in outcomes if isinstance(o, chat.Reply)]
     if not replies:
         raise outcomes[0]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from kyma.chat.admission import prepare
 from kyma.chat.call import ChatCall, Reply, response_headers
 from kyma.chat.plain import complete
-from kyma.chat.records import record_rejected
+from kyma.chat.records import record_abandoned, record_rejected
 from kyma.chat.events import Chunk, Done, Failed, KeepAlive
 from kyma.chat.stream import ChatStream
 from kyma.errors import InvalidRequest, KymaError
@@ -24,7 +24,7 @@ from kyma.services.accounts import Principal
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
 
-__all__ = ["ChatCall", "ChatStream", "Chunk", "Done", "Failed", "KeepAlive", "Reply", "serve"]
+__all__ = ["ChatCall", "ChatStream", "Chunk", "Done", "Failed", "KeepAlive", "Reply", "record_abandoned", "serve"]
 
 
 def serve(rt: Runtime, call: ChatCall, authenticate: Callable[[], Principal], read_body: Callable[[], dict],

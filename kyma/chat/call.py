@@ -13,6 +13,7 @@ from kyma.chat.usage import Metered
 from kyma.services.accounts import Principal
 from kyma.services.catalog import ModelInfo
 from kyma.services.ratelimit import Admission
+from kyma.services.recording import RequestRecord
 
 
 def output_cap(model: ModelInfo, asked: int | None) -> int:
@@ -40,6 +41,7 @@ class ChatCall:
     principal: Principal | None = None  # once authenticated
     asked_for: str | None = None  # the name the client used when its edge mapped it (a claude-* name)
     note: str | None = None  # what the edge wants the request log to say (tools it left out, …)
+    record: RequestRecord | None = None  # once its request-log row is written (else an edge's error handler writes it)
 
 
 @dataclass

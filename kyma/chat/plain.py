@@ -12,7 +12,7 @@ from kyma.chat.call import Prepared, Reply, Served, response_headers
 from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
 from kyma.chat.usage import completion_text, input_usage_object, meter, meter_input, usage_object
-from kyma.errors import KymaError
+from kyma.errors import InternalError
 from kyma.providers.base import FailureKind, UpstreamFailure
 from kyma.services.recording import RequestRecord
 
@@ -28,7 +28,7 @@ def complete(rt: Runtime, prep: Prepared) -> Reply:
         served = _finished(attempts.run(lambda cand: _attempt(rt, prep, attempts, cand), _sleep))
     except BaseException as exc:
         # A bug or a killed greenlet must not leave the hold hanging or the request unlogged.
-        record_failed(rt, prep, KymaError(f"internal error: {type(exc).__name__}"), record, attempts)
+        record_failed(rt, prep, InternalError(f"internal error: {type(exc).__name__}"), record, attempts)
         raise
     if served is None:
         err = attempts.final_error()
@@ -76,7 +76,7 @@ def _completed(rt: Runtime, prep: Prepared, cand: Candidate, body: dict, attempt
                             completion_text(body["choices"][0]["message"]))
             usage = usage_object(metered)
     except Exception as exc:  # the adapter checked the shape; this is a last line of defence
-        err = KymaError(f"internal error metering the answer: {type(exc).__name__}")
+        err = InternalError(f"internal error metering the answer: {type(exc).__name__}")
         record_failed(rt, prep, err, record, attempts)
         raise err from exc
     overhead = (time.perf_counter() - prep.call.started) * 1000 - attempts.upstream_ms

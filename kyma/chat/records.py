@@ -57,6 +57,7 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
     else:  # Redis counters cannot join the database's transaction
         group_commit.run(lambda: _settle(prep, record))
         _correct_tokens(rt, prep, used_tokens)
+    prep.call.record = record
     announce(record)  # after the commit: no log I/O while the write lock is held
 
 
@@ -75,13 +76,33 @@ def _correct_tokens(rt: Runtime, prep: Prepared, used: int) -> None:
 
 def record_rejected(call: ChatCall, err: KymaError) -> None:
     """Log a request refused before its hold (auth, validation, limits, credits)."""
+    record = _unserved(call, err)
+    record_unheld(record)
+    call.record = record
+
+
+def record_abandoned(call: ChatCall, err: KymaError) -> None:
+    """Log a call that an unexpected error ended before it logged itself; a hold it took is given back
+    in full now (its request is over: nothing will settle it, and the reaper would only free it at expiry)."""
+    record = _unserved(call, err)
+
+    def work() -> None:
+        if finish(record, held=True):  # a hold was open: it no longer counts against its key's limit either
+            key_limits.forget_hold(call.request_id)
+
+    group_commit.run(work)
+    call.record = record
+    announce(record)
+
+
+def _unserved(call: ChatCall, err: KymaError) -> RequestRecord:
+    """The request-log record of a call that no attempt served, from what the call knows."""
     body = call.body if isinstance(call.body, dict) else {}
     model = call.asked_for or body.get("model", "")
     principal = call.principal
-    record = RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
-                           account=principal.account_id if principal else None,
-                           api_key=principal.api_key_id if principal else None,
-                           model_requested=model if isinstance(model, str) else "",
-                           stream=bool(body.get("stream")), error=err.message, error_code=err.code,
-                           latency_ms=(time.perf_counter() - call.started) * 1000)
-    record_unheld(record)
+    return RequestRecord(request_id=call.request_id, endpoint=call.endpoint, status=err.status,
+                         account=principal.account_id if principal else None,
+                         api_key=principal.api_key_id if principal else None,
+                         model_requested=model if isinstance(model, str) else "",
+                         stream=bool(body.get("stream")), error=err.message, error_code=err.code,
+                         latency_ms=(time.perf_counter() - call.started) * 1000)

@@ -24,7 +24,7 @@ from kyma.chat.events import Chunk, Done, Failed, KeepAlive, Started, Unserved, 
 from kyma.chat.plan import Candidate
 from kyma.chat.records import base_record, record_failed, record_served
 from kyma.chat.usage import meter, usage_object
-from kyma.errors import KymaError, UpstreamError, UpstreamTimeout
+from kyma.errors import InternalError, KymaError, UpstreamError, UpstreamTimeout
 from kyma.providers.base import FailureKind, UpstreamFailure
 from kyma.services import ledger, metrics
 from kyma.services.recording import AttemptRecord
@@ -299,7 +299,7 @@ class ChatStream:
             event = self._next()
         except Exception as exc:  # a bug must not leave the hold to the reaper and the request unlogged
             log.exception("stream failed before it started")
-            event = Unserved(KymaError(f"internal error: {type(exc).__name__}"))
+            event = Unserved(InternalError(f"internal error: {type(exc).__name__}"))
         if isinstance(event, Unserved):
             self._fail_unserved(event.error)
             self.close()
@@ -337,7 +337,7 @@ class ChatStream:
                 self._keep_hold()
         except Exception:  # a bug must still end the stream with an error event and a settled hold
             log.exception("stream relay failed")
-            err = KymaError("internal error while relaying the stream")
+            err = InternalError("internal error while relaying the stream")
             if self.served is not None:
                 self._settle(500, err.message)
             else:

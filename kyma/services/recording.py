@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from kyma import logs
 from kyma.db import connected, write_transaction
-from kyma.models import utcnow
+from kyma.models import RequestLog, utcnow
 from kyma.services import group_commit, ledger, metrics
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,14 @@ def record_unheld(record: RequestRecord) -> None:
     announce it."""
     group_commit.run(lambda: finish(record, held=False))
     announce(record)
+
+
+def mark_failed(record: RequestRecord, status: int, error: str, code: str) -> None:
+    """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
+    the row says so, and keeps its charge for an operator to see."""
+    record.status, record.error, record.error_code = status, error, code
+    group_commit.run(lambda: RequestLog.update(status=status, error=error[:1000], error_code=code)
+                     .where(RequestLog.request_id == record.request_id).execute())
 
 
 def announce(record: RequestRecord) -> None:

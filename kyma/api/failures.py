@@ -1,0 +1,44 @@
+"""Unexpected errors under /v1: the 500 a client gets, and the request-log rows that keep nothing lost.
+
+A view's pipeline calls log themselves, refusals and failures included. When an unexpected exception
+ends the HTTP request instead, the error handler finds the calls it made here: each one that had not
+logged itself is logged as a 500 and its credit hold given back; one that was served and billed
+before the edge failed keeps its charge and its row is marked failed; a request that made no call
+(a view outside the pipeline) is logged as a refusal. No call is logged twice.
+"""
+
+from __future__ import annotations
+
+from flask import request
+
+from kyma import chat
+from kyma.api.refusals import record_refusal
+from kyma.errors import InternalError
+from kyma.services.recording import mark_failed
+
+# In the WSGI environ, which the request context's copies share (the greenlets of an `n` > 1 fan-out).
+_CALLS = "kyma.chat_calls"
+
+
+def track(call: chat.ChatCall) -> chat.ChatCall:
+    """Note a pipeline call this HTTP request makes, for the error handler should the request fail."""
+    request.environ.setdefault(_CALLS, []).append(call)
+    return call
+
+
+def internal_error() -> InternalError:
+    """Log the request an unexpected exception ended, once, and return the 500 for its client."""
+    calls: list[chat.ChatCall] = request.environ.get(_CALLS, [])
+    billed = [c for c in calls if c.record is not None and c.record.model_served is not None]
+    err = InternalError("Internal error after the answer was billed; the request id finds it in the request log."
+                        if billed else "Internal error; the request was not billed.")
+    if not calls:
+        err.headers["X-Request-Id"] = record_refusal(err.status, err.message, err.code)
+        return err
+    err.headers["X-Request-Id"] = calls[0].request_id
+    for call in calls:
+        if call.record is None:
+            chat.record_abandoned(call, err)
+        elif call.record.model_served is not None:
+            mark_failed(call.record, err.status, err.message, err.code)
+    return err
