@@ -98,6 +98,25 @@ def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(sqlite_db):
     assert ledger.check_ledger() == []
 
 
+def test_a_lone_failing_unit_is_not_run_again(sqlite_db):
+    acct = _account(1_000_000)
+    assert ledger.place_hold(acct, "alone", 100_000)
+    runs = []
+
+    def broken():
+        runs.append(1)
+        ledger.settle_hold("alone", 40_000)
+        raise RuntimeError("the request log refused the row")
+
+    group = [_unit(broken)]
+    group_commit.commit_group(group)
+    with pytest.raises(RuntimeError):
+        group[0].result.get()
+    assert runs == [1], "rolled back once, not run a second time for nothing"
+    assert Hold.get(Hold.request_id == "alone").closed_at is None
+    assert ledger.balance(acct).balance_micros == 900_000 and ledger.check_ledger() == []
+
+
 def test_deferred_balances_write_each_account_once_with_the_sum(sqlite_db):
     a, b = _account(1_000_000), _account(1_000_000)
     for acct, rid in ((a, "a1"), (a, "a2"), (b, "b1")):

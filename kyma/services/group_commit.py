@@ -8,7 +8,8 @@ request a dead worker was serving. One transaction for many requests means one w
 commit and each touched page written once, instead of per request; with two workers that is also
 what keeps them from queueing on SQLite's lock. An isolated unit (an admission, which a refusal
 undoes) runs in its own savepoint; if any other unit fails, the group is rolled back and every unit
-runs again alone. Either way one request's failure never undoes another's writes.
+runs again alone (a unit that was alone already just gets its error). Either way one request's
+failure never undoes another's writes.
 
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
@@ -80,7 +81,8 @@ class _Flusher:
 
 
 def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
-    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone.
+    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone
+    (a lone unit is not run twice).
 
     `more` gives units that arrived while the write lock was awaited: they join the group.
     """
@@ -102,9 +104,11 @@ def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = No
                         outcomes.append((True, unit.work()))
                 except Exception as exc:
                     outcomes.append((False, exc))
-    except Exception:
-        if len(group) > 1:
-            log.info("a group of %d units failed; committing them one by one", len(group))
+    except Exception as exc:
+        if len(group) == 1:  # its failure is its own: running it again alone would only repeat it
+            group[0].result.set_exception(exc)
+            return
+        log.info("a group of %d units failed; committing them one by one", len(group))
         outcomes = None
     if outcomes is not None:
         for unit, (ok, value) in zip(group, outcomes):
