@@ -176,9 +176,11 @@ def _deferring() -> dict | None:
 
 def _add_to_balance(account_id: int, delta: int) -> None:
     pending = _deferring()
-    if pending is not None:
+    if pending is not None and delta >= 0:
         pending[account_id] = pending.get(account_id, 0) + delta
         return
+    # A net debit (a settlement over its hold) is written now: a hold admitted later in the same group
+    # must check the balance without it. A deferred credit only makes such a hold see less than there is.
     database.obj.execute_sql(_sql().add, (delta, account_id))
 
 
@@ -186,7 +188,8 @@ def _add_to_balance(account_id: int, delta: int) -> None:
 def deferred_balances():
     """Inside a write transaction: credits to balances (settle, release) are summed per account and
     written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
-    transaction, only just before its commit. Conditional debits (holds) are never deferred."""
+    transaction, only just before its commit. Debits are never deferred: neither holds (conditional)
+    nor a settlement's overshoot, which a hold later in the transaction must see."""
     if _deferring() is not None:  # an outer group already defers
         yield
         return
