@@ -171,6 +171,24 @@ def test_model_labels_stay_few():
     assert labels == {"kimi-k2.5", "fast", "other", ""}
 
 
+def test_circuits_switched_by_hand_have_states_of_their_own():
+    """A circuit held open or a route disabled by an operator is neither closed nor half-open on a dashboard."""
+    from kyma.services.breaker import BreakerState
+    from kyma.services.metrics import StoreCollector
+
+    states = {"auto/open": BreakerState("open", 5, time.time() + 60),
+              "auto/cooled": BreakerState("open", 5, time.time() - 1),
+              "hand/held": BreakerState("open", 0, 0.0, manual="open"),  # as the stores keep a circuit held open
+              "hand/disabled": BreakerState("closed", 0, None, manual="disabled"),
+              "auto/closed": BreakerState("closed", 0, None)}
+    store = StoreCollector(lambda: [(key, "p", "m") for key in states], states.__getitem__, lambda: (0, 0))
+    circuits = next(m for m in store.collect() if m.name == "kyma_circuit_state")
+    current = {s.labels["route"]: s.labels["state"] for s in circuits.samples if s.value == 1}
+    assert current == {"auto/open": "open", "auto/cooled": "half_open", "hand/held": "held_open",
+                       "hand/disabled": "disabled", "auto/closed": "closed"}
+    assert len(circuits.samples) == 5 * len(states), "every state of every route, 0 or 1"
+
+
 def test_the_metrics_directory_is_emptied_and_named_for_the_workers(tmp_path):
     from kyma import gunicorn_hooks
 

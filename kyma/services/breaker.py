@@ -23,6 +23,8 @@ from kyma.outage import OutageWarning
 log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 HELD_OPEN, DISABLED = "open", "disabled"  # the manual flags; "" leaves the route to the breaker
+HELD = "held_open"  # the state in effect of a circuit held open by hand
+STATES_IN_EFFECT = (CLOSED, OPEN, HALF_OPEN, HELD, DISABLED)
 MAX_RETRY_AFTER_HONOURED = 60.0  # a longer upstream Retry-After just keeps the route open that long
 
 
@@ -47,6 +49,14 @@ class BreakerState:
     def cooled(self, now: float) -> bool:
         """Open with its cooldown over: half-open in effect, the next request being the probe."""
         return self.state == OPEN and self.opened_until is not None and now >= self.opened_until
+
+    def in_effect(self, now: float) -> str:
+        """One of STATES_IN_EFFECT: an operator's switch first, then open past its cooldown as half-open."""
+        if self.manual == DISABLED:
+            return DISABLED
+        if self.manual == HELD_OPEN:
+            return HELD
+        return HALF_OPEN if self.cooled(now) else self.state
 
 
 class CircuitBreaker:

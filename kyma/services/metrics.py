@@ -13,6 +13,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from kyma.services.breaker import STATES_IN_EFFECT
+
 if TYPE_CHECKING:
     from kyma.services.recording import RequestRecord
 
@@ -152,9 +154,8 @@ class StoreCollector:
                                      labels=("route", "provider", "model", "state"))
         now = time.time()
         for key, provider, model in self.routes():
-            st = self.circuit_state(key)
-            current = "half_open" if st.cooled(now) else st.state
-            for state in ("closed", "open", "half_open"):
+            current = self.circuit_state(key).in_effect(now)
+            for state in STATES_IN_EFFECT:
                 circuits.add_metric((key, provider, model, state), 1.0 if state == current else 0.0)
         yield circuits
         count, micros = self.holds()

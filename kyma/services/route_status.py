@@ -11,7 +11,7 @@ from kyma.db import write_transaction
 from kyma.errors import InvalidRequest
 from kyma.models import RequestLog, RouteOutcome, utcnow
 from kyma.services import audit
-from kyma.services.breaker import CLOSED, DISABLED, HALF_OPEN, HELD_OPEN, OPEN, BreakerState, CircuitBreaker
+from kyma.services.breaker import DISABLED, HALF_OPEN, HELD, HELD_OPEN, BreakerState, CircuitBreaker
 from kyma.services.stats import percentile
 
 MAX_ROWS = 50_000  # outcomes read per look: bounds the page's cost on a busy gateway
@@ -37,13 +37,8 @@ class RouteHealth:
     @property
     def circuit(self) -> str:
         """closed, open, half-open, held open (by hand) or disabled."""
-        if self.breaker.manual == DISABLED:
-            return "disabled"
-        if self.breaker.manual == HELD_OPEN:
-            return "held open"
-        if self.breaker.cooled(time.time()):
-            return "half-open"
-        return {CLOSED: "closed", OPEN: "open", HALF_OPEN: "half-open"}.get(self.breaker.state, self.breaker.state)
+        state = self.breaker.in_effect(time.time())
+        return {HALF_OPEN: "half-open", HELD: "held open"}.get(state, state)
 
     @property
     def error_rate(self) -> float | None:
