@@ -197,7 +197,7 @@ def grouping_gateway(tmp_path):
     env = gw.env
     user = register(gw.url, "group@example.com")
     assert flask_cli(env, "credits", "add", "group@example.com", "100").returncode == 0
-    yield gw, user, env
+    yield gw, user, env, sims
     stop_all([gw, *sims])
 
 
@@ -214,13 +214,18 @@ def _open_holds(env: dict) -> list[tuple[str, str]]:
     return db_rows(env, "select request_id, owner from hold where closed_at is null")
 
 
+def _upstream_requests(sims) -> int:
+    """Chat requests the simulators have taken (each answers the moment it counts one)."""
+    return sum(requests.get(f"{sim.url}/sim/stats", timeout=5).json()["requests"] for sim in sims)
+
+
 def _kinds(env: dict, request_id: str) -> list[str]:
     return [k for (k,) in db_rows(env, "select kind from ledgerentry where request_id={p} order by id", request_id)]
 
 
 @pytest.mark.integration
 def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_gateway):
-    gw, user, env = grouping_gateway
+    gw, user, env, sims = grouping_gateway
     key = user["api_key"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_ask, gw.url, key) for _ in range(4)]
@@ -229,7 +234,11 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
             time.sleep(0.05)
         holds = _open_holds(env)
         assert len(holds) == 4
-        time.sleep(1)  # the simulator has answered: the four settlements wait in the flusher's group
+        # Once the simulators have answered all four, their settlements wait in the flusher's group,
+        # which gathers for WINDOW_MS: the kill lands well inside it.
+        while _upstream_requests(sims) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _upstream_requests(sims) == 4
         killed = [rid for rid, _ in holds]
         assert db_rows(env, "select count(*) from requestlog") == [(0,)]
         os.kill(int(holds[0][1].rsplit(":", 1)[1]), signal.SIGKILL)
