@@ -267,6 +267,12 @@ def test_audit_log_is_newest_first_and_paged(app, admin):
     first = admin.get("/admin/audit").get_data(as_text=True)
     assert first.index(">t29<") < first.index(">t28<") and ">t3<" not in first
     assert ">t3<" in admin.get("/admin/audit?page=2").get_data(as_text=True)
+    with app.app_context():
+        audit.record("x@example.com", "other.action", "elsewhere")
+        second = audit.page(2, size=20, action="test.action")  # the shared page type, its filter kept
+    assert (second.page, second.has_previous, second.has_next, second.filter.action) == (2, True, False,
+                                                                                        "test.action")
+    assert [e.target for e in second.rows] == [f"t{i}" for i in range(9, -1, -1)]
 
 
 def test_cli_grant_revoke_and_admin_emails_setting(app, monkeypatch):

@@ -7,21 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kyma.models import AuditEntry, utcnow
+from kyma.services.paging import Page, page_of
 
 PAGE_SIZE = 25
 
 
 @dataclass(frozen=True)
-class AuditPage:
-    """One page of the audit log, newest first."""
+class AuditFilter:
+    """Which audit entries a page shows: one action's, or every one ("")."""
 
-    rows: list
-    page: int
-    has_next: bool
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
+    action: str = ""
+    page: int = 1
 
 
 def _dump(value) -> str | None:
@@ -35,14 +31,12 @@ def record(actor: str, action: str, target: str, before=None, after=None, *, now
     return row.id
 
 
-def page(number: int = 1, size: int = PAGE_SIZE, *, action: str = "") -> AuditPage:
+def page(number: int = 1, size: int = PAGE_SIZE, *, action: str = "") -> Page:
     """Entries newest first, `size` a page; only one action's when `action` is given."""
-    number = max(1, number)
     query = AuditEntry.select()
     if action:
         query = query.where(AuditEntry.action == action)
-    rows = list(query.order_by(AuditEntry.id.desc()).offset((number - 1) * size).limit(size + 1))
-    return AuditPage(rows[:size], number, len(rows) > size)
+    return page_of(query.order_by(AuditEntry.id.desc()), AuditFilter(action, number), size)
 
 
 def loads(text: str | None):

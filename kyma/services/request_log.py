@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterator
+from typing import Iterator
 
 from kyma.db import connected
 from kyma.models import RequestLog
+from kyma.services.paging import Page, page_of
 
 PAGE_SIZE = 20
 EXPORT_BATCH = 500
@@ -44,19 +45,6 @@ class LogFilter:
         return bool(self.model or self.status or self.key or self.since or self.until or self.request_id)
 
 
-@dataclass(frozen=True)
-class LogPage:
-    """One page of the request log in the filter's order (the admin console's traffic page uses it too)."""
-
-    rows: list
-    filter: Any  # a LogFilter here; the console's TrafficFilter there: anything with a page
-    has_next: bool
-
-    @property
-    def has_previous(self) -> bool:
-        return self.filter.page > 1
-
-
 def narrow(query, flt):
     """The query with the filters every request list shares: model (requested or served), UTC days, id prefix."""
     if flt.model:
@@ -90,16 +78,9 @@ def _order(flt: LogFilter) -> tuple:
     return column.desc(), RequestLog.id.desc()
 
 
-def request_log(account_id: int, flt: LogFilter, page_size: int = PAGE_SIZE) -> LogPage:
+def request_log(account_id: int, flt: LogFilter, page_size: int = PAGE_SIZE) -> Page:
     """One page of the account's requests matching the filter, in its order (newest first by default)."""
     return page_of(_matching(account_id, flt).order_by(*_order(flt)), flt, page_size)
-
-
-def page_of(query, flt, page_size: int) -> LogPage:
-    """The filter's page (from 1) of an ordered query, and whether another page follows."""
-    page = max(1, flt.page)
-    rows = list(query.offset((page - 1) * page_size).limit(page_size + 1))
-    return LogPage(rows[:page_size], replace(flt, page=page), len(rows) > page_size)
 
 
 def _after(flt: LogFilter, last: RequestLog):

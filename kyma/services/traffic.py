@@ -10,7 +10,8 @@ from peewee import JOIN, fn
 
 from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
-from kyma.services.request_log import LogPage, narrow, page_of
+from kyma.services.paging import Page, page_of
+from kyma.services.request_log import narrow
 from kyma.services.stats import percentile
 
 PAGE_SIZE = 50
@@ -88,7 +89,7 @@ def matching(flt: TrafficFilter):
     return query
 
 
-def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> LogPage:
+def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> Page:
     """One page of matching requests, newest first."""
     return page_of(matching(flt).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()), flt, page_size)
 
