@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from kyma.models import ApiKey, RequestLog, utcnow
+from kyma.services.stats import percentile
 from tests.test_web import HX, account_id, browser, log_request, sign_up
 
 
@@ -266,9 +267,13 @@ def _queries_on_this_database() -> None:
         [(12, 1, 11), (13, 1, 101), (14, 1, 51), (15, 1, 51)]
     days = usage.usage_series(acct.id, usage.RANGES["7d"], now)
     assert days[-1].start == datetime(2026, 5, 10) and (days[-1].requests, days[-1].cost_micros) == (4, 20)
+    for i, ttft in enumerate((80, 40)):  # an even count, days back: the console's p50 and the dashboard's agree
+        RequestLog.create(request_id=f"even-{acct.id}-{i}", account=acct, endpoint="chat", model_served="c",
+                          status=200, latency_ms=1000, ttft_ms=ttft, created_at=now - timedelta(days=3))
     speeds = {s.model: s for s in usage.model_speeds(acct.id, usage.RANGES["7d"], now)}
     assert speeds["a"].ttft_p50_ms == 200 and round(speeds["a"].tokens_per_second, 2) == 66.67
     assert speeds["b"].ttft_p50_ms == 50 and speeds["b"].tokens_per_second == 20
+    assert speeds["c"].ttft_p50_ms == percentile([80, 40], 50) == 40
     flt = request_log.LogFilter(sort="cost", direction="asc", request_id=f"pg-{acct.id}-")
     batches = list(request_log.export_batches(acct.id, flt, batch=3))
     assert [len(b) for b in batches] == [3, 1]

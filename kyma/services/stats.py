@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (0–100) by nearest rank; None for no values."""
+    """The q-th percentile (0–100) by nearest rank, always a value that occurred (the dashboard's SQL
+    median picks the same row); None for no values."""
     if not values:
         return None
     ordered = sorted(values)

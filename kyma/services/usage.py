@@ -86,15 +86,15 @@ def _timed(account_id: int, start: datetime):
 
 
 def _median_ttft(account_id: int, start: datetime) -> dict[str, float]:
-    # The middle row (or the two middle rows) of each model's times, picked by a window function.
+    # Each model's p50 by nearest rank, as stats.percentile takes it for the console: the row ranked
+    # ceil(n/2), picked by a window function (integer division on both backends).
     model = fn.COALESCE(RequestLog.model_served, RequestLog.model_requested)
     ranked = (RequestLog.select(model.alias("model"), RequestLog.ttft_ms.alias("ttft"),
                                 fn.ROW_NUMBER().over(partition_by=[model], order_by=[RequestLog.ttft_ms]).alias("rn"),
                                 fn.COUNT(RequestLog.id).over(partition_by=[model]).alias("n"))
               .where(_timed(account_id, start))).alias("ranked")
-    middle = (ranked.c.rn == (ranked.c.n + 1) / 2) | (ranked.c.rn == (ranked.c.n + 2) / 2)
-    query = (Select([ranked], [ranked.c.model, fn.AVG(ranked.c.ttft)]).where(middle)
-             .group_by(ranked.c.model).bind(database.obj))
+    query = (Select([ranked], [ranked.c.model, ranked.c.ttft]).where(ranked.c.rn == (ranked.c.n + 1) / 2)
+             .bind(database.obj))
     return {m: float(t) for m, t in query.tuples()}
 
 
