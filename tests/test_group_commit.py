@@ -98,33 +98,17 @@ def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(sqlite_db):
     assert ledger.check_ledger() == []
 
 
-def _overshoot_then_hold(acct: int) -> list:
+def test_a_hold_sees_an_overshoot_settled_earlier_in_its_group(backend_db):
     """One group: a settlement 500,000 over its hold, then a hold of the same account that only the
     balance before that overshoot could cover."""
+    acct = _account(1_000_000)
     assert ledger.place_hold(acct, "over", 100_000)
     group = [_unit(lambda: ledger.settle_hold("over", 600_000)),
              group_commit._Unit(lambda: ledger.place_hold(acct, "after", 500_000), AsyncResult(), True)]
     group_commit.commit_group(group)
-    return group
-
-
-def _check_overshoot_seen(acct: int, group: list) -> None:
     assert group[0].result.get() == 600_000
     assert group[1].result.get() is False, "the hold saw the balance before the overshoot"
     assert ledger.balance(acct).balance_micros == 400_000 and ledger.check_ledger() == []
-
-
-def test_a_hold_sees_an_overshoot_settled_earlier_in_its_group(sqlite_db):
-    acct = _account(1_000_000)
-    _check_overshoot_seen(acct, _overshoot_then_hold(acct))
-
-
-def test_a_hold_sees_an_overshoot_settled_earlier_in_its_group_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        acct = _account(1_000_000)
-        _check_overshoot_seen(acct, _overshoot_then_hold(acct))
 
 
 def test_a_lone_failing_unit_is_not_run_again(sqlite_db):

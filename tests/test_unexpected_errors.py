@@ -52,27 +52,33 @@ def user(app):
     return {"key": reg["api_key"], "account": int(reg["user_id"]), "start": start}
 
 
-def test_a_fault_after_the_hold_is_a_logged_openai_500_with_the_hold_given_back(app, user, monkeypatch):
+def _openai_error(body: dict) -> dict:
+    return body["error"]
+
+
+def _anthropic_error(body: dict) -> dict:
+    assert body["type"] == "error"
+    return body["error"]
+
+
+# (endpoint, how to ask with the SDKs, the error its SDK raises, where its body keeps the error object)
+PROTOCOLS = {
+    "chat": (lambda sdks: sdks[0].chat.completions.create(**CHAT), openai.InternalServerError, _openai_error),
+    "messages": (lambda sdks: sdks[1].messages.create(**CHAT), anthropic.InternalServerError, _anthropic_error),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(PROTOCOLS))
+def test_a_fault_after_the_hold_is_a_logged_500_in_the_protocols_shape(app, user, monkeypatch, endpoint):
+    ask, error, error_object = PROTOCOLS[endpoint]
     monkeypatch.setattr("kyma.chat.complete", _injected)  # the hold is taken; then the gateway breaks
-    oai, _ = _sdks(app, user["key"])
-    with pytest.raises(openai.InternalServerError) as caught:
-        oai.chat.completions.create(**CHAT)
+    with pytest.raises(error) as caught:
+        ask(_sdks(app, user["key"]))
     assert caught.value.status_code == 500
-    assert caught.value.body["code"] == "internal_error" and "not billed" in caught.value.body["message"]
+    err = error_object(caught.value.response.json())
+    assert err["type"] == "api_error" and "not billed" in err["message"]
     rid = caught.value.response.headers["X-Request-Id"]
-    assert _rows(app, rid) == [(500, "internal_error", user["account"], "chat", 0)]
-    assert _money(app, rid, user["account"]) == (["hold", "release"], user["start"], [])
-
-
-def test_a_fault_on_messages_answers_in_the_anthropic_shape(app, user, monkeypatch):
-    monkeypatch.setattr("kyma.chat.complete", _injected)
-    _, claude = _sdks(app, user["key"])
-    with pytest.raises(anthropic.InternalServerError) as caught:
-        claude.messages.create(**CHAT)
-    body = caught.value.response.json()
-    assert body["type"] == "error" and body["error"]["type"] == "api_error"
-    rid = caught.value.response.headers["X-Request-Id"]
-    assert _rows(app, rid) == [(500, "internal_error", user["account"], "messages", 0)]
+    assert _rows(app, rid) == [(500, "internal_error", user["account"], endpoint, 0)]
     assert _money(app, rid, user["account"]) == (["hold", "release"], user["start"], [])
 
 
