@@ -16,6 +16,8 @@ from kyma.api.refusals import record_refusal
 from kyma.errors import InternalError
 from kyma.services.recording import mark_failed
 
+_NOT_BILLED = "Internal error; the request was not billed."
+
 # In the WSGI environ, which the request context's copies share (the greenlets of an `n` > 1 fan-out).
 _CALLS = "kyma.chat_calls"
 
@@ -29,16 +31,16 @@ def track(call: chat.ChatCall) -> chat.ChatCall:
 def internal_error() -> InternalError:
     """Log the request an unexpected exception ended, once, and return the 500 for its client."""
     calls: list[chat.ChatCall] = request.environ.get(_CALLS, [])
-    billed = [c for c in calls if c.record is not None and c.record.model_served is not None]
+    billed = any(c.record is not None and c.record.model_served is not None for c in calls)
     err = InternalError("Internal error after the answer was billed; the request id finds it in the request log."
-                        if billed else "Internal error; the request was not billed.")
+                        if billed else _NOT_BILLED)
     if not calls:
         err.headers["X-Request-Id"] = record_refusal(err.status, err.message, err.code)
         return err
     err.headers["X-Request-Id"] = calls[0].request_id
     for call in calls:
         if call.record is None:
-            chat.record_abandoned(call, err)
+            chat.record_abandoned(call, InternalError(_NOT_BILLED))
         elif call.record.model_served is not None:
             mark_failed(call.record, err.status, err.message, err.code)
     return err
