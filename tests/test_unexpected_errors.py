@@ -45,6 +45,14 @@ def _money(app, request_id: str, account: int) -> tuple[list[str], int, list]:
 
 
 @pytest.fixture()
+def app(make_app, backend_db):
+    """The conftest's app, once on SQLite and once on PostgreSQL: the hold's release and the rows differ."""
+    app = make_app(database_url=backend_db, signup_max_per_hour=100000, allowed_hosts=("localhost",))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture()
 def user(app):
     reg = register(app.test_client(), "boom@example.com")
     with app.app_context():
