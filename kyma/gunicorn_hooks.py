@@ -53,3 +53,13 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    """gunicorn, in a worker that is stopping: the request-log rows it still owes (refused while its database
+    pool was full) are written before it goes, for a few seconds at most."""
+    import sys
+
+    deferred = sys.modules.get("kyma.services.deferred")  # loaded only if the worker queued something
+    if deferred is not None and not deferred.drain(5):
+        server.log.error("worker %s exits owing %d request-log rows", worker.pid, deferred.pending())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from playhouse.pool import MaxConnectionsExceeded
 
@@ -32,3 +34,97 @@ def test_an_anthropic_client_is_told_it_is_overloaded(client, exhausted):
     assert r.status_code == 529
     assert r.headers["Retry-After"] == "1"
     assert r.get_json()["error"]["type"] == "overloaded_error"
+
+
+class _PoolHog:
+    """A thread that takes the pool's only connection when asked and keeps it until told to give it back."""
+
+    def __init__(self):
+        self.asked, self.taken, self.done = threading.Event(), threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from kyma.db import database
+
+        self.asked.wait()
+        while True:  # a request may hold the connection for a moment: wait it out
+            try:
+                database.obj.connect()
+                break
+            except MaxConnectionsExceeded:
+                continue
+        self.taken.set()
+        self.done.wait()
+        database.obj.close()
+
+    def take(self) -> None:
+        self.asked.set()
+        self.taken.wait(30)
+
+    def give_back(self) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+
+@pytest.mark.postgres
+def test_a_burst_that_fills_the_pool_leaves_a_row_per_request_and_no_hold_open(make_app, monkeypatch, tmp_path):
+    import openai
+
+    from kyma import chat as pipeline
+    from kyma import db
+    from kyma.db import release_connection
+    from kyma.models import Hold, LedgerEntry, RequestLog
+    from kyma.services import deferred, ledger
+    from tests.backends import schema_on
+    from tests.conftest import register
+    from tests.test_unexpected_errors import CHAT, _sdks
+
+    monkeypatch.setattr(db, "POOL_WAIT_SECONDS", 0.3)
+    with schema_on("postgres", tmp_path) as url:
+        app = make_app(database_url=url, database_pool_size=1, signup_max_per_hour=100000,
+                       allowed_hosts=("localhost",))
+        reg = register(app.test_client(), "busy@example.com")
+        account = int(reg["user_id"])
+        with app.app_context():
+            start = ledger.balance(account).balance_micros
+            db.close_connection()  # the pool's one connection is the requests' to share
+        hog, real = _PoolHog(), pipeline.complete
+
+        def then_the_pool_fills(rt, prep):
+            # The hold is committed; from here on every connection is taken, so settling it cannot connect.
+            release_connection()
+            hog.take()
+            return real(rt, prep)
+
+        monkeypatch.setattr("kyma.chat.complete", then_the_pool_fills)
+        answers: list = []
+
+        def ask() -> None:
+            oai, _ = _sdks(app, reg["api_key"])
+            try:
+                oai.chat.completions.create(**CHAT)
+            except openai.APIStatusError as exc:
+                answers.append((exc.status_code, exc.response.headers.get("Retry-After"),
+                                exc.response.headers["X-Request-Id"]))
+
+        burst = [threading.Thread(target=ask) for _ in range(8)]
+        for t in burst:
+            t.start()
+        for t in burst:
+            t.join(60)
+        assert [(status, retry) for status, retry, _ in answers] == [(503, "1")] * 8
+        assert deferred.pending() > 0, "the 503s did not wait for a connection to write their rows"
+        hog.give_back()
+        assert deferred.drain(30), "the queued rows were written once the pool had a free connection"
+        with app.app_context():
+            for _, _, rid in answers:
+                rows = list(RequestLog.select(RequestLog.status, RequestLog.error_code, RequestLog.account_id)
+                            .where(RequestLog.request_id == rid).tuples())
+                assert len(rows) == 1 and rows[0][:2] == (503, "gateway_busy"), rid
+            held = [e.request_id for e in LedgerEntry.select().where(LedgerEntry.kind == "hold")]
+            assert held, "at least the first request took its hold before the pool filled"
+            assert set(held) <= {rid for _, _, rid in answers}
+            assert Hold.select().where(Hold.closed_at.is_null()).count() == 0, "no hold is left to the reaper"
+            assert ledger.balance(account).balance_micros == start
+            assert ledger.check_ledger() == []

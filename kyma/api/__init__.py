@@ -6,7 +6,7 @@ from flask import Blueprint, Flask, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from kyma.errors import GatewayBusy, InternalError, KymaError
+from kyma.errors import InternalError, KymaError
 
 api_bp = Blueprint("api", __name__, url_prefix="/v1")
 
@@ -14,7 +14,7 @@ api_bp = Blueprint("api", __name__, url_prefix="/v1")
 from kyma.api import auth, catalog, chat, credits, discovery, messages, responses  # noqa: E402,F401
 from kyma.api import completions, embeddings  # noqa: E402,F401
 from kyma.api import device  # noqa: E402,F401
-from kyma.api.failures import internal_error  # noqa: E402
+from kyma.api.failures import gateway_busy, internal_error  # noqa: E402
 from kyma.api.refusals import masked, record_refusal  # noqa: E402
 
 _HTTP_TYPES = {
@@ -90,13 +90,12 @@ def register_api_errors(app: Flask) -> None:
 
     @app.errorhandler(MaxConnectionsExceeded)
     def _busy(exc: MaxConnectionsExceeded):
-        # A full pool is load, not a fault: the client may retry, and nothing was charged (a hold
-        # taken before it is released by the reaper).
+        # A full pool is load, not a fault: the client may retry at once, and the request's log rows
+        # (and the release of a hold it took) are written once a connection is free.
         if not _is_api_request():
             raise exc
         app.logger.warning("database pool exhausted on %s %s", request.method, request.path)
-        return error_response(GatewayBusy("The gateway is busy; retry shortly. The request was not billed.",
-                                          headers={"Retry-After": "1"}))
+        return error_response(gateway_busy())
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -22,15 +22,16 @@ _CREDENTIAL = re.compile(r"k[ys]-[A-Za-z0-9_-]+")
 _SNIFF_LIMIT = 64 * 1024  # a larger body is not read for its model name
 
 
-def record_refusal(status: int, message: str, code: str | None = None) -> str:
-    """Log a refused request and return its request id (for X-Request-Id)."""
+def record_refusal(status: int, message: str, code: str | None = None, *, later: bool = False) -> str:
+    """Log a refused request and return its request id (for X-Request-Id); `later` queues the write
+    (every database connection is in use)."""
     rid = request_id(request.headers.get("X-Request-Id"))
     endpoint = _ENDPOINTS.get(request.path.rstrip("/")) or (
         "unknown" if request.url_rule is None else (request.endpoint or "unknown").removeprefix("api."))
     model = "" if status == 413 else model_asked()  # a body over the limit is not read at all
     record = RequestRecord(request_id=rid, endpoint=endpoint, status=status, model_requested=model,
                            error=masked(message), error_code=code)  # refused at once: no latency worth measuring
-    record_unheld(record)
+    record_unheld(record, later=later)
     return rid
 
 

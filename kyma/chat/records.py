@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
-from kyma.services import group_commit, key_limits
+from kyma.services import deferred, group_commit, key_limits
 from kyma.services.recording import RequestRecord, announce, finish, record_unheld
 
 if TYPE_CHECKING:
@@ -81,17 +81,21 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
     call.record = record
 
 
-def record_abandoned(call: ChatCall, err: KymaError) -> None:
+def record_abandoned(call: ChatCall, err: KymaError, *, later: bool = False) -> None:
     """Log a call that an unexpected error ended before it logged itself; a hold it took is given back
-    in full now (its request is over: nothing will settle it, and the reaper would only free it at expiry)."""
+    in full now (its request is over: nothing will settle it, and the reaper would only free it at expiry).
+    `later`: every connection is in use, so the write is queued and this returns at once."""
     record = _unserved(call, err)
 
     def work() -> None:
         if finish(record, held=True):  # a hold was open: it no longer counts against its key's limit either
             key_limits.forget_hold(call.request_id)
 
-    group_commit.run(work)
     call.record = record
+    if later:
+        deferred.submit(record.request_id, work, lambda: announce(record))
+        return
+    group_commit.run(work)
     announce(record)
 
 

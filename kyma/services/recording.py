@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import RequestLog, utcnow
-from kyma.services import group_commit, ledger, metrics
+from kyma.services import deferred, group_commit, ledger, metrics
 
 log = logging.getLogger(__name__)
 
@@ -134,19 +134,29 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
     return closed
 
 
-def record_unheld(record: RequestRecord) -> None:
+def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
     """Log a request that took no hold (a refusal), committed with what this worker writes alongside, and
-    announce it."""
+    announce it. `later`: every connection is in use, so the write is queued and this returns at once."""
+    if later:
+        deferred.submit(record.request_id, lambda: finish(record, held=False), lambda: announce(record))
+        return
     group_commit.run(lambda: finish(record, held=False))
     announce(record)
 
 
-def mark_failed(record: RequestRecord, status: int, error: str, code: str) -> None:
+def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:
     """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
-    the row says so, and keeps its charge for an operator to see."""
+    the row says so, and keeps its charge for an operator to see. `later` as for record_unheld."""
     record.status, record.error, record.error_code = status, error, code
-    group_commit.run(lambda: RequestLog.update(status=status, error=error[:1000], error_code=code)
-                     .where(RequestLog.request_id == record.request_id).execute())
+
+    def work() -> None:
+        RequestLog.update(status=status, error=error[:1000], error_code=code).where(
+            RequestLog.request_id == record.request_id).execute()
+
+    if later:
+        deferred.submit(record.request_id, work)
+        return
+    group_commit.run(work)
 
 
 def announce(record: RequestRecord) -> None:

@@ -1,0 +1,132 @@
+"""Writes a request could not make itself because every database connection stayed in use.
+
+A request refused for a full pool still gets its request-log row, and a credit hold it took is still
+given back: the write is queued here and the request answers at once (waiting for a connection is
+what it just failed to do). One background writer per process (a greenlet under gevent, a thread
+outside it) commits the queue through the group committer once a connection is free, retrying while
+the pool stays full. The queue is bounded so that a pool that never frees cannot eat the worker's
+memory; what it refuses is logged by request id, as is a write that fails for any other reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from playhouse.pool import MaxConnectionsExceeded
+
+log = logging.getLogger(__name__)
+
+# Rows one worker may owe at once: far more than a burst of refusals, far less than its memory.
+LIMIT = 10_000
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # between tries while the pool stays full
+
+
+@dataclass
+class Write:
+    """One request's deferred unit of work (database writes only) and what to do once it is committed."""
+
+    request_id: str
+    work: Callable[[], object]
+    after: Callable[[], None] | None = None  # metrics and the log line: after the commit, outside it
+
+
+class _Writer:
+    """This process's queue and the background writer that empties it."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.queue: deque[Write] = deque()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.thread = threading.Thread(target=self._loop, name="kyma-deferred-writes", daemon=True)
+        self.thread.start()
+
+    def submit(self, write: Write) -> bool:
+        with self.lock:
+            if len(self.queue) >= LIMIT:
+                return False
+            self.queue.append(write)
+            self.idle.clear()
+        self.wake.set()
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            while True:
+                with self.lock:  # idle only when nothing was queued since the last batch was taken
+                    if not self.queue:
+                        self.idle.set()
+                        break
+                    batch = list(self.queue)
+                _commit(batch)
+                with self.lock:
+                    for _ in batch:
+                        self.queue.popleft()
+
+
+def _commit(batch: list[Write]) -> None:
+    """Commit the batch in one transaction, waiting out a full pool; a unit that fails otherwise is
+    logged and dropped (trying it again would only repeat the failure), and never takes the others along."""
+    from kyma.services import group_commit
+
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            group_commit.run(lambda: [w.work() for w in batch])
+            break
+        except MaxConnectionsExceeded:
+            time.sleep(pause)
+            pause = min(2 * pause, _LONGEST_PAUSE)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("could not write the deferred request-log row of request %s", batch[0].request_id)
+                return
+            for write in batch:  # one bad unit: the others are written one by one
+                _commit([write])
+            return
+    for write in batch:
+        if write.after is not None:
+            try:
+                write.after()
+            except Exception:
+                log.exception("announcing deferred request %s failed", write.request_id)
+
+
+_writer: _Writer | None = None
+_lock = threading.Lock()
+
+
+def submit(request_id: str, work: Callable[[], object], after: Callable[[], None] | None = None) -> bool:
+    """Queue a write for when a connection is free, without waiting; False (and logged) when the queue is full."""
+    global _writer
+    with _lock:
+        if _writer is None or _writer.pid != os.getpid():  # a forked worker starts its own
+            _writer = _Writer()
+    queued = _writer.submit(Write(request_id, work, after))
+    if not queued:
+        log.error("deferred-write queue full (%d): the request-log row of request %s is lost", LIMIT, request_id)
+    return queued
+
+
+def drain(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for every queued write to be committed; True when none is left."""
+    writer = _writer
+    if writer is None or writer.pid != os.getpid():
+        return True
+    return writer.idle.wait(timeout)
+
+
+def pending() -> int:
+    """Writes queued and not yet committed in this process."""
+    writer = _writer
+    return 0 if writer is None or writer.pid != os.getpid() else len(writer.queue)
