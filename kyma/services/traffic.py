@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from peewee import JOIN, fn
 
+from kyma.db import query
 from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
 from kyma.services.paging import Page, page_of
 from kyma.services.request_log import narrow
-from kyma.services.stats import percentile
+from kyma.services.stats import rank_sql
 
 PAGE_SIZE = 50
 MAX_ROWS = 100_000  # rows summed per look: bounds the page's cost on a busy gateway
@@ -94,30 +94,54 @@ def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> Page:
     return page_of(matching(flt).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()), flt, page_size)
 
 
+# The newest MAX_ROWS requests of the period (the time column's index finds them), each group's
+# percentiles by nearest rank as stats.percentile takes them: ROW_NUMBER over the group's values in
+# order, the one ranked ceil(n·q/100) picked. Latencies rank among every row, TTFTs among the rows
+# that have one. The grouping key is a parameter's place, so the query is written once.
+_SUMMARY_SQL = f"""
+WITH recent AS (
+  SELECT id, model_served, model_requested, provider, status, latency_ms, ttft_ms, upstream_cost_micros, cost_micros
+  FROM requestlog WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?
+), keyed AS (
+  SELECT {{key}} AS name, id, status, latency_ms, ttft_ms, upstream_cost_micros, cost_micros FROM recent
+), ranked AS (
+  SELECT keyed.*,
+         ROW_NUMBER() OVER (PARTITION BY name ORDER BY latency_ms) AS rn,
+         COUNT(*) OVER (PARTITION BY name) AS n,
+         ROW_NUMBER() OVER (PARTITION BY name, ttft_ms IS NULL ORDER BY ttft_ms) AS trn,
+         COUNT(ttft_ms) OVER (PARTITION BY name) AS tn
+  FROM keyed
+)
+SELECT name, COUNT(*), SUM(CASE WHEN status >= 200 AND status < 300 THEN 0 ELSE 1 END),
+       MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN latency_ms END),
+       MAX(CASE WHEN rn = {rank_sql("n", 95)} THEN latency_ms END),
+       MAX(CASE WHEN ttft_ms IS NOT NULL AND trn = {rank_sql("tn", 50)} THEN ttft_ms END),
+       MAX(CASE WHEN ttft_ms IS NOT NULL AND trn = {rank_sql("tn", 95)} THEN ttft_ms END),
+       SUM(COALESCE(upstream_cost_micros, 0)), SUM(COALESCE(cost_micros, 0))
+FROM ranked GROUP BY name ORDER BY COUNT(*) DESC, MAX(id) DESC
+"""
+# What a row files under: the model served, else the one asked for; the provider. Blank counts as none.
+_BY_MODEL = _SUMMARY_SQL.format(key="COALESCE(NULLIF(model_served, ''), NULLIF(model_requested, ''), ?)")
+_BY_PROVIDER = _SUMMARY_SQL.format(key="COALESCE(NULLIF(provider, ''), ?)")
+
+
 def summaries(period: Period, now: datetime | None = None) -> tuple[list[Summary], list[Summary]]:
-    """Per served model and per provider over the period: rate, errors, latency, TTFT, cost against charge."""
+    """Per served model and per provider over the period: rate, errors, latency, TTFT, cost against charge.
+    Summed by the database: a page view reads one row per model or provider, not one per request."""
     since = period.start(now)
-    rows = (RequestLog.select(RequestLog.model_served, RequestLog.model_requested, RequestLog.provider,
-                              RequestLog.status, RequestLog.latency_ms, RequestLog.ttft_ms,
-                              RequestLog.upstream_cost_micros, RequestLog.cost_micros)
-            .where(RequestLog.created_at >= since).order_by(RequestLog.id.desc()).limit(MAX_ROWS).tuples())
-    by_model, by_provider = defaultdict(list), defaultdict(list)
-    for row in rows:
-        by_model[row[0] or row[1] or "?"].append(row)
-        by_provider[row[2] or "(none)"].append(row)
-    return _sum(by_model, period), _sum(by_provider, period)
+    return (_summed(query(_BY_MODEL, since, MAX_ROWS, "?"), period),
+            _summed(query(_BY_PROVIDER, since, MAX_ROWS, "(none)"), period))
 
 
-def _sum(groups: dict, period: Period) -> list[Summary]:
-    out = []
-    for name, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        latencies = [r[4] for r in rows]
-        ttfts = [r[5] for r in rows if r[5] is not None]
-        failed = sum(1 for r in rows if not 200 <= r[3] < 300)
-        out.append(Summary(name, len(rows), len(rows) / period.minutes, failed / len(rows),
-                           percentile(latencies, 50), percentile(latencies, 95), percentile(ttfts, 50),
-                           percentile(ttfts, 95), sum(r[6] or 0 for r in rows), sum(r[7] or 0 for r in rows)))
-    return out
+def _summed(rows: list[tuple], period: Period) -> list[Summary]:
+    """Summaries from the database's rows, busiest first (the newest request breaks a tie)."""
+    return [Summary(name, int(n), int(n) / period.minutes, int(failed) / int(n), _ms(p50), _ms(p95), _ms(t50),
+                    _ms(t95), int(upstream), int(charged))
+            for name, n, failed, p50, p95, t50, t95, upstream, charged in rows]
+
+
+def _ms(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def providers_logged() -> list[str]:
