@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from kyma.db import write_transaction
+from kyma.db import query, write_transaction
 from kyma.errors import InvalidRequest
-from kyma.models import RequestLog, RouteOutcome, utcnow
+from kyma.models import utcnow
 from kyma.services import audit
 from kyma.services.breaker import DISABLED, HALF_OPEN, HELD, HELD_OPEN, BreakerState, CircuitBreaker
-from kyma.services.stats import percentile
+from kyma.services.stats import rank_sql
 
 MAX_ROWS = 50_000  # outcomes read per look: bounds the page's cost on a busy gateway
 
@@ -45,31 +44,70 @@ class RouteHealth:
         return self.errors / self.attempts if self.attempts else None
 
 
+# Each route's outcomes among the newest MAX_ROWS of the window (the time column's index finds them):
+# attempts, failures, latency percentiles by nearest rank as stats.percentile takes them, and the
+# error of its newest failure.
+_OUTCOMES_SQL = f"""
+WITH recent AS (
+  SELECT id, model, provider, ok, latency_ms, error FROM routeoutcome
+  WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?
+), ranked AS (
+  SELECT recent.*,
+         ROW_NUMBER() OVER (PARTITION BY model, provider ORDER BY latency_ms) AS rn,
+         COUNT(*) OVER (PARTITION BY model, provider) AS n,
+         ROW_NUMBER() OVER (PARTITION BY model, provider, ok ORDER BY id DESC) AS newest
+  FROM recent
+)
+SELECT model, provider, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END),
+       MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN latency_ms END),
+       MAX(CASE WHEN rn = {rank_sql("n", 95)} THEN latency_ms END),
+       MAX(CASE WHEN NOT ok AND newest = 1 THEN error END)
+FROM ranked GROUP BY model, provider
+"""
+# Each route's p50 time to first token, over the requests it served in the window that timed one.
+_TTFT_SQL = f"""
+WITH recent AS (
+  SELECT model_served, provider, ttft_ms FROM requestlog
+  WHERE created_at >= ? AND ttft_ms IS NOT NULL ORDER BY created_at DESC LIMIT ?
+), ranked AS (
+  SELECT recent.*, ROW_NUMBER() OVER (PARTITION BY model_served, provider ORDER BY ttft_ms) AS rn,
+         COUNT(*) OVER (PARTITION BY model_served, provider) AS n
+  FROM recent
+)
+SELECT model_served, provider, MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN ttft_ms END)
+FROM ranked GROUP BY model_served, provider
+"""
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    attempts: int = 0
+    errors: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    last_error: str | None = None
+
+
 def route_health(routes, breaker: CircuitBreaker, minutes: int = 15) -> list[RouteHealth]:
-    """Every route of the table, in model then fallback order, with its state and last `minutes` of outcomes."""
+    """Every route of the table, in model then fallback order, with its state and last `minutes` of outcomes
+    (summed by the database: one row per route is read, not one per attempt)."""
     since = utcnow() - timedelta(minutes=minutes)
-    latencies, errors, last_error = defaultdict(list), defaultdict(int), {}
-    for model, provider, ok, latency, error in (
-            RouteOutcome.select(RouteOutcome.model, RouteOutcome.provider, RouteOutcome.ok, RouteOutcome.latency_ms,
-                                RouteOutcome.error)
-            .where(RouteOutcome.created_at >= since).order_by(RouteOutcome.id.desc()).limit(MAX_ROWS).tuples()):
-        latencies[(model, provider)].append(latency)
-        if not ok:
-            errors[(model, provider)] += 1
-            last_error.setdefault((model, provider), error)
-    ttfts = defaultdict(list)
-    for model, provider, ttft in (RequestLog.select(RequestLog.model_served, RequestLog.provider, RequestLog.ttft_ms)
-                                  .where((RequestLog.created_at >= since) & RequestLog.ttft_ms.is_null(False))
-                                  .order_by(RequestLog.id.desc()).limit(MAX_ROWS).tuples()):
-        ttfts[(model, provider)].append(ttft)
+    outcomes = {(model, provider): _Outcomes(int(n), int(errors), _ms(p50), _ms(p95), last_error)
+                for model, provider, n, errors, p50, p95, last_error in query(_OUTCOMES_SQL, since, MAX_ROWS)}
+    ttft = {(model, provider): _ms(p50) for model, provider, p50 in query(_TTFT_SQL, since, MAX_ROWS)}
     out = []
     for model_id, model_routes in routes.by_model.items():
         for r in model_routes:
             k = (model_id, r.provider.name)
+            o = outcomes.get(k, _Outcomes())
             out.append(RouteHealth(r.key, model_id, r.provider.name, r.upstream_model, r.provider.simulated,
-                                   breaker.describe(r.key), len(latencies[k]), errors[k], percentile(latencies[k], 50),
-                                   percentile(latencies[k], 95), percentile(ttfts[k], 50), last_error.get(k)))
+                                   breaker.describe(r.key), o.attempts, o.errors, o.p50_ms, o.p95_ms, ttft.get(k),
+                                   o.last_error))
     return out
+
+
+def _ms(value) -> float | None:
+    return None if value is None else float(value)
 
 
 ACTIONS = {"open": HELD_OPEN, "close": "", "disable": DISABLED, "enable": ""}
