@@ -128,3 +128,24 @@ def test_a_burst_that_fills_the_pool_leaves_a_row_per_request_and_no_hold_open(m
             assert Hold.select().where(Hold.closed_at.is_null()).count() == 0, "no hold is left to the reaper"
             assert ledger.balance(account).balance_micros == start
             assert ledger.check_ledger() == []
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+def test_under_gevent_the_rows_of_a_burst_are_written_once_the_pool_frees(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.backends import postgres_url
+
+    with postgres_url() as url:
+        done = subprocess.run([sys.executable, "-m", "tests.pool_burst_gevent", url, str(tmp_path)],
+                              capture_output=True, text=True, timeout=180, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    left = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (left["answers"], left["count"]) == ([[503, "1"]], 20)
+    assert left["owed"] > 0, "the 503s did not wait for a connection to write their rows"
+    assert left["drained"] and left["rows"] == [1] * 20, "one row per request, once a connection was free"
+    assert left["holds_taken"] >= 1 and left["open_holds"] == 0 and left["balance_back"] and left["check"] == []
