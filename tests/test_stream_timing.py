@@ -268,3 +268,35 @@ def test_an_answer_that_broke_at_its_token_limit_ends_as_a_length_finish(late_ap
     stream = start(rt, principal, adapter, max_tokens=3)
     events = list(stream.events()) if stream.first() else []
     assert isinstance(events[-1], Done) and events[-1].finish_reason == "length" and adapter.used == 1
+
+
+class OnePacket(Scripted):
+    """An upstream whose whole answer arrived at once: `backlog` counts the events still unread
+    ([DONE] included), as the HTTP adapter counts those decoded from one read."""
+
+    def chunks(self, wake):
+        steps = [step[1] for step in self.script]
+        for i, chunk in enumerate(steps):
+            self.backlog = len(steps) - i
+            yield chunk
+        self.backlog = 0
+
+
+def test_the_first_chunk_of_an_answer_sent_in_one_packet_goes_out_before_the_rest_and_the_settling(timed_app):
+    from kyma.api.chat import openai_sse
+    from kyma.api.sse import coalesced
+
+    rt, principal = timed_app
+    adapter = Adapter([])
+    adapter.streams = [OnePacket([("chunk", LEAD), ("chunk", content("one ")), ("chunk", content("two ")),
+                                  ("chunk", content("three", "stop"))], adapter.clock)]
+    stream = start(rt, principal, adapter)
+    assert stream.first()
+    writes = coalesced(openai_sse(stream), stream.more_ready)
+    first = next(writes)
+    assert b'"role":"assistant"' in first and b"one " in first and b"two" not in first
+    assert not RequestLog.select().where(RequestLog.request_id == stream.prep.call.request_id).exists()
+    rest = list(writes)
+    assert len(rest) == 1  # what came together afterwards still shares one write
+    assert b"two " in rest[0] and b"three" in rest[0] and rest[0].endswith(b"data: [DONE]\n\n")
+    assert RequestLog.get(RequestLog.request_id == stream.prep.call.request_id).status == 200
