@@ -58,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=MODEL)
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="sample each worker with py-spy during the load; collapsed stacks and a summary go here")
+    p.add_argument("--cpu-profile", type=Path, metavar="DIR",
+                   help="sample the workers' CPU time in-process (bench/cpu_sampler.py); collapsed stacks go here")
+    p.add_argument("--perf", type=Path, metavar="FILE",
+                   help="also record the workers' on-CPU samples with `perf record` (kernel included) into FILE")
     p.add_argument("--keep", type=Path, metavar="DIR", help="copy the servers' logs here before cleaning up")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     return p.parse_args(argv)
@@ -125,6 +129,14 @@ def start_gateway(args, workdir: Path, upstream: Upstream) -> procs.Server:
     routes.write_text(json.dumps(table))
     env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, dict(kv.split("=", 1) for kv in args.env))
     procs.flask(ROOT, env, "init-db")
+    if args.cpu_profile:
+        from bench import cpu_sampler
+
+        args.cpu_profile.mkdir(parents=True, exist_ok=True)
+        for old in args.cpu_profile.glob("cpu-*.txt"):
+            old.unlink()
+        env = dict(env, PYTHONPATH=f"{cpu_sampler.shim_dir(workdir)}{os.pathsep}{ROOT}",
+                   **{cpu_sampler.ENV: str(args.cpu_profile)})
     gw = procs.gunicorn("gateway", "app:app", env, workdir, ROOT, args.workers)
     gw.wait_ready("/healthz")
     return gw
@@ -179,17 +191,22 @@ def measure(args) -> dict:
             watch = MemoryWatch(gw)
             watch.start()
             spies = profilers(gw, args.profile, args.ramp + out["stream_seconds"] + 5) if args.profile else []
+            if args.perf:
+                spies.append(perf_record(gw, args.perf, args.ramp + out["stream_seconds"] + 5))
             cpu0, up0, load0 = gw.worker_cpu_seconds(), upstream.cpu_seconds(), os.getloadavg()[0]
+            sys0 = sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids())
             out["gateway"] = client(f"{gw.url}/v1/chat/completions", args.streams, args.ramp,
                                     dict(body, model=MODEL), f"Bearer {key}")
             g = out["gateway"]
             g["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
+            g["worker_system_cpu_ms_per_stream"] = round(
+                (sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids()) - sys0) * 1000 / args.streams, 2)
             g["upstream_cpu_ms_per_stream"] = round(
                 (upstream.cpu_seconds() - up0) * 1000 / args.streams, 2)
             g["load_average"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
             for spy in spies:
                 spy.wait(timeout=60)
-            if spies:
+            if args.profile:
                 g["profile"] = str(summarize_profiles(args.profile))
             watch.done.set()
             out["gateway"]["workers_peak_rss_mb"] = round(watch.peak_mb, 1)
@@ -199,8 +216,10 @@ def measure(args) -> dict:
                         out["gateway"][f"ttfc_{q}_ms"] - out["direct"][f"ttfc_{q}_ms"], 1)
         finally:
             if gw is not None:
-                gw.stop()
+                gw.stop()  # the workers write their CPU samples as they exit
             kprocs.stop([kprocs.Server(upstream.proc, upstream.port)])
+            if args.cpu_profile and "gateway" in out:
+                out["gateway"]["cpu_profile"] = str(summarize_profiles(args.cpu_profile, "cpu-*.txt"))
             if args.keep:
                 import shutil
 
@@ -220,12 +239,21 @@ def profilers(gw: procs.Server, outdir: Path, seconds: float) -> list[subprocess
             for pid in gw.worker_pids()]
 
 
-def summarize_profiles(outdir: Path) -> Path:
+def perf_record(gw: procs.Server, out: Path, seconds: float) -> subprocess.Popen:
+    """`perf record` of the workers' on-CPU time (py-spy's samples include time spent preempted, which a
+    busy machine inflates at every send that wakes the reader)."""
+    pids = ",".join(str(p) for p in gw.worker_pids())
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-p", pids, "-o", str(out),
+                             "--", "sleep", str(int(seconds))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def summarize_profiles(outdir: Path, pattern: str = "worker-*.txt") -> Path:
     """All workers' collapsed stacks in one, summarised by bench/profile.py's summary; its path."""
     from bench.profile import summarize
 
     merged = outdir / "workers.txt"
-    merged.write_text("".join(p.read_text() for p in sorted(outdir.glob("worker-*.txt"))))
+    merged.write_text("".join(p.read_text() for p in sorted(outdir.glob(pattern))))
     summary = outdir / "summary.txt"
     summary.write_text(summarize(merged, top=60))
     return summary
