@@ -106,3 +106,28 @@ def test_our_pools_use_our_liveness_check():
     b.close()  # the peer's FIN makes it readable: not alive
     assert not pool._is_socket_alive(a)
     a.close()
+
+
+def test_the_relay_read_waits_on_gevents_own_read_watcher_and_can_time_out_then_read():
+    """http.recv uses three gevent socket internals: the real non-blocking socket (`_sock`), its
+    read watcher (`_read_event`) and its hub; gevent's public timed read costs a Timeout per wait."""
+    import gevent
+    import gevent.socket as gsocket
+    import pytest
+
+    ours, theirs = gsocket.socketpair()
+    try:
+        assert type(ours) is gsocket.socket
+        assert ours._sock.gettimeout() == 0.0 and ours._read_event is not None and ours.hub is gevent.get_hub()
+        with pytest.raises(socket.timeout):
+            http.recv(ours, 0.01)
+        theirs.sendall(b"now")
+        assert http.recv(ours, 1) == b"now"
+        later = gevent.spawn_later(0.01, theirs.sendall, b"later")
+        assert http.recv(ours, 5) == b"later"  # woken by the watcher, not the timer
+        later.join()
+        theirs.close()
+        assert http.recv(ours, 1) == b""
+        assert not ours._read_event.active
+    finally:
+        ours.close()
