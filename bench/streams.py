@@ -194,11 +194,13 @@ def measure(args) -> dict:
             if args.perf:
                 spies.append(perf_record(gw, args.perf, args.ramp + out["stream_seconds"] + 5))
             cpu0, up0, load0 = gw.worker_cpu_seconds(), upstream.cpu_seconds(), os.getloadavg()[0]
+            each0 = {pid: procs.cpu_seconds(pid) for pid in gw.worker_pids()}
             sys0 = sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids())
             out["gateway"] = client(f"{gw.url}/v1/chat/completions", args.streams, args.ramp,
                                     dict(body, model=MODEL), f"Bearer {key}")
             g = out["gateway"]
             g["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
+            g["worker_cpu_s_each"] = [round(procs.cpu_seconds(pid) - t, 2) for pid, t in each0.items()]  # balance
             g["worker_system_cpu_ms_per_stream"] = round(
                 (sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids()) - sys0) * 1000 / args.streams, 2)
             g["upstream_cpu_ms_per_stream"] = round(
