@@ -59,6 +59,9 @@ class Scripted(UpstreamStream):
                         yield None
             elif step[0] == "chunk":
                 yield step[1]
+            elif step[0] == "late":  # a chunk that waited in the socket while the worker was busy elsewhere
+                self.clock.sleep(step[1])
+                yield step[2]
             elif step[0] == "break":
                 raise UpstreamFailure("cut", "upstream connection broke mid-stream")
             else:
@@ -300,3 +303,23 @@ def test_the_first_chunk_of_an_answer_sent_in_one_packet_goes_out_before_the_res
     assert len(rest) == 1  # what came together afterwards still shares one write
     assert b"two " in rest[0] and b"three" in rest[0] and rest[0].endswith(b"data: [DONE]\n\n")
     assert RequestLog.get(RequestLog.request_id == stream.prep.call.request_id).status == 200
+
+
+def test_content_that_arrived_is_taken_though_the_worker_read_it_after_the_first_token_limit(timed_app):
+    """A worker short of CPU may get to a waiting chunk late: that is not the upstream's slowness, so
+    the attempt is neither failed nor counted against its route."""
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("late", 5, content("on time", "stop"))], [("chunk", content("other"))])
+    stream = start(rt, principal, adapter, **ALONE)
+    assert stream.first() is True and adapter.used == 1
+    events = list(stream.events())
+    assert relayed(events) == "on time" and isinstance(events[-1], Done)
+    assert stream.attempts.tried == 1
+
+
+def test_a_lead_chunk_after_the_first_token_limit_still_fails_the_attempt(timed_app):
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("late", 5, LEAD), ("chunk", content("never"))])
+    stream = start(rt, principal, adapter, **ALONE)
+    with pytest.raises(KymaError):
+        stream.first()

@@ -131,3 +131,37 @@ def test_the_relay_read_waits_on_gevents_own_read_watcher_and_can_time_out_then_
         assert not ours._read_event.active
     finally:
         ours.close()
+
+
+def test_bytes_that_came_while_the_timer_ran_out_are_read_not_a_timeout(monkeypatch):
+    """A worker that was busy elsewhere may find its timer and its bytes both due: the bytes win."""
+    import gevent.socket as gsocket
+    from gevent.hub import Waiter
+
+    ours, theirs = gsocket.socketpair()
+    try:
+        theirs.sendall(b"waiting")
+        calls = []
+
+        class TimerFirst(Waiter):  # the loop ran the timer before the read watcher
+            def get(self):
+                calls.append(1)
+                return http._WAITED_OUT
+
+        monkeypatch.setattr(http, "Waiter", TimerFirst)
+        raw_recv = ours._sock.recv
+        first = []
+
+        class Raw:  # the first try finds nothing yet; by the time the timer is due the bytes are there
+            def recv(self, n):
+                if not first:
+                    first.append(1)
+                    raise BlockingIOError
+                return raw_recv(n)
+
+        monkeypatch.setattr(ours, "_sock", Raw())
+        assert http.recv(ours, 0.01) == b"waiting" and calls == [1]
+    finally:
+        monkeypatch.undo()
+        ours.close()
+        theirs.close()

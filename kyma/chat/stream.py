@@ -168,15 +168,16 @@ class ChatStream:
             chunks = up.chunks(self._wait)
             lead = []
             for chunk in chunks:
+                if chunk is not None and not is_lead(chunk):
+                    # Content that has arrived is taken, however late this worker got to it: a worker
+                    # short of CPU must not fail the upstream (and open its circuit) for its own delay.
+                    return lead, chunk, chunks
                 self._check(FailureKind.FIRST_TOKEN)
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
                     continue
-                if is_lead(chunk):
-                    lead.append(chunk)
-                    continue
-                return lead, chunk, chunks
+                lead.append(chunk)
             raise UpstreamFailure(FailureKind.MALFORMED, "upstream stream ended without any content")
         except UpstreamFailure:
             if up is not None:

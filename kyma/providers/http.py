@@ -154,11 +154,15 @@ def recv(sock, timeout: float) -> bytes:
         watcher.start(waiter.switch, None)
         timer.start(waiter.switch, _WAITED_OUT)
         try:
-            if waiter.get() is _WAITED_OUT:
-                raise socket.timeout("timed out")
+            waited_out = waiter.get() is _WAITED_OUT
         finally:
             watcher.stop()
             timer.close()
+        if waited_out:
+            try:  # bytes that came while this worker was busy elsewhere are not silence
+                return raw.recv(READ_BLOCK)
+            except BlockingIOError:
+                raise socket.timeout("timed out") from None
 
 
 class _Tuned:
