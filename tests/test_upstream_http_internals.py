@@ -115,6 +115,8 @@ def test_the_relay_read_waits_on_gevents_own_read_watcher_and_can_time_out_then_
     import gevent.socket as gsocket
     import pytest
 
+    pin = re.search(r"^gevent==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin and version("gevent") == pin.group(1), "requirements.txt must pin gevent exactly (its internals are used)"
     ours, theirs = gsocket.socketpair()
     try:
         assert type(ours) is gsocket.socket
