@@ -32,14 +32,14 @@ class Server(procs.Server):
         return sum(cpu_seconds(p) for p in self.worker_pids())
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process from /proc/<pid>/stat."""
+def cpu_seconds(pid: int, system: bool = False) -> float:
+    """utime + stime of one process from /proc/<pid>/stat (stime alone with `system`)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces: skip past it
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return (int(fields[12]) + (0 if system else int(fields[11]))) / CLK_TCK
 
 
 def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:

@@ -56,6 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the gateway on a throw-away PostgreSQL database and Redis prefix (tests/pg.py), dropped after")
     p.add_argument("--url", help="measure this running gateway instead (key in STREAMS_KEY; needs --model)")
     p.add_argument("--model", default=MODEL)
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="sample each worker with py-spy during the load; collapsed stacks and a summary go here")
+    p.add_argument("--cpu-profile", type=Path, metavar="DIR",
+                   help="sample the workers' CPU time in-process (bench/cpu_sampler.py); collapsed stacks go here")
+    p.add_argument("--perf", type=Path, metavar="FILE",
+                   help="also record the workers' on-CPU samples with `perf record` (kernel included) into FILE")
     p.add_argument("--keep", type=Path, metavar="DIR", help="copy the servers' logs here before cleaning up")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streams.json")
     return p.parse_args(argv)
@@ -100,6 +106,15 @@ class Upstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the upstream (the simulator's gunicorn workers included)."""
+        pids = [self.proc.pid]
+        try:
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        except OSError:
+            pass
+        return sum(procs.cpu_seconds(pid) for pid in pids)
+
     def body(self, chunks: int) -> dict:
         words = " ".join(str(i) for i in range(1, chunks + 1))
         return {"model": self.model, "stream": True, "stream_options": {"include_usage": True},
@@ -114,6 +129,14 @@ def start_gateway(args, workdir: Path, upstream: Upstream) -> procs.Server:
     routes.write_text(json.dumps(table))
     env = procs.gateway_env(workdir, routes, tiers, KEY_ENV, UPSTREAM_KEY, dict(kv.split("=", 1) for kv in args.env))
     procs.flask(ROOT, env, "init-db")
+    if args.cpu_profile:
+        from bench import cpu_sampler
+
+        args.cpu_profile.mkdir(parents=True, exist_ok=True)
+        for old in args.cpu_profile.glob("cpu-*.txt"):
+            old.unlink()
+        env = dict(env, PYTHONPATH=f"{cpu_sampler.shim_dir(workdir)}{os.pathsep}{ROOT}",
+                   **{cpu_sampler.ENV: str(args.cpu_profile)})
     gw = procs.gunicorn("gateway", "app:app", env, workdir, ROOT, args.workers)
     gw.wait_ready("/healthz")
     return gw
@@ -167,10 +190,26 @@ def measure(args) -> dict:
             key = open_account(gw)
             watch = MemoryWatch(gw)
             watch.start()
-            cpu0 = gw.worker_cpu_seconds()
+            spies = profilers(gw, args.profile, args.ramp + out["stream_seconds"] + 5) if args.profile else []
+            if args.perf:
+                spies.append(perf_record(gw, args.perf, args.ramp + out["stream_seconds"] + 5))
+            cpu0, up0, load0 = gw.worker_cpu_seconds(), upstream.cpu_seconds(), os.getloadavg()[0]
+            each0 = {pid: procs.cpu_seconds(pid) for pid in gw.worker_pids()}
+            sys0 = sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids())
             out["gateway"] = client(f"{gw.url}/v1/chat/completions", args.streams, args.ramp,
                                     dict(body, model=MODEL), f"Bearer {key}")
-            out["gateway"]["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
+            g = out["gateway"]
+            g["worker_cpu_ms_per_stream"] = round((gw.worker_cpu_seconds() - cpu0) * 1000 / args.streams, 2)
+            g["worker_cpu_s_each"] = [round(procs.cpu_seconds(pid) - t, 2) for pid, t in each0.items()]  # balance
+            g["worker_system_cpu_ms_per_stream"] = round(
+                (sum(procs.cpu_seconds(p, system=True) for p in gw.worker_pids()) - sys0) * 1000 / args.streams, 2)
+            g["upstream_cpu_ms_per_stream"] = round(
+                (upstream.cpu_seconds() - up0) * 1000 / args.streams, 2)
+            g["load_average"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+            for spy in spies:
+                spy.wait(timeout=60)
+            if args.profile:
+                g["profile"] = str(summarize_profiles(args.profile))
             watch.done.set()
             out["gateway"]["workers_peak_rss_mb"] = round(watch.peak_mb, 1)
             if "direct" in out and out["direct"]["ttfc_p50_ms"] and out["gateway"]["ttfc_p50_ms"]:
@@ -179,8 +218,10 @@ def measure(args) -> dict:
                         out["gateway"][f"ttfc_{q}_ms"] - out["direct"][f"ttfc_{q}_ms"], 1)
         finally:
             if gw is not None:
-                gw.stop()
+                gw.stop()  # the workers write their CPU samples as they exit
             kprocs.stop([kprocs.Server(upstream.proc, upstream.port)])
+            if args.cpu_profile and "gateway" in out:
+                out["gateway"]["cpu_profile"] = str(summarize_profiles(args.cpu_profile, "cpu-*.txt"))
             if args.keep:
                 import shutil
 
@@ -188,6 +229,36 @@ def measure(args) -> dict:
                 for log in workdir.glob("*.log"):
                     shutil.copy(log, args.keep / log.name)
     return out
+
+
+def profilers(gw: procs.Server, outdir: Path, seconds: float) -> list[subprocess.Popen]:
+    """py-spy on every worker for `seconds` (not a project dependency: `.venv/bin/pip install py-spy`)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100", "--nonblocking", "--format", "raw",
+                              "--duration", str(int(seconds)), "--output", str(outdir / f"worker-{pid}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            for pid in gw.worker_pids()]
+
+
+def perf_record(gw: procs.Server, out: Path, seconds: float) -> subprocess.Popen:
+    """`perf record` of the workers' on-CPU time (py-spy's samples include time spent preempted, which a
+    busy machine inflates at every send that wakes the reader)."""
+    pids = ",".join(str(p) for p in gw.worker_pids())
+    return subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "499", "-p", pids, "-o", str(out),
+                             "--", "sleep", str(int(seconds))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def summarize_profiles(outdir: Path, pattern: str = "worker-*.txt") -> Path:
+    """All workers' collapsed stacks in one, summarised by bench/profile.py's summary; its path."""
+    from bench.profile import summarize
+
+    merged = outdir / "workers.txt"
+    merged.write_text("".join(p.read_text() for p in sorted(outdir.glob(pattern))))
+    summary = outdir / "summary.txt"
+    summary.write_text(summarize(merged, top=60))
+    return summary
 
 
 def main(argv=None) -> int:

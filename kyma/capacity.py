@@ -22,6 +22,12 @@ SPARE_FDS = 256
 # gunicorn's listen backlog: connections the kernel queues while every worker is busy accepting.
 # The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
+# Connections a gevent worker accepts each time its listening socket wakes it. gunicorn's gevent
+# worker takes one when there are several workers (so that one of them cannot take a whole burst
+# while another idles), but a busy worker is woken once per turn of its event loop: one connection
+# per turn let the listen queue overflow during a burst of streams, and the kernel then drops
+# connections, which clients see as a second or more of retransmission delay, or as resets.
+ACCEPT_BATCH = 64
 
 
 def worker_connections(env: Mapping[str, str] | None = None) -> int:
@@ -78,3 +84,36 @@ def ensure_fd_limit(connections: int) -> FdLimit:
     if not limit.enough:
         print(limit.advice(), file=sys.stderr, flush=True)
     return limit
+
+
+def batch_accepts(worker) -> bool:
+    """In a gunicorn gevent worker, before it starts serving: its servers accept up to ACCEPT_BATCH
+    connections per wake-up (however many workers there are). False for any other kind of worker."""
+    try:
+        from gunicorn.workers import ggevent
+    except ImportError:
+        return False
+    if not isinstance(worker, ggevent.GeventWorker) or worker.server_class is not None:
+        return False
+    ggevent.StreamServer = _batched(ggevent.StreamServer)
+    return True
+
+
+def _batched(server_class):
+    """server_class, whose max_accept never goes below ACCEPT_BATCH (gunicorn sets it to 1 per worker)."""
+    if getattr(server_class, "batched", False):
+        return server_class
+
+    class Batched(server_class):
+        batched = True
+        _max_accept = ACCEPT_BATCH
+
+        @property
+        def max_accept(self) -> int:
+            return self._max_accept
+
+        @max_accept.setter
+        def max_accept(self, value: int) -> None:
+            self._max_accept = max(value, ACCEPT_BATCH)
+
+    return Batched

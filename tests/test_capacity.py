@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 
 import pytest
@@ -55,3 +56,28 @@ def test_a_hard_limit_too_low_says_what_the_operator_must_do(monkeypatch, capsys
     assert fake.limits == (4096, 4096) and not limit.enough
     err = capsys.readouterr().err
     assert "4096" in err and "LimitNOFILE" in err and "KYMA_WORKER_CONNECTIONS" in err
+
+
+@pytest.mark.integration
+def test_each_gevent_worker_accepts_a_batch_of_connections_per_wake_up(tmp_path):
+    """gunicorn's gevent worker accepts one connection per wake-up when there are several workers;
+    the project's hooks widen that to ACCEPT_BATCH, so a burst is not left to the kernel's queue."""
+    import requests
+
+    from kyma import procs
+
+    server = procs.start("tests.accept_app:app", procs.listen(), dict(os.environ), log=tmp_path / "accept.log",
+                         workers=2)
+    try:
+        server.wait_ready("/")
+        seen = {}
+        for _ in range(40):  # both workers answer sooner or later; each says what its server accepts
+            answer = requests.get(f"{server.url}/", timeout=10).json()
+            seen[answer["pid"]] = answer["max_accept"]
+        assert seen and all(batches == [capacity.ACCEPT_BATCH] for batches in seen.values()), seen
+    finally:
+        server.stop()
+
+
+def test_the_accept_batch_leaves_other_worker_kinds_alone():
+    assert capacity.batch_accepts(object()) is False

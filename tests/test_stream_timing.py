@@ -59,6 +59,9 @@ class Scripted(UpstreamStream):
                         yield None
             elif step[0] == "chunk":
                 yield step[1]
+            elif step[0] == "late":  # a chunk that waited in the socket while the worker was busy elsewhere
+                self.clock.sleep(step[1])
+                yield step[2]
             elif step[0] == "break":
                 raise UpstreamFailure("cut", "upstream connection broke mid-stream")
             else:
@@ -268,3 +271,55 @@ def test_an_answer_that_broke_at_its_token_limit_ends_as_a_length_finish(late_ap
     stream = start(rt, principal, adapter, max_tokens=3)
     events = list(stream.events()) if stream.first() else []
     assert isinstance(events[-1], Done) and events[-1].finish_reason == "length" and adapter.used == 1
+
+
+class OnePacket(Scripted):
+    """An upstream whose whole answer arrived at once: `backlog` counts the events still unread
+    ([DONE] included), as the HTTP adapter counts those decoded from one read."""
+
+    def chunks(self, wake):
+        steps = [step[1] for step in self.script]
+        for i, chunk in enumerate(steps):
+            self.backlog = len(steps) - i
+            yield chunk
+        self.backlog = 0
+
+
+def test_the_first_chunk_of_an_answer_sent_in_one_packet_goes_out_before_the_rest_and_the_settling(timed_app):
+    from kyma.api.chat import openai_sse
+    from kyma.api.sse import coalesced
+
+    rt, principal = timed_app
+    adapter = Adapter([])
+    adapter.streams = [OnePacket([("chunk", LEAD), ("chunk", content("one ")), ("chunk", content("two ")),
+                                  ("chunk", content("three", "stop"))], adapter.clock)]
+    stream = start(rt, principal, adapter)
+    assert stream.first()
+    writes = coalesced(openai_sse(stream), stream.more_ready)
+    first = next(writes)
+    assert b'"role":"assistant"' in first and b"one " in first and b"two" not in first
+    assert not RequestLog.select().where(RequestLog.request_id == stream.prep.call.request_id).exists()
+    rest = list(writes)
+    assert len(rest) == 1  # what came together afterwards still shares one write
+    assert b"two " in rest[0] and b"three" in rest[0] and rest[0].endswith(b"data: [DONE]\n\n")
+    assert RequestLog.get(RequestLog.request_id == stream.prep.call.request_id).status == 200
+
+
+def test_content_that_arrived_is_taken_though_the_worker_read_it_after_the_first_token_limit(timed_app):
+    """A worker short of CPU may get to a waiting chunk late: that is not the upstream's slowness, so
+    the attempt is neither failed nor counted against its route."""
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("late", 5, content("on time", "stop"))], [("chunk", content("other"))])
+    stream = start(rt, principal, adapter, **ALONE)
+    assert stream.first() is True and adapter.used == 1
+    events = list(stream.events())
+    assert relayed(events) == "on time" and isinstance(events[-1], Done)
+    assert stream.attempts.tried == 1
+
+
+def test_a_lead_chunk_after_the_first_token_limit_still_fails_the_attempt(timed_app):
+    rt, principal = timed_app
+    adapter = Adapter([("chunk", LEAD), ("late", 5, LEAD), ("chunk", content("never"))])
+    stream = start(rt, principal, adapter, **ALONE)
+    with pytest.raises(KymaError):
+        stream.first()

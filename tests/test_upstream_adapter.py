@@ -105,6 +105,22 @@ def test_sse_events_decode_the_same_however_the_bytes_are_split():
         assert out == [b'{"a":1}', b"x\ny", b"[DONE]"]
 
 
+def test_whole_events_in_one_piece_decode_as_the_same_bytes_split_anywhere():
+    """A piece that is exactly one event (the usual case) takes a short path: it must agree with the
+    general one, which sees the same bytes split at every point."""
+    from kyma.providers.sse import SSEDecoder
+
+    for event in (b'data: {"a":1}\n\n', b"data:{}\n\n", b"data:  two spaces\n\n", b"data:\n\n",
+                  b"data: a\rb\n\n", b"data: x\ndata: y\n\n", b"data: x\r\n\r\n", b": comment\n\n",
+                  b"event: e\ndata: z\n\n", b"data: x\n\ndata: y\n\n"):
+        whole = SSEDecoder().feed(event)
+        for cut in range(1, len(event)):
+            decoder = SSEDecoder()
+            assert decoder.feed(event[:cut]) + decoder.feed(event[cut:]) == whole, (event, cut)
+        decoder = SSEDecoder()
+        assert decoder.feed(b"data: lead") == [] and decoder.feed(b"\n\n" + event) == [b"lead"] + whole
+
+
 def test_failure_kinds_read_as_the_strings_logs_and_records_always_showed():
     failure = UpstreamFailure("cut", "upstream connection broke mid-stream")
     assert failure.kind is FailureKind.CUT

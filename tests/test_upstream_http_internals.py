@@ -106,3 +106,64 @@ def test_our_pools_use_our_liveness_check():
     b.close()  # the peer's FIN makes it readable: not alive
     assert not pool._is_socket_alive(a)
     a.close()
+
+
+def test_the_relay_read_waits_on_gevents_own_read_watcher_and_can_time_out_then_read():
+    """http.recv uses three gevent socket internals: the real non-blocking socket (`_sock`), its
+    read watcher (`_read_event`) and its hub; gevent's public timed read costs a Timeout per wait."""
+    import gevent
+    import gevent.socket as gsocket
+    import pytest
+
+    pin = re.search(r"^gevent==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pin and version("gevent") == pin.group(1), "requirements.txt must pin gevent exactly (its internals are used)"
+    ours, theirs = gsocket.socketpair()
+    try:
+        assert type(ours) is gsocket.socket
+        assert ours._sock.gettimeout() == 0.0 and ours._read_event is not None and ours.hub is gevent.get_hub()
+        with pytest.raises(socket.timeout):
+            http.recv(ours, 0.01)
+        theirs.sendall(b"now")
+        assert http.recv(ours, 1) == b"now"
+        later = gevent.spawn_later(0.01, theirs.sendall, b"later")
+        assert http.recv(ours, 5) == b"later"  # woken by the watcher, not the timer
+        later.join()
+        theirs.close()
+        assert http.recv(ours, 1) == b""
+        assert not ours._read_event.active
+    finally:
+        ours.close()
+
+
+def test_bytes_that_came_while_the_timer_ran_out_are_read_not_a_timeout(monkeypatch):
+    """A worker that was busy elsewhere may find its timer and its bytes both due: the bytes win."""
+    import gevent.socket as gsocket
+    from gevent.hub import Waiter
+
+    ours, theirs = gsocket.socketpair()
+    try:
+        theirs.sendall(b"waiting")
+        calls = []
+
+        class TimerFirst(Waiter):  # the loop ran the timer before the read watcher
+            def get(self):
+                calls.append(1)
+                return http._WAITED_OUT
+
+        monkeypatch.setattr(http, "Waiter", TimerFirst)
+        raw_recv = ours._sock.recv
+        first = []
+
+        class Raw:  # the first try finds nothing yet; by the time the timer is due the bytes are there
+            def recv(self, n):
+                if not first:
+                    first.append(1)
+                    raise BlockingIOError
+                return raw_recv(n)
+
+        monkeypatch.setattr(ours, "_sock", Raw())
+        assert http.recv(ours, 0.01) == b"waiting" and calls == [1]
+    finally:
+        monkeypatch.undo()
+        ours.close()
+        theirs.close()

@@ -20,8 +20,11 @@ from kyma.runtime import runtime
 from kyma.services.accounts import Principal
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps would build one per chunk
+
+
 def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def json_response(body: dict, headers: dict) -> Response:

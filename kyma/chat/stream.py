@@ -61,6 +61,7 @@ class ChatStream:
         self._deadline = 0.0  # the first-byte limit, then the stream's total limit (set per phase)
         self._last_event = self.clock()
         self._burst = False  # events follow at once (held-back lead chunks, the final chunk and Done)
+        self._relayed = 0  # content chunks yielded by the relay, continuations' included
         self._stream_until = 0.0  # the started stream's total limit
         self._current: Candidate | None = None  # the candidate streaming now (a continuation's, after one)
         self._serving_record: AttemptRecord | None = None
@@ -167,15 +168,16 @@ class ChatStream:
             chunks = up.chunks(self._wait)
             lead = []
             for chunk in chunks:
+                if chunk is not None and not is_lead(chunk):
+                    # Content that has arrived is taken, however late this worker got to it: a worker
+                    # short of CPU must not fail the upstream (and open its circuit) for its own delay.
+                    return lead, chunk, chunks
                 self._check(FailureKind.FIRST_TOKEN)
                 if chunk is None:  # silence: keep the client's connection warm
                     if self._keepalive_due():
                         yield KeepAlive()
                     continue
-                if is_lead(chunk):
-                    lead.append(chunk)
-                    continue
-                return lead, chunk, chunks
+                lead.append(chunk)
             raise UpstreamFailure(FailureKind.MALFORMED, "upstream stream ended without any content")
         except UpstreamFailure:
             if up is not None:
@@ -198,6 +200,7 @@ class ChatStream:
                     continue
                 out = self.answer.relay(chunk)
                 if out is not None:
+                    self._relayed += 1
                     yield Chunk(out)
         except UpstreamFailure as failure:
             up.close()
@@ -308,8 +311,15 @@ class ChatStream:
         return self.ready
 
     def more_ready(self) -> bool:
-        """True when more chunks have already arrived (the writer can batch them into one write)."""
-        return self._burst or bool(self.upstream is not None and self.upstream.backlog)
+        """True when more chunks have already arrived (the writer can batch them into one write).
+
+        Never right after the first content chunk: that one goes out at once. An upstream that sends
+        its whole answer in one packet would otherwise hold the first chunk back behind the rest of
+        the relay and the settlement's commit, which runs before the final chunk.
+        """
+        if self._burst:
+            return True
+        return self._relayed > 1 and bool(self.upstream is not None and self.upstream.backlog)
 
     def headers(self) -> dict:
         """Response headers: X-Kyma-* once a route has started, rate-limit headers always."""

@@ -221,8 +221,8 @@ class OpenAIStream(UpstreamStream):
 
 def _parse_chunk(data: bytes) -> dict:
     try:
-        chunk = json.loads(data)
-    except ValueError as exc:
+        chunk = json.loads(data.decode())  # SSE is UTF-8: json's own detection of the encoding is not needed
+    except ValueError as exc:  # UnicodeDecodeError too
         raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a stream chunk that is not JSON") from exc
     if not isinstance(chunk, dict) or not _valid_chunk(chunk):
         raise UpstreamFailure(FailureKind.MALFORMED, "upstream sent a stream chunk of the wrong shape")

@@ -20,6 +20,8 @@ class SSEDecoder:
         trickles in costs time in proportion to its size, not to its size squared.
         """
         old = self._buf
+        if not old and piece.startswith(b"data:") and piece.find(b"\n") == len(piece) - 2 and piece.endswith(b"\n\n"):
+            return [piece[5:-2].lstrip(b" ")]  # the usual piece: exactly one event of one data line
         if old.endswith(b"\r"):  # a \r\n straddling two pieces
             old, piece = old[:-1], b"\r" + piece
         start = max(0, len(old) - 1)
