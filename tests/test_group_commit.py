@@ -16,7 +16,7 @@ from gevent.event import AsyncResult
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
 from tests.conftest import register
-from tests.servers import db_rows, flask_cli, start_stack, stop_all
+from tests.servers import db_rows, flask_here, start_stack, stop_all
 
 
 def _account(micros: int) -> int:
@@ -148,7 +148,7 @@ def grouping_gateway(tmp_path):
     gw, sims = start_stack(tmp_path, workers=1, KYMA_GROUP_COMMIT_MS=str(WINDOW_MS))
     env = gw.env
     user = register(gw.url, "group@example.com")
-    assert flask_cli(env, "credits", "add", "group@example.com", "100").returncode == 0
+    assert flask_here(env, "credits", "add", "group@example.com", "100").returncode == 0
     yield gw, user, env
     stop_all([gw, *sims])
 
@@ -188,7 +188,7 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         answers = [f.result() for f in futures]
     assert not any(isinstance(a, requests.Response) and a.status_code == 200 for a in answers), \
         "no client got an answer whose settlement was never committed"
-    reaped = flask_cli(env, "ledger", "reap")  # the master's new worker may have reaped them already
+    reaped = flask_here(env, "ledger", "reap")  # the master's new worker may have reaped them already
     assert reaped.returncode == 0, reaped.stdout + reaped.stderr
     assert _open_holds(env) == []
     for rid in killed:
@@ -203,5 +203,5 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         assert _kinds(env, rid) == ["hold", "release", "usage"]
         cost = db_rows(env, "select cost_micros from requestlog where request_id={p}", rid)
         assert cost and cost[0][0] > 0 and abs(cost[0][0] - a.json()["usage"]["cost"] * 1_000_000) < 1
-    check = flask_cli(env, "ledger", "check")
+    check = flask_here(env, "ledger", "check")
     assert check.returncode == 0, check.stdout + check.stderr
