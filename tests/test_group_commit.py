@@ -140,7 +140,9 @@ def test_the_one_statement_hold_on_postgresql_refuses_without_writing():
 
 # --- a real gateway: a group pending when its worker is killed -----------------------------------
 
-WINDOW_MS = 8000  # the flusher gathers this long: the test's requests all wait in one pending group
+# The flusher gathers this long: the four requests' settlements wait in one pending group while the
+# test kills the worker, well within it (the simulators' answers are awaited, not slept for).
+WINDOW_MS = 4000
 
 
 @pytest.fixture()
@@ -149,7 +151,7 @@ def grouping_gateway(tmp_path):
     env = gw.env
     user = register(gw.url, "group@example.com")
     assert flask_here(env, "credits", "add", "group@example.com", "100").returncode == 0
-    yield gw, user, env
+    yield gw, user, env, sims
     stop_all([gw, *sims])
 
 
@@ -166,13 +168,23 @@ def _open_holds(env: dict) -> list[tuple[str, str]]:
     return db_rows(env, "select request_id, owner from hold where closed_at is null")
 
 
+def _wait_answered(sims, n: int) -> None:
+    """Until the simulators have answered n chat requests (they answer at once), then a moment for the
+    gateway to hand the settlements to its flusher."""
+    deadline = time.monotonic() + 20
+    while sum(requests.get(f"{s.url}/sim/stats", timeout=5).json()["requests"] for s in sims) < n:
+        assert time.monotonic() < deadline, "the simulators never saw the requests"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 def _kinds(env: dict, request_id: str) -> list[str]:
     return [k for (k,) in db_rows(env, "select kind from ledgerentry where request_id={p} order by id", request_id)]
 
 
 @pytest.mark.integration
 def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_gateway):
-    gw, user, env = grouping_gateway
+    gw, user, env, sims = grouping_gateway
     key = user["api_key"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_ask, gw.url, key) for _ in range(4)]
@@ -181,7 +193,7 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
             time.sleep(0.05)
         holds = _open_holds(env)
         assert len(holds) == 4
-        time.sleep(1)  # the simulator has answered: the four settlements wait in the flusher's group
+        _wait_answered(sims, 4)  # the four settlements wait in the flusher's group
         killed = [rid for rid, _ in holds]
         assert db_rows(env, "select count(*) from requestlog") == [(0,)]
         os.kill(int(holds[0][1].rsplit(":", 1)[1]), signal.SIGKILL)
