@@ -62,7 +62,7 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 	@# Notebooks go out longest (most cells) first: pytest.ini's --no-loadscope-reorder suits tests/ only.
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --loadscope-reorder --nbval \
+	  $(BIN)/python -m pytest -q -p nbval -n 2 --dist loadscope --loadscope-reorder --nbval \
 	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
