@@ -150,8 +150,11 @@ def flask_here(env: dict, *args: str) -> subprocess.CompletedProcess:
     try:
         result = app.test_cli_runner().invoke(args=list(args))
     finally:
-        db = database.obj
-        db.close_all() if hasattr(db, "close_all") else db.close()  # no connection outlives the command
+        db = database.obj  # no connection outlives the command (a PostgreSQL pool closes them all)
+        if hasattr(db, "close_all"):
+            db.close_all()
+        else:
+            db.close()
         database.initialize(bound)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
