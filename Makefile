@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-$(shell sha256sum requirements.txt | cut -c1-12)
 DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 
-.PHONY: run test setup db bench bench-peers soak notebooks clean
+.PHONY: run test test-sqlite test-postgres test-notebooks setup db bench bench-peers soak notebooks clean
 
 $(RUN_STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,21 +48,32 @@ db: $(RUN_STAMP)
 run: db
 	$(BIN)/python -m kyma.launcher
 
-## make test: set up, then three passes: every test on SQLite (unit, integration with real processes,
-## browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
+## make test: set up, then three passes side by side: every test on SQLite (unit, integration with real
+## processes, browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
+## Each pass's output is shown whole when it ends; `make test-sqlite` (and the others) runs one alone.
 test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
+	@# Much of every pass is waiting (upstream timeouts, slowed simulators, server start-ups, the
+	@# soak's fixed length): side by side, one pass computes while another waits. Every pass starts its
+	@# own servers on free ports and PostgreSQL databases are throw-away, so nothing is shared.
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-sqlite test-postgres test-notebooks
+
+test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@# Two pytest workers: each starts its own gateways and simulators on free ports, and the
 	@# PostgreSQL tests make throw-away databases, so nothing is shared between them. A test module
 	@# stays on one worker, so a module's own gateway starts once.
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n 2 --dist loadfile \
 	    -m "integration and not postgres and not browser and not no_database" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
+
+test-notebooks: $(DEV_STAMP)
 	@# Notebooks go out longest (most cells) first: pytest.ini's --no-loadscope-reorder suits tests/ only.
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadscope --loadscope-reorder --nbval \
+	  $(BIN)/python -m pytest -q -p nbval -n 2 --dist loadscope --loadscope-reorder --nbval \
 	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)

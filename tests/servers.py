@@ -86,7 +86,7 @@ def stop_all(servers: list[Server]) -> None:
 
 def migrate(env: dict) -> None:
     """Create or migrate the schema of the database a gateway environment names."""
-    done = flask_cli(env, "init-db")
+    done = flask_here(env, "init-db")
     if done.returncode != 0:
         raise RuntimeError(f"flask init-db failed: {done.stderr.strip()[-2000:]}")
 
@@ -128,6 +128,38 @@ def flask_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
     """Run `flask --app app ARGS` against the database a gateway environment names."""
     return subprocess.run([str(BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
+
+
+def flask_here(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """flask_cli() run in this process: the same command on the same database, answered the same way.
+
+    A new interpreter that imports the gateway costs about a CPU-second, which setting up a test
+    or checking the ledger after it need not pay; tests of the command line itself use flask_cli().
+    """
+    import traceback
+    from dataclasses import asdict
+
+    from kyma.config import Settings
+    from kyma.db import database
+    from kyma.factory import create_app
+
+    # The command's output is what counts: no JSON log handler or metrics registry left in this process.
+    settings = {**asdict(Settings.from_env(environ=env)), "log_format": "text", "metrics": False}
+    bound = database.obj
+    app = create_app(settings)
+    try:
+        result = app.test_cli_runner().invoke(args=list(args))
+    finally:
+        db = database.obj  # no connection outlives the command (a PostgreSQL pool closes them all)
+        if hasattr(db, "close_all"):
+            db.close_all()
+        else:
+            db.close()
+        database.initialize(bound)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["flask", "--app", "app", *args], result.exit_code, result.stdout, stderr)
 
 
 def db_rows(env: dict, sql: str, *params) -> list[tuple]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import flask_cli
+from tests.servers import flask_here
 from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 
@@ -70,7 +70,7 @@ def test_every_page_passes_axe(page, gateway, sdk_env, scheme):
     page.click("#pg-code-open")
     page.wait_for_selector("#pg-code[open]")
     check("playground-code")
-    assert flask_cli(gateway.env, "admin", "grant", email).returncode == 0  # the console's pages too
+    assert flask_here(gateway.env, "admin", "grant", email).returncode == 0  # the console's pages too
     for path in ("/admin/accounts", "/admin/traffic", "/admin/routes", "/admin/audit"):
         page.goto(gateway.url + path)
         check(path.strip("/").replace("/", "-"))

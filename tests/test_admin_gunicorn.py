@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import register
-from tests.servers import flask_cli
+from tests.servers import flask_here
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ class Console:
         self.s.headers["Origin"] = gateway.url
         email = f"ops-{uuid.uuid4().hex[:10]}@example.com"
         register(self.url, email, "correct horse")
-        assert flask_cli(gateway.env, "admin", "grant", email).returncode == 0
+        assert flask_here(gateway.env, "admin", "grant", email).returncode == 0
         page = self.s.get(f"{self.url}/login").text
         self.token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
         r = self.s.post(f"{self.url}/login", data={"email": email, "password": "correct horse",
@@ -104,4 +104,4 @@ def test_a_grant_form_sent_five_times_at_once_grants_once(gateway, account):
     audited = db_rows(gateway.env, "SELECT count(*) FROM auditentry WHERE action = 'credit.grant' AND target = {p}",
                       account["email"])
     assert audited == [(1,)]
-    assert flask_cli(gateway.env, "ledger", "check").returncode == 0
+    assert flask_here(gateway.env, "ledger", "check").returncode == 0

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from tests.conftest import register
-from tests.servers import flask_cli
+from tests.servers import flask_here
 from tests.test_browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 pytestmark = [*pytestmark, pytest.mark.integration]
@@ -31,7 +31,7 @@ def test_an_admin_grants_suspends_reinstates_and_holds_a_circuit_open(page, brow
     admin_email = sign_up(page, base)
     for path in ADMIN_URLS:
         assert page.goto(base + path).status == 404, path
-    assert flask_cli(gateway.env, "admin", "grant", admin_email).returncode == 0
+    assert flask_here(gateway.env, "admin", "grant", admin_email).returncode == 0
 
     page.goto(f"{base}/dashboard")
     page.get_by_role("link", name="Admin").click()

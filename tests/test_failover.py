@@ -15,7 +15,7 @@ import requests
 from kyma.config import DATA
 from kyma.tokens import count_text
 from tests.conftest import register
-from tests.servers import db_rows, end_cooldowns, flask_cli, gateway_env, spawn_simulator, start_gateway, stop_all
+from tests.servers import db_rows, end_cooldowns, flask_here, gateway_env, spawn_simulator, start_gateway, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def logged(env: dict, request_id: str) -> dict:
 
 
 def ledger_ok(env: dict) -> None:
-    done = flask_cli(env, "ledger", "check")
+    done = flask_here(env, "ledger", "check")
     assert done.returncode == 0, done.stderr
 
 

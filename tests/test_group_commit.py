@@ -16,7 +16,7 @@ from gevent.event import AsyncResult
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
 from tests.conftest import register
-from tests.servers import db_rows, flask_cli, start_stack, stop_all
+from tests.servers import db_rows, flask_here, start_stack, stop_all
 
 
 def _account(micros: int) -> int:
@@ -172,7 +172,9 @@ def test_the_one_statement_hold_on_postgresql_refuses_without_writing():
 
 # --- a real gateway: a group pending when its worker is killed -----------------------------------
 
-WINDOW_MS = 8000  # the flusher gathers this long: the test's requests all wait in one pending group
+# The flusher gathers this long: the four requests' settlements wait in one pending group while the
+# test kills the worker, well within it (the simulators' answers are awaited, not slept for).
+WINDOW_MS = 4000
 
 
 @pytest.fixture()
@@ -180,7 +182,7 @@ def grouping_gateway(tmp_path):
     gw, sims = start_stack(tmp_path, workers=1, KYMA_GROUP_COMMIT_MS=str(WINDOW_MS))
     env = gw.env
     user = register(gw.url, "group@example.com")
-    assert flask_cli(env, "credits", "add", "group@example.com", "100").returncode == 0
+    assert flask_here(env, "credits", "add", "group@example.com", "100").returncode == 0
     yield gw, user, env, sims
     stop_all([gw, *sims])
 
@@ -229,7 +231,7 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         answers = [f.result() for f in futures]
     assert not any(isinstance(a, requests.Response) and a.status_code == 200 for a in answers), \
         "no client got an answer whose settlement was never committed"
-    reaped = flask_cli(env, "ledger", "reap")  # the master's new worker may have reaped them already
+    reaped = flask_here(env, "ledger", "reap")  # the master's new worker may have reaped them already
     assert reaped.returncode == 0, reaped.stdout + reaped.stderr
     assert _open_holds(env) == []
     for rid in killed:
@@ -244,5 +246,5 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         assert _kinds(env, rid) == ["hold", "release", "usage"]
         cost = db_rows(env, "select cost_micros from requestlog where request_id={p}", rid)
         assert cost and cost[0][0] > 0 and abs(cost[0][0] - a.json()["usage"]["cost"] * 1_000_000) < 1
-    check = flask_cli(env, "ledger", "check")
+    check = flask_here(env, "ledger", "check")
     assert check.returncode == 0, check.stdout + check.stderr

@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from tests.servers import db_rows, flask_cli
+from tests.servers import db_rows, flask_here
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_credit_limit_is_exact_under_concurrent_requests(gateway, account):
     assert sorted(s for s, _ in results) == [200] * 5 + [402] * 15, results
     for _, message in (r for r in results if r[0] == 402):
         assert "API key 'ci'" in message and "credit limit of $" in message
-    assert flask_cli(gateway.env, "ledger", "check").returncode == 0
+    assert flask_here(gateway.env, "ledger", "check").returncode == 0
     account_id = int(account["user_id"])
     assert db_rows(gateway.env, "SELECT COUNT(*) FROM hold WHERE account_id = {p} AND closed_at IS NULL",
                    account_id) == [(0,)]

@@ -23,7 +23,7 @@ import requests
 from kyma.config import DATA
 from tests import pg
 from tests.conftest import register
-from tests.servers import flask_cli, gateway_env, start_gateway, start_simulators
+from tests.servers import flask_cli, flask_here, gateway_env, start_gateway, start_simulators
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
@@ -220,7 +220,7 @@ def test_balance_is_never_overspent_across_instances(cluster):
     statuses = _concurrently([lambda gw=(a, b)[i % 2]: _post_status(gw, key) for i in range(30)])
     assert (statuses.count(200), statuses.count(402)) == (covered, 30 - covered), statuses
     assert _balance_micros(url, account_id) >= 0
-    check = flask_cli(b.env, "ledger", "check")
+    check = flask_here(b.env, "ledger", "check")
     assert check.returncode == 0, check.stderr
 
 
@@ -272,7 +272,7 @@ def test_fifty_concurrent_requests_with_credit_for_ten_on_postgres(pg_gateway):
         statuses = _concurrently([lambda: _post_status(gw, key) for _ in range(50)])
     assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
     assert _balance_micros(url, account_id) >= 0
-    check = flask_cli(gw.env, "ledger", "check")
+    check = flask_here(gw.env, "ledger", "check")
     assert check.returncode == 0, check.stderr
     # 2 workers × KYMA_DATABASE_POOL_SIZE bounds the server connections, however many requests wait.
     assert 0 < conns.peak <= 2 * POOL_SIZE, conns.peak

@@ -8,7 +8,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-import jsonschema
 import openai
 import pydantic
 import pytest
@@ -154,6 +153,14 @@ def test_sdk_stream_helper(oai):
     assert final.usage.completion_tokens == 12
 
 
+def validate(value, schema: dict, formats: bool = False) -> None:
+    """jsonschema.validate, imported on first use: building its IRI grammar costs ~2 CPU-seconds, which
+    every pytest worker would pay while collecting this module."""
+    import jsonschema
+
+    jsonschema.validate(value, schema, format_checker=jsonschema.FormatChecker() if formats else None)
+
+
 # --- tools -------------------------------------------------------------------------------------
 
 def test_tool_call_arguments_validate_and_use_the_prompt(oai):
@@ -166,7 +173,7 @@ def test_tool_call_arguments_validate_and_use_the_prompt(oai):
     assert call.id.startswith("call_") and call.type == "function"
     assert call.function.name == "get_weather"
     args = json.loads(call.function.arguments)
-    jsonschema.validate(args, schema_of(WEATHER))
+    validate(args, schema_of(WEATHER))
     assert args == {"city": "Oslo", "unit": "fahrenheit", "days": 3}
 
 
@@ -175,7 +182,7 @@ def test_nested_schema_and_tool_choice_modes(oai):
                                         tool_choice={"type": "function", "function": {"name": "book_flight"}})
     [call] = named.choices[0].message.tool_calls
     args = json.loads(call.function.arguments)
-    jsonschema.validate(args, schema_of(BOOKING), format_checker=jsonschema.FormatChecker())
+    validate(args, schema_of(BOOKING), formats=True)
     assert len(args["passengers"]) == 2
     required = oai.chat.completions.create(model="m1", messages=USER, tools=[WEATHER], tool_choice="required")
     assert required.choices[0].message.tool_calls[0].function.name == "get_weather"
@@ -207,7 +214,7 @@ def test_streamed_tool_call_arguments_arrive_in_fragments(sim, oai):
     assert len(frags) >= 3
     assert all(set(f) == {"index", "function"} and set(f["function"]) == {"arguments"} for f in frags[1:])
     args = json.loads("".join(f["function"]["arguments"] for f in frags))
-    jsonschema.validate(args, schema_of(WEATHER))
+    validate(args, schema_of(WEATHER))
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     # The SDK's helper accumulates the same fragments into one valid call.
     with oai.chat.completions.stream(model="m1", messages=msgs, tools=[WEATHER]) as stream:
@@ -540,4 +547,4 @@ def test_fault_header_syntax():
                {"properties": {"y": {"type": "string", "minLength": 12}}, "required": ["y"]}]},
 ])
 def test_schema_values_validate(schema):
-    jsonschema.validate(value_for_schema(schema), schema, format_checker=jsonschema.FormatChecker())
+    validate(value_for_schema(schema), schema, formats=True)

@@ -19,14 +19,17 @@ import pytest
 from tests import pg
 from tests.servers import ROOT
 
-SECONDS = 25  # long enough to corrupt the file with the WAL-index bug of old, in every run seen
+# On SQLite, long enough to corrupt the file with the WAL-index bug of old, in every run seen. That bug
+# was SQLite's own; on PostgreSQL the same checks follow a shorter load (the soak saturates both cores
+# for as long as it runs, and its minimums of purchases and reaps are made however short it is).
+SECONDS = {"sqlite": 25, "postgres": 10}
 KINDS = ("chat", "chat_stream", "messages", "key_create", "key_revoke", "revoked_key_refused")
 
 
-def soak(*args: str) -> tuple[dict, str]:
+def soak(seconds: int, *args: str) -> tuple[dict, str]:
     """Run the soak; its JSON summary and its stderr."""
-    done = subprocess.run([sys.executable, "-m", "bench.soak", "--seconds", str(SECONDS), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=SECONDS + 600)
+    done = subprocess.run([sys.executable, "-m", "bench.soak", "--seconds", str(seconds), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=seconds + 600)
     assert done.stdout, done.stderr[-3000:]
     return json.loads(done.stdout), done.stderr
 
@@ -37,11 +40,12 @@ def soak(*args: str) -> tuple[dict, str]:
 def test_workers_sharing_one_database_under_load_leave_it_sound(workers):
     backend: list[str] = []
     url = ""
-    if os.environ.get(pg.BACKEND_VARIABLE) == "postgres":
+    kind = "postgres" if os.environ.get(pg.BACKEND_VARIABLE) == "postgres" else "sqlite"
+    if kind == "postgres":
         url = pg.create_database("soak_")
         backend = ["--database-url", url, "--redis-url", pg.REDIS_URL]
     try:
-        result, stderr = soak("--workers", str(workers), *backend)
+        result, stderr = soak(SECONDS[kind], "--workers", str(workers), *backend)
     finally:
         if url:
             pg.drop_database(url)

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import register
-from tests.servers import db_rows, flask_cli, start_stack, stop_all
+from tests.servers import db_rows, flask_here, start_stack, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ def slow_gateway(tmp_path_factory):
     gw, sims = start_stack(wd, {"kyma_sim_latency_ms": 200, "kyma_sim_tokens_per_sec": 40}, workers=1,
                            KYMA_KEEPALIVE_SECONDS=1)
     user = register(gw.url, "load@example.com")
-    done = flask_cli(gw.env, "credits", "add", "load@example.com", "1000")  # tier 4: 300 requests a minute
+    done = flask_here(gw.env, "credits", "add", "load@example.com", "1000")  # tier 4: 300 requests a minute
     assert done.returncode == 0, done.stderr
     yield gw, user, wd / "kyma.db", gw.env
     stop_all([gw, *sims])
@@ -72,7 +72,7 @@ def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
     assert status == 499 and completion_tokens > 0 and cost > 0
     closed = db_rows(env, "select closed_at from hold where request_id={p}", request_id)[0][0]
     assert closed is not None, "the hold was settled"
-    assert flask_cli(env, "ledger", "check").returncode == 0
+    assert flask_here(env, "ledger", "check").returncode == 0
 
 
 def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gateway):
@@ -86,10 +86,10 @@ def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gatewa
     assert closed is None
     os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)  # the worker holding the stream dies at once
     r.close()
-    reaped = flask_cli(env, "ledger", "reap")
+    reaped = flask_here(env, "ledger", "reap")
     assert reaped.returncode == 0 and "released 1" in reaped.stdout
     assert db_rows(env, "select closed_at from hold where request_id={p}", request_id)[0][0] is not None
     kinds = [k for (k,) in db_rows(env, "select kind from ledgerentry where request_id={p} order by id", request_id)]
     assert kinds == ["hold", "release"], "the customer is not billed for a stream the gateway lost"
-    check = flask_cli(env, "ledger", "check")
+    check = flask_here(env, "ledger", "check")
     assert check.returncode == 0, check.stdout + check.stderr
