@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
-from kyma.services import group_commit, key_limits
+from kyma.services import group_commit, group_settle, key_limits
 from kyma.services.recording import RequestRecord, announce, finish
 
 if TYPE_CHECKING:
@@ -55,7 +55,9 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
             _correct_tokens(rt, prep, used_tokens)
         group_commit.run(work)
     else:  # Redis counters cannot join the database's transaction
-        group_commit.run(lambda: _settle(prep, record))
+        # A key with a credit limit needs to know whether its hold was closed: no batch for it.
+        batch = None if prep.principal.key_limit_micros is not None else _batch(record, held=True)
+        group_commit.run(lambda: _settle(prep, record), batch=batch)
         _correct_tokens(rt, prep, used_tokens)
     announce(record)  # after the commit: no log I/O while the write lock is held
 
@@ -84,5 +86,10 @@ def record_rejected(call: ChatCall, err: KymaError) -> None:
                            model_requested=model if isinstance(model, str) else "",
                            stream=bool(body.get("stream")), error=err.message, error_code=err.code,
                            latency_ms=(time.perf_counter() - call.started) * 1000)
-    group_commit.run(lambda: finish(record, held=False))
+    group_commit.run(lambda: finish(record, held=False), batch=_batch(record, held=False))
     announce(record)
+
+
+def _batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
+    """The settle-and-log writes as data, which PostgreSQL writes with the group's others in one statement."""
+    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held))

@@ -28,6 +28,18 @@ from kyma.greenlets import gevent_patched
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A unit's writes as data, for a writer that writes a whole group's items in one statement.
+
+    `writer(items)` returns one result per item, in order. Only PostgreSQL uses it (one round trip
+    for the group instead of several per unit); SQLite runs the unit's work, which has no round trips.
+    """
+
+    writer: Callable[[list], list]
+    item: Any
+
+
 @dataclass
 class _Unit:
     """One request's writes and where its outcome goes."""
@@ -35,6 +47,7 @@ class _Unit:
     work: Callable[[], Any]
     result: Any = field(default=None)  # a gevent AsyncResult, made by the flusher's process
     isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
+    batch: Batch | None = None  # the same writes as `work`, as data (PostgreSQL writes the group's at once)
 
 
 class _Flusher:
@@ -82,32 +95,46 @@ class _Flusher:
 def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
     """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone.
 
-    `more` gives units that arrived while the write lock was awaited: they join the group.
+    `more` gives units that arrived while the write lock was awaited: they join the group. On
+    PostgreSQL the units that carry a Batch are written by their writer, one statement for all of
+    them; a group of nothing else is that one statement, which commits by itself.
     """
     from kyma.services import ledger
 
-    outcomes: list[tuple[bool, Any]] | None = []
+    outcomes: dict[int, tuple[bool, Any]] | None = {}
     try:
         with connected() as db, ExitStack() as stack:
-            _begin(db, stack)
-            if more is not None:
-                group.extend(more())
+            if is_sqlite_db(db):
+                _begin(db, stack)
+                group.extend(more() if more is not None else ())
+                batches = {}
+            else:
+                group.extend(more() if more is not None else ())
+                batches = _batches(group)
+                if len(batches) != 1 or any(unit.batch is None for unit in group):
+                    stack.enter_context(write_transaction())
             stack.enter_context(ledger.deferred_balances())
+            for writer, units in batches.items():
+                for unit, value in zip(units, writer([unit.batch.item for unit in units]), strict=True):
+                    outcomes[id(unit)] = (True, value)
             for unit in group:
+                if id(unit) in outcomes:
+                    continue
                 if not unit.isolated:
-                    outcomes.append((True, unit.work()))
+                    outcomes[id(unit)] = (True, unit.work())
                     continue
                 try:
                     with db.savepoint():
-                        outcomes.append((True, unit.work()))
+                        outcomes[id(unit)] = (True, unit.work())
                 except Exception as exc:
-                    outcomes.append((False, exc))
+                    outcomes[id(unit)] = (False, exc)
     except Exception:
         if len(group) > 1:
             log.info("a group of %d units failed; committing them one by one", len(group))
         outcomes = None
     if outcomes is not None:
-        for unit, (ok, value) in zip(group, outcomes):
+        for unit in group:
+            ok, value = outcomes[id(unit)]
             if ok:
                 unit.result.set(value)
             else:
@@ -120,11 +147,20 @@ def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = No
             unit.result.set_exception(exc)
 
 
+def _batches(group: list[_Unit]) -> dict[Callable[[list], list], list[_Unit]]:
+    """The group's batched units by writer, in arrival order."""
+    batches: dict[Callable[[list], list], list[_Unit]] = {}
+    for unit in group:
+        if unit.batch is not None:
+            batches.setdefault(unit.batch.writer, []).append(unit)
+    return batches
+
+
 def _begin(db, stack: ExitStack) -> None:
-    """Open the group's write transaction. On SQLite under gevent a lock another worker holds is
+    """Open the group's SQLite write transaction. Under gevent a lock another worker holds is
     awaited with gevent.sleep, so this worker's other greenlets run (and more units queue) meanwhile,
     instead of the whole worker sleeping in SQLite's busy handler."""
-    if not (is_sqlite_db(db) and shares_connection(db)):
+    if not shares_connection(db):
         stack.enter_context(write_transaction())
         return
     import gevent
@@ -164,9 +200,10 @@ def configure(window_ms: float) -> None:
     _window_seconds = max(0.0, window_ms) / 1000
 
 
-def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
+def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None = None) -> Any:
     """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
-    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's."""
+    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's.
+    `batch`, the same writes as data, lets PostgreSQL write them with the group's others in one statement."""
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
@@ -177,6 +214,6 @@ def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
     release_connection()
     from gevent.event import AsyncResult
 
-    unit = _Unit(work, AsyncResult(), isolated)
+    unit = _Unit(work, AsyncResult(), isolated, batch)
     _flusher.submit(unit)
     return unit.result.get()
