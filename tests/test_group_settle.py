@@ -99,3 +99,27 @@ def test_a_mixed_group_writes_its_batch_and_runs_the_rest_in_one_transaction(pg_
     assert group[0].result.get() is True and group[1].result.get() == 100
     assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 - 100
     assert ledger.check_ledger() == []
+
+
+def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_db):
+    import re
+
+    from kyma.db import database
+    from kyma.services.group_settle import STATEMENT
+
+    numbered = iter(range(1, 1000))
+    db = database.obj
+    acct = funded_account()
+    # A gateway's table: many holds closed, a few open, and the statistics that say so.
+    db.execute_sql("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at, closed_at) "
+                   "SELECT %s, 'old-' || n, 1, '', now(), now(), CASE WHEN n > 5 THEN now() END "
+                   "FROM generate_series(1, 3000) AS n", (acct,))
+    db.execute_sql("ANALYZE hold")
+    # The plan a prepared statement settles on after a few runs: no values known.
+    db.execute_sql("SET plan_cache_mode = force_generic_plan")
+    db.execute_sql("PREPARE settle AS " + re.sub("%s", lambda _: f"${next(numbered)}", STATEMENT))
+    count = next(numbered) - 1
+    plan = "\n".join(r[0] for r in db.execute_sql(f"EXPLAIN EXECUTE settle({', '.join(['NULL'] * count)})"))
+    db.execute_sql("DEALLOCATE settle")
+    db.execute_sql("RESET plan_cache_mode")
+    assert "hold_request_id" in plan and "hold_open" not in plan, plan

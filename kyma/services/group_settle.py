@@ -45,15 +45,19 @@ def _insert_unnested(table: str, types: tuple[tuple[str, str], ...]) -> str:
 STATEMENT = (
     'WITH "done" AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::boolean[], %s::boolean[]) '
     'AS t("request_id", "cost", "served", "held")), '
-    '"closed" AS (UPDATE "hold" AS h SET "closed_at" = %s FROM "done" AS d '
-    'WHERE d."held" AND h."request_id" = d."request_id" AND h."closed_at" IS NULL '
+    # Each hold is found by its request id's unique index. The open test is written so that the
+    # partial index of open holds cannot serve it: that index keeps an entry for every hold closed
+    # since the last vacuum, which a bitmap scan visits each time, and the planner's estimate (a few
+    # open holds) does not see them; a reused plan chose it, and its cost grew with every request.
+    '"closed" AS (UPDATE "hold" AS h SET "closed_at" = %s::timestamp FROM "done" AS d '
+    'WHERE d."held" AND h."request_id" = d."request_id" AND h."closed_at"::text IS NULL '
     'RETURNING h."account_id", h."amount_micros", d."request_id", d."cost", d."served"), '
     f'"entries" AS (INSERT INTO "ledgerentry" ({_ENTRY}) '
     'SELECT "account_id", \'release\', "amount_micros", "request_id", "request_id" || \':release\', '
-    'CASE WHEN "served" THEN \'\' ELSE \'request failed\' END, %s FROM "closed" UNION ALL '
+    'CASE WHEN "served" THEN \'\' ELSE \'request failed\' END, %s::timestamp FROM "closed" UNION ALL '
     'SELECT "account_id", \'usage\', -"cost", "request_id", "request_id" || \':usage\', '
     'CASE WHEN "cost" > "amount_micros" THEN \'overshoot \' || ("cost" - "amount_micros") || '
-    '\' micros over the hold\' ELSE \'\' END, %s FROM "closed" WHERE "served"), '
+    '\' micros over the hold\' ELSE \'\' END, %s::timestamp FROM "closed" WHERE "served"), '
     # Accounts in id order, as deferred balances lock them. Should two groups still deadlock, the
     # server aborts one statement and that group's requests are committed one by one.
     '"balances" AS (UPDATE "account" AS a SET "balance_micros" = a."balance_micros" + s."delta" '
