@@ -123,3 +123,26 @@ def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_
     db.execute_sql("DEALLOCATE settle")
     db.execute_sql("RESET plan_cache_mode")
     assert "hold_request_id" in plan and "hold_open" not in plan, plan
+
+
+def test_pipelined_holds_are_each_refused_alone_in_arrival_order(pg_db):
+    acct = funded_account(1_000_000)
+    wanted = [ledger.HoldRequest(acct, f"h{i}", amount, 60) for i, amount in enumerate((400_000, 400_000, 400_000,
+                                                                                        150_000))]
+    assert ledger.place_holds(wanted) == [True, True, False, True]
+    assert {h.request_id for h in Hold.select()} == {"h0", "h1", "h3"}
+    assert ledger.balance(acct) == ledger.Balance(acct, 50_000, 950_000, 0, 0)
+    assert ledger.check_ledger() == []
+
+
+def test_a_failed_pipeline_writes_nothing_and_leaves_the_connection_usable(pg_db):
+    from kyma.db import database
+
+    acct = funded_account(1_000_000)
+    assert ledger.place_hold(acct, "taken", 1_000)
+    with pytest.raises(Exception):  # a request id held already: the whole batch is refused
+        ledger.place_holds([ledger.HoldRequest(acct, "new", 2_000, 60), ledger.HoldRequest(acct, "taken", 3_000, 60)])
+    assert not database.obj.in_transaction()
+    assert [h.request_id for h in Hold.select()] == ["taken"]
+    assert ledger.place_hold(acct, "after", 500)  # the same connection, out of the aborted transaction
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1_500 and ledger.check_ledger() == []

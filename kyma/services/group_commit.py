@@ -10,6 +10,10 @@ what keeps them from queueing on SQLite's lock. An isolated unit (an admission, 
 undoes) runs in its own savepoint; if any other unit fails, the group is rolled back and every unit
 runs again alone. Either way one request's failure never undoes another's writes.
 
+On PostgreSQL each write is a network round trip, so a unit may also carry its writes as data (a
+Batch): the group's holds go out pipelined in one round trip and one commit, its settle-and-log
+writes as one statement.
+
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
 
@@ -93,58 +97,22 @@ class _Flusher:
 
 
 def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
-    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone.
+    """Commit every unit; each unit's outcome goes to its waiter, and one unit's failure undoes no other's.
 
-    `more` gives units that arrived while the write lock was awaited: they join the group. On
-    PostgreSQL the units that carry a Batch are written by their writer, one statement for all of
-    them; a group of nothing else is that one statement, which commits by itself.
+    On PostgreSQL the units that carry a Batch are written by their writer, all of a writer's in
+    one round trip that commits by itself. The other units run in one transaction; if one that is
+    not isolated fails, it is rolled back and each runs alone. `more` gives units that arrived
+    while the write lock was awaited: they join the group.
     """
-    from kyma.services import ledger
-
-    outcomes: dict[int, tuple[bool, Any]] | None = {}
-    try:
-        with connected() as db, ExitStack() as stack:
-            if is_sqlite_db(db):
-                _begin(db, stack)
-                group.extend(more() if more is not None else ())
-                batches = {}
-            else:
-                group.extend(more() if more is not None else ())
-                batches = _batches(group)
-                if len(batches) != 1 or any(unit.batch is None for unit in group):
-                    stack.enter_context(write_transaction())
-            stack.enter_context(ledger.deferred_balances())
-            for writer, units in batches.items():
-                for unit, value in zip(units, writer([unit.batch.item for unit in units]), strict=True):
-                    outcomes[id(unit)] = (True, value)
-            for unit in group:
-                if id(unit) in outcomes:
-                    continue
-                if not unit.isolated:
-                    outcomes[id(unit)] = (True, unit.work())
-                    continue
-                try:
-                    with db.savepoint():
-                        outcomes[id(unit)] = (True, unit.work())
-                except Exception as exc:
-                    outcomes[id(unit)] = (False, exc)
-    except Exception:
-        if len(group) > 1:
-            log.info("a group of %d units failed; committing them one by one", len(group))
-        outcomes = None
-    if outcomes is not None:
-        for unit in group:
-            ok, value = outcomes[id(unit)]
-            if ok:
-                unit.result.set(value)
-            else:
-                unit.result.set_exception(value)
-        return
-    for unit in group:
-        try:
-            unit.result.set(_alone(unit.work))
-        except Exception as exc:
-            unit.result.set_exception(exc)
+    if not is_sqlite_db(database.obj):
+        group.extend(more() if more is not None else ())
+        more = None
+        for writer, units in _batches(group).items():
+            _write_batch(writer, units)
+        group = [unit for unit in group if unit.batch is None]
+        if not group:
+            return
+    _commit_units(group, more)
 
 
 def _batches(group: list[_Unit]) -> dict[Callable[[list], list], list[_Unit]]:
@@ -156,11 +124,69 @@ def _batches(group: list[_Unit]) -> dict[Callable[[list], list], list[_Unit]]:
     return batches
 
 
+def _write_batch(writer: Callable[[list], list], units: list[_Unit]) -> None:
+    """One writer's units in one go; if it fails (it wrote nothing), each unit runs alone."""
+    try:
+        with connected():
+            values = writer([unit.batch.item for unit in units])
+        if len(values) != len(units):
+            raise RuntimeError(f"{writer.__name__} gave {len(values)} results for {len(units)} units")
+    except Exception:
+        if len(units) > 1:
+            log.info("a batch of %d units failed; committing them one by one", len(units))
+        _each_alone(units)
+        return
+    for unit, value in zip(units, values):
+        unit.result.set(value)
+
+
+def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) -> None:
+    """Run the units' work in one transaction; if a unit that is not isolated fails, roll back and run each alone."""
+    from kyma.services import ledger
+
+    outcomes: list[tuple[bool, Any]] | None = []
+    try:
+        with connected() as db, ExitStack() as stack:
+            _begin(db, stack)
+            if more is not None:
+                group.extend(more())
+            stack.enter_context(ledger.deferred_balances())
+            for unit in group:
+                if not unit.isolated:
+                    outcomes.append((True, unit.work()))
+                    continue
+                try:
+                    with db.savepoint():
+                        outcomes.append((True, unit.work()))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+    except Exception:
+        if len(group) > 1:
+            log.info("a group of %d units failed; committing them one by one", len(group))
+        outcomes = None
+    if outcomes is None:
+        _each_alone(group)
+        return
+    for unit, (ok, value) in zip(group, outcomes):
+        if ok:
+            unit.result.set(value)
+        else:
+            unit.result.set_exception(value)
+
+
+def _each_alone(units: list[_Unit]) -> None:
+    for unit in units:
+        try:
+            unit.result.set(_alone(unit.work))
+        except Exception as exc:
+            unit.result.set_exception(exc)
+
+
 def _begin(db, stack: ExitStack) -> None:
-    """Open the group's SQLite write transaction. Under gevent a lock another worker holds is
+    """Open the group's write transaction. On SQLite under gevent a lock another worker holds is
     awaited with gevent.sleep, so this worker's other greenlets run (and more units queue) meanwhile,
     instead of the whole worker sleeping in SQLite's busy handler."""
-    if not shares_connection(db):
+    if not (is_sqlite_db(db) and shares_connection(db)):
         stack.enter_context(write_transaction())
         return
     import gevent
