@@ -146,3 +146,12 @@ def test_a_failed_pipeline_writes_nothing_and_leaves_the_connection_usable(pg_db
     assert [h.request_id for h in Hold.select()] == ["taken"]
     assert ledger.place_hold(acct, "after", 500)  # the same connection, out of the aborted transaction
     assert ledger.balance(acct).balance_micros == 1_000_000 - 1_500 and ledger.check_ledger() == []
+
+
+def test_a_lone_hold_is_placed_and_refused_as_place_hold_does(pg_db):
+    acct = funded_account(1_000)
+    assert ledger.place_holds([ledger.HoldRequest(acct, "big", 2_000, 60)]) == [False]
+    assert ledger.place_holds([ledger.HoldRequest(acct, "fits", 1_000, 60, note="key 7")]) == [True]
+    assert [(h.request_id, h.amount_micros) for h in Hold.select()] == [("fits", 1_000)]
+    assert LedgerEntry.get(LedgerEntry.idempotency_key == "fits:hold").note == "key 7"
+    assert ledger.balance(acct).balance_micros == 0 and ledger.check_ledger() == []

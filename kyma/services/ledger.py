@@ -247,8 +247,12 @@ def place_holds(requests: list[HoldRequest]) -> list[bool]:
 
     Each is place_hold's one-statement hold, so each is refused alone when the balance no longer
     covers it, in arrival order. The statements and their BEGIN and COMMIT go out pipelined (psycopg
-    sends them all, then reads every answer); inside an open transaction they join it.
+    sends them all, then reads every answer); inside an open transaction they join it. A lone hold
+    is its statement alone, which commits by itself.
     """
+    if len(requests) == 1:
+        r = requests[0]
+        return [place_hold(r.account_id, r.request_id, r.amount_micros, ttl_seconds=r.ttl_seconds, note=r.note)]
     db, sql = database.obj, _sql()
     owner, now = worker_identity()[:64], utcnow()
     conn = db.connection()
