@@ -24,7 +24,8 @@ _LOG_TYPES = (("request_id", "text"), ("endpoint", "text"), ("status", "int"), (
               ("provider", "text"), ("simulated", "boolean"), ("fallback_layer", "int"), ("attempts", "int"),
               ("prompt_tokens", "int"), ("completion_tokens", "int"), ("cached_tokens", "int"),
               ("cost_micros", "bigint"), ("latency_ms", "float8"), ("ttft_ms", "float8"), ("stream", "boolean"),
-              ("error", "text"), ("error_code", "text"), ("note", "text"), ("upstream_cost_micros", "bigint"), ("created_at", "timestamp"))
+              ("error", "text"), ("error_code", "text"), ("note", "text"), ("upstream_cost_micros", "bigint"),
+              ("created_at", "timestamp"))
 _OUTCOME_TYPES = (("request_id", "text"), ("model", "text"), ("provider", "text"), ("role", "text"),
                   ("ok", "boolean"), ("status", "int"), ("error", "text"), ("latency_ms", "float8"),
                   ("completion_tokens", "int"), ("cost_micros", "bigint"), ("created_at", "timestamp"))
