@@ -43,6 +43,7 @@ http {{
         server 127.0.0.1:{a} max_fails=3 fail_timeout=10s;
         server 127.0.0.1:{b} max_fails=3 fail_timeout=10s;
         keepalive 64;
+        keepalive_timeout 1s;
     }}
     server {{
         listen 127.0.0.1:{port};

@@ -5,11 +5,16 @@ other greenlet for the freed connection, new arrivals included. With thousands o
 worker the early waiters kept losing to the late ones until their wait ran out (500s after 30 s)
 while each of them woke once a second for nothing. Here a connection's turn passes straight
 from the greenlet that gives it back to the one that has waited longest.
+
+peewee also checks every connection it hands out with a `SELECT 1` round trip: under load, one
+more round trip per check-out than the work itself needs. Here only a connection that sat idle in
+the pool for a while is checked; one given back moments ago is handed out as it is.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 from playhouse.pool import MaxConnectionsExceeded
@@ -50,12 +55,33 @@ class Turns:
                 self.free += 1
 
 
+# A pooled connection idle longer than this is checked with a round trip before it is handed out (a
+# server restart or a proxy's idle cut shows there, not as a failed request); a busier one is not.
+CHECK_AFTER_IDLE_SECONDS = 2.0
+
+
 class FairPooledDatabase(PooledPsycopg3Database):
     """peewee's PostgreSQL pool, with a greenlet's turn taken before connect and given back at close."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._turns = Turns(self._max_connections)
+        self._given_back: dict[int, float] = {}  # connection key → when it last came back to the pool
+
+    def _is_closed(self, conn) -> bool:
+        given_back = self._given_back.get(self.conn_key(conn))
+        recent = given_back is not None and time.monotonic() - given_back < CHECK_AFTER_IDLE_SECONDS
+        if recent and not conn.closed and self._adapter.txn_status(conn) == self._adapter.txn_idle:
+            return False  # it answered moments ago and is idle: no round trip to ask again
+        return super()._is_closed(conn)
+
+    def _close(self, conn, close_conn=False):
+        self._given_back[self.conn_key(conn)] = time.monotonic()
+        return super()._close(conn, close_conn)
+
+    def _close_raw(self, conn):
+        self._given_back.pop(self.conn_key(conn), None)
+        return super()._close_raw(conn)
 
     def connect(self, reuse_if_open=False):
         if not self.is_closed():  # this greenlet holds one already: peewee decides (reuse or refuse)

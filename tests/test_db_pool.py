@@ -69,3 +69,38 @@ def test_connections_are_given_back_to_their_turns(tmp_path):
         db.close_all()
     finally:
         drop_database(url)
+
+
+@pytest.mark.integration
+def test_only_a_connection_idle_for_a_while_is_checked_with_a_round_trip(monkeypatch):
+    from tests.pg import _admin, create_database, drop_database, postgres_unavailable
+
+    if postgres_unavailable():
+        pytest.skip(postgres_unavailable())
+    from playhouse.pool import _PooledPostgresqlDatabase
+
+    from kyma import db_pool
+    from kyma.db import make_database
+
+    checks = []
+    real_check = _PooledPostgresqlDatabase._is_closed
+    monkeypatch.setattr(_PooledPostgresqlDatabase, "_is_closed",
+                        lambda self, conn: checks.append(conn) or real_check(self, conn))
+    url = create_database("pool_")
+    try:
+        db = make_database(url, 1)
+        db.connect()
+        backend = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        db.close()
+        db.connect()  # given back moments ago: handed out unchecked
+        assert checks == [] and db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] == backend
+        db.close()
+        with _admin() as admin:  # the server drops it while it sits in the pool
+            admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+        monkeypatch.setattr(db_pool, "CHECK_AFTER_IDLE_SECONDS", 0.0)  # as if it had sat idle a while
+        db.connect()  # checked: the dead one is replaced, the request gets a working connection
+        assert len(checks) == 1 and db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != backend
+        db.close()
+        db.close_all()
+    finally:
+        drop_database(url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from kyma import tokens
@@ -101,12 +100,17 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
             raise _insufficient(account, model, models, prompt_tokens, max_tokens, hold,
                                 refused.admission.headers) from None
     admission = rt.limiter.admit(account, tier, model.id, prompt_tokens, max_tokens or 0)  # Redis: no txn
-    # The key's reservation and the hold stand or fall together; with no key limit the hold is one
-    # statement (on PostgreSQL), committed by itself so the account's row is locked only for it.
-    unit = write_transaction if principal.key_limit_micros is not None else nullcontext
     try:
-        with connected(), unit():
-            _take_hold(principal, request_id, hold, ttl)
+        if principal.key_limit_micros is None:
+            # One statement (on PostgreSQL), committed with the holds this worker places alongside:
+            # one round trip and one commit for them all, before any of their upstream calls.
+            wanted = ledger.HoldRequest(account, request_id, hold, ttl, key_limits.hold_note(principal))
+            if not group_commit.run(lambda: ledger.place_hold(account, request_id, hold, ttl_seconds=ttl),
+                                    batch=group_commit.Batch(ledger.place_holds, wanted)):
+                raise _Refused()
+        else:
+            with connected(), write_transaction():  # the key's reservation and the hold stand or fall together
+                _take_hold(principal, request_id, hold, ttl)
     except _KeyRefused:
         rt.limiter.cancel(admission)
         raise key_limits.refusal(principal, hold, admission.headers) from None

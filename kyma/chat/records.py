@@ -9,7 +9,7 @@ from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
 from kyma.services import deferred, group_commit, key_limits
-from kyma.services.recording import RequestRecord, announce, finish, record_unheld
+from kyma.services.recording import RequestRecord, announce, finish, record_unheld, settle_batch
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -55,7 +55,9 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
             _correct_tokens(rt, prep, used_tokens)
         group_commit.run(work)
     else:  # Redis counters cannot join the database's transaction
-        group_commit.run(lambda: _settle(prep, record))
+        # A key with a credit limit needs to know whether its hold was closed: no batch for it.
+        batch = None if prep.principal.key_limit_micros is not None else settle_batch(record, held=True)
+        group_commit.run(lambda: _settle(prep, record), batch=batch)
         _correct_tokens(rt, prep, used_tokens)
     prep.call.record = record
     announce(record)  # after the commit: no log I/O while the write lock is held

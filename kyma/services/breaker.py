@@ -19,6 +19,7 @@ from kyma.db import as_datetime, connected, is_sqlite_db, query, write_transacti
 from kyma.errors import KymaError
 from kyma.models import RouteState, utcnow
 from kyma.outage import OutageWarning
+from kyma.services.redis_pipeline import Pipeliner
 
 log = logging.getLogger(__name__)
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -277,10 +278,11 @@ class RedisBreakerStore:
         self._probe = self.redis.register_script(self._PROBE)
         self._reset = self.redis.register_script(self._RESET)
         self._warn = OutageWarning(log, "Redis breaker store unavailable (%s); treating every route as closed")
+        self._pipeliner = Pipeliner(self.redis)  # every attempt reads its route: shared round trips
 
     def get(self, route: str) -> BreakerState | None:
         try:
-            h = self.redis.hgetall(self.prefix + route)
+            h = self._pipeliner.execute("HGETALL", self.prefix + route)
         except self._errors as exc:
             self._warn(exc)
             return None

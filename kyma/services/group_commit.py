@@ -11,6 +11,10 @@ undoes) runs in its own savepoint; if any other unit fails, the group is rolled 
 runs again alone (a unit that was alone already just gets its error). Either way one request's
 failure never undoes another's writes.
 
+On PostgreSQL each write is a network round trip, so a unit may also carry its writes as data (a
+Batch): the group's holds go out pipelined in one round trip and one commit, its settle-and-log
+writes as one statement.
+
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
 
@@ -29,6 +33,18 @@ from kyma.greenlets import gevent_patched
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A unit's writes as data, for a writer that writes a whole group's items in one statement.
+
+    `writer(items)` returns one result per item, in order. Only PostgreSQL uses it (one round trip
+    for the group instead of several per unit); SQLite runs the unit's work, which has no round trips.
+    """
+
+    writer: Callable[[list], list]
+    item: Any
+
+
 @dataclass
 class _Unit:
     """One request's writes and where its outcome goes."""
@@ -36,6 +52,7 @@ class _Unit:
     work: Callable[[], Any]
     result: Any = field(default=None)  # a gevent AsyncResult, made by the flusher's process
     isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
+    batch: Batch | None = None  # the same writes as `work`, as data (PostgreSQL writes the group's at once)
 
 
 class _Flusher:
@@ -81,11 +98,52 @@ class _Flusher:
 
 
 def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = None) -> None:
-    """Run every unit in one transaction; if a unit that is not isolated fails, roll back and run each alone
-    (a lone unit is not run twice).
+    """Commit every unit; each unit's outcome goes to its waiter, and one unit's failure undoes no other's.
 
-    `more` gives units that arrived while the write lock was awaited: they join the group.
+    On PostgreSQL the units that carry a Batch are written by their writer, all of a writer's in
+    one round trip that commits by itself. The other units run in one transaction; if one that is
+    not isolated fails, it is rolled back and each runs alone. `more` gives units that arrived
+    while the write lock was awaited: they join the group.
     """
+    if not is_sqlite_db(database.obj):
+        group.extend(more() if more is not None else ())
+        more = None
+        for writer, units in _batches(group).items():
+            _write_batch(writer, units)
+        group = [unit for unit in group if unit.batch is None]
+        if not group:
+            return
+    _commit_units(group, more)
+
+
+def _batches(group: list[_Unit]) -> dict[Callable[[list], list], list[_Unit]]:
+    """The group's batched units by writer, in arrival order."""
+    batches: dict[Callable[[list], list], list[_Unit]] = {}
+    for unit in group:
+        if unit.batch is not None:
+            batches.setdefault(unit.batch.writer, []).append(unit)
+    return batches
+
+
+def _write_batch(writer: Callable[[list], list], units: list[_Unit]) -> None:
+    """One writer's units in one go; if it fails (it wrote nothing), each unit runs alone."""
+    try:
+        with connected():
+            values = writer([unit.batch.item for unit in units])
+        if len(values) != len(units):
+            raise RuntimeError(f"{writer.__name__} gave {len(values)} results for {len(units)} units")
+    except Exception:
+        if len(units) > 1:
+            log.info("a batch of %d units failed; committing them one by one", len(units))
+        _each_alone(units)
+        return
+    for unit, value in zip(units, values):
+        unit.result.set(value)
+
+
+def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) -> None:
+    """Run the units' work in one transaction; if a unit that is not isolated fails, roll back and run each
+    alone (a lone unit is not run twice)."""
     from kyma.services import ledger
 
     outcomes: list[tuple[bool, Any]] | None = []
@@ -110,14 +168,18 @@ def commit_group(group: list[_Unit], more: Callable[[], list[_Unit]] | None = No
             return
         log.info("a group of %d units failed; committing them one by one", len(group))
         outcomes = None
-    if outcomes is not None:
-        for unit, (ok, value) in zip(group, outcomes):
-            if ok:
-                unit.result.set(value)
-            else:
-                unit.result.set_exception(value)
+    if outcomes is None:
+        _each_alone(group)
         return
-    for unit in group:
+    for unit, (ok, value) in zip(group, outcomes):
+        if ok:
+            unit.result.set(value)
+        else:
+            unit.result.set_exception(value)
+
+
+def _each_alone(units: list[_Unit]) -> None:
+    for unit in units:
         try:
             unit.result.set(_alone(unit.work))
         except Exception as exc:
@@ -168,9 +230,10 @@ def configure(window_ms: float) -> None:
     _window_seconds = max(0.0, window_ms) / 1000
 
 
-def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
+def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None = None) -> Any:
     """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
-    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's."""
+    its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's.
+    `batch`, the same writes as data, lets PostgreSQL write them with the group's others in one statement."""
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
@@ -181,6 +244,6 @@ def run(work: Callable[[], Any], *, isolated: bool = False) -> Any:
     release_connection()
     from gevent.event import AsyncResult
 
-    unit = _Unit(work, AsyncResult(), isolated)
+    unit = _Unit(work, AsyncResult(), isolated, batch)
     _flusher.submit(unit)
     return unit.result.get()

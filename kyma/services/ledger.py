@@ -234,6 +234,53 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     return True
 
 
+@dataclass(frozen=True)
+class HoldRequest:
+    """One request's hold, as data: what place_holds takes."""
+
+    account_id: int
+    request_id: str
+    amount_micros: int
+    ttl_seconds: int
+    note: str = ""
+
+
+def place_holds(requests: list[HoldRequest]) -> list[bool]:
+    """PostgreSQL: place many holds in one round trip and one commit; for each, whether it was placed.
+
+    Each is place_hold's one-statement hold, so each is refused alone when the balance no longer
+    covers it, in arrival order. The statements and their BEGIN and COMMIT go out pipelined (psycopg
+    sends them all, then reads every answer); inside an open transaction they join it. A lone hold
+    is its statement alone, which commits by itself.
+    """
+    if len(requests) == 1:
+        r = requests[0]
+        return [place_hold(r.account_id, r.request_id, r.amount_micros, ttl_seconds=r.ttl_seconds, note=r.note)]
+    db, sql = database.obj, _sql()
+    owner, now = worker_identity()[:64], utcnow()
+    conn = db.connection()
+    own = not db.in_transaction()
+    cursors = []
+    try:
+        with conn.pipeline():
+            if own:
+                conn.execute("BEGIN")
+            for r in requests:
+                if r.amount_micros < 0:
+                    raise ValueError("a hold cannot be negative")
+                cursors.append(conn.execute(sql.debit_and_hold, (
+                    r.amount_micros, r.account_id, r.amount_micros,
+                    -r.amount_micros, r.request_id, f"{r.request_id}:hold", r.note[:200], now,
+                    r.request_id, r.amount_micros, owner, now, now + timedelta(seconds=r.ttl_seconds))))
+            if own:
+                conn.execute("COMMIT")
+    except BaseException:
+        if own and not conn.closed:
+            conn.rollback()  # a failed statement left the transaction open and aborted
+        raise
+    return [cursor.fetchone()[0] == 1 for cursor in cursors]
+
+
 def _close_hold(request_id: str) -> tuple[int, int] | None:
     """Close the hold if it is still open: (account_id, amount_micros), or None when absent or closed."""
     rows = database.obj.execute_sql(_sql().close_hold, (utcnow(), request_id)).fetchall()

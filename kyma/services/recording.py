@@ -64,7 +64,7 @@ class RequestRecord:
         return sum(o.cost_micros for o in self.outcomes)
 
 
-# Column order of the two INSERTs below; the values are built in the same order in _log_row/_outcome_row.
+# Column order of the two INSERTs below; the values are built in the same order in log_row/outcome_row.
 _LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
                 "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
                 "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
@@ -97,7 +97,7 @@ def _log_and_outcomes_insert(param: str, rows: int) -> str:
     return f'WITH "outcomes" AS ({_outcomes_insert(param, rows)}) {_log_insert(param)}'
 
 
-def _log_row(r: RequestRecord, now) -> tuple:
+def log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
     # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
     return (r.request_id, r.endpoint[:40], r.status, r.account, r.api_key, r.model_requested[:100],
@@ -108,7 +108,7 @@ def _log_row(r: RequestRecord, now) -> tuple:
             r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
 
 
-def _outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
+def outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
     return (request_id, o.model, o.provider, o.role, bool(o.ok), o.status, o.error[:200] if o.error else None,
             o.latency_ms, o.completion_tokens, o.cost_micros, now)
 
@@ -117,7 +117,7 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
     """Settle the hold at record.cost_micros (or release it when nothing was served) and log, atomically;
     True when this call closed the hold (False: no hold, or the reaper closed it first)."""
     now = utcnow()
-    outcomes = [value for o in record.outcomes for value in _outcome_row(record.request_id, o, now)]
+    outcomes = [value for o in record.outcomes for value in outcome_row(record.request_id, o, now)]
     with connected() as db, write_transaction():
         closed = False
         if held and record.model_served is not None:
@@ -126,9 +126,9 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
             closed = ledger.release_hold(record.request_id, note="request failed")
         if outcomes and db.param != "?":
             db.execute_sql(_log_and_outcomes_insert(db.param, len(record.outcomes)),
-                           outcomes + list(_log_row(record, now)))
+                           outcomes + list(log_row(record, now)))
             return closed
-        db.execute_sql(_log_insert(db.param), _log_row(record, now))
+        db.execute_sql(_log_insert(db.param), log_row(record, now))
         if outcomes:
             db.execute_sql(_outcomes_insert(db.param, len(record.outcomes)), outcomes)
     return closed
@@ -140,8 +140,15 @@ def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
     if later:
         deferred.submit(record.request_id, lambda: finish(record, held=False), lambda: announce(record))
         return
-    group_commit.run(lambda: finish(record, held=False))
+    group_commit.run(lambda: finish(record, held=False), batch=settle_batch(record, held=False))
     announce(record)
+
+
+def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
+    """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement."""
+    from kyma.services import group_settle  # it builds its rows with this module's row builders
+
+    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held))
 
 
 def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:

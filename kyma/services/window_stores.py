@@ -23,6 +23,7 @@ from typing import Protocol
 
 from kyma.db import connected, execute, write_transaction
 from kyma.outage import OutageWarning
+from kyma.services.redis_pipeline import Pipeliner
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,8 @@ class RedisStore:
             url, socket_connect_timeout=1, socket_timeout=2, max_connections=200))
         self._consume = self._client.register_script(_CONSUME_LUA)
         self._adjust = self._client.register_script(_ADJUST_LUA)
+        self._no_script = redis.exceptions.NoScriptError
+        self._pipeliner = Pipeliner(self._client)
         self._prefix = prefix
         self._fallback = MemoryStore()
         self._warn = OutageWarning(
@@ -269,7 +272,7 @@ class RedisStore:
         for c in checks:
             args += [c.charge, max(1, c.limit)]
         try:
-            result = self._consume(keys=[self._prefix + c.key for c in checks], args=args)
+            result = self._run(self._consume, [self._prefix + c.key for c in checks], args)
         except self._errors as exc:
             self._warn(exc)
             return self._fallback.consume(lock_key, checks, now)
@@ -280,10 +283,17 @@ class RedisStore:
         if not units:
             return
         try:
-            self._adjust(keys=[self._prefix + key], args=[now, units])
+            self._run(self._adjust, [self._prefix + key], [now, units])
         except self._errors as exc:
             self._warn(exc)
             self._fallback.adjust(key, units, now)
+
+    def _run(self, script, keys: list[str], args: list):
+        """A script by its hash, in the worker's shared pipeline; loaded first if Redis has lost it."""
+        try:
+            return self._pipeliner.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except self._no_script:  # Redis restarted or flushed its scripts: this call loads it again
+            return script(keys=keys, args=args)
 
     def peek(self, keys: list[str], now: int) -> list[int]:
         """Each key's TAT (0 when it has none)."""

@@ -1,0 +1,157 @@
+"""PostgreSQL's one-statement group settle writes the rows recording.finish writes, once, and a
+group whose statement fails is committed unit by unit."""
+
+from __future__ import annotations
+
+import pytest
+from gevent.event import AsyncResult
+
+from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
+from kyma.services import group_commit, ledger
+from kyma.services.group_settle import Finished, finish_many
+from kyma.services.recording import AttemptRecord, RequestRecord, finish
+from tests.test_recording import check_round_trip, funded_account, served_record
+
+
+@pytest.fixture()
+def pg_db():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        yield
+
+
+def _failed(request_id: str, account: int) -> RequestRecord:
+    return RequestRecord(request_id=request_id, endpoint="chat.completions", status=502, account=account,
+                         error="e" * 1500, error_code="upstream_error",
+                         outcomes=[AttemptRecord("m0", "p0", False, 502, "", 3.0)])
+
+
+def _entries(request_id: str) -> list[tuple]:
+    return [(e.kind, e.amount_micros, e.idempotency_key, e.note) for e in
+            LedgerEntry.select().where(LedgerEntry.request_id == request_id).order_by(LedgerEntry.id)]
+
+
+def test_one_statement_settles_releases_and_logs_a_group(pg_db):
+    first, acct = funded_account(), funded_account()
+    assert ledger.place_hold(first, "r1", 5000, owner="test:1")
+    assert ledger.place_hold(acct, "over", 1000)
+    assert ledger.place_hold(acct, "failed", 7000)
+    assert ledger.place_hold(acct, "reaped", 3000)
+    assert ledger.release_hold("reaped", note="reaped: expired")  # closed before the group: nothing more
+    rejected = RequestRecord(request_id="rejected", endpoint="chat.completions", status=402, account=acct)
+    closed = finish_many([Finished(served_record("r1", first), True),
+                          Finished(served_record("over", acct, cost_micros=1500, outcomes=[]), True),
+                          Finished(_failed("failed", acct), True), Finished(rejected, False),
+                          Finished(served_record("reaped", acct, outcomes=[]), True)])
+    assert closed == [True, True, True, False, False]
+    assert _entries("over") == [("hold", -1000, "over:hold", ""), ("release", 1000, "over:release", ""),
+                                ("usage", -1500, "over:usage", "overshoot 500 micros over the hold")]
+    assert _entries("failed") == [("hold", -7000, "failed:hold", ""),
+                                  ("release", 7000, "failed:release", "request failed")]
+    assert [k for k, *_ in _entries("reaped")] == ["hold", "release"]
+    assert RequestLog.select().count() == 5 and len(RequestLog.get(RequestLog.request_id == "failed").error) == 1000
+    assert RouteOutcome.select().where(RouteOutcome.request_id == "failed").get().error is None
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1500
+    assert Hold.select().where(Hold.closed_at.is_null()).count() == 0
+    RouteOutcome.delete().where(RouteOutcome.request_id != "r1").execute()
+    check_round_trip(first)  # the served request's rows, as finish() writes them
+
+
+def test_an_empty_group_and_a_repeat_write_nothing_more(pg_db):
+    acct = funded_account()
+    assert finish_many([]) == []
+    assert ledger.place_hold(acct, "r1", 5000)
+    assert finish_many([Finished(served_record("r1", acct, outcomes=[]), True)]) == [True]
+    with pytest.raises(Exception):  # the request-log row exists: the whole statement is refused
+        finish_many([Finished(served_record("r1", acct, outcomes=[]), True)])
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234
+    assert ledger.check_ledger() == []
+
+
+def _batched(record: RequestRecord, held: bool = True) -> group_commit._Unit:
+    return group_commit._Unit(lambda: finish(record, held=held), AsyncResult(),
+                              batch=group_commit.Batch(finish_many, Finished(record, held)))
+
+
+def test_a_group_whose_statement_fails_is_committed_unit_by_unit(pg_db):
+    acct = funded_account()
+    for rid in ("a", "b"):
+        assert ledger.place_hold(acct, rid, 5000)
+    finish(RequestRecord(request_id="logged", endpoint="chat.completions", status=200, account=acct), held=False)
+    group = [_batched(served_record("a", acct, outcomes=[])), _batched(served_record("logged", acct), held=False),
+             _batched(served_record("b", acct, outcomes=[]))]
+    group_commit.commit_group(group)
+    assert group[0].result.get() is True and group[2].result.get() is True
+    with pytest.raises(Exception):
+        group[1].result.get()
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 2 * 1234
+    assert RequestLog.select().count() == 3 and ledger.check_ledger() == []
+
+
+def test_a_mixed_group_writes_its_batch_and_runs_the_rest_in_one_transaction(pg_db):
+    acct = funded_account()
+    for rid in ("a", "b"):
+        assert ledger.place_hold(acct, rid, 5000)
+    group = [_batched(served_record("a", acct, outcomes=[])),
+             group_commit._Unit(lambda: ledger.settle_hold("b", 100), AsyncResult())]
+    group_commit.commit_group(group)
+    assert group[0].result.get() is True and group[1].result.get() == 100
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 - 100
+    assert ledger.check_ledger() == []
+
+
+def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_db):
+    import re
+
+    from kyma.db import database
+    from kyma.services.group_settle import STATEMENT
+
+    numbered = iter(range(1, 1000))
+    db = database.obj
+    acct = funded_account()
+    # A gateway's table: many holds closed, a few open, and the statistics that say so.
+    db.execute_sql("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at, closed_at) "
+                   "SELECT %s, 'old-' || n, 1, '', now(), now(), CASE WHEN n > 5 THEN now() END "
+                   "FROM generate_series(1, 3000) AS n", (acct,))
+    db.execute_sql("ANALYZE hold")
+    # The plan a prepared statement settles on after a few runs: no values known.
+    db.execute_sql("SET plan_cache_mode = force_generic_plan")
+    db.execute_sql("PREPARE settle AS " + re.sub("%s", lambda _: f"${next(numbered)}", STATEMENT))
+    count = next(numbered) - 1
+    plan = "\n".join(r[0] for r in db.execute_sql(f"EXPLAIN EXECUTE settle({', '.join(['NULL'] * count)})"))
+    db.execute_sql("DEALLOCATE settle")
+    db.execute_sql("RESET plan_cache_mode")
+    assert "hold_request_id" in plan and "hold_open" not in plan, plan
+
+
+def test_pipelined_holds_are_each_refused_alone_in_arrival_order(pg_db):
+    acct = funded_account(1_000_000)
+    wanted = [ledger.HoldRequest(acct, f"h{i}", amount, 60) for i, amount in enumerate((400_000, 400_000, 400_000,
+                                                                                        150_000))]
+    assert ledger.place_holds(wanted) == [True, True, False, True]
+    assert {h.request_id for h in Hold.select()} == {"h0", "h1", "h3"}
+    assert ledger.balance(acct) == ledger.Balance(acct, 50_000, 950_000, 0, 0)
+    assert ledger.check_ledger() == []
+
+
+def test_a_failed_pipeline_writes_nothing_and_leaves_the_connection_usable(pg_db):
+    from kyma.db import database
+
+    acct = funded_account(1_000_000)
+    assert ledger.place_hold(acct, "taken", 1_000)
+    with pytest.raises(Exception):  # a request id held already: the whole batch is refused
+        ledger.place_holds([ledger.HoldRequest(acct, "new", 2_000, 60), ledger.HoldRequest(acct, "taken", 3_000, 60)])
+    assert not database.obj.in_transaction()
+    assert [h.request_id for h in Hold.select()] == ["taken"]
+    assert ledger.place_hold(acct, "after", 500)  # the same connection, out of the aborted transaction
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1_500 and ledger.check_ledger() == []
+
+
+def test_a_lone_hold_is_placed_and_refused_as_place_hold_does(pg_db):
+    acct = funded_account(1_000)
+    assert ledger.place_holds([ledger.HoldRequest(acct, "big", 2_000, 60)]) == [False]
+    assert ledger.place_holds([ledger.HoldRequest(acct, "fits", 1_000, 60, note="key 7")]) == [True]
+    assert [(h.request_id, h.amount_micros) for h in Hold.select()] == [("fits", 1_000)]
+    assert LedgerEntry.get(LedgerEntry.idempotency_key == "fits:hold").note == "key 7"
+    assert ledger.balance(acct).balance_micros == 0 and ledger.check_ledger() == []

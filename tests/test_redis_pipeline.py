@@ -1,0 +1,51 @@
+"""Redis commands sent at the same moment by a worker's greenlets share one pipeline; each caller
+gets its own reply or error, and a script Redis has lost is loaded again."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+import redis
+
+from kyma.services import redis_pipeline
+from kyma.services.redis_pipeline import Pipeliner
+from kyma.services.window_stores import Check, RedisStore
+from tests.backends import REDIS_URL, redis_prefix
+
+
+@pytest.fixture()
+def as_in_a_worker(monkeypatch):
+    monkeypatch.setattr(redis_pipeline, "gevent_patched", lambda: True)
+
+
+def test_commands_sent_at_once_share_one_round_trip_and_keep_their_order(as_in_a_worker):
+    with redis_prefix() as prefix:
+        client = redis.Redis.from_url(REDIS_URL)
+        pipelines = []
+        real = client.pipeline
+        client.pipeline = lambda **kw: pipelines.append(kw) or real(**kw)
+        pipeliner = Pipeliner(client)
+        client.set(prefix + "text", "x")
+        callers = [gevent.spawn(pipeliner.execute, "INCR", prefix + "n") for _ in range(5)]
+        wrong = gevent.spawn(pipeliner.execute, "HGET", prefix + "text", "field")  # a string is no hash
+        gevent.joinall([*callers, wrong], timeout=10)
+        assert [c.value for c in callers] == [1, 2, 3, 4, 5]
+        assert isinstance(wrong.exception, redis.ResponseError)  # that caller's error, nobody else's
+        assert pipelines == [{"transaction": False}]
+        assert pipeliner.execute("GET", prefix + "n") == b"5" and len(pipelines) == 2
+
+
+def test_an_unreachable_redis_fails_every_waiting_caller(as_in_a_worker):
+    pipeliner = Pipeliner(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2))
+    callers = [gevent.spawn(pipeliner.execute, "GET", "k") for _ in range(3)]
+    gevent.joinall(callers, timeout=10)
+    assert all(isinstance(c.exception, redis.ConnectionError) for c in callers)
+
+
+def test_a_script_redis_lost_is_loaded_again(as_in_a_worker):
+    with redis_prefix() as prefix:
+        store = RedisStore(REDIS_URL, prefix)
+        store._consume.sha = "0" * 40  # as if Redis had restarted: no script by that hash
+        ok, tats = gevent.spawn(store.consume, "lock", [Check("k", 10, 1)], 1_000_000).get(timeout=10)
+        assert ok and tats == [0]
+        assert store.peek(["k"], 1_000_000) == [1_000_000 + 6_000_000]
