@@ -23,10 +23,23 @@ def _dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class _Reply(Response):
+    """A JSON answer whose headers go out as they are.
+
+    werkzeug copies every response's headers on the way out, to fix a relative Location or fill in
+    a missing Content-Length; an answer built here has no Location and has its length.
+    """
+
+    def get_wsgi_headers(self, environ):
+        if "Location" in self.headers or "Content-Location" in self.headers or "Content-Length" not in self.headers:
+            return super().get_wsgi_headers(environ)
+        return self.headers
+
+
 def json_response(body: dict, headers: dict) -> Response:
     """The JSON bytes Flask's jsonify would send, with the headers given at construction (werkzeug
     then appends them, instead of replacing one by one as headers.update does)."""
-    return Response(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
+    return _Reply(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
 
 
 def new_call(endpoint: str) -> chat.ChatCall:
