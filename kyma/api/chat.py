@@ -26,12 +26,14 @@ def _dumps(obj) -> bytes:
 class _Reply(Response):
     """A JSON answer whose headers go out as they are.
 
-    werkzeug copies every response's headers on the way out, to fix a relative Location or fill in
-    a missing Content-Length; an answer built here has no Location and has its length.
+    werkzeug copies every response's headers on the way out, to encode a Location, drop a length a
+    status must not carry, or fill in a missing one; a 200 built here has its length and no Location.
     """
 
     def get_wsgi_headers(self, environ):
-        if "Location" in self.headers or "Content-Location" in self.headers or "Content-Length" not in self.headers:
+        names = {name.lower() for name, _ in self.headers}  # one pass: each `in` would lower every name
+        if (self.status_code != 200 or "content-length" not in names or "location" in names
+                or "content-location" in names):
             return super().get_wsgi_headers(environ)
         return self.headers
 
