@@ -96,6 +96,25 @@ def write_transaction():
     return db.atomic()
 
 
+@contextmanager
+def savepoint():
+    """A savepoint in the open transaction: an error inside undoes the block's writes only, then propagates.
+
+    It always has the same name. peewee names each savepoint afresh from a uuid4: a random draw
+    (a system call) and two statements SQLite cannot take from its statement cache, per use; a
+    name reused by nested savepoints still refers to the innermost one.
+    """
+    db = database.obj
+    db.execute_sql('SAVEPOINT "unit"')
+    try:
+        yield
+    except BaseException:
+        db.execute_sql('ROLLBACK TO SAVEPOINT "unit"')
+        db.execute_sql('RELEASE SAVEPOINT "unit"')
+        raise
+    db.execute_sql('RELEASE SAVEPOINT "unit"')
+
+
 def shares_connection(db) -> bool:
     """True when every greenlet of this process uses one connection (SQLite under gevent)."""
     return getattr(db, "kyma_shared_connection", False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from types import FunctionType
 
 from flask import Flask
 from htmx_flask import Htmx
@@ -19,7 +20,7 @@ from kyma.hosts import register_host_check
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the gateway app; `test_config` overrides settings read from KYMA_* variables."""
     settings = Settings.from_env(test_config)
-    app = Flask(
+    app = Gateway(
         "kyma",
         root_path=str(ROOT),
         template_folder=str(ROOT / "templates"),
@@ -78,6 +79,26 @@ def _apply_admin_emails(app: Flask) -> None:
         apply_configured_admins(app)
     except Exception as exc:  # a database not migrated yet: init-db applies them
         logging.getLogger(__name__).warning("KYMA_ADMIN_EMAILS not applied at start: %s", exc)
+
+
+class Gateway(Flask):
+    """Flask that decides once per view or hook function whether it is a coroutine, not on every call.
+
+    Flask asks for each before-request hook, the view, each after-request hook and each teardown,
+    on every request; the answer never changes for a function.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sync: dict[FunctionType, object] = {}
+
+    def ensure_sync(self, func):
+        if type(func) is not FunctionType:  # a bound method or a partial is made afresh: not kept
+            return super().ensure_sync(func)
+        known = self._sync.get(func)
+        if known is None:
+            known = self._sync[func] = super().ensure_sync(func)
+        return known
 
 
 def scheme_from_socket(wsgi_app):

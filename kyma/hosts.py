@@ -9,6 +9,7 @@ other host is refused with a 400, which says which setting to change.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit
@@ -23,6 +24,9 @@ UNCHECKED_PATHS = ("/healthz", "/metrics")  # probed and scraped by address; the
 _HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+|[0-9a-f:]+))(?::\d{1,5})?$")
 
 
+# Every request asks, with one of very few Host values: parsing an address each time cost more than
+# the check. Bounded, since a client may send any Host it likes.
+@functools.lru_cache(maxsize=256)
 def hostname(host: str) -> str:
     """The name in a Host header, without its port, lower-cased, an IPv6 address in its canonical
     form; "" for anything that is not a plain host[:port] (userinfo, paths, stray characters)."""

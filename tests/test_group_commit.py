@@ -73,6 +73,17 @@ def test_a_failing_unit_undoes_only_itself_on_postgresql():
 
 
 def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(sqlite_db):
+    _check_isolated_refusal()
+
+
+def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else_on_postgresql():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        _check_isolated_refusal()
+
+
+def _check_isolated_refusal() -> None:
     acct = _account(1_000_000)
     runs = []
 

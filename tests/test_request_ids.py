@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from kyma import ids
 from kyma.api.request_ids import request_id
 from tests.servers import db_rows
 
@@ -20,6 +21,15 @@ def test_a_well_formed_id_begins_the_request_id(incoming):
 def test_anything_else_gets_a_new_id(incoming):
     rid = request_id(incoming)
     assert len(rid) == 32 and all(c in "0123456789abcdef" for c in rid)
+
+
+def test_new_ids_sort_by_the_millisecond_they_were_made_and_stay_unique(monkeypatch):
+    clock = iter([1_796_000_000_000_000_000, 1_796_000_000_000_900_000, 1_796_000_000_001_000_000] * 2)
+    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    first, same_ms, next_ms = request_id(None), request_id(None), request_id(None)
+    assert first[:12] == same_ms[:12] == f"{1_796_000_000_000:012x}" and next_ms[:12] == f"{1_796_000_000_001:012x}"
+    assert first != same_ms and next_ms > max(first, same_ms)
+    assert len({request_id(None) for _ in range(3)}) == 3  # the same clock again: the random tail differs
 
 
 @pytest.mark.integration

@@ -27,10 +27,25 @@ def _dumps(obj) -> bytes:
     return _ENCODER.encode(obj).encode()
 
 
+class _Reply(Response):
+    """A JSON answer whose headers go out as they are.
+
+    werkzeug copies every response's headers on the way out, to encode a Location, drop a length a
+    status must not carry, or fill in a missing one; a 200 built here has its length and no Location.
+    """
+
+    def get_wsgi_headers(self, environ):
+        names = {name.lower() for name, _ in self.headers}  # one pass: each `in` would lower every name
+        if (self.status_code != 200 or "content-length" not in names or "location" in names
+                or "content-location" in names):
+            return super().get_wsgi_headers(environ)
+        return self.headers
+
+
 def json_response(body: dict, headers: dict) -> Response:
     """The JSON bytes Flask's jsonify would send, with the headers given at construction (werkzeug
     then appends them, instead of replacing one by one as headers.update does)."""
-    return Response(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
+    return _Reply(current_app.json.dumps(body) + "\n", mimetype="application/json", headers=headers)
 
 
 def new_call(endpoint: str) -> chat.ChatCall:

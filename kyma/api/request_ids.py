@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import secrets
-import uuid
+
+from kyma.ids import new_id
 
 # Letters, digits and . _ : - only (nothing a log line or a URL must escape); room left for the tail.
 WELL_FORMED = re.compile(r"[A-Za-z0-9._:-]{1,47}")
@@ -21,4 +22,4 @@ def request_id(incoming: str | None) -> str:
     """The gateway's id for a request that arrived with X-Request-Id `incoming` (None: without one)."""
     if incoming and WELL_FORMED.fullmatch(incoming):
         return f"{incoming}.{secrets.token_hex(8)}"  # 47 + 17 = 64, RequestLog.request_id's width
-    return uuid.uuid4().hex  # as the pipeline makes one (the api layer may not import chat.call)
+    return new_id()

@@ -4,12 +4,12 @@ the attempt that served it, and the headers a response carries."""
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from kyma.chat.plan import Candidate
 from kyma.chat.request import ChatRequest
 from kyma.chat.usage import Metered
+from kyma.ids import new_id
 from kyma.services.accounts import Principal
 from kyma.services.catalog import ModelInfo
 from kyma.services.ratelimit import Admission
@@ -24,18 +24,13 @@ def output_cap(model: ModelInfo, asked: int | None) -> int:
     return min(asked, limit) if asked else limit
 
 
-def new_request_id() -> str:
-    """A request id that is unique across workers and instances."""
-    return uuid.uuid4().hex
-
-
 @dataclass
 class ChatCall:
     """One incoming chat request as an edge (an API protocol, the playground) hands it in."""
 
     endpoint: str  # chat | messages | playground | completions | embeddings
     sim_fault: str | None = None  # X-Kyma-Sim-Fault, forwarded to simulated providers only
-    request_id: str = field(default_factory=new_request_id)
+    request_id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
     body: dict = field(default_factory=dict)  # the OpenAI-shaped body, once the edge has read it
     principal: Principal | None = None  # once authenticated

@@ -27,7 +27,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kyma.db import connected, database, is_sqlite_db, release_connection, shares_connection, write_transaction
+from kyma.db import (connected, database, is_sqlite_db, release_connection, savepoint, shares_connection,
+                     write_transaction)
 from kyma.greenlets import gevent_patched
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) ->
                     outcomes.append((True, unit.work()))
                     continue
                 try:
-                    with db.savepoint():
+                    with savepoint():
                         outcomes.append((True, unit.work()))
                 except Exception as exc:
                     outcomes.append((False, exc))
