@@ -142,6 +142,16 @@ def integrity_failure() -> str | None:
     return wal.integrity_failure(db.database)
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """True when PostgreSQL aborted this transaction to break a deadlock (SQLSTATE 40P01): it wrote nothing."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "40P01" or any(getattr(a, "sqlstate", None) == "40P01" for a in seen.args):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def is_sqlite_db(db) -> bool:
     """True for a peewee SQLite database object."""
     from peewee import SqliteDatabase

@@ -259,3 +259,32 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         assert cost and cost[0][0] > 0 and abs(cost[0][0] - a.json()["usage"]["cost"] * 1_000_000) < 1
     check = flask_here(env, "ledger", "check")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_db):
+    acct = _account(1_000_000)
+    tries = []
+
+    def settle_once_aborted():
+        tries.append(1)
+        assert ledger.place_hold(acct, f"d{len(tries)}", 1_000)
+        if len(tries) == 1:
+            raise _Deadlock("deadlock detected")  # its writes are rolled back, as the server's abort does
+        return len(tries)
+
+    assert group_commit._alone(settle_once_aborted) == 2
+    assert [h.request_id for h in Hold.select()] == ["d2"]
+    failures = []
+
+    def broken():
+        failures.append(1)
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        group_commit._alone(broken)
+    assert failures == [1]
+    assert ledger.check_ledger() == []

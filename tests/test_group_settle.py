@@ -155,3 +155,58 @@ def test_a_lone_hold_is_placed_and_refused_as_place_hold_does(pg_db):
     assert [(h.request_id, h.amount_micros) for h in Hold.select()] == [("fits", 1_000)]
     assert LedgerEntry.get(LedgerEntry.idempotency_key == "fits:hold").note == "key 7"
     assert ledger.balance(acct).balance_micros == 0 and ledger.check_ledger() == []
+
+
+def test_pipelined_holds_of_several_accounts_answer_in_arrival_order(pg_db):
+    a, b = funded_account(1_000_000), funded_account(500_000)
+    if a > b:  # the batch locks accounts in id order: ask for the higher id first
+        a, b = b, a
+    wanted = [ledger.HoldRequest(b, "b1", 400_000, 60), ledger.HoldRequest(a, "a1", 600_000, 60),
+              ledger.HoldRequest(b, "b2", 400_000, 60), ledger.HoldRequest(a, "a2", 500_000, 60)]
+    assert ledger.place_holds(wanted) == [True, True, False, False]
+    assert {h.request_id for h in Hold.select()} == {"a1", "b1"}
+    assert ledger.check_ledger() == []
+
+
+def test_a_real_deadlock_is_recognised_through_peewee():
+    """Two transactions lock two accounts in opposite orders: the one PostgreSQL aborts is a deadlock."""
+    import threading
+
+    import psycopg
+
+    from kyma.db import database, is_deadlock
+    from tests.backends import postgres_schema
+
+    bump = 'UPDATE "account" SET "balance_micros" = "balance_micros" + 1 WHERE "id" = %s'
+    caught: list[BaseException] = []
+    both_locked = threading.Barrier(2, timeout=10)
+
+    def first(a: int, b: int) -> None:
+        try:
+            with database.obj.atomic():
+                database.obj.execute_sql(bump, (a,))
+                both_locked.wait()
+                database.obj.execute_sql(bump, (b,))
+        except Exception as exc:
+            caught.append(exc)
+
+    def second(other, a: int, b: int) -> None:
+        try:
+            with other.transaction():
+                other.execute(bump, (b,))
+                both_locked.wait()
+                other.execute(bump, (a,))
+        except Exception as exc:
+            caught.append(exc)
+
+    with postgres_schema() as url:
+        a, b = funded_account(1_000), funded_account(1_000)
+        with psycopg.connect(url) as other:
+            threads = [threading.Thread(target=first, args=(a, b)), threading.Thread(target=second, args=(other, a, b))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+        database.obj.close()
+    assert len(caught) == 1 and is_deadlock(caught[0]), caught
+    assert not is_deadlock(RuntimeError("deadlock detected"))  # the SQLSTATE decides, not the words

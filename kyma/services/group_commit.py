@@ -27,8 +27,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from kyma.db import (connected, database, is_sqlite_db, release_connection, savepoint, shares_connection,
-                     write_transaction)
+from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
+                     shares_connection, write_transaction)
 from kyma.greenlets import gevent_patched
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,20 @@ def _begin(db, stack: ExitStack) -> None:
         return
 
 
+# Two workers' groups can lock the same accounts in different orders; PostgreSQL then aborts one of
+# them, which wrote nothing, so it is run again rather than failing its request.
+DEADLOCK_RETRIES = 3
+
+
 def _alone(work: Callable[[], Any]) -> Any:
-    with connected(), write_transaction():
-        return work()
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            with connected(), write_transaction():
+                return work()
+        except Exception as exc:
+            if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                raise
+            log.info("a unit was aborted to break a deadlock; running it again")
 
 
 _flusher: _Flusher | None = None

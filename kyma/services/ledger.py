@@ -260,25 +260,29 @@ def place_holds(requests: list[HoldRequest]) -> list[bool]:
     owner, now = worker_identity()[:64], utcnow()
     conn = db.connection()
     own = not db.in_transaction()
-    cursors = []
+    cursors = {}
+    # Accounts are locked in id order, as every write of several accounts does, so that two workers'
+    # batches cannot wait on each other; the sort is stable, so one account's holds keep arrival order.
+    order = sorted(range(len(requests)), key=lambda i: requests[i].account_id)
     try:
         with conn.pipeline():
             if own:
                 conn.execute("BEGIN")
-            for r in requests:
+            for i in order:
+                r = requests[i]
                 if r.amount_micros < 0:
                     raise ValueError("a hold cannot be negative")
-                cursors.append(conn.execute(sql.debit_and_hold, (
+                cursors[i] = conn.execute(sql.debit_and_hold, (
                     r.amount_micros, r.account_id, r.amount_micros,
                     -r.amount_micros, r.request_id, f"{r.request_id}:hold", r.note[:200], now,
-                    r.request_id, r.amount_micros, owner, now, now + timedelta(seconds=r.ttl_seconds))))
+                    r.request_id, r.amount_micros, owner, now, now + timedelta(seconds=r.ttl_seconds)))
             if own:
                 conn.execute("COMMIT")
     except BaseException:
         if own and not conn.closed:
             conn.rollback()  # a failed statement left the transaction open and aborted
         raise
-    return [cursor.fetchone()[0] == 1 for cursor in cursors]
+    return [cursors[i].fetchone()[0] == 1 for i in range(len(requests))]
 
 
 def _close_hold(request_id: str) -> tuple[int, int] | None:
