@@ -1,4 +1,4 @@
-"""A WSGI app for tests/test_capacity.py: each answer names the serving worker's accept batch."""
+"""A WSGI app for tests/test_capacity.py: each answer says how the serving worker's servers accept."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import os
 
 
 def app(environ, start_response):
-    """{"pid": ..., "max_accept": [...]}: the max_accept of every gevent server in this worker."""
+    """{"pid": ..., "servers": [[batched, workers, max_accept], ...]} for every gevent server in this worker."""
     from gevent.server import StreamServer
 
-    batches = sorted(s.max_accept for s in gc.get_objects() if isinstance(s, StreamServer))
-    body = json.dumps({"pid": os.getpid(), "max_accept": batches}).encode()
+    servers = [[getattr(s, "batched", False), getattr(s, "workers", None), s.max_accept]
+               for s in gc.get_objects() if isinstance(s, StreamServer)]
+    body = json.dumps({"pid": os.getpid(), "servers": servers}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                               ("Connection", "close")])
     return [body]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 
 import pytest
 
@@ -59,9 +60,9 @@ def test_a_hard_limit_too_low_says_what_the_operator_must_do(monkeypatch, capsys
 
 
 @pytest.mark.integration
-def test_each_gevent_worker_accepts_a_batch_of_connections_per_wake_up(tmp_path):
+def test_each_gevent_worker_accepts_its_share_of_the_queue_per_wake_up(tmp_path):
     """gunicorn's gevent worker accepts one connection per wake-up when there are several workers;
-    the project's hooks widen that to ACCEPT_BATCH, so a burst is not left to the kernel's queue."""
+    the project's hooks make it the worker's share of the listen queue instead."""
     import requests
 
     from kyma import procs
@@ -71,12 +72,41 @@ def test_each_gevent_worker_accepts_a_batch_of_connections_per_wake_up(tmp_path)
     try:
         server.wait_ready("/")
         seen = {}
-        for _ in range(40):  # both workers answer sooner or later; each says what its server accepts
+        for _ in range(40):  # both workers answer sooner or later; each says how its servers accept
             answer = requests.get(f"{server.url}/", timeout=10).json()
-            seen[answer["pid"]] = answer["max_accept"]
-        assert seen and all(batches == [capacity.ACCEPT_BATCH] for batches in seen.values()), seen
+            seen[answer["pid"]] = answer["servers"]
+        # Nothing else is queued while a worker answers: its share is one connection.
+        assert seen and all(servers == [[True, 2, 1]] for servers in seen.values()), seen
     finally:
         server.stop()
+
+
+def test_the_share_is_the_queue_split_between_the_workers():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+    clients = []
+    try:
+        assert capacity.accept_share(listener, 2) == 1  # nothing queued: one, as gunicorn would
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(5)]
+        deadline = time.monotonic() + 5
+        while capacity.accept_share(listener, 1) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the kernel queues each connection as its handshake completes
+        assert [capacity.accept_share(listener, n) for n in (1, 2, 4)] == [5, 3, 2]
+        clients += [socket.create_connection(listener.getsockname()) for _ in range(200)]
+        while capacity.accept_share(listener, 1) < capacity.ACCEPT_BATCH and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert capacity.accept_share(listener, 2) == capacity.ACCEPT_BATCH  # a burst: never more than the cap
+    finally:
+        for c in clients:
+            c.close()
+        listener.close()
+    a, b = socket.socketpair()  # no TCP_INFO: gunicorn's own choice
+    try:
+        assert capacity.accept_share(a, 2) == 1 and capacity.accept_share(a, 1) == capacity.ACCEPT_BATCH
+    finally:
+        a.close()
+        b.close()
 
 
 def test_the_accept_batch_leaves_other_worker_kinds_alone():
