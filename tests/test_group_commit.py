@@ -288,3 +288,20 @@ def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_
         group_commit._alone(broken)
     assert failures == [1]
     assert ledger.check_ledger() == []
+
+
+def test_a_lone_unit_in_a_group_aborted_by_a_deadlock_runs_again(sqlite_db):
+    acct = _account(1_000_000)
+    tries = []
+
+    def hold():
+        tries.append(1)
+        assert ledger.place_hold(acct, f"g{len(tries)}", 1_000)
+        if len(tries) == 1:
+            raise _Deadlock("deadlock detected")
+        return "held"
+
+    group = [_unit(hold)]
+    group_commit.commit_group(group)
+    assert group[0].result.get() == "held" and len(tries) == 2
+    assert [h.request_id for h in Hold.select()] == ["g2"] and ledger.check_ledger() == []

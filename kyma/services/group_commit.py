@@ -164,7 +164,9 @@ def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) ->
                 except Exception as exc:
                     outcomes.append((False, exc))
     except Exception as exc:
-        if len(group) == 1:  # its failure is its own: running it again alone would only repeat it
+        # A lone unit's failure is its own: running it again would only repeat it, unless the server
+        # aborted it to break a deadlock (then _each_alone runs it again).
+        if len(group) == 1 and not is_deadlock(exc):
             group[0].result.set_exception(exc)
             return
         log.info("a group of %d units failed; committing them one by one", len(group))
