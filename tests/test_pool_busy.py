@@ -149,3 +149,40 @@ def test_under_gevent_the_rows_of_a_burst_are_written_once_the_pool_frees(tmp_pa
     assert left["owed"] > 0, "the 503s did not wait for a connection to write their rows"
     assert left["drained"] and left["rows"] == [1] * 20, "one row per request, once a connection was free"
     assert left["holds_taken"] >= 1 and left["open_holds"] == 0 and left["balance_back"] and left["check"] == []
+
+
+def test_a_served_request_that_finds_the_pool_full_is_charged_later_not_given_back(sqlite_db, monkeypatch):
+    """The settlement of an answered request is queued, not handed to the busy handler as abandoned."""
+    from types import SimpleNamespace
+
+    from kyma.chat import records
+    from kyma.db import write_transaction
+    from kyma.models import Account, LedgerEntry
+    from kyma.services import deferred, group_commit, ledger
+    from kyma.services.recording import RequestRecord
+
+    acct = Account.create(email="busy@example.com", password_hash="x").id
+    ledger.add_credit(acct, 1.0, kind="grant")
+    assert ledger.place_hold(acct, "served-1", 100_000)
+    queued = []
+
+    def full(*_args, **_kwargs):
+        raise MaxConnectionsExceeded("every connection is in use")
+
+    monkeypatch.setattr(group_commit, "run", full)
+    monkeypatch.setattr(deferred, "submit", lambda rid, work, after=None: queued.append((rid, work)) or True)
+    limiter = SimpleNamespace(in_database=True, record_tokens=lambda *a, **k: None)
+    call = SimpleNamespace(record=None)
+    prep = SimpleNamespace(call=call, hold_micros=100_000, admission=SimpleNamespace(tokens_reserved=0, reserved_at=0),
+                           principal=SimpleNamespace(account_id=acct, api_key_id=None, key_limit_micros=None))
+    record = RequestRecord(request_id="served-1", endpoint="chat", status=200, account=acct,
+                           model_served="glm-4.5-air", cost_micros=30_000)
+    records._finish(SimpleNamespace(limiter=limiter), prep, record, 10)
+    assert call.record is record  # the busy handler will not log it again as abandoned
+    assert [rid for rid, _ in queued] == ["served-1"]
+    with write_transaction():
+        queued[0][1]()  # what the deferred writer runs once a connection frees
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 30_000
+    assert [e.kind for e in LedgerEntry.select().where(LedgerEntry.request_id == "served-1")
+            .order_by(LedgerEntry.id)] == ["hold", "release", "usage"]
+    assert ledger.check_ledger() == []

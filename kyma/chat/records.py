@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from playhouse.pool import MaxConnectionsExceeded
+
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
@@ -49,18 +51,32 @@ def record_failed(rt: Runtime, prep: Prepared, err: KymaError, record: RequestRe
 def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int) -> None:
     """Settle, log and correct the token counter: one transaction (shared with the requests finishing
     alongside) when the counters share the database."""
+    batch = None
     if rt.limiter.in_database:
         def work() -> None:
             _settle(prep, record)
             _correct_tokens(rt, prep, used_tokens)
-        group_commit.run(work)
     else:  # Redis counters cannot join the database's transaction
+        def work() -> None:
+            _settle(prep, record)
         # A key with a credit limit needs to know whether its hold was closed: no batch for it.
-        batch = None if prep.principal.key_limit_micros is not None else settle_batch(record, held=True)
-        group_commit.run(lambda: _settle(prep, record), batch=batch)
+        if prep.principal.key_limit_micros is None:
+            batch = settle_batch(record, held=True)
+    try:
+        group_commit.run(work, batch=batch)
+        committed = True
+    except MaxConnectionsExceeded:
+        if record.model_served is None:
+            raise  # nothing was served: the busy handler gives the hold back and answers 503
+        # Every connection stayed in use: the charge of this served answer is written once one frees.
+        # It must not fall to the busy handler, which would give a served request's hold back.
+        deferred.submit(record.request_id, work, lambda: announce(record))
+        committed = False
+    prep.call.record = record  # before the Redis correction: a failure there must not unlog the request
+    if not rt.limiter.in_database:
         _correct_tokens(rt, prep, used_tokens)
-    prep.call.record = record
-    announce(record)  # after the commit: no log I/O while the write lock is held
+    if committed:
+        announce(record)  # after the commit: no log I/O while the write lock is held
 
 
 def _settle(prep: Prepared, record: RequestRecord) -> None:
