@@ -8,6 +8,7 @@ import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import pytest
 import requests
@@ -265,18 +266,22 @@ class _Deadlock(Exception):
     sqlstate = "40P01"
 
 
-def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_db):
-    acct = _account(1_000_000)
-    tries = []
+def _hold_aborted_once(acct: int, tries: list) -> Callable[[], int]:
+    """A unit that places a hold, and the first time is aborted as the server aborts a deadlock's loser."""
 
-    def settle_once_aborted():
+    def hold() -> int:
         tries.append(1)
         assert ledger.place_hold(acct, f"d{len(tries)}", 1_000)
         if len(tries) == 1:
             raise _Deadlock("deadlock detected")  # its writes are rolled back, as the server's abort does
         return len(tries)
 
-    assert group_commit._alone(settle_once_aborted) == 2
+    return hold
+
+
+def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_db):
+    tries = []
+    assert group_commit._alone(_hold_aborted_once(_account(1_000_000), tries)) == 2
     assert [h.request_id for h in Hold.select()] == ["d2"]
     failures = []
 
@@ -291,17 +296,8 @@ def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_
 
 
 def test_a_lone_unit_in_a_group_aborted_by_a_deadlock_runs_again(sqlite_db):
-    acct = _account(1_000_000)
     tries = []
-
-    def hold():
-        tries.append(1)
-        assert ledger.place_hold(acct, f"g{len(tries)}", 1_000)
-        if len(tries) == 1:
-            raise _Deadlock("deadlock detected")
-        return "held"
-
-    group = [_unit(hold)]
+    group = [_unit(_hold_aborted_once(_account(1_000_000), tries))]
     group_commit.commit_group(group)
-    assert group[0].result.get() == "held" and len(tries) == 2
-    assert [h.request_id for h in Hold.select()] == ["g2"] and ledger.check_ledger() == []
+    assert group[0].result.get() == 2 and len(tries) == 2
+    assert [h.request_id for h in Hold.select()] == ["d2"] and ledger.check_ledger() == []
