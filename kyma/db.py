@@ -142,14 +142,34 @@ def integrity_failure() -> str | None:
     return wal.integrity_failure(db.database)
 
 
-def is_deadlock(exc: BaseException) -> bool:
-    """True when PostgreSQL aborted this transaction to break a deadlock (SQLSTATE 40P01): it wrote nothing."""
+def _sqlstates(exc: BaseException):
+    """The SQLSTATEs along an exception's chain, through peewee's wrapping, outermost first."""
     seen: BaseException | None = exc
     while seen is not None:
-        if getattr(seen, "sqlstate", None) == "40P01" or any(getattr(a, "sqlstate", None) == "40P01" for a in seen.args):
-            return True
+        for candidate in (seen, *seen.args):
+            code = getattr(candidate, "sqlstate", None)
+            if code:
+                yield code
         seen = seen.__cause__ or seen.__context__
-    return False
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """True when PostgreSQL aborted this transaction to break a deadlock (SQLSTATE 40P01): it wrote nothing."""
+    return "40P01" in _sqlstates(exc)
+
+
+def wrote_nothing(exc: BaseException) -> bool:
+    """True when the server refused the statement (it answered with an error, so nothing of it was
+    committed) or no connection was had; False when the outcome is unknown, as when the connection
+    failed while a COMMIT was under way: it may have landed."""
+    from playhouse.pool import MaxConnectionsExceeded
+
+    if isinstance(exc, MaxConnectionsExceeded):
+        return True
+    code = next(_sqlstates(exc), None)
+    # Class 08 (connection exception) and 57 (operator intervention: a shutdown) say the session ended,
+    # not that the statement failed.
+    return code is not None and not code.startswith(("08", "57"))
 
 
 def is_sqlite_db(db) -> bool:

@@ -13,7 +13,9 @@ failure never undoes another's writes.
 
 On PostgreSQL each write is a network round trip, so a unit may also carry its writes as data (a
 Batch): the group's holds go out pipelined in one round trip and one commit, its settle-and-log
-writes as one statement.
+writes as one statement. If the connection fails while such a commit is under way, its outcome is
+unknown: the units are not run again blindly (that could charge or log a request twice), the
+database is asked which of them landed.
 
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
-                     shares_connection, write_transaction)
+                     shares_connection, write_transaction, wrote_nothing)
 from kyma.greenlets import gevent_patched
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ class Batch:
 
     writer: Callable[[list], list]
     item: Any
+    # `landed(items)`: for each item, the writer's result when its writes are in the database, else None.
+    # Asked when the connection failed during the writer's COMMIT, instead of running the units blindly.
+    landed: Callable[[list], list] | None = None
 
 
 @dataclass
@@ -127,19 +132,49 @@ def _batches(group: list[_Unit]) -> dict[Callable[[list], list], list[_Unit]]:
 
 
 def _write_batch(writer: Callable[[list], list], units: list[_Unit]) -> None:
-    """One writer's units in one go; if it fails (it wrote nothing), each unit runs alone."""
+    """One writer's units in one go. If the server refused it (it wrote nothing), each unit runs alone; if
+    the connection failed on the way, its COMMIT may have landed, and the database says which units did."""
     try:
         with connected():
             values = writer([unit.batch.item for unit in units])
-        if len(values) != len(units):
-            raise RuntimeError(f"{writer.__name__} gave {len(values)} results for {len(units)} units")
-    except Exception:
-        if len(units) > 1:
-            log.info("a batch of %d units failed; committing them one by one", len(units))
-        _each_alone(units)
+    except Exception as exc:
+        if wrote_nothing(exc):
+            if len(units) > 1:
+                log.info("a batch of %d units failed; committing them one by one", len(units))
+            _each_alone(units)
+            return
+        log.warning("the connection failed while a batch of %d units was written (%s); looking up which landed",
+                    len(units), exc)
+        _by_what_landed(units, exc)
+        return
+    if len(values) != len(units):
+        # The commit stands: running the units again could write them twice. The writer has a bug.
+        log.error("%s gave %d results for %d units; its commit stands, looking up which landed",
+                  writer.__name__, len(values), len(units))
+        _by_what_landed(units, RuntimeError(f"{writer.__name__} gave {len(values)} results for {len(units)} units"))
         return
     for unit, value in zip(units, values):
         unit.result.set(value)
+
+
+def _by_what_landed(units: list[_Unit], exc: Exception) -> None:
+    """After a batch whose outcome is unknown: a unit whose writes landed gets its result, one whose writes
+    did not runs alone. When that cannot be looked up, each unit gets `exc` and none runs twice."""
+    landed = units[0].batch.landed
+    try:
+        if landed is None:
+            raise exc
+        with connected():
+            found = landed([unit.batch.item for unit in units])
+    except Exception:
+        log.exception("could not tell which of %d batched units landed; failing them", len(units))
+        for unit in units:
+            unit.result.set_exception(exc)
+        return
+    for unit, value in zip(units, found):
+        if value is not None:
+            unit.result.set(value)
+    _each_alone([unit for unit, value in zip(units, found) if value is None])
 
 
 def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) -> None:

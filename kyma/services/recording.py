@@ -146,9 +146,9 @@ def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
 
 def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
     """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement."""
-    from kyma.services import group_settle  # it builds its rows with this module's row builders
+    from kyma.services import group_settle, landed  # they build on this module's records and rows
 
-    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held))
+    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held), landed.finished)
 
 
 def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:
