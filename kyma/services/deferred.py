@@ -3,13 +3,15 @@
 A request refused for a full pool still gets its request-log row, and a credit hold it took is still
 given back: the write is queued here and the request answers at once (waiting for a connection is
 what it just failed to do). One background writer per process (a greenlet under gevent, a thread
-outside it) commits the queue through the group committer once a connection is free, retrying while
-the pool stays full. The queue is bounded so that a pool that never frees cannot eat the worker's
-memory; what it refuses is logged by request id, as is a write that fails for any other reason.
+outside it) commits the queue through the group committer once a connection is free, a bounded
+batch per transaction, retrying while the pool stays full. The queue is bounded so that a pool that
+never frees cannot eat the worker's memory; what it refuses is logged by request id, as is a write
+that fails for any other reason.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -24,6 +26,10 @@ log = logging.getLogger(__name__)
 
 # Rows one worker may owe at once: far more than a burst of refusals, far less than its memory.
 LIMIT = 10_000
+# Writes committed per transaction: a full queue in one would hold the write lock (and, on
+# PostgreSQL, its accounts' row locks) for as long as ten thousand requests' rows take, stalling
+# every request of every worker that writes meanwhile.
+BATCH = 200
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # between tries while the pool stays full
 
 
@@ -67,7 +73,7 @@ class _Writer:
                     if not self.queue:
                         self.idle.set()
                         break
-                    batch = list(self.queue)
+                    batch = list(itertools.islice(self.queue, BATCH))
                 _commit(batch)
                 with self.lock:
                     for _ in batch:

@@ -1,0 +1,34 @@
+"""The deferred writer empties a long queue in bounded transactions, each write committed once."""
+
+from __future__ import annotations
+
+import threading
+
+from kyma.models import RequestLog
+from kyma.services import deferred, group_commit
+from kyma.services.recording import RequestRecord, finish
+
+
+def test_a_long_queue_is_written_in_bounded_batches(backend_db, monkeypatch):
+    sizes: list[int] = []
+    gate = threading.Event()
+    real = group_commit.run
+
+    def counted(work, **kw):
+        gate.wait(10)  # hold the writer until the whole queue is in
+        result = real(work, **kw)
+        sizes.append(len(result))
+        return result
+
+    monkeypatch.setattr(group_commit, "run", counted)
+    monkeypatch.setattr(deferred, "_writer", None)  # this test's writer, not one an earlier test started
+    total = 2 * deferred.BATCH + 50
+    announced = []
+    for i in range(total):
+        record = RequestRecord(request_id=f"q{i}", endpoint="chat.completions", status=503)
+        assert deferred.submit(record.request_id, lambda r=record: finish(r, held=False),
+                               lambda r=record: announced.append(r.request_id))
+    gate.set()
+    assert deferred.drain(60)
+    assert sum(sizes) == total and max(sizes) <= deferred.BATCH
+    assert RequestLog.select().count() == total and len(announced) == total
