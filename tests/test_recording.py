@@ -117,3 +117,40 @@ def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
         ledger.place_hold(acct, "same", 100)
     assert ledger.balance(acct).balance_micros == 1_000_000 - 100
     assert ledger.check_ledger() == []
+
+
+@pytest.mark.parametrize("how", ["now", "later", "busy"])
+def test_a_record_is_committed_or_queued_then_announced_once(sqlite_db, monkeypatch, how):
+    from playhouse.pool import MaxConnectionsExceeded
+
+    from kyma.services import deferred, group_commit, recording
+
+    seen, queued = [], []
+    monkeypatch.setattr(recording, "announce", lambda r: seen.append(("announced", r.request_id)))
+    monkeypatch.setattr(deferred, "submit", lambda rid, work, after=None: queued.append((rid, work, after)) or True)
+    if how == "busy":
+        monkeypatch.setattr(group_commit, "run", lambda *a, **k: (_ for _ in ()).throw(MaxConnectionsExceeded("full")))
+    record = RequestRecord(request_id="x1", endpoint="chat.completions", status=402)
+    recording.commit(record, lambda: seen.append(("written", "x1")), later=how == "later", queue_if_busy=True)
+    if how == "now":
+        assert seen == [("written", "x1"), ("announced", "x1")] and queued == []
+        return
+    assert seen == [] and [rid for rid, *_ in queued] == ["x1"]
+    _, work, after = queued[0]
+    work()
+    after()  # what the deferred writer does once a connection frees
+    assert seen == [("written", "x1"), ("announced", "x1")]
+
+
+def test_a_full_pool_propagates_unless_the_record_may_wait(sqlite_db, monkeypatch):
+    from playhouse.pool import MaxConnectionsExceeded
+
+    from kyma.services import deferred, group_commit, recording
+
+    def full(*_a, **_k):
+        raise MaxConnectionsExceeded("full")
+
+    monkeypatch.setattr(group_commit, "run", full)
+    monkeypatch.setattr(deferred, "submit", lambda *a, **k: pytest.fail("queued"))
+    with pytest.raises(MaxConnectionsExceeded):
+        recording.commit(RequestRecord(request_id="x2", endpoint="chat.completions", status=402), lambda: None)

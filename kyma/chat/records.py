@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from playhouse.pool import MaxConnectionsExceeded
-
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
-from kyma.services import deferred, group_commit, key_limits
-from kyma.services.recording import RequestRecord, announce, finish, record_unheld, settle_batch
+from kyma.services import key_limits
+from kyma.services.recording import RequestRecord, commit, finish, record_unheld, settle_batch
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -62,21 +60,12 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
         # A key with a credit limit needs to know whether its hold was closed: no batch for it.
         if prep.principal.key_limit_micros is None:
             batch = settle_batch(record, held=True)
-    try:
-        group_commit.run(work, batch=batch)
-        committed = True
-    except MaxConnectionsExceeded:
-        if record.model_served is None:
-            raise  # nothing was served: the busy handler gives the hold back and answers 503
-        # Every connection stayed in use: the charge of this served answer is written once one frees.
-        # It must not fall to the busy handler, which would give a served request's hold back.
-        deferred.submit(record.request_id, work, lambda: announce(record))
-        committed = False
+    # A served answer that finds every connection in use is charged once one frees: it must not fall to
+    # the busy handler, which would give its hold back. Nothing served: the handler answers 503.
+    commit(record, work, batch=batch, queue_if_busy=record.model_served is not None)
     prep.call.record = record  # before the Redis correction: a failure there must not unlog the request
     if not rt.limiter.in_database:
         _correct_tokens(rt, prep, used_tokens)
-    if committed:
-        announce(record)  # after the commit: no log I/O while the write lock is held
 
 
 def _settle(prep: Prepared, record: RequestRecord) -> None:
@@ -110,11 +99,7 @@ def record_abandoned(call: ChatCall, err: KymaError, *, later: bool = False) -> 
             key_limits.forget_hold(call.request_id)
 
     call.record = record
-    if later:
-        deferred.submit(record.request_id, work, lambda: announce(record))
-        return
-    group_commit.run(work)
-    announce(record)
+    commit(record, work, later=later)
 
 
 def _unserved(call: ChatCall, err: KymaError) -> RequestRecord:

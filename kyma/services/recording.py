@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
+
+from playhouse.pool import MaxConnectionsExceeded
 
 from kyma import logs
 from kyma.db import connected, write_transaction
@@ -134,14 +137,30 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
     return closed
 
 
+def commit(record: RequestRecord, work: Callable[[], object], *, batch: group_commit.Batch | None = None,
+           later: bool = False, queue_if_busy: bool = False, announced: bool = True) -> None:
+    """Commit `work`, the writes that record `record`, with what this worker writes alongside, then announce
+    the record (unless `announced` is False). `later`: every connection is in use, so the write and its
+    announcement are queued and this returns at once; `queue_if_busy`: so they are if the pool turns out
+    full now (otherwise that error propagates)."""
+    after = (lambda: announce(record)) if announced else None
+    if not later:
+        try:
+            group_commit.run(work, batch=batch)
+        except MaxConnectionsExceeded:
+            if not queue_if_busy:
+                raise
+        else:
+            if after is not None:
+                after()  # after the commit: no log I/O while the write lock is held
+            return
+    deferred.submit(record.request_id, work, after)
+
+
 def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
     """Log a request that took no hold (a refusal), committed with what this worker writes alongside, and
-    announce it. `later`: every connection is in use, so the write is queued and this returns at once."""
-    if later:
-        deferred.submit(record.request_id, lambda: finish(record, held=False), lambda: announce(record))
-        return
-    group_commit.run(lambda: finish(record, held=False), batch=settle_batch(record, held=False))
-    announce(record)
+    announce it. `later` as for commit."""
+    commit(record, lambda: finish(record, held=False), batch=settle_batch(record, held=False), later=later)
 
 
 def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
@@ -153,17 +172,14 @@ def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
 
 def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:
     """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
-    the row says so, and keeps its charge for an operator to see. `later` as for record_unheld."""
+    the row says so, and keeps its charge for an operator to see. `later` as for commit."""
     record.status, record.error, record.error_code = status, error, code
 
     def work() -> None:
         RequestLog.update(status=status, error=error[:1000], error_code=code).where(
             RequestLog.request_id == record.request_id).execute()
 
-    if later:
-        deferred.submit(record.request_id, work)
-        return
-    group_commit.run(work)
+    commit(record, work, later=later, announced=False)  # it was announced when it was logged
 
 
 def announce(record: RequestRecord) -> None:
