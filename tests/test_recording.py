@@ -119,6 +119,18 @@ def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
     assert ledger.check_ledger() == []
 
 
+def test_a_failed_mark_cuts_its_error_and_code_to_their_columns(backend_db):
+    from kyma.services.recording import mark_failed
+
+    acct = funded_account()
+    assert ledger.place_hold(acct, "r1", 5000)
+    record = served_record("r1", acct)
+    finish(record, held=True)
+    mark_failed(record, 500, "e" * 1500, "c" * 100)
+    row = RequestLog.get(RequestLog.request_id == "r1")
+    assert (row.status, row.error, row.error_code, row.cost_micros) == (500, "e" * 1000, "c" * 64, 1234)
+
+
 @pytest.mark.parametrize("how", ["now", "later", "busy"])
 def test_a_record_is_committed_or_queued_then_announced_once(sqlite_db, monkeypatch, how):
     from playhouse.pool import MaxConnectionsExceeded

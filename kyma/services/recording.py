@@ -174,9 +174,11 @@ def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, la
     """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
     the row says so, and keeps its charge for an operator to see. `later` as for commit."""
     record.status, record.error, record.error_code = status, error, code
+    # The values as log_row gives them: cut to their columns' widths, which PostgreSQL enforces.
+    row = dict(zip(_LOG_COLUMNS, log_row(record, None)))
 
     def work() -> None:
-        RequestLog.update(status=status, error=error[:1000], error_code=code).where(
+        RequestLog.update(status=row["status"], error=row["error"], error_code=row["error_code"]).where(
             RequestLog.request_id == record.request_id).execute()
 
     commit(record, work, later=later, announced=False)  # it was announced when it was logged
