@@ -49,3 +49,29 @@ def test_a_script_redis_lost_is_loaded_again(as_in_a_worker):
         ok, tats = gevent.spawn(store.consume, "lock", [Check("k", 10, 1)], 1_000_000).get(timeout=10)
         assert ok and tats == [0]
         assert store.peek(["k"], 1_000_000) == [1_000_000 + 6_000_000]
+
+
+@pytest.mark.parametrize("where", ["queued", "sending"])
+def test_callers_a_killed_sender_leaves_waiting_get_a_redis_error_and_the_next_call_a_new_sender(
+        as_in_a_worker, where):
+    pipeliner = Pipeliner(redis.Redis.from_url(REDIS_URL))
+    assert gevent.spawn(pipeliner.execute, "PING").get(timeout=10) is True
+    if where == "sending":  # the sender has taken the command and hangs before sending it
+        pipeliner._send = lambda queued: gevent.sleep(60)
+    caller = gevent.spawn(pipeliner.execute, "PING")
+    waits: list = []
+    for _ in range(1000):  # until the caller's command is queued, or taken by the (hanging) sender
+        gevent.sleep(0)
+        waits = pipeliner._sending if where == "sending" else pipeliner._queue
+        if waits:
+            break
+    assert len(waits) == 1
+    pipeliner._sender.kill()
+    caller.join(timeout=10)
+    try:
+        assert caller.ready(), "the caller still waits for a sender that is gone"
+        assert isinstance(caller.exception, redis.ConnectionError)  # what the stores already treat as Redis down
+        pipeliner.__dict__.pop("_send", None)  # a sender that sends again
+        assert gevent.spawn(pipeliner.execute, "PING").get(timeout=10) is True
+    finally:
+        caller.kill()
