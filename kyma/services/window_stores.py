@@ -290,6 +290,9 @@ class RedisStore:
 
     def _run(self, script, keys: list[str], args: list):
         """A script by its hash, in the worker's shared pipeline; loaded first if Redis has lost it."""
+        # Not `script(..., client=pipe)`: a pipeline holding a Script object asks Redis whether its
+        # scripts exist (SCRIPT EXISTS, a round trip of its own) before every send. The hash alone
+        # costs nothing; on NOSCRIPT the Script object itself loads the script and runs it.
         try:
             return self._pipeliner.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except self._no_script:  # Redis restarted or flushed its scripts: this call loads it again
