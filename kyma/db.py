@@ -167,9 +167,9 @@ def wrote_nothing(exc: BaseException) -> bool:
     if isinstance(exc, MaxConnectionsExceeded):
         return True
     code = next(_sqlstates(exc), None)
-    # Class 08 (connection exception) and 57 (operator intervention: a shutdown) say the session ended,
-    # not that the statement failed.
-    return code is not None and not code.startswith(("08", "57"))
+    # Class 08 (connection exception) and 57P (a server shutting down) say the session ended, not that
+    # the statement failed; any other SQLSTATE is the server's answer that it rolled the statement back.
+    return code is not None and not code.startswith(("08", "57P"))
 
 
 def is_sqlite_db(db) -> bool:

@@ -169,3 +169,12 @@ def test_without_a_way_to_tell_a_batch_of_unknown_outcome_fails_rather_than_runs
     with pytest.raises(peewee.OperationalError):
         unit.result.get()
     assert runs == [] and RequestLog.select().count() == 1
+
+
+def test_a_cancelled_statement_wrote_nothing_and_a_shutdown_may_have_committed(pg_db):
+    with pytest.raises(peewee.DatabaseError) as cancelled:
+        with database.obj.atomic():
+            database.obj.execute_sql("SET LOCAL statement_timeout = 1")
+            database.obj.execute_sql("SELECT pg_sleep(1)")
+    assert wrote_nothing(cancelled.value)
+    assert not wrote_nothing(peewee.OperationalError(psycopg.errors.AdminShutdown("terminating connection")))
