@@ -178,3 +178,25 @@ def test_a_cancelled_statement_wrote_nothing_and_a_shutdown_may_have_committed(p
             database.obj.execute_sql("SELECT pg_sleep(1)")
     assert wrote_nothing(cancelled.value)
     assert not wrote_nothing(peewee.OperationalError(psycopg.errors.AdminShutdown("terminating connection")))
+
+
+def test_a_connection_killed_after_the_settle_committed_settles_each_request_once(pg_db, caplog):
+    """A real fault: the server ends the session right after the batch's statement committed."""
+    acct = funded_account()
+    for rid in ("a", "b"):
+        assert ledger.place_hold(acct, rid, 5000)
+
+    def then_killed(items):
+        values = group_settle.finish_many(items)
+        database.obj.execute_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        return values
+
+    group = [_finished(served_record(rid, acct, outcomes=[])) for rid in ("a", "b")]
+    for unit in group:
+        unit.batch = group_commit.Batch(then_killed, unit.batch.item, unit.batch.landed)
+    database.obj.close()  # the batch opens its own connection, as the flusher's does
+    with caplog.at_level(logging.WARNING, logger=group_commit.__name__):
+        group_commit.commit_group(group)
+    assert [unit.result.get() for unit in group] == [True, True]
+    assert any("looking up which landed" in r.getMessage() for r in caplog.records)
+    _settled_rows(acct, ["a", "b"])
