@@ -12,7 +12,7 @@ import pytest
 from kyma.models import RequestLog, RouteOutcome, utcnow
 from kyma.services import route_status, traffic
 from kyma.services.periods import PERIODS
-from kyma.services.stats import percentile
+from tests.percentiles import percentile
 
 
 @pytest.fixture()

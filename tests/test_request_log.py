@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from kyma.models import ApiKey, RequestLog, utcnow
-from kyma.services.stats import percentile
+from tests.percentiles import percentile
 from tests.test_web import HX, account_id, browser, log_request, sign_up
 
 
