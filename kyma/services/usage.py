@@ -9,6 +9,7 @@ from peewee import SQL, Case, Select, fn
 
 from kyma.db import database
 from kyma.models import RequestLog, utcnow
+from kyma.services.stats import rank_sql
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,14 @@ def _timed(account_id: int, start: datetime):
 
 
 def _median_ttft(account_id: int, start: datetime) -> dict[str, float]:
-    # Each model's p50 by nearest rank, as stats.percentile takes it for the console: the row ranked
-    # ceil(n/2), picked by a window function (integer division on both backends).
+    # Each model's p50 by nearest rank, the console summaries' rule (stats.rank_sql): the row whose place
+    # among the model's TTFTs in order is ceil(n/2), picked by a window function.
     model = fn.COALESCE(RequestLog.model_served, RequestLog.model_requested)
     ranked = (RequestLog.select(model.alias("model"), RequestLog.ttft_ms.alias("ttft"),
                                 fn.ROW_NUMBER().over(partition_by=[model], order_by=[RequestLog.ttft_ms]).alias("rn"),
                                 fn.COUNT(RequestLog.id).over(partition_by=[model]).alias("n"))
               .where(_timed(account_id, start))).alias("ranked")
-    query = (Select([ranked], [ranked.c.model, ranked.c.ttft]).where(ranked.c.rn == (ranked.c.n + 1) / 2)
+    query = (Select([ranked], [ranked.c.model, ranked.c.ttft]).where(ranked.c.rn == SQL(rank_sql("n", 50)))
              .bind(database.obj))
     return {m: float(t) for m, t in query.tuples()}
 
