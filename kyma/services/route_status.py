@@ -11,7 +11,7 @@ from kyma.errors import InvalidRequest
 from kyma.models import utcnow
 from kyma.services import audit
 from kyma.services.breaker import DISABLED, HALF_OPEN, HELD, HELD_OPEN, BreakerState, CircuitBreaker
-from kyma.services.stats import rank_sql
+from kyma.services.stats import pick, recent_ranked
 
 MAX_ROWS = 50_000  # outcomes read per look: bounds the page's cost on a busy gateway
 
@@ -44,37 +44,20 @@ class RouteHealth:
         return self.errors / self.attempts if self.attempts else None
 
 
-# Each route's outcomes among the newest MAX_ROWS of the window (the time column's index finds them):
-# attempts, failures, latency percentiles by nearest rank as stats.percentile takes them, and the
-# error of its newest failure.
+# Each route's outcomes among the newest MAX_ROWS of the window: attempts, failures, latency
+# percentiles, and the error of its newest failure.
 _OUTCOMES_SQL = f"""
-WITH recent AS (
-  SELECT id, model, provider, ok, latency_ms, error FROM routeoutcome
-  WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?
-), ranked AS (
-  SELECT recent.*,
-         ROW_NUMBER() OVER (PARTITION BY model, provider ORDER BY latency_ms) AS rn,
-         COUNT(*) OVER (PARTITION BY model, provider) AS n,
-         ROW_NUMBER() OVER (PARTITION BY model, provider, ok ORDER BY id DESC) AS newest
-  FROM recent
-)
-SELECT model, provider, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END),
-       MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN latency_ms END),
-       MAX(CASE WHEN rn = {rank_sql("n", 95)} THEN latency_ms END),
-       MAX(CASE WHEN NOT ok AND newest = 1 THEN error END)
+{recent_ranked("routeoutcome", "id, model, provider, ok, latency_ms, error", "model, provider", ("latency_ms",),
+               windows="ROW_NUMBER() OVER (PARTITION BY model, provider, ok ORDER BY id DESC) AS newest")}
+SELECT model, provider, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END), {pick("latency_ms", 50)},
+       {pick("latency_ms", 95)}, MAX(CASE WHEN NOT ok AND newest = 1 THEN error END)
 FROM ranked GROUP BY model, provider
 """
 # Each route's p50 time to first token, over the requests it served in the window that timed one.
 _TTFT_SQL = f"""
-WITH recent AS (
-  SELECT model_served, provider, ttft_ms FROM requestlog
-  WHERE created_at >= ? AND ttft_ms IS NOT NULL ORDER BY created_at DESC LIMIT ?
-), ranked AS (
-  SELECT recent.*, ROW_NUMBER() OVER (PARTITION BY model_served, provider ORDER BY ttft_ms) AS rn,
-         COUNT(*) OVER (PARTITION BY model_served, provider) AS n
-  FROM recent
-)
-SELECT model_served, provider, MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN ttft_ms END)
+{recent_ranked("requestlog", "model_served, provider, ttft_ms", "model_served, provider", ("ttft_ms",),
+               where="ttft_ms IS NOT NULL")}
+SELECT model_served, provider, {pick("ttft_ms", 50)}
 FROM ranked GROUP BY model_served, provider
 """
 

@@ -12,7 +12,7 @@ from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
 from kyma.services.paging import Page, page_of
 from kyma.services.request_log import narrow
-from kyma.services.stats import rank_sql
+from kyma.services.stats import pick, recent_ranked
 
 PAGE_SIZE = 50
 MAX_ROWS = 100_000  # rows summed per look: bounds the page's cost on a busy gateway
@@ -94,29 +94,14 @@ def traffic(flt: TrafficFilter, page_size: int = PAGE_SIZE) -> Page:
     return page_of(matching(flt).order_by(RequestLog.created_at.desc(), RequestLog.id.desc()), flt, page_size)
 
 
-# The newest MAX_ROWS requests of the period (the time column's index finds them), each group's
-# percentiles by nearest rank as stats.percentile takes them: ROW_NUMBER over the group's values in
-# order, the one ranked ceil(n·q/100) picked. Latencies rank among every row, TTFTs among the rows
-# that have one. The grouping key is a parameter's place, so the query is written once.
+# Each group's traffic among the newest MAX_ROWS requests of the period: latencies ranked among every
+# row, TTFTs among the rows that have one. The grouping key is filled in below, so the query is
+# written once; the name a row without one files under is the query's first parameter.
 _SUMMARY_SQL = f"""
-WITH recent AS (
-  SELECT id, model_served, model_requested, provider, status, latency_ms, ttft_ms, upstream_cost_micros, cost_micros
-  FROM requestlog WHERE created_at >= ? ORDER BY created_at DESC LIMIT ?
-), keyed AS (
-  SELECT {{key}} AS name, id, status, latency_ms, ttft_ms, upstream_cost_micros, cost_micros FROM recent
-), ranked AS (
-  SELECT keyed.*,
-         ROW_NUMBER() OVER (PARTITION BY name ORDER BY latency_ms) AS rn,
-         COUNT(*) OVER (PARTITION BY name) AS n,
-         ROW_NUMBER() OVER (PARTITION BY name, ttft_ms IS NULL ORDER BY ttft_ms) AS trn,
-         COUNT(ttft_ms) OVER (PARTITION BY name) AS tn
-  FROM keyed
-)
+{recent_ranked("requestlog", "{key} AS name, id, status, latency_ms, ttft_ms, upstream_cost_micros, cost_micros",
+               "name", ("latency_ms", "ttft_ms"))}
 SELECT name, COUNT(*), SUM(CASE WHEN status >= 200 AND status < 300 THEN 0 ELSE 1 END),
-       MAX(CASE WHEN rn = {rank_sql("n", 50)} THEN latency_ms END),
-       MAX(CASE WHEN rn = {rank_sql("n", 95)} THEN latency_ms END),
-       MAX(CASE WHEN ttft_ms IS NOT NULL AND trn = {rank_sql("tn", 50)} THEN ttft_ms END),
-       MAX(CASE WHEN ttft_ms IS NOT NULL AND trn = {rank_sql("tn", 95)} THEN ttft_ms END),
+       {pick("latency_ms", 50)}, {pick("latency_ms", 95)}, {pick("ttft_ms", 50)}, {pick("ttft_ms", 95)},
        SUM(COALESCE(upstream_cost_micros, 0)), SUM(COALESCE(cost_micros, 0))
 FROM ranked GROUP BY name ORDER BY COUNT(*) DESC, MAX(id) DESC
 """
@@ -129,8 +114,8 @@ def summaries(period: Period, now: datetime | None = None) -> tuple[list[Summary
     """Per served model and per provider over the period: rate, errors, latency, TTFT, cost against charge.
     Summed by the database: a page view reads one row per model or provider, not one per request."""
     since = period.start(now)
-    return (_summed(query(_BY_MODEL, since, MAX_ROWS, "?"), period),
-            _summed(query(_BY_PROVIDER, since, MAX_ROWS, "(none)"), period))
+    return (_summed(query(_BY_MODEL, "?", since, MAX_ROWS), period),
+            _summed(query(_BY_PROVIDER, "(none)", since, MAX_ROWS), period))
 
 
 def _summed(rows: list[tuple], period: Period) -> list[Summary]:
