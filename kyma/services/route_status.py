@@ -11,7 +11,7 @@ from kyma.errors import InvalidRequest
 from kyma.models import utcnow
 from kyma.services import audit
 from kyma.services.breaker import DISABLED, HALF_OPEN, HELD, HELD_OPEN, BreakerState, CircuitBreaker
-from kyma.services.stats import pick, recent_ranked
+from kyma.services.stats import optional_float, pick, recent_ranked
 
 MAX_ROWS = 50_000  # outcomes read per look: bounds the page's cost on a busy gateway
 
@@ -75,9 +75,9 @@ def route_health(routes, breaker: CircuitBreaker, minutes: int = 15) -> list[Rou
     """Every route of the table, in model then fallback order, with its state and last `minutes` of outcomes
     (summed by the database: one row per route is read, not one per attempt)."""
     since = utcnow() - timedelta(minutes=minutes)
-    outcomes = {(model, provider): _Outcomes(int(n), int(errors), _ms(p50), _ms(p95), last_error)
-                for model, provider, n, errors, p50, p95, last_error in query(_OUTCOMES_SQL, since, MAX_ROWS)}
-    ttft = {(model, provider): _ms(p50) for model, provider, p50 in query(_TTFT_SQL, since, MAX_ROWS)}
+    outcomes = {(model, provider): _Outcomes(int(n), int(errors), optional_float(p50), optional_float(p95), error)
+                for model, provider, n, errors, p50, p95, error in query(_OUTCOMES_SQL, since, MAX_ROWS)}
+    ttft = {(model, provider): optional_float(p50) for model, provider, p50 in query(_TTFT_SQL, since, MAX_ROWS)}
     out = []
     for model_id, model_routes in routes.by_model.items():
         for r in model_routes:
@@ -87,10 +87,6 @@ def route_health(routes, breaker: CircuitBreaker, minutes: int = 15) -> list[Rou
                                    breaker.describe(r.key), o.attempts, o.errors, o.p50_ms, o.p95_ms, ttft.get(k),
                                    o.last_error))
     return out
-
-
-def _ms(value) -> float | None:
-    return None if value is None else float(value)
 
 
 ACTIONS = {"open": HELD_OPEN, "close": "", "disable": DISABLED, "enable": ""}

@@ -43,3 +43,7 @@ def pick(column: str, q: int) -> str:
     ranked) by nearest rank; NULL where the group has no value."""
     return f"MAX(CASE WHEN {column}_rank = {rank_sql(f'{column}_count', q)} THEN {column} END)"
 
+
+def optional_float(value) -> float | None:
+    """A number the database returned (int, float or Decimal by backend and column) as a float; NULL as None."""
+    return None if value is None else float(value)

@@ -12,7 +12,7 @@ from kyma.models import Account, RequestLog
 from kyma.services.periods import Period
 from kyma.services.paging import Page, page_of
 from kyma.services.request_log import narrow
-from kyma.services.stats import pick, recent_ranked
+from kyma.services.stats import optional_float, pick, recent_ranked
 
 PAGE_SIZE = 50
 MAX_ROWS = 100_000  # rows summed per look: bounds the page's cost on a busy gateway
@@ -120,13 +120,9 @@ def summaries(period: Period, now: datetime | None = None) -> tuple[list[Summary
 
 def _summed(rows: list[tuple], period: Period) -> list[Summary]:
     """Summaries from the database's rows, busiest first (the newest request breaks a tie)."""
-    return [Summary(name, int(n), int(n) / period.minutes, int(failed) / int(n), _ms(p50), _ms(p95), _ms(t50),
-                    _ms(t95), int(upstream), int(charged))
+    return [Summary(name, int(n), int(n) / period.minutes, int(failed) / int(n), optional_float(p50),
+                    optional_float(p95), optional_float(t50), optional_float(t95), int(upstream), int(charged))
             for name, n, failed, p50, p95, t50, t95, upstream, charged in rows]
-
-
-def _ms(value) -> float | None:
-    return None if value is None else float(value)
 
 
 def providers_logged() -> list[str]:
