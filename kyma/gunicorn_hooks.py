@@ -1,5 +1,5 @@
-"""gunicorn server hooks: the gateway's Prometheus files and the directory they live in, and the
-gevent workers' accept batch (kyma.capacity).
+"""gunicorn's configuration for the gateway: its worker class (kyma.worker), and server hooks for the
+gateway's Prometheus files and the directory they live in.
 
 Each gunicorn worker is a process of its own; with PROMETHEUS_MULTIPROC_DIR set, prometheus_client
 writes every worker's values to files there and a scrape (by whichever worker takes it) adds them
@@ -8,18 +8,32 @@ the workers sets it; files a previous run left would be counted again, so it emp
 
 The launcher and the test helpers load this file with `gunicorn -c <path of this file>`; an
 operator's own command can say `-c python:kyma.gunicorn_hooks`. It imports nothing of the gateway,
-so that any checkout's gunicorn (a benchmark's older base version too) can load it by path; the
-worker hook imports kyma.capacity when the worker runs, and does nothing where it is missing.
+so that any checkout's gunicorn (a benchmark's older base version too) can load it by path: it
+selects kyma.worker only where the checkout being served has it, and gunicorn's gevent worker
+elsewhere.
 """
 
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import MutableMapping
 
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PATH = Path(__file__).resolve()
+WORKER = "kyma.worker.ShareAcceptWorker"
+
+
+def worker_class_name() -> str:
+    """WORKER where the served checkout has kyma.worker (an older one does not), else gunicorn's gevent worker."""
+    try:
+        return WORKER if find_spec("kyma.worker") is not None else "gevent"
+    except ImportError:  # no kyma package on the path at all
+        return "gevent"
+
+
+worker_class = worker_class_name()  # gunicorn's setting; a `-k` on the command line would override it
 
 
 def metrics_on(environ: MutableMapping[str, str]) -> bool:
@@ -47,15 +61,6 @@ def prepare_metrics_dir(environ: MutableMapping[str, str], instance_dir: Path | 
 def on_starting(server) -> None:
     """gunicorn, in the master before any worker exists: an empty metrics directory the workers inherit."""
     prepare_metrics_dir(os.environ)
-
-
-def post_worker_init(worker) -> None:
-    """gunicorn, in a worker before it serves: accept connections in batches (kyma.capacity.ACCEPT_BATCH)."""
-    try:
-        from kyma.capacity import batch_accepts
-    except ImportError:  # another checkout's gateway loading this file by path
-        return
-    batch_accepts(worker)
 
 
 def child_exit(server, worker) -> None:

@@ -72,8 +72,8 @@ def listen_consecutive(n: int, host: str = "127.0.0.1", attempts: int = 200) -> 
 
 def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info",
                      connections: int = DEFAULT_WORKER_CONNECTIONS) -> list[str]:
-    """gunicorn with gevent workers, no preload, no control socket, and the hooks that keep the
-    workers' Prometheus files (kyma.gunicorn_hooks).
+    """gunicorn with the gateway's gevent workers, no preload, no control socket, and the hooks that
+    keep the workers' Prometheus files (kyma.gunicorn_hooks, which also names the worker class).
 
     Each worker holds up to `connections` at once (a stream holds one for its whole length); the
     listen backlog queues what arrives faster than the workers accept.
@@ -81,7 +81,7 @@ def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "inf
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
     believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
     """
-    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-k", "gevent", "-w", str(workers),
+    return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-w", str(workers),
             "--worker-connections", str(connections), "--backlog", str(LISTEN_BACKLOG),
             "--no-control-socket", "--forwarded-allow-ips", "",
             "--log-level", log_level, "-b", bind, target]

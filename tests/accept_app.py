@@ -1,4 +1,4 @@
-"""A WSGI app for tests/test_capacity.py: each answer says how the serving worker's servers accept."""
+"""A WSGI app for tests/test_worker.py: each answer says how the serving worker's servers accept."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 
 
 def app(environ, start_response):
-    """{"pid": ..., "servers": [[batched, workers, max_accept], ...]} for every gevent server in this worker."""
+    """{"pid": ..., "servers": [[class name, workers, max_accept], ...]} for every gevent server in this worker."""
     from gevent.server import StreamServer
 
-    servers = [[getattr(s, "batched", False), getattr(s, "workers", None), s.max_accept]
+    servers = [[type(s).__name__, getattr(s, "workers", None), s.max_accept]
                for s in gc.get_objects() if isinstance(s, StreamServer)]
     body = json.dumps({"pid": os.getpid(), "servers": servers}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),

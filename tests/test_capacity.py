@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 
 import pytest
 
@@ -57,57 +56,3 @@ def test_a_hard_limit_too_low_says_what_the_operator_must_do(monkeypatch, capsys
     assert fake.limits == (4096, 4096) and not limit.enough
     err = capsys.readouterr().err
     assert "4096" in err and "LimitNOFILE" in err and "KYMA_WORKER_CONNECTIONS" in err
-
-
-@pytest.mark.integration
-def test_each_gevent_worker_accepts_its_share_of_the_queue_per_wake_up(tmp_path):
-    """gunicorn's gevent worker accepts one connection per wake-up when there are several workers;
-    the project's hooks make it the worker's share of the listen queue instead."""
-    import requests
-
-    from kyma import procs
-
-    server = procs.start("tests.accept_app:app", procs.listen(), dict(os.environ), log=tmp_path / "accept.log",
-                         workers=2)
-    try:
-        server.wait_ready("/")
-        seen = {}
-        for _ in range(40):  # both workers answer sooner or later; each says how its servers accept
-            answer = requests.get(f"{server.url}/", timeout=10).json()
-            seen[answer["pid"]] = answer["servers"]
-        # Nothing else is queued while a worker answers: its share is one connection.
-        assert seen and all(servers == [[True, 2, 1]] for servers in seen.values()), seen
-    finally:
-        server.stop()
-
-
-def test_the_share_is_the_queue_split_between_the_workers():
-    import socket
-
-    listener = socket.create_server(("127.0.0.1", 0), backlog=512)
-    clients = []
-    try:
-        assert capacity.accept_share(listener, 2) == 1  # nothing queued: one, as gunicorn would
-        clients = [socket.create_connection(listener.getsockname()) for _ in range(5)]
-        deadline = time.monotonic() + 5
-        while capacity.accept_share(listener, 1) < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the kernel queues each connection as its handshake completes
-        assert [capacity.accept_share(listener, n) for n in (1, 2, 4)] == [5, 3, 2]
-        clients += [socket.create_connection(listener.getsockname()) for _ in range(200)]
-        while capacity.accept_share(listener, 1) < capacity.ACCEPT_BATCH and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert capacity.accept_share(listener, 2) == capacity.ACCEPT_BATCH  # a burst: never more than the cap
-    finally:
-        for c in clients:
-            c.close()
-        listener.close()
-    a, b = socket.socketpair()  # no TCP_INFO: gunicorn's own choice
-    try:
-        assert capacity.accept_share(a, 2) == 1 and capacity.accept_share(a, 1) == capacity.ACCEPT_BATCH
-    finally:
-        a.close()
-        b.close()
-
-
-def test_the_accept_batch_leaves_other_worker_kinds_alone():
-    assert capacity.batch_accepts(object()) is False
