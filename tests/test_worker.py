@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gunicorn.workers.ggevent import GeventWorker
@@ -23,15 +24,26 @@ def test_each_gevent_worker_accepts_its_share_of_the_queue_per_wake_up(tmp_path)
 
     server = procs.start("tests.accept_app:app", procs.listen(), dict(os.environ), log=tmp_path / "accept.log",
                          workers=2)
+    held_pid, release = tmp_path / "held.pid", tmp_path / "release"
     try:
         server.wait_ready("/")
-        seen = {}
-        for _ in range(40):  # both workers answer sooner or later; each says how its servers accept
-            answer = requests.get(f"{server.url}/", timeout=10).json()
-            seen[answer["pid"]] = answer["servers"]
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(requests.get, f"{server.url}/hold",
+                               params={"pid_file": str(held_pid), "release": str(release)}, timeout=60)
+            deadline = time.monotonic() + 30
+            while not held_pid.exists() and time.monotonic() < deadline and not held.done():
+                time.sleep(0.01)
+            assert held_pid.exists(), "no worker took the hold"
+            # One worker is held, its event loop blocked: the other takes this connection.
+            other = requests.get(f"{server.url}/", timeout=10).json()
+            release.touch()
+            answers = [held.result().json(), other]
+        seen = {answer["pid"]: answer["servers"] for answer in answers}
+        assert len(seen) == 2 and int(held_pid.read_text()) in seen, seen  # both workers answered
         # Nothing else is queued while a worker answers: its share is one connection.
-        assert seen and all(servers == [["ShareAcceptServer", 2, 1]] for servers in seen.values()), seen
+        assert all(servers == [["ShareAcceptServer", 2, 1]] for servers in seen.values()), seen
     finally:
+        release.touch()
         server.stop()
 
 
