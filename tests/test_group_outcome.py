@@ -1,0 +1,63 @@
+"""A group transaction whose COMMIT's outcome is unknown: the units that landed keep what their work
+returned, the others run once more, and a unit that cannot tell fails rather than run twice.
+
+The faults hit the COMMIT itself: its answer lost after the server committed, or the connection lost
+before it was sent.
+"""
+
+from __future__ import annotations
+
+import peewee
+import psycopg
+import pytest
+from gevent.event import AsyncResult
+
+from kyma.db import database
+from kyma.models import Hold
+from kyma.services import group_commit, landed, ledger
+from tests.test_recording import funded_account
+
+_LOST = "consuming input failed: server closed the connection unexpectedly"
+
+
+@pytest.fixture()
+def pg_db():
+    from tests.backends import postgres_schema
+
+    with postgres_schema():
+        yield
+
+
+def _fail_first_commit(monkeypatch, when: str) -> None:
+    """The next COMMIT fails: `after` the server committed (its answer lost) or `before` it was sent.
+    Later COMMITs run as usual."""
+    db = database.obj
+    real = db.commit
+    fired = []
+
+    def commit():
+        if fired:
+            return real()
+        fired.append(when)
+        if when == "before":
+            raise peewee.OperationalError(psycopg.OperationalError(_LOST))
+        real()
+        raise peewee.OperationalError(psycopg.OperationalError(_LOST))
+
+    monkeypatch.setattr(db, "commit", commit)
+
+
+@pytest.mark.postgres
+def test_a_lone_unit_whose_commit_landed_gets_its_result(pg_db, monkeypatch):
+    acct = funded_account()
+    runs = []
+
+    def admit():
+        runs.append(1)
+        return ledger.place_hold(acct, "h1", 2000)
+
+    unit = group_commit._Unit(admit, AsyncResult(), True, landed=group_commit.Landed(landed.held, "h1"))
+    _fail_first_commit(monkeypatch, "after")
+    group_commit.commit_group([unit])
+    assert unit.result.get(timeout=0) is True and runs == [1]
+    assert [h.request_id for h in Hold.select()] == ["h1"] and ledger.check_ledger() == []
