@@ -93,7 +93,7 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
 
         try:
             # Committed (with whatever else this worker writes meanwhile) before the upstream call.
-            return group_commit.run(admit, isolated=True)
+            return group_commit.run(admit, isolated=True, landed=group_commit.Landed(landed.held, request_id))
         except _KeyRefused as refused:
             raise key_limits.refusal(principal, hold, refused.admission.headers) from None
         except _Refused as refused:

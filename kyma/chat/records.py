@@ -9,7 +9,7 @@ from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
 from kyma.services import key_limits
-from kyma.services.recording import RequestRecord, commit, finish, record_unheld, settle_batch
+from kyma.services.recording import RequestRecord, commit, finish, logged, record_unheld, settle_batch
 
 if TYPE_CHECKING:
     from kyma.runtime import Runtime
@@ -62,7 +62,7 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
             batch = settle_batch(record, held=True)
     # A served answer that finds every connection in use is charged once one frees: it must not fall to
     # the busy handler, which would give its hold back. Nothing served: the handler answers 503.
-    commit(record, work, batch=batch, queue_if_busy=record.model_served is not None)
+    commit(record, work, batch=batch, landed=logged(record), queue_if_busy=record.model_served is not None)
     prep.call.record = record  # before the Redis correction: a failure there must not unlog the request
     if not rt.limiter.in_database:
         _correct_tokens(rt, prep, used_tokens)
@@ -99,7 +99,7 @@ def record_abandoned(call: ChatCall, err: KymaError, *, later: bool = False) -> 
             key_limits.forget_hold(call.request_id)
 
     call.record = record
-    commit(record, work, later=later)
+    commit(record, work, landed=logged(record), later=later)
 
 
 def _unserved(call: ChatCall, err: KymaError) -> RequestRecord:

@@ -6,7 +6,8 @@ what it just failed to do). One background writer per process (a greenlet under 
 outside it) commits the queue through the group committer once a connection is free, a bounded
 batch per transaction, retrying while the pool stays full. The queue is bounded so that a pool that
 never frees cannot eat the worker's memory; what it refuses is logged by request id, as is a write
-that fails for any other reason.
+that fails for any other reason. Each write may say how to tell that it landed; a batch all of whose
+writes can is not run again after a COMMIT whose answer was lost, unless the database says it did not land.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from playhouse.pool import MaxConnectionsExceeded
+
+if TYPE_CHECKING:
+    from kyma.services.group_commit import Landed
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ class Write:
     request_id: str
     work: Callable[[], object]
     after: Callable[[], None] | None = None  # metrics and the log line: after the commit, outside it
+    landed: Landed | None = None  # whether the write landed, should its COMMIT's answer be lost
 
 
 class _Writer:
@@ -88,7 +93,7 @@ def _commit(batch: list[Write]) -> None:
     pause = _FIRST_PAUSE
     while True:
         try:
-            group_commit.run(lambda: [w.work() for w in batch])
+            group_commit.run(lambda: [w.work() for w in batch], landed=_landed(batch))
             break
         except MaxConnectionsExceeded:
             time.sleep(pause)
@@ -97,7 +102,10 @@ def _commit(batch: list[Write]) -> None:
             if len(batch) == 1:
                 log.exception("could not write the deferred request-log row of request %s", batch[0].request_id)
                 return
-            for write in batch:  # one bad unit: the others are written one by one
+            # One bad unit: the others are written one by one. Should the batch's COMMIT have landed
+            # unseen (the group committer could not look it up), a write logged twice is refused by the
+            # request id's unique index and a row marked failed twice reads the same.
+            for write in batch:
                 _commit([write])
             return
     for write in batch:
@@ -108,17 +116,40 @@ def _commit(batch: list[Write]) -> None:
                 log.exception("announcing deferred request %s failed", write.request_id)
 
 
+def _landed(batch: list[Write]) -> Landed | None:
+    """Whether a batch's writes landed, when each can tell (they commit together, so all or none did)."""
+    from kyma.services import group_commit
+
+    if any(w.landed is None for w in batch):
+        return None
+    return group_commit.Landed(_all_landed, batch)
+
+
+def _all_landed(batches: list[list[Write]]) -> list[bool | None]:
+    """True for each batch all of whose writes are in the database; None otherwise."""
+    answers: list[bool | None] = []
+    for batch in batches:
+        by_check: dict[Callable[[list], list], list] = {}
+        for write in batch:
+            by_check.setdefault(write.landed.check, []).append(write.landed.item)
+        every = all(value is not None for check, items in by_check.items() for value in check(items))
+        answers.append(True if every else None)
+    return answers
+
+
 _writer: _Writer | None = None
 _lock = threading.Lock()
 
 
-def submit(request_id: str, work: Callable[[], object], after: Callable[[], None] | None = None) -> bool:
-    """Queue a write for when a connection is free, without waiting; False (and logged) when the queue is full."""
+def submit(request_id: str, work: Callable[[], object], after: Callable[[], None] | None = None,
+           landed: Landed | None = None) -> bool:
+    """Queue a write for when a connection is free, without waiting; False (and logged) when the queue is full.
+    `landed` tells whether it landed, should its COMMIT's answer be lost."""
     global _writer
     with _lock:
         if _writer is None or _writer.pid != os.getpid():  # a forked worker starts its own
             _writer = _Writer()
-    queued = _writer.submit(Write(request_id, work, after))
+    queued = _writer.submit(Write(request_id, work, after, landed))
     if not queued:
         log.error("deferred-write queue full (%d): the request-log row of request %s is lost", LIMIT, request_id)
     return queued

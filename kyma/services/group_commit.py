@@ -13,9 +13,10 @@ failure never undoes another's writes.
 
 On PostgreSQL each write is a network round trip, so a unit may also carry its writes as data (a
 Batch): the group's holds go out pipelined in one round trip and one commit, its settle-and-log
-writes as one statement. If the connection fails while such a commit is under way, its outcome is
-unknown: the units are not run again blindly (that could charge or log a request twice), the
-database is asked which of them landed.
+writes as one statement. If the connection fails while a commit is under way (a batch's or a group
+transaction's), its outcome is unknown: the units are not run again blindly (that could hold, charge
+or log a request twice), the database is asked which of them landed. A unit says how with a Landed
+check (a Batch's `landed` serves as one); a unit without one gets the error.
 
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
@@ -27,7 +28,7 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
                      shares_connection, write_transaction, wrote_nothing)
@@ -51,6 +52,18 @@ class Batch:
     landed: Callable[[list], list] | None = None
 
 
+class Landed(NamedTuple):
+    """How the database tells whether a unit's writes landed, after a COMMIT whose outcome was lost.
+
+    `check(items)` gives, for each item, a value other than None when that item's writes are in the
+    database, else None. Units that share a check are asked in one call. A tuple: one is made per
+    request, and a tuple costs the least to make.
+    """
+
+    check: Callable[[list], list]
+    item: Any
+
+
 @dataclass
 class _Unit:
     """One request's writes and where its outcome goes."""
@@ -59,6 +72,14 @@ class _Unit:
     result: Any = field(default=None)  # a gevent AsyncResult, made by the flusher's process
     isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
     batch: Batch | None = None  # the same writes as `work`, as data (PostgreSQL writes the group's at once)
+    landed: Landed | None = None  # whether `work`'s writes landed, for a unit whose batch cannot tell
+
+    def lookup(self) -> Landed | None:
+        """How to tell whether this unit's writes landed (a batch's check first: it gives the writer's
+        result); None when it cannot say."""
+        if self.batch is not None and self.batch.landed is not None:
+            return Landed(self.batch.landed, self.batch.item)
+        return self.landed
 
 
 class _Flusher:
@@ -157,56 +178,85 @@ def _write_batch(writer: Callable[[list], list], units: list[_Unit]) -> None:
         unit.result.set(value)
 
 
-def _by_what_landed(units: list[_Unit], exc: Exception) -> None:
-    """After a batch whose outcome is unknown: a unit whose writes landed gets its result, one whose writes
-    did not runs alone. When that cannot be looked up, each unit gets `exc` and none runs twice."""
-    landed = units[0].batch.landed
+def _by_what_landed(units: list[_Unit], exc: Exception, done: list | None = None) -> None:
+    """After a commit whose outcome is unknown: a unit whose writes landed gets its result (`done`, what its
+    work returned in the lost transaction, else what the lookup found), one whose writes did not runs alone,
+    and one that cannot tell gets `exc`. When the lookup fails, each unit gets `exc` and none runs twice."""
     try:
-        if landed is None:
-            raise exc
-        with connected():
-            found = landed([unit.batch.item for unit in units])
+        found = _look_up(units)
     except Exception:
-        log.exception("could not tell which of %d batched units landed; failing them", len(units))
+        log.exception("could not tell which of %d units landed; failing them", len(units))
         for unit in units:
             unit.result.set_exception(exc)
         return
-    for unit, value in zip(units, found):
-        if value is not None:
-            unit.result.set(value)
-    _each_alone([unit for unit, value in zip(units, found) if value is None])
+    again = []
+    for i, (unit, value) in enumerate(zip(units, found)):
+        if value is _CANNOT_TELL:
+            log.error("a unit that cannot tell whether it landed fails with %s rather than run twice", exc)
+            unit.result.set_exception(exc)
+        elif value is None:
+            again.append(unit)
+        else:
+            unit.result.set(value if done is None else done[i])
+    _each_alone(again)
+
+
+_CANNOT_TELL = object()
+
+
+def _look_up(units: list[_Unit]) -> list:
+    """For each unit, its check's answer (None: not landed), or _CANNOT_TELL when it has no check."""
+    found: list = [_CANNOT_TELL] * len(units)
+    by_check: dict[Callable[[list], list], list[int]] = {}
+    for i, unit in enumerate(units):
+        lookup = unit.lookup()
+        if lookup is not None:
+            by_check.setdefault(lookup.check, []).append(i)
+    if by_check:
+        with connected():
+            for check, indexes in by_check.items():
+                answers = check([units[i].lookup().item for i in indexes])
+                for i, value in zip(indexes, answers, strict=True):
+                    found[i] = value
+    return found
 
 
 def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) -> None:
     """Run the units' work in one transaction; if a unit that is not isolated fails, roll back and run each
-    alone (a lone unit is not run twice)."""
+    alone (a lone unit is not run twice). If the connection fails during the COMMIT, the database says
+    which units landed."""
     from kyma.services import ledger
 
-    outcomes: list[tuple[bool, Any]] | None = []
+    outcomes: list[tuple[bool, Any]] = []
+    committing = False
     try:
         with connected() as db, ExitStack() as stack:
             _begin(db, stack)
             if more is not None:
                 group.extend(more())
-            stack.enter_context(ledger.deferred_balances())
-            for unit in group:
-                if not unit.isolated:
-                    outcomes.append((True, unit.work()))
-                    continue
-                try:
-                    with savepoint():
+            with ledger.deferred_balances():
+                for unit in group:
+                    if not unit.isolated:
                         outcomes.append((True, unit.work()))
-                except Exception as exc:
-                    outcomes.append((False, exc))
+                        continue
+                    try:
+                        with savepoint():
+                            outcomes.append((True, unit.work()))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+            committing = True  # leaving the block sends the COMMIT
     except Exception as exc:
+        if committing and not wrote_nothing(exc):
+            log.warning("the connection failed while a group of %d units committed (%s); looking up which landed",
+                        len(group), exc)
+            _after_unknown_commit(group, outcomes, exc)
+            return
         # A lone unit's failure is its own: running it again would only repeat it, unless the server
         # aborted it to break a deadlock (then _each_alone runs it again).
         if len(group) == 1 and not is_deadlock(exc):
             group[0].result.set_exception(exc)
             return
         log.info("a group of %d units failed; committing them one by one", len(group))
-        outcomes = None
-    if outcomes is None:
         _each_alone(group)
         return
     for unit, (ok, value) in zip(group, outcomes):
@@ -214,6 +264,14 @@ def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) ->
             unit.result.set(value)
         else:
             unit.result.set_exception(value)
+
+
+def _after_unknown_commit(group: list[_Unit], outcomes: list[tuple[bool, Any]], exc: Exception) -> None:
+    """A group whose COMMIT may or may not have landed. A unit refused in its savepoint wrote nothing either
+    way, so it runs again alone; the others are resolved by what landed, with what their work returned."""
+    ran = [(unit, value) for unit, (ok, value) in zip(group, outcomes) if ok]
+    _by_what_landed([unit for unit, _ in ran], exc, [value for _, value in ran])
+    _each_alone([unit for unit, (ok, _) in zip(group, outcomes) if not ok])
 
 
 def _each_alone(units: list[_Unit]) -> None:
@@ -279,10 +337,12 @@ def configure(window_ms: float) -> None:
     _window_seconds = max(0.0, window_ms) / 1000
 
 
-def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None = None) -> Any:
+def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None = None,
+        landed: Landed | None = None) -> Any:
     """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
     its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's.
-    `batch`, the same writes as data, lets PostgreSQL write them with the group's others in one statement."""
+    `batch`, the same writes as data, lets PostgreSQL write them with the group's others in one statement.
+    `landed` tells whether the writes landed when a COMMIT's outcome is lost (else the unit gets the error)."""
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
@@ -293,6 +353,6 @@ def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None 
     release_connection()
     from gevent.event import AsyncResult
 
-    unit = _Unit(work, AsyncResult(), isolated, batch)
+    unit = _Unit(work, AsyncResult(), isolated, batch, landed)
     _flusher.submit(unit)
     return unit.result.get()

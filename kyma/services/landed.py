@@ -1,27 +1,51 @@
-"""Which of a batch's writes are in the database, after a COMMIT whose outcome the gateway never learned.
+"""Which units' writes are in the database, after a COMMIT whose outcome the gateway never learned.
 
-When the connection fails while a batch's COMMIT is under way, the batch may be committed or not.
-Running its units again could then hold, charge or log a request twice; not running them could lose
-it. Each unit leaves a row keyed by its request id (its hold, its request-log row), so the database
-says which landed. For each item these give the writer's result when the item's writes are there,
-and None when none of them are (running it again is then safe). Should a late COMMIT still land after
-the look, the request id's unique index refuses the second write rather than doubling it.
+When the connection fails while a COMMIT is under way (a batch's, or a group transaction's), it may
+have landed or not. Running its units again could then hold, charge or log a request twice; not
+running them could lose it. Each unit leaves a row keyed by its request id (its hold, its request-log
+row), so the database says which landed. For each item these give a value (a batch writer's result,
+where it has one) when the item's writes are there, and None when they are not (running it again is
+then safe). Should a late COMMIT still land after the look, the request id's unique index refuses the
+second write rather than doubling it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from peewee import JOIN
 
 from kyma.models import Hold, RequestLog
-from kyma.services.group_settle import Finished
-from kyma.services.ledger import HoldRequest
+
+if TYPE_CHECKING:  # only the models at run time: recording, which group_settle builds on, imports this
+    from kyma.services.group_settle import Finished
+    from kyma.services.ledger import HoldRequest
+
+
+def held(request_ids: list[str]) -> list[bool | None]:
+    """True for each request that has a hold (open or closed); None for one without."""
+    placed = {rid for (rid,) in Hold.select(Hold.request_id).where(Hold.request_id.in_(request_ids)).tuples()}
+    return [True if rid in placed else None for rid in request_ids]
 
 
 def holds_placed(requests: list[HoldRequest]) -> list[bool | None]:
     """`ledger.place_holds`'s result for each placed hold; None for one not placed (refused or not committed)."""
-    ids = [r.request_id for r in requests]
-    placed = {request_id for (request_id,) in Hold.select(Hold.request_id).where(Hold.request_id.in_(ids)).tuples()}
-    return [True if r.request_id in placed else None for r in requests]
+    return held([r.request_id for r in requests])
+
+
+def logged(request_ids: list[str]) -> list[bool | None]:
+    """True for each request that has its request-log row; None for one without."""
+    rows = {rid for (rid,) in
+            RequestLog.select(RequestLog.request_id).where(RequestLog.request_id.in_(request_ids)).tuples()}
+    return [True if rid in rows else None for rid in request_ids]
+
+
+def marked(items: list[tuple[str, int, str | None, str | None]]) -> list[bool | None]:
+    """For each (request id, status, error, error code): True when its request-log row says so; None when not."""
+    rows = {row[0]: row[1:] for row in
+            RequestLog.select(RequestLog.request_id, RequestLog.status, RequestLog.error, RequestLog.error_code)
+            .where(RequestLog.request_id.in_([item[0] for item in items])).tuples()}
+    return [True if rows.get(item[0]) == tuple(item[1:]) else None for item in items]
 
 
 def finished(items: list[Finished]) -> list[bool | None]:

@@ -13,6 +13,7 @@ from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import RequestLog, utcnow
 from kyma.services import deferred, group_commit, ledger, metrics
+from kyma.services import landed as landed_rows
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +139,17 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
 
 
 def commit(record: RequestRecord, work: Callable[[], object], *, batch: group_commit.Batch | None = None,
-           later: bool = False, queue_if_busy: bool = False, announced: bool = True) -> None:
+           landed: group_commit.Landed | None = None, later: bool = False, queue_if_busy: bool = False,
+           announced: bool = True) -> None:
     """Commit `work`, the writes that record `record`, with what this worker writes alongside, then announce
-    the record (unless `announced` is False). `later`: every connection is in use, so the write and its
-    announcement are queued and this returns at once; `queue_if_busy`: so they are if the pool turns out
-    full now (otherwise that error propagates)."""
+    the record (unless `announced` is False). `landed` tells whether the writes landed should the COMMIT's
+    answer be lost (without it that write fails rather than run twice). `later`: every connection is in
+    use, so the write and its announcement are queued and this returns at once; `queue_if_busy`: so they
+    are if the pool turns out full now (otherwise that error propagates)."""
     after = (lambda: announce(record)) if announced else None
     if not later:
         try:
-            group_commit.run(work, batch=batch)
+            group_commit.run(work, batch=batch, landed=landed)
         except MaxConnectionsExceeded:
             if not queue_if_busy:
                 raise
@@ -154,13 +157,19 @@ def commit(record: RequestRecord, work: Callable[[], object], *, batch: group_co
             if after is not None:
                 after()  # after the commit: no log I/O while the write lock is held
             return
-    deferred.submit(record.request_id, work, after)
+    deferred.submit(record.request_id, work, after, landed)
 
 
 def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
     """Log a request that took no hold (a refusal), committed with what this worker writes alongside, and
     announce it. `later` as for commit."""
-    commit(record, lambda: finish(record, held=False), batch=settle_batch(record, held=False), later=later)
+    commit(record, lambda: finish(record, held=False), batch=settle_batch(record, held=False),
+           landed=logged(record), later=later)
+
+
+def logged(record: RequestRecord) -> group_commit.Landed:
+    """Whether the writes that log `record` landed: its request-log row is there (they commit with it)."""
+    return group_commit.Landed(landed_rows.logged, record.request_id)
 
 
 def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
@@ -181,7 +190,9 @@ def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, la
         RequestLog.update(status=row["status"], error=row["error"], error_code=row["error_code"]).where(
             RequestLog.request_id == record.request_id).execute()
 
-    commit(record, work, later=later, announced=False)  # it was announced when it was logged
+    marked = group_commit.Landed(landed_rows.marked,
+                                 (record.request_id, row["status"], row["error"], row["error_code"]))
+    commit(record, work, landed=marked, later=later, announced=False)  # it was announced when it was logged
 
 
 def announce(record: RequestRecord) -> None:
