@@ -138,7 +138,7 @@ def recv(sock, timeout: float) -> bytes:
 
     gevent's own timed read builds a Timeout (a Python exception object with its timer) for every
     wait; a stream waits once per chunk, so this one waits on the socket's read watcher and a bare
-    loop timer instead (about 15 us less CPU per read). TLS sockets keep gevent's read.
+    loop timer instead (the CPU it saves: docs/benchmarks.md). TLS sockets keep gevent's read.
     """
     if type(sock) is not gsocket.socket:
         sock.settimeout(timeout)
