@@ -100,6 +100,12 @@ class UpstreamError(KymaError):
     type = "upstream_error"
     code = "upstream_error"
 
+    @classmethod
+    def in_band(cls, error) -> "UpstreamError":
+        """An error object a chat stream carried mid-stream (OpenAI's {"message": ...}, or anything)."""
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return cls(message or "The upstream provider failed mid-stream.")
+
 
 class Overloaded(UpstreamError):
     status = 503
