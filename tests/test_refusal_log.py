@@ -8,6 +8,7 @@ import json
 import pytest
 
 from kyma.models import RequestLog
+from tests.conftest import register
 
 CHAT = {"model": "kimi-k2.5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -44,7 +45,7 @@ def test_an_unknown_route_is_a_logged_404_with_no_account(app, client):
 
 
 def test_a_refusal_after_the_key_is_read_keeps_the_errors_code(app, client):
-    reg = client.post("/v1/auth/register", json={"email": "codes@example.com", "password": "secret-pw"}).get_json()
+    reg = register(client, "codes@example.com")
     auth = {"Authorization": f"Bearer {reg['api_key']}"}
     unknown = client.post("/v1/chat/completions", json=dict(CHAT, model="no-such-model"), headers=auth)
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "model_not_found"
