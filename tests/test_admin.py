@@ -68,7 +68,9 @@ def test_a_refused_console_page_looks_exactly_like_a_missing_one(app):
 
     def seen(url):
         resp = c.get(url)
-        return resp.status_code, resp.get_data(as_text=True), sorted(h for h in resp.headers if h[0] != "Date")
+        # Date and the refreshed session cookie carry the second they were made: only their names count.
+        headers = sorted((k, "" if k == "Set-Cookie" else v) for k, v in resp.headers if k != "Date")
+        return resp.status_code, resp.get_data(as_text=True), headers
 
     assert seen("/admin/accounts") == seen("/admin/no-such-page") == seen("/admin/audit")
     assert seen("/admin/accounts")[0] == 404
