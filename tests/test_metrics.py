@@ -223,3 +223,16 @@ def test_a_command_with_a_missing_metrics_directory_still_starts(tmp_path):
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "not" / "yet").is_dir()
+
+
+@pytest.mark.parametrize("value", ["on", "ON", "1", "true", "yes", "off", "0", "no", "", "maybe", None])
+def test_the_gunicorn_hooks_read_kyma_metrics_and_the_instance_dir_as_settings_do(tmp_path, value):
+    """gunicorn_hooks imports nothing of the gateway, so it reads both settings itself: the same way."""
+    from kyma import gunicorn_hooks
+    from kyma.config import SETTINGS, Settings
+
+    env = {} if value is None else {"KYMA_METRICS": value}
+    settings = Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}, environ=env)
+    assert gunicorn_hooks.metrics_on(env) is settings.metrics
+    instance = next(s for s in SETTINGS if s.env == "KYMA_INSTANCE_DIR")
+    assert instance.default == str(gunicorn_hooks.PATH.parent.parent / "instance")
