@@ -43,6 +43,12 @@ class InvalidRequest(KymaError):
     code = "invalid_request"
 
 
+class ContextLengthExceeded(InvalidRequest):
+    """The input does not fit the model's context window (the code OpenAI's API and its SDKs use)."""
+
+    code = "context_length_exceeded"
+
+
 class AuthenticationFailed(KymaError):
     status = 401
     type = "authentication_error"

@@ -8,6 +8,7 @@ import time
 from kyma.chat.attempts import Attempts
 from kyma.chat.plan import COMPARABLE, NO_FALLBACK, SAME_FAMILY, SAME_MODEL, Candidate
 from kyma.config import DATA
+from kyma.errors import ContextLengthExceeded
 from kyma.providers.base import UpstreamFailure
 from kyma.providers.routes import Provider, Route
 from kyma.services.breaker import BreakerState, Verdict
@@ -177,6 +178,15 @@ def test_a_context_length_error_goes_only_to_bigger_windows_reported_as_layer_3(
                      cand("delta", COMPARABLE, BIGGER))
     tried, _, (served, _) = walk(a, {"alpha": [too_long]})
     assert tried == ["alpha", "delta"] and served.layer == COMPARABLE and served.model.id == "bigger-model"
+
+
+def test_a_context_length_error_with_no_bigger_window_is_the_clients_error():
+    too_long = http(400, retryable=False, code="context_length_exceeded")
+    a = attempts_for(cand("alpha", NO_FALLBACK), cand("beta", SAME_MODEL))
+    tried, _, served = walk(a, {"alpha": [too_long]})
+    err = a.final_error()
+    assert tried == ["alpha"] and served is None
+    assert isinstance(err, ContextLengthExceeded) and (err.status, err.code) == (400, "context_length_exceeded")
 
 
 def test_the_attempt_cap_counts_retries():
