@@ -134,7 +134,10 @@ def test_a_dead_workers_counts_stay_and_its_live_gauge_goes(metered):
     client.chat.completions.create(model="kimi-k2.5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
     before = total(scrape(metered.url), "kyma_requests_total")
     files = Path(metered.env["KYMA_INSTANCE_DIR"]) / "prometheus"
-    victim = int(sorted(files.glob("gauge_livesum_*.db"))[0].stem.rsplit("_", 1)[1])
+    # The worker that served the call: only it has counted anything (the other may have no counter file).
+    counted = {int(f.stem.rsplit("_", 1)[1]) for f in files.glob("counter_*.db")}
+    live = {int(f.stem.rsplit("_", 1)[1]) for f in files.glob("gauge_livesum_*.db")}
+    victim = min(counted & live)
     os.kill(victim, signal.SIGKILL)  # one of this test's own gateway workers, by its id
     deadline = time.monotonic() + 20
     while (files / f"gauge_livesum_{victim}.db").exists() and time.monotonic() < deadline:
