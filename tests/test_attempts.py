@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from kyma.chat.attempts import Attempts
+import pytest
+
+from kyma.chat.attempts import Attempts, failure_reason
 from kyma.chat.plan import COMPARABLE, NO_FALLBACK, SAME_FAMILY, SAME_MODEL, Candidate
 from kyma.config import DATA
 from kyma.errors import ContextLengthExceeded
@@ -245,3 +247,13 @@ def test_a_client_that_leaves_mid_attempt_still_leaves_the_attempt_on_record():
     assert next(loop) == "waiting"
     loop.close()
     assert [(o.provider, o.ok, o.status) for o in a.outcomes] == [("alpha", False, 499)]
+
+
+@pytest.mark.parametrize("failure, label", [
+    (http(503), "http_503"),
+    (UpstreamFailure("status", "upstream reported an error mid-stream"), "http_error"),
+    (UpstreamFailure("idle", "upstream stream timed out"), "idle"),
+    (UpstreamFailure("connect", "refused"), "connect"),
+])
+def test_a_failures_metric_label_names_its_status_or_its_kind(failure, label):
+    assert failure_reason(failure) == label

@@ -245,6 +245,6 @@ class Attempts:
 
 def failure_reason(failure: UpstreamFailure) -> str:
     """A failure's kind as a metric label: connect, timeout, first_token, malformed, cut, idle, or http_<status>."""
-    if failure.kind == "status":
+    if failure.kind is FailureKind.STATUS:
         return f"http_{failure.status}" if failure.status else "http_error"
     return failure.kind
