@@ -12,7 +12,7 @@ from kyma.db import connected, write_transaction
 from kyma.errors import ContextLengthExceeded, InsufficientCredits, InvalidRequest
 from kyma.services import group_commit, key_limits, landed, ledger
 from kyma.services.accounts import Principal
-from kyma.services.catalog import ModelInfo
+from kyma.services.catalog import CHAT, ModelInfo
 from kyma.services.pricing import micros_to_usd, worst_case_micros
 from kyma.services.ratelimit import Admission
 
@@ -26,7 +26,7 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     model, alias = rt.catalog.resolve(req.model)
     allowed = key_limits.check_model(principal, rt.catalog, model)
     alias = call.asked_for or alias
-    if req.api != "chat" or model.kind != "chat":
+    if req.api != "chat" or model.kind != CHAT:
         check_model(model, req, rt.routes.routes_for(model.id))
     lacking = missing_capability(model, req.needs)
     if lacking:
