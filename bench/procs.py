@@ -21,15 +21,19 @@ class Server(procs.Server):
 
     def worker_pids(self) -> list[int]:
         """PIDs of the gunicorn workers (the master's children)."""
-        pid = self.popen.pid
-        try:
-            return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            return []
+        return children(self.popen.pid)
 
     def worker_cpu_seconds(self) -> float:
         """User + system CPU time consumed so far by all workers."""
         return sum(cpu_seconds(p) for p in self.worker_pids())
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of a process's children ([] once it is gone)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def cpu_seconds(pid: int, system: bool = False) -> float:

@@ -108,12 +108,7 @@ class Upstream:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the upstream (the simulator's gunicorn workers included)."""
-        pids = [self.proc.pid]
-        try:
-            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
-        except OSError:
-            pass
-        return sum(procs.cpu_seconds(pid) for pid in pids)
+        return sum(procs.cpu_seconds(pid) for pid in [self.proc.pid, *procs.children(self.proc.pid)])
 
     def body(self, chunks: int) -> dict:
         words = " ".join(str(i) for i in range(1, chunks + 1))

@@ -43,6 +43,12 @@ class InvalidRequest(KymaError):
     code = "invalid_request"
 
 
+class ContextLengthExceeded(InvalidRequest):
+    """The input does not fit the model's context window (the code OpenAI's API and its SDKs use)."""
+
+    code = "context_length_exceeded"
+
+
 class AuthenticationFailed(KymaError):
     status = 401
     type = "authentication_error"
@@ -99,6 +105,12 @@ class UpstreamError(KymaError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+
+    @classmethod
+    def in_band(cls, error) -> "UpstreamError":
+        """An error object a chat stream carried mid-stream (OpenAI's {"message": ...}, or anything)."""
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return cls(message or "The upstream provider failed mid-stream.")
 
 
 class Overloaded(UpstreamError):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from kyma.chat.attempts import Attempts
+import pytest
+
+from kyma.chat.attempts import Attempts, failure_reason
 from kyma.chat.plan import COMPARABLE, NO_FALLBACK, SAME_FAMILY, SAME_MODEL, Candidate
 from kyma.config import DATA
+from kyma.errors import ContextLengthExceeded
 from kyma.providers.base import UpstreamFailure
 from kyma.providers.routes import Provider, Route
 from kyma.services.breaker import BreakerState, Verdict
@@ -179,6 +182,15 @@ def test_a_context_length_error_goes_only_to_bigger_windows_reported_as_layer_3(
     assert tried == ["alpha", "delta"] and served.layer == COMPARABLE and served.model.id == "bigger-model"
 
 
+def test_a_context_length_error_with_no_bigger_window_is_the_clients_error():
+    too_long = http(400, retryable=False, code="context_length_exceeded")
+    a = attempts_for(cand("alpha", NO_FALLBACK), cand("beta", SAME_MODEL))
+    tried, _, served = walk(a, {"alpha": [too_long]})
+    err = a.final_error()
+    assert tried == ["alpha"] and served is None
+    assert isinstance(err, ContextLengthExceeded) and (err.status, err.code) == (400, "context_length_exceeded")
+
+
 def test_the_attempt_cap_counts_retries():
     a = attempts_for(cand("alpha", NO_FALLBACK), cand("gamma", SAME_FAMILY, SIBLING), max_attempts=2)
     tried, _, served = walk(a, {"alpha": [http(500), http(500)]})
@@ -235,3 +247,13 @@ def test_a_client_that_leaves_mid_attempt_still_leaves_the_attempt_on_record():
     assert next(loop) == "waiting"
     loop.close()
     assert [(o.provider, o.ok, o.status) for o in a.outcomes] == [("alpha", False, 499)]
+
+
+@pytest.mark.parametrize("failure, label", [
+    (http(503), "http_503"),
+    (UpstreamFailure("status", "upstream reported an error mid-stream"), "http_error"),
+    (UpstreamFailure("idle", "upstream stream timed out"), "idle"),
+    (UpstreamFailure("connect", "refused"), "connect"),
+])
+def test_a_failures_metric_label_names_its_status_or_its_kind(failure, label):
+    assert failure_reason(failure) == label

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kyma.providers.base import UpstreamReply, UpstreamStream
+from tests.conftest import register
 
 REPLY = {"id": "up", "object": "chat.completion", "created": 1,
          "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
@@ -46,9 +47,8 @@ def api(app):
     """A test client whose key has credit, in front of an upstream that always answers."""
     app.extensions["kyma"].upstreams.adapter = lambda route: Upstream()
     client = app.test_client()
-    reg = client.post("/v1/auth/register", json={"email": "fuzz@example.com", "password": "fuzz-pass-1"})
-    assert reg.status_code == 200
-    return client, {"Authorization": f"Bearer {reg.get_json()['api_key']}"}
+    key = register(client, "fuzz@example.com", "fuzz-pass-1")["api_key"]
+    return client, {"Authorization": f"Bearer {key}"}
 
 
 CHAT = {"model": "qwen-3-32b", "max_tokens": 16, "temperature": 0.5, "stream": False,

@@ -288,3 +288,13 @@ def _repeat_a_keyed_credit_inside_a_transaction() -> None:
 def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(backend_db):
     # PostgreSQL refuses every statement after a failed one: the repeat must not try the insert.
     _repeat_a_keyed_credit_inside_a_transaction()
+
+
+def test_the_credit_history_shows_every_credit_kind_and_no_per_request_movement(sqlite_db):
+    from kyma.services import dashboard
+
+    acct = make_account()
+    for kind in ledger.CREDIT_KINDS:
+        ledger.add_credit(acct, 1, kind=kind)
+    assert ledger.place_hold(acct, "r1", 300_000) and ledger.settle_hold("r1", 100_000) == 100_000
+    assert sorted(e.kind for e in dashboard.credit_history(acct, limit=20)) == sorted(ledger.CREDIT_KINDS)

@@ -134,7 +134,10 @@ def test_a_dead_workers_counts_stay_and_its_live_gauge_goes(metered):
     client.chat.completions.create(model="kimi-k2.5", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
     before = total(scrape(metered.url), "kyma_requests_total")
     files = Path(metered.env["KYMA_INSTANCE_DIR"]) / "prometheus"
-    victim = int(sorted(files.glob("gauge_livesum_*.db"))[0].stem.rsplit("_", 1)[1])
+    # The worker that served the call: only it has counted anything (the other may have no counter file).
+    counted = {int(f.stem.rsplit("_", 1)[1]) for f in files.glob("counter_*.db")}
+    live = {int(f.stem.rsplit("_", 1)[1]) for f in files.glob("gauge_livesum_*.db")}
+    victim = min(counted & live)
     os.kill(victim, signal.SIGKILL)  # one of this test's own gateway workers, by its id
     deadline = time.monotonic() + 20
     while (files / f"gauge_livesum_{victim}.db").exists() and time.monotonic() < deadline:
@@ -223,3 +226,16 @@ def test_a_command_with_a_missing_metrics_directory_still_starts(tmp_path):
                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "not" / "yet").is_dir()
+
+
+@pytest.mark.parametrize("value", ["on", "ON", "1", "true", "yes", "off", "0", "no", "", "maybe", None])
+def test_the_gunicorn_hooks_read_kyma_metrics_and_the_instance_dir_as_settings_do(tmp_path, value):
+    """gunicorn_hooks imports nothing of the gateway, so it reads both settings itself: the same way."""
+    from kyma import gunicorn_hooks
+    from kyma.config import SETTINGS, Settings
+
+    env = {} if value is None else {"KYMA_METRICS": value}
+    settings = Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}, environ=env)
+    assert gunicorn_hooks.metrics_on(env) is settings.metrics
+    instance = next(s for s in SETTINGS if s.env == "KYMA_INSTANCE_DIR")
+    assert instance.default == str(gunicorn_hooks.PATH.parent.parent / "instance")

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from kyma.models import RequestLog
+from tests.conftest import register
 
 CHAT = {"model": "kimi-k2.5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -44,7 +45,7 @@ def test_an_unknown_route_is_a_logged_404_with_no_account(app, client):
 
 
 def test_a_refusal_after_the_key_is_read_keeps_the_errors_code(app, client):
-    reg = client.post("/v1/auth/register", json={"email": "codes@example.com", "password": "secret-pw"}).get_json()
+    reg = register(client, "codes@example.com")
     auth = {"Authorization": f"Bearer {reg['api_key']}"}
     unknown = client.post("/v1/chat/completions", json=dict(CHAT, model="no-such-model"), headers=auth)
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == "model_not_found"
@@ -54,6 +55,12 @@ def test_a_refusal_after_the_key_is_read_keeps_the_errors_code(app, client):
     assert broke.status_code == 402 and broke.json["error"]["code"] == "insufficient_credits"
     assert (logged(app, unknown).error_code, logged(app, unknown).account_id) == ("model_not_found", int(reg["user_id"]))
     assert logged(app, broke).error_code == "insufficient_credits"
+    # About 40k tokens for a 32k window, and no fallback model allowed to take them.
+    too_long = client.post("/v1/chat/completions", headers=auth, json={
+        "model": "qwen-3-32b", "max_tokens": 8, "provider": {"allow_fallbacks": False},
+        "messages": [{"role": "user", "content": "word " * 40_000}]})
+    assert too_long.status_code == 400 and too_long.json["error"]["code"] == "context_length_exceeded"
+    assert logged(app, too_long).error_code == "context_length_exceeded"
     # No upstream listens here: the request is held, tried, fails, and its row names the code it answered.
     failed = client.post("/v1/chat/completions", json=dict(CHAT, model="fast"), headers=auth)
     assert failed.status_code == 502 and failed.json["error"]["code"]

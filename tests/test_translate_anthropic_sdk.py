@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import anthropic
-import httpx2
 import pytest
 
 from kyma.errors import UpstreamError
 from kyma.translate.anthropic import AnthropicStreamTranslator, openai_to_anthropic_response
+from tests.canned_http import answering
 from tests.test_translate_anthropic_golden import translate_stream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -18,10 +18,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 
 def _client(body: bytes, content_type: str) -> anthropic.Anthropic:
     """An SDK client whose every request is answered with this body (no socket, no network)."""
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers={"content-type": content_type})
     return anthropic.Anthropic(api_key="ky-test", base_url="http://gateway.test", max_retries=0,
-                               http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+                               http_client=answering(body, content_type))
 
 
 def _stream_message(sse: bytes):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx2
 import openai
 import pytest
 from pydantic import BaseModel
 
 from kyma.errors import UpstreamError
 from kyma.translate.responses import ResponsesStreamTranslator, chat_to_response
+from tests.canned_http import answering
 from tests.test_translate_responses_golden import translate_stream
 
 FIXTURES = Path(__file__).parent / "fixtures" / "responses"
@@ -19,10 +19,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "responses"
 
 def _client(body: bytes, content_type: str) -> openai.OpenAI:
     """An SDK client whose every request is answered with this body (no socket, no network)."""
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers={"content-type": content_type})
     return openai.OpenAI(api_key="ky-test", base_url="http://gateway.test/v1", max_retries=0,
-                         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+                         http_client=answering(body, content_type))
 
 
 def _case(kind: str, name: str) -> dict:

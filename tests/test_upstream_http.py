@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
 import ssl
@@ -141,7 +142,8 @@ def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(serve)
     origin = _origin(server)
     first = origin.post("/chat/completions", b"{}", {}, 2)
     assert b"".join(first.pieces(2)) == b"{}"
-    time.sleep(0.2)  # the upstream's FIN has arrived by now
+    idle = origin.pool._socket_queue.peek(block=False)  # the pooled connection, before anyone reuses it
+    assert select.select([idle.fileno()], [], [], 10)[0], "the upstream's FIN never arrived"
     pending = origin.start("/chat/completions", b"{}", {})
     resp = pending.wait(2)
     assert resp.status == 200 and not pending.retried  # the dead one was seen before sending, not after

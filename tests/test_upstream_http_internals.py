@@ -1,8 +1,9 @@
 """The geventhttpclient internals kyma/providers/http.py relies on, each as a test that fails the day it changes.
 
 http.py reads the parser's decoded-body buffer (`_body_buffer`) and the response's socket (`_sock`),
-and overrides the pool's liveness check (`_is_socket_alive`): no public API gives a read that can
-time out and resume, or a check that does not yield to the event loop. Measured against urllib3
+overrides the pool's liveness check (`_is_socket_alive`) and its address lookup (`_resolve`, which
+reads `_connection_host`): no public API gives a read that can time out and resume, a check that
+does not yield to the event loop, or a lookup kept across connects. Measured against urllib3
 and geventhttpclient's public HTTPClient, this is the cheapest client (docs/benchmarks.md), so the
 version is pinned exactly and these tests say what each internal must still mean.
 """
@@ -106,6 +107,31 @@ def test_our_pools_use_our_liveness_check():
     b.close()  # the peer's FIN makes it readable: not alive
     assert not pool._is_socket_alive(a)
     a.close()
+
+
+def test_the_pool_connects_to_what_resolve_answers_for_its_connection_host():
+    """_Tuned keeps `_resolve`'s answer and reads `_connection_host` (the proxy's, with a proxy) to
+    keep an IP address's answer for good: the pool must still resolve through both."""
+    asked = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    class Probe(ConnectionPool):
+        def _resolve(self):
+            asked.append(self._connection_host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+
+    pool = Probe("proxy.invalid", 3128, "upstream.invalid", 80, size=1)
+    sock = pool.get_socket()
+    try:
+        assert asked == ["proxy.invalid"] and sock.getpeername() == ("127.0.0.1", port)
+    finally:
+        sock.close()
+        listener.close()
+    assert http._Pool("10.0.0.1", 3128, "upstream.invalid", 80, size=1)._literal  # the proxy's address
+    assert not http._Pool("proxy.invalid", 3128, "10.0.0.1", 80, size=1)._literal
 
 
 def test_the_relay_read_waits_on_gevents_own_read_watcher_and_can_time_out_then_read():

@@ -9,10 +9,10 @@ from kyma.chat.apis import CAPABILITY_PARAMS, INPUT_PARAMS, check_model, parse_r
 from kyma.chat.call import ChatCall, Prepared, output_cap
 from kyma.chat.plan import missing_capability
 from kyma.db import connected, write_transaction
-from kyma.errors import InsufficientCredits, InvalidRequest
+from kyma.errors import ContextLengthExceeded, InsufficientCredits, InvalidRequest
 from kyma.services import group_commit, key_limits, landed, ledger
 from kyma.services.accounts import Principal
-from kyma.services.catalog import ModelInfo
+from kyma.services.catalog import CHAT, ModelInfo
 from kyma.services.pricing import micros_to_usd, worst_case_micros
 from kyma.services.ratelimit import Admission
 
@@ -26,7 +26,7 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     model, alias = rt.catalog.resolve(req.model)
     allowed = key_limits.check_model(principal, rt.catalog, model)
     alias = call.asked_for or alias
-    if req.api != "chat" or model.kind != "chat":
+    if req.api != "chat" or model.kind != CHAT:
         check_model(model, req, rt.routes.routes_for(model.id))
     lacking = missing_capability(model, req.needs)
     if lacking:
@@ -42,9 +42,9 @@ def prepare(rt: Runtime, call: ChatCall, principal: Principal) -> Prepared:
     if not candidates:
         if fit >= model.context_window:
             what = "The prompt" if req.longest_input is None else "An input"
-            raise InvalidRequest(f"{what} (about {fit} tokens) does not fit the context window of "
-                                 f"'{model.id}' ({model.context_window}) or of any fallback model.",
-                                 param=INPUT_PARAMS[req.api], code="context_length_exceeded")
+            raise ContextLengthExceeded(f"{what} (about {fit} tokens) does not fit the context window of "
+                                        f"'{model.id}' ({model.context_window}) or of any fallback model.",
+                                        param=INPUT_PARAMS[req.api])
         raise InvalidRequest("No provider route matches the request's provider preferences.", param="provider",
                              code="no_route")
     tier = rt.tiers.get(principal.tier)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterator, TypeVar
 
 from kyma.chat.plan import COMPARABLE, SAME_MODEL, Candidate
 from kyma.db import release_connection
-from kyma.errors import InvalidRequest, KymaError, Overloaded, RateLimited, UpstreamError, UpstreamTimeout
+from kyma.errors import (ContextLengthExceeded, InvalidRequest, KymaError, Overloaded, RateLimited, UpstreamError,
+                         UpstreamTimeout)
 from kyma.providers.base import SLOW_KINDS, FailureKind, UpstreamFailure
 from kyma.services.breaker import Verdict
 from kyma.services.recording import AttemptRecord
@@ -221,7 +222,7 @@ class Attempts:
                               "(circuit open); try again shortly.", headers={"Retry-After": str(wait)})
         last = self.failures[-1]
         if last.is_context_length:
-            return InvalidRequest(last.public, code="context_length_exceeded", param="messages")
+            return ContextLengthExceeded(last.public, param="messages")
         if not last.retryable:
             err = InvalidRequest(f"The upstream provider rejected the request: {last.public}",
                                  code=last.code or "upstream_rejected", status=last.status or 400)
@@ -244,6 +245,6 @@ class Attempts:
 
 def failure_reason(failure: UpstreamFailure) -> str:
     """A failure's kind as a metric label: connect, timeout, first_token, malformed, cut, idle, or http_<status>."""
-    if failure.kind == "status":
+    if failure.kind is FailureKind.STATUS:
         return f"http_{failure.status}" if failure.status else "http_error"
     return failure.kind

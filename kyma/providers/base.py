@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable, Iterator
 
+from kyma.errors import ContextLengthExceeded
+
 # Statuses after which another route may serve the request. A provider 401/402/403 means its
 # key, account or configuration is broken and a 404 that its model id is gone: not the client's
 # fault, so they fall back too (and count against the route's circuit breaker).
@@ -70,7 +72,7 @@ class UpstreamFailure(Exception):
 
     @property
     def is_context_length(self) -> bool:
-        return self.code == "context_length_exceeded"
+        return self.code == ContextLengthExceeded.code  # OpenAI-compatible upstreams use the same code
 
     @property
     def public(self) -> str:

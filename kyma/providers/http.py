@@ -1,11 +1,12 @@
 """Upstream HTTP/1.1: keep-alive socket pools per origin and geventhttpclient's C (llhttp) parser.
 
 It replaced urllib3, measured side by side (docs/benchmarks.md): most of urllib3's cost was
-http.client's Python header handling. It reaches into geventhttpclient in three places, because
-no public API offers what they give: the parser's decoded-body buffer and the response's socket
-(so a read can time out and be resumed, which neither geventhttpclient's read() nor urllib3 can),
-and the pool's liveness check (replaced by a poll(2) that never yields); and into a gevent
-socket's real socket and read watcher, for a timed read without a Timeout object per wait (recv).
+http.client's Python header handling. It reaches into geventhttpclient where no public API offers
+what it needs: the parser's decoded-body buffer and the response's socket (so a read can time out
+and be resumed, which neither geventhttpclient's read() nor urllib3 can), the pool's liveness
+check (replaced by a poll(2) that never yields), and the pool's address lookup and the host it
+looks up (kept for a while instead of asked on every connect); and into a gevent socket's real
+socket and read watcher, for a timed read without a Timeout object per wait (recv).
 requirements.txt pins both exactly, and tests/test_upstream_http_internals.py fails when any of
 them changes. The request head is assembled from strings we control,
 and every header value is checked for line breaks, so nothing can smuggle a header upstream.
@@ -138,7 +139,7 @@ def recv(sock, timeout: float) -> bytes:
 
     gevent's own timed read builds a Timeout (a Python exception object with its timer) for every
     wait; a stream waits once per chunk, so this one waits on the socket's read watcher and a bare
-    loop timer instead (about 15 us less CPU per read). TLS sockets keep gevent's read.
+    loop timer instead (the CPU it saves: docs/benchmarks.md). TLS sockets keep gevent's read.
     """
     if type(sock) is not gsocket.socket:
         sock.settimeout(timeout)

@@ -10,6 +10,7 @@ from peewee import fn
 from kyma.errors import NotFound
 from kyma.models import LedgerEntry, RequestLog, RouteOutcome, utcnow
 from kyma.services import uptime
+from kyma.services.ledger import CREDIT_KINDS
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def credit_history(account_id: int, limit: int = 10) -> list[LedgerEntry]:
     """The latest credit movements that are not per-request holds (signup, purchases, grants)."""
     return list(LedgerEntry.select()
                 .where((LedgerEntry.account == account_id)
-                       & LedgerEntry.kind.in_(("signup", "purchase", "grant", "adjustment")))
+                       & LedgerEntry.kind.in_(CREDIT_KINDS))
                 .order_by(LedgerEntry.id.desc()).limit(limit))
 
 

@@ -14,7 +14,7 @@ _ROUNDS = re.compile(r"^\$2[aby]\$(\d\d)\$")
 
 
 def _run(fn, *args):
-    # A bcrypt hash holds the CPU for up to ~250 ms; inline it would stall every greenlet
+    # A bcrypt hash holds the CPU for a long time by design; inline it would stall every greenlet
     # of the worker, so under gevent it runs in a real thread (bcrypt releases the GIL).
     if gevent_patched():
         import gevent

@@ -75,7 +75,7 @@ class AnthropicStreamTranslator:
         if self._done:
             return []
         if chunk.get("error"):
-            return [self.error(_upstream_error(chunk["error"]))]
+            return [self.error(UpstreamError.in_band(chunk["error"]))]
         out = self.start()
         if chunk.get("usage"):
             self._usage = chunk["usage"]
@@ -196,9 +196,3 @@ class AnthropicStreamTranslator:
             tool.closed = True
         self._open = None
         return out + [sse_event({"type": "content_block_stop", "index": self._next_index - 1})]
-
-
-def _upstream_error(error) -> KymaError:
-    """An in-band OpenAI error object as a gateway error (Anthropic type api_error)."""
-    message = error.get("message") if isinstance(error, dict) else str(error)
-    return UpstreamError(message or "The upstream provider failed mid-stream.")

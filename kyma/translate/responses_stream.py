@@ -61,9 +61,7 @@ class ResponsesStreamTranslator:
         if self._done:
             return []
         if chunk.get("error"):
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            return self.error(UpstreamError(message or "The upstream provider failed mid-stream."))
+            return self.error(UpstreamError.in_band(chunk["error"]))
         out = self.start()
         if chunk.get("usage"):
             self._usage = chunk["usage"]
