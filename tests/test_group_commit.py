@@ -60,31 +60,12 @@ def _check_group(acct: int, group: list) -> None:
     assert ledger.check_ledger() == []
 
 
-def test_a_failing_unit_undoes_only_itself(sqlite_db):
+def test_a_failing_unit_undoes_only_itself(backend_db):
     acct = _account(1_000_000)
     _check_group(acct, _settle_group(acct))
 
 
-def test_a_failing_unit_undoes_only_itself_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        acct = _account(1_000_000)
-        _check_group(acct, _settle_group(acct))
-
-
-def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(sqlite_db):
-    _check_isolated_refusal()
-
-
-def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else_on_postgresql():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        _check_isolated_refusal()
-
-
-def _check_isolated_refusal() -> None:
+def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(backend_db):
     acct = _account(1_000_000)
     runs = []
 
