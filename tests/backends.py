@@ -60,3 +60,10 @@ def schema_on(kind: str, tmp_path):
     """A fresh database with the gateway's tables, the proxy bound to it: kind is sqlite or postgres."""
     with (postgres_schema() if kind == "postgres" else _schema(f"sqlite:///{tmp_path / 'kyma.db'}")) as url:
         yield url
+
+
+@pytest.fixture()
+def pg_db():
+    """A fresh PostgreSQL database with the gateway's tables, the proxy bound to it; skips if PG is down."""
+    with postgres_schema() as url:
+        yield url

@@ -19,19 +19,12 @@ from kyma.db import database, wrote_nothing
 from kyma.models import Hold, LedgerEntry, RequestLog
 from kyma.services import group_commit, group_settle, landed, ledger
 from kyma.services.recording import RequestRecord, finish, settle_batch
+from tests.backends import pg_db  # noqa: F401
 from tests.test_recording import funded_account, served_record
 
 pytestmark = pytest.mark.postgres
 
 _LOST = "consuming input failed: server closed the connection unexpectedly"
-
-
-@pytest.fixture()
-def pg_db():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        yield
 
 
 def _finished(record: RequestRecord, held: bool = True) -> group_commit._Unit:

@@ -16,6 +16,7 @@ from gevent.event import AsyncResult
 
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
+from tests.backends import pg_db  # noqa: F401
 from tests.conftest import register
 from tests.servers import db_rows, flask_here, start_stack, stop_all
 
@@ -148,19 +149,16 @@ def test_another_greenlets_balance_change_is_never_deferred_into_a_group(sqlite_
     assert Account.get_by_id(acct).balance_micros == 1_000_012
 
 
-def test_the_one_statement_hold_on_postgresql_refuses_without_writing():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        acct = _account(1_000)
-        assert not ledger.place_hold(acct, "too-big", 2_000)
-        assert Hold.select().count() == 0 and ledger.balance(acct).balance_micros == 1_000
-        assert ledger.place_hold(acct, "fits", 1_000)
-        hold = Hold.get(Hold.request_id == "fits")
-        assert (hold.account_id, hold.amount_micros, hold.closed_at) == (acct, 1_000, None)
-        assert hold.owner == ledger.worker_identity()
-        assert ledger.balance(acct) == ledger.Balance(acct, 0, 1_000, 0, 0)
-        assert ledger.check_ledger() == []
+def test_the_one_statement_hold_on_postgresql_refuses_without_writing(pg_db):
+    acct = _account(1_000)
+    assert not ledger.place_hold(acct, "too-big", 2_000)
+    assert Hold.select().count() == 0 and ledger.balance(acct).balance_micros == 1_000
+    assert ledger.place_hold(acct, "fits", 1_000)
+    hold = Hold.get(Hold.request_id == "fits")
+    assert (hold.account_id, hold.amount_micros, hold.closed_at) == (acct, 1_000, None)
+    assert hold.owner == ledger.worker_identity()
+    assert ledger.balance(acct) == ledger.Balance(acct, 0, 1_000, 0, 0)
+    assert ledger.check_ledger() == []
 
 
 # --- a real gateway: a group pending when its worker is killed -----------------------------------

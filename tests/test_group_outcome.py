@@ -20,17 +20,10 @@ from kyma.db import database
 from kyma.models import Hold, LedgerEntry, RequestLog
 from kyma.services import deferred, group_commit, landed, ledger, recording
 from kyma.services.recording import RequestRecord, finish
+from tests.backends import pg_db  # noqa: F401
 from tests.test_recording import funded_account, served_record
 
 _LOST = "consuming input failed: server closed the connection unexpectedly"
-
-
-@pytest.fixture()
-def pg_db():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        yield
 
 
 def _fail_first_commit(monkeypatch, when: str) -> None:

@@ -10,15 +10,8 @@ from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import group_commit, ledger
 from kyma.services.group_settle import Finished, finish_many
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
+from tests.backends import pg_db  # noqa: F401
 from tests.test_recording import check_round_trip, funded_account, served_record
-
-
-@pytest.fixture()
-def pg_db():
-    from tests.backends import postgres_schema
-
-    with postgres_schema():
-        yield
 
 
 def _failed(request_id: str, account: int) -> RequestRecord:
