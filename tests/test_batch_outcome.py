@@ -19,8 +19,9 @@ from kyma.db import database, wrote_nothing
 from kyma.models import Hold, LedgerEntry, RequestLog
 from kyma.services import group_commit, group_settle, landed, ledger
 from kyma.services.recording import RequestRecord, finish, settle_batch
+from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import funded_account, served_record
+from tests.test_recording import served_record
 
 pytestmark = pytest.mark.postgres
 
@@ -87,7 +88,7 @@ def test_the_faults_are_told_apart_from_a_refused_statement(pg_db):
 
 
 def test_a_settle_batch_whose_commit_landed_is_not_written_again(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[])),
@@ -101,7 +102,7 @@ def test_a_settle_batch_whose_commit_landed_is_not_written_again(pg_db):
 
 
 def test_a_settle_batch_lost_before_it_was_sent_is_written_unit_by_unit(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[]))]
@@ -118,7 +119,7 @@ def test_a_settle_batch_lost_before_it_was_sent_is_written_unit_by_unit(pg_db):
 
 @pytest.mark.parametrize("when", ["after", "before"])
 def test_a_hold_batch_whose_commit_may_have_landed_holds_each_request_once(pg_db, monkeypatch, when):
-    acct = funded_account(1_000_000)
+    acct = make_account(1_000_000)
     db = database.obj
     with db.connection_context():
         conn = db.connection()
@@ -132,7 +133,7 @@ def test_a_hold_batch_whose_commit_may_have_landed_holds_each_request_once(pg_db
 
 
 def test_a_writer_that_miscounts_after_its_commit_runs_nothing_twice(pg_db, caplog):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
 
@@ -151,7 +152,7 @@ def test_a_writer_that_miscounts_after_its_commit_runs_nothing_twice(pg_db, capl
 
 
 def test_without_a_way_to_tell_a_batch_of_unknown_outcome_fails_rather_than_runs_twice(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "a", 5000)
     record = served_record("a", acct, outcomes=[])
     runs = []
@@ -175,7 +176,7 @@ def test_a_cancelled_statement_wrote_nothing_and_a_shutdown_may_have_committed(p
 
 def test_a_connection_killed_after_the_settle_committed_settles_each_request_once(pg_db, caplog):
     """A real fault: the server ends the session right after the batch's statement committed."""
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
 

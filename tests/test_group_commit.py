@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -16,15 +15,10 @@ from gevent.event import AsyncResult
 
 from kyma.models import Account, Hold, LedgerEntry
 from kyma.services import group_commit, ledger
+from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
 from tests.conftest import register
 from tests.servers import db_rows, flask_here, start_stack, stop_all
-
-
-def _account(micros: int) -> int:
-    account = Account.create(email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
-    ledger.add_credit(account.id, micros / 1_000_000, kind="grant")
-    return account.id
 
 
 def _unit(work) -> group_commit._Unit:
@@ -62,12 +56,12 @@ def _check_group(acct: int, group: list) -> None:
 
 
 def test_a_failing_unit_undoes_only_itself(backend_db):
-    acct = _account(1_000_000)
+    acct = make_account(1_000_000)
     _check_group(acct, _settle_group(acct))
 
 
 def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(backend_db):
-    acct = _account(1_000_000)
+    acct = make_account(1_000_000)
     runs = []
 
     def refused():
@@ -95,7 +89,7 @@ def test_an_isolated_refusal_undoes_its_own_writes_and_nothing_else(backend_db):
 def test_a_hold_sees_an_overshoot_settled_earlier_in_its_group(backend_db):
     """One group: a settlement 500,000 over its hold, then a hold of the same account that only the
     balance before that overshoot could cover."""
-    acct = _account(1_000_000)
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "over", 100_000)
     group = [_unit(lambda: ledger.settle_hold("over", 600_000)),
              group_commit._Unit(lambda: ledger.place_hold(acct, "after", 500_000), AsyncResult(), True)]
@@ -106,7 +100,7 @@ def test_a_hold_sees_an_overshoot_settled_earlier_in_its_group(backend_db):
 
 
 def test_a_lone_failing_unit_is_not_run_again(sqlite_db):
-    acct = _account(1_000_000)
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "alone", 100_000)
     runs = []
 
@@ -125,7 +119,7 @@ def test_a_lone_failing_unit_is_not_run_again(sqlite_db):
 
 
 def test_deferred_balances_write_each_account_once_with_the_sum(sqlite_db):
-    a, b = _account(1_000_000), _account(1_000_000)
+    a, b = make_account(1_000_000), make_account(1_000_000)
     for acct, rid in ((a, "a1"), (a, "a2"), (b, "b1")):
         assert ledger.place_hold(acct, rid, 100_000)
     with sqlite_db.atomic(), ledger.deferred_balances():
@@ -141,7 +135,7 @@ def test_deferred_balances_write_each_account_once_with_the_sum(sqlite_db):
 def test_another_greenlets_balance_change_is_never_deferred_into_a_group(sqlite_db):
     import gevent
 
-    acct = _account(1_000_000)
+    acct = make_account(1_000_000)
     with ledger.deferred_balances():
         ledger._add_to_balance(acct, 7)  # the group's own credit: deferred
         gevent.spawn(ledger._add_to_balance, acct, 5).join()  # another greenlet's: written at once
@@ -150,7 +144,7 @@ def test_another_greenlets_balance_change_is_never_deferred_into_a_group(sqlite_
 
 
 def test_the_one_statement_hold_on_postgresql_refuses_without_writing(pg_db):
-    acct = _account(1_000)
+    acct = make_account(1_000)
     assert not ledger.place_hold(acct, "too-big", 2_000)
     assert Hold.select().count() == 0 and ledger.balance(acct).balance_micros == 1_000
     assert ledger.place_hold(acct, "fits", 1_000)
@@ -260,7 +254,7 @@ def _hold_aborted_once(acct: int, tries: list) -> Callable[[], int]:
 
 def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_db):
     tries = []
-    assert group_commit._alone(_hold_aborted_once(_account(1_000_000), tries)) == 2
+    assert group_commit._alone(_hold_aborted_once(make_account(1_000_000), tries)) == 2
     assert [h.request_id for h in Hold.select()] == ["d2"]
     failures = []
 
@@ -276,7 +270,7 @@ def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_
 
 def test_a_lone_unit_in_a_group_aborted_by_a_deadlock_runs_again(sqlite_db):
     tries = []
-    group = [_unit(_hold_aborted_once(_account(1_000_000), tries))]
+    group = [_unit(_hold_aborted_once(make_account(1_000_000), tries))]
     group_commit.commit_group(group)
     assert group[0].result.get() == 2 and len(tries) == 2
     assert [h.request_id for h in Hold.select()] == ["d2"] and ledger.check_ledger() == []

@@ -20,8 +20,9 @@ from kyma.db import database
 from kyma.models import Hold, LedgerEntry, RequestLog
 from kyma.services import deferred, group_commit, landed, ledger, recording
 from kyma.services.recording import RequestRecord, finish
+from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import funded_account, served_record
+from tests.test_recording import served_record
 
 _LOST = "consuming input failed: server closed the connection unexpectedly"
 
@@ -64,7 +65,7 @@ class _Group:
     """One of each unit the gateway commits as work, and how often each ran."""
 
     def __init__(self, monkeypatch):
-        self.acct = funded_account()
+        self.acct = make_account(1_000_000)
         self.runs: dict[str, int] = {}
         self.admitted = object()  # what an admission returns (its rate-limit headers)
         assert ledger.place_hold(self.acct, "s1", 5000)
@@ -148,7 +149,7 @@ def test_a_group_whose_commit_outcome_is_unknown_lands_each_unit_once(pg_db, mon
 
 @pytest.mark.postgres
 def test_a_lone_unit_whose_commit_landed_gets_its_result(pg_db, monkeypatch):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     runs = []
 
     def admit():

@@ -10,8 +10,9 @@ from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import group_commit, ledger
 from kyma.services.group_settle import Finished, finish_many
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
+from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import check_round_trip, funded_account, served_record
+from tests.test_recording import check_round_trip, served_record
 
 
 def _failed(request_id: str, account: int) -> RequestRecord:
@@ -26,7 +27,7 @@ def _entries(request_id: str) -> list[tuple]:
 
 
 def test_one_statement_settles_releases_and_logs_a_group(pg_db):
-    first, acct = funded_account(), funded_account()
+    first, acct = make_account(1_000_000), make_account(1_000_000)
     assert ledger.place_hold(first, "r1", 5000, owner="test:1")
     assert ledger.place_hold(acct, "over", 1000)
     assert ledger.place_hold(acct, "failed", 7000)
@@ -52,7 +53,7 @@ def test_one_statement_settles_releases_and_logs_a_group(pg_db):
 
 
 def test_an_empty_group_and_a_repeat_write_nothing_more(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert finish_many([]) == []
     assert ledger.place_hold(acct, "r1", 5000)
     assert finish_many([Finished(served_record("r1", acct, outcomes=[]), True)]) == [True]
@@ -68,7 +69,7 @@ def _batched(record: RequestRecord, held: bool = True) -> group_commit._Unit:
 
 
 def test_a_group_whose_statement_fails_is_committed_unit_by_unit(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
     finish(RequestRecord(request_id="logged", endpoint="chat.completions", status=200, account=acct), held=False)
@@ -83,7 +84,7 @@ def test_a_group_whose_statement_fails_is_committed_unit_by_unit(pg_db):
 
 
 def test_a_mixed_group_writes_its_batch_and_runs_the_rest_in_one_transaction(pg_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     for rid in ("a", "b"):
         assert ledger.place_hold(acct, rid, 5000)
     group = [_batched(served_record("a", acct, outcomes=[])),
@@ -102,7 +103,7 @@ def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_
 
     numbered = iter(range(1, 1000))
     db = database.obj
-    acct = funded_account()
+    acct = make_account(1_000_000)
     # A gateway's table: many holds closed, a few open, and the statistics that say so.
     db.execute_sql("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at, closed_at) "
                    "SELECT %s, 'old-' || n, 1, '', now(), now(), CASE WHEN n > 5 THEN now() END "
@@ -119,7 +120,7 @@ def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_
 
 
 def test_pipelined_holds_are_each_refused_alone_in_arrival_order(pg_db):
-    acct = funded_account(1_000_000)
+    acct = make_account(1_000_000)
     wanted = [ledger.HoldRequest(acct, f"h{i}", amount, 60) for i, amount in enumerate((400_000, 400_000, 400_000,
                                                                                         150_000))]
     assert ledger.place_holds(wanted) == [True, True, False, True]
@@ -131,7 +132,7 @@ def test_pipelined_holds_are_each_refused_alone_in_arrival_order(pg_db):
 def test_a_failed_pipeline_writes_nothing_and_leaves_the_connection_usable(pg_db):
     from kyma.db import database
 
-    acct = funded_account(1_000_000)
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "taken", 1_000)
     with pytest.raises(Exception):  # a request id held already: the whole batch is refused
         ledger.place_holds([ledger.HoldRequest(acct, "new", 2_000, 60), ledger.HoldRequest(acct, "taken", 3_000, 60)])
@@ -142,7 +143,7 @@ def test_a_failed_pipeline_writes_nothing_and_leaves_the_connection_usable(pg_db
 
 
 def test_a_lone_hold_is_placed_and_refused_as_place_hold_does(pg_db):
-    acct = funded_account(1_000)
+    acct = make_account(1_000)
     assert ledger.place_holds([ledger.HoldRequest(acct, "big", 2_000, 60)]) == [False]
     assert ledger.place_holds([ledger.HoldRequest(acct, "fits", 1_000, 60, note="key 7")]) == [True]
     assert [(h.request_id, h.amount_micros) for h in Hold.select()] == [("fits", 1_000)]
@@ -151,7 +152,7 @@ def test_a_lone_hold_is_placed_and_refused_as_place_hold_does(pg_db):
 
 
 def test_pipelined_holds_of_several_accounts_answer_in_arrival_order(pg_db):
-    a, b = funded_account(1_000_000), funded_account(500_000)
+    a, b = make_account(1_000_000), make_account(500_000)
     if a > b:  # the batch locks accounts in id order: ask for the higher id first
         a, b = b, a
     wanted = [ledger.HoldRequest(b, "b1", 400_000, 60), ledger.HoldRequest(a, "a1", 600_000, 60),
@@ -193,7 +194,7 @@ def test_a_real_deadlock_is_recognised_through_peewee():
             caught.append(exc)
 
     with postgres_schema() as url:
-        a, b = funded_account(1_000), funded_account(1_000)
+        a, b = make_account(1_000), make_account(1_000)
         with psycopg.connect(url) as other:
             threads = [threading.Thread(target=first, args=(a, b)), threading.Thread(target=second, args=(other, a, b))]
             for t in threads:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -17,13 +16,7 @@ from kyma.db import database, init_db
 from kyma.errors import Conflict, InvalidRequest
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import ledger
-
-
-def make_account(micros: int = 0, email: str | None = None) -> int:
-    account = Account.create(email=email or f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
-    if micros:
-        ledger.add_credit(account.id, micros / 1_000_000, kind="grant")
-    return account.id
+from tests.accounts import make_account
 
 
 def test_hold_then_settle_debits_the_actual_cost(sqlite_db):

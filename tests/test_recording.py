@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import datetime
 
 import pytest
 from peewee import IntegrityError
 
-from kyma.models import Account, Hold, LedgerEntry, RequestLog, RouteOutcome
+from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import ledger
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
+from tests.accounts import make_account
 
 # What peewee + sqlite3 write for a DateTimeField (microseconds are omitted when they are zero).
 PEEWEE_DATETIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?$")
-
-
-def funded_account(micros: int = 1_000_000) -> int:
-    account = Account.create(email=f"{uuid.uuid4().hex[:10]}@example.com", password_hash="x")
-    ledger.add_credit(account.id, micros / 1_000_000, kind="grant")
-    return account.id
 
 
 def served_record(request_id: str, account: int, **extra) -> RequestRecord:
@@ -59,7 +53,7 @@ def check_round_trip(acct: int) -> None:
 
 
 def test_finish_settles_and_logs_rows_the_models_read_back(backend_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 5000, owner="test:1")
     finish(served_record("r1", acct), held=True)
     check_round_trip(acct)
@@ -67,7 +61,7 @@ def test_finish_settles_and_logs_rows_the_models_read_back(backend_db):
 
 
 def test_sqlite_datetimes_and_booleans_are_stored_as_peewee_stores_them(sqlite_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 5000)
     finish(served_record("r1", acct), held=True)
     raw = sqlite_db.execute_sql(
@@ -83,7 +77,7 @@ def test_sqlite_datetimes_and_booleans_are_stored_as_peewee_stores_them(sqlite_d
 
 
 def test_finish_without_a_served_model_releases_the_hold(sqlite_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r2", 7000)
     finish(RequestRecord(request_id="r2", endpoint="chat.completions", status=502, account=acct,
                          error="e" * 1500, error_code="upstream_error", outcomes=[AttemptRecord("m0", "p0", False, 502, "", 3.0)]), held=True)
@@ -98,7 +92,7 @@ def test_finish_without_a_served_model_releases_the_hold(sqlite_db):
 
 
 def test_finish_is_atomic_a_failed_log_insert_undoes_the_settle(sqlite_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "dup", 5000)
     finish(RequestRecord(request_id="dup", endpoint="chat.completions", status=200, account=acct), held=False)
     with pytest.raises(IntegrityError):  # the request-log row for "dup" exists already
@@ -111,7 +105,7 @@ def test_finish_is_atomic_a_failed_log_insert_undoes_the_settle(sqlite_db):
 
 
 def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "same", 100)
     with pytest.raises(IntegrityError):
         ledger.place_hold(acct, "same", 100)
@@ -122,7 +116,7 @@ def test_a_duplicate_hold_is_refused_and_debits_nothing(sqlite_db):
 def test_a_failed_mark_cuts_its_error_and_code_to_their_columns(backend_db):
     from kyma.services.recording import mark_failed
 
-    acct = funded_account()
+    acct = make_account(1_000_000)
     assert ledger.place_hold(acct, "r1", 5000)
     record = served_record("r1", acct)
     finish(record, held=True)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kyma.models import Account, StoredResponse, utcnow
+from kyma.models import StoredResponse, utcnow
 from kyma.services import reaper, responses_store
+from tests.accounts import make_account
 
 ITEMS = [{"type": "message", "role": "user", "content": "hi"}]
-
-
-def _account(email: str) -> int:
-    return Account.create(email=email, password_hash="x").id
 
 
 def _response(rid: str) -> dict:
@@ -20,7 +17,7 @@ def _response(rid: str) -> dict:
 
 
 def test_a_response_is_read_back_by_its_account_only(backend_db):
-    alice, bob = _account("a@example.com"), _account("b@example.com")
+    alice, bob = make_account(email="a@example.com"), make_account(email="b@example.com")
     responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=30)
     stored = responses_store.load(alice, "resp_1")
     assert stored.response["id"] == "resp_1" and stored.input_items == ITEMS
@@ -32,13 +29,13 @@ def test_a_response_is_read_back_by_its_account_only(backend_db):
 
 
 def test_zero_retention_keeps_nothing(sqlite_db):
-    alice = _account("a@example.com")
+    alice = make_account(email="a@example.com")
     responses_store.save(alice, _response("resp_1"), ITEMS, retention_days=0)
     assert StoredResponse.select().count() == 0
 
 
 def test_an_expired_response_is_gone_at_once_and_the_reaper_deletes_it(backend_db):
-    alice = _account("a@example.com")
+    alice = make_account(email="a@example.com")
     responses_store.save(alice, _response("resp_old"), ITEMS, retention_days=30)
     responses_store.save(alice, _response("resp_new"), ITEMS, retention_days=30)
     StoredResponse.update(expires_at=utcnow() - timedelta(seconds=1)).where(StoredResponse.id == "resp_old").execute()
