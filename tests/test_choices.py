@@ -6,10 +6,10 @@ import json
 
 import openai
 import pytest
-import requests
 
 from kyma import chat
 from kyma.api.choices import MAX_CHOICES, fan_out_body, merge
+from tests.accounts import balance
 
 
 @pytest.mark.parametrize("body, n", [
@@ -43,16 +43,11 @@ def test_merge_reindexes_choices_and_adds_up_usage():
     assert merged.headers["X-Kyma-Choices"] == "2/3" and merged.headers["X-Kyma-Request-Ids"] == "r1,r2"
 
 
-def _balance(gateway, key) -> float:
-    return requests.get(f"{gateway.url}/v1/credits/balance", headers={"Authorization": f"Bearer {key}"},
-                        timeout=10).json()["balance"]
-
-
 @pytest.mark.integration
 def test_three_choices_are_three_charged_and_logged_calls(gateway, account, oai):
     from tests.servers import db_rows
 
-    before = _balance(gateway, account["api_key"])
+    before = balance(gateway, account)
     raw = oai.chat.completions.with_raw_response.create(
         model="kimi-k2.5", n=3, max_tokens=20, messages=[{"role": "user", "content": "say exactly: pick me"}])
     reply = raw.parse()
@@ -64,7 +59,7 @@ def test_three_choices_are_three_charged_and_logged_calls(gateway, account, oai)
     assert [status for status, _ in rows] == [200, 200, 200]
     charged = sum(cost for _, cost in rows)
     assert round(reply.usage.model_extra["cost"] * 1_000_000) == charged
-    assert round((before - _balance(gateway, account["api_key"])) * 1_000_000) == charged
+    assert round((before - balance(gateway, account)) * 1_000_000) == charged
 
 
 @pytest.mark.integration

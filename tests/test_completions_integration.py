@@ -8,6 +8,7 @@ import openai
 import pytest
 import requests
 
+from tests.accounts import balance
 from tests.servers import db_rows
 
 pytestmark = pytest.mark.integration
@@ -18,19 +19,13 @@ def _post(gateway, account, body, **headers):
                          headers={"Authorization": f"Bearer {account['api_key']}", **headers})
 
 
-def _balance(gateway, account) -> float:
-    r = requests.get(f"{gateway.url}/v1/credits/balance", headers={"Authorization": f"Bearer {account['api_key']}"},
-                     timeout=10)
-    return r.json()["balance"]
-
-
 def _log(gateway, request_id):
     return db_rows(gateway.env, "select endpoint, status, model_served, stream, prompt_tokens, completion_tokens, "
                    "cost_micros from requestlog where request_id={p}", request_id)[0]
 
 
 def test_plain_completion_with_usage_cost_and_its_log_row(oai, gateway, account):
-    before = _balance(gateway, account)
+    before = balance(gateway, account)
     raw = oai.completions.with_raw_response.create(model="qwen-3-coder", prompt="say exactly: hello world",
                                                    max_tokens=20)
     resp = raw.parse()
@@ -40,7 +35,7 @@ def test_plain_completion_with_usage_cost_and_its_log_row(oai, gateway, account)
     price = requests.get(f"{gateway.url}/v1/models/qwen-3-coder", timeout=5).json()["pricing"]
     expected = (usage["prompt_tokens"] * price["input_per_1m"] + usage["completion_tokens"] * price["output_per_1m"]) / 1e6
     assert usage["cost"] == pytest.approx(expected, abs=1e-6) and usage["cost"] > 0
-    assert before - _balance(gateway, account) == pytest.approx(usage["cost"], abs=1e-9)
+    assert before - balance(gateway, account) == pytest.approx(usage["cost"], abs=1e-9)
     assert raw.headers["X-Kyma-Model"] == "qwen-3-coder"
     endpoint, status, served, stream, prompt, completion, cost = _log(gateway, raw.headers["X-Request-Id"])
     assert (endpoint, status, served, bool(stream)) == ("completions", 200, "qwen-3-coder", False)

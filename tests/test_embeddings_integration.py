@@ -10,17 +10,12 @@ import openai
 import pytest
 import requests
 
+from tests.accounts import balance
 from tests.servers import db_rows
 
 pytestmark = pytest.mark.integration
 
 LONG = " ".join(f"word{i} and some more text" for i in range(600))  # a few thousand tokens: a cost in micros
-
-
-def _balance(gateway, account) -> float:
-    r = requests.get(f"{gateway.url}/v1/credits/balance", headers={"Authorization": f"Bearer {account['api_key']}"},
-                     timeout=10)
-    return r.json()["balance"]
 
 
 def _post(gateway, account, path, body, **headers):
@@ -29,7 +24,7 @@ def _post(gateway, account, path, body, **headers):
 
 
 def test_float_vectors_with_dimensions_usage_and_the_exact_charge(oai, gateway, account):
-    before = _balance(gateway, account)
+    before = balance(gateway, account)
     raw = oai.embeddings.with_raw_response.create(model="qwen3-embedding-8b", input=[LONG, "short"], dimensions=256,
                                                   encoding_format="float")
     resp = raw.parse()
@@ -41,7 +36,7 @@ def test_float_vectors_with_dimensions_usage_and_the_exact_charge(oai, gateway, 
     assert usage["prompt_tokens"] > 2000 and usage["total_tokens"] == usage["prompt_tokens"]
     assert usage["cost"] == pytest.approx(round(usage["prompt_tokens"] * price / 1e6, 6), abs=1e-9) and usage["cost"] > 0
     assert usage["cached_tokens"] == 0 and usage["cache_discount"] == 0
-    assert before - _balance(gateway, account) == pytest.approx(usage["cost"], abs=1e-9)
+    assert before - balance(gateway, account) == pytest.approx(usage["cost"], abs=1e-9)
     assert raw.headers["X-Kyma-Model"] == "qwen3-embedding-8b" and raw.headers["X-Kyma-Simulated"] == "true"
     again = oai.embeddings.create(model="qwen3-embedding-8b", input="short", dimensions=256, encoding_format="float")
     assert again.data[0].embedding == resp.data[1].embedding  # deterministic

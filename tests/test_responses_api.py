@@ -10,6 +10,7 @@ import pytest
 import requests
 from pydantic import BaseModel
 
+from tests.accounts import balance
 from tests.conftest import register
 from tests.servers import db_rows
 
@@ -19,19 +20,13 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Weather fo
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
-def _balance(gateway, account) -> float:
-    r = requests.get(f"{gateway.url}/v1/credits/balance", timeout=10,
-                     headers={"Authorization": f"Bearer {account['api_key']}"})
-    return r.json()["balance"]
-
-
 def _log(gateway, request_id: str) -> tuple:
     return db_rows(gateway.env, "select endpoint, status, model_served, stream, cost_micros, note from requestlog "
                    "where request_id={p}", request_id)[0]
 
 
 def test_create_answers_logs_and_bills(oai, gateway, account):
-    before = _balance(gateway, account)
+    before = balance(gateway, account)
     raw = oai.responses.with_raw_response.create(model="kimi-k2.5", input="say exactly: Hello from Kyma",
                                                  instructions="Be brief.", metadata={"run": "1"})
     resp = raw.parse()
@@ -43,7 +38,7 @@ def test_create_answers_logs_and_bills(oai, gateway, account):
     assert usage.input_tokens > 0 and usage.output_tokens > 0
     assert usage.total_tokens == usage.input_tokens + usage.output_tokens
     cost = usage.model_extra["cost"]
-    assert cost > 0 and before - _balance(gateway, account) == pytest.approx(cost, abs=1e-6)
+    assert cost > 0 and before - balance(gateway, account) == pytest.approx(cost, abs=1e-6)
     endpoint, status, served, stream, cost_micros, _note = _log(gateway, raw.headers["X-Request-Id"])
     assert (endpoint, status, served, bool(stream)) == ("responses", 200, "kimi-k2.5", False)
     assert cost_micros / 1e6 == pytest.approx(cost, abs=1e-6)
@@ -209,7 +204,7 @@ def test_codex_cli_like_session(gateway, account):
               "<environment_context><cwd>/repo</cwd></environment_context>"}]},
              {"type": "message", "id": "msg_4", "role": "user", "content": [{"type": "input_text", "text":
               "Use shell to list the files, command=ls"}]}]
-    before = _balance(gateway, account)
+    before = balance(gateway, account)
 
     events, first = _codex_turn(gateway, account, session, items)
     names = [n for n, _ in events]
@@ -246,7 +241,7 @@ def test_codex_cli_like_session(gateway, account):
     assert all(row[:2] == ("responses", 200) and row[3] for row in rows)
     assert all(row[5] == "left out tools the gateway cannot run: namespace, web_search" for row in rows)
     billed = sum(row[4] for row in rows) / 1e6
-    assert before - _balance(gateway, account) == pytest.approx(billed, abs=1e-6)
+    assert before - balance(gateway, account) == pytest.approx(billed, abs=1e-6)
     assert events[-1][1]["response"]["usage"]["cost"] == pytest.approx(rows[2][4] / 1e6, abs=1e-6)
     for request_id in (f"resp_{r.headers['X-Request-Id']}" for r in (first, second, third)):
         assert db_rows(gateway.env, "select count(*) from storedresponse where id={p}", request_id) == [(0,)]
