@@ -10,6 +10,7 @@ from kyma.errors import KymaError, UpstreamError
 from kyma.translate.anthropic_response import (anthropic_usage, message_id, reasoning_text, stop_reason,
                                               tool_use_id)
 from kyma.translate.errors import anthropic_error_body
+from kyma.translate.fields import choices_at_zero
 
 
 def sse_event(data: dict) -> bytes:
@@ -77,11 +78,8 @@ class AnthropicStreamTranslator:
         if chunk.get("error"):
             return [self.error(UpstreamError.in_band(chunk["error"]))]
         out = self.start()
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
+        self._usage = chunk.get("usage") or self._usage
+        for choice in choices_at_zero(chunk):
             out += self._delta(choice.get("delta") or {})
             # Content first, then the finish reason: some hosts send both in one chunk.
             if choice.get("finish_reason"):

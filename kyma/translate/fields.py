@@ -26,3 +26,8 @@ def text_of(content) -> str:
 def int_or_zero(value) -> int:
     """A count from an upstream's usage: a number (not a bool), else 0."""
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def choices_at_zero(chunk: dict) -> list[dict]:
+    """A chat chunk's choices at index 0: Messages and Responses replies have one choice, so others are dropped."""
+    return [choice for choice in chunk.get("choices") or [] if choice.get("index", 0) == 0]

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from kyma.errors import KymaError, UpstreamError
+from kyma.translate.fields import choices_at_zero
 from kyma.translate.responses_response import (call_id, finished, function_call_item, item_id, message_item,
                                                output_text, reasoning_item, reasoning_text, status_of)
 
@@ -63,11 +64,8 @@ class ResponsesStreamTranslator:
         if chunk.get("error"):
             return self.error(UpstreamError.in_band(chunk["error"]))
         out = self.start()
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
+        self._usage = chunk.get("usage") or self._usage
+        for choice in choices_at_zero(chunk):
             delta = choice.get("delta") or {}
             thought = reasoning_text(delta)
             if thought:
