@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import flask_here
-from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
+from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, send, shot, sign_up  # noqa: F401
 
 
 AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text()
@@ -61,9 +61,7 @@ def test_every_page_passes_axe(page, gateway, sdk_env, scheme):
     page.goto(f"{gateway.url}/playground")
     page.check("#pg-compare-on")
     page.select_option("#pg-compare", "code")
-    page.fill("#pg-max-tokens", "8")
-    page.fill("#pg-prompt", "Hello")
-    page.click("#pg-send")
+    send(page, "Hello", 8)
     page.wait_for_selector("#pg-summary-b:not([hidden])")
     page.wait_for_selector("#pg-summary:not([hidden])")
     check("playground")

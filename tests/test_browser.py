@@ -73,6 +73,22 @@ def sign_up(page, base: str) -> str:
     return email
 
 
+def open_playground(page, base: str, model: str | None = None) -> None:
+    """Sign up a fresh account and open its playground, with `model` chosen when given."""
+    sign_up(page, base)
+    page.goto(f"{base}/playground")
+    if model:
+        page.select_option("#pg-model", model)
+
+
+def send(page, prompt: str, max_tokens: int | None = None) -> None:
+    """Type a prompt into the playground (with a reply's token limit when given) and send it."""
+    if max_tokens is not None:
+        page.fill("#pg-max-tokens", str(max_tokens))
+    page.fill("#pg-prompt", prompt)
+    page.click("#pg-send")
+
+
 def test_signup_key_sdk_log_spend_revoke(page, gateway, sdk_env):
     import openai
 
@@ -255,19 +271,15 @@ def test_a_blank_key_name_gets_an_error_in_the_form(page, gateway):
 
 
 def test_playground_streams_a_reply_and_shows_its_cost(page, gateway):
-    sign_up(page, gateway.url)
-    page.goto(f"{gateway.url}/playground")
-    page.select_option("#pg-model", "fast")
+    open_playground(page, gateway.url, "fast")
     page.fill("#pg-system", "Be brief.")
-    page.fill("#pg-max-tokens", "64")
-    page.fill("#pg-prompt", "Tell me about websockets")
     page.evaluate("""() => {  // record aria-busy changes on the log while the reply streams
       window.busy = [];
       const log = document.getElementById("pg-log");
       new MutationObserver(() => window.busy.push(log.getAttribute("aria-busy")))
         .observe(log, {attributes: true, attributeFilter: ["aria-busy"]});
     }""")
-    page.click("#pg-send")
+    send(page, "Tell me about websockets", 64)
     page.wait_for_selector("#pg-summary:not([hidden])")
     assert page.evaluate("window.busy") == ["true", None]  # busy while streaming, then cleared
     reply = page.locator(".msg.assistant .text").last.inner_text()
@@ -311,22 +323,19 @@ def test_costs_line_up_in_the_request_log(page, gateway, sdk_env):
 def test_playground_error_before_any_output_leaves_no_orphan_bubbles(page, gateway):
     from playwright.sync_api import expect
 
-    sign_up(page, gateway.url)
-    page.goto(f"{gateway.url}/playground")
+    open_playground(page, gateway.url)
     page.evaluate("""() => {  // a model the server does not know: an error before any token
       const opt = document.createElement("option");
       opt.value = opt.textContent = "no-such-model";
       document.getElementById("pg-model").appendChild(opt);
     }""")
     page.select_option("#pg-model", "no-such-model")
-    page.fill("#pg-prompt", "Hello?")
-    page.click("#pg-send")
+    send(page, "Hello?")
     expect(page.locator("#pg-state")).to_have_text(re.compile(r"^Error 404"))
     assert page.locator("#pg-log .msg").count() == 0  # neither the user's bubble nor an empty reply remain
     assert page.get_attribute("#pg-log", "aria-busy") is None
     page.select_option("#pg-model", "fast")
-    page.fill("#pg-prompt", "Hello again")
-    page.click("#pg-send")
+    send(page, "Hello again")
     page.wait_for_selector("#pg-summary:not([hidden])")
     assert page.locator("#pg-log .msg.user").all_inner_texts() == ["You\nHello again"]
 
@@ -348,19 +357,14 @@ def record_starts(page) -> list[dict]:
 def test_playground_new_chat_mid_reply_stops_it_and_starts_clean(page, slow_gateway):
     from playwright.sync_api import expect
 
-    sign_up(page, slow_gateway.url)
     starts = record_starts(page)
-    page.goto(f"{slow_gateway.url}/playground")
-    page.fill("#pg-max-tokens", "400")
-    page.fill("#pg-prompt", "Tell me a long story about rivers")
-    page.click("#pg-send")
+    open_playground(page, slow_gateway.url)
+    send(page, "Tell me a long story about rivers", 400)
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
     page.click("#pg-clear")  # while the reply streams
     assert page.locator("#pg-log .msg").count() == 0
     assert page.is_enabled("#pg-send") and page.is_disabled("#pg-stop")
-    page.fill("#pg-max-tokens", "8")
-    page.fill("#pg-prompt", "A new question")
-    page.click("#pg-send")
+    send(page, "A new question", 8)
     expect(page.locator("#pg-state")).to_have_text("Done.")
     # The abandoned reply neither reappears nor rides along as context.
     assert starts[-1]["messages"] == [{"role": "user", "content": "A new question"}]
@@ -373,16 +377,10 @@ def test_playground_new_chat_mid_reply_stops_it_and_starts_clean(page, slow_gate
 def test_playground_stop_shows_what_it_cost_and_never_a_stale_summary(page, slow_gateway):
     from playwright.sync_api import expect
 
-    sign_up(page, slow_gateway.url)
-    page.goto(f"{slow_gateway.url}/playground")
-    page.select_option("#pg-model", "fast")
-    page.fill("#pg-max-tokens", "8")
-    page.fill("#pg-prompt", "First question")
-    page.click("#pg-send")
+    open_playground(page, slow_gateway.url, "fast")
+    send(page, "First question", 8)
     expect(page.locator("#pg-summary")).to_be_visible()
-    page.fill("#pg-max-tokens", "400")
-    page.fill("#pg-prompt", "Tell me a long story about rivers")
-    page.click("#pg-send")
+    send(page, "Tell me a long story about rivers", 400)
     assert page.evaluate("document.activeElement.id") == "pg-prompt"  # focus stays where typing goes
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
     expect(page.locator("#pg-summary")).to_be_hidden()  # the first turn's facts are not shown as this one's
@@ -584,8 +582,7 @@ def test_every_page_reads_well_in_light_and_dark(page, gateway, sdk_env, scheme,
     page.goto(f"{gateway.url}/account")
     check("account")
     page.goto(f"{gateway.url}/playground")
-    page.fill("#pg-prompt", "Hello")
-    page.click("#pg-send")
+    send(page, "Hello")
     page.wait_for_selector("#pg-summary:not([hidden])")
     check("playground")
     page.goto(f"{gateway.url}/dashboard/requests")

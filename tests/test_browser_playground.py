@@ -9,8 +9,8 @@ import re
 import subprocess
 import sys
 
-from tests.test_browser import (OVERFLOWING, PHONE, browser, page, pytestmark, record_starts,  # noqa: F401
-                                shot, sign_up)
+from tests.test_browser import (OVERFLOWING, PHONE, browser, open_playground, page, pytestmark,  # noqa: F401
+                                record_starts, send, shot, sign_up)
 
 COST = re.compile(r"Cost\s+\$\d+\.\d+")
 
@@ -24,19 +24,14 @@ def compare(page, model: str, other: str) -> None:
 def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
     from playwright.sync_api import expect
 
-    sign_up(page, slow_gateway.url)
     starts = record_starts(page)
-    page.goto(f"{slow_gateway.url}/playground")
+    open_playground(page, slow_gateway.url)
     expect(page.locator("#pg-side-b")).to_be_hidden()
-    page.fill("#pg-prompt", "First question")
-    page.fill("#pg-max-tokens", "8")
-    page.click("#pg-send")
+    send(page, "First question", 8)
     expect(page.locator("#pg-state")).to_have_text("Done.")
     compare(page, "fast", "code")  # mid-chat: the second model continues the same conversation
     expect(page.locator("#pg-log-b .msg")).to_have_count(2)
-    page.fill("#pg-max-tokens", "400")
-    page.fill("#pg-prompt", "Tell me a long story about rivers")
-    page.click("#pg-send")
+    send(page, "Tell me a long story about rivers", 400)
     for log in ("#pg-log", "#pg-log-b"):  # both columns stream at once
         expect(page.locator(f"{log} .msg.assistant .text").last).to_have_text(re.compile(r"\w+ \w+ \w+"))
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
@@ -68,12 +63,9 @@ def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
 def test_compare_columns_sit_side_by_side_and_stack_on_a_phone(page, gateway):
     from playwright.sync_api import expect
 
-    sign_up(page, gateway.url)
-    page.goto(f"{gateway.url}/playground")
+    open_playground(page, gateway.url)
     compare(page, "fast", "code")
-    page.fill("#pg-max-tokens", "8")
-    page.fill("#pg-prompt", "Hello")
-    page.click("#pg-send")
+    send(page, "Hello", 8)
     expect(page.locator("#pg-summary-b")).to_be_visible()
     expect(page.locator("#pg-summary")).to_be_visible()
     a, b = page.locator("#pg-log").bounding_box(), page.locator("#pg-log-b").bounding_box()
@@ -145,12 +137,8 @@ def test_view_code_after_sending_shows_the_message_sent(page, gateway):
     from playwright.sync_api import expect
 
     page.clock.install()  # "Copied" stays until the clock moves
-    sign_up(page, gateway.url)
-    page.goto(f"{gateway.url}/playground")
-    page.select_option("#pg-model", "code")
-    page.fill("#pg-max-tokens", "8")
-    page.fill("#pg-prompt", "What is a river?")
-    page.click("#pg-send")
+    open_playground(page, gateway.url, "code")
+    send(page, "What is a river?", 8)
     expect(page.locator("#pg-state")).to_have_text("Done.")
     page.click("#pg-code-open")
     python = page.inner_text("#pg-code-python")
