@@ -30,4 +30,8 @@ def int_or_zero(value) -> int:
 
 def choices_at_zero(chunk: dict) -> list[dict]:
     """A chat chunk's choices at index 0: Messages and Responses replies have one choice, so others are dropped."""
-    return [choice for choice in chunk.get("choices") or [] if choice.get("index", 0) == 0]
+    choices = chunk.get("choices") or []
+    # A chunk nearly always carries that one choice alone: hand back its own list, copying nothing.
+    if len(choices) == 1 and choices[0].get("index", 0) == 0:
+        return choices
+    return [choice for choice in choices if choice.get("index", 0) == 0]
