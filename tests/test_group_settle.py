@@ -17,8 +17,8 @@ from tests.test_recording import check_round_trip, funded_account, served_record
 def pg_db():
     from tests.backends import postgres_schema
 
-    with postgres_schema():
-        yield
+    with postgres_schema() as url:
+        yield url
 
 
 def _failed(request_id: str, account: int) -> RequestRecord:
@@ -210,3 +210,85 @@ def test_a_real_deadlock_is_recognised_through_peewee():
         database.obj.close()
     assert len(caught) == 1 and is_deadlock(caught[0]), caught
     assert not is_deadlock(RuntimeError("deadlock detected"))  # the SQLSTATE decides, not the words
+
+
+def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write) -> None:
+    """Another session locks account `low`; `write` (in a thread) must wait there holding no lock on
+    `high`, which a third session then takes without waiting: whoever holds `high` and wants `low`
+    can never wait on it in turn, so the two cannot deadlock."""
+    import threading
+    import time
+
+    import psycopg
+
+    from kyma.db import database
+
+    lock = 'SELECT "id" FROM "account" WHERE "id" = %s FOR UPDATE'
+    backend: list[int] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            backend.append(database.obj.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+            write()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            database.obj.close()
+
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as probe:
+        blocker.execute(lock, (low,))  # its transaction stays open until the rollback below
+        thread = threading.Thread(target=run)
+        thread.start()
+        waiting, deadline = None, time.monotonic() + 30  # a bound on the polling, not a timing claim
+        while waiting != "Lock" and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.01)
+            if backend:
+                waiting = probe.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                        backend).fetchone()[0]
+        assert waiting == "Lock", f"the write never waited for the lock on {low}: {failure}"
+        try:
+            probe.execute(lock.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (high,))
+        finally:
+            blocker.rollback()
+            thread.join(30)
+    assert not failure, failure
+
+
+def test_a_group_settle_locks_its_accounts_in_id_order(pg_db):
+    from kyma.db import database
+
+    url = pg_db
+    low, high = funded_account(), funded_account()
+    assert low < high
+    assert ledger.place_hold(high, "h", 1000) and ledger.place_hold(low, "l", 1000)  # low's row now after high's
+    group = [Finished(served_record("h", high, outcomes=[]), True), Finished(served_record("l", low, outcomes=[]), True)]
+
+    def settle() -> None:
+        # A hash join meets the accounts in the table's order, not the order of the group's sums.
+        db = database.obj
+        db.execute_sql("SET enable_nestloop = off")
+        db.execute_sql("SET enable_mergejoin = off")
+        try:
+            finish_many(group)
+        finally:
+            db.execute_sql("RESET ALL")
+
+    _waits_on_lock_only_at_the_lower(url, low, high, settle)
+    assert ledger.balance(low).balance_micros == ledger.balance(high).balance_micros == 1_000_000 - 1234
+    assert ledger.check_ledger() == []
+
+
+def test_a_group_transaction_locks_its_accounts_in_id_order_before_any_unit(pg_db):
+    """An overshoot debits its account at once, in arrival order: the group locked both rows first."""
+    from kyma.services.row_locks import RowLocks
+
+    url = pg_db
+    low, high = funded_account(), funded_account()
+    assert ledger.place_hold(high, "over", 1000)
+    group = [group_commit._Unit(lambda: ledger.settle_hold("over", 5000), AsyncResult(), locks=RowLocks((high,))),
+             group_commit._Unit(lambda: ledger.place_hold(low, "after", 1000), AsyncResult(), True,
+                                locks=RowLocks((low,)))]
+    _waits_on_lock_only_at_the_lower(url, low, high, lambda: group_commit.commit_group(group))
+    assert group[0].result.get() == 5000 and group[1].result.get() is True
+    assert ledger.balance(high).balance_micros == 1_000_000 - 5000 and ledger.check_ledger() == []

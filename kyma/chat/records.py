@@ -10,7 +10,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
-from kyma.services import deferred, group_commit, key_limits
+from kyma.services import deferred, group_commit, key_limits, row_locks
 from kyma.services.recording import RequestRecord, announce, finish, record_unheld, settle_batch
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
         if prep.principal.key_limit_micros is None:
             batch = settle_batch(record, held=True)
     try:
-        group_commit.run(work, batch=batch)
+        group_commit.run(work, batch=batch, locks=row_locks.of(prep.principal))
         committed = True
     except MaxConnectionsExceeded:
         if record.model_served is None:
@@ -113,7 +113,7 @@ def record_abandoned(call: ChatCall, err: KymaError, *, later: bool = False) -> 
     if later:
         deferred.submit(record.request_id, work, lambda: announce(record))
         return
-    group_commit.run(work)
+    group_commit.run(work, locks=row_locks.of(call.principal))
     announce(record)
 
 

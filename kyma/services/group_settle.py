@@ -59,12 +59,15 @@ STATEMENT = (
     'SELECT "account_id", \'usage\', -"cost", "request_id", "request_id" || \':usage\', '
     'CASE WHEN "cost" > "amount_micros" THEN \'overshoot \' || ("cost" - "amount_micros") || '
     '\' micros over the hold\' ELSE \'\' END, %s::timestamp FROM "closed" WHERE "served"), '
-    # Accounts in id order, as deferred balances lock them. Should two groups still deadlock, the
-    # server aborts one statement and that group's requests are committed one by one.
-    '"balances" AS (UPDATE "account" AS a SET "balance_micros" = a."balance_micros" + s."delta" '
-    'FROM (SELECT "account_id", SUM("amount_micros" - CASE WHEN "served" THEN "cost" ELSE 0 END) AS "delta" '
-    'FROM "closed" GROUP BY "account_id" ORDER BY "account_id") AS s '
-    'WHERE a."id" = s."account_id" AND s."delta" <> 0), '
+    # Accounts are locked in id order, as every write of several accounts locks them (row_locks): an
+    # UPDATE locks rows in whatever order its join yields them, whatever a subquery's ORDER BY says,
+    # but a locking SELECT sorts first and then locks. The UPDATE only meets rows "locked" yielded,
+    # each after it was locked, so it waits for no one; a locking CTE is never inlined.
+    '"locked" AS (SELECT a."id", s."delta" FROM "account" AS a JOIN (SELECT "account_id", '
+    'SUM("amount_micros" - CASE WHEN "served" THEN "cost" ELSE 0 END) AS "delta" FROM "closed" '
+    'GROUP BY "account_id") AS s ON a."id" = s."account_id" WHERE s."delta" <> 0 ORDER BY a."id" FOR UPDATE OF a), '
+    '"balances" AS (UPDATE "account" AS a SET "balance_micros" = a."balance_micros" + l."delta" '
+    'FROM "locked" AS l WHERE a."id" = l."id"), '
     f'"outcomes" AS ({_insert_unnested("routeoutcome", _OUTCOME_TYPES)}), '
     f'"logged" AS ({_insert_unnested("requestlog", _LOG_TYPES)}) '
     'SELECT "request_id", "amount_micros", "cost", "served" FROM "closed"'

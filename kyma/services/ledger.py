@@ -187,8 +187,8 @@ def _add_to_balance(account_id: int, delta: int) -> None:
 @contextmanager
 def deferred_balances():
     """Inside a write transaction: credits to balances (settle, release) are summed per account and
-    written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
-    transaction, only just before its commit. Debits are never deferred: neither holds (conditional)
+    written last, one UPDATE each, so an account's row gets one new version per transaction, just
+    before its commit. Debits are never deferred: neither holds (conditional)
     nor a settlement's overshoot, which a hold later in the transaction must see."""
     if _deferring() is not None:  # an outer group already defers
         yield
@@ -198,7 +198,7 @@ def deferred_balances():
     try:
         yield
         _deferred.deltas = None
-        for account_id in sorted(deltas):  # one lock order for every worker: no deadlock between groups
+        for account_id in sorted(deltas):  # a group committer locked these rows first (row_locks)
             if deltas[account_id]:
                 database.obj.execute_sql(_sql().add, (deltas[account_id], account_id))
     finally:
