@@ -212,10 +212,10 @@ def test_a_real_deadlock_is_recognised_through_peewee():
     assert not is_deadlock(RuntimeError("deadlock detected"))  # the SQLSTATE decides, not the words
 
 
-def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write) -> None:
-    """Another session locks account `low`; `write` (in a thread) must wait there holding no lock on
-    `high`, which a third session then takes without waiting: whoever holds `high` and wants `low`
-    can never wait on it in turn, so the two cannot deadlock."""
+def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write, *, first: str = "account") -> None:
+    """Another session locks row `low` of table `first`; `write` (in a thread) must wait there holding no
+    lock on account `high`, which a third session then takes without waiting: whoever holds `high` and
+    wants `low` can never wait on it in turn, so the two cannot deadlock."""
     import threading
     import time
 
@@ -237,7 +237,7 @@ def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write) -> No
             database.obj.close()
 
     with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as probe:
-        blocker.execute(lock, (low,))  # its transaction stays open until the rollback below
+        blocker.execute(lock.replace('"account"', f'"{first}"'), (low,))  # open until the rollback below
         thread = threading.Thread(target=run)
         thread.start()
         waiting, deadline = None, time.monotonic() + 30  # a bound on the polling, not a timing claim
@@ -292,3 +292,47 @@ def test_a_group_transaction_locks_its_accounts_in_id_order_before_any_unit(pg_d
     _waits_on_lock_only_at_the_lower(url, low, high, lambda: group_commit.commit_group(group))
     assert group[0].result.get() == 5000 and group[1].result.get() is True
     assert ledger.balance(high).balance_micros == 1_000_000 - 5000 and ledger.check_ledger() == []
+
+
+def _limited_key(acct: int, holds: dict[str, int]):
+    """A key with a credit limit on `acct`, and holds counted against it as admission takes them."""
+    import uuid
+
+    from kyma.db import write_transaction
+    from kyma.models import ApiKey
+    from kyma.services import key_limits
+    from kyma.services.accounts import Principal
+
+    key = ApiKey.create(account=acct, key_hash=uuid.uuid4().hex, prefix="k", credit_limit_micros=100_000)
+    principal = Principal(acct, "", 0, api_key_id=key.id, key_limit_micros=100_000)
+    for rid, amount in holds.items():
+        with write_transaction():
+            assert key_limits.reserve(principal, amount)
+            assert ledger.place_hold(acct, rid, amount, note=key_limits.hold_note(principal))
+    return key_limits.limited_key(principal)
+
+
+def test_a_limited_keys_spend_moves_in_the_same_statement(pg_db):
+    from kyma.models import ApiKey
+    from kyma.services import key_limits
+
+    acct = funded_account()
+    key = _limited_key(acct, {"served": 5000, "failed": 7000, "reaped": 3000})
+    assert ledger.release_hold("reaped", note="reaped: expired")
+    key_limits.forget_hold("reaped")  # the reaper's own step: the statement must not give it back again
+    closed = finish_many([Finished(served_record("served", acct, outcomes=[]), True, key),
+                          Finished(_failed("failed", acct), True, key),
+                          Finished(served_record("reaped", acct, outcomes=[]), True, key)])
+    assert closed == [True, True, False]
+    row = ApiKey.get_by_id(key)
+    assert (row.spent_micros, row.held_micros) == (1234, 0), "as key_limits.settle moves them, once"
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []
+
+
+def test_a_group_settle_locks_keys_before_accounts(pg_db):
+    """A limited key's hold locks its key, then its account: the group settle takes them in that order too."""
+    acct = funded_account()
+    key = _limited_key(acct, {"r": 5000})
+    group = [Finished(served_record("r", acct, outcomes=[]), True, key)]
+    _waits_on_lock_only_at_the_lower(pg_db, key, acct, lambda: finish_many(group), first="apikey")
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []

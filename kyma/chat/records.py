@@ -59,9 +59,7 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
     else:  # Redis counters cannot join the database's transaction
         def work() -> None:
             _settle(prep, record)
-        # A key with a credit limit needs to know whether its hold was closed: no batch for it.
-        if prep.principal.key_limit_micros is None:
-            batch = settle_batch(record, held=True)
+        batch = settle_batch(record, held=True, limited_key=key_limits.limited_key(prep.principal))
     try:
         group_commit.run(work, batch=batch, locks=row_locks.of(prep.principal))
         committed = True

@@ -65,11 +65,11 @@ class RequestRecord:
 
 
 # Column order of the two INSERTs below; the values are built in the same order in log_row/outcome_row.
-_LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
+LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
                 "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
                 "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
                 "error_code", "note", "upstream_cost_micros", "created_at")
-_OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
+OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
                     "completion_tokens", "cost_micros", "created_at")
 
 
@@ -82,13 +82,13 @@ def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) ->
 @functools.cache
 def _log_insert(param: str) -> str:
     """The request-log INSERT for one backend's parameter style, built once."""
-    return _insert_text("requestlog", _LOG_COLUMNS, 1, param)
+    return _insert_text("requestlog", LOG_COLUMNS, 1, param)
 
 
 @functools.lru_cache(maxsize=32)
 def _outcomes_insert(param: str, rows: int) -> str:
     """One multi-row route-outcome INSERT per backend and attempt count (a request makes a few)."""
-    return _insert_text("routeoutcome", _OUTCOME_COLUMNS, rows, param)
+    return _insert_text("routeoutcome", OUTCOME_COLUMNS, rows, param)
 
 
 @functools.lru_cache(maxsize=32)
@@ -144,11 +144,12 @@ def record_unheld(record: RequestRecord, *, later: bool = False) -> None:
     announce(record)
 
 
-def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
-    """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement."""
+def settle_batch(record: RequestRecord, *, held: bool, limited_key: int | None = None) -> group_commit.Batch:
+    """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement;
+    `limited_key`: the key whose credit limit counts the hold (its spend moves as key_limits.settle moves it)."""
     from kyma.services import group_settle  # it builds its rows with this module's row builders
 
-    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held))
+    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held, limited_key))
 
 
 def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:
