@@ -55,6 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     group_commit.configure(settings.group_commit_ms)
     app.extensions["kyma"] = _build_runtime(settings)
+    _configure_key_cache(app.extensions["kyma"])
     _register_database_hooks(app)
     from kyma.services.reaper import register_reaper
 
@@ -147,6 +148,16 @@ def _build_runtime(settings: Settings):
         claude_models=load_claude_models(settings.claude_models_path),
         tiers=TierLadder.load(settings.tiers_path),
     )
+
+
+def _configure_key_cache(rt) -> None:
+    """API-key rows are kept per worker when Redis can tell every instance that one changed."""
+    from kyma.services import key_cache
+    from kyma.services.window_stores import RedisStore
+
+    store = rt.limiter.store
+    key_cache.configure(store.pipeliner if isinstance(store, RedisStore) else None,
+                        store.prefix if isinstance(store, RedisStore) else "")
 
 
 def _register_database_hooks(app: Flask) -> None:
