@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from kyma import logs
 from kyma.config import ROOT, Settings
-from kyma.db import close_connection, init_db, open_connection
+from kyma.db import close_connection, database, init_db, is_sqlite_db, open_connection
 from kyma.hosts import register_host_check
 
 
@@ -163,7 +163,11 @@ def _configure_key_cache(rt) -> None:
 def _register_database_hooks(app: Flask) -> None:
     @app.before_request
     def _open_db():
-        open_connection()
+        # SQLite's connection opens here; a pooled (PostgreSQL) one is taken at the request's first
+        # query instead: a request whose key row is kept (key_cache) and whose writes go through
+        # the group committer never needs one of its own, nor a turn in the pool.
+        if is_sqlite_db(database.obj):
+            open_connection()
 
     @app.teardown_request
     def _close_db(exc):
