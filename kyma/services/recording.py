@@ -64,13 +64,14 @@ class RequestRecord:
         return sum(o.cost_micros for o in self.outcomes)
 
 
-# Column order of the two INSERTs below; the values are built in the same order in log_row/outcome_row.
+# Column order of the request-log and route-outcome INSERTs (below, and group_settle's); log_row and
+# outcome_row build the values in the same order.
 LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
-                "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
-                "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
-                "error_code", "note", "upstream_cost_micros", "created_at")
+               "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
+               "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
+               "error_code", "note", "upstream_cost_micros", "created_at")
 OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
-                    "completion_tokens", "cost_micros", "created_at")
+                   "completion_tokens", "cost_micros", "created_at")
 
 
 def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) -> str:
