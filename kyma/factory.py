@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from kyma import logs
 from kyma.config import ROOT, Settings
-from kyma.db import close_connection, init_db, open_connection
+from kyma.db import close_connection, database, init_db, is_sqlite_db, open_connection
 from kyma.hosts import register_host_check
 
 
@@ -55,6 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     group_commit.configure(settings.group_commit_ms)
     app.extensions["kyma"] = _build_runtime(settings)
+    _configure_key_cache(app.extensions["kyma"])
     _register_database_hooks(app)
     from kyma.services.reaper import register_reaper
 
@@ -149,10 +150,24 @@ def _build_runtime(settings: Settings):
     )
 
 
+def _configure_key_cache(rt) -> None:
+    """API-key rows are kept per worker when Redis can tell every instance that one changed."""
+    from kyma.services import key_cache
+    from kyma.services.window_stores import RedisStore
+
+    store = rt.limiter.store
+    key_cache.configure(store.pipeliner if isinstance(store, RedisStore) else None,
+                        store.prefix if isinstance(store, RedisStore) else "")
+
+
 def _register_database_hooks(app: Flask) -> None:
     @app.before_request
     def _open_db():
-        open_connection()
+        # SQLite's connection opens here; a pooled (PostgreSQL) one is taken at the request's first
+        # query instead: a request whose key row is kept (key_cache) and whose writes go through
+        # the group committer never needs one of its own, nor a turn in the pool.
+        if is_sqlite_db(database.obj):
+            open_connection()
 
     @app.teardown_request
     def _close_db(exc):

@@ -179,6 +179,19 @@ def db_rows(env: dict, sql: str, *params) -> list[tuple]:
         db.close()
 
 
+def announce_key_change(env: dict) -> None:
+    """After changing a key or account row by hand: tell the gateway's workers, as its services do,
+    that the key rows they keep are stale (nothing to do without Redis, where none are kept)."""
+    if env.get("KYMA_REDIS_URL"):
+        import redis
+
+        client = redis.Redis.from_url(env["KYMA_REDIS_URL"])
+        try:
+            client.incr(f"{env.get('KYMA_REDIS_PREFIX', 'kyma:')}auth:generation")
+        finally:
+            client.close()
+
+
 def reset_breakers(env: dict) -> None:
     """Close every circuit of a gateway (database or Redis store): fault tests on a shared gateway
     must not leave routes open for the tests after them."""

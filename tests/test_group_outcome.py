@@ -18,7 +18,7 @@ from gevent.event import AsyncResult
 
 from kyma.db import database
 from kyma.models import Hold, LedgerEntry, RequestLog
-from kyma.services import deferred, group_commit, landed, ledger, recording
+from kyma.services import deferred, group_commit, landed, ledger, recording, row_locks
 from kyma.services.recording import RequestRecord, finish
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
@@ -54,8 +54,8 @@ def _captured(monkeypatch) -> list[group_commit._Unit]:
     """Units as recording.commit hands them to the group committer, to be committed by the test."""
     units: list[group_commit._Unit] = []
 
-    def run(work, *, isolated=False, batch=None, landed=None):
-        units.append(group_commit._Unit(work, AsyncResult(), isolated, batch, landed))
+    def run(work, *, isolated=False, batch=None, landed=None, locks=row_locks.NONE):
+        units.append(group_commit._Unit(work, AsyncResult(), isolated, batch, landed, locks))
 
     monkeypatch.setattr(group_commit, "run", run)
     return units

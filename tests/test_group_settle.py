@@ -204,3 +204,129 @@ def test_a_real_deadlock_is_recognised_through_peewee():
         database.obj.close()
     assert len(caught) == 1 and is_deadlock(caught[0]), caught
     assert not is_deadlock(RuntimeError("deadlock detected"))  # the SQLSTATE decides, not the words
+
+
+def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write, *, first: str = "account") -> None:
+    """Another session locks row `low` of table `first`; `write` (in a thread) must wait there holding no
+    lock on account `high`, which a third session then takes without waiting: whoever holds `high` and
+    wants `low` can never wait on it in turn, so the two cannot deadlock."""
+    import threading
+    import time
+
+    import psycopg
+
+    from kyma.db import database
+
+    lock = 'SELECT "id" FROM "account" WHERE "id" = %s FOR UPDATE'
+    backend: list[int] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            backend.append(database.obj.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+            write()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            database.obj.close()
+
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as probe:
+        blocker.execute(lock.replace('"account"', f'"{first}"'), (low,))  # open until the rollback below
+        thread = threading.Thread(target=run)
+        thread.start()
+        waiting, deadline = None, time.monotonic() + 30  # a bound on the polling, not a timing claim
+        while waiting != "Lock" and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.01)
+            if backend:
+                waiting = probe.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                        backend).fetchone()[0]
+        assert waiting == "Lock", f"the write never waited for the lock on {low}: {failure}"
+        try:
+            probe.execute(lock.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (high,))
+        finally:
+            blocker.rollback()
+            thread.join(30)
+    assert not failure, failure
+
+
+def test_a_group_settle_locks_its_accounts_in_id_order(pg_db):
+    from kyma.db import database
+
+    url = pg_db
+    low, high = make_account(1_000_000), make_account(1_000_000)
+    assert low < high
+    assert ledger.place_hold(high, "h", 1000) and ledger.place_hold(low, "l", 1000)  # low's row now after high's
+    group = [Finished(served_record("h", high, outcomes=[]), True), Finished(served_record("l", low, outcomes=[]), True)]
+
+    def settle() -> None:
+        # A hash join meets the accounts in the table's order, not the order of the group's sums.
+        db = database.obj
+        db.execute_sql("SET enable_nestloop = off")
+        db.execute_sql("SET enable_mergejoin = off")
+        try:
+            finish_many(group)
+        finally:
+            db.execute_sql("RESET ALL")
+
+    _waits_on_lock_only_at_the_lower(url, low, high, settle)
+    assert ledger.balance(low).balance_micros == ledger.balance(high).balance_micros == 1_000_000 - 1234
+    assert ledger.check_ledger() == []
+
+
+def test_a_group_transaction_locks_its_accounts_in_id_order_before_any_unit(pg_db):
+    """An overshoot debits its account at once, in arrival order: the group locked both rows first."""
+    from kyma.services.row_locks import RowLocks
+
+    url = pg_db
+    low, high = make_account(1_000_000), make_account(1_000_000)
+    assert ledger.place_hold(high, "over", 1000)
+    group = [group_commit._Unit(lambda: ledger.settle_hold("over", 5000), AsyncResult(), locks=RowLocks((high,))),
+             group_commit._Unit(lambda: ledger.place_hold(low, "after", 1000), AsyncResult(), True,
+                                locks=RowLocks((low,)))]
+    _waits_on_lock_only_at_the_lower(url, low, high, lambda: group_commit.commit_group(group))
+    assert group[0].result.get() == 5000 and group[1].result.get() is True
+    assert ledger.balance(high).balance_micros == 1_000_000 - 5000 and ledger.check_ledger() == []
+
+
+def _limited_key(acct: int, holds: dict[str, int]):
+    """A key with a credit limit on `acct`, and holds counted against it as admission takes them."""
+    import uuid
+
+    from kyma.db import write_transaction
+    from kyma.models import ApiKey
+    from kyma.services import key_limits
+    from kyma.services.accounts import Principal
+
+    key = ApiKey.create(account=acct, key_hash=uuid.uuid4().hex, prefix="k", credit_limit_micros=100_000)
+    principal = Principal(acct, "", 0, api_key_id=key.id, key_limit_micros=100_000)
+    for rid, amount in holds.items():
+        with write_transaction():
+            assert key_limits.reserve(principal, amount)
+            assert ledger.place_hold(acct, rid, amount, note=key_limits.hold_note(principal))
+    return key_limits.limited_key(principal)
+
+
+def test_a_limited_keys_spend_moves_in_the_same_statement(pg_db):
+    from kyma.models import ApiKey
+    from kyma.services import key_limits
+
+    acct = make_account(1_000_000)
+    key = _limited_key(acct, {"served": 5000, "failed": 7000, "reaped": 3000})
+    assert ledger.release_hold("reaped", note="reaped: expired")
+    key_limits.forget_hold("reaped")  # the reaper's own step: the statement must not give it back again
+    closed = finish_many([Finished(served_record("served", acct, outcomes=[]), True, key),
+                          Finished(_failed("failed", acct), True, key),
+                          Finished(served_record("reaped", acct, outcomes=[]), True, key)])
+    assert closed == [True, True, False]
+    row = ApiKey.get_by_id(key)
+    assert (row.spent_micros, row.held_micros) == (1234, 0), "as key_limits.settle moves them, once"
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []
+
+
+def test_a_group_settle_locks_keys_before_accounts(pg_db):
+    """A limited key's hold locks its key, then its account: the group settle takes them in that order too."""
+    acct = make_account(1_000_000)
+    key = _limited_key(acct, {"r": 5000})
+    group = [Finished(served_record("r", acct, outcomes=[]), True, key)]
+    _waits_on_lock_only_at_the_lower(pg_db, key, acct, lambda: finish_many(group), first="apikey")
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []

@@ -11,7 +11,7 @@ import openai
 import pytest
 import requests
 
-from tests.servers import db_rows, flask_here
+from tests.servers import announce_key_change, db_rows, flask_here
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +94,7 @@ def test_expired_key_is_401_saying_so(gateway, account):
     _sdk(gateway, key["key"]).chat.completions.create(model="fast", messages=HELLO, max_tokens=8)
     # The hour passes in the database (UTC, as stored) instead of in the test.
     db_rows(gateway.env, "UPDATE apikey SET expires_at = {p} WHERE id = {p}", "2000-01-01 00:00:00", key["id"])
+    announce_key_change(gateway.env)  # a change behind the services' back: say so, as they do
     with pytest.raises(openai.AuthenticationError) as refused:
         _sdk(gateway, key["key"]).chat.completions.create(model="fast", messages=HELLO, max_tokens=8)
     assert "expired" in refused.value.message and refused.value.code == "expired_api_key"

@@ -10,7 +10,7 @@ from kyma.chat.call import ChatCall, Prepared, output_cap
 from kyma.chat.plan import missing_capability
 from kyma.db import connected, write_transaction
 from kyma.errors import ContextLengthExceeded, InsufficientCredits, InvalidRequest
-from kyma.services import group_commit, key_limits, landed, ledger
+from kyma.services import group_commit, key_limits, landed, ledger, row_locks
 from kyma.services.accounts import Principal
 from kyma.services.catalog import CHAT, ModelInfo
 from kyma.services.pricing import micros_to_usd, worst_case_micros
@@ -93,7 +93,8 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
 
         try:
             # Committed (with whatever else this worker writes meanwhile) before the upstream call.
-            return group_commit.run(admit, isolated=True, landed=group_commit.Landed(landed.held, request_id))
+            return group_commit.run(admit, isolated=True, landed=group_commit.Landed(landed.held, request_id),
+                                    locks=row_locks.of(principal))
         except _KeyRefused as refused:
             raise key_limits.refusal(principal, hold, refused.admission.headers) from None
         except _Refused as refused:
@@ -106,7 +107,8 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
             # one round trip and one commit for them all, before any of their upstream calls.
             wanted = ledger.HoldRequest(account, request_id, hold, ttl, key_limits.hold_note(principal))
             if not group_commit.run(lambda: ledger.place_hold(account, request_id, hold, ttl_seconds=ttl),
-                                    batch=group_commit.Batch(ledger.place_holds, wanted, landed.holds_placed)):
+                                    batch=group_commit.Batch(ledger.place_holds, wanted, landed.holds_placed),
+                                    locks=row_locks.of(principal)):
                 raise _Refused()
         else:
             with connected(), write_transaction():  # the key's reservation and the hold stand or fall together

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kyma.chat.attempts import Attempts
 from kyma.chat.call import ChatCall, Prepared, Served
 from kyma.errors import KymaError
-from kyma.services import key_limits
+from kyma.services import key_limits, row_locks
 from kyma.services.recording import RequestRecord, commit, finish, logged, record_unheld, settle_batch
 
 if TYPE_CHECKING:
@@ -57,12 +57,11 @@ def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int
     else:  # Redis counters cannot join the database's transaction
         def work() -> None:
             _settle(prep, record)
-        # A key with a credit limit needs to know whether its hold was closed: no batch for it.
-        if prep.principal.key_limit_micros is None:
-            batch = settle_batch(record, held=True)
+        batch = settle_batch(record, held=True, limited_key=key_limits.limited_key(prep.principal))
     # A served answer that finds every connection in use is charged once one frees: it must not fall to
     # the busy handler, which would give its hold back. Nothing served: the handler answers 503.
-    commit(record, work, batch=batch, landed=logged(record), queue_if_busy=record.model_served is not None)
+    commit(record, work, batch=batch, landed=logged(record), queue_if_busy=record.model_served is not None,
+           locks=row_locks.of(prep.principal))
     prep.call.record = record  # before the Redis correction: a failure there must not unlog the request
     if not rt.limiter.in_database:
         _correct_tokens(rt, prep, used_tokens)
@@ -99,7 +98,7 @@ def record_abandoned(call: ChatCall, err: KymaError, *, later: bool = False) -> 
             key_limits.forget_hold(call.request_id)
 
     call.record = record
-    commit(record, work, landed=logged(record), later=later)
+    commit(record, work, landed=logged(record), later=later, locks=row_locks.of(call.principal))
 
 
 def _unserved(call: ChatCall, err: KymaError) -> RequestRecord:

@@ -21,7 +21,7 @@ from peewee import IntegrityError, OperationalError
 from kyma.db import as_datetime, query, write_transaction
 from kyma.errors import AccountSuspended, AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
-from kyma.services import counters, key_limits, ledger
+from kyma.services import counters, key_cache, key_limits, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
                                      password_too_long)
 from kyma.services.pricing import micros_to_usd, usd_to_micros
@@ -389,14 +389,20 @@ _KEY_LOOKUP = ('SELECT k.id, k.key_hash, k.revoked_at, k.last_used_at, a.id, a.e
                'FROM apikey k JOIN account a ON a.id = k.account_id WHERE k.key_hash = ?')
 
 
+def _key_row(hashed: str) -> tuple | None:
+    rows = query(_KEY_LOOKUP, hashed)
+    return tuple(rows[0]) if rows else None
+
+
 def _authenticate_key(hashed: str, now: datetime) -> Principal:
     # The per-request hot path: one indexed read in raw SQL (peewee's query building costs more),
-    # which brings the key's limits along.
-    rows = query(_KEY_LOOKUP, hashed)
-    if not rows:
+    # which brings the key's limits along; with Redis, a row this worker read is kept while no key
+    # or account has changed anywhere (key_cache).
+    row = key_cache.fetch(hashed, lambda: _key_row(hashed))
+    if row is None:
         raise _invalid()
     (key_id, key_hash, revoked_at, last_used_at, account_id, email, tier, name, expires_at, limit, models,
-     suspended_at) = rows[0]
+     suspended_at) = row
     if not hmac.compare_digest(key_hash, hashed) or revoked_at is not None:
         raise _invalid()
     if suspended_at is not None:
@@ -404,7 +410,8 @@ def _authenticate_key(hashed: str, now: datetime) -> Principal:
     if expires_at is not None and now >= as_datetime(expires_at):
         raise AuthenticationFailed(key_limits.expired(as_datetime(expires_at)), code="expired_api_key",
                                    headers={"WWW-Authenticate": "Bearer"})
-    _touch(ApiKey, ApiKey.last_used_at, key_id, as_datetime(last_used_at), now)
+    if _touch(ApiKey, ApiKey.last_used_at, key_id, as_datetime(last_used_at), now):
+        key_cache.replace(hashed, row[:3] + (now,) + row[4:])  # else every request would stamp it again
     return Principal(account_id, email, tier, api_key_id=key_id, key_name=name, key_limit_micros=limit,
                      key_models=key_limits.load_models(models))
 
@@ -423,14 +430,17 @@ def _authenticate_session(hashed: str, settings, now: datetime) -> Principal:
                      is_admin=bool(row.account.is_admin))
 
 
-def _touch(model, field, row_id: int, last: datetime | None, now: datetime) -> None:
-    """Stamp last use, at most once per TOUCH_EVERY; a busy database skips the stamp, not the request."""
+def _touch(model, field, row_id: int, last: datetime | None, now: datetime) -> bool:
+    """Stamp last use, at most once per TOUCH_EVERY; a busy database skips the stamp, not the request.
+    True when it stamped."""
     if last is not None and now - last < TOUCH_EVERY:
-        return
+        return False
     try:
         model.update({field: now}).where(model.id == row_id).execute()
     except OperationalError as exc:
         log.warning("skipped last-use stamp on %s %s: %s", model.__name__, row_id, exc)
+        return False
+    return True
 
 
 # --- account and keys -------------------------------------------------------------------------
@@ -511,6 +521,8 @@ def set_key_limits(account_id: int, key_id: int, limits: dict, catalog, *, now: 
             columns["spent_micros"] = key_limits.spent_by(key_id)
         if columns:
             ApiKey.update(columns).where(ApiKey.id == key_id).execute()
+    if columns:
+        key_cache.changed()
     return next(k for k in list_keys(account_id, now=now) if k.id == key_id)
 
 
@@ -519,6 +531,7 @@ def revoke_key(account_id: int, key_id: int, *, now: datetime | None = None) -> 
     owned = (ApiKey.account == account_id) & (ApiKey.id == key_id)
     changed = ApiKey.update(revoked_at=now or utcnow()).where(owned & ApiKey.revoked_at.is_null()).execute()
     if changed:
+        key_cache.changed()
         return True
     if ApiKey.select().where(owned).exists():
         return False

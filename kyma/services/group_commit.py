@@ -17,6 +17,8 @@ writes as one statement. If the connection fails while a commit is under way (a 
 transaction's), its outcome is unknown: the units are not run again blindly (that could hold, charge
 or log a request twice), the database is asked which of them landed. A unit says how with a Landed
 check (a Batch's `landed` serves as one); a unit without one gets the error.
+Units also name the accounts and keys they write (RowLocks); a group's transaction locks them
+all, in one order, before any unit runs.
 
 Outside gevent (tests, CLI) the work simply runs in its own transaction; inside an open one it joins it.
 """
@@ -33,6 +35,8 @@ from typing import Any, Callable, NamedTuple
 from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
                      shares_connection, write_transaction, wrote_nothing)
 from kyma.greenlets import gevent_patched
+from kyma.services import row_locks
+from kyma.services.row_locks import RowLocks
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class _Unit:
     isolated: bool = False  # in its own savepoint: its exception (a refusal) undoes only its own writes
     batch: Batch | None = None  # the same writes as `work`, as data (PostgreSQL writes the group's at once)
     landed: Landed | None = None  # whether `work`'s writes landed, for a unit whose batch cannot tell
+    locks: RowLocks = row_locks.NONE  # the shared rows `work` may write, locked in one order before any unit runs
 
     def lookup(self) -> Landed | None:
         """How to tell whether this unit's writes landed (a batch's check first: it gives the writer's
@@ -234,6 +239,8 @@ def _commit_units(group: list[_Unit], more: Callable[[], list[_Unit]] | None) ->
             _begin(db, stack)
             if more is not None:
                 group.extend(more())
+            if not is_sqlite_db(db):
+                row_locks.lock(db, (unit.locks for unit in group))
             with ledger.deferred_balances():
                 for unit in group:
                     if not unit.isolated:
@@ -277,7 +284,7 @@ def _after_unknown_commit(group: list[_Unit], outcomes: list[tuple[bool, Any]], 
 def _each_alone(units: list[_Unit]) -> None:
     for unit in units:
         try:
-            unit.result.set(_alone(unit.work))
+            unit.result.set(_alone(unit.work, unit.locks))
         except Exception as exc:
             unit.result.set_exception(exc)
 
@@ -311,15 +318,18 @@ def _begin(db, stack: ExitStack) -> None:
         return
 
 
-# Two workers' groups can lock the same accounts in different orders; PostgreSQL then aborts one of
-# them, which wrote nothing, so it is run again rather than failing its request.
+# Accounts and keys are locked in one order (row_locks), but a deadlock can still go through a row
+# outside it (a hold the reaper closes meanwhile); PostgreSQL then aborts one transaction, which wrote
+# nothing, so it is run again rather than failing its request.
 DEADLOCK_RETRIES = 3
 
 
-def _alone(work: Callable[[], Any]) -> Any:
+def _alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE) -> Any:
     for attempt in range(DEADLOCK_RETRIES + 1):
         try:
-            with connected(), write_transaction():
+            with connected() as db, write_transaction():
+                if not is_sqlite_db(db):
+                    row_locks.lock(db, (locks,))
                 return work()
         except Exception as exc:
             if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
@@ -338,21 +348,22 @@ def configure(window_ms: float) -> None:
 
 
 def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None = None,
-        landed: Landed | None = None) -> Any:
+        landed: Landed | None = None, locks: RowLocks = row_locks.NONE) -> Any:
     """Commit `work` (database writes only, no I/O of its own) with whatever this worker writes alongside;
     its result, or its exception. An `isolated` unit may raise to undo its own writes and no one else's.
     `batch`, the same writes as data, lets PostgreSQL write them with the group's others in one statement.
-    `landed` tells whether the writes landed when a COMMIT's outcome is lost (else the unit gets the error)."""
+    `landed` tells whether the writes landed when a COMMIT's outcome is lost (else the unit gets the error).
+    `locks` names the accounts and keys `work` may write: they are locked in one order before it runs."""
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
-        return _alone(work)
+        return _alone(work, locks)
     if _flusher is None or _flusher.pid != os.getpid():  # a forked worker starts its own
         _flusher = _Flusher(_window_seconds)
     # The flusher needs a pooled (PostgreSQL) connection: waiters holding theirs could take the last.
     release_connection()
     from gevent.event import AsyncResult
 
-    unit = _Unit(work, AsyncResult(), isolated, batch, landed)
+    unit = _Unit(work, AsyncResult(), isolated, batch, landed, locks)
     _flusher.submit(unit)
     return unit.result.get()

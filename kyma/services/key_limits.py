@@ -169,6 +169,11 @@ def settle(principal, held: int, charged: int) -> None:
         execute(_SETTLE, held, charged, principal.api_key_id)
 
 
+def limited_key(principal) -> int | None:
+    """The key whose credit limit counts this caller's holds, or None (no limit: no key row is written)."""
+    return principal.api_key_id if principal.key_limit_micros is not None else None
+
+
 def hold_note(principal) -> str:
     """The hold entry's note: which limited key counts the hold, for the reaper."""
     return "" if principal.key_limit_micros is None else f"key {principal.api_key_id}"

@@ -26,7 +26,7 @@ from peewee import IntegrityError, fn
 from kyma.db import connected, database, execute, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
-from kyma.services import key_limits
+from kyma.services import key_cache, key_limits
 from kyma.services.pricing import usd_to_micros
 from kyma.services.tiers import TierLadder
 
@@ -107,7 +107,14 @@ class _Statements:
     close_and_enter: str | None  # PostgreSQL: close the hold and add its release and usage entries, one statement
 
 
-_ENTRY_COLUMNS = '"account_id", "kind", "amount_micros", "request_id", "idempotency_key", "note", "created_at"'
+ENTRY_COLUMNS = '"account_id", "kind", "amount_micros", "request_id", "idempotency_key", "note", "created_at"'
+
+
+def overshoot_note(cost: str) -> str:
+    """SQL for a usage entry's note next to its closed hold's "amount_micros": says by how much `cost` (an
+    SQL expression) went over the hold, else empty. settle_hold writes the same note."""
+    return (f'CASE WHEN {cost} > "amount_micros" THEN \'overshoot \' || ({cost} - "amount_micros") || '
+            '\' micros over the hold\' ELSE \'\' END')
 
 
 @functools.cache
@@ -121,8 +128,8 @@ def _statements(param: str) -> _Statements:
         debit=text('UPDATE "account" SET "balance_micros" = "balance_micros" - ? '
                    'WHERE "id" = ? AND "balance_micros" >= ?'),
         add=text('UPDATE "account" SET "balance_micros" = "balance_micros" + ? WHERE "id" = ?'),
-        entry=text(f'INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) VALUES {entry_row} RETURNING "id"'),
-        two_entries=text(f'INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) VALUES {entry_row}, {entry_row}'),
+        entry=text(f'INSERT INTO "ledgerentry" ({ENTRY_COLUMNS}) VALUES {entry_row} RETURNING "id"'),
+        two_entries=text(f'INSERT INTO "ledgerentry" ({ENTRY_COLUMNS}) VALUES {entry_row}, {entry_row}'),
         hold=text('INSERT INTO "hold" ("account_id", "request_id", "amount_micros", "owner", "created_at", '
                   '"expires_at") VALUES (?, ?, ?, ?, ?, ?)'),
         close_hold=text('UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
@@ -132,7 +139,7 @@ def _statements(param: str) -> _Statements:
         debit_and_hold=None if param == "?" else text(
             'WITH "debit" AS (UPDATE "account" SET "balance_micros" = "balance_micros" - ? '
             'WHERE "id" = ? AND "balance_micros" >= ? RETURNING "id"), '
-            f'"entry" AS (INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) '
+            f'"entry" AS (INSERT INTO "ledgerentry" ({ENTRY_COLUMNS}) '
             'SELECT "id", \'hold\', ?, ?, ?, ?, ? FROM "debit"), '
             '"held" AS (INSERT INTO "hold" ("account_id", "request_id", "amount_micros", "owner", "created_at", '
             '"expires_at") SELECT "id", ?, ?, ?, ?, ? FROM "debit") '
@@ -140,10 +147,9 @@ def _statements(param: str) -> _Statements:
         close_and_enter=None if param == "?" else text(
             'WITH "closed" AS (UPDATE "hold" SET "closed_at" = ? WHERE "request_id" = ? AND "closed_at" IS NULL '
             'RETURNING "account_id", "amount_micros"), '
-            f'"entries" AS (INSERT INTO "ledgerentry" ({_ENTRY_COLUMNS}) '
+            f'"entries" AS (INSERT INTO "ledgerentry" ({ENTRY_COLUMNS}) '
             'SELECT "account_id", \'release\', "amount_micros", ?, ?, \'\', ? FROM "closed" UNION ALL '
-            'SELECT "account_id", \'usage\', -?::bigint, ?, ?, CASE WHEN ?::bigint > "amount_micros" THEN '
-            '\'overshoot \' || (?::bigint - "amount_micros") || \' micros over the hold\' ELSE \'\' END, ? '
+            f'SELECT "account_id", \'usage\', -?::bigint, ?, ?, {overshoot_note("?::bigint")}, ? '
             'FROM "closed") '
             'SELECT "account_id", "amount_micros" FROM "closed"'),
     )
@@ -187,8 +193,8 @@ def _add_to_balance(account_id: int, delta: int) -> None:
 @contextmanager
 def deferred_balances():
     """Inside a write transaction: credits to balances (settle, release) are summed per account and
-    written last, one UPDATE each, so an account's row is locked (PostgreSQL) or dirtied once per
-    transaction, only just before its commit. Debits are never deferred: neither holds (conditional)
+    written last, one UPDATE each, so an account's row gets one new version per transaction, just
+    before its commit. Debits are never deferred: neither holds (conditional)
     nor a settlement's overshoot, which a hold later in the transaction must see."""
     if _deferring() is not None:  # an outer group already defers
         yield
@@ -198,7 +204,7 @@ def deferred_balances():
     try:
         yield
         _deferred.deltas = None
-        for account_id in sorted(deltas):  # one lock order for every worker: no deadlock between groups
+        for account_id in sorted(deltas):  # a group committer locked these rows first (row_locks)
             if deltas[account_id]:
                 database.obj.execute_sql(_sql().add, (deltas[account_id], account_id))
     finally:
@@ -462,6 +468,8 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
         if first is None:
             raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.") from None
         return _replay(first, account.id, kind, amount)
+    if tier != fresh.tier:
+        key_cache.changed()  # keys carry their account's tier: the higher limits apply from the next request
     return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
 
 

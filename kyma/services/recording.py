@@ -12,8 +12,9 @@ from playhouse.pool import MaxConnectionsExceeded
 from kyma import logs
 from kyma.db import connected, write_transaction
 from kyma.models import RequestLog, utcnow
-from kyma.services import deferred, group_commit, ledger, metrics
+from kyma.services import deferred, group_commit, ledger, metrics, row_locks
 from kyma.services import landed as landed_rows
+from kyma.services.row_locks import RowLocks
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,14 @@ class RequestRecord:
         return sum(o.cost_micros for o in self.outcomes)
 
 
-# Column order of the two INSERTs below; the values are built in the same order in log_row/outcome_row.
-_LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
-                "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
-                "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
-                "error_code", "note", "upstream_cost_micros", "created_at")
-_OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
-                    "completion_tokens", "cost_micros", "created_at")
+# Column order of the request-log and route-outcome INSERTs (below, and group_settle's); log_row and
+# outcome_row build the values in the same order.
+LOG_COLUMNS = ("request_id", "endpoint", "status", "account_id", "api_key_id", "model_requested", "alias",
+               "model_served", "provider", "simulated", "fallback_layer", "attempts", "prompt_tokens",
+               "completion_tokens", "cached_tokens", "cost_micros", "latency_ms", "ttft_ms", "stream", "error",
+               "error_code", "note", "upstream_cost_micros", "created_at")
+OUTCOME_COLUMNS = ("request_id", "model", "provider", "role", "ok", "status", "error", "latency_ms",
+                   "completion_tokens", "cost_micros", "created_at")
 
 
 def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) -> str:
@@ -86,13 +88,13 @@ def _insert_text(table: str, columns: tuple[str, ...], rows: int, param: str) ->
 @functools.cache
 def _log_insert(param: str) -> str:
     """The request-log INSERT for one backend's parameter style, built once."""
-    return _insert_text("requestlog", _LOG_COLUMNS, 1, param)
+    return _insert_text("requestlog", LOG_COLUMNS, 1, param)
 
 
 @functools.lru_cache(maxsize=32)
 def _outcomes_insert(param: str, rows: int) -> str:
     """One multi-row route-outcome INSERT per backend and attempt count (a request makes a few)."""
-    return _insert_text("routeoutcome", _OUTCOME_COLUMNS, rows, param)
+    return _insert_text("routeoutcome", OUTCOME_COLUMNS, rows, param)
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,16 +142,17 @@ def finish(record: RequestRecord, *, held: bool) -> bool:
 
 def commit(record: RequestRecord, work: Callable[[], object], *, batch: group_commit.Batch | None = None,
            landed: group_commit.Landed | None = None, later: bool = False, queue_if_busy: bool = False,
-           announced: bool = True) -> None:
+           announced: bool = True, locks: RowLocks = row_locks.NONE) -> None:
     """Commit `work`, the writes that record `record`, with what this worker writes alongside, then announce
     the record (unless `announced` is False). `landed` tells whether the writes landed should the COMMIT's
     answer be lost (without it that write fails rather than run twice). `later`: every connection is in
     use, so the write and its announcement are queued and this returns at once; `queue_if_busy`: so they
-    are if the pool turns out full now (otherwise that error propagates)."""
+    are if the pool turns out full now (otherwise that error propagates). `locks`: the accounts and keys
+    `work` writes, locked in one order."""
     after = (lambda: announce(record)) if announced else None
     if not later:
         try:
-            group_commit.run(work, batch=batch, landed=landed)
+            group_commit.run(work, batch=batch, landed=landed, locks=locks)
         except MaxConnectionsExceeded:
             if not queue_if_busy:
                 raise
@@ -172,11 +175,13 @@ def logged(record: RequestRecord) -> group_commit.Landed:
     return group_commit.Landed(landed_rows.logged, record.request_id)
 
 
-def settle_batch(record: RequestRecord, *, held: bool) -> group_commit.Batch:
-    """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement."""
+def settle_batch(record: RequestRecord, *, held: bool, limited_key: int | None = None) -> group_commit.Batch:
+    """`finish`'s writes as data, which PostgreSQL writes with the group's others in one statement;
+    `limited_key`: the key whose credit limit counts the hold (its spend moves as key_limits.settle moves it)."""
     from kyma.services import group_settle, landed  # they build on this module's records and rows
 
-    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held), landed.finished)
+    return group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, held, limited_key),
+                              landed.finished)
 
 
 def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, later: bool = False) -> None:
@@ -184,7 +189,7 @@ def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, la
     the row says so, and keeps its charge for an operator to see. `later` as for commit."""
     record.status, record.error, record.error_code = status, error, code
     # The values as log_row gives them: cut to their columns' widths, which PostgreSQL enforces.
-    row = dict(zip(_LOG_COLUMNS, log_row(record, None)))
+    row = dict(zip(LOG_COLUMNS, log_row(record, None)))
 
     def work() -> None:
         RequestLog.update(status=row["status"], error=row["error"], error_code=row["error_code"]).where(

@@ -266,6 +266,16 @@ class RedisStore:
         self._warn = OutageWarning(
             log, "Redis rate-limit store unavailable (%s); limiting per process until it returns")
 
+    @property
+    def pipeliner(self) -> Pipeliner:
+        """This worker's shared pipeline to the store's Redis (other per-request reads can join it)."""
+        return self._pipeliner
+
+    @property
+    def prefix(self) -> str:
+        """What every key this store writes starts with (one Redis can serve several gateways)."""
+        return self._prefix
+
     def consume(self, lock_key: str, checks: list[Check], now: int) -> tuple[bool, list[int]]:
         """Check every limit and, when all fit, move their TATs; one Lua script."""
         args = [now, WINDOW_US]

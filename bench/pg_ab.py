@@ -1,0 +1,144 @@
+"""A quick side-by-side of gateways on SQLite and on PostgreSQL + Redis: req/s and CPU per request.
+
+Starts the peer harness's fake upstream and one target per spec (kyma_target.sh), then runs wrk
+against each in turn, ROUNDS times, alternating, so that a noisy machine weighs on all alike. For
+each run it reads the CPU time of the target's process tree (launcher, gunicorn master and
+workers) from /proc, and for a PostgreSQL target that of the server backends on its database.
+
+Usage: .venv/bin/python bench/pg_ab.py PEERS_DIR NAME=PROJECT_DIR[:pg] ... [--rounds N] [-c 32,128]
+Every server listens on 127.0.0.1 and is stopped by its PID at the end; the databases are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procs import CLK_TCK  # noqa: E402
+from kyma.procs import listen_consecutive  # noqa: E402
+from tests import pg  # noqa: E402
+
+BODY = json.dumps({"model": "glm-4.7-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16})
+
+
+def tree_cpu(pid: int) -> float:
+    """utime + stime (seconds) of process `pid` and all its live descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # fields after the name: state, ppid, ..., utime, stime
+        todo.extend(int(c) for c in children)
+    return total / CLK_TCK
+
+
+def backends_cpu(dbname: str) -> float:
+    """utime + stime (seconds) of the PostgreSQL backends connected to `dbname` now."""
+    with pg._admin() as admin:
+        pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("peers")
+    ap.add_argument("targets", nargs="+", help="NAME=PROJECT_DIR, with :pg for PostgreSQL + Redis")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("-c", default="32,128")
+    ap.add_argument("-d", default="5s")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kyma-pgab."))
+    socks = listen_consecutive(1 + len(args.targets))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    started: list[int] = []
+    created: list[tuple[str, str]] = []
+    env = dict(os.environ, UPSTREAM_PORT=str(ports[0]))
+    bench_py = Path.home() / ".cache/kyma-bench/bench-venv/bin/python"
+    up = subprocess.Popen([str(bench_py), f"{args.peers}/upstream.py", "--host", "127.0.0.1", "--port", str(ports[0])],
+                          stdout=open(work / "upstream.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    started.append(up.pid)
+    targets = []
+    try:
+        for spec, port in zip(args.targets, ports[1:]):
+            name, _, where = spec.partition("=")
+            project, _, kind = where.partition(":")
+            tenv = dict(env)
+            dbname = None
+            if kind == "pg":
+                url, prefix = pg.create_database("bench_"), pg.new_redis_prefix()
+                created.append((url, prefix))
+                dbname = url.rsplit("/", 1)[1]
+                tenv.update(TARGET_DATABASE_URL=url, TARGET_REDIS_URL=pg.REDIS_URL, KYMA_REDIS_PREFIX=prefix,
+                            KYMA_DATABASE_POOL_SIZE="8")
+            out = subprocess.run([f"{args.peers}/kyma_target.sh", project, str(work), str(port), "2", name],
+                                 cwd=project, env=tenv, capture_output=True, text=True, check=True).stdout
+            pid = int((work / name / "pid").read_text())
+            started.append(pid)
+            target = json.loads(out)[0]
+            targets.append((name, target, pid, dbname))
+        results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        for c in [int(x) for x in args.c.split(",")]:
+            for _ in range(args.rounds):
+                for name, target, pid, dbname in targets:
+                    wenv = dict(os.environ, BENCH_BODY=BODY, BENCH_AUTH=f"Bearer {target['api_key']}")
+                    cpu0, pg0 = tree_cpu(pid), backends_cpu(dbname) if dbname else 0.0
+                    run = subprocess.run(["wrk", "-t2", f"-c{c}", f"-d{args.d}", "-s", str(ROOT / "bench/post.lua"),
+                                          target["base_url"] + "/chat/completions"],
+                                         env=wenv, capture_output=True, text=True)
+                    cpu1, pg1 = tree_cpu(pid), backends_cpu(dbname) if dbname else 0.0
+                    summary = json.loads(re.search(r"BENCH_JSON (\{.*\})", run.stdout).group(1))
+                    n = summary["requests"]
+                    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+                    rps = n / (summary["duration_us"] / 1e6)
+                    results.setdefault((name, c), []).append(
+                        (rps, (cpu1 - cpu0) / n * 1000, (pg1 - pg0) / n * 1000))
+                    print(f"c{c} {name}: {rps:.0f} req/s, gateway {(cpu1 - cpu0) / n * 1000:.3f} ms CPU/req, "
+                          f"postgres {(pg1 - pg0) / n * 1000:.3f} ms/req, errors {errors}", flush=True)
+        print("medians:")
+        for (name, c), rows in results.items():
+            med = [statistics.median(col) for col in zip(*rows)]
+            print(f"c{c} {name}: {med[0]:.0f} req/s, gateway {med[1]:.3f} ms CPU/req, postgres {med[2]:.3f} ms/req")
+    finally:
+        for pid in started:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        time.sleep(3)
+        for pid in started:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for url, prefix in created:
+            pg.drop_database(url)
+            pg.delete_redis_prefix(prefix)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Each worker's copy of the API-key rows it has looked up, valid while no key or account has changed.
+
+Every request authenticates its key; on PostgreSQL the lookup is a network round trip and a server
+query. With Redis, a worker keeps the rows it read, tagged with a generation number that Redis
+holds for all instances: every change that can refuse a key or change what it may do (revocation,
+limits, suspension, tier, account deletion) increments it after its commit. A request reads the
+generation, in the pipeline its worker sends to Redis anyway, and uses a kept row only when it was
+read under that same generation; otherwise it reads the database, as without the cache. So a key
+revoked on any instance is refused by the next request on every instance.
+
+The generation is read before the row: a row read while a change commits is tagged with the older
+number and is not used once the change has counted. If Redis cannot be reached the database is read
+every time. A row is also kept no longer than TTL_SECONDS, which bounds what a change that could
+not reach Redis leaves behind. Without Redis (one instance, SQLite) nothing is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 10.0
+MAX_ENTRIES = 10_000  # a worker's distinct keys; past this the copy starts over
+
+
+@dataclass
+class _Entry:
+    row: Any
+    generation: bytes
+    until: float
+
+
+class KeyCache:
+    """The rows, and where the generation lives."""
+
+    def __init__(self, pipeliner, key: str, errors: tuple[type[BaseException], ...],
+                 clock: Callable[[], float] = time.monotonic):
+        self.pipeliner = pipeliner
+        self.key = key
+        self.errors = errors
+        self.clock = clock
+        self.entries: dict[str, _Entry] = {}
+
+    def generation(self) -> bytes | None:
+        """The current generation (b"" before the first change), or None when Redis does not answer."""
+        try:
+            value = self.pipeliner.execute("GET", self.key)
+        except self.errors as exc:
+            log.warning("auth cache: Redis unavailable (%s); reading keys from the database", exc)
+            return None
+        return value or b""
+
+    def fetch(self, hashed: str, load: Callable[[], Any]) -> Any:
+        """The row for this key hash: the kept one if still valid, else `load()` (kept when found)."""
+        generation = self.generation()
+        if generation is None:
+            return load()
+        entry = self.entries.get(hashed)
+        now = self.clock()
+        if entry is not None and entry.generation == generation and now < entry.until:
+            return entry.row
+        row = load()
+        if row is not None:
+            if len(self.entries) >= MAX_ENTRIES:
+                self.entries.clear()
+            self.entries[hashed] = _Entry(row, generation, now + TTL_SECONDS)
+        return row
+
+    def replace(self, hashed: str, row: Any) -> None:
+        """Keep `row` in place of the kept one (same generation): a change this worker made to it."""
+        entry = self.entries.get(hashed)
+        if entry is not None:
+            entry.row = row
+
+    def changed(self) -> None:
+        """Call after committing a change to keys or accounts: every instance's kept rows stop counting."""
+        self.entries.clear()
+        try:
+            self.pipeliner.client.execute_command("INCR", self.key)
+        except self.errors as exc:
+            log.error("auth cache: could not announce a key change (%s); other workers may accept it "
+                      "for up to %.0f s", exc, TTL_SECONDS)
+
+
+_cache: KeyCache | None = None
+
+
+def configure(pipeliner, prefix: str = "kyma:") -> None:
+    """Keep key rows when the gateway has Redis (the rate limiter's pipeline: its round trips are shared);
+    with None every lookup reads the database."""
+    global _cache
+    if pipeliner is None:
+        _cache = None
+        return
+    import redis
+
+    _cache = KeyCache(pipeliner, f"{prefix}auth:generation", (redis.RedisError,))
+
+
+def fetch(hashed: str, load: Callable[[], Any]) -> Any:
+    """The row for this key hash (see KeyCache.fetch); `load()` itself when nothing is kept."""
+    return load() if _cache is None else _cache.fetch(hashed, load)
+
+
+def replace(hashed: str, row: Any) -> None:
+    """See KeyCache.replace."""
+    if _cache is not None:
+        _cache.replace(hashed, row)
+
+
+def changed() -> None:
+    """See KeyCache.changed."""
+    if _cache is not None:
+        _cache.changed()
