@@ -13,13 +13,15 @@ PASSWORD = "correct horse"
 PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
 
 
-# The modules that run longest, longest first. With `-n 2 --dist loadfile` a module stays on one
+# The modules that run longest, longest first (wall time per module, measured over both passes of
+# `make test`: the PostgreSQL pass runs the same integration modules). A module stays on one pytest
 # worker and xdist hands modules out in collection order (pytest.ini turns off its reordering by test
 # count, which put these one- or few-test modules last and left one worker running them alone).
-# Starting them first lets the many short modules fill in around them, so both workers end together.
+# Starting them first lets the many short modules fill in around them, so the workers end together.
 LONGEST_MODULES = (
-    "test_failover.py", "test_soak.py", "test_scale_out.py", "test_browser.py", "test_accessibility.py",
-    "test_group_commit.py", "test_schemathesis.py", "test_chat_integration.py", "test_stream_processes.py",
+    "test_schemathesis.py", "test_soak.py", "test_browser.py", "test_scale_out.py", "test_accessibility.py",
+    "test_failover.py", "test_ratelimit.py", "test_group_commit.py", "test_auth.py", "test_bad_input.py",
+    "test_db_cli.py", "test_chat_integration.py", "test_credits_cli.py", "test_ledger.py",
 )
 
 
