@@ -19,8 +19,8 @@ PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
 # count, which put these one- or few-test modules last and left one worker running them alone).
 # Starting them first lets the many short modules fill in around them, so the workers end together.
 LONGEST_MODULES = (
-    "test_schemathesis.py", "test_soak.py", "test_browser.py", "test_scale_out.py", "test_accessibility.py",
-    "test_failover.py", "test_ratelimit.py", "test_group_commit.py", "test_auth.py", "test_bad_input.py",
+    "test_schemathesis.py", "test_soak.py", "test_browser.py", "test_failover.py", "test_scale_out.py",
+    "test_accessibility.py", "test_ratelimit.py", "test_group_commit.py", "test_auth.py", "test_bad_input.py",
     "test_db_cli.py", "test_chat_integration.py", "test_credits_cli.py", "test_ledger.py",
 )
 
