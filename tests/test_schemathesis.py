@@ -32,7 +32,8 @@ def schemathesis(url: str, tmp_path, email: str, *options: str, timeout: float) 
     cmd = [str(BIN / "schemathesis"), "run", f"{url}/v1/openapi.json", "--seed", "1", "--no-color", *options,
            "-H", f"Authorization: Bearer {key}"]
     # cwd is a tmp dir so .hypothesis/ and .schemathesis/ never land in the repository. The timeout only
-    # stops a hung run: on two cores shared by the passes of `make test` and other work, runs have outlasted 120 s.
+    # stops a hung run: on two cores shared by the passes of `make test` and other work, a shorter one killed
+    # runs that were making progress.
     run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     return run.stdout
