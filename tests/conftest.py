@@ -59,13 +59,40 @@ def register(target, email: str = "ada@example.com", password: str = PASSWORD) -
     return resp.get_json()
 
 
+@pytest.fixture(scope="session")
+def schema_file(tmp_path_factory):
+    """A SQLite file holding the gateway's schema and nothing else, made once per pytest process.
+
+    Hundreds of tests each want a fresh database with the schema: a copy of this file is one, and
+    copying it is much cheaper than creating every table and index again.
+    """
+    from kyma.cli import create_or_migrate_schema
+    from kyma.db import database, init_db
+
+    path = tmp_path_factory.mktemp("schema") / "kyma.db"
+    bound = database.obj
+    db = init_db(f"sqlite:///{path}")
+    try:
+        create_or_migrate_schema()
+    finally:
+        db.close()  # the last connection's close folds the WAL into the file
+        database.initialize(bound)
+    assert not path.with_name("kyma.db-wal").exists(), "the schema file must be one self-contained file"
+    return path
+
+
 @pytest.fixture()
-def make_app(tmp_path):
+def make_app(tmp_path, schema_file):
     """make_app(**settings) → an app on a fresh SQLite database with its schema, for the test client."""
+    import shutil
+
     from kyma.cli import create_or_migrate_schema
     from kyma.factory import create_app
 
     def make(**settings):
+        copied = "database_url" not in settings and not (tmp_path / "kyma.db").exists()
+        if copied:
+            shutil.copyfile(schema_file, tmp_path / "kyma.db")
         app = create_app({
             "instance_dir": tmp_path,
             "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
@@ -74,8 +101,9 @@ def make_app(tmp_path):
             "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
             **settings,
         })
-        with app.app_context():
-            create_or_migrate_schema()
+        if not copied:  # a database the test chose, or one an earlier app of this test used: as init-db leaves it
+            with app.app_context():
+                create_or_migrate_schema()
         return app
 
     return make
