@@ -58,10 +58,12 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-sqlite test-postgres test-notebooks
 
 test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
-	@# Two pytest workers: each starts its own gateways and simulators on free ports, and the
+	@# Three pytest workers: each starts its own gateways and simulators on free ports, and the
 	@# PostgreSQL tests make throw-away databases, so nothing is shared between them. A test module
-	@# stays on one worker, so a module's own gateway starts once.
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	@# stays on one worker, so a module's own gateway starts once. This pass is the longest and much
+	@# of it waits (upstream timeouts, slowed simulators, browsers): a third worker keeps the cores
+	@# busy once the other two passes have ended.
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile tests
 
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
@@ -71,9 +73,11 @@ test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 
 test-notebooks: $(DEV_STAMP)
-	@# Notebooks go out longest (most cells) first: pytest.ini's --no-loadscope-reorder suits tests/ only.
+	@# One process, no pytest workers: this pass ends long before the first, and two workers would
+	@# each import nbval again (the controller does too) on the cores the other passes need.
+	@# pytest.ini's addopts apply here too: no .pytest_cache is written (-p no:cacheprovider).
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p nbval -n 2 --dist loadscope --loadscope-reorder --nbval \
+	  $(BIN)/python -m pytest -q -p nbval --nbval \
 	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)

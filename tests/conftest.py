@@ -13,13 +13,15 @@ PASSWORD = "correct horse"
 PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
 
 
-# The modules that run longest, longest first. With `-n 2 --dist loadfile` a module stays on one
+# The modules that run longest, longest first (wall time per module, measured over both passes of
+# `make test`: the PostgreSQL pass runs the same integration modules). A module stays on one pytest
 # worker and xdist hands modules out in collection order (pytest.ini turns off its reordering by test
 # count, which put these one- or few-test modules last and left one worker running them alone).
-# Starting them first lets the many short modules fill in around them, so both workers end together.
+# Starting them first lets the many short modules fill in around them, so the workers end together.
 LONGEST_MODULES = (
-    "test_failover.py", "test_soak.py", "test_scale_out.py", "test_browser.py", "test_accessibility.py",
-    "test_group_commit.py", "test_schemathesis.py", "test_chat_integration.py", "test_stream_processes.py",
+    "test_schemathesis.py", "test_soak.py", "test_browser.py", "test_failover.py", "test_scale_out.py",
+    "test_accessibility.py", "test_ratelimit.py", "test_group_commit.py", "test_auth.py", "test_bad_input.py",
+    "test_db_cli.py", "test_chat_integration.py", "test_credits_cli.py", "test_ledger.py",
 )
 
 
@@ -57,13 +59,40 @@ def register(target, email: str = "ada@example.com", password: str = PASSWORD) -
     return resp.get_json()
 
 
+@pytest.fixture(scope="session")
+def schema_file(tmp_path_factory):
+    """A SQLite file holding the gateway's schema and nothing else, made once per pytest process.
+
+    Hundreds of tests each want a fresh database with the schema: a copy of this file is one, and
+    copying it is much cheaper than creating every table and index again.
+    """
+    from kyma.cli import create_or_migrate_schema
+    from kyma.db import database, init_db
+
+    path = tmp_path_factory.mktemp("schema") / "kyma.db"
+    bound = database.obj
+    db = init_db(f"sqlite:///{path}")
+    try:
+        create_or_migrate_schema()
+    finally:
+        db.close()  # the last connection's close folds the WAL into the file
+        database.initialize(bound)
+    assert not path.with_name("kyma.db-wal").exists(), "the schema file must be one self-contained file"
+    return path
+
+
 @pytest.fixture()
-def make_app(tmp_path):
+def make_app(tmp_path, schema_file):
     """make_app(**settings) → an app on a fresh SQLite database with its schema, for the test client."""
+    import shutil
+
     from kyma.cli import create_or_migrate_schema
     from kyma.factory import create_app
 
     def make(**settings):
+        copied = "database_url" not in settings and not (tmp_path / "kyma.db").exists()
+        if copied:
+            shutil.copyfile(schema_file, tmp_path / "kyma.db")
         app = create_app({
             "instance_dir": tmp_path,
             "database_url": f"sqlite:///{tmp_path / 'kyma.db'}",
@@ -72,8 +101,9 @@ def make_app(tmp_path):
             "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
             **settings,
         })
-        with app.app_context():
-            create_or_migrate_schema()
+        if not copied:  # a database the test chose, or one an earlier app of this test used: as init-db leaves it
+            with app.app_context():
+                create_or_migrate_schema()
         return app
 
     return make

@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from kyma.db import database, init_db
+from kyma.db import database
 from kyma.errors import Conflict, InvalidRequest
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import ledger
 from tests.accounts import make_account
+from tests.racers import hold_many
 
 
 def test_hold_then_settle_debits_the_actual_cost(sqlite_db):
@@ -238,20 +239,13 @@ def test_ledger_state_machine(sqlite_db):
 
 # ---- no overspend across OS processes ----
 
-def _hold_many(url: str, account_id: int, barrier, results, tag: str, attempts: int) -> None:
-    init_db(url)
-    barrier.wait()
-    won = sum(ledger.place_hold(account_id, f"{tag}-{i}", 100_000) for i in range(attempts))
-    results.put(won)
-
-
 def _race_holds(url: str, procs: int = 6, attempts: int = 8) -> tuple[int, int]:
     import multiprocessing
 
     acct = make_account(1_000_000)  # covers exactly 10 holds of 100_000
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(procs), ctx.Queue()
-    workers = [ctx.Process(target=_hold_many, args=(url, acct, barrier, results, f"p{i}", attempts))
+    workers = [ctx.Process(target=hold_many, args=(url, acct, barrier, results, f"p{i}", attempts))
                for i in range(procs)]
     for w in workers:
         w.start()

@@ -14,36 +14,11 @@ from kyma.db import init_db
 from kyma.errors import PayloadTooLarge, RateLimited
 from kyma.models import ALL_MODELS, RateState
 from kyma.services.ratelimit import Limiter, duration
-from kyma.services.tiers import Tier
 from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_state
 from tests.backends import REDIS_URL, postgres_schema, redis_prefix
+from tests.racers import START, Clock, hammer, outcomes, tier
 
-START = 1_000_000.0
 EPOCH_NOW = 1_765_000_000.123456  # a real-looking epoch: microseconds need 51 bits
-
-
-def tier(rpm=10, per_model=10, tpm=100_000, max_request=50_000) -> Tier:
-    return Tier(level=0, name="test", min_purchased_usd=0, rpm=rpm, per_model_rpm=per_model, tpm=tpm,
-                max_tokens_per_request=max_request)
-
-
-class Clock:
-    def __init__(self, t: float = START):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def outcomes(limiter, t, n, model="m", prompt=10, max_tokens=10, account=1):
-    ok = 0
-    for _ in range(n):
-        try:
-            limiter.admit(account, t, model, prompt, max_tokens)
-            ok += 1
-        except RateLimited:
-            pass
-    return ok
 
 
 def refusal(limiter, t, model="m", prompt=10, max_tokens=10, account=1) -> RateLimited:
@@ -339,22 +314,10 @@ def test_init_db_adds_the_state_table_to_an_older_database(tmp_path):
 
 # ---- exactness across OS processes ----
 
-def _hammer(backend: str, target: str, barrier, results, attempts: int) -> None:
-    if backend == "redis":
-        url, prefix = target.split("|")
-        store = RedisStore(url, prefix)
-    else:
-        init_db(target)
-        store = DatabaseStore()
-    limiter = Limiter(store, Clock())  # one instant: nothing refills while they race
-    barrier.wait()
-    results.put(outcomes(limiter, tier(rpm=10, per_model=10), attempts, account=7))
-
-
 def _admitted_across_processes(backend: str, target: str, procs: int = 6, attempts: int = 10) -> int:
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(procs), ctx.Queue()
-    workers = [ctx.Process(target=_hammer, args=(backend, target, barrier, results, attempts)) for _ in range(procs)]
+    workers = [ctx.Process(target=hammer, args=(backend, target, barrier, results, attempts)) for _ in range(procs)]
     for w in workers:
         w.start()
     total = sum(results.get(timeout=60) for _ in workers)
