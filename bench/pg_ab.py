@@ -5,7 +5,7 @@ against each in turn, ROUNDS times, alternating, so that a noisy machine weighs 
 each run it reads the CPU time of the target's process tree (launcher, gunicorn master and
 workers) from /proc, and for a PostgreSQL target that of the server backends on its database.
 
-Usage: .venv/bin/python bench/pg_ab.py PEERS_DIR NAME=PROJECT_DIR[:pg] ... [--rounds N] [-c 32,128]
+Usage: .venv/bin/python -m bench.pg_ab PEERS_DIR NAME=PROJECT_DIR[:pg] ... [--rounds N] [-c 32,128]
 Every server listens on 127.0.0.1 and is stopped by its PID at the end; the databases are dropped.
 """
 
@@ -23,12 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.procs import CLK_TCK
+from kyma.procs import listen_consecutive
+from tests import pg
 
-from bench.procs import CLK_TCK  # noqa: E402
-from kyma.procs import listen_consecutive  # noqa: E402
-from tests import pg  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BODY = json.dumps({"model": "glm-4.7-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16})
 
