@@ -167,7 +167,7 @@ def gateway(tmp_path_factory, simulators):
     # gateway's routing predictable (tests/test_breaker.py checks the breaker on its own gateway).
     env = gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=2, KYMA_FIRST_TOKEN_TIMEOUT=2, KYMA_IDLE_TIMEOUT=2,
                       KYMA_BREAKER_FAILURES=1000)
-    proc = start_gateway(workdir, env)
+    proc = start_gateway(workdir, env, workers=2)
     yield proc
     proc.stop()
 
