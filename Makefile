@@ -48,6 +48,13 @@ db: $(RUN_STAMP)
 run: db
 	$(BIN)/python -m kyma.launcher
 
+# Test processes (pytest, and the gateways, simulators and CLIs it starts) keep compiled modules, so
+# each one reads bytecode instead of compiling the project from source again; where a machine sets
+# PYTHONDONTWRITEBYTECODE, none would. The cache lives under .venv, so the work tree stays clean.
+TEST_TARGETS := test test-sqlite test-postgres test-notebooks
+$(TEST_TARGETS): export PYTHONDONTWRITEBYTECODE :=
+$(TEST_TARGETS): export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+
 ## make test: set up, then three passes side by side: every test on SQLite (unit, integration with real
 ## processes, browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
 ## Each pass's output is shown whole when it ends; `make test-sqlite` (and the others) runs one alone.

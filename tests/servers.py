@@ -91,14 +91,16 @@ def migrate(env: dict) -> None:
         raise RuntimeError(f"flask init-db failed: {done.stderr.strip()[-2000:]}")
 
 
-def spawn_gateway(workdir: Path, env: dict, workers: int = 2, sock: socket.socket | None = None) -> Server:
+# One gevent worker unless a test needs two (races across processes, state each worker keeps, the shared
+# gateway that such tests use): every extra worker is one more boot of the whole app.
+def spawn_gateway(workdir: Path, env: dict, workers: int = 1, sock: socket.socket | None = None) -> Server:
     """The gateway under gunicorn with gevent workers on its migrated database; not yet waited for."""
     sock = sock or procs.listen()
     return procs.start("app:app", sock, env, log=workdir / f"gateway-{sock.getsockname()[1]}.log",
                        workers=workers, name="gateway", kind=Server, extra=QUICK_STOP)
 
 
-def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
+def start_gateway(workdir: Path, env: dict, workers: int = 1) -> Server:
     """Migrate the schema, then start the gateway and wait until it answers."""
     migrate(env)
     gw = spawn_gateway(workdir, env, workers)
@@ -106,7 +108,7 @@ def start_gateway(workdir: Path, env: dict, workers: int = 2) -> Server:
     return gw
 
 
-def start_stack(workdir: Path, sim_settings: dict | None = None, workers: int = 2,
+def start_stack(workdir: Path, sim_settings: dict | None = None, workers: int = 1,
                 **gateway_settings) -> tuple[Server, list[Server]]:
     """The three simulators and a gateway in front of them, their four boots overlapping: (gateway, sims)."""
     socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))

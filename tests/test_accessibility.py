@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import flask_here
-from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, send, shot, sign_up  # noqa: F401
+from tests.browser import PASSWORD, browser, page, pytestmark, sdk_env, send, shot, sign_up  # noqa: F401
 
 
 AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text()

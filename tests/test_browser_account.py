@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.test_browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
+from tests.browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
 
 
 def test_account_page_changes_the_password_by_keyboard(page, gateway):

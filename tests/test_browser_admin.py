@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import register
 from tests.servers import flask_here
-from tests.test_browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
+from tests.browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 pytestmark = [*pytestmark, pytest.mark.integration]
 

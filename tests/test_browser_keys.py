@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.test_browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
+from tests.browser import PASSWORD, browser, page, pytestmark, shot, sign_up  # noqa: F401
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 

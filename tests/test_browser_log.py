@@ -6,7 +6,7 @@ import csv
 import re
 
 
-from tests.test_browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
+from tests.browser import PASSWORD, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 
 def chat(client, text: str, max_tokens: int) -> None:

@@ -9,8 +9,8 @@ import re
 import subprocess
 import sys
 
-from tests.test_browser import (OVERFLOWING, PHONE, browser, open_playground, page, pytestmark,  # noqa: F401
-                                record_starts, send, shot, sign_up)
+from tests.browser import (OVERFLOWING, PHONE, browser, open_playground, page, pytestmark,  # noqa: F401
+                           record_starts, send, shot, sign_up)
 
 COST = re.compile(r"Cost\s+\$\d+\.\d+")
 

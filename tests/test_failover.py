@@ -244,7 +244,7 @@ def failover(tmp_path_factory, simulators):
     env = gateway_env(workdir, base, KYMA_ROUTES=str(workdir / "routes.json"), KYMA_TIERS=str(workdir / "tiers.json"),
                       KYMA_FIRST_TOKEN_TIMEOUT=2,
                       KYMA_IDLE_TIMEOUT=2, KYMA_BREAKER_COOLDOWN_SECONDS=1, KYMA_BREAKER_MAX_COOLDOWN_SECONDS=2)
-    proc = start_gateway(workdir, env)
+    proc = start_gateway(workdir, env, workers=2)
     strict.wait_ready("/v1/models")
     yield proc, base
     stop_all([proc, strict])

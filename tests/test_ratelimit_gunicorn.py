@@ -30,7 +30,7 @@ def limited_gateway(tmp_path_factory, simulators):
     ladder["tiers"][0].update(rpm=600, per_model_rpm=PER_MODEL_RPM)
     (workdir / "tiers.json").write_text(json.dumps(ladder))
     base, _ = simulators
-    gw = start_gateway(workdir, gateway_env(workdir, base, KYMA_TIERS=str(workdir / "tiers.json")))
+    gw = start_gateway(workdir, gateway_env(workdir, base, KYMA_TIERS=str(workdir / "tiers.json")), workers=2)
     yield gw
     gw.stop()
 

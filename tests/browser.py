@@ -1,0 +1,114 @@
+"""What the browser test modules share: chromium under Playwright, a checked page, sign-up, the playground."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.integration,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
+                                 "(apt-get install -y chromium; CI's .ci/run installs it)")]
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+PASSWORD = "browser-pw-1"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh browser context; console errors and page errors (CSP violations included) fail the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    problems: list[str] = []
+    allowed: list[re.Pattern] = []
+    pg.allow_console_error = lambda pattern: allowed.append(re.compile(pattern))  # for a test's expected 4xx
+    pg.on("console", lambda msg: problems.append(f"{msg.text} @ {msg.location}") if msg.type == "error" else None)
+    pg.on("pageerror", lambda exc: problems.append(str(exc)))
+    pg.on("dialog", lambda dialog: dialog.accept())  # hx-confirm on revoke
+    # Every CSP violation becomes a console error too, whether or not chromium logs it by itself.
+    pg.add_init_script("""document.addEventListener("securitypolicyviolation", e =>
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
+    pg.set_default_timeout(10_000)
+    yield pg
+    context.close()
+    unexpected = [p for p in problems if not any(a.search(p) for a in allowed)]
+    assert unexpected == [], unexpected
+
+
+@pytest.fixture()
+def sdk_env(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # caret="initial": hiding the caret injects a <style>, which our CSP (rightly) blocks.
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, caret="initial")
+
+
+def sign_up(page, base: str) -> str:
+    email = f"browser-{time.time_ns()}@example.com"
+    page.goto(f"{base}/signup")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#first-key")
+    return email
+
+
+def open_playground(page, base: str, model: str | None = None) -> None:
+    """Sign up a fresh account and open its playground, with `model` chosen when given."""
+    sign_up(page, base)
+    page.goto(f"{base}/playground")
+    if model:
+        page.select_option("#pg-model", model)
+
+
+def send(page, prompt: str, max_tokens: int | None = None) -> None:
+    """Type a prompt into the playground (with a reply's token limit when given) and send it."""
+    if max_tokens is not None:
+        page.fill("#pg-max-tokens", str(max_tokens))
+    page.fill("#pg-prompt", prompt)
+    page.click("#pg-send")
+
+
+def record_starts(page) -> list[dict]:
+    """The playground's `start` messages, as the page sends them over its websocket."""
+    import json
+
+    starts: list[dict] = []
+
+    def watch(ws):
+        ws.on("framesent", lambda payload: starts.append(json.loads(payload))
+              if isinstance(payload, str) and '"start"' in payload else None)
+
+    page.on("websocket", watch)
+    return starts
+
+
+
+PHONE = {"width": 390, "height": 844}
+
+# Everything a page shows must fit the phone's width: no element reaches past the viewport's right edge
+# (a scrollable code block's content is inside its box, so the box is what is measured).
+OVERFLOWING = """() => [...document.querySelectorAll("main *, header *")]
+  .filter(e => e.getClientRects().length && !e.closest(".sr-only, thead"))
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
+  .map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + "." + e.className)"""
