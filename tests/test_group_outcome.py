@@ -123,12 +123,20 @@ class _Group:
         assert ledger.check_ledger() == []
 
 
-@pytest.mark.postgres
-def test_a_group_whose_commit_landed_is_not_run_again(pg_db, monkeypatch):
+def _committed(monkeypatch, when: str, *, own_connection: bool = False) -> _Group:
+    """A group whose first COMMIT fails `when`, committed: each unit ends as it must whatever the outcome."""
     group = _Group(monkeypatch)
-    _fail_first_commit(monkeypatch, "after")
+    if own_connection:
+        database.obj.close()  # the group opens its own connection, as the flusher's does
+    _fail_first_commit(monkeypatch, when)
     group_commit.commit_group(group.units)
     assert group.results() == [group.admitted, LookupError, True, None, peewee.OperationalError]
+    return group
+
+
+@pytest.mark.postgres
+def test_a_group_whose_commit_landed_is_not_run_again(pg_db, monkeypatch):
+    group = _committed(monkeypatch, "after")
     # The refusal wrote nothing either way, so it ran again alone; the unit that cannot tell did not.
     assert group.runs == {"h1": 1, "h2": 2, "s1": 1, "m1": 1, "n1": 1}
     group.check_rows(unchecked_landed=True)
@@ -137,11 +145,7 @@ def test_a_group_whose_commit_landed_is_not_run_again(pg_db, monkeypatch):
 @pytest.mark.postgres
 @pytest.mark.parametrize("when", ["before", "killed"])
 def test_a_group_whose_commit_outcome_is_unknown_lands_each_unit_once(pg_db, monkeypatch, when):
-    group = _Group(monkeypatch)
-    database.obj.close()  # the group opens its own connection, as the flusher's does
-    _fail_first_commit(monkeypatch, when)
-    group_commit.commit_group(group.units)
-    assert group.results() == [group.admitted, LookupError, True, None, peewee.OperationalError]
+    group = _committed(monkeypatch, when, own_connection=True)
     again = 2 if when == "before" else 1  # lost before it was sent: nothing landed, each ran alone once more
     assert group.runs == {"h1": again, "h2": 2, "s1": again, "m1": again, "n1": 1}
     group.check_rows(unchecked_landed=when == "killed")
@@ -184,9 +188,6 @@ def test_a_deferred_batch_whose_commit_outcome_is_unknown_is_written_once(pg_db,
 
 
 def test_a_sqlite_commit_that_hit_a_disk_error_runs_its_units_again(sqlite_db, monkeypatch):
-    group = _Group(monkeypatch)
-    _fail_first_commit(monkeypatch, "disk")
-    group_commit.commit_group(group.units)
-    assert group.results() == [group.admitted, LookupError, True, None, peewee.OperationalError]
+    group = _committed(monkeypatch, "disk")
     assert group.runs == {"h1": 2, "h2": 2, "s1": 2, "m1": 2, "n1": 1}
     group.check_rows(unchecked_landed=False)
