@@ -39,6 +39,13 @@ def _module_order(items) -> dict[str, int]:
     return {module: place for place, module in enumerate(sorted(counts, key=key))}
 
 
+def pytest_sessionfinish(session):
+    """The PostgreSQL pass's throw-away databases go when the session (or an xdist worker's) ends."""
+    from tests.pg import drop_made
+
+    drop_made()
+
+
 def pytest_collection_modifyitems(items):
     order = _module_order(items)
     items.sort(key=lambda item: order[item.nodeid.split("::", 1)[0]])  # stable: a module keeps its own order

@@ -114,6 +114,18 @@ def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
         client.close()
 
 
+_made: list[tuple[str, str]] = []  # backend_env's databases and Redis prefixes, not dropped yet
+
+
+def drop_made() -> None:
+    """Drop the databases and Redis prefixes backend_env made in this process. pytest-xdist's workers
+    end without running atexit handlers, so the test session calls this when it finishes."""
+    while _made:
+        url, prefix = _made.pop()
+        delete_redis_prefix(prefix)
+        drop_database(url)
+
+
 def backend_env() -> dict[str, str]:
     """Gateway variables for the backend KYMA_TEST_BACKEND names: {} for SQLite (the default), or a
     fresh PostgreSQL database and Redis prefix (cleaned up at exit) for "postgres"."""
@@ -123,7 +135,8 @@ def backend_env() -> dict[str, str]:
     if reason:
         raise RuntimeError(f"{BACKEND_VARIABLE}=postgres but {reason}")
     url, prefix = create_database("pass_"), new_redis_prefix()
-    atexit.register(delete_redis_prefix, prefix)
-    atexit.register(drop_database, url)
+    if not _made:
+        atexit.register(drop_made)  # a plain process; pytest (and its xdist workers) calls it at session end
+    _made.append((url, prefix))
     return {"KYMA_DATABASE_URL": url, "KYMA_REDIS_URL": REDIS_URL, "KYMA_REDIS_PREFIX": prefix,
             "KYMA_DATABASE_POOL_SIZE": "8"}
