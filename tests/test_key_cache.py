@@ -26,9 +26,14 @@ class _FakeRedis:
         assert command == "GET"
         return self.value
 
-    def execute_command(self, command: str, key: str):
+    def execute_command(self, command: str, key: str, *args):
         if self.down:
             raise _Redis("connection refused")
+        if command == "SET":
+            assert args[1:] == ("NX",)
+            if self.value is None:
+                self.value = str(args[0]).encode()
+            return
         assert command == "INCR"
         self.value = str(int(self.value or 0) + 1).encode()
         return int(self.value)
@@ -37,6 +42,7 @@ class _FakeRedis:
 @pytest.fixture()
 def setup():
     redis, now = _FakeRedis(), [100.0]
+    redis.value = b"7"  # a running system's generation
     loads: list[str] = []
 
     def load(row="row"):
@@ -60,7 +66,7 @@ def test_this_workers_own_change_drops_its_rows_and_counts_everywhere(setup):
     cache, redis, now, loads, load = setup
     cache.fetch("h", load)
     cache.changed()
-    assert redis.value == b"1" and cache.entries == {}
+    assert redis.value == b"8" and cache.entries == {}
 
 
 def test_a_kept_row_expires_after_its_ttl(setup):
@@ -101,3 +107,18 @@ def test_a_row_read_while_a_change_commits_is_not_used_after_it(setup):
 
     cache.fetch("h", racing_load)
     assert cache.fetch("h", lambda: load("new")) == "new"
+
+
+def test_a_generation_redis_lost_does_not_bring_back_a_row_read_before_a_change():
+    redis, now = _FakeRedis(), [100.0]
+    cache = KeyCache(redis, "g", (_Redis,), clock=lambda: now[0])
+    state = {"row": "active"}
+    for _ in range(2):  # the first lookup starts the generation, the second keeps the row under it
+        assert cache.fetch("h", lambda: state["row"]) == "active"
+    other = KeyCache(redis, "g", (_Redis,), clock=lambda: now[0])
+    state["row"] = "revoked"
+    other.changed()  # the revocation, on another worker
+    redis.value = None  # Redis restarts empty (or evicts the key)
+    now[0] += 1
+    assert cache.fetch("h", lambda: state["row"]) == "revoked"
+    assert cache.fetch("h", lambda: state["row"]) == "revoked"

@@ -9,7 +9,8 @@ read under that same generation; otherwise it reads the database, as without the
 revoked on any instance is refused by the next request on every instance.
 
 The generation is read before the row: a row read while a change commits is tagged with the older
-number and is not used once the change has counted. If Redis cannot be reached the database is read
+number and is not used once the change has counted. If Redis cannot be reached, or holds no generation
+yet (a first one, random, is then set), the database is read
 every time. A row is also kept no longer than TTL_SECONDS, which bounds what a change that could
 not reach Redis leaves behind. Without Redis (one instance, SQLite) nothing is kept.
 """
@@ -17,6 +18,7 @@ not reach Redis leaves behind. Without Redis (one instance, SQLite) nothing is k
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -46,13 +48,23 @@ class KeyCache:
         self.entries: dict[str, _Entry] = {}
 
     def generation(self) -> bytes | None:
-        """The current generation (b"" before the first change), or None when Redis does not answer."""
+        """The current generation, or None when Redis does not answer or holds none yet."""
         try:
             value = self.pipeliner.execute("GET", self.key)
         except self.errors as exc:
             log.warning("auth cache: Redis unavailable (%s); reading keys from the database", exc)
             return None
-        return value or b""
+        if value is None:
+            self._start()
+        return value
+
+    def _start(self) -> None:
+        """Give the generation a random first value. A Redis that restarts empty (or evicts the key) must
+        not bring back a number that rows read before a change are still tagged with."""
+        try:
+            self.pipeliner.client.execute_command("SET", self.key, secrets.randbits(62), "NX")
+        except self.errors as exc:
+            log.warning("auth cache: could not start a generation (%s)", exc)
 
     def fetch(self, hashed: str, load: Callable[[], Any]) -> Any:
         """The row for this key hash: the kept one if still valid, else `load()` (kept when found)."""
