@@ -75,3 +75,25 @@ def test_callers_a_killed_sender_leaves_waiting_get_a_redis_error_and_the_next_c
         assert gevent.spawn(pipeliner.execute, "PING").get(timeout=10) is True
     finally:
         caller.kill()
+
+
+def test_a_caller_the_killed_sender_leaves_waiting_is_answered_when_a_new_call_comes_first(as_in_a_worker):
+    pipeliner = Pipeliner(redis.Redis.from_url(REDIS_URL))
+    assert gevent.spawn(pipeliner.execute, "PING").get(timeout=10) is True
+    pipeliner._send = lambda queued: gevent.sleep(60)  # the sender takes the command and hangs
+    caller = gevent.spawn(pipeliner.execute, "PING")
+    for _ in range(1000):
+        gevent.sleep(0)
+        if pipeliner._sending:
+            break
+    assert len(pipeliner._sending) == 1
+    pipeliner._sender.kill(block=False)
+    pipeliner.__dict__.pop("_send", None)
+    # Another greenlet calls before the dead sender's link callback has run: it starts a new sender.
+    newcomer = gevent.spawn(pipeliner.execute, "PING")
+    try:
+        assert newcomer.get(timeout=10) is True
+        caller.join(timeout=3)
+        assert caller.ready(), "the caller waits forever: the new sender dropped its reply"
+    finally:
+        caller.kill()

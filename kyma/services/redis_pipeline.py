@@ -41,6 +41,8 @@ class Pipeliner:
         from gevent.event import AsyncResult
 
         if self._pid != os.getpid() or self._sender.dead:  # a forked worker, or a killed sender: a new one
+            if self._pid == os.getpid():
+                self._sender_died(self._sender)  # its waiters, before _start drops them
             self._start()
         reply = AsyncResult()
         self._queue.append((command, reply))
