@@ -32,3 +32,22 @@ def test_a_long_queue_is_written_in_bounded_batches(backend_db, monkeypatch):
     assert deferred.drain(60)
     assert sum(sizes) == total and max(sizes) <= deferred.BATCH
     assert RequestLog.select().count() == total and len(announced) == total
+
+
+def test_a_deferred_write_outlives_a_database_that_is_briefly_unreachable(backend_db, monkeypatch):
+    from peewee import OperationalError
+
+    real = group_commit.run
+    failures = [OperationalError("server closed the connection unexpectedly")]  # a restart, once
+
+    def flaky(work, **kw):
+        if failures:
+            raise failures.pop()
+        return real(work, **kw)
+
+    monkeypatch.setattr(group_commit, "run", flaky)
+    monkeypatch.setattr(deferred, "_writer", None)
+    record = RequestRecord(request_id="outage", endpoint="chat.completions", status=200)
+    assert deferred.submit(record.request_id, lambda: finish(record, held=False))
+    assert deferred.drain(30)
+    assert RequestLog.select().where(RequestLog.request_id == "outage").count() == 1, "the write was dropped"

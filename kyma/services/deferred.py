@@ -34,7 +34,7 @@ LIMIT = 10_000
 # PostgreSQL, its accounts' row locks) for as long as ten thousand requests' rows take, stalling
 # every request of every worker that writes meanwhile.
 BATCH = 200
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # between tries while the pool stays full
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0  # between tries while the pool stays full or the database away
 
 
 @dataclass
@@ -85,9 +85,22 @@ class _Writer:
                         self.queue.popleft()
 
 
+def _unreachable(exc: Exception) -> bool:
+    """True for a full pool, or a database that could not be reached or whose answer was lost (a restart,
+    a failover), as opposed to the server refusing the writes or a fault in them."""
+    from peewee import InterfaceError, OperationalError
+
+    from kyma.db import wrote_nothing
+
+    return isinstance(exc, MaxConnectionsExceeded) or (
+        isinstance(exc, (OperationalError, InterfaceError)) and not wrote_nothing(exc))
+
+
 def _commit(batch: list[Write]) -> None:
-    """Commit the batch in one transaction, waiting out a full pool; a unit that fails otherwise is
-    logged and dropped (trying it again would only repeat the failure), and never takes the others along."""
+    """Commit the batch in one transaction, waiting out a full pool or an unreachable database (served
+    answers' charges are among these writes: dropping them would leave them unbilled); a unit that fails
+    otherwise is logged and dropped (trying it again would only repeat the failure), and never takes
+    the others along. A batch whose COMMIT landed unseen and runs again is refused by the unique indexes."""
     from kyma.services import group_commit
 
     pause = _FIRST_PAUSE
@@ -95,10 +108,13 @@ def _commit(batch: list[Write]) -> None:
         try:
             group_commit.run(lambda: [w.work() for w in batch], landed=_landed(batch))
             break
-        except MaxConnectionsExceeded:
-            time.sleep(pause)
-            pause = min(2 * pause, _LONGEST_PAUSE)
-        except Exception:
+        except Exception as exc:
+            if _unreachable(exc):
+                if pause >= _LONGEST_PAUSE:
+                    log.warning("deferred writes wait for the database: %s", exc)
+                time.sleep(pause)
+                pause = min(2 * pause, _LONGEST_PAUSE)
+                continue
             if len(batch) == 1:
                 log.exception("could not write the deferred request-log row of request %s", batch[0].request_id)
                 return
