@@ -330,3 +330,47 @@ def test_a_group_settle_locks_keys_before_accounts(pg_db):
     group = [Finished(served_record("r", acct, outcomes=[]), True, key)]
     _waits_on_lock_only_at_the_lower(pg_db, key, acct, lambda: finish_many(group), first="apikey")
     assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []
+
+
+def test_a_settle_statement_logging_an_account_a_group_locked_does_not_deadlock_with_it(pg_db):
+    """A request-log row's foreign keys take a key-share lock on its account at the end of the settle
+    statement; the ordered locks must not block that (a FOR UPDATE lock would: the two then deadlock)."""
+    import threading
+    import time
+
+    import psycopg
+
+    from kyma.db import database
+    from kyma.services import row_locks
+
+    low, high = make_account(1_000_000), make_account(1_000_000)
+    assert ledger.place_hold(high, "a", 5000)
+    failure: list[BaseException] = []
+
+    def settle() -> None:  # another worker: a served request of `high`, a refused one of `low`
+        try:
+            finish_many([Finished(served_record("a", high, outcomes=[]), True),
+                         Finished(RequestRecord(request_id="b", endpoint="chat.completions", status=429,
+                                                account=low), False)])
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            database.obj.close()
+
+    with psycopg.connect(pg_db) as group, psycopg.connect(pg_db, autocommit=True) as probe:
+        group.execute(row_locks.LOCK_ACCOUNTS, ([low],))  # a group's transaction: `low` locked, `high` next
+        thread = threading.Thread(target=settle)
+        thread.start()
+        deadline = time.monotonic() + 30  # a bound on the polling, not a timing claim
+        while thread.is_alive() and time.monotonic() < deadline and not probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()[0]:
+            time.sleep(0.01)
+        try:
+            group.execute(row_locks.LOCK_ACCOUNTS, ([high],))  # the rest of the group's ordered locks
+            group.commit()
+        except psycopg.Error as exc:
+            failure.append(exc)
+        thread.join(30)
+    assert not failure, failure
+    assert RequestLog.select().where(RequestLog.request_id.in_(["a", "b"])).count() == 2

@@ -4,8 +4,10 @@ On PostgreSQL a transaction that writes several of these rows takes their locks 
 transactions that take them in different orders can each wait for the other, and the server then
 aborts one. Every write of several such rows therefore locks them in this order first: a group
 commit's transaction before any unit's work, a batch of holds by sorting it, the one-statement group
-settle with `SELECT ... ORDER BY id FOR UPDATE` parts. A lock taken later in the transaction on a row
-it already holds waits for no one, so the order the units then touch them in no longer matters.
+settle with `SELECT ... ORDER BY id FOR NO KEY UPDATE` parts. A lock taken later in the transaction on
+a row it already holds waits for no one, so the order the units then touch them in no longer matters.
+NO KEY UPDATE is the lock the balance updates take anyway; FOR UPDATE would also block the key-share
+lock a new request-log row's foreign key takes on its account, which waits outside this order.
 
 SQLite needs none of this: a write transaction holds the whole database.
 """
@@ -17,8 +19,8 @@ from typing import Iterable
 
 # A locking SELECT sorts before it locks (the lock node sits above the sort), so rows are locked in
 # id order; ANY(array) keeps the text the same for any number of ids (one plan per connection).
-LOCK_KEYS = 'SELECT "id" FROM "apikey" WHERE "id" = ANY(%s) ORDER BY "id" FOR UPDATE'
-LOCK_ACCOUNTS = 'SELECT "id" FROM "account" WHERE "id" = ANY(%s) ORDER BY "id" FOR UPDATE'
+LOCK_KEYS = 'SELECT "id" FROM "apikey" WHERE "id" = ANY(%s) ORDER BY "id" FOR NO KEY UPDATE'
+LOCK_ACCOUNTS = 'SELECT "id" FROM "account" WHERE "id" = ANY(%s) ORDER BY "id" FOR NO KEY UPDATE'
 
 
 @dataclass(frozen=True)
