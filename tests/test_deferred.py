@@ -51,3 +51,24 @@ def test_a_deferred_write_outlives_a_database_that_is_briefly_unreachable(backen
     assert deferred.submit(record.request_id, lambda: finish(record, held=False))
     assert deferred.drain(30)
     assert RequestLog.select().where(RequestLog.request_id == "outage").count() == 1, "the write was dropped"
+
+
+def test_a_deferred_batch_locks_every_row_its_writes_name(backend_db, monkeypatch):
+    from kyma.services.row_locks import RowLocks
+
+    gate, locks = threading.Event(), []
+    real = group_commit.run
+
+    def seen(work, **kw):
+        gate.wait(10)  # hold the writer until both writes are queued: one batch
+        locks.append(kw["locks"])
+        return real(work, **kw)
+
+    monkeypatch.setattr(group_commit, "run", seen)
+    monkeypatch.setattr(deferred, "_writer", None)
+    for request_id, wanted in (("d1", RowLocks((7,))), ("d2", RowLocks((3, 7), (9,)))):
+        record = RequestRecord(request_id=request_id, endpoint="chat.completions", status=503)
+        assert deferred.submit(request_id, lambda r=record: finish(r, held=False), locks=wanted)
+    gate.set()
+    assert deferred.drain(30)
+    assert locks == [RowLocks((3, 7), (9,))]

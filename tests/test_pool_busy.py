@@ -170,7 +170,8 @@ def test_a_served_request_that_finds_the_pool_full_is_charged_later_not_given_ba
         raise MaxConnectionsExceeded("every connection is in use")
 
     monkeypatch.setattr(group_commit, "run", full)
-    monkeypatch.setattr(deferred, "submit", lambda rid, work, after=None, landed=None: queued.append((rid, work)) or True)
+    monkeypatch.setattr(deferred, "submit",
+                        lambda rid, work, after=None, landed=None, locks=None: queued.append((rid, work)) or True)
     limiter = SimpleNamespace(in_database=True, record_tokens=lambda *a, **k: None)
     call = SimpleNamespace(record=None)
     prep = SimpleNamespace(call=call, hold_micros=100_000, admission=SimpleNamespace(tokens_reserved=0, reserved_at=0),

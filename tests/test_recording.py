@@ -133,7 +133,8 @@ def test_a_record_is_committed_or_queued_then_announced_once(sqlite_db, monkeypa
 
     seen, queued = [], []
     monkeypatch.setattr(recording, "announce", lambda r: seen.append(("announced", r.request_id)))
-    monkeypatch.setattr(deferred, "submit", lambda rid, work, after=None, landed=None: queued.append((rid, work, after)) or True)
+    monkeypatch.setattr(deferred, "submit",
+                        lambda rid, work, after=None, landed=None, locks=None: queued.append((rid, work, after)) or True)
     if how == "busy":
         monkeypatch.setattr(group_commit, "run", lambda *a, **k: (_ for _ in ()).throw(MaxConnectionsExceeded("full")))
     record = RequestRecord(request_id="x1", endpoint="chat.completions", status=402)

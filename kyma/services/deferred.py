@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Callable
 
 from playhouse.pool import MaxConnectionsExceeded
 
+from kyma.services import row_locks
+from kyma.services.row_locks import RowLocks
+
 if TYPE_CHECKING:
     from kyma.services.group_commit import Landed
 
@@ -45,6 +48,7 @@ class Write:
     work: Callable[[], object]
     after: Callable[[], None] | None = None  # metrics and the log line: after the commit, outside it
     landed: Landed | None = None  # whether the write landed, should its COMMIT's answer be lost
+    locks: RowLocks = row_locks.NONE  # the accounts and keys it writes, locked in one order with the batch's
 
 
 class _Writer:
@@ -106,7 +110,8 @@ def _commit(batch: list[Write]) -> None:
     pause = _FIRST_PAUSE
     while True:
         try:
-            group_commit.run(lambda: [w.work() for w in batch], landed=_landed(batch))
+            group_commit.run(lambda: [w.work() for w in batch], landed=_landed(batch),
+                             locks=row_locks.merged(w.locks for w in batch))
             break
         except Exception as exc:
             if _unreachable(exc):
@@ -158,14 +163,14 @@ _lock = threading.Lock()
 
 
 def submit(request_id: str, work: Callable[[], object], after: Callable[[], None] | None = None,
-           landed: Landed | None = None) -> bool:
+           landed: Landed | None = None, locks: RowLocks = row_locks.NONE) -> bool:
     """Queue a write for when a connection is free, without waiting; False (and logged) when the queue is full.
-    `landed` tells whether it landed, should its COMMIT's answer be lost."""
+    `landed` tells whether it landed, should its COMMIT's answer be lost; `locks` what it writes."""
     global _writer
     with _lock:
         if _writer is None or _writer.pid != os.getpid():  # a forked worker starts its own
             _writer = _Writer()
-    queued = _writer.submit(Write(request_id, work, after, landed))
+    queued = _writer.submit(Write(request_id, work, after, landed, locks))
     if not queued:
         log.error("deferred-write queue full (%d): the request-log row of request %s is lost", LIMIT, request_id)
     return queued

@@ -160,7 +160,7 @@ def commit(record: RequestRecord, work: Callable[[], object], *, batch: group_co
             if after is not None:
                 after()  # after the commit: no log I/O while the write lock is held
             return
-    deferred.submit(record.request_id, work, after, landed)
+    deferred.submit(record.request_id, work, after, landed, locks)
 
 
 def record_unheld(record: RequestRecord, *, later: bool = False) -> None:

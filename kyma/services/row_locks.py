@@ -42,6 +42,13 @@ def of(principal) -> RowLocks:
     return RowLocks((principal.account_id,), (principal.api_key_id,) if limited else ())
 
 
+def merged(many: Iterable[RowLocks]) -> RowLocks:
+    """One RowLocks naming every row of `many`: a unit that does the work of several."""
+    many = list(many)
+    return RowLocks(tuple(sorted({a for m in many for a in m.accounts})),
+                    tuple(sorted({k for m in many for k in m.api_keys})))
+
+
 def lock(db, wanted: Iterable[RowLocks]) -> None:
     """Inside a PostgreSQL write transaction: lock every row `wanted` names, keys then accounts, each by id."""
     wanted = list(wanted)
