@@ -254,7 +254,7 @@ def _hold_aborted_once(acct: int, tries: list) -> Callable[[], int]:
 
 def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_db):
     tries = []
-    assert group_commit._alone(_hold_aborted_once(make_account(1_000_000), tries)) == 2
+    assert group_commit.alone(_hold_aborted_once(make_account(1_000_000), tries)) == 2
     assert [h.request_id for h in Hold.select()] == ["d2"]
     failures = []
 
@@ -263,7 +263,7 @@ def test_a_unit_aborted_by_a_deadlock_runs_again_and_other_errors_do_not(sqlite_
         raise RuntimeError("no")
 
     with pytest.raises(RuntimeError):
-        group_commit._alone(broken)
+        group_commit.alone(broken)
     assert failures == [1]
     assert ledger.check_ledger() == []
 

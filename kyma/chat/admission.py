@@ -111,8 +111,8 @@ def _admit_and_hold(rt: Runtime, principal: Principal, request_id: str, model: M
                                     locks=row_locks.of(principal)):
                 raise _Refused()
         else:
-            with connected(), write_transaction():  # the key's reservation and the hold stand or fall together
-                _take_hold(principal, request_id, hold, ttl)
+            # The key's reservation and the hold stand or fall together: one transaction of their own.
+            group_commit.alone(lambda: _take_hold(principal, request_id, hold, ttl), row_locks.of(principal))
     except _KeyRefused:
         rt.limiter.cancel(admission)
         raise key_limits.refusal(principal, hold, admission.headers) from None

@@ -212,15 +212,15 @@ _CANNOT_TELL = object()
 def _look_up(units: list[_Unit]) -> list:
     """For each unit, its check's answer (None: not landed), or _CANNOT_TELL when it has no check."""
     found: list = [_CANNOT_TELL] * len(units)
+    lookups = [unit.lookup() for unit in units]
     by_check: dict[Callable[[list], list], list[int]] = {}
-    for i, unit in enumerate(units):
-        lookup = unit.lookup()
+    for i, lookup in enumerate(lookups):
         if lookup is not None:
             by_check.setdefault(lookup.check, []).append(i)
     if by_check:
         with connected():
             for check, indexes in by_check.items():
-                answers = check([units[i].lookup().item for i in indexes])
+                answers = check([lookups[i].item for i in indexes])
                 for i, value in zip(indexes, answers, strict=True):
                     found[i] = value
     return found
@@ -284,7 +284,7 @@ def _after_unknown_commit(group: list[_Unit], outcomes: list[tuple[bool, Any]], 
 def _each_alone(units: list[_Unit]) -> None:
     for unit in units:
         try:
-            unit.result.set(_alone(unit.work, unit.locks))
+            unit.result.set(alone(unit.work, unit.locks))
         except Exception as exc:
             unit.result.set_exception(exc)
 
@@ -324,7 +324,9 @@ def _begin(db, stack: ExitStack) -> None:
 DEADLOCK_RETRIES = 3
 
 
-def _alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE) -> Any:
+def alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE) -> Any:
+    """Commit `work` in a transaction of its own, its rows locked in the one order first; run again if
+    the server aborted it to break a deadlock."""
     for attempt in range(DEADLOCK_RETRIES + 1):
         try:
             with connected() as db, write_transaction():
@@ -357,7 +359,7 @@ def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None 
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
-        return _alone(work, locks)
+        return alone(work, locks)
     if _flusher is None or _flusher.pid != os.getpid():  # a forked worker starts its own
         _flusher = _Flusher(_window_seconds)
     # The flusher needs a pooled (PostgreSQL) connection: waiters holding theirs could take the last.
