@@ -36,10 +36,12 @@ NONE = RowLocks()
 
 def of(principal) -> RowLocks:
     """What a request of this caller writes: its account, and its key when the key has a credit limit."""
+    from kyma.services.key_limits import limited_key
+
     if principal is None:
         return NONE
-    limited = principal.key_limit_micros is not None and principal.api_key_id is not None
-    return RowLocks((principal.account_id,), (principal.api_key_id,) if limited else ())
+    key = limited_key(principal)
+    return RowLocks((principal.account_id,), () if key is None else (key,))
 
 
 def merged(many: Iterable[RowLocks]) -> RowLocks:
@@ -51,10 +53,8 @@ def merged(many: Iterable[RowLocks]) -> RowLocks:
 
 def lock(db, wanted: Iterable[RowLocks]) -> None:
     """Inside a PostgreSQL write transaction: lock every row `wanted` names, keys then accounts, each by id."""
-    wanted = list(wanted)
-    keys = sorted({k for w in wanted for k in w.api_keys})
-    accounts = sorted({a for w in wanted for a in w.accounts})
-    if keys:
-        db.execute_sql(LOCK_KEYS, (keys,))
-    if accounts:
-        db.execute_sql(LOCK_ACCOUNTS, (accounts,))
+    rows = merged(wanted)
+    if rows.api_keys:
+        db.execute_sql(LOCK_KEYS, (list(rows.api_keys),))
+    if rows.accounts:
+        db.execute_sql(LOCK_ACCOUNTS, (list(rows.accounts),))
