@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kyma.outage import OutageWarning
+
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 10.0
@@ -46,13 +48,15 @@ class KeyCache:
         self.errors = errors
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
+        # Once per outage, not once per request: every request reads the generation.
+        self._warn = OutageWarning(log, "auth cache: Redis unavailable (%s); reading keys from the database")
 
     def generation(self) -> bytes | None:
         """The current generation, or None when Redis does not answer or holds none yet."""
         try:
             value = self.pipeliner.execute("GET", self.key)
         except self.errors as exc:
-            log.warning("auth cache: Redis unavailable (%s); reading keys from the database", exc)
+            self._warn(exc)
             return None
         if value is None:
             self._start()
@@ -64,7 +68,7 @@ class KeyCache:
         try:
             self.pipeliner.client.execute_command("SET", self.key, secrets.randbits(62), "NX")
         except self.errors as exc:
-            log.warning("auth cache: could not start a generation (%s)", exc)
+            self._warn(exc)
 
     def fetch(self, hashed: str, load: Callable[[], Any]) -> Any:
         """The row for this key hash: the kept one if still valid, else `load()` (kept when found)."""
