@@ -51,9 +51,8 @@ run: db
 # Test processes (pytest, and the gateways, simulators and CLIs it starts) keep compiled modules, so
 # each one reads bytecode instead of compiling the project from source again; where a machine sets
 # PYTHONDONTWRITEBYTECODE, none would. The cache lives under .venv, so the work tree stays clean.
-TEST_TARGETS := test test-sqlite test-postgres test-notebooks
-$(TEST_TARGETS): export PYTHONDONTWRITEBYTECODE :=
-$(TEST_TARGETS): export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+# Set on the test commands only: a target's exported variables would reach the installs it depends on.
+PYTEST := env PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache $(BIN)/python -m pytest
 
 ## make test: set up, then three passes side by side: every test on SQLite (unit, integration with real
 ## processes, browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
@@ -70,12 +69,12 @@ test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@# stays on one worker, so a module's own gateway starts once. This pass is the longest and much
 	@# of it waits (upstream timeouts, slowed simulators, browsers): a third worker keeps the cores
 	@# busy once the other two passes have ended.
-	$(BIN)/python -m pytest -q -n 3 --dist loadfile tests
+	$(PYTEST) -q -n 3 --dist loadfile tests
 
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
-	  KYMA_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n 2 --dist loadfile \
+	  KYMA_TEST_BACKEND=postgres $(PYTEST) -q -n 2 --dist loadfile \
 	    -m "integration and not postgres and not browser and not no_database" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 
@@ -84,7 +83,7 @@ test-notebooks: $(DEV_STAMP)
 	@# each import nbval again (the controller does too) on the cores the other passes need.
 	@# pytest.ini's addopts apply here too: no .pytest_cache is written (-p no:cacheprovider).
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -q -p nbval --nbval \
+	  $(PYTEST) -q -p nbval --nbval \
 	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
