@@ -7,6 +7,7 @@ and dropped WITH (FORCE) when its block ends (or at interpreter exit for `backen
 from __future__ import annotations
 
 import atexit
+import sys
 import contextlib
 import os
 import uuid
@@ -122,8 +123,11 @@ def drop_made() -> None:
     end without running atexit handlers, so the test session calls this when it finishes."""
     while _made:
         url, prefix = _made.pop()
-        delete_redis_prefix(prefix)
-        drop_database(url)
+        for cleanup, what in ((drop_database, url), (delete_redis_prefix, prefix)):
+            try:
+                cleanup(what)
+            except Exception as exc:  # one that fails must not keep the others
+                print(f"could not clean up {what}: {exc}", file=sys.stderr)
 
 
 def backend_env() -> dict[str, str]:
