@@ -156,8 +156,10 @@ def _configure_key_cache(rt) -> None:
     from kyma.services.window_stores import RedisStore
 
     store = rt.limiter.store
-    key_cache.configure(store.pipeliner if isinstance(store, RedisStore) else None,
-                        store.prefix if isinstance(store, RedisStore) else "")
+    if isinstance(store, RedisStore):
+        key_cache.configure(store.pipeliner, store.prefix)
+    else:
+        key_cache.configure(None)
 
 
 def _register_database_hooks(app: Flask) -> None:

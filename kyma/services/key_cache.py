@@ -105,7 +105,7 @@ class KeyCache:
 _cache: KeyCache | None = None
 
 
-def configure(pipeliner, prefix: str = "kyma:") -> None:
+def configure(pipeliner, prefix: str = "") -> None:
     """Keep key rows when the gateway has Redis (the rate limiter's pipeline: its round trips are shared);
     with None every lookup reads the database."""
     global _cache
