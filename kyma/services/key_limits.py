@@ -176,7 +176,8 @@ def limited_key(principal) -> int | None:
 
 def hold_note(principal) -> str:
     """The hold entry's note: which limited key counts the hold, for the reaper."""
-    return "" if principal.key_limit_micros is None else f"key {principal.api_key_id}"
+    key = limited_key(principal)
+    return "" if key is None else f"key {key}"
 
 
 def forget_hold(request_id: str) -> None:
