@@ -11,8 +11,6 @@ from tests.conftest import register
 from tests.servers import flask_here
 from tests.browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
-pytestmark = [*pytestmark, pytest.mark.integration]
-
 MODEL = "qwen-3-32b"  # served by sim-alpha, sim-beta and sim-gamma, in that order
 HI = [{"role": "user", "content": "Hi"}]
 ADMIN_URLS = ("/admin", "/admin/accounts", "/admin/accounts/1", "/admin/traffic", "/admin/routes", "/admin/audit")

@@ -224,7 +224,7 @@ def test_balance_is_never_overspent_across_instances(cluster):
     assert check.returncode == 0, check.stderr
 
 
-def test_key_revoked_on_one_instance_is_refused_by_the_other_at_once(cluster):
+def test_key_revoked_on_one_instance_is_refused_by_the_other_from_the_next_request(cluster):
     (a, b), _ = cluster
     reg = register(a.url, _email())
     session = {"Authorization": f"Bearer {reg['session_token']}"}
