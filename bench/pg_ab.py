@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import CLK_TCK
+from bench import procs
 from kyma.procs import listen_consecutive
 from tests import pg
 
@@ -31,33 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"model": "glm-4.7-flash", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16})
 
 
-def tree_cpu(pid: int) -> float:
-    """utime + stime (seconds) of process `pid` and all its live descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # fields after the name: state, ppid, ..., utime, stime
-        todo.extend(int(c) for c in children)
-    return total / CLK_TCK
-
-
 def backends_cpu(dbname: str) -> float:
     """utime + stime (seconds) of the PostgreSQL backends connected to `dbname` now."""
     with pg._admin() as admin:
         pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
 def main() -> None:
@@ -104,11 +82,11 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, target, pid, dbname in targets:
                     wenv = dict(os.environ, BENCH_BODY=BODY, BENCH_AUTH=f"Bearer {target['api_key']}")
-                    cpu0, pg0 = tree_cpu(pid), backends_cpu(dbname) if dbname else 0.0
+                    cpu0, pg0 = procs.tree_cpu_seconds(pid), backends_cpu(dbname) if dbname else 0.0
                     run = subprocess.run(["wrk", "-t2", f"-c{c}", f"-d{args.d}", "-s", str(ROOT / "bench/post.lua"),
                                           target["base_url"] + "/chat/completions"],
                                          env=wenv, capture_output=True, text=True)
-                    cpu1, pg1 = tree_cpu(pid), backends_cpu(dbname) if dbname else 0.0
+                    cpu1, pg1 = procs.tree_cpu_seconds(pid), backends_cpu(dbname) if dbname else 0.0
                     summary = json.loads(re.search(r"BENCH_JSON (\{.*\})", run.stdout).group(1))
                     n = summary["requests"]
                     errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))

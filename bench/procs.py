@@ -46,6 +46,16 @@ def cpu_seconds(pid: int, system: bool = False) -> float:
     return (int(fields[12]) + (0 if system else int(fields[11]))) / CLK_TCK
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` and all its live descendants."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p)
+        todo.extend(children(p))
+    return total
+
+
 def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, workers: int = 1) -> Server:
     """Start `target` under gunicorn -k gevent on a free 127.0.0.1 port (not yet waited for)."""
     return procs.start(target, procs.listen(), env, log=workdir / f"{name}.log", workers=workers, cwd=cwd,
