@@ -5,7 +5,8 @@ against each in turn, ROUNDS times, alternating, so that a noisy machine weighs 
 each run it reads the CPU time of the target's process tree (launcher, gunicorn master and
 workers) from /proc, and for a PostgreSQL target that of the server backends on its database.
 
-Usage: .venv/bin/python -m bench.pg_ab PEERS_DIR NAME=PROJECT_DIR[:pg] ... [--rounds N] [-c 32,128]
+Usage: .venv/bin/python -m bench.pg_ab NAME=PROJECT_DIR[:pg] ... [--peers DIR] [--rounds N] [-c 32,128] [-d 5s]
+The harness is BENCH_PEERS (default ../shared/bench-peers), its Python BENCH_PY (default its setup's venv).
 Every server listens on 127.0.0.1 and is stopped by its PID at the end; the databases are dropped.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench import procs
+from bench.streams import PEERS_PYTHON
 from kyma.procs import listen_consecutive
 from tests import pg
 
@@ -39,13 +42,19 @@ def backends_cpu(dbname: str) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("peers")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--peers", type=Path,
+                    default=Path(os.environ.get("BENCH_PEERS", ROOT.parent / "shared" / "bench-peers")),
+                    help="the peer harness (its upstream.py and kyma_target.sh); default BENCH_PEERS")
     ap.add_argument("targets", nargs="+", help="NAME=PROJECT_DIR, with :pg for PostgreSQL + Redis")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("-c", default="32,128")
     ap.add_argument("-d", default="5s")
     args = ap.parse_args()
+    bench_py = Path(os.environ.get("BENCH_PY", PEERS_PYTHON))  # the harness's own variable and default
+    if not (args.peers / "kyma_target.sh").exists() or not bench_py.exists() or not shutil.which("wrk"):
+        raise SystemExit(f"pg_ab: needs the peer harness at {args.peers} (BENCH_PEERS), set up with its "
+                         f"setup_reference.sh ({bench_py}, wrk)")
     work = Path(tempfile.mkdtemp(prefix="kyma-pgab."))
     socks = listen_consecutive(1 + len(args.targets))
     ports = [s.getsockname()[1] for s in socks]
@@ -54,7 +63,6 @@ def main() -> None:
     started: list[int] = []
     created: list[tuple[str, str]] = []
     env = dict(os.environ, UPSTREAM_PORT=str(ports[0]))
-    bench_py = Path.home() / ".cache/kyma-bench/bench-venv/bin/python"
     up = subprocess.Popen([str(bench_py), f"{args.peers}/upstream.py", "--host", "127.0.0.1", "--port", str(ports[0])],
                           stdout=open(work / "upstream.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     started.append(up.pid)
