@@ -7,6 +7,7 @@ workers) from /proc, and for a PostgreSQL target that of the server backends on 
 
 Usage: .venv/bin/python -m bench.pg_ab NAME=PROJECT_DIR[:pg] ... [--peers DIR] [--rounds N] [-c 32,128] [-d 5s]
 The harness is BENCH_PEERS (default ../shared/bench-peers), its Python BENCH_PY (default its setup's venv).
+A wrk run in which any request failed or was answered other than 2xx stops the bench, with the counts.
 Every server listens on 127.0.0.1 and is stopped by its PID at the end; the databases are dropped.
 """
 
@@ -39,6 +40,23 @@ def backends_cpu(dbname: str) -> float:
     with pg._admin() as admin:
         pids = [r[0] for r in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
     return sum(procs.cpu_seconds(pid) for pid in pids)
+
+
+def wrk(url: str, api_key: str, connections: int, duration: str) -> dict:
+    """One wrk run's BENCH_JSON summary; raise when wrk failed or any request did not get a 2xx."""
+    env = dict(os.environ, BENCH_BODY=BODY, BENCH_AUTH=f"Bearer {api_key}")
+    run = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}", "-s", str(ROOT / "bench/post.lua"), url],
+                         env=env, capture_output=True, text=True)
+    found = re.search(r"BENCH_JSON (\{.*\})", run.stdout)
+    if run.returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr.strip()[-500:]}")
+    summary = json.loads(found.group(1))
+    # A rate that counts refused or failed requests would flatter the target: such a run is no result.
+    bad = {k: summary[k] for k in ("connect", "read", "write", "timeout", "status") if summary[k]}
+    if bad or not summary["requests"]:
+        raise RuntimeError(f"wrk c{connections} {url}: {summary['requests']} requests, errors {bad} "
+                           "(status: non-2xx answers)")
+    return summary
 
 
 def main() -> None:
@@ -89,20 +107,15 @@ def main() -> None:
         for c in [int(x) for x in args.c.split(",")]:
             for _ in range(args.rounds):
                 for name, target, pid, dbname in targets:
-                    wenv = dict(os.environ, BENCH_BODY=BODY, BENCH_AUTH=f"Bearer {target['api_key']}")
                     cpu0, pg0 = procs.tree_cpu_seconds(pid), backends_cpu(dbname) if dbname else 0.0
-                    run = subprocess.run(["wrk", "-t2", f"-c{c}", f"-d{args.d}", "-s", str(ROOT / "bench/post.lua"),
-                                          target["base_url"] + "/chat/completions"],
-                                         env=wenv, capture_output=True, text=True)
+                    summary = wrk(target["base_url"] + "/chat/completions", target["api_key"], c, args.d)
                     cpu1, pg1 = procs.tree_cpu_seconds(pid), backends_cpu(dbname) if dbname else 0.0
-                    summary = json.loads(re.search(r"BENCH_JSON (\{.*\})", run.stdout).group(1))
                     n = summary["requests"]
-                    errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
                     rps = n / (summary["duration_us"] / 1e6)
                     results.setdefault((name, c), []).append(
                         (rps, (cpu1 - cpu0) / n * 1000, (pg1 - pg0) / n * 1000))
                     print(f"c{c} {name}: {rps:.0f} req/s, gateway {(cpu1 - cpu0) / n * 1000:.3f} ms CPU/req, "
-                          f"postgres {(pg1 - pg0) / n * 1000:.3f} ms/req, errors {errors}", flush=True)
+                          f"postgres {(pg1 - pg0) / n * 1000:.3f} ms/req", flush=True)
         print("medians:")
         for (name, c), rows in results.items():
             med = [statistics.median(col) for col in zip(*rows)]
