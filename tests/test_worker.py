@@ -22,28 +22,46 @@ def test_each_gevent_worker_accepts_its_share_of_the_queue_per_wake_up(tmp_path)
 
     from kyma import procs
 
-    server = procs.start("tests.accept_app:app", procs.listen(), dict(os.environ), log=tmp_path / "accept.log",
-                         workers=2)
-    held_pid, release = tmp_path / "held.pid", tmp_path / "release"
+    sock = procs.listen()
+    probe = sock.dup()  # the same listen queue, to see it fill; never accepted from here
+    server = procs.start("tests.accept_app:app", sock, dict(os.environ), log=tmp_path / "accept.log", workers=2)
+    held_pids, releases = [tmp_path / "held-a.pid", tmp_path / "held-b.pid"], [tmp_path / "a", tmp_path / "b"]
+    queued: list[socket.socket] = []
     try:
         server.wait_ready("/")
-        with ThreadPoolExecutor(1) as pool:
-            held = pool.submit(requests.get, f"{server.url}/hold",
-                               params={"pid_file": str(held_pid), "release": str(release)}, timeout=60)
-            deadline = time.monotonic() + 30
-            while not held_pid.exists() and time.monotonic() < deadline and not held.done():
-                time.sleep(0.01)
-            assert held_pid.exists(), "no worker took the hold"
-            # One worker is held, its event loop blocked: the other takes this connection.
-            other = requests.get(f"{server.url}/", timeout=10).json()
-            release.touch()
-            answers = [held.result().json(), other]
-        seen = {answer["pid"]: answer["servers"] for answer in answers}
-        assert len(seen) == 2 and int(held_pid.read_text()) in seen, seen  # both workers answered
-        # Nothing else is queued while a worker answers: its share is one connection.
-        assert all(servers == [["ShareAcceptServer", 2, 1]] for servers in seen.values()), seen
+        with ThreadPoolExecutor(2) as pool:
+            holds = []
+            for pid_file, release in zip(held_pids, releases):
+                # The first hold blocks one worker's event loop, so the other worker takes the second.
+                holds.append(pool.submit(requests.get, f"{server.url}/hold",
+                                         params={"pid_file": str(pid_file), "release": str(release)}, timeout=60))
+                deadline = time.monotonic() + 30
+                while not pid_file.exists() and time.monotonic() < deadline and not holds[-1].done():
+                    time.sleep(0.01)
+                assert pid_file.exists(), "no worker took the hold"
+            # Both workers are held: these connections wait in the listen queue.
+            queued = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(6)]
+            deadline = time.monotonic() + 10
+            while worker.accept_share(probe, 1) < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)  # the kernel queues each connection as its handshake completes
+            assert worker.accept_share(probe, 1) == 6
+            releases[0].touch()  # the first worker reads its share before its event loop accepts any
+            first = holds[0].result().json()
+            for c in queued:
+                c.close()
+            releases[1].touch()
+            second = holds[1].result().json()
+        assert [first["pid"], second["pid"]] == [int(p.read_text()) for p in held_pids]  # one worker each
+        assert first["pid"] != second["pid"]
+        # Six queued between two workers: a wake-up takes three (gunicorn's gevent worker takes one).
+        assert first["servers"] == [["ShareAcceptServer", 2, 3]], first
+        assert [s[:2] for s in second["servers"]] == [["ShareAcceptServer", 2]], second
     finally:
-        release.touch()
+        for c in queued:
+            c.close()
+        probe.close()
+        for release in releases:
+            release.touch()
         server.stop()
 
 
