@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("-c", default="32,128")
     ap.add_argument("-d", default="5s")
     args = ap.parse_args()
-    bench_py = Path(os.environ.get("BENCH_PY", PEERS_PYTHON))  # the harness's own variable and default
+    bench_py = PEERS_PYTHON
     if not (args.peers / "kyma_target.sh").exists() or not bench_py.exists() or not shutil.which("wrk"):
         raise SystemExit(f"pg_ab: needs the peer harness at {args.peers} (BENCH_PEERS), set up with its "
                          f"setup_reference.sh ({bench_py}, wrk)")

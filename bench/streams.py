@@ -36,7 +36,9 @@ ROOT = kprocs.ROOT
 MODEL = "gpt-oss-120b"  # a catalog model, routed to the fake upstream
 UPSTREAM_KEY, KEY_ENV = "sk-streams-upstream", "STREAMS_UPSTREAM_KEY"
 EMAIL = "streams@example.com"
-PEERS_PYTHON = Path.home() / ".cache" / "kyma-bench" / "bench-venv" / "bin" / "python"
+# The harness's own variable and default (its run_reference.sh reads BENCH_PY too).
+PEERS_PYTHON = Path(os.environ.get("BENCH_PY")
+                    or Path.home() / ".cache" / "kyma-bench" / "bench-venv" / "bin" / "python")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
