@@ -49,21 +49,22 @@ def record_failed(rt: Runtime, prep: Prepared, err: KymaError, record: RequestRe
 def _finish(rt: Runtime, prep: Prepared, record: RequestRecord, used_tokens: int) -> None:
     """Settle, log and correct the token counter: one transaction (shared with the requests finishing
     alongside) when the counters share the database."""
-    batch = None
-    if rt.limiter.in_database:
-        def work() -> None:
-            _settle(prep, record)
+    in_database = rt.limiter.in_database
+
+    def work() -> None:
+        _settle(prep, record)
+        if in_database:  # Redis counters cannot join the database's transaction: corrected after it
             _correct_tokens(rt, prep, used_tokens)
-    else:  # Redis counters cannot join the database's transaction
-        def work() -> None:
-            _settle(prep, record)
-        batch = settle_batch(record, held=True, limited_key=key_limits.limited_key(prep.principal))
+
+    # Its writes as data only when they are the settle's alone: the token correction has none.
+    batch = None if in_database else settle_batch(record, held=True,
+                                                  limited_key=key_limits.limited_key(prep.principal))
     # A served answer that finds every connection in use is charged once one frees: it must not fall to
     # the busy handler, which would give its hold back. Nothing served: the handler answers 503.
     commit(record, work, batch=batch, landed=logged(record), queue_if_busy=record.model_served is not None,
            locks=row_locks.of(prep.principal))
     prep.call.record = record  # before the Redis correction: a failure there must not unlog the request
-    if not rt.limiter.in_database:
+    if not in_database:
         _correct_tokens(rt, prep, used_tokens)
 
 
