@@ -22,10 +22,15 @@ if TYPE_CHECKING:  # only the models at run time: recording, which group_settle 
     from kyma.services.ledger import HoldRequest
 
 
+def _with_row(model, request_ids: list[str]) -> list[bool | None]:
+    """True for each request that has a row of `model` (keyed by its request id); None for one without."""
+    found = {rid for (rid,) in model.select(model.request_id).where(model.request_id.in_(request_ids)).tuples()}
+    return [True if rid in found else None for rid in request_ids]
+
+
 def held(request_ids: list[str]) -> list[bool | None]:
     """True for each request that has a hold (open or closed); None for one without."""
-    placed = {rid for (rid,) in Hold.select(Hold.request_id).where(Hold.request_id.in_(request_ids)).tuples()}
-    return [True if rid in placed else None for rid in request_ids]
+    return _with_row(Hold, request_ids)
 
 
 def holds_placed(requests: list[HoldRequest]) -> list[bool | None]:
@@ -35,9 +40,7 @@ def holds_placed(requests: list[HoldRequest]) -> list[bool | None]:
 
 def logged(request_ids: list[str]) -> list[bool | None]:
     """True for each request that has its request-log row; None for one without."""
-    rows = {rid for (rid,) in
-            RequestLog.select(RequestLog.request_id).where(RequestLog.request_id.in_(request_ids)).tuples()}
-    return [True if rid in rows else None for rid in request_ids]
+    return _with_row(RequestLog, request_ids)
 
 
 def marked(items: list[tuple[str, int, str | None, str | None]]) -> list[bool | None]:
