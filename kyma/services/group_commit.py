@@ -196,7 +196,7 @@ def _by_what_landed(units: list[_Unit], exc: Exception, done: list | None = None
         return
     again = []
     for i, (unit, value) in enumerate(zip(units, found)):
-        if value is _CANNOT_TELL:
+        if value is CANNOT_TELL:
             log.error("a unit that cannot tell whether it landed fails with %s rather than run twice", exc)
             unit.result.set_exception(exc)
         elif value is None:
@@ -206,13 +206,18 @@ def _by_what_landed(units: list[_Unit], exc: Exception, done: list | None = None
     _each_alone(again)
 
 
-_CANNOT_TELL = object()
+CANNOT_TELL = object()
 
 
 def _look_up(units: list[_Unit]) -> list:
-    """For each unit, its check's answer (None: not landed), or _CANNOT_TELL when it has no check."""
-    found: list = [_CANNOT_TELL] * len(units)
-    lookups = [unit.lookup() for unit in units]
+    """For each unit, its check's answer (None: not landed), or CANNOT_TELL when it has no check."""
+    return look_up([unit.lookup() for unit in units])
+
+
+def look_up(lookups: list[Landed | None]) -> list:
+    """For each lookup, its check's answer (None: not landed), or CANNOT_TELL for a missing one. The
+    items of one check are asked in one call."""
+    found: list = [CANNOT_TELL] * len(lookups)
     by_check: dict[Callable[[list], list], list[int]] = {}
     for i, lookup in enumerate(lookups):
         if lookup is not None:
