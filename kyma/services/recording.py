@@ -103,6 +103,10 @@ def _log_and_outcomes_insert(param: str, rows: int) -> str:
     return f'WITH "outcomes" AS ({_outcomes_insert(param, rows)}) {_log_insert(param)}'
 
 
+# The widths of the request log's error columns: PostgreSQL refuses a longer value.
+ERROR_CHARS, ERROR_CODE_CHARS = 1000, 64
+
+
 def log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
     # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
@@ -110,7 +114,8 @@ def log_row(r: RequestRecord, now) -> tuple:
             r.alias[:100] if r.alias else r.alias,
             r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
             r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
-            r.error[:1000] if r.error else r.error, r.error_code[:64] if r.error_code else r.error_code,
+            r.error[:ERROR_CHARS] if r.error else r.error,
+            r.error_code[:ERROR_CODE_CHARS] if r.error_code else r.error_code,
             r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
 
 
@@ -188,15 +193,13 @@ def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, la
     """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
     the row says so, and keeps its charge for an operator to see. `later` as for commit."""
     record.status, record.error, record.error_code = status, error, code
-    # The values as log_row gives them: cut to their columns' widths, which PostgreSQL enforces.
-    row = dict(zip(LOG_COLUMNS, log_row(record, None)))
+    error, code = error[:ERROR_CHARS], code[:ERROR_CODE_CHARS]
 
     def work() -> None:
-        RequestLog.update(status=row["status"], error=row["error"], error_code=row["error_code"]).where(
+        RequestLog.update(status=status, error=error, error_code=code).where(
             RequestLog.request_id == record.request_id).execute()
 
-    marked = group_commit.Landed(landed_rows.marked,
-                                 (record.request_id, row["status"], row["error"], row["error_code"]))
+    marked = group_commit.Landed(landed_rows.marked, (record.request_id, status, error, code))
     commit(record, work, landed=marked, later=later, announced=False)  # it was announced when it was logged
 
 
