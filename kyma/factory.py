@@ -163,13 +163,12 @@ def _configure_key_cache(rt) -> None:
 
 
 def _register_database_hooks(app: Flask) -> None:
-    @app.before_request
-    def _open_db():
-        # SQLite's connection opens here; a pooled (PostgreSQL) one is taken at the request's first
-        # query instead: a request whose key row is kept (key_cache) and whose writes go through
-        # the group committer never needs one of its own, nor a turn in the pool.
-        if is_sqlite_db(database.obj):
-            open_connection()
+    # SQLite's connection opens before each request; a pooled (PostgreSQL) one is taken at the
+    # request's first query instead: a request whose key row is kept (key_cache) and whose writes go
+    # through the group committer never needs one of its own, nor a turn in the pool. The backend is
+    # bound by now and stays: the choice is made once, not per request.
+    if is_sqlite_db(database.obj):
+        app.before_request(open_connection)
 
     @app.teardown_request
     def _close_db(exc):

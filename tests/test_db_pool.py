@@ -104,3 +104,11 @@ def test_only_a_connection_idle_for_a_while_is_checked_with_a_round_trip(monkeyp
         db.close_all()
     finally:
         drop_database(url)
+
+
+def test_only_an_sqlite_app_opens_a_connection_before_each_request(make_app, backend_db):
+    # A pooled connection is taken at a request's first query; the backend is decided once, at creation.
+    from kyma.db import open_connection
+
+    app = make_app(database_url=backend_db)
+    assert (open_connection in app.before_request_funcs.get(None, [])) == backend_db.startswith("sqlite")
