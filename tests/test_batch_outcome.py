@@ -21,11 +21,10 @@ from kyma.services import group_commit, group_settle, landed, ledger
 from kyma.services.recording import RequestRecord, finish, settle_batch
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import served_record
+from tests.lost_answer import LOST, answer_lost_after, lost
+from tests.records import served_record
 
 pytestmark = pytest.mark.postgres
-
-_LOST = "consuming input failed: server closed the connection unexpectedly"
 
 
 def _finished(record: RequestRecord, held: bool = True) -> group_commit._Unit:
@@ -36,21 +35,6 @@ def _hold(acct: int, request_id: str, micros: int) -> group_commit._Unit:
     wanted = ledger.HoldRequest(acct, request_id, micros, 60)
     return group_commit._Unit(lambda: ledger.place_hold(acct, request_id, micros, ttl_seconds=60), AsyncResult(),
                               batch=group_commit.Batch(ledger.place_holds, wanted, landed.holds_placed))
-
-
-@contextmanager
-def _answer_lost_after(statement: str):
-    """A peewee query hook: `statement` runs and commits (it commits by itself), then its answer is lost."""
-    def hook(event):
-        if event.sql == statement and event.exception is None:
-            raise peewee.OperationalError(psycopg.OperationalError(_LOST))
-
-    hooks = database.obj.query_hooks
-    hooks.append(hook)
-    try:
-        yield
-    finally:
-        hooks.remove(hook)
 
 
 class _FaultyConnection:
@@ -65,10 +49,10 @@ class _FaultyConnection:
     @contextmanager
     def pipeline(self):
         if self._when == "before":
-            raise psycopg.OperationalError(_LOST)
+            raise psycopg.OperationalError(LOST)
         with self._conn.pipeline() as pipe:
             yield pipe
-        raise psycopg.OperationalError(_LOST)  # sent and committed; the answers never came
+        raise psycopg.OperationalError(LOST)  # sent and committed; the answers never came
 
 
 def _settled_rows(acct: int, request_ids: list[str]) -> None:
@@ -81,7 +65,7 @@ def _settled_rows(acct: int, request_ids: list[str]) -> None:
 
 
 def test_the_faults_are_told_apart_from_a_refused_statement(pg_db):
-    assert not wrote_nothing(peewee.OperationalError(psycopg.OperationalError(_LOST)))
+    assert not wrote_nothing(lost())
     with pytest.raises(peewee.IntegrityError) as refused:
         database.obj.execute_sql('INSERT INTO "hold" ("id") VALUES (NULL)')
     assert wrote_nothing(refused.value)
@@ -94,7 +78,7 @@ def test_a_settle_batch_whose_commit_landed_is_not_written_again(pg_db):
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[])),
              _finished(RequestRecord(request_id="refused", endpoint="chat.completions", status=402, account=acct),
                        held=False)]
-    with _answer_lost_after(group_settle.STATEMENT):
+    with answer_lost_after(group_settle.STATEMENT):
         group_commit.commit_group(group)
     assert [unit.result.get() for unit in group] == [True, True, False]
     _settled_rows(acct, ["a", "b"])
@@ -108,7 +92,7 @@ def test_a_settle_batch_lost_before_it_was_sent_is_written_unit_by_unit(pg_db):
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[]))]
 
     def lost(items):
-        raise peewee.OperationalError(psycopg.OperationalError(_LOST))
+        raise lost()
 
     for unit in group:
         unit.batch = group_commit.Batch(lost, unit.batch.item, unit.batch.landed)
@@ -158,7 +142,7 @@ def test_without_a_way_to_tell_a_batch_of_unknown_outcome_fails_rather_than_runs
     runs = []
     unit = group_commit._Unit(lambda: runs.append(1), AsyncResult(),
                               batch=group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, True)))
-    with _answer_lost_after(group_settle.STATEMENT):
+    with answer_lost_after(group_settle.STATEMENT):
         group_commit.commit_group([unit])
     with pytest.raises(peewee.OperationalError):
         unit.result.get()

@@ -9,10 +9,7 @@ lost before it was sent, the server ending the session right after it committed,
 
 from __future__ import annotations
 
-import sqlite3
-
 import peewee
-import psycopg
 import pytest
 from gevent.event import AsyncResult
 
@@ -22,32 +19,8 @@ from kyma.services import deferred, group_commit, landed, ledger, recording, row
 from kyma.services.recording import RequestRecord, finish
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import served_record
-
-_LOST = "consuming input failed: server closed the connection unexpectedly"
-
-
-def _fail_first_commit(monkeypatch, when: str) -> None:
-    """The next COMMIT fails: `after` the server committed (its answer lost), `before` it was sent, or
-    `killed`: the server ends the session right after committing. Later COMMITs run as usual."""
-    db = database.obj
-    real = db.commit
-    fired = []
-
-    def commit():
-        if fired:
-            return real()
-        fired.append(when)
-        if when == "before":
-            raise peewee.OperationalError(psycopg.OperationalError(_LOST))
-        if when == "disk":
-            raise peewee.OperationalError(sqlite3.OperationalError("disk I/O error"))
-        real()
-        if when == "killed":
-            db.execute_sql("SELECT pg_terminate_backend(pg_backend_pid())")
-        raise peewee.OperationalError(psycopg.OperationalError(_LOST))
-
-    monkeypatch.setattr(db, "commit", commit)
+from tests.lost_answer import fail_first_commit
+from tests.records import served_record
 
 
 def _captured(monkeypatch) -> list[group_commit._Unit]:
@@ -128,7 +101,7 @@ def _committed(monkeypatch, when: str, *, own_connection: bool = False) -> _Grou
     group = _Group(monkeypatch)
     if own_connection:
         database.obj.close()  # the group opens its own connection, as the flusher's does
-    _fail_first_commit(monkeypatch, when)
+    fail_first_commit(monkeypatch, when)
     group_commit.commit_group(group.units)
     assert group.results() == [group.admitted, LookupError, True, None, peewee.OperationalError]
     return group
@@ -161,7 +134,7 @@ def test_a_lone_unit_whose_commit_landed_gets_its_result(pg_db, monkeypatch):
         return ledger.place_hold(acct, "h1", 2000)
 
     unit = group_commit._Unit(admit, AsyncResult(), True, landed=group_commit.Landed(landed.held, "h1"))
-    _fail_first_commit(monkeypatch, "after")
+    fail_first_commit(monkeypatch, "after")
     group_commit.commit_group([unit])
     assert unit.result.get(timeout=0) is True and runs == [1]
     assert [h.request_id for h in Hold.select()] == ["h1"] and ledger.check_ledger() == []
@@ -180,7 +153,7 @@ def test_a_deferred_batch_whose_commit_outcome_is_unknown_is_written_once(pg_db,
         return [w.work() for w in writes]
 
     unit = group_commit._Unit(work, AsyncResult(), landed=deferred._landed(writes))
-    _fail_first_commit(monkeypatch, when)
+    fail_first_commit(monkeypatch, when)
     group_commit.commit_group([unit])
     assert unit.result.get(timeout=0) == [False, False, False]
     assert len(runs) == (1 if when == "after" else 2)

@@ -12,7 +12,7 @@ from kyma.services.group_settle import Finished, finish_many
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.test_recording import check_round_trip, served_record
+from tests.records import check_round_trip, served_record
 
 
 def _failed(request_id: str, account: int) -> RequestRecord:
