@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable, ClassVar
 
 from peewee import (
     AutoField,
@@ -14,6 +15,8 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    ModelDelete,
+    ModelUpdate,
     SQL,
     TextField,
 )
@@ -31,7 +34,63 @@ class BaseModel(Model):
         database = database
 
 
-class Account(BaseModel):
+# Told after the commit of every write to a kept row's column (key_cache listens when it keeps rows).
+_kept_row_listeners: list[Callable[[], None]] = []
+
+
+def on_kept_row_change(listener: Callable[[], None]) -> None:
+    """Call `listener` after each commit that changed a column of a row workers keep (KeptRow)."""
+    if listener not in _kept_row_listeners:
+        _kept_row_listeners.append(listener)
+
+
+def _kept_rows_changed() -> None:
+    for listener in _kept_row_listeners:
+        listener()
+
+
+class _KeptRowWrite:
+    """An UPDATE or DELETE of kept rows: once it changed any, the listeners hear of it after the outermost
+    commit (at once outside a transaction), never before another worker could read the new row."""
+
+    def _execute(self, database):
+        changed = super()._execute(database)
+        if changed:
+            database.after_commit(_kept_rows_changed)
+        return changed
+
+
+class _KeptUpdate(_KeptRowWrite, ModelUpdate):
+    pass
+
+
+class _KeptDelete(_KeptRowWrite, ModelDelete):
+    pass
+
+
+class KeptRow(BaseModel):
+    """A model whose rows every worker may keep a copy of to authenticate API keys (key_cache).
+
+    An UPDATE of a column in `kept_columns`, or a DELETE, announces itself after its commit, whichever
+    code path writes it: a forgotten announcement would let a revoked key work for the copy's lifetime.
+    """
+
+    kept_columns: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def update(cls, __data=None, **update):
+        data = cls._normalize_data(__data, update)
+        # Data that is not a field-to-value mapping cannot be checked: it counts as a change.
+        if isinstance(data, dict) and not any(getattr(f, "name", None) in cls.kept_columns for f in data):
+            return ModelUpdate(cls, data)
+        return _KeptUpdate(cls, data)
+
+    @classmethod
+    def delete(cls):
+        return _KeptDelete(cls)
+
+
+class Account(KeptRow):
     """A customer. `balance_micros` caches the sum of its ledger entries (checked by `ledger check`)."""
 
     id = AutoField()
@@ -45,8 +104,10 @@ class Account(BaseModel):
     is_admin = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])  # may use the console under /admin
     suspended_at = DateTimeField(null=True)  # set: its keys and sessions are refused (403), nothing deleted
 
+    kept_columns = frozenset({"id", "email", "tier", "suspended_at"})
 
-class ApiKey(BaseModel):
+
+class ApiKey(KeptRow):
     """A `ky-` API key; only its SHA-256 is stored, plus a short prefix for display."""
 
     id = AutoField()
@@ -64,6 +125,11 @@ class ApiKey(BaseModel):
     # Kept while the key has a credit limit: settled charges and open holds, changed with the ledger.
     spent_micros = BigIntegerField(default=0)
     held_micros = BigIntegerField(default=0)
+
+    # last_used_at is kept too, but a stamp changes nothing a request may do: the stamping worker
+    # updates its own copy (key_cache.replace), and no one else needs telling.
+    kept_columns = frozenset({"id", "account", "name", "key_hash", "revoked_at", "credit_limit_micros",
+                              "expires_at", "allowed_models"})
 
 
 class SessionToken(BaseModel):

@@ -122,3 +122,158 @@ def test_a_generation_redis_lost_does_not_bring_back_a_row_read_before_a_change(
     now[0] += 1
     assert cache.fetch("h", lambda: state["row"]) == "revoked"
     assert cache.fetch("h", lambda: state["row"]) == "revoked"
+
+
+# --- every write that changes what a key may do is announced, after its commit ------------------
+
+
+@pytest.fixture()
+def generation(backend_db, monkeypatch):
+    """The generation a KeyCache on a fake Redis holds, as the gateway's key cache; a function reading it."""
+    from kyma.services import key_cache
+
+    redis = _FakeRedis()
+    redis.value = b"0"
+    monkeypatch.setattr(key_cache, "_cache", KeyCache(redis, "g", (_Redis,)))
+    return lambda: int(redis.value)
+
+
+def _account_with_key(password: str = "a long password") -> tuple[int, int]:
+    from kyma.models import Account
+    from kyma.services import accounts
+    from kyma.services.passwords import hash_password
+
+    account = Account.create(email=f"{password.replace(' ', '-')}@example.com",
+                             password_hash=hash_password(password, 4))
+    return account.id, accounts.create_key(account.id, "k").id
+
+
+def _ladder():
+    from kyma.config import DATA
+    from kyma.services.tiers import TierLadder
+
+    return TierLadder.load(DATA / "tiers.json")
+
+
+def _revoke(account, key):
+    from kyma.services import accounts
+
+    assert accounts.revoke_key(account, key)
+
+
+def _limit(account, key):
+    from kyma.services import accounts
+
+    accounts.set_key_limits(account, key, {"credit_limit": 5}, None)
+
+
+def _delete(account, key):
+    from kyma.services import account_settings
+
+    account_settings.delete_account(account, "a long password")
+
+
+def _tier(account, key):
+    from kyma.services import admin_accounts
+
+    assert admin_accounts.set_tier("admin@example.com", account, 2, _ladder())
+
+
+def _suspend(account, key):
+    from kyma.services import admin_accounts
+
+    assert admin_accounts.set_suspended("admin@example.com", account, True)
+
+
+def _purchase(account, key):
+    from kyma.services import ledger
+
+    assert ledger.add_credit(account, 5, kind="purchase", ladder=_ladder()).tier == 1
+
+
+def _any_model_update(account, key):
+    from kyma.models import ApiKey, utcnow
+
+    ApiKey.update(expires_at=utcnow()).where(ApiKey.id == key).execute()  # a path that forgot to announce
+
+
+def _grant_through_the_console(account, key):
+    from kyma.services import admin_accounts
+
+    admin_accounts.grant_credit("admin@example.com", account, "60", "form-1", ladder=_ladder())
+
+
+@pytest.mark.parametrize("change", [_revoke, _limit, _delete, _tier, _suspend, _purchase, _any_model_update])
+def test_every_change_to_what_a_key_may_do_is_announced(generation, change):
+    account, key = _account_with_key()
+    before = generation()
+    change(account, key)
+    assert generation() > before
+
+
+def test_writes_that_change_nothing_a_key_may_do_are_not_announced(generation):
+    from kyma.services import accounts, ledger
+
+    account, key = _account_with_key()
+    before = generation()
+    _grant_through_the_console(account, key)  # a grant raises no tier
+    assert ledger.place_hold(account, "r1", 1000)
+    assert ledger.settle_hold("r1", 400) == 400
+    assert accounts.authenticate(accounts.create_key(account, "k2").key) is not None  # stamps last use
+    assert generation() == before
+
+
+def test_a_change_inside_a_callers_transaction_is_announced_after_its_commit_only(generation):
+    """Announced before the commit, another worker could read the old row again and keep it under the
+    new generation; announced for a transaction rolled back, every worker drops its rows for nothing."""
+    from kyma.db import database
+
+    account, key = _account_with_key()
+    before = generation()
+    with pytest.raises(LookupError):
+        with database.obj.atomic():
+            _purchase(account, key)
+            assert generation() == before
+            raise LookupError("the caller's later step failed")
+    assert generation() == before
+    with database.obj.atomic():
+        _purchase(account, key)
+        assert generation() == before
+    assert generation() == before + 1
+
+
+def test_the_key_lookup_reads_only_columns_whose_changes_are_announced():
+    """A column the kept row carries but whose writes are not announced would stay stale in every worker."""
+    import re
+
+    from kyma.models import Account, ApiKey
+    from kyma.services.accounts import _KEY_LOOKUP
+
+    selected = re.search(r"SELECT (.*) FROM", _KEY_LOOKUP).group(1).split(", ")
+    kept = {f"k.{ApiKey._meta.fields[name].column_name}" for name in ApiKey.kept_columns} | {
+        f"a.{Account._meta.fields[name].column_name}" for name in Account.kept_columns}
+    # The last-use stamp is kept by the worker that stamps it (key_cache.replace).
+    assert set(selected) - kept == {"k.last_used_at"}
+
+
+def test_no_raw_sql_writes_a_column_of_a_kept_row():
+    """Raw SQL bypasses the models' announcement: it may move balances and spend, never what a key may do."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from kyma.models import Account, ApiKey
+
+    kept = {"apikey": {ApiKey._meta.fields[n].column_name for n in ApiKey.kept_columns},
+            "account": {Account._meta.fields[n].column_name for n in Account.kept_columns}}
+    write = re.compile(r'(UPDATE|DELETE FROM)\s+"?(apikey|account)"?\b(.*?)(?=\bWHERE\b|\bFROM\b|\bRETURNING\b|$)',
+                       re.IGNORECASE | re.DOTALL)
+    found = []
+    for path in Path(__file__).resolve().parents[1].joinpath("kyma").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for verb, table, rest in write.findall(node.value):
+                    columns = set(re.findall(r'"?(\w+)"?\s*=(?!=)', rest))
+                    found.append((path.name, table.lower()))
+                    assert verb.upper() == "UPDATE" and not columns & kept[table.lower()], (path, node.value)
+    assert ("ledger.py", "account") in found and ("group_settle.py", "apikey") in found  # the scan sees them

@@ -7,7 +7,6 @@ from datetime import datetime
 from kyma.db import write_transaction
 from kyma.errors import AuthenticationFailed, InvalidRequest
 from kyma.models import Account, ApiKey, SessionToken, utcnow
-from kyma.services import key_cache
 from kyma.services.accounts import validate_password
 from kyma.services.passwords import check_password, hash_password
 
@@ -66,4 +65,3 @@ def delete_account(account_id: int, password: str, *, now: datetime | None = Non
             (SessionToken.account == account_id) & SessionToken.revoked_at.is_null()).execute()
         Account.update(email=f"deleted-{account_id}@deleted.invalid", password_hash=UNUSABLE_PASSWORD_HASH).where(
             Account.id == account_id).execute()
-    key_cache.changed()  # after the commit: every instance refuses its keys from the next request

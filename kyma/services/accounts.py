@@ -521,8 +521,6 @@ def set_key_limits(account_id: int, key_id: int, limits: dict, catalog, *, now: 
             columns["spent_micros"] = key_limits.spent_by(key_id)
         if columns:
             ApiKey.update(columns).where(ApiKey.id == key_id).execute()
-    if columns:
-        key_cache.changed()
     return next(k for k in list_keys(account_id, now=now) if k.id == key_id)
 
 
@@ -531,7 +529,6 @@ def revoke_key(account_id: int, key_id: int, *, now: datetime | None = None) -> 
     owned = (ApiKey.account == account_id) & (ApiKey.id == key_id)
     changed = ApiKey.update(revoked_at=now or utcnow()).where(owned & ApiKey.revoked_at.is_null()).execute()
     if changed:
-        key_cache.changed()
         return True
     if ApiKey.select().where(owned).exists():
         return False

@@ -13,7 +13,7 @@ from peewee import IntegrityError, fn
 from kyma.db import as_datetime, write_transaction
 from kyma.errors import InvalidRequest, NotFound
 from kyma.models import Account, ApiKey, RequestLog, SessionToken, utcnow
-from kyma.services import accounts, audit, key_cache, ledger
+from kyma.services import accounts, audit, ledger
 from kyma.services.periods import Period
 from kyma.services.tiers import TierLadder
 
@@ -104,7 +104,6 @@ def set_tier(actor: str, account_id: int, level: int, ladder: TierLadder) -> boo
             return False
         Account.update(tier=level).where(Account.id == account_id).execute()
         audit.record(actor, "account.tier", account.email, {"tier": account.tier}, {"tier": level})
-    key_cache.changed()  # keys carry their account's tier
     return True
 
 
@@ -122,5 +121,4 @@ def set_suspended(actor: str, account_id: int, suspended: bool, reason: str = ""
         audit.record(actor, "account.suspend" if suspended else "account.reinstate", account.email,
                      {"suspended_at": account.suspended_at}, {"suspended_at": now if suspended else None,
                                                               "reason": reason[:200]})
-    key_cache.changed()  # after the commit: every instance refuses or accepts its keys from the next request
     return True

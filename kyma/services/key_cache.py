@@ -3,7 +3,8 @@
 Every request authenticates its key; on PostgreSQL the lookup is a network round trip and a server
 query. With Redis, a worker keeps the rows it read, tagged with a generation number that Redis
 holds for all instances: every change that can refuse a key or change what it may do (revocation,
-limits, suspension, tier, account deletion) increments it after its commit. A request reads the
+limits, suspension, tier, account deletion) increments it after its commit. The models announce
+those changes themselves (models.KeptRow), whichever code path writes them. A request reads the
 generation, in the pipeline its worker sends to Redis anyway, and uses a kept row only when it was
 read under that same generation; otherwise it reads the database, as without the cache. So a key
 revoked on any instance is refused by the next request on every instance.
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kyma.models import on_kept_row_change
 from kyma.outage import OutageWarning
 
 log = logging.getLogger(__name__)
@@ -132,3 +134,6 @@ def changed() -> None:
     """See KeyCache.changed."""
     if _cache is not None:
         _cache.changed()
+
+
+on_kept_row_change(changed)

@@ -26,7 +26,7 @@ from peewee import IntegrityError, fn
 from kyma.db import connected, database, execute, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
-from kyma.services import key_cache, key_limits
+from kyma.services import key_limits
 from kyma.services.pricing import usd_to_micros
 from kyma.services.tiers import TierLadder
 
@@ -468,8 +468,6 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
         if first is None:
             raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.") from None
         return _replay(first, account.id, kind, amount)
-    if tier != fresh.tier:
-        key_cache.changed()  # keys carry their account's tier: the higher limits apply from the next request
     return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
 
 
