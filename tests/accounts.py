@@ -24,3 +24,20 @@ def balance(gateway, account: dict) -> float:
                      headers={"Authorization": f"Bearer {account['api_key']}"})
     assert r.status_code == 200, r.text
     return r.json()["balance"]
+
+
+def limited_key(acct: int, holds: dict[str, int], *, ttl_seconds: int | None = None) -> int:
+    """A new key with a credit limit on `acct`, its id; `holds` (request id: micros) are taken and counted
+    against it as admission does."""
+    from kyma.db import write_transaction
+    from kyma.models import ApiKey
+    from kyma.services import key_limits
+    from kyma.services.accounts import Principal
+
+    key = ApiKey.create(account=acct, key_hash=uuid.uuid4().hex, prefix="k", credit_limit_micros=100_000)
+    principal = Principal(acct, "", 0, api_key_id=key.id, key_limit_micros=100_000)
+    for rid, amount in holds.items():
+        with write_transaction():
+            assert key_limits.reserve(principal, amount)
+            assert ledger.place_hold(acct, rid, amount, ttl_seconds=ttl_seconds, note=key_limits.hold_note(principal))
+    return key.id

@@ -10,8 +10,9 @@ from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import group_commit, ledger
 from kyma.services.group_settle import Finished, finish_many
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
-from tests.accounts import make_account
+from tests.accounts import limited_key, make_account
 from tests.backends import pg_db  # noqa: F401
+from tests.lock_waits import waits_on_lock_only_at_the_lower
 from tests.records import check_round_trip, served_record
 
 
@@ -206,49 +207,6 @@ def test_a_real_deadlock_is_recognised_through_peewee():
     assert not is_deadlock(RuntimeError("deadlock detected"))  # the SQLSTATE decides, not the words
 
 
-def _waits_on_lock_only_at_the_lower(url: str, low: int, high: int, write, *, first: str = "account") -> None:
-    """Another session locks row `low` of table `first`; `write` (in a thread) must wait there holding no
-    lock on account `high`, which a third session then takes without waiting: whoever holds `high` and
-    wants `low` can never wait on it in turn, so the two cannot deadlock."""
-    import threading
-    import time
-
-    import psycopg
-
-    from kyma.db import database
-
-    lock = 'SELECT "id" FROM "account" WHERE "id" = %s FOR UPDATE'
-    backend: list[int] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            backend.append(database.obj.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
-            write()
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            database.obj.close()
-
-    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as probe:
-        blocker.execute(lock.replace('"account"', f'"{first}"'), (low,))  # open until the rollback below
-        thread = threading.Thread(target=run)
-        thread.start()
-        waiting, deadline = None, time.monotonic() + 30  # a bound on the polling, not a timing claim
-        while waiting != "Lock" and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.01)
-            if backend:
-                waiting = probe.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
-                                        backend).fetchone()[0]
-        assert waiting == "Lock", f"the write never waited for the lock on {low}: {failure}"
-        try:
-            probe.execute(lock.replace("FOR UPDATE", "FOR UPDATE NOWAIT"), (high,))
-        finally:
-            blocker.rollback()
-            thread.join(30)
-    assert not failure, failure
-
-
 def test_a_group_settle_locks_its_accounts_in_id_order(pg_db):
     from kyma.db import database
 
@@ -268,7 +226,7 @@ def test_a_group_settle_locks_its_accounts_in_id_order(pg_db):
         finally:
             db.execute_sql("RESET ALL")
 
-    _waits_on_lock_only_at_the_lower(url, low, high, settle)
+    waits_on_lock_only_at_the_lower(url, low, high, settle)
     assert ledger.balance(low).balance_micros == ledger.balance(high).balance_micros == 1_000_000 - 1234
     assert ledger.check_ledger() == []
 
@@ -283,27 +241,9 @@ def test_a_group_transaction_locks_its_accounts_in_id_order_before_any_unit(pg_d
     group = [group_commit._Unit(lambda: ledger.settle_hold("over", 5000), AsyncResult(), locks=RowLocks((high,))),
              group_commit._Unit(lambda: ledger.place_hold(low, "after", 1000), AsyncResult(), True,
                                 locks=RowLocks((low,)))]
-    _waits_on_lock_only_at_the_lower(url, low, high, lambda: group_commit.commit_group(group))
+    waits_on_lock_only_at_the_lower(url, low, high, lambda: group_commit.commit_group(group))
     assert group[0].result.get() == 5000 and group[1].result.get() is True
     assert ledger.balance(high).balance_micros == 1_000_000 - 5000 and ledger.check_ledger() == []
-
-
-def _limited_key(acct: int, holds: dict[str, int]):
-    """A key with a credit limit on `acct`, and holds counted against it as admission takes them."""
-    import uuid
-
-    from kyma.db import write_transaction
-    from kyma.models import ApiKey
-    from kyma.services import key_limits
-    from kyma.services.accounts import Principal
-
-    key = ApiKey.create(account=acct, key_hash=uuid.uuid4().hex, prefix="k", credit_limit_micros=100_000)
-    principal = Principal(acct, "", 0, api_key_id=key.id, key_limit_micros=100_000)
-    for rid, amount in holds.items():
-        with write_transaction():
-            assert key_limits.reserve(principal, amount)
-            assert ledger.place_hold(acct, rid, amount, note=key_limits.hold_note(principal))
-    return key_limits.limited_key(principal)
 
 
 def test_a_limited_keys_spend_moves_in_the_same_statement(pg_db):
@@ -311,7 +251,7 @@ def test_a_limited_keys_spend_moves_in_the_same_statement(pg_db):
     from kyma.services import key_limits
 
     acct = make_account(1_000_000)
-    key = _limited_key(acct, {"served": 5000, "failed": 7000, "reaped": 3000})
+    key = limited_key(acct, {"served": 5000, "failed": 7000, "reaped": 3000})
     assert ledger.release_hold("reaped", note="reaped: expired")
     key_limits.forget_hold("reaped")  # the reaper's own step: the statement must not give it back again
     closed = finish_many([Finished(served_record("served", acct, outcomes=[]), True, key),
@@ -326,9 +266,9 @@ def test_a_limited_keys_spend_moves_in_the_same_statement(pg_db):
 def test_a_group_settle_locks_keys_before_accounts(pg_db):
     """A limited key's hold locks its key, then its account: the group settle takes them in that order too."""
     acct = make_account(1_000_000)
-    key = _limited_key(acct, {"r": 5000})
+    key = limited_key(acct, {"r": 5000})
     group = [Finished(served_record("r", acct, outcomes=[]), True, key)]
-    _waits_on_lock_only_at_the_lower(pg_db, key, acct, lambda: finish_many(group), first="apikey")
+    waits_on_lock_only_at_the_lower(pg_db, key, acct, lambda: finish_many(group), first="apikey")
     assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []
 
 

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kyma.db import database
 from kyma.errors import Conflict, InvalidRequest
 from kyma.models import Account, Hold, LedgerEntry, utcnow
-from kyma.services import ledger
+from kyma.services import group_commit, ledger
 from tests.accounts import make_account
 from tests.racers import hold_many
 
@@ -135,13 +135,14 @@ def test_the_reaper_releases_every_hold_while_other_workers_commit(sqlite_db, mo
     for i in range(5):
         assert ledger.place_hold(acct, f"old-{i}", 100, ttl_seconds=1)
     other = sqlite.connect(sqlite_db.database)
-    release = ledger.release_hold
+    alone, commits = group_commit.alone, []
 
-    def release_after_another_worker_commits(request_id, **kw):
-        other.execute("INSERT INTO ratecounter (key, window, count) VALUES (?, 0, 1)", (request_id,))
-        return release(request_id, **kw)
+    def release_after_another_worker_commits(work, locks):  # each hold's release is a transaction alone
+        commits.append(1)
+        other.execute("INSERT INTO ratecounter (key, window, count) VALUES (?, 0, 1)", (f"other-{len(commits)}",))
+        return alone(work, locks)
 
-    monkeypatch.setattr(ledger, "release_hold", release_after_another_worker_commits)
+    monkeypatch.setattr(group_commit, "alone", release_after_another_worker_commits)
     assert ledger.reap_expired_holds(now=utcnow() + timedelta(seconds=5)) == 5
     assert ledger.check_ledger() == []
     other.close()

@@ -9,6 +9,7 @@ import pytest
 
 from kyma.models import RateCounter
 from kyma.services import counters, reaper
+from tests.backends import pg_db  # noqa: F401
 
 
 def keys_left() -> set[str]:
@@ -69,3 +70,71 @@ def test_the_upkeep_threads_reports_are_logged_a_failed_integrity_check_as_criti
     assert levels["WAL checkpoint of /nowhere/kyma.db failed: disk I/O error"] == logging.ERROR
     assert levels["SQLite quick_check of /nowhere/kyma.db FAILED: row 3 missing"] == logging.CRITICAL
     assert not upkeep.reports  # each is logged once
+
+
+# --- on PostgreSQL the reaper locks rows in the order every settlement does ----------------------
+
+
+def _expired_hold_of_a_limited_key() -> tuple[int, int, int]:
+    """An account, its limited key and the id of an expired hold that key counts."""
+    from kyma.models import Hold
+    from tests.accounts import limited_key, make_account
+
+    acct = make_account(1_000_000)
+    key = limited_key(acct, {"abandoned": 5000}, ttl_seconds=-1)
+    return acct, key, Hold.get(Hold.request_id == "abandoned").id
+
+
+def _released(acct: int, key: int) -> None:
+    from kyma.models import ApiKey
+    from kyma.services import ledger
+
+    assert ledger.balance(acct).balance_micros == 1_000_000 and ledger.balance(acct).held_micros == 0
+    assert ApiKey.get_by_id(key).held_micros == 0 and ledger.check_ledger() == []
+
+
+@pytest.mark.postgres
+def test_the_reaper_waits_for_the_account_before_it_touches_the_hold(pg_db):
+    """A settlement holding the account and about to close the hold cannot deadlock with the reaper."""
+    from kyma.services import ledger
+    from tests.lock_waits import waits_on_lock_only_at_the_lower
+
+    acct, key, hold = _expired_hold_of_a_limited_key()
+    reaped = []
+    waits_on_lock_only_at_the_lower(pg_db, acct, hold, lambda: reaped.append(ledger.reap_expired_holds()),
+                                    then="hold")
+    assert reaped == [1]
+    _released(acct, key)
+
+
+@pytest.mark.postgres
+def test_the_reaper_leaves_a_hold_another_transaction_is_closing(pg_db):
+    """The settle statement closes its holds before it locks their accounts: a reaper that waited for the
+    hold while holding the account would close the circle. It moves on; the next round finds it."""
+    import threading
+
+    import psycopg
+
+    from kyma.db import database
+    from kyma.services import ledger
+
+    acct, key, hold = _expired_hold_of_a_limited_key()
+    reaped: list = []
+
+    def reap() -> None:
+        try:
+            reaped.append(ledger.reap_expired_holds())
+        finally:
+            database.obj.close()
+
+    with psycopg.connect(pg_db) as settling:
+        settling.execute('UPDATE "hold" SET "closed_at" = NULL WHERE "id" = %s', (hold,))  # locks it, as a close
+        thread = threading.Thread(target=reap)
+        thread.start()
+        thread.join(30)  # a bound on a hang: skipping a locked row waits for nothing
+        alive = thread.is_alive()
+        settling.rollback()
+    thread.join(30)
+    assert not alive and reaped == [0]
+    assert ledger.reap_expired_holds() == 1
+    _released(acct, key)

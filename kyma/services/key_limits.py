@@ -180,12 +180,25 @@ def hold_note(principal) -> str:
     return "" if key is None else f"key {key}"
 
 
-def forget_hold(request_id: str) -> None:
-    """A reaped hold no longer counts against its key's limit (inside the release's transaction)."""
+def counted_hold(request_id: str) -> tuple[int, int] | None:
+    """(key id, hold as the negative amount of its entry) for a hold a limited key counts; None for another."""
     rows = query("SELECT note, amount_micros FROM ledgerentry WHERE idempotency_key = ?", f"{request_id}:hold")
     if rows and rows[0][0].startswith("key "):
-        execute("UPDATE apikey SET held_micros = COALESCE(held_micros, 0) + ? WHERE id = ?",
-                rows[0][1], int(rows[0][0][4:]))  # the entry's amount is the hold, negative
+        return int(rows[0][0][4:]), rows[0][1]
+    return None
+
+
+def forget_hold(request_id: str) -> None:
+    """A released hold no longer counts against its key's limit (inside the release's transaction)."""
+    counted = counted_hold(request_id)
+    if counted is not None:
+        uncount(counted)
+
+
+def uncount(counted: tuple[int, int]) -> None:
+    """Take a hold counted_hold found off its key's limit (inside the release's transaction)."""
+    key, amount = counted
+    execute("UPDATE apikey SET held_micros = COALESCE(held_micros, 0) + ? WHERE id = ?", amount, key)
 
 
 def refusal(principal, hold: int, headers: dict) -> InsufficientCredits:

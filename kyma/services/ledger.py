@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 from greenlet import getcurrent
 from peewee import IntegrityError, fn
 
-from kyma.db import connected, database, execute, write_transaction
+from kyma.db import connected, database, execute, is_sqlite_db, write_transaction
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
-from kyma.services import key_limits
+from kyma.services import group_commit, key_limits
 from kyma.services.pricing import usd_to_micros
+from kyma.services.row_locks import RowLocks
 from kyma.services.tiers import TierLadder
 
 log = logging.getLogger(__name__)
@@ -379,18 +380,40 @@ def reap_expired_holds(now: datetime | None = None) -> int:
     host, me = socket.gethostname(), worker_identity()
     # Read them all first: writing while the SELECT is still open fails at once on SQLite
     # ("database is locked") whenever another worker committed meanwhile.
-    open_holds = list(Hold.select(Hold.request_id, Hold.owner, Hold.expires_at).where(Hold.closed_at.is_null()))
+    open_holds = list(Hold.select(Hold.request_id, Hold.account, Hold.owner, Hold.expires_at)
+                      .where(Hold.closed_at.is_null()))
     reaped = 0
     for hold in open_holds:
         expired = hold.expires_at <= now
-        if (expired or _owner_is_dead(hold.owner, host, me)) and release_hold(
-                hold.request_id, note="reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
-            # Its own statement: a crash just before it leaves the key's limit stricter, never looser.
-            key_limits.forget_hold(hold.request_id)
+        if (expired or _owner_is_dead(hold.owner, host, me)) and _reap(
+                hold, "reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
             reaped += 1
     if reaped:
         log.info("reaped %d abandoned holds", reaped)
     return reaped
+
+
+# PostgreSQL: the hold, unless another transaction is closing it (its settlement, which then
+# waits for the account this reaper holds: waiting here would close the circle).
+_CLAIM_HOLD = 'SELECT "id" FROM "hold" WHERE "request_id" = %s FOR NO KEY UPDATE SKIP LOCKED'
+
+
+def _reap(hold: Hold, note: str) -> bool:
+    """Release one abandoned hold, and take it off its key's limit, in one transaction that locks the key
+    and the account first, in the order every settlement does (row_locks); False when it was closed."""
+    counted = key_limits.counted_hold(hold.request_id)
+
+    def work() -> bool:
+        db = database.obj
+        if not is_sqlite_db(db) and not db.execute_sql(_CLAIM_HOLD, (hold.request_id,)).fetchall():
+            return False  # being settled right now: that settlement closes it
+        if not release_hold(hold.request_id, note=note):
+            return False
+        if counted is not None:
+            key_limits.uncount(counted)
+        return True
+
+    return group_commit.alone(work, RowLocks((hold.account_id,), () if counted is None else (counted[0],)))
 
 
 def balance(account_id: int) -> Balance:

@@ -4,7 +4,7 @@ On PostgreSQL a transaction that writes several of these rows takes their locks 
 transactions that take them in different orders can each wait for the other, and the server then
 aborts one. Every write of several such rows therefore locks them in this order first: a group
 commit's transaction before any unit's work, a batch of holds by sorting it, the one-statement group
-settle with `SELECT ... ORDER BY id FOR NO KEY UPDATE` parts. A lock taken later in the transaction on
+settle with `SELECT ... ORDER BY id FOR NO KEY UPDATE` parts, the reaper before it closes a hold. A lock taken later in the transaction on
 a row it already holds waits for no one, so the order the units then touch them in no longer matters.
 NO KEY UPDATE is the lock the balance updates take anyway; FOR UPDATE would also block the key-share
 lock a new request-log row's foreign key takes on its account, which waits outside this order.
