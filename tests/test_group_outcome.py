@@ -164,3 +164,41 @@ def test_a_sqlite_commit_that_hit_a_disk_error_runs_its_units_again(sqlite_db, m
     group = _committed(monkeypatch, "disk")
     assert group.runs == {"h1": 2, "h2": 2, "s1": 2, "m1": 2, "n1": 1}
     group.check_rows(unchecked_landed=False)
+
+
+@pytest.mark.parametrize("when", ["after", pytest.param("before", marks=pytest.mark.postgres), "disk"])
+def test_a_settlement_committed_alone_whose_commit_outcome_is_unknown_lands_once(backend_db, monkeypatch, when):
+    """Outside a gevent worker (the CLI, a thread) and for units a failed group runs one by one, a unit
+    commits alone: a lost COMMIT answer is looked up there too, not reported as a failure nor run twice."""
+    if (when == "disk") != backend_db.startswith("sqlite"):
+        pytest.skip("a disk error is SQLite's; a lost answer PostgreSQL's")
+    acct = make_account(1_000_000)
+    record = served_record("s1", acct, outcomes=[])
+    assert ledger.place_hold(acct, "s1", 5000)
+    runs = []
+
+    def settle():
+        runs.append(1)
+        return finish(record, held=True)
+
+    fail_first_commit(monkeypatch, when)
+    recording.commit(record, settle, landed=recording.logged(record), announced=False)
+    assert len(runs) == (1 if when == "after" else 2)  # not landed: it ran again
+    kinds = [e.kind for e in LedgerEntry.select().where(LedgerEntry.request_id == "s1").order_by(LedgerEntry.id)]
+    assert kinds == ["hold", "release", "usage"] and RequestLog.select().count() == 1
+    assert ledger.balance(acct).balance_micros == 1_000_000 - 1234 and ledger.check_ledger() == []
+
+
+@pytest.mark.postgres
+def test_a_unit_committed_alone_that_cannot_tell_gets_the_error(pg_db, monkeypatch):
+    acct = make_account(1_000_000)
+    runs = []
+
+    def hold():
+        runs.append(1)
+        return ledger.place_hold(acct, "h1", 1000)
+
+    fail_first_commit(monkeypatch, "after")
+    with pytest.raises(peewee.OperationalError):
+        group_commit.alone(hold)
+    assert runs == [1] and [h.request_id for h in Hold.select()] == ["h1"]

@@ -80,11 +80,15 @@ class _Unit:
     locks: RowLocks = row_locks.NONE  # the shared rows `work` may write, locked in one order before any unit runs
 
     def lookup(self) -> Landed | None:
-        """How to tell whether this unit's writes landed (a batch's check first: it gives the writer's
-        result); None when it cannot say."""
-        if self.batch is not None and self.batch.landed is not None:
-            return Landed(self.batch.landed, self.batch.item)
-        return self.landed
+        """How to tell whether this unit's writes landed; None when it cannot say."""
+        return _lookup(self.batch, self.landed)
+
+
+def _lookup(batch: Batch | None, landed: Landed | None) -> Landed | None:
+    """How to tell whether a unit's writes landed: its batch's check first (it gives the writer's result)."""
+    if batch is not None and batch.landed is not None:
+        return Landed(batch.landed, batch.item)
+    return landed
 
 
 class _Flusher:
@@ -289,7 +293,7 @@ def _after_unknown_commit(group: list[_Unit], outcomes: list[tuple[bool, Any]], 
 def _each_alone(units: list[_Unit]) -> None:
     for unit in units:
         try:
-            unit.result.set(alone(unit.work, unit.locks))
+            unit.result.set(alone(unit.work, unit.locks, unit.lookup()))
         except Exception as exc:
             unit.result.set_exception(exc)
 
@@ -329,19 +333,40 @@ def _begin(db, stack: ExitStack) -> None:
 DEADLOCK_RETRIES = 3
 
 
-def alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE) -> Any:
+def alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE, landed: Landed | None = None) -> Any:
     """Commit `work` in a transaction of its own, its rows locked in the one order first; run again if
-    the server aborted it to break a deadlock."""
+    the server aborted it to break a deadlock. If the connection fails during its COMMIT, `landed` says
+    whether its writes are in: then what it returned stands; if they are not, it runs again. Without
+    `landed`, or when the lookup fails too, that error propagates rather than the work run twice."""
     for attempt in range(DEADLOCK_RETRIES + 1):
+        done, result = False, None
         try:
             with connected() as db, write_transaction():
                 if not is_sqlite_db(db):
                     row_locks.lock(db, (locks,))
-                return work()
+                result = work()
+                done = True  # leaving the block sends the COMMIT
+            return result
         except Exception as exc:
+            if attempt < DEADLOCK_RETRIES and done and landed is not None and not wrote_nothing(exc):
+                if _landed_alone(landed, exc):
+                    return result
+                continue
             if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
                 raise
             log.info("a unit was aborted to break a deadlock; running it again")
+
+
+def _landed_alone(landed: Landed, exc: Exception) -> bool:
+    """After a lone unit's COMMIT whose outcome was lost: True when its writes landed, False when not;
+    `exc` again when the database cannot say."""
+    log.warning("the connection failed while a unit committed alone (%s); looking up whether it landed", exc)
+    try:
+        found = look_up([landed])[0]
+    except Exception:
+        log.exception("could not tell whether a unit landed; failing it")
+        raise exc from None
+    return found is not None
 
 
 _flusher: _Flusher | None = None
@@ -364,7 +389,7 @@ def run(work: Callable[[], Any], *, isolated: bool = False, batch: Batch | None 
     global _flusher
     db = database.obj
     if not gevent_patched() or db.in_transaction():
-        return alone(work, locks)
+        return alone(work, locks, _lookup(batch, landed))
     if _flusher is None or _flusher.pid != os.getpid():  # a forked worker starts its own
         _flusher = _Flusher(_window_seconds)
     # The flusher needs a pooled (PostgreSQL) connection: waiters holding theirs could take the last.
