@@ -44,7 +44,8 @@ def on_kept_row_change(listener: Callable[[], None]) -> None:
         _kept_row_listeners.append(listener)
 
 
-def _kept_rows_changed() -> None:
+def kept_rows_changed() -> None:
+    """Tell every listener that a kept row changed (its write has committed)."""
     for listener in _kept_row_listeners:
         listener()
 
@@ -56,7 +57,7 @@ class _KeptRowWrite:
     def _execute(self, database):
         changed = super()._execute(database)
         if changed:
-            database.after_commit(_kept_rows_changed)
+            database.after_commit(kept_rows_changed)
         return changed
 
 

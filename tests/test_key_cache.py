@@ -277,3 +277,13 @@ def test_no_raw_sql_writes_a_column_of_a_kept_row():
                     found.append((path.name, table.lower()))
                     assert verb.upper() == "UPDATE" and not columns & kept[table.lower()], (path, node.value)
     assert ("ledger.py", "account") in found and ("group_settle.py", "apikey") in found  # the scan sees them
+
+
+def test_a_tier_change_whose_commit_answer_was_lost_but_landed_is_announced(generation, monkeypatch):
+    from tests.lost_answer import fail_first_commit
+
+    account, key = _account_with_key()
+    before = generation()
+    fail_first_commit(monkeypatch, "after")
+    _purchase(account, key)
+    assert generation() > before

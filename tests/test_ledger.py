@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import peewee
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -286,3 +287,32 @@ def test_the_credit_history_shows_every_credit_kind_and_no_per_request_movement(
         ledger.add_credit(acct, 1, kind=kind)
     assert ledger.place_hold(acct, "r1", 300_000) and ledger.settle_hold("r1", 100_000) == 100_000
     assert sorted(e.kind for e in dashboard.credit_history(acct, limit=20)) == sorted(ledger.CREDIT_KINDS)
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_credit_whose_commit_answer_was_lost_is_looked_up_not_reported_failed(backend_db, monkeypatch, when):
+    """Reported failed after it landed, a credit without an idempotency key would be added again by the
+    operator who retries; one that did not land must still fail."""
+    from tests.lost_answer import fail_first_commit
+
+    acct = make_account()
+    fail_first_commit(monkeypatch, when)
+    if when == "after":
+        assert ledger.add_credit(acct, 5, kind="grant").amount_micros == 5_000_000
+    else:
+        with pytest.raises(peewee.OperationalError):
+            ledger.add_credit(acct, 5, kind="grant")
+    assert ledger.balance(acct).balance_micros == (5_000_000 if when == "after" else 0)
+    assert ledger.check_ledger() == []
+
+
+def test_a_console_grant_whose_commit_answer_was_lost_is_granted_and_audited_once(backend_db, monkeypatch):
+    from kyma.models import AuditEntry
+    from kyma.services import admin_accounts
+    from tests.lost_answer import fail_first_commit
+
+    acct = make_account()
+    fail_first_commit(monkeypatch, "after")
+    result = admin_accounts.grant_credit("admin@example.com", acct, "7", "form-1")
+    assert not result.replayed and ledger.balance(acct).balance_micros == 7_000_000
+    assert AuditEntry.select().count() == 1 and ledger.check_ledger() == []

@@ -5,6 +5,7 @@ Every change is audited in the same transaction as the change itself.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from peewee import IntegrityError, fn
 from kyma.db import as_datetime, write_transaction
 from kyma.errors import InvalidRequest, NotFound
 from kyma.models import Account, ApiKey, RequestLog, SessionToken, utcnow
-from kyma.services import accounts, audit, ledger
+from kyma.services import accounts, audit, group_commit, ledger
 from kyma.services.periods import Period
 from kyma.services.tiers import TierLadder
 
@@ -81,9 +82,10 @@ def grant_credit(actor: str, account_id: int, usd: str, idempotency_key: str, no
     account = _get(account_id)
     key, note = f"admin:{idempotency_key}", (note or f"granted by {actor}")[:200]
     try:
-        with write_transaction():
+        with group_commit.lone_transaction() as outcome:
             before = Account.get_by_id(account_id).balance_micros
             result = ledger.add_credit(account_id, usd, kind="grant", idempotency_key=key, note=note, ladder=ladder)
+            outcome.landed = functools.partial(ledger.entry_landed, result.entry_id)
             if not result.replayed:
                 audit.record(actor, "credit.grant", account.email, {"balance_micros": before},
                              {"balance_micros": result.balance_micros, "granted_micros": result.amount_micros,

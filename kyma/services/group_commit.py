@@ -28,13 +28,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
                      shares_connection, write_transaction, wrote_nothing)
 from kyma.greenlets import gevent_patched
+from kyma.models import kept_rows_changed
 from kyma.services import row_locks
 from kyma.services.row_locks import RowLocks
 
@@ -348,25 +349,55 @@ def alone(work: Callable[[], Any], locks: RowLocks = row_locks.NONE, landed: Lan
                 done = True  # leaving the block sends the COMMIT
             return result
         except Exception as exc:
-            if attempt < DEADLOCK_RETRIES and done and landed is not None and not wrote_nothing(exc):
-                if _landed_alone(landed, exc):
+            if done and landed is not None and not wrote_nothing(exc):
+                if _landed_after(exc, lambda: look_up([landed])[0] is not None):
                     return result
-                continue
+                if attempt == DEADLOCK_RETRIES:
+                    raise
+                continue  # nothing of it landed: running it again is safe
             if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
                 raise
             log.info("a unit was aborted to break a deadlock; running it again")
 
 
-def _landed_alone(landed: Landed, exc: Exception) -> bool:
-    """After a lone unit's COMMIT whose outcome was lost: True when its writes landed, False when not;
-    `exc` again when the database cannot say."""
-    log.warning("the connection failed while a unit committed alone (%s); looking up whether it landed", exc)
+def _landed_after(exc: Exception, check: Callable[[], bool]) -> bool:
+    """After a COMMIT whose answer was lost (`exc`): whether its writes landed, as `check` finds; `exc`
+    again when the database cannot say."""
+    log.warning("the connection failed while a transaction committed (%s); looking up whether it landed", exc)
     try:
-        found = look_up([landed])[0]
+        with connected():
+            return check()
     except Exception:
-        log.exception("could not tell whether a unit landed; failing it")
+        log.exception("could not tell whether a transaction landed; failing it")
         raise exc from None
-    return found is not None
+
+
+class Outcome:
+    """How to tell whether a lone transaction landed: a check its block sets once it wrote a row to find."""
+
+    landed: Callable[[], bool] | None = None
+
+
+@contextmanager
+def lone_transaction():
+    """A write transaction of its own (or the open one it joins) whose COMMIT's lost answer is looked up.
+
+    The block sets `outcome.landed`; if the connection fails during the COMMIT and that check finds the
+    writes, the block counts as committed, else (or when the database cannot say) the error propagates.
+    """
+    outcome, done = Outcome(), False
+    try:
+        with write_transaction():
+            yield outcome
+            done = True  # leaving the block sends the COMMIT
+    except Exception as exc:
+        if not done or outcome.landed is None or wrote_nothing(exc):
+            raise
+        if not _landed_after(exc, outcome.landed):
+            raise
+        # What was to follow the commit was dropped with it: a change to a kept key row, if it made one,
+        # must still reach every worker (a spare announcement costs them a lookup).
+        kept_rows_changed()
 
 
 _flusher: _Flusher | None = None

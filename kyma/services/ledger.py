@@ -468,8 +468,9 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
     if first is not None:
         return _replay(first, account.id, kind, amount)  # a repeat: nothing to insert, nothing to fail
     try:
-        with write_transaction():
+        with group_commit.lone_transaction() as outcome:
             entry_id = _entry(account.id, kind, amount, key=key, note=note)
+            outcome.landed = functools.partial(entry_landed, entry_id)
             debit_ok = (Account.update(balance_micros=Account.balance_micros + amount)
                         .where((Account.id == account.id) & (Account.balance_micros + amount >= 0))
                         .execute())
@@ -492,6 +493,11 @@ def add_credit(email_or_account_id, usd, *, kind: str = "purchase", idempotency_
             raise Conflict("The credit could not be recorded (a concurrent duplicate?); retry.") from None
         return _replay(first, account.id, kind, amount)
     return CreditResult(account.id, entry_id, amount, fresh.balance_micros, tier)
+
+
+def entry_landed(entry_id: int) -> bool:
+    """True when the ledger entry is in the database (its transaction's COMMIT landed)."""
+    return LedgerEntry.select().where(LedgerEntry.id == entry_id).exists()
 
 
 def _entry_with_key(key: str | None) -> LedgerEntry | None:
