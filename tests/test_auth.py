@@ -94,6 +94,25 @@ def test_the_client_address_comes_from_the_proxy_only_when_one_is_trusted(make_a
     assert sign_up("c@example.com", "198.51.100.9, 203.0.113.2") == 429
 
 
+def test_a_signup_whose_commit_answer_was_lost_is_looked_up_not_reported_failed(app, monkeypatch):
+    """Reported failed after it landed, the sign-up's retry finds its email taken: no key, no session."""
+    from kyma.services import ledger
+    from tests.lost_answer import fail_first_commit
+
+    settings = app.extensions["kyma"].settings
+    real_hash = accounts.hash_password
+
+    def hash_then_lose_the_next_answer(*args):  # after the sign-up counters' own commits
+        fail_first_commit(monkeypatch, "after")
+        return real_hash(*args)
+
+    monkeypatch.setattr(accounts, "hash_password", hash_then_lose_the_next_answer)
+    with app.app_context():
+        reg = accounts.register("lost@example.com", PASSWORD, settings)
+        assert accounts.authenticate(reg.api_key).account_id == reg.account_id
+        assert ledger.balance(reg.account_id).balance_micros == reg.balance_micros > 0
+
+
 def test_the_signup_hour_slides_instead_of_resetting_on_the_clock(strict_app):
     settings = strict_app.extensions["kyma"].settings
     with strict_app.app_context():

@@ -21,7 +21,7 @@ from peewee import IntegrityError, OperationalError
 from kyma.db import as_datetime, query, write_transaction
 from kyma.errors import AccountSuspended, AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
-from kyma.services import counters, key_cache, key_limits, ledger
+from kyma.services import counters, group_commit, key_cache, key_limits, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
                                      password_too_long)
 from kyma.services.pricing import micros_to_usd, usd_to_micros
@@ -275,12 +275,14 @@ def register(email: str, password: str, settings, *, client_ip: str = "",
     password_hash = hash_password(password, settings.bcrypt_rounds)  # slow: never inside the txn
     key = _new_secret(KEY_PREFIX)
     try:
-        with write_transaction():
+        with group_commit.lone_transaction() as outcome:
             account = Account.create(email=email, password_hash=password_hash, created_at=now)
             credit = _grant_signup_credit(account.id, settings)
             api_key = ApiKey.create(account=account.id, name="default", key_hash=digest(key),
                                     prefix=_mask(key), created_at=now)
             grant = _create_session(account.id, settings, now)
+            # A lost COMMIT answer: the account is there if its first key is, credit and all.
+            outcome.landed = ApiKey.select().where(ApiKey.id == api_key.id).exists
     except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
         raise Conflict("An account with this email already exists.", param="email",
                        code="email_taken") from exc
