@@ -124,16 +124,21 @@ def test_a_group_whose_commit_outcome_is_unknown_lands_each_unit_once(pg_db, mon
     group.check_rows(unchecked_landed=when == "killed")
 
 
-@pytest.mark.postgres
-def test_a_lone_unit_whose_commit_landed_gets_its_result(pg_db, monkeypatch):
+def _counted_hold(runs: list):
+    """Work that places hold "h1" on a new account, counting its runs in `runs`."""
     acct = make_account(1_000_000)
-    runs = []
 
-    def admit():
+    def hold() -> bool:
         runs.append(1)
         return ledger.place_hold(acct, "h1", 2000)
 
-    unit = group_commit._Unit(admit, AsyncResult(), True, landed=group_commit.Landed(landed.held, "h1"))
+    return hold
+
+
+@pytest.mark.postgres
+def test_a_lone_unit_whose_commit_landed_gets_its_result(pg_db, monkeypatch):
+    runs: list = []
+    unit = group_commit._Unit(_counted_hold(runs), AsyncResult(), True, landed=group_commit.Landed(landed.held, "h1"))
     fail_first_commit(monkeypatch, "after")
     group_commit.commit_group([unit])
     assert unit.result.get(timeout=0) is True and runs == [1]
@@ -191,13 +196,8 @@ def test_a_settlement_committed_alone_whose_commit_outcome_is_unknown_lands_once
 
 @pytest.mark.postgres
 def test_a_unit_committed_alone_that_cannot_tell_gets_the_error(pg_db, monkeypatch):
-    acct = make_account(1_000_000)
-    runs = []
-
-    def hold():
-        runs.append(1)
-        return ledger.place_hold(acct, "h1", 1000)
-
+    runs: list = []
+    hold = _counted_hold(runs)
     fail_first_commit(monkeypatch, "after")
     with pytest.raises(peewee.OperationalError):
         group_commit.alone(hold)
