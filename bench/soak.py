@@ -1,13 +1,15 @@
 """`make soak`: sustained mixed load on gateway workers sharing one database, then a check of what it left.
 
-    python -m bench.soak [--workers 2] [--seconds 300] [--clients 48] [--database-url URL --redis-url URL]
+    python -m bench.soak [--workers 2] [--seconds 300] [--calls N] [--clients 48]
+                         [--database-url URL --redis-url URL]
 
 Starts a fast simulator and the gateway as `make run` does (gunicorn, gevent workers, SQLite by
 default), opens accounts, and runs bench/soak_load.py: plain and streamed chat completions,
 Anthropic messages, key creation and revocation, credit purchases and `ledger reap` from the
-command line, for --seconds. Then it stops the gateway and checks the database it left: SQLite's
-integrity check, `flask ledger check`, and that every success a client saw has its request-log
-row and ledger entry at the cost the client was told. Prints a JSON summary; exit 1 on any problem.
+command line, for --seconds, or until the clients have made --calls calls. Then it stops the
+gateway and checks the database it left: SQLite's integrity check, `flask ledger check`, and that
+every success a client saw has its request-log row and ledger entry at the cost the client was
+told. Prints a JSON summary; exit 1 on any problem.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="gateway workers (default: as `make run`)")
     p.add_argument("--seconds", type=int, default=300, help="how long the load runs")
+    p.add_argument("--calls", type=int, default=0, help="end the load sooner, once the clients made this many calls")
     p.add_argument("--clients", type=int, default=48, help="concurrent clients")
     p.add_argument("--database-url", default="", help="a PostgreSQL URL instead of a fresh SQLite file")
     p.add_argument("--redis-url", default="", help="Redis for limits and circuits (with --database-url)")
@@ -95,8 +97,9 @@ def open_accounts(gateway: procs.Server, root: Path) -> list[dict]:
 
 def load(args, gateway: procs.Server, accounts: list[dict]) -> dict:
     """Run bench/soak_load.py against the gateway; what its clients saw."""
-    plan = {"url": gateway.url, "accounts": accounts, "seconds": args.seconds, "clients": args.clients,
-            "plain_model": PLAIN_MODEL, "stream_model": STREAM_MODEL, "purchase_every": 1.0, "reap_every": 3.0,
+    plan = {"url": gateway.url, "accounts": accounts, "seconds": args.seconds, "calls": args.calls,
+            "clients": args.clients, "plain_model": PLAIN_MODEL, "stream_model": STREAM_MODEL,
+            "purchase_every": 1.0, "reap_every": 3.0,
             "min_purchases": MIN_PURCHASES, "min_reaps": MIN_REAPS,
             "flask": str(procs.BIN / "flask"), "root": str(args.gateway_root), "env": gateway.env}
     done = subprocess.run([sys.executable, "-m", "bench.soak_load"], cwd=ROOT, input=json.dumps(plan),
@@ -196,7 +199,7 @@ def _check_rows(seen: dict, url: str) -> list[str]:
     return problems
 
 
-def summary(args, seen: dict, problems: list[str], seconds: float) -> dict:
+def summary(args, seen: dict, problems: list[str]) -> dict:
     """Counts by kind, the request rate and the problems found."""
     kinds: dict[str, dict[str, int]] = {}
     for o in seen["outcomes"]:
@@ -205,7 +208,8 @@ def summary(args, seen: dict, problems: list[str], seconds: float) -> dict:
     chats = sum(1 for o in seen["outcomes"] if o["kind"] in CHAT_KINDS)
     return {"workers": args.workers, "backend": "postgresql" if args.database_url else "sqlite",
             "seconds": args.seconds, "clients": args.clients, "calls": len(seen["outcomes"]),
-            "chat_per_second": round(chats / seconds, 1), "by_kind": kinds,
+            "clients_seconds": seen["clients_seconds"],
+            "chat_per_second": round(chats / max(seen["clients_seconds"], 0.1), 1), "by_kind": kinds,
             "purchases": len(seen["purchases"]), "reaps": seen["reaps"], "unfinished_clients": seen["unfinished"],
             "problems": problems, "ok": not problems}
 
@@ -218,16 +222,14 @@ def main(argv=None) -> int:
     sim, gateway = start(args, workdir)
     try:
         accounts = open_accounts(gateway, args.gateway_root)
-        began = time.monotonic()
         seen = load(args, gateway, accounts)
-        elapsed = time.monotonic() - began
     finally:
         gateway.stop()
         sim.stop()
     problems = check(seen, gateway, args.gateway_root)
     if args.redis_url:  # the soak's rate-limit and circuit keys: its prefix is its own
         delete_redis_prefix(gateway.env["KYMA_REDIS_PREFIX"], args.redis_url)
-    result = summary(args, seen, problems, elapsed)
+    result = summary(args, seen, problems)
     print(json.dumps(result, indent=1))
     if args.workdir is None and not problems:
         shutil.rmtree(workdir, ignore_errors=True)

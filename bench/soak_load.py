@@ -173,12 +173,24 @@ def key_cycle(client: Client, rec: Recorder, plan: dict, account: dict) -> None:
 ACTIONS = (("chat", 50), ("chat_stream", 30), ("messages", 12), ("key_cycle", 3))
 
 
-def client_loop(url: str, rec: Recorder, plan: dict, deadline: float, seed: int) -> None:
-    """One client: random actions on random accounts until the deadline."""
+@dataclass
+class Budget:
+    """When the load ends: at the deadline, or once the clients have made `calls` calls (0: no such bound)."""
+
+    deadline: float
+    calls: int = 0
+
+    def spent(self, rec: Recorder) -> bool:
+        """Whether the clients stop here."""
+        return time.monotonic() >= self.deadline or 0 < self.calls <= len(rec.outcomes)
+
+
+def client_loop(url: str, rec: Recorder, plan: dict, budget: Budget, seed: int) -> None:
+    """One client: random actions on random accounts until the budget is spent."""
     rnd = random.Random(seed)
     client = Client(url)
     names, weights = zip(*ACTIONS)
-    while time.monotonic() < deadline:
+    while not budget.spent(rec):
         account = rnd.choice(plan["accounts"])
         action = rnd.choices(names, weights)[0]
         try:
@@ -200,12 +212,12 @@ def flask(plan: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def purchases(rec: Recorder, plan: dict, deadline: float) -> None:
+def purchases(rec: Recorder, plan: dict, budget: Budget) -> None:
     """Credit purchases from the command line, now and then repeating an idempotency key."""
     rnd = random.Random(7)
     n = 0
     # However slow the machine, the soak makes its minimum (joinall's timeout still bounds it).
-    while time.monotonic() < deadline or len(rec.purchases) < plan.get("min_purchases", 0):
+    while not budget.spent(rec) or len(rec.purchases) < plan.get("min_purchases", 0):
         done_keys = [p for p in rec.purchases if p["ok"]]
         if done_keys and rnd.random() < 0.2:
             repeat = rnd.choice(done_keys)  # a retried purchase: must not credit twice
@@ -219,10 +231,10 @@ def purchases(rec: Recorder, plan: dict, deadline: float) -> None:
         gevent.sleep(plan["purchase_every"])
 
 
-def reaps(rec: Recorder, plan: dict, deadline: float) -> None:
+def reaps(rec: Recorder, plan: dict, budget: Budget) -> None:
     """`flask ledger reap` from another process now and then, beside the workers' own reapers."""
     attempts = 0
-    while time.monotonic() < deadline or attempts < plan.get("min_reaps", 0):
+    while not budget.spent(rec) or attempts < plan.get("min_reaps", 0):
         gevent.sleep(plan["reap_every"])
         attempts += 1
         if flask(plan, "ledger", "reap").returncode == 0:
@@ -230,15 +242,21 @@ def reaps(rec: Recorder, plan: dict, deadline: float) -> None:
 
 
 def main() -> int:
-    """Read the plan from stdin, run the clients until the deadline, print the outcomes as JSON."""
+    """Read the plan from stdin, run the clients until the budget is spent, print the outcomes as JSON."""
     plan = json.load(sys.stdin)
     rec = Recorder()
-    deadline = time.monotonic() + plan["seconds"]
-    jobs = [gevent.spawn(client_loop, plan["url"], rec, plan, deadline, i) for i in range(plan["clients"])]
-    jobs += [gevent.spawn(purchases, rec, plan, deadline), gevent.spawn(reaps, rec, plan, deadline)]
-    gevent.joinall(jobs, timeout=plan["seconds"] + TIMEOUT + 60)
+    budget = Budget(time.monotonic() + plan["seconds"], plan.get("calls", 0))
+    jobs = [gevent.spawn(client_loop, plan["url"], rec, plan, budget, i) for i in range(plan["clients"])]
+    writers = [gevent.spawn(purchases, rec, plan, budget), gevent.spawn(reaps, rec, plan, budget)]
+    began = time.monotonic()
+    give_up = began + plan["seconds"] + TIMEOUT + 60
+    gevent.joinall(jobs, timeout=give_up - began)
+    clients_seconds = time.monotonic() - began  # the writers may run on to make their minimums
+    gevent.joinall(writers, timeout=max(0.0, give_up - time.monotonic()))
+    jobs += writers
     json.dump({"outcomes": [asdict(o) for o in rec.outcomes], "keys_created": rec.keys_created,
-               "purchases": rec.purchases, "reaps": rec.reaps, "unfinished": sum(not j.ready() for j in jobs)},
+               "purchases": rec.purchases, "reaps": rec.reaps, "unfinished": sum(not j.ready() for j in jobs),
+               "clients_seconds": round(clients_seconds, 1)},
               sys.stdout)
     return 0
 
