@@ -20,6 +20,11 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 BACKEND_VARIABLE = "KYMA_TEST_BACKEND"
 
 
+def postgres_pass() -> bool:
+    """Whether this is the PostgreSQL pass (KYMA_TEST_BACKEND=postgres) rather than the SQLite one."""
+    return os.environ.get(BACKEND_VARIABLE, "sqlite") == "postgres"
+
+
 def postgres_unavailable() -> str | None:
     """Why PostgreSQL cannot be used here, or None when it answers."""
     try:
@@ -133,7 +138,7 @@ def drop_made() -> None:
 def backend_env() -> dict[str, str]:
     """Gateway variables for the backend KYMA_TEST_BACKEND names: {} for SQLite (the default), or a
     fresh PostgreSQL database and Redis prefix (cleaned up at exit) for "postgres"."""
-    if os.environ.get(BACKEND_VARIABLE, "sqlite") != "postgres":
+    if not postgres_pass():
         return {}
     reason = postgres_unavailable() or redis_unavailable()
     if reason:
