@@ -72,10 +72,11 @@ test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	$(PYTEST) -q -n 3 --dist loadfile tests
 
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
-	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI).
+	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI), but
+	@# for the tests that would only repeat there what others check (see pytest.ini's markers).
 	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(PYTEST) -q -n 2 --dist loadfile \
-	    -m "integration and not postgres and not browser and not no_database" tests; \
+	    -m "integration and not postgres and not browser and not no_database and not client_protocol" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 
 test-notebooks: $(DEV_STAMP)

@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import register
 from tests.servers import ROOT
 
-pytestmark = pytest.mark.integration
+# The 0.x SDK's wire protocol; its calls reach storage as the messages tests' do on PostgreSQL too.
+pytestmark = [pytest.mark.integration, pytest.mark.client_protocol]
 
 LEGACY_PYTHON = ROOT / ".venv-anthropic0" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "anthropic0_client.py"

@@ -154,6 +154,7 @@ def test_a_price_that_cannot_be_costed_exactly_is_refused_when_the_catalog_loads
 
 
 @pytest.mark.integration
+@pytest.mark.no_database  # the catalog is a file: no query reaches storage
 def test_openai_sdk_lists_and_retrieves_models_from_a_gunicorn_gateway(gateway):
     from openai import NotFoundError, OpenAI
 

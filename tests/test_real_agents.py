@@ -11,7 +11,9 @@ import pytest
 
 from tests.servers import db_rows
 
-pytestmark = pytest.mark.integration
+# The CLIs' own protocols; what they are billed and logged goes the way the chat, messages and Responses
+# tests check on PostgreSQL too.
+pytestmark = [pytest.mark.integration, pytest.mark.client_protocol]
 
 BIN = Path(__file__).resolve().parent.parent / ".venv-agents" / "node_modules" / ".bin"
 

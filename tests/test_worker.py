@@ -15,6 +15,7 @@ from kyma.procs import gunicorn_command
 
 
 @pytest.mark.integration
+@pytest.mark.no_database  # a stand-in app: the gateway's backend plays no part
 def test_each_gevent_worker_accepts_its_share_of_the_queue_per_wake_up(tmp_path):
     """gunicorn's gevent worker accepts one connection per wake-up when there are several workers;
     the gateway's worker class accepts the worker's share of the listen queue instead, in every worker."""
