@@ -250,6 +250,13 @@ def test_any_string_credentials_at_login_are_401_never_400_or_500(client, email,
     assert resp.status_code == 401
 
 
+def test_a_nul_in_the_login_email_is_401_on_either_backend(make_app, backend_db):
+    client = make_app(database_url=backend_db).test_client()
+    register(client)
+    resp = client.post("/v1/auth/login", json={"email": "\u0000ada@example.com", "password": PASSWORD})
+    assert resp.status_code == 401 and error_of(resp)["type"] == "authentication_error"
+
+
 @pytest.mark.parametrize("payload, param", [({"password": PASSWORD}, "email"), ({"email": "a@b.io"}, "password"),
                                             ({"email": "a@b.io", "password": 7}, "password")])
 def test_login_missing_fields_are_400(client, payload, param):

@@ -325,6 +325,9 @@ def login(email: str, password: str, settings, *, client_ip: str = "",
     """A new session for valid credentials; one 401 for any mismatch; 429 when throttled."""
     now = now or utcnow()
     email = email.strip().lower() if isinstance(email, str) else ""
+    if len(email) > MAX_EMAIL_CHARS or not _EMAIL_SHAPE.match(email):
+        # No account has it, and it never reaches the database: PostgreSQL refuses a NUL in text.
+        email = ""
     password = password if isinstance(password, str) else ""
     rules = _throttle_rules(email, client_ip, settings)
     store = counters.backend(settings)
