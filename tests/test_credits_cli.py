@@ -1,97 +1,82 @@
-"""`flask --app app ledger …` / `credits add` (real subprocesses) and the credits/limits endpoints."""
+"""`flask --app app ledger …` / `credits add` and the credits/limits endpoints.
+
+Each command's real command line (a `flask` process, its exit code) is checked once; the other runs of
+a command are answered in this process (tests.servers.flask_here), which skips a Python start each.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from kyma import sqlite
 from tests.conftest import register
+from tests.servers import flask_cli, flask_here
 
 
-ROOT = Path(__file__).resolve().parent.parent
-FLASK = str(Path(sys.executable).parent / "flask")
-
-
-def _env(home: Path) -> dict:
+def env_for(home: Path) -> dict:
+    """The environment of a `flask` command on the database in `home`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
     env.update(KYMA_INSTANCE_DIR=str(home), KYMA_DATABASE_URL=f"sqlite:///{home / 'kyma.db'}",
                KYMA_SECRET_KEY="test", KYMA_BCRYPT_ROUNDS="4", KYMA_LOG_LEVEL="WARNING")
     return env
 
 
-@pytest.fixture(scope="module")
-def migrated_db(tmp_path_factory) -> Path:
-    """A database file made by a real `flask init-db`, once per module: each test gets a copy."""
-    home = tmp_path_factory.mktemp("migrated")
-    subprocess.run([FLASK, "--app", "app", "init-db"], cwd=ROOT, env=_env(home), check=True, capture_output=True)
-    return home / "kyma.db"
-
-
 @pytest.fixture()
-def cli_env(tmp_path, migrated_db):
-    shutil.copyfile(migrated_db, tmp_path / "kyma.db")
-    return _env(tmp_path)
+def cli_env(tmp_path, schema_file):
+    """The environment of a command on a fresh database with the schema (tmp_path/kyma.db).
 
-
-def flask(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([FLASK, "--app", "app", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    Tests write to it through kyma.sqlite (APSW), the SQLite the in-process commands use: two SQLite
+    libraries on one file in one process release each other's locks.
+    """
+    shutil.copyfile(schema_file, tmp_path / "kyma.db")
+    return env_for(tmp_path)
 
 
 def test_credits_add_and_ledger_check_exit_codes(cli_env, tmp_path):
-    import sqlite3
-
-    con = sqlite3.connect(tmp_path / "kyma.db")
+    con = sqlite.connect(str(tmp_path / "kyma.db"))
     con.execute("INSERT INTO account (email, password_hash, balance_micros, lifetime_purchased_micros, tier, "
                 "created_at) VALUES ('a@example.com', 'x', 0, 0, 0, '2026-01-01 00:00:00')")
-    con.commit()
-    assert flask(cli_env, "ledger", "check").stdout.strip() == "ledger ok"
+    assert flask_here(cli_env, "ledger", "check").stdout.strip() == "ledger ok"
 
-    added = flask(cli_env, "credits", "add", "a@example.com", "5", "--idempotency-key", "pay-1")
+    added = flask_cli(cli_env, "credits", "add", "a@example.com", "5", "--idempotency-key", "pay-1")
     assert added.returncode == 0 and "tier 1" in added.stdout, added.stderr
-    again = flask(cli_env, "credits", "add", "a@example.com", "5", "--idempotency-key", "pay-1")
+    again = flask_here(cli_env, "credits", "add", "a@example.com", "5", "--idempotency-key", "pay-1")
     assert again.returncode == 0 and "already added" in again.stdout
-    granted = flask(cli_env, "credits", "add", "a@example.com", "100", "--grant")
+    granted = flask_here(cli_env, "credits", "add", "a@example.com", "100", "--grant")
     assert granted.returncode == 0 and "tier 1" in granted.stdout  # grants don't raise the tier
     assert con.execute("SELECT balance_micros, lifetime_purchased_micros FROM account").fetchone() == (
         105_000_000, 5_000_000)
 
-    unknown = flask(cli_env, "credits", "add", "nobody@example.com", "5")
+    unknown = flask_here(cli_env, "credits", "add", "nobody@example.com", "5")
     assert unknown.returncode != 0 and "No account" in unknown.stderr
-    bad = flask(cli_env, "credits", "add", "a@example.com", "five")
+    bad = flask_here(cli_env, "credits", "add", "a@example.com", "five")
     assert bad.returncode != 0 and "not an amount" in bad.stderr
 
     con.execute("UPDATE account SET balance_micros = balance_micros + 1")
-    con.commit()
-    broken = flask(cli_env, "ledger", "check")
+    broken = flask_cli(cli_env, "ledger", "check")
     assert broken.returncode == 1 and "sum of entries 105000000" in broken.stderr
     con.close()
 
 
 def test_ledger_reap_releases_expired_holds(cli_env, tmp_path):
-    import sqlite3
-
-    con = sqlite3.connect(tmp_path / "kyma.db")
+    con = sqlite.connect(str(tmp_path / "kyma.db"))
     con.execute("INSERT INTO account (email, password_hash, balance_micros, lifetime_purchased_micros, tier, "
                 "created_at) VALUES ('a@example.com', 'x', 0, 0, 0, '2026-01-01 00:00:00')")
-    con.commit()
-    assert flask(cli_env, "credits", "add", "a@example.com", "1", "--grant").returncode == 0
+    assert flask_here(cli_env, "credits", "add", "a@example.com", "1", "--grant").returncode == 0
     # A hold a crashed worker left behind: debit, hold entry and Hold row, already expired.
     con.execute("UPDATE account SET balance_micros = balance_micros - 400")
     con.execute("INSERT INTO ledgerentry (account_id, kind, amount_micros, request_id, idempotency_key, note, "
                 "created_at) VALUES (1, 'hold', -400, 'req-1', 'req-1:hold', '', '2026-01-01 00:00:00')")
     con.execute("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at) "
                 "VALUES (1, 'req-1', 400, 'gone:1', '2026-01-01 00:00:00', '2026-01-01 00:15:00')")
-    con.commit()
-    assert flask(cli_env, "ledger", "check").returncode == 1  # a stale open hold is reported
-    reaped = flask(cli_env, "ledger", "reap")
+    assert flask_here(cli_env, "ledger", "check").returncode == 1  # a stale open hold is reported
+    reaped = flask_cli(cli_env, "ledger", "reap")
     assert reaped.returncode == 0 and "released 1" in reaped.stdout
-    assert flask(cli_env, "ledger", "check").stdout.strip() == "ledger ok"
+    assert flask_here(cli_env, "ledger", "check").stdout.strip() == "ledger ok"
     assert con.execute("SELECT balance_micros FROM account").fetchone() == (1_000_000,)
     con.close()
 

@@ -1,4 +1,7 @@
-"""`flask --app app db check|backup` (real subprocesses), and /healthz after a failed background check."""
+"""`flask --app app db check|backup`, and /healthz after a failed background check.
+
+Each command's real command line is checked once; the other runs are answered in this process.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from kyma import sqlite, wal
-from tests.test_credits_cli import ROOT, cli_env, flask, migrated_db  # noqa: F401 — fixtures
+from tests.servers import ROOT, flask_cli, flask_here
+from tests.test_credits_cli import cli_env, env_for  # noqa: F401 — a fixture
 
 WRITER = """
 import sys, time
@@ -49,8 +53,11 @@ def scribble(path: Path, first_fraction: float = 0.5) -> None:
             f.write(os.urandom(300))
 
 
-def test_db_check_passes_a_sound_database(cli_env):
-    done = flask(cli_env, "db", "check")
+def test_init_db_makes_a_database_that_db_check_passes(tmp_path):
+    env = env_for(tmp_path)
+    made = flask_cli(env, "init-db")
+    assert made.returncode == 0, made.stderr
+    done = flask_cli(env, "db", "check")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["integrity", "ok", "ledger", "ok"]
 
@@ -59,19 +66,19 @@ def test_db_check_exits_1_naming_the_damage_of_a_corrupt_file(cli_env, tmp_path)
     db = tmp_path / "kyma.db"
     fill_bulk(db, 4000)
     scribble(db)
-    done = flask(cli_env, "db", "check")
+    done = flask_here(cli_env, "db", "check")
     assert done.returncode == 1
     assert "integrity failed" in done.stdout and "integrity: " in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_db_check_exits_1_on_a_ledger_that_disagrees_with_itself(cli_env, tmp_path):
-    assert flask(cli_env, "init-db").returncode == 0
+    assert flask_here(cli_env, "init-db").returncode == 0
     con = sqlite.connect(str(tmp_path / "kyma.db"))
     con.execute("INSERT INTO account (email, password_hash, balance_micros, lifetime_purchased_micros, tier, "
                 "created_at) VALUES ('a@example.com', 'x', 5, 0, 0, '2026-01-01 00:00:00')")
     con.close()
-    done = flask(cli_env, "db", "check")
+    done = flask_here(cli_env, "db", "check")
     assert done.returncode == 1
     assert "integrity ok" in done.stdout and "ledger: " in done.stderr and "a@example.com" in done.stderr
 
@@ -82,7 +89,7 @@ def test_db_backup_copies_a_database_being_written_into_one_sound_file(cli_env, 
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(live)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "committing"  # and goes on while the backup copies
-        done = flask(cli_env, "db", "backup", str(tmp_path / "copy.db"))
+        done = flask_cli(cli_env, "db", "backup", str(tmp_path / "copy.db"))
     finally:
         writer.kill()
         writer.wait()
@@ -98,26 +105,26 @@ def test_db_backup_copies_a_database_being_written_into_one_sound_file(cli_env, 
     assert filler >= 50 and filler % 50 == 0  # what was committed before, in whole transactions only
     con.close()
     restored = {**cli_env, "KYMA_DATABASE_URL": f"sqlite:///{copy}"}
-    assert flask(restored, "db", "check").returncode == 0  # restoring is using the copy as the database
+    assert flask_here(restored, "db", "check").returncode == 0  # restoring is using the copy as the database
 
 
 def test_db_backup_and_check_never_create_a_missing_database(cli_env, tmp_path):
     env = {**cli_env, "KYMA_DATABASE_URL": f"sqlite:///{tmp_path / 'nowhere.db'}"}
-    done = flask(env, "db", "backup", str(tmp_path / "copy.db"))
+    done = flask_here(env, "db", "backup", str(tmp_path / "copy.db"))
     assert done.returncode == 1 and "no database" in done.stderr
-    assert flask(env, "db", "check").returncode == 1
+    assert flask_here(env, "db", "check").returncode == 1
     assert not (tmp_path / "nowhere.db").exists() and not (tmp_path / "copy.db").exists()
 
 
 def test_db_backup_into_a_missing_directory_says_so(cli_env, tmp_path):
-    done = flask(cli_env, "db", "backup", str(tmp_path / "backups" / "copy.db"))
+    done = flask_here(cli_env, "db", "backup", str(tmp_path / "backups" / "copy.db"))
     assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_db_backup_never_overwrites_a_file(cli_env, tmp_path):
     existing = tmp_path / "keep.db"
     existing.write_bytes(b"precious")
-    done = flask(cli_env, "db", "backup", str(existing))
+    done = flask_here(cli_env, "db", "backup", str(existing))
     assert done.returncode == 1 and "exists" in done.stderr
     assert existing.read_bytes() == b"precious"
 
@@ -130,10 +137,10 @@ def test_db_backup_on_postgresql_says_how_instead(cli_env):
         pytest.skip(postgres_unavailable())
     with database() as url:
         env = {**cli_env, "KYMA_DATABASE_URL": url}
-        assert flask(env, "init-db").returncode == 0
-        done = flask(env, "db", "backup", "/tmp/never-written.db")
+        assert flask_here(env, "init-db").returncode == 0
+        done = flask_here(env, "db", "backup", "/tmp/never-written.db")
         assert done.returncode == 1 and "pg_dump" in done.stderr
-        check = flask(env, "db", "check")
+        check = flask_here(env, "db", "check")
         assert check.returncode == 0 and "ledger ok" in check.stdout
 
 
