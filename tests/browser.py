@@ -20,14 +20,52 @@ SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots
 PASSWORD = "browser-pw-1"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+class SharedChromium:
+    """One chromium (and Playwright driver) per pytest process, launched by the first browser test.
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+    Each launch costs more than a second of CPU, so browser tests that run one after another share
+    it, across modules too; conftest closes it before any other test, because between calls the
+    Playwright driver leaves its event loop marked as running, which asyncio.run() refuses.
+    Tests stay apart through a fresh browser context each (the `page` fixture).
+    """
+
+    def __init__(self) -> None:
+        self._playwright = None
+        self._browser = None
+
+    def get(self):
+        """The running chromium, launched (again) when there is none or it went away."""
+        if self._browser is not None and not self._browser.is_connected():
+            self.close()
+        if self._browser is None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            try:
+                self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            except BaseException:
+                self.close()
+                raise
+        return self._browser
+
+    def close(self) -> None:
+        """Close chromium and stop the driver, if they run."""
+        playwright, browser, self._playwright, self._browser = self._playwright, self._browser, None, None
+        try:
+            if browser is not None and browser.is_connected():
+                browser.close()
+        finally:
+            if playwright is not None:
+                playwright.stop()
+
+
+SHARED = SharedChromium()
+
+
+@pytest.fixture()
+def browser():
+    """This pytest process's chromium (SharedChromium)."""
+    return SHARED.get()
 
 
 @pytest.fixture()

@@ -27,14 +27,22 @@ LONGEST_MODULES = (
 
 
 def _module_order(items) -> dict[str, int]:
-    """Each module's place: the longest first, then the rest by number of tests, most first."""
+    """Each module's place: the longest first, then the rest by number of tests, most first; the
+    browser modules together, where the first of them would be, so that a pytest worker tends to run
+    several in a row on one chromium (tests/browser.py)."""
     counts: dict[str, int] = {}
     for item in items:
         counts[item.nodeid.split("::", 1)[0]] = counts.get(item.nodeid.split("::", 1)[0], 0) + 1
+    browsers = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("browser")}
 
-    def key(module: str) -> tuple[int, int]:
+    def rank(module: str) -> tuple[int, int]:
         name = module.rsplit("/", 1)[-1]
         return (LONGEST_MODULES.index(name), 0) if name in LONGEST_MODULES else (len(LONGEST_MODULES), -counts[module])
+
+    first_browser = min((rank(module) for module in browsers), default=None)
+
+    def key(module: str) -> tuple:
+        return (first_browser, rank(module)) if module in browsers else (rank(module), ())
 
     return {module: place for place, module in enumerate(sorted(counts, key=key))}
 
@@ -44,6 +52,16 @@ def pytest_sessionfinish(session):
     from tests.pg import drop_made
 
     drop_made()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last of a row of browser tests (their fixtures torn down), close the shared chromium."""
+    yield
+    if item.get_closest_marker("browser") and (nextitem is None or not nextitem.get_closest_marker("browser")):
+        from tests.browser import SHARED
+
+        SHARED.close()
 
 
 def pytest_collection_modifyitems(items):
