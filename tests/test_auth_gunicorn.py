@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -14,16 +15,9 @@ from tests.servers import gateway_env, start_gateway
 pytestmark = pytest.mark.integration  # real gunicorn processes: run again on PostgreSQL + Redis
 
 
-@pytest.fixture(scope="module")
-def lone_gateway(tmp_path_factory):
-    """A gateway with no reachable upstreams (auth needs none), 2 gevent workers, no trusted proxy.
-
-    Shared by this module's tests: each uses accounts of its own.
-    """
-    workdir = tmp_path_factory.mktemp("lone")
-    proc = start_gateway(workdir, gateway_env(workdir, sim_base_port=1), workers=2)
-    yield proc
-    proc.stop()
+def _email(who: str) -> str:
+    """An address no other test on the shared gateway registers."""
+    return f"{who}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 def _me_status(base: str, key: str) -> int:
@@ -40,9 +34,9 @@ def _me_status(base: str, key: str) -> int:
         sdk.close()
 
 
-def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
-    base = lone_gateway.url
-    reg = register(base, "ops@example.com")
+def test_register_then_revoke_is_refused_by_every_worker(gateway):
+    base = gateway.url
+    reg = register(base, _email("ops"))
     session = reg["session_token"]
     extra = requests.post(f"{base}/v1/auth/keys", json={"name": "doomed"},
                           headers={"Authorization": f"Bearer {session}"}, timeout=10).json()
@@ -63,24 +57,24 @@ def test_register_then_revoke_is_refused_by_every_worker(lone_gateway):
     assert _me_status(base, session) == 200
 
 
-def test_login_over_http_and_bcrypt_under_gevent(lone_gateway):
-    base = lone_gateway.url
-    creds = {"email": "pat@example.com", "password": "pa55word"}
+def test_login_over_http_and_bcrypt_under_gevent(gateway):
+    base = gateway.url
+    creds = {"email": _email("pat"), "password": "pa55word"}
     register(base, **creds)
     ok = requests.post(f"{base}/v1/auth/login", json=creds, timeout=10)
     assert ok.status_code == 200 and ok.json()["session_token"].startswith("ks-")
     bad = requests.post(f"{base}/v1/auth/login", json={**creds, "password": "nope-nope"}, timeout=10)
-    unknown = requests.post(f"{base}/v1/auth/login", json={"email": "x@example.com", "password": "nope-nope"},
+    unknown = requests.post(f"{base}/v1/auth/login", json={"email": _email("nobody"), "password": "nope-nope"},
                             timeout=10)
     assert bad.status_code == unknown.status_code == 401 and bad.content == unknown.content
 
 
 @pytest.mark.parametrize("proxies", [0, 1])
-def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(lone_gateway, tmp_path, proxies):
+def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(gateway, tmp_path, proxies):
     """From 127.0.0.1, which gunicorn trusts by default: X-Forwarded-Proto and X-Forwarded-Ssl change
     nothing with KYMA_TRUSTED_PROXIES=0 (the shared gateway's), and X-Forwarded-Proto is the scheme with 1."""
     gw = start_gateway(tmp_path, gateway_env(tmp_path, sim_base_port=1, KYMA_TRUSTED_PROXIES=1)) if proxies \
-        else lone_gateway
+        else gateway
     try:
         claims = {"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "https"}
         llms = requests.get(f"{gw.url}/llms.txt", headers=claims, timeout=10).text
@@ -92,5 +86,5 @@ def test_forwarded_scheme_headers_are_believed_only_from_a_trusted_proxy(lone_ga
             assert "Strict-Transport-Security" not in login.headers
             assert "secure" not in login.headers.get("Set-Cookie", "").lower()
     finally:
-        if gw is not lone_gateway:
+        if gw is not gateway:
             gw.stop()
