@@ -198,9 +198,12 @@ def gateway(tmp_path_factory, simulators):
     proc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slow_gateway(tmp_path_factory):
-    """A gateway whose simulators stream 20 tokens a second, so a reply is still running when Stop arrives."""
+    """A gateway whose simulators stream 20 tokens a second, so a reply is still running when Stop arrives.
+
+    One per pytest process, as `gateway` is: its tests each sign up an account of their own.
+    """
     gw, sims = start_stack(tmp_path_factory.mktemp("slow"), {"kyma_sim_tokens_per_sec": "20"}, workers=1)
     yield gw
     stop_all([gw, *sims])
