@@ -115,6 +115,35 @@ def savepoint():
     db.execute_sql('RELEASE SAVEPOINT "unit"')
 
 
+@contextmanager
+def pipelined(*local_settings: tuple[str, str]):
+    """PostgreSQL: the psycopg connection, whose statements in the block go out pipelined (all sent, then
+    every answer read: one round trip) in one transaction committed in the same round trip; inside an
+    open transaction they join it. `local_settings`: (name, value) pairs that last for these statements only.
+    Errors come as peewee's, as from any other query."""
+    from peewee import __exception_wrapper__ as as_peewee_error
+
+    db = database.obj
+    conn = db.connection()
+    own = not db.in_transaction()
+    try:
+        with as_peewee_error, conn.pipeline():
+            if own:
+                conn.execute("BEGIN")
+            for name, value in local_settings:
+                conn.execute(f"SET LOCAL {name} = {value}")
+            yield conn
+            if own:
+                conn.execute("COMMIT")
+            else:
+                for name, _ in local_settings:  # the caller's transaction goes on without them
+                    conn.execute(f"SET LOCAL {name} TO DEFAULT")
+    except BaseException:
+        if own and not conn.closed:
+            conn.rollback()  # a failed statement left the transaction open and aborted
+        raise
+
+
 def shares_connection(db) -> bool:
     """True when every greenlet of this process uses one connection (SQLite under gevent)."""
     return getattr(db, "kyma_shared_connection", False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
 
 import peewee
 import psycopg
@@ -17,21 +16,6 @@ LOST = "consuming input failed: server closed the connection unexpectedly"
 def lost() -> peewee.OperationalError:
     """The error a statement gets, through peewee, when the connection failed before its answer came."""
     return peewee.OperationalError(psycopg.OperationalError(LOST))
-
-
-@contextmanager
-def answer_lost_after(statement: str):
-    """A peewee query hook: `statement` runs and commits (it commits by itself), then its answer is lost."""
-    def hook(event):
-        if event.sql == statement and event.exception is None:
-            raise lost()
-
-    hooks = database.obj.query_hooks
-    hooks.append(hook)
-    try:
-        yield
-    finally:
-        hooks.remove(hook)
 
 
 def fail_first_commit(monkeypatch, when: str) -> None:

@@ -21,7 +21,7 @@ from kyma.services import group_commit, group_settle, landed, ledger
 from kyma.services.recording import RequestRecord, finish, settle_batch
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
-from tests.lost_answer import LOST, answer_lost_after, lost
+from tests.lost_answer import LOST, lost
 from tests.records import served_record
 
 pytestmark = pytest.mark.postgres
@@ -35,6 +35,16 @@ def _hold(acct: int, request_id: str, micros: int) -> group_commit._Unit:
     wanted = ledger.HoldRequest(acct, request_id, micros, 60)
     return group_commit._Unit(lambda: ledger.place_hold(acct, request_id, micros, ttl_seconds=60), AsyncResult(),
                               batch=group_commit.Batch(ledger.place_holds, wanted, landed.holds_placed))
+
+
+@contextmanager
+def _answer_lost_after_commit():
+    """Every pipeline (a batch's writes and their COMMIT) runs and commits, then its answer is lost."""
+    db = database.obj
+    with db.connection_context(), pytest.MonkeyPatch.context() as patch:
+        conn = db.connection()
+        patch.setattr(db, "connection", lambda: _FaultyConnection(conn, "after"))
+        yield
 
 
 class _FaultyConnection:
@@ -78,7 +88,7 @@ def test_a_settle_batch_whose_commit_landed_is_not_written_again(pg_db):
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[])),
              _finished(RequestRecord(request_id="refused", endpoint="chat.completions", status=402, account=acct),
                        held=False)]
-    with answer_lost_after(group_settle.STATEMENT):
+    with _answer_lost_after_commit():
         group_commit.commit_group(group)
     assert [unit.result.get() for unit in group] == [True, True, False]
     _settled_rows(acct, ["a", "b"])
@@ -142,7 +152,7 @@ def test_without_a_way_to_tell_a_batch_of_unknown_outcome_fails_rather_than_runs
     runs = []
     unit = group_commit._Unit(lambda: runs.append(1), AsyncResult(),
                               batch=group_commit.Batch(group_settle.finish_many, group_settle.Finished(record, True)))
-    with answer_lost_after(group_settle.STATEMENT):
+    with _answer_lost_after_commit():
         group_commit.commit_group([unit])
     with pytest.raises(peewee.OperationalError):
         unit.result.get()

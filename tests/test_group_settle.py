@@ -120,6 +120,25 @@ def test_the_reused_plan_finds_holds_by_request_id_not_by_scanning_open_ones(pg_
     assert "hold_request_id" in plan and "hold_open" not in plan, plan
 
 
+def test_a_plan_made_while_the_hold_table_was_small_still_finds_holds_by_index(pg_db):
+    from kyma.db import database
+
+    db = database.obj
+    acct = make_account(1_000_000)
+    # A new database: the connection settles on its plan within its first requests.
+    for i in range(12):
+        assert ledger.place_hold(acct, f"r{i}", 10)
+        assert finish_many([Finished(served_record(f"r{i}", acct, cost_micros=5, outcomes=[]), True)]) == [True]
+    db.execute_sql("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at, closed_at) "
+                   "SELECT %s, 'old-' || n, 1, '', now(), now(), now() FROM generate_series(1, 3000) AS n", (acct,))
+    (name, params), = db.execute_sql("SELECT name, cardinality(parameter_types) FROM pg_prepared_statements "
+                                     "WHERE statement LIKE 'WITH \"done\"%%'").fetchall()
+    db.execute_sql("SET plan_cache_mode = force_generic_plan")  # the plan it keeps, not one made now
+    plan = "\n".join(r[0] for r in db.execute_sql(f"EXPLAIN EXECUTE {name}({', '.join(['NULL'] * params)})"))
+    db.execute_sql("RESET plan_cache_mode")
+    assert "hold_request_id" in plan and "Seq Scan on hold" not in plan, plan
+
+
 def test_pipelined_holds_are_each_refused_alone_in_arrival_order(pg_db):
     acct = make_account(1_000_000)
     wanted = [ledger.HoldRequest(acct, f"h{i}", amount, 60) for i, amount in enumerate((400_000, 400_000, 400_000,

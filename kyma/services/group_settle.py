@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kyma.db import database
+from kyma.db import pipelined
 from kyma.models import RequestLog, RouteOutcome, utcnow
 from kyma.services.ledger import ENTRY_COLUMNS, overshoot_note
 from kyma.services.recording import LOG_COLUMNS, OUTCOME_COLUMNS, RequestRecord, log_row, outcome_row
@@ -41,12 +41,14 @@ def _insert_unnested(model, columns: tuple[str, ...]) -> str:
 STATEMENT = (
     'WITH "done" AS (SELECT * FROM unnest(%s::text[], %s::bigint[], %s::boolean[], %s::boolean[], %s::int[]) '
     'AS t("request_id", "cost", "served", "held", "key_id")), '
-    # Each hold is found by its request id's unique index. The open test is written so that the
+    # Each hold is found by its request id's unique index (the ids again as one array, so that no
+    # plan reads more of the index than the group's entries). The open test is written so that the
     # partial index of open holds cannot serve it: that index keeps an entry for every hold closed
     # since the last vacuum, which a bitmap scan visits each time, and the planner's estimate (a few
     # open holds) does not see them; a reused plan chose it, and its cost grew with every request.
     '"closed" AS (UPDATE "hold" AS h SET "closed_at" = %s::timestamp FROM "done" AS d '
-    'WHERE d."held" AND h."request_id" = d."request_id" AND h."closed_at"::text IS NULL '
+    'WHERE d."held" AND h."request_id" = ANY(%s::text[]) AND h."request_id" = d."request_id" '
+    'AND h."closed_at"::text IS NULL '
     'RETURNING h."account_id", h."amount_micros", d."request_id", d."cost", d."served", d."key_id"), '
     f'"entries" AS (INSERT INTO "ledgerentry" ({ENTRY_COLUMNS}) '
     'SELECT "account_id", \'release\', "amount_micros", "request_id", "request_id" || \':release\', '
@@ -77,6 +79,13 @@ STATEMENT = (
 )
 
 
+# A prepared statement keeps the plan it was given after a few runs, on each connection, until the
+# table's statistics change. Made while the hold table was small (a new database, before autovacuum
+# has analyzed it), that plan reads every hold, and it stays as the table grows by one row a request;
+# without table scans the plan goes through the index whatever the table's size was.
+_NO_TABLE_SCANS = ("enable_seqscan", "off")
+
+
 @dataclass(frozen=True)
 class Finished:
     """A finished request to settle and log: `held` when it holds credit (a rejected one does not);
@@ -95,10 +104,12 @@ def finish_many(items: list[Finished]) -> list[bool]:
             [r.model_served is not None for r in records], [item.held for item in items],
             [item.limited_key for item in items])
     outcomes = [outcome_row(r.request_id, o, now) for r in records for o in r.outcomes]
-    params = [*done, now, now, now, *_columns(outcomes, len(OUTCOME_COLUMNS)),
+    params = [*done, now, done[0], now, now, *_columns(outcomes, len(OUTCOME_COLUMNS)),
               *_columns([log_row(r, now) for r in records], len(LOG_COLUMNS))]
+    with pipelined(_NO_TABLE_SCANS) as conn:
+        cursor = conn.execute(STATEMENT, params)
     closed = set()
-    for request_id, held, cost, served in database.obj.execute_sql(STATEMENT, params).fetchall():
+    for request_id, held, cost, served in cursor.fetchall():
         closed.add(request_id)
         if served and cost > held:
             log.warning("request %s cost %d micros over its hold", request_id, cost - held)
