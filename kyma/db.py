@@ -118,30 +118,22 @@ def savepoint():
 @contextmanager
 def pipelined(*local_settings: tuple[str, str]):
     """PostgreSQL: the psycopg connection, whose statements in the block go out pipelined (all sent, then
-    every answer read: one round trip) in one transaction committed in the same round trip; inside an
-    open transaction they join it. `local_settings`: (name, value) pairs that last for these statements only.
-    Errors come as peewee's, as from any other query."""
+    every answer read: one round trip) and commit together, as one implicit transaction ends at the
+    pipeline's sync; inside an open transaction they join it. `local_settings`: (name, value) pairs that
+    last for these statements only. Errors come as peewee's, as from any other query."""
     from peewee import __exception_wrapper__ as as_peewee_error
 
     db = database.obj
     conn = db.connection()
-    own = not db.in_transaction()
-    try:
-        with as_peewee_error, conn.pipeline():
-            if own:
-                conn.execute("BEGIN")
-            for name, value in local_settings:
-                conn.execute(f"SET LOCAL {name} = {value}")
-            yield conn
-            if own:
-                conn.execute("COMMIT")
-            else:
-                for name, _ in local_settings:  # the caller's transaction goes on without them
-                    conn.execute(f"SET LOCAL {name} TO DEFAULT")
-    except BaseException:
-        if own and not conn.closed:
-            conn.rollback()  # a failed statement left the transaction open and aborted
-        raise
+    outer = db.in_transaction()
+    with as_peewee_error, conn.pipeline():
+        for name, value in local_settings:
+            # A function, not SET LOCAL, which takes effect only inside BEGIN … COMMIT (two more statements).
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        yield conn
+        if outer:  # the caller's transaction goes on without them
+            for name, _ in local_settings:
+                conn.execute(f"SET LOCAL {name} TO DEFAULT")
 
 
 def shares_connection(db) -> bool:
