@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from weakref import WeakKeyDictionary
 
-from kyma.db import pipelined
+from kyma.db import database, pipelined
 from kyma.models import RequestLog, RouteOutcome, utcnow
 from kyma.services.ledger import ENTRY_COLUMNS, overshoot_note
 from kyma.services.recording import LOG_COLUMNS, OUTCOME_COLUMNS, RequestRecord, log_row, outcome_row
@@ -79,11 +80,16 @@ STATEMENT = (
 )
 
 
-# A prepared statement keeps the plan it was given after a few runs, on each connection, until the
-# table's statistics change. Made while the hold table was small (a new database, before autovacuum
-# has analyzed it), that plan reads every hold, and it stays as the table grows by one row a request;
-# without table scans the plan goes through the index whatever the table's size was.
+# A prepared statement keeps the plan it settles on within a connection's first runs (psycopg prepares
+# it on the 5th, the server keeps a generic plan from its 6th on) until the tables' statistics change.
+# Made while the hold table was small (a new database, before autovacuum has analyzed it), that plan
+# reads every hold, and keeps reading them as the table grows by one row a request. So a connection's
+# first runs go without table scans, and the plan they leave goes through the index. Later runs reuse
+# it without the setting, which costs a pipeline; a plan made again once autovacuum has analyzed the
+# tables rests on their real size.
 _NO_TABLE_SCANS = ("enable_seqscan", "off")
+_PLANNING_RUNS = 20
+_runs: WeakKeyDictionary = WeakKeyDictionary()  # psycopg connection -> its runs of STATEMENT so far
 
 
 @dataclass(frozen=True)
@@ -106,8 +112,15 @@ def finish_many(items: list[Finished]) -> list[bool]:
     outcomes = [outcome_row(r.request_id, o, now) for r in records for o in r.outcomes]
     params = [*done, now, done[0], now, now, *_columns(outcomes, len(OUTCOME_COLUMNS)),
               *_columns([log_row(r, now) for r in records], len(LOG_COLUMNS))]
-    with pipelined(_NO_TABLE_SCANS) as conn:
-        cursor = conn.execute(STATEMENT, params)
+    db = database.obj
+    conn = db.connection()
+    runs = _runs.get(conn, 0)
+    if runs < _PLANNING_RUNS:
+        _runs[conn] = runs + 1
+        with pipelined(_NO_TABLE_SCANS) as conn:
+            cursor = conn.execute(STATEMENT, params)
+    else:
+        cursor = db.execute_sql(STATEMENT, params)
     closed = set()
     for request_id, held, cost, served in cursor.fetchall():
         closed.add(request_id)
