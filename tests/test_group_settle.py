@@ -8,7 +8,7 @@ from gevent.event import AsyncResult
 
 from kyma.models import Hold, LedgerEntry, RequestLog, RouteOutcome
 from kyma.services import group_commit, ledger
-from kyma.services.group_settle import Finished, finish_many
+from kyma.services.group_settle import _PLANNING_RUNS, Finished, finish_many
 from kyma.services.recording import AttemptRecord, RequestRecord, finish
 from tests.accounts import limited_key, make_account
 from tests.backends import pg_db  # noqa: F401
@@ -125,8 +125,8 @@ def test_a_plan_made_while_the_hold_table_was_small_still_finds_holds_by_index(p
 
     db = database.obj
     acct = make_account(1_000_000)
-    # A new database: the connection settles on its plan within its first requests.
-    for i in range(12):
+    # A new database: the connection settles on its plan within its first requests (and runs on with it).
+    for i in range(_PLANNING_RUNS + 3):
         assert ledger.place_hold(acct, f"r{i}", 10)
         assert finish_many([Finished(served_record(f"r{i}", acct, cost_micros=5, outcomes=[]), True)]) == [True]
     db.execute_sql("INSERT INTO hold (account_id, request_id, amount_micros, owner, created_at, expires_at, closed_at) "
