@@ -81,7 +81,7 @@ STATEMENT = (
 
 
 # A prepared statement keeps the plan it settles on within a connection's first runs (psycopg prepares
-# it on the 5th, the server keeps a generic plan from its 6th on) until the tables' statistics change.
+# it after five, the server makes its generic plan five runs later) until the tables' statistics change.
 # Made while the hold table was small (a new database, before autovacuum has analyzed it), that plan
 # reads every hold, and keeps reading them as the table grows by one row a request. So a connection's
 # first runs go without table scans, and the plan they leave goes through the index. Later runs reuse
@@ -117,8 +117,8 @@ def finish_many(items: list[Finished]) -> list[bool]:
     runs = _runs.get(conn, 0)
     if runs < _PLANNING_RUNS:
         _runs[conn] = runs + 1
-        with pipelined(_NO_TABLE_SCANS) as conn:
-            cursor = conn.execute(STATEMENT, params)
+        with pipelined(_NO_TABLE_SCANS) as pipe:
+            cursor = pipe.execute(STATEMENT, params)
     else:
         cursor = db.execute_sql(STATEMENT, params)
     closed = set()
