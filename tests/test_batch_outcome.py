@@ -101,11 +101,11 @@ def test_a_settle_batch_lost_before_it_was_sent_is_written_unit_by_unit(pg_db):
         assert ledger.place_hold(acct, rid, 5000)
     group = [_finished(served_record("a", acct, outcomes=[])), _finished(served_record("b", acct, outcomes=[]))]
 
-    def lost(items):
+    def never_sent(items):
         raise lost()
 
     for unit in group:
-        unit.batch = group_commit.Batch(lost, unit.batch.item, unit.batch.landed)
+        unit.batch = group_commit.Batch(never_sent, unit.batch.item, unit.batch.landed)
     group_commit.commit_group(group)
     assert [unit.result.get() for unit in group] == [True, True]
     _settled_rows(acct, ["a", "b"])
