@@ -126,6 +126,20 @@ def test_previous_response_id_get_and_delete(oai, gateway):
         oai.responses.delete(first.id)
 
 
+def test_a_nul_in_text_is_stored_and_served_back_and_in_a_model_name_logged(oai, gateway):
+    # PostgreSQL refuses NUL in text: stored responses keep it escaped in their JSON, the log replaces it.
+    resp = oai.responses.create(model="kimi-k2.5", input="say exactly: a\x00b", metadata={"k": "v\x00"})
+    assert resp.output_text == "a\x00b" and resp.metadata == {"k": "v\x00"}
+    assert oai.responses.retrieve(resp.id).model_dump() == resp.model_dump()
+    after = oai.responses.create(model="kimi-k2.5", previous_response_id=resp.id, input="say exactly: ok")
+    assert after.output_text == "ok"
+    with pytest.raises(openai.NotFoundError) as info:
+        oai.responses.create(model="kimi\x00", input="hi")
+    rid = info.value.response.headers["X-Request-Id"]
+    assert db_rows(gateway.env, "select status, model_requested from requestlog where request_id={p}", rid) == [
+        (404, "kimi\ufffd")]
+
+
 def test_store_false_keeps_nothing(oai, gateway):
     resp = oai.responses.create(model="kimi-k2.5", input="say exactly: secret", store=False)
     assert resp.store is False and resp.output_text == "secret"

@@ -9,7 +9,7 @@ from typing import Callable
 
 from playhouse.pool import MaxConnectionsExceeded
 
-from kyma import logs
+from kyma import logs, nul
 from kyma.db import connected, write_transaction
 from kyma.models import RequestLog, utcnow
 from kyma.services import deferred, group_commit, ledger, metrics, row_locks
@@ -109,19 +109,22 @@ ERROR_CHARS, ERROR_CODE_CHARS = 1000, 64
 
 def log_row(r: RequestRecord, now) -> tuple:
     # bool() as peewee's BooleanField does: PostgreSQL refuses an integer for a boolean column.
-    # Widths as the columns have them: PostgreSQL refuses a longer value (a client's model name is any string).
-    return (r.request_id, r.endpoint[:40], r.status, r.account, r.api_key, r.model_requested[:100],
-            r.alias[:100] if r.alias else r.alias,
-            r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts, r.prompt_tokens,
-            r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms, bool(r.stream),
-            r.error[:ERROR_CHARS] if r.error else r.error,
-            r.error_code[:ERROR_CODE_CHARS] if r.error_code else r.error_code,
-            r.note[:200] if r.note else r.note, r.upstream_cost_micros, now)
+    return (r.request_id, _text(r.endpoint, 40), r.status, r.account, r.api_key, _text(r.model_requested, 100),
+            _text(r.alias, 100), r.model_served, r.provider, bool(r.simulated), r.fallback_layer, r.attempts,
+            r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_micros, r.latency_ms, r.ttft_ms,
+            bool(r.stream), _text(r.error, ERROR_CHARS), _text(r.error_code, ERROR_CODE_CHARS), _text(r.note, 200),
+            r.upstream_cost_micros, now)
 
 
 def outcome_row(request_id: str, o: AttemptRecord, now) -> tuple:
-    return (request_id, o.model, o.provider, o.role, bool(o.ok), o.status, o.error[:200] if o.error else None,
+    return (request_id, o.model, o.provider, o.role, bool(o.ok), o.status, _text(o.error, 200) or None,
             o.latency_ms, o.completion_tokens, o.cost_micros, now)
+
+
+def _text(value: str | None, width: int) -> str | None:
+    """A text the client or an upstream may have written, as its column holds it on every backend: cut to the
+    column's width (PostgreSQL refuses a longer value) and without NUL (PostgreSQL refuses it in text)."""
+    return nul.kept(value[:width]) if value else value
 
 
 def finish(record: RequestRecord, *, held: bool) -> bool:
@@ -193,7 +196,7 @@ def mark_failed(record: RequestRecord, status: int, error: str, code: str, *, la
     """A logged request whose client got an error after all (its edge failed after the pipeline logged it):
     the row says so, and keeps its charge for an operator to see. `later` as for commit."""
     record.status, record.error, record.error_code = status, error, code
-    error, code = error[:ERROR_CHARS], code[:ERROR_CODE_CHARS]
+    error, code = _text(error, ERROR_CHARS), _text(code, ERROR_CODE_CHARS)
 
     def work() -> None:
         RequestLog.update(status=status, error=error, error_code=code).where(
