@@ -75,3 +75,18 @@ def test_a_stored_response_keeps_nul_in_its_text(app, api):
         responses_store.save(account, response, [{"role": "user", "content": f"q{NUL}"}], retention_days=1)
         stored = responses_store.load(account, "resp_nul")
     assert stored.response == response and stored.input_items == [{"role": "user", "content": f"q{NUL}"}]
+
+
+# --- JSON fields that name or become a row ---
+
+
+def test_a_nul_in_an_api_key_name_is_a_400(api):
+    resp = api.post("/v1/auth/keys", json={"name": f"ci{NUL}"})
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["param"] == "name" and resp.get_json()["error"]["code"] == "nul_character"
+
+
+def test_a_previous_response_id_with_a_nul_is_not_found(app, api):
+    resp = api.post("/v1/responses", json={"model": "fast", "input": "hi", "previous_response_id": f"resp_{NUL}"})
+    assert resp.status_code == 404 and resp.get_json()["error"]["param"] == "previous_response_id"
+    assert [r.status for r in logged(app, request_id=resp.headers["X-Request-Id"])] == [404]

@@ -21,6 +21,7 @@ from peewee import IntegrityError, OperationalError
 from kyma.db import as_datetime, query, write_transaction
 from kyma.errors import AccountSuspended, AuthenticationFailed, Conflict, InvalidRequest, NotFound, RateLimited
 from kyma.models import Account, ApiKey, SessionToken, utcnow
+from kyma.nul import NUL
 from kyma.services import counters, group_commit, key_cache, key_limits, ledger
 from kyma.services.passwords import (check_password, dummy_hash, hash_password, needs_rehash,
                                      password_too_long)
@@ -195,6 +196,8 @@ def _key_name(name) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequest("'name' must be a non-empty string.", param="name", code="invalid_type")
     name = name.strip()
+    if NUL in name:  # PostgreSQL refuses it in text
+        raise InvalidRequest("'name' must not contain a NUL character (U+0000).", param="name", code="nul_character")
     if len(name) > MAX_KEY_NAME_CHARS:
         raise InvalidRequest(f"'name' is longer than {MAX_KEY_NAME_CHARS} characters.", param="name")
     return name

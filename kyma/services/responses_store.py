@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from kyma.db import connected, write_transaction
 from kyma.models import StoredResponse, utcnow
+from kyma.nul import NUL
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ def save(account_id: int, response: dict, input_items: list, retention_days: flo
 
 def load(account_id: int, response_id: str) -> Stored | None:
     """The account's unexpired response with this id, or None (another account's is None too)."""
+    if NUL in response_id:  # no stored id holds one, and PostgreSQL refuses it in a query
+        return None
     with connected():
         row = (StoredResponse.select(StoredResponse.input_items, StoredResponse.response)
                .where(StoredResponse.id == response_id, StoredResponse.account == account_id,
@@ -46,6 +49,8 @@ def load(account_id: int, response_id: str) -> Stored | None:
 
 def delete(account_id: int, response_id: str) -> bool:
     """Delete the account's response with this id; False when it has none."""
+    if NUL in response_id:  # as in load
+        return False
     with connected(), write_transaction():
         gone = StoredResponse.delete().where(StoredResponse.id == response_id,
                                              StoredResponse.account == account_id).execute()
