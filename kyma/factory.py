@@ -196,3 +196,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(wellknown_bp)
     register_api_errors(app)
     register_web(app)
+    from kyma.nul_guard import register_nul_guard
+
+    register_nul_guard(app)  # after the console's guard: a stranger gets its 404 first
