@@ -15,7 +15,7 @@ from kyma.errors import PayloadTooLarge, RateLimited
 from kyma.models import ALL_MODELS, RateState
 from kyma.services.ratelimit import Limiter, duration
 from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_state
-from tests.backends import REDIS_URL, postgres_schema, redis_prefix
+from tests.backends import REDIS_URL, emptied_backend_db, emptied_postgres, module_pg_url, redis_prefix  # noqa: F401
 from tests.racers import START, Clock, hammer, outcomes, tier
 
 EPOCH_NOW = 1_765_000_000.123456  # a real-looking epoch: microseconds need 51 bits
@@ -39,7 +39,7 @@ def make_limiter(request, tmp_path):
         init_db(f"sqlite:///{tmp_path / 'rl.db'}").create_tables(ALL_MODELS)
         yield lambda clock: Limiter(DatabaseStore(), clock)
     elif request.param == "postgres":
-        with postgres_schema():
+        with emptied_postgres(request.getfixturevalue("module_pg_url")):
             yield lambda clock: Limiter(DatabaseStore(), clock)
     else:
         with redis_prefix() as prefix:
@@ -298,7 +298,7 @@ def _prune_round(clock_now: int) -> None:
     assert {r.key for r in RateState.select()} == {"rl:2:rpm", "rl:2:m:new", "rl:2:tpm"}
 
 
-def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(backend_db):
+def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(emptied_backend_db):
     _prune_round(2_000_000)
 
 
@@ -327,8 +327,8 @@ def _admitted_across_processes(backend: str, target: str, procs: int = 6, attemp
     return total
 
 
-def test_rpm_exact_across_processes_on_the_database(backend_db):
-    assert _admitted_across_processes("db", backend_db) == 10
+def test_rpm_exact_across_processes_on_the_database(emptied_backend_db):
+    assert _admitted_across_processes("db", emptied_backend_db) == 10
 
 
 def test_rpm_exact_across_processes_redis():
