@@ -6,6 +6,8 @@ limiter, not pytest, hypothesis and a test module's own imports, which it would 
 
 from __future__ import annotations
 
+import multiprocessing
+
 from kyma.db import init_db
 from kyma.errors import RateLimited
 from kyma.services import ledger
@@ -14,6 +16,17 @@ from kyma.services.tiers import Tier
 from kyma.services.window_stores import DatabaseStore, RedisStore
 
 START = 1_000_000.0
+
+
+def race_context():
+    """A multiprocessing context whose processes fork from one server that has imported this module.
+
+    A race's processes then start without importing the gateway again (the server paid for that once
+    per pytest process), and are no fork of pytest, whose connections and threads they would share.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
 
 
 def tier(rpm=10, per_model=10, tpm=100_000, max_request=50_000) -> Tier:

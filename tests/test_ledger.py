@@ -19,7 +19,7 @@ from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import group_commit, ledger
 from tests.accounts import make_account
 from tests.backends import emptied_backend_db, module_pg_url  # noqa: F401
-from tests.racers import hold_many
+from tests.racers import hold_many, race_context
 
 
 def test_hold_then_settle_debits_the_actual_cost(sqlite_db):
@@ -243,10 +243,8 @@ def test_ledger_state_machine(sqlite_db):
 # ---- no overspend across OS processes ----
 
 def _race_holds(url: str, procs: int = 6, attempts: int = 8) -> tuple[int, int]:
-    import multiprocessing
-
     acct = make_account(1_000_000)  # covers exactly 10 holds of 100_000
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     barrier, results = ctx.Barrier(procs), ctx.Queue()
     workers = [ctx.Process(target=hold_many, args=(url, acct, barrier, results, f"p{i}", attempts))
                for i in range(procs)]

@@ -5,7 +5,6 @@ Every semantic test runs on each store (in-process, SQLite, PostgreSQL, Redis) w
 
 from __future__ import annotations
 
-import multiprocessing
 from datetime import datetime, timezone
 
 import pytest
@@ -16,7 +15,7 @@ from kyma.models import ALL_MODELS, RateState
 from kyma.services.ratelimit import Limiter, duration
 from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_state
 from tests.backends import REDIS_URL, emptied_backend_db, emptied_postgres, module_pg_url, redis_prefix  # noqa: F401
-from tests.racers import START, Clock, hammer, outcomes, tier
+from tests.racers import START, Clock, hammer, outcomes, race_context, tier
 
 EPOCH_NOW = 1_765_000_000.123456  # a real-looking epoch: microseconds need 51 bits
 
@@ -315,7 +314,7 @@ def test_init_db_adds_the_state_table_to_an_older_database(tmp_path):
 # ---- exactness across OS processes ----
 
 def _admitted_across_processes(backend: str, target: str, procs: int = 6, attempts: int = 10) -> int:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = race_context()
     barrier, results = ctx.Barrier(procs), ctx.Queue()
     workers = [ctx.Process(target=hammer, args=(backend, target, barrier, results, attempts)) for _ in range(procs)]
     for w in workers:
