@@ -2,8 +2,9 @@
 and route health; a pooled gateway never needs more PostgreSQL connections than its pool allows.
 
 Two gunicorn masters (2 gevent workers each) on different ports, one fresh PostgreSQL database,
-one Redis key prefix, and simulated providers that answer after LATENCY_MS so that concurrent
-requests overlap (every credit hold is placed before any request settles).
+one Redis key prefix, and simulated providers that answer at once, except in the races for credit,
+whose requests ask for an answer SLOW_SECONDS late so that they overlap (every credit hold is placed
+before any request settles).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.servers import flask_cli, flask_here, gateway_env, start_gateway, sta
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
-LATENCY_MS = 3000
+SLOW_SECONDS = 3
 MODEL = "qwen-3-32b"
 BREAKER_MODEL = "glm-4.5-air"  # its own routes, so no other test here touches their breakers
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 256}
@@ -44,10 +45,10 @@ def backends():
 
 
 @pytest.fixture(scope="module")
-def slow_sims(tmp_path_factory, backends):
-    """The three simulated providers, answering after LATENCY_MS."""
-    workdir = tmp_path_factory.mktemp("slow-sims")
-    base, procs = start_simulators(workdir, kyma_sim_latency_ms=LATENCY_MS)
+def sims(tmp_path_factory, backends):
+    """The three simulated providers, answering at once unless a request asks for a delay."""
+    workdir = tmp_path_factory.mktemp("sims")
+    base, procs = start_simulators(workdir)
     yield base
     for p in procs:
         p.stop()
@@ -63,7 +64,7 @@ def _tiers(path: Path, tier0_rpm: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, slow_sims):
+def cluster(tmp_path_factory, sims):
     """Two gateway instances (A, B) on one PostgreSQL database and one Redis prefix."""
     workdir = tmp_path_factory.mktemp("cluster")
     url, prefix = pg.create_database(), pg.new_redis_prefix()
@@ -76,7 +77,7 @@ def cluster(tmp_path_factory, slow_sims):
             home = workdir / name
             home.mkdir()
             # Both run init-db on the same database: the second finds the schema up to date.
-            gateways.append(start_gateway(home, gateway_env(home, slow_sims, **shared), workers=2))
+            gateways.append(start_gateway(home, gateway_env(home, sims, **shared), workers=2))
         yield gateways, url
     finally:
         for gw in gateways:
@@ -86,10 +87,10 @@ def cluster(tmp_path_factory, slow_sims):
 
 
 @pytest.fixture()
-def pg_gateway(tmp_path, slow_sims):
+def pg_gateway(tmp_path, sims):
     """One 2-worker gateway on a fresh PostgreSQL database, limits in the database (no Redis)."""
     url = pg.create_database()
-    env = gateway_env(tmp_path, slow_sims, KYMA_DATABASE_URL=url, KYMA_DATABASE_POOL_SIZE=POOL_SIZE,
+    env = gateway_env(tmp_path, sims, KYMA_DATABASE_URL=url, KYMA_DATABASE_POOL_SIZE=POOL_SIZE,
                       KYMA_TIERS=_tiers(tmp_path / "tiers.json", 1000), KYMA_FIRST_BYTE_TIMEOUT=15)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
@@ -119,10 +120,11 @@ def _sdk_status(client: openai.OpenAI, body: dict) -> int:
         return exc.status_code
 
 
-def _post_status(gw, key: str) -> int:
-    """One chat request with plain requests: light on the client's CPU, so a race's requests start together."""
-    return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"},
-                         timeout=60).status_code
+def _slow_post_status(gw, key: str) -> int:
+    """One chat request answered SLOW_SECONDS late, with plain requests: light on the client's CPU, so a
+    race's requests start together, and each holds its credit while the others are admitted."""
+    headers = {"Authorization": f"Bearer {key}", "X-Kyma-Sim-Fault": f"slow-first:{SLOW_SECONDS}"}
+    return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=60).status_code
 
 
 def _concurrently(calls: list) -> list:
@@ -217,7 +219,7 @@ def test_balance_is_never_overspent_across_instances(cluster):
     key = register(b.url, email)["api_key"]
     covered = 8
     account_id = _fund_for(url, a, email, key, covered)
-    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _post_status(gw, key) for i in range(30)])
+    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _slow_post_status(gw, key) for i in range(30)])
     assert (statuses.count(200), statuses.count(402)) == (covered, 30 - covered), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_here(b.env, "ledger", "check")
@@ -270,7 +272,7 @@ def test_fifty_concurrent_requests_with_credit_for_ten_on_postgres(pg_gateway):
     key = register(gw.url, email)["api_key"]
     account_id = _fund_for(url, gw, email, key, 10)
     with PeakConnections(url) as conns:
-        statuses = _concurrently([lambda: _post_status(gw, key) for _ in range(50)])
+        statuses = _concurrently([lambda: _slow_post_status(gw, key) for _ in range(50)])
     assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_here(gw.env, "ledger", "check")
