@@ -11,24 +11,40 @@ from tests import pg
 REDIS_URL = pg.REDIS_URL
 
 
-@contextlib.contextmanager
-def postgres_url():
-    """A fresh, uniquely named database on 127.0.0.1:5432 (dropped afterwards); skips if PG is down."""
+def _require_postgres() -> None:
+    """Skip the test unless PostgreSQL answers on 127.0.0.1:5432."""
     reason = pg.postgres_unavailable()
     if reason:
         pytest.skip(reason)
-    with pg.database() as url:
-        yield url
 
 
 @contextlib.contextmanager
-def _schema(url: str):
-    """The gateway's tables created in the database at `url`, the proxy bound to it; yields the URL."""
+def postgres_url(template: str = ""):
+    """A fresh, uniquely named database on 127.0.0.1:5432 (a copy of `template` when given; dropped
+    afterwards); skips if PG is down."""
+    _require_postgres()
+    with pg.database(template) as url:
+        yield url
+
+
+def _create_tables(url: str) -> None:
+    """The gateway's tables created in the database at `url` (the proxy bound to it), its connection closed."""
     from kyma.db import init_db
     from kyma.models import ALL_MODELS
 
     db = init_db(url)
-    db.create_tables(ALL_MODELS)
+    try:
+        db.create_tables(ALL_MODELS)
+    finally:
+        db.close()
+
+
+@contextlib.contextmanager
+def _bound(url: str):
+    """The proxy bound to the database at `url` for the block; yields the URL."""
+    from kyma.db import init_db
+
+    db = init_db(url)
     try:
         yield url
     finally:
@@ -36,9 +52,19 @@ def _schema(url: str):
 
 
 @contextlib.contextmanager
+def _schema(url: str):
+    """The gateway's tables created in the database at `url`, the proxy bound to it; yields the URL."""
+    _create_tables(url)
+    with _bound(url):
+        yield url
+
+
+@contextlib.contextmanager
 def postgres_schema():
-    """postgres_url() with the gateway's tables created and the proxy bound to it; yields the URL."""
-    with postgres_url() as url, _schema(url):
+    """postgres_url() with the gateway's tables (copied from this process's template of them) and the
+    proxy bound to it; yields the URL."""
+    _require_postgres()
+    with postgres_url(pg.schema_template("gateway", _create_tables)) as url, _bound(url):
         yield url
 
 
