@@ -11,6 +11,7 @@ import sys
 import contextlib
 import os
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -95,12 +96,33 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
 
 @contextlib.contextmanager
 def database(template: str = "") -> Iterator[str]:
-    """A fresh database (a copy of `template` when given) for the block; dropped afterwards."""
+    """A fresh database (a copy of `template` when given) for the block; dropped afterwards, while
+    the tests go on (drop_made waits for it)."""
     url = create_database(template=template)
     try:
         yield url
     finally:
-        drop_database(url)
+        _drop_in_background(url)
+
+
+_dropper: list[ThreadPoolExecutor] = []  # one thread, made on first use
+_dropping: list[Future] = []
+
+
+def _drop_in_background(url: str) -> None:
+    """Drop a database on a background thread: the server's work for the drop (a checkpoint, removing
+    files) need not hold up the next test, which never sees this database."""
+    if not _dropper:
+        _dropper.append(ThreadPoolExecutor(1, thread_name_prefix="pg-drop"))
+    _dropping.append(_dropper[0].submit(drop_database, url))
+
+
+def _wait_for_drops() -> None:
+    """Wait for the background drops; report (not raise) those that failed."""
+    while _dropping:
+        exc = _dropping.pop(0).exception()
+        if exc is not None:
+            print(f"could not drop a test database: {exc}", file=sys.stderr)
 
 
 def new_redis_prefix() -> str:
@@ -139,6 +161,7 @@ def drop_made() -> None:
     """Drop the databases and Redis prefixes backend_env made in this process, and its schema templates.
     pytest-xdist's workers end without running atexit handlers, so the test session calls this when it
     finishes."""
+    _wait_for_drops()
     while _templates:
         _, name = _templates.popitem()
         try:
