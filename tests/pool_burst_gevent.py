@@ -21,7 +21,7 @@ BURST = 20
 
 
 def main(url: str, instance: str) -> dict:
-    db.POOL_WAIT_SECONDS = 0.3  # a short wait, so that the pool is found full at once
+    db.POOL_WAIT_SECONDS = 0.05  # a short wait, so that the pool is found full at once
     from kyma import chat as pipeline
     from kyma.cli import create_or_migrate_schema
     from kyma.factory import create_app

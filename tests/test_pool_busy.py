@@ -80,7 +80,7 @@ def test_a_burst_that_fills_the_pool_leaves_a_row_per_request_and_no_hold_open(m
     from tests.conftest import register
     from tests.test_unexpected_errors import CHAT, _sdks
 
-    monkeypatch.setattr(db, "POOL_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(db, "POOL_WAIT_SECONDS", 0.05)
     with schema_on("postgres", tmp_path) as url:
         app = make_app(database_url=url, database_pool_size=1, signup_max_per_hour=100000,
                        allowed_hosts=("localhost",))
