@@ -106,7 +106,7 @@ def _faulty(gateway, account, fault: str) -> anthropic.Anthropic:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_every_upstream_rate_limited_is_a_real_429(gateway, account, stream):
-    sdk = _faulty(gateway, account, "429")
+    sdk = _faulty(gateway, account, "429:0")  # no Retry-After: the answer still tells the client to wait
     with pytest.raises(anthropic.RateLimitError) as info:
         sdk.messages.create(model="kimi-k2.5", max_tokens=20, stream=stream,
                             messages=[{"role": "user", "content": "hi"}])
