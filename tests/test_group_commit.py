@@ -158,8 +158,9 @@ def test_the_one_statement_hold_on_postgresql_refuses_without_writing(pg_db):
 # --- a real gateway: a group pending when its worker is killed -----------------------------------
 
 # The flusher gathers this long: the four requests' settlements wait in one pending group while the
-# test kills the worker, well within it (the simulators' answers are awaited, not slept for).
-WINDOW_MS = 4000
+# test kills the worker, well within it (the simulators' answers are awaited, not slept for: the kill
+# follows the last answer by one poll). Every request waits out the window twice, hold and settlement.
+WINDOW_MS = 2000
 
 
 @pytest.fixture()
