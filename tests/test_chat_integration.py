@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pydantic
@@ -21,6 +22,12 @@ WEATHER_TOOL = {"type": "function", "function": {
         "required": ["city", "unit"]}}}
 PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGA"
          "WjR9awAAAABJRU5ErkJggg==")
+
+
+def _concurrently(*calls):
+    """The results of zero-argument calls run at the same time, in order."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
 def _post(gateway, account, body, fault=None, **headers):
@@ -211,11 +218,13 @@ def test_model_family_failing_falls_back_to_comparable_model_layer_3(gateway, ac
 
 
 def test_every_route_failing_is_an_error_not_a_silent_success(gateway, account):
-    r = _post(gateway, account, {"model": "qwen-3-32b", "messages": HELLO, "max_tokens": 32}, fault="*=502")
-    assert r.status_code == 502 and r.json()["error"]["type"] == "upstream_error"
-    r = _post(gateway, account, {"model": "qwen-3-32b", "messages": HELLO, "max_tokens": 32, "stream": True},
-              fault="*=503")
-    assert r.status_code == 503 and r.headers["Content-Type"].startswith("application/json")
+    # Two independent requests, each waiting through every fallback's backoff: sent together.
+    plain, streamed = _concurrently(
+        lambda: _post(gateway, account, {"model": "qwen-3-32b", "messages": HELLO, "max_tokens": 32}, fault="*=502"),
+        lambda: _post(gateway, account, {"model": "qwen-3-32b", "messages": HELLO, "max_tokens": 32, "stream": True},
+                      fault="*=503"))
+    assert plain.status_code == 502 and plain.json()["error"]["type"] == "upstream_error"
+    assert streamed.status_code == 503 and streamed.headers["Content-Type"].startswith("application/json")
 
 
 def test_context_length_error_is_not_retried_on_same_window(gateway, account):
