@@ -2,9 +2,9 @@
 and route health; a pooled gateway never needs more PostgreSQL connections than its pool allows.
 
 Two gunicorn masters (2 gevent workers each) on different ports, one fresh PostgreSQL database,
-one Redis key prefix, and simulated providers that answer at once, except in the races for credit,
-whose requests ask for an answer SLOW_SECONDS late so that they overlap (every credit hold is placed
-before any request settles).
+one Redis key prefix, and the pytest process's simulated providers, which answer at once, except in
+the races for credit, whose requests ask for an answer SLOW_SECONDS late so that they overlap (every
+credit hold is placed before any request settles).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import requests
 from kyma.config import DATA
 from tests import pg
 from tests.conftest import register
-from tests.servers import flask_cli, flask_here, gateway_env, start_gateway, start_simulators
+from tests.servers import flask_cli, flask_here, gateway_env, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
@@ -45,13 +45,10 @@ def backends():
 
 
 @pytest.fixture(scope="module")
-def sims(tmp_path_factory, backends):
-    """The three simulated providers, answering at once unless a request asks for a delay."""
-    workdir = tmp_path_factory.mktemp("sims")
-    base, procs = start_simulators(workdir)
-    yield base
-    for p in procs:
-        p.stop()
+def sims(backends, simulators):
+    """The pytest process's simulated providers (they answer at once unless a request asks for a delay)."""
+    base, _ = simulators
+    return base
 
 
 def _tiers(path: Path, tier0_rpm: int) -> Path:
