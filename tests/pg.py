@@ -1,7 +1,8 @@
 """Throw-away PostgreSQL databases (and Redis key prefixes) on 127.0.0.1 for scale-out tests.
 
-Each database is named kyma_test_<random>, created through the `test` database as user postgres,
-and dropped WITH (FORCE) when its block ends (or at interpreter exit for `backend_env`).
+Each database is named kyma_test_<random>, created through the `test` database as user postgres
+(as a copy of a schema template when asked), and dropped WITH (FORCE) on a background thread when
+its block ends (or when the session ends, for `backend_env`'s and the templates).
 """
 
 from __future__ import annotations
