@@ -64,12 +64,12 @@ test: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-sqlite test-postgres test-notebooks
 
 test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
-	@# Three pytest workers: each starts its own gateways and simulators on free ports, and the
+	@# Four pytest workers: each starts its own gateways and simulators on free ports, and the
 	@# PostgreSQL tests make throw-away databases, so nothing is shared between them. A test module
 	@# stays on one worker, so a module's own gateway starts once. This pass is the longest and much
-	@# of it waits (upstream timeouts, slowed simulators, browsers): a third worker keeps the cores
-	@# busy once the other two passes have ended.
-	$(PYTEST) -q -n 3 --dist loadfile tests
+	@# of it waits (upstream timeouts, slowed simulators, browsers): more workers than cores keep the
+	@# cores busy while some wait, at the cost of one more start and collection (about 5 CPU-s) each.
+	$(PYTEST) -q -n 4 --dist loadfile tests
 
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI), but

@@ -19,10 +19,9 @@ PROCESS_FIXTURES = {"simulators", "gateway", "slow_gateway"}
 # count, which put these one- or few-test modules last and left one worker running them alone).
 # Starting them first lets the many short modules fill in around them, so the workers end together.
 LONGEST_MODULES = (
-    "test_soak.py", "test_schemathesis.py", "test_schemathesis_upstream.py", "test_scale_out.py",
-    "test_accessibility.py", "test_failover.py", "test_browser.py", "test_browser_pages.py",
-    "test_browser_forms.py", "test_browser_chat.py", "test_ratelimit.py", "test_group_commit.py", "test_auth.py",
-    "test_bad_input.py", "test_db_cli.py", "test_chat_integration.py", "test_credits_cli.py", "test_ledger.py",
+    "test_schemathesis.py", "test_accessibility.py", "test_soak.py", "test_schemathesis_upstream.py",
+    "test_scale_out.py", "test_failover.py", "test_browser_pages.py", "test_browser.py", "test_browser_forms.py",
+    "test_group_commit.py", "test_bad_input.py", "test_browser_chat.py", "test_auth.py", "test_chat_integration.py",
 )
 
 
