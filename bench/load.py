@@ -39,19 +39,24 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(name: str, server: Server, url: str, body: bytes, auth: str, connections: int,
-            seconds: int) -> LoadResult:
-    """Drive `url` with `connections` keep-alive connections for `seconds`; measure server CPU too."""
-    env = {**os.environ, "BENCH_BODY": body.decode(), "BENCH_AUTH": auth}
-    cmd = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+def wrk_summary(url: str, body: str, auth: str, connections: int, seconds: float, threads: int = 1) -> dict:
+    """One wrk run posting `body` (bench/post.lua) to `url`: its BENCH_JSON summary; raise when wrk failed."""
+    env = {**os.environ, "BENCH_BODY": body, "BENCH_AUTH": auth}
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
            "-s", str(SCRIPT), url]
-    cpu_before = server.worker_cpu_seconds()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 30)
-    cpu = server.worker_cpu_seconds() - cpu_before
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-300:]}")
-    s = json.loads(line.split(" ", 1)[1])
+    return json.loads(line.split(" ", 1)[1])
+
+
+def run_wrk(name: str, server: Server, url: str, body: bytes, auth: str, connections: int,
+            seconds: int) -> LoadResult:
+    """Drive `url` with `connections` keep-alive connections for `seconds`; measure server CPU too."""
+    cpu_before = server.worker_cpu_seconds()
+    s = wrk_summary(url, body.decode(), auth, connections, seconds)
+    cpu = server.worker_cpu_seconds() - cpu_before
     secs = s["duration_us"] / 1e6
     errors = s["connect"] + s["read"] + s["write"] + s["timeout"]
     return LoadResult(name, connections, s["requests"], secs, s["requests"] / secs, s["p50_us"] / 1000,

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -25,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import procs
+from bench import load, procs
 from bench.streams import PEERS_PYTHON
 from kyma.procs import listen_consecutive
 from tests import pg
@@ -43,19 +41,13 @@ def backends_cpu(dbname: str) -> float:
 
 
 def wrk(url: str, api_key: str, connections: int, duration: str) -> dict:
-    """One wrk run's BENCH_JSON summary; raise when wrk failed or any request did not get a 2xx."""
-    env = dict(os.environ, BENCH_BODY=BODY, BENCH_AUTH=f"Bearer {api_key}")
-    run = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}", "-s", str(ROOT / "bench/post.lua"), url],
-                         env=env, capture_output=True, text=True)
-    found = re.search(r"BENCH_JSON (\{.*\})", run.stdout)
-    if run.returncode != 0 or not found:
-        raise RuntimeError(f"wrk failed ({run.returncode}): {run.stderr.strip()[-500:]}")
-    summary = json.loads(found.group(1))
+    """One wrk run's BENCH_JSON summary; raise when wrk failed or any request got a 4xx/5xx or no answer."""
+    summary = load.wrk_summary(url, BODY, f"Bearer {api_key}", connections, float(duration.rstrip("s")), threads=2)
     # A rate that counts refused or failed requests would flatter the target: such a run is no result.
     bad = {k: summary[k] for k in ("connect", "read", "write", "timeout", "status") if summary[k]}
     if bad or not summary["requests"]:
         raise RuntimeError(f"wrk c{connections} {url}: {summary['requests']} requests, errors {bad} "
-                           "(status: non-2xx answers)")
+                           "(status: 4xx/5xx answers)")
     return summary
 
 
@@ -69,8 +61,10 @@ def main() -> None:
     ap.add_argument("-c", default="32,128")
     ap.add_argument("-d", default="5s")
     args = ap.parse_args()
+    if any("=" not in spec for spec in args.targets):
+        ap.error("each target is NAME=PROJECT_DIR[:pg]; the harness is --peers or BENCH_PEERS")
     bench_py = PEERS_PYTHON
-    if not (args.peers / "kyma_target.sh").exists() or not bench_py.exists() or not shutil.which("wrk"):
+    if not (args.peers / "kyma_target.sh").exists() or not bench_py.exists() or not load.have_wrk():
         raise SystemExit(f"pg_ab: needs the peer harness at {args.peers} (BENCH_PEERS), set up with its "
                          f"setup_reference.sh ({bench_py}, wrk)")
     work = Path(tempfile.mkdtemp(prefix="kyma-pgab."))
