@@ -27,7 +27,7 @@ EOF
   exit 2
 fi
 PEERS="$(cd "$PEERS" && pwd)"
-if [ ! -x "$CACHE/bench-venv/bin/python" ] || ! command -v wrk >/dev/null 2>&1; then
+if [ ! -x "${BENCH_PY:-$CACHE/bench-venv/bin/python}" ] || ! command -v wrk >/dev/null 2>&1; then
   echo "bench-peers: the harness is not set up; run $PEERS/setup_reference.sh once (a few minutes)" >&2
   exit 2
 fi
