@@ -68,49 +68,6 @@ def postgres_schema():
         yield url
 
 
-@pytest.fixture(scope="module")
-def module_pg_url():
-    """One PostgreSQL database with the gateway's tables for a module's tests; skips if PG is down.
-
-    Creating and dropping a database costs the server a second or more of disk writes: a module
-    whose tests each want an empty one pays that once and empties it per test (emptied_postgres).
-    """
-    with postgres_schema() as url:
-        yield url
-
-
-@contextlib.contextmanager
-def emptied_postgres(url: str):
-    """The proxy bound to the database at `url` with every table emptied and every id counter reset."""
-    from peewee import sort_models
-
-    from kyma.db import init_db
-    from kyma.models import ALL_MODELS
-
-    db = init_db(url)
-    # DELETE, dependents first, rather than TRUNCATE, which makes new files for every table and syncs them.
-    with db.atomic():
-        for model in reversed(sort_models(ALL_MODELS)):
-            db.execute_sql(f'DELETE FROM "{model._meta.table_name}"')
-        db.execute_sql("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                       " WHERE c.relkind = 'S' AND n.nspname = 'public'")
-    try:
-        yield url
-    finally:
-        db.close()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def emptied_backend_db(request, tmp_path):
-    """conftest's backend_db, but on PostgreSQL the module's one database (module_pg_url), emptied."""
-    if request.param == "sqlite":
-        with schema_on("sqlite", tmp_path) as url:
-            yield url
-    else:
-        with emptied_postgres(request.getfixturevalue("module_pg_url")) as url:
-            yield url
-
-
 @contextlib.contextmanager
 def redis_prefix():
     """A unique key prefix on the Redis at 127.0.0.1:6379 (its keys deleted afterwards); skips if down."""

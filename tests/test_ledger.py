@@ -18,7 +18,6 @@ from kyma.errors import Conflict, InvalidRequest
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import group_commit, ledger
 from tests.accounts import make_account
-from tests.backends import emptied_backend_db, module_pg_url  # noqa: F401
 from tests.racers import hold_many, race_context
 
 
@@ -256,8 +255,8 @@ def _race_holds(url: str, procs: int = 6, attempts: int = 8) -> tuple[int, int]:
     return won, acct
 
 
-def test_concurrent_holds_never_overspend(emptied_backend_db):
-    won, acct = _race_holds(emptied_backend_db)
+def test_concurrent_holds_never_overspend(backend_db):
+    won, acct = _race_holds(backend_db)
     assert won == 10
     assert ledger.balance(acct).balance_micros == 0
     assert ledger.check_ledger() == []
@@ -273,7 +272,7 @@ def _repeat_a_keyed_credit_inside_a_transaction() -> None:
     assert ledger.check_ledger() == []
 
 
-def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(emptied_backend_db):
+def test_a_keyed_repeat_inside_a_transaction_replays_without_spoiling_it(backend_db):
     # PostgreSQL refuses every statement after a failed one: the repeat must not try the insert.
     _repeat_a_keyed_credit_inside_a_transaction()
 
@@ -289,7 +288,7 @@ def test_the_credit_history_shows_every_credit_kind_and_no_per_request_movement(
 
 
 @pytest.mark.parametrize("when", ["after", "before"])
-def test_a_credit_whose_commit_answer_was_lost_is_looked_up_not_reported_failed(emptied_backend_db, monkeypatch, when):
+def test_a_credit_whose_commit_answer_was_lost_is_looked_up_not_reported_failed(backend_db, monkeypatch, when):
     """Reported failed after it landed, a credit without an idempotency key would be added again by the
     operator who retries; one that did not land must still fail."""
     from tests.lost_answer import fail_first_commit
@@ -305,7 +304,7 @@ def test_a_credit_whose_commit_answer_was_lost_is_looked_up_not_reported_failed(
     assert ledger.check_ledger() == []
 
 
-def test_a_console_grant_whose_commit_answer_was_lost_is_granted_and_audited_once(emptied_backend_db, monkeypatch):
+def test_a_console_grant_whose_commit_answer_was_lost_is_granted_and_audited_once(backend_db, monkeypatch):
     from kyma.models import AuditEntry
     from kyma.services import admin_accounts
     from tests.lost_answer import fail_first_commit

@@ -14,7 +14,7 @@ from kyma.errors import PayloadTooLarge, RateLimited
 from kyma.models import ALL_MODELS, RateState
 from kyma.services.ratelimit import Limiter, duration
 from kyma.services.window_stores import DatabaseStore, RedisStore, prune_database_state
-from tests.backends import REDIS_URL, emptied_backend_db, emptied_postgres, module_pg_url, redis_prefix  # noqa: F401
+from tests.backends import REDIS_URL, postgres_schema, redis_prefix
 from tests.racers import START, Clock, hammer, outcomes, race_context, tier
 
 EPOCH_NOW = 1_765_000_000.123456  # a real-looking epoch: microseconds need 51 bits
@@ -38,7 +38,7 @@ def make_limiter(request, tmp_path):
         init_db(f"sqlite:///{tmp_path / 'rl.db'}").create_tables(ALL_MODELS)
         yield lambda clock: Limiter(DatabaseStore(), clock)
     elif request.param == "postgres":
-        with emptied_postgres(request.getfixturevalue("module_pg_url")):
+        with postgres_schema():
             yield lambda clock: Limiter(DatabaseStore(), clock)
     else:
         with redis_prefix() as prefix:
@@ -297,7 +297,7 @@ def _prune_round(clock_now: int) -> None:
     assert {r.key for r in RateState.select()} == {"rl:2:rpm", "rl:2:m:new", "rl:2:tpm"}
 
 
-def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(emptied_backend_db):
+def test_the_reaper_prunes_state_whose_allowance_has_long_been_full(backend_db):
     _prune_round(2_000_000)
 
 
@@ -326,8 +326,8 @@ def _admitted_across_processes(backend: str, target: str, procs: int = 6, attemp
     return total
 
 
-def test_rpm_exact_across_processes_on_the_database(emptied_backend_db):
-    assert _admitted_across_processes("db", emptied_backend_db) == 10
+def test_rpm_exact_across_processes_on_the_database(backend_db):
+    assert _admitted_across_processes("db", backend_db) == 10
 
 
 def test_rpm_exact_across_processes_redis():
