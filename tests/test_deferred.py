@@ -56,19 +56,16 @@ def test_a_deferred_write_outlives_a_database_that_is_briefly_unreachable(backen
 def test_a_deferred_batch_locks_every_row_its_writes_name(backend_db, monkeypatch):
     from kyma.services.row_locks import RowLocks
 
-    gate, locks = threading.Event(), []
-    real = group_commit.run
+    locks, real = [], group_commit.run
 
     def seen(work, **kw):
-        gate.wait(10)  # hold the writer until both writes are queued: one batch
         locks.append(kw["locks"])
         return real(work, **kw)
 
     monkeypatch.setattr(group_commit, "run", seen)
-    monkeypatch.setattr(deferred, "_writer", None)
-    for request_id, wanted in (("d1", RowLocks((7,))), ("d2", RowLocks((3, 7), (9,)))):
-        record = RequestRecord(request_id=request_id, endpoint="chat.completions", status=503)
-        assert deferred.submit(request_id, lambda r=record: finish(r, held=False), locks=wanted)
-    gate.set()
-    assert deferred.drain(30)
+    records = [RequestRecord(request_id=rid, endpoint="chat.completions", status=503) for rid in ("d1", "d2")]
+    # One batch, as the writer takes it from its queue (called directly: no thread decides the batches).
+    deferred._commit([deferred.Write("d1", lambda: finish(records[0], held=False), locks=RowLocks((7,))),
+                      deferred.Write("d2", lambda: finish(records[1], held=False), locks=RowLocks((3, 7), (9,)))])
     assert locks == [RowLocks((3, 7), (9,))]
+    assert RequestLog.select().where(RequestLog.request_id.in_(["d1", "d2"])).count() == 2
