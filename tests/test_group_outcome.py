@@ -18,7 +18,7 @@ from kyma.models import Hold, LedgerEntry, RequestLog
 from kyma.services import deferred, group_commit, landed, ledger, recording, row_locks
 from kyma.services.recording import RequestRecord, finish
 from tests.accounts import make_account
-from tests.backends import pg_db  # noqa: F401
+from tests.backends import pg_db, schema_on  # noqa: F401
 from tests.lost_answer import fail_first_commit
 from tests.records import served_record
 
@@ -171,12 +171,17 @@ def test_a_sqlite_commit_that_hit_a_disk_error_runs_its_units_again(sqlite_db, m
     group.check_rows(unchecked_landed=False)
 
 
-@pytest.mark.parametrize("when", ["after", pytest.param("before", marks=pytest.mark.postgres), "disk"])
-def test_a_settlement_committed_alone_whose_commit_outcome_is_unknown_lands_once(backend_db, monkeypatch, when):
+# A disk error is SQLite's fault; a lost answer, PostgreSQL's.
+@pytest.mark.parametrize("kind, when", [("sqlite", "disk"), pytest.param("postgres", "after", marks=pytest.mark.postgres),
+                                        pytest.param("postgres", "before", marks=pytest.mark.postgres)])
+def test_a_settlement_committed_alone_whose_commit_outcome_is_unknown_lands_once(tmp_path, monkeypatch, kind, when):
     """Outside a gevent worker (the CLI, a thread) and for units a failed group runs one by one, a unit
     commits alone: a lost COMMIT answer is looked up there too, not reported as a failure nor run twice."""
-    if (when == "disk") != backend_db.startswith("sqlite"):
-        pytest.skip("a disk error is SQLite's; a lost answer PostgreSQL's")
+    with schema_on(kind, tmp_path):
+        _settle_alone_with_unknown_commit(monkeypatch, when)
+
+
+def _settle_alone_with_unknown_commit(monkeypatch, when: str) -> None:
     acct = make_account(1_000_000)
     record = served_record("s1", acct, outcomes=[])
     assert ledger.place_hold(acct, "s1", 5000)
