@@ -52,7 +52,8 @@ run: db
 # each one reads bytecode instead of compiling the project from source again; where a machine sets
 # PYTHONDONTWRITEBYTECODE, none would. The cache lives under .venv, so the work tree stays clean.
 # Set on the test commands only: a target's exported variables would reach the installs it depends on.
-PYTEST := env PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache $(BIN)/python -m pytest
+TEST_PY := env PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache $(BIN)/python
+PYTEST  := $(TEST_PY) -m pytest
 
 ## make test: set up, then three passes side by side: every test on SQLite (unit, integration with real
 ## processes, browser); the integration tests again on PostgreSQL + Redis; the notebooks under nbval.
@@ -74,7 +75,7 @@ test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@# The integration suite again on PostgreSQL + Redis, when both answer on 127.0.0.1 (as on CI), but
 	@# for the tests that would only repeat there what others check (see pytest.ini's markers).
-	@if $(BIN)/python -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
+	@if $(TEST_PY) -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(PYTEST) -q -n 2 --dist loadfile \
 	    -m "integration and not postgres and not browser and not no_database and not client_protocol" tests; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
