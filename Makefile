@@ -78,6 +78,7 @@ test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
 	@if $(TEST_PY) -c "from tests.pg import postgres_unavailable as p, redis_unavailable as r; raise SystemExit(bool(p() or r()))"; then \
 	  KYMA_TEST_BACKEND=postgres $(PYTEST) -q -n 2 --dist loadfile \
 	    -m "integration and not postgres and not browser and not no_database and not client_protocol" tests; \
+	elif [ -n "$(KYMA_REQUIRE_SCALE_OUT)" ]; then echo "PostgreSQL/Redis not answering on 127.0.0.1, and KYMA_REQUIRE_SCALE_OUT is set"; exit 1; \
 	else echo "PostgreSQL/Redis not answering on 127.0.0.1: scale-out pass skipped"; fi
 
 test-notebooks: $(DEV_STAMP)

@@ -46,6 +46,17 @@ def _module_order(items) -> dict[str, int]:
     return {module: place for place, module in enumerate(sorted(counts, key=key))}
 
 
+def pytest_sessionstart(session):
+    """With KYMA_REQUIRE_SCALE_OUT set (CI), PostgreSQL or Redis being down fails the run instead of
+    skipping the tests that need them: a green run must not mean they never ran."""
+    import os
+
+    from tests.pg import postgres_unavailable, redis_unavailable
+
+    if os.environ.get("KYMA_REQUIRE_SCALE_OUT") and (reason := postgres_unavailable() or redis_unavailable()):
+        pytest.exit(f"KYMA_REQUIRE_SCALE_OUT is set, but {reason}", returncode=1)
+
+
 def pytest_sessionfinish(session):
     """The PostgreSQL pass's throw-away databases go when the session (or an xdist worker's) ends."""
     from tests.pg import drop_made
