@@ -91,9 +91,27 @@ def write_transaction():
     db = database.obj
     if db.in_transaction():
         return nullcontext()
-    if is_sqlite_db(db):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+    return _committing(db, db.atomic("IMMEDIATE") if is_sqlite_db(db) else db.atomic())
+
+
+@contextmanager
+def _committing(db, txn):
+    """`txn`, whose after-commit callbacks run also when its COMMIT fails with an unknown outcome.
+
+    The writes may have landed, and peewee drops the callbacks with the failed commit. Ours only
+    announce changes (a kept key row changed), where a spare announcement costs a cache refill and a
+    missing one lets a revoked key work on. The list is peewee's own (pinned in requirements.txt).
+    """
+    pending: list = []
+    try:
+        with txn:
+            yield
+            pending = list(db._state.commit_callbacks)  # what leaving the block will commit and announce
+    except Exception as exc:
+        if pending and not wrote_nothing(exc):
+            for callback in pending:
+                callback()
+        raise
 
 
 @contextmanager

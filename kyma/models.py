@@ -21,7 +21,7 @@ from peewee import (
     TextField,
 )
 
-from kyma.db import database
+from kyma.db import database, wrote_nothing
 
 
 def utcnow() -> datetime:
@@ -55,7 +55,14 @@ class _KeptRowWrite:
     commit (at once outside a transaction), never before another worker could read the new row."""
 
     def _execute(self, database):
-        changed = super()._execute(database)
+        try:
+            changed = super()._execute(database)
+        except Exception as exc:
+            # Outside a transaction the statement commits by itself: a lost answer may hide a change
+            # that landed (inside one, db.write_transaction decides once the COMMIT's fate is known).
+            if not database.in_transaction() and not wrote_nothing(exc):
+                kept_rows_changed()
+            raise
         if changed:
             database.after_commit(kept_rows_changed)
         return changed

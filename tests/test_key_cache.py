@@ -3,6 +3,7 @@ only for its TTL; without an answer from Redis every lookup reads the database."
 
 from __future__ import annotations
 
+import peewee
 import pytest
 
 from kyma.services.key_cache import TTL_SECONDS, KeyCache
@@ -279,11 +280,48 @@ def test_no_raw_sql_writes_a_column_of_a_kept_row():
     assert ("ledger.py", "account") in found and ("group_settle.py", "apikey") in found  # the scan sees them
 
 
-def test_a_tier_change_whose_commit_answer_was_lost_but_landed_is_announced(generation, monkeypatch):
+@pytest.mark.parametrize("change", [_limit, _delete, _tier, _suspend, _purchase])
+def test_a_change_whose_commit_answer_was_lost_is_announced_all_the_same(generation, monkeypatch, change):
+    """It may have landed: a spare announcement costs a lookup, a missing one lets a revoked key work on."""
     from tests.lost_answer import fail_first_commit
 
     account, key = _account_with_key()
     before = generation()
     fail_first_commit(monkeypatch, "after")
-    _purchase(account, key)
+    try:
+        change(account, key)  # a credit looks its outcome up and returns; the others pass the error on
+    except peewee.OperationalError:
+        pass
     assert generation() > before
+
+
+def test_a_revocation_outside_a_transaction_whose_answer_was_lost_is_announced(generation, monkeypatch):
+    from kyma.db import database
+    from tests.lost_answer import lost
+
+    account, key = _account_with_key()
+    before, db = generation(), database.obj
+    real = db.execute_sql
+
+    def answer_lost(sql, *args, **kwargs):
+        cursor = real(sql, *args, **kwargs)
+        if sql.lstrip().upper().startswith("UPDATE"):
+            raise lost()  # the statement ran (and committed by itself); its answer never came
+        return cursor
+
+    monkeypatch.setattr(db, "execute_sql", answer_lost)
+    with pytest.raises(peewee.OperationalError):
+        _revoke(account, key)
+    assert generation() > before
+
+
+def test_a_change_rolled_back_is_not_announced(generation):
+    from kyma.db import write_transaction
+    from kyma.models import ApiKey, utcnow
+
+    account, key = _account_with_key()
+    before = generation()
+    with pytest.raises(ZeroDivisionError), write_transaction():
+        ApiKey.update(revoked_at=utcnow()).where(ApiKey.id == key).execute()
+        1 / 0
+    assert generation() == before

@@ -35,7 +35,6 @@ from typing import Any, Callable, NamedTuple
 from kyma.db import (connected, database, is_deadlock, is_sqlite_db, release_connection, savepoint,
                      shares_connection, write_transaction, wrote_nothing)
 from kyma.greenlets import gevent_patched
-from kyma.models import kept_rows_changed
 from kyma.services import row_locks
 from kyma.services.row_locks import RowLocks
 
@@ -395,9 +394,6 @@ def lone_transaction():
             raise
         if not _landed_after(exc, outcome.landed):
             raise
-        # What was to follow the commit was dropped with it: a change to a kept key row, if it made one,
-        # must still reach every worker (a spare announcement costs them a lookup).
-        kept_rows_changed()
 
 
 _flusher: _Flusher | None = None
