@@ -125,6 +125,21 @@ def test_a_generation_redis_lost_does_not_bring_back_a_row_read_before_a_change(
     assert cache.fetch("h", lambda: state["row"]) == "revoked"
 
 
+def test_a_change_announced_to_a_redis_that_lost_the_generation_never_repeats_a_number():
+    redis, now = _FakeRedis(), [100.0]
+    cache = KeyCache(redis, "g", (_Redis,), clock=lambda: now[0])
+    other = KeyCache(redis, "g", (_Redis,), clock=lambda: now[0])
+    state = {"row": "active"}
+    other.changed()  # the first change this Redis hears of
+    for _ in range(2):
+        assert cache.fetch("h", lambda: state["row"]) == "active"  # kept under that generation
+    state["row"] = "revoked"
+    redis.value = None  # Redis restarts empty before the revocation is announced
+    other.changed()
+    now[0] += 1
+    assert cache.fetch("h", lambda: state["row"]) == "revoked"
+
+
 # --- every write that changes what a key may do is announced, after its commit ------------------
 
 

@@ -97,6 +97,7 @@ class KeyCache:
     def changed(self) -> None:
         """Call after committing a change to keys or accounts: every instance's kept rows stop counting."""
         self.entries.clear()
+        self._start()  # INCR of a missing key gives 1, which rows read before an earlier restart may carry
         try:
             self.pipeliner.client.execute_command("INCR", self.key)
         except self.errors as exc:
