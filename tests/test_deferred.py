@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from kyma.models import RequestLog
-from kyma.services import deferred, group_commit
+from kyma.services import deferred, group_commit, recording
 from kyma.services.recording import RequestRecord, finish
 
 
@@ -51,6 +51,28 @@ def test_a_deferred_write_outlives_a_database_that_is_briefly_unreachable(backen
     assert deferred.submit(record.request_id, lambda: finish(record, held=False))
     assert deferred.drain(30)
     assert RequestLog.select().where(RequestLog.request_id == "outage").count() == 1, "the write was dropped"
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_looked_up_before_it_runs_again(backend_db, monkeypatch):
+    from tests.lost_answer import lost
+
+    real, calls, announced = group_commit.run, [], []
+
+    def answer_lost_once(work, **kw):
+        calls.append(1)
+        result = real(work, **kw)
+        if len(calls) == 1:
+            raise lost()  # it committed; the answer, and the committer's own lookup, were lost
+        return result
+
+    monkeypatch.setattr(group_commit, "run", answer_lost_once)
+    records = [RequestRecord(request_id=rid, endpoint="chat.completions", status=503) for rid in ("l1", "l2")]
+    deferred._commit([deferred.Write(r.request_id, lambda r=r: finish(r, held=False),
+                                     after=lambda r=r: announced.append(r.request_id),
+                                     landed=recording.logged(r)) for r in records])
+    assert len(calls) == 1, "the batch ran again although it had landed"
+    assert announced == ["l1", "l2"]  # not dropped as failed writes
+    assert RequestLog.select().where(RequestLog.request_id.in_(["l1", "l2"])).count() == 2
 
 
 def test_a_deferred_batch_locks_every_row_its_writes_name(backend_db, monkeypatch):

@@ -119,6 +119,8 @@ def _commit(batch: list[Write]) -> None:
                     log.warning("deferred writes wait for the database: %s", exc)
                 time.sleep(pause)
                 pause = min(2 * pause, _LONGEST_PAUSE)
+                if _landed_unseen(batch, exc):
+                    break  # its COMMIT landed, the answer was lost and could not be looked up then
                 continue
             if len(batch) == 1:
                 log.exception("could not write the deferred request-log row of request %s", batch[0].request_id)
@@ -137,6 +139,21 @@ def _commit(batch: list[Write]) -> None:
                 log.exception("announcing deferred request %s failed", write.request_id)
 
 
+def _landed_unseen(batch: list[Write], exc: Exception) -> bool:
+    """After a failure whose outcome is unknown: whether the batch's writes are in after all. False when
+    nothing can have landed or the database cannot say yet (the batch is tried again)."""
+    from kyma.db import connected, wrote_nothing
+
+    landed = _landed(batch)
+    if landed is None or wrote_nothing(exc):
+        return False
+    try:
+        with connected():
+            return bool(_all_landed([batch])[0])
+    except Exception:
+        return False
+
+
 def _landed(batch: list[Write]) -> Landed | None:
     """Whether a batch's writes landed, when each can tell (they commit together, so all or none did)."""
     from kyma.services import group_commit
@@ -152,7 +169,7 @@ def _all_landed(batches: list[list[Write]]) -> list[bool | None]:
 
     found = iter(group_commit.look_up([w.landed for batch in batches for w in batch]))
     # Every write's answer is taken, so the next batch starts at its own first one.
-    every = [[next(found) is not None for _ in batch] for batch in batches]
+    every = [[next(found) not in (None, group_commit.CANNOT_TELL) for _ in batch] for batch in batches]
     return [True if all(landed) else None for landed in every]
 
 
