@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 from playhouse.pool import MaxConnectionsExceeded
 
+from kyma.outage import OutageWarning
 from kyma.services import row_locks
 from kyma.services.row_locks import RowLocks
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from kyma.services.group_commit import Landed
 
 log = logging.getLogger(__name__)
+_waiting = OutageWarning(log, "deferred writes wait for the database: %s")
 
 # Rows one worker may owe at once: far more than a burst of refusals, far less than its memory.
 LIMIT = 10_000
@@ -116,7 +118,7 @@ def _commit(batch: list[Write]) -> None:
         except Exception as exc:
             if _unreachable(exc):
                 if pause >= _LONGEST_PAUSE:
-                    log.warning("deferred writes wait for the database: %s", exc)
+                    _waiting(exc)
                 time.sleep(pause)
                 pause = min(2 * pause, _LONGEST_PAUSE)
                 if _landed_unseen(batch, exc):
