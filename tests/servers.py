@@ -18,6 +18,10 @@ BIN = Path(sys.executable).parent
 SIMULATED_PROVIDERS = ("sim-alpha", "sim-beta", "sim-gamma")
 # A stopping worker waits this long for open (keep-alive) connections, not gunicorn's 30 s.
 QUICK_STOP = ("--graceful-timeout", "3")
+# A prompt the simulators answer with 400 tokens: at the slow gateway's 20 tokens a second it is
+# still streaming long after a test presses Stop, however loaded the machine (a short reply can
+# end first, and the test then sees "Done." where it waits for "Stopped.").
+LONG_REPLY_PROMPT = "Count to 400 about rivers"
 
 
 class Server(procs.Server):

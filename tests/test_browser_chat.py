@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.browser import browser, open_playground, page, pytestmark, record_starts, send, shot  # noqa: F401
+from tests.servers import LONG_REPLY_PROMPT
 
 
 def test_playground_streams_a_reply_and_shows_its_cost(page, gateway):
@@ -57,7 +58,7 @@ def test_playground_new_chat_mid_reply_stops_it_and_starts_clean(page, slow_gate
 
     starts = record_starts(page)
     open_playground(page, slow_gateway.url)
-    send(page, "Tell me a long story about rivers", 400)
+    send(page, LONG_REPLY_PROMPT, 400)
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
     page.click("#pg-clear")  # while the reply streams
     assert page.locator("#pg-log .msg").count() == 0
@@ -78,7 +79,7 @@ def test_playground_stop_shows_what_it_cost_and_never_a_stale_summary(page, slow
     open_playground(page, slow_gateway.url, "fast")
     send(page, "First question", 8)
     expect(page.locator("#pg-summary")).to_be_visible()
-    send(page, "Tell me a long story about rivers", 400)
+    send(page, LONG_REPLY_PROMPT, 400)
     assert page.evaluate("document.activeElement.id") == "pg-prompt"  # focus stays where typing goes
     expect(page.locator("#pg-state")).to_have_text("Streaming…")
     expect(page.locator("#pg-summary")).to_be_hidden()  # the first turn's facts are not shown as this one's

@@ -11,6 +11,7 @@ import sys
 
 from tests.browser import (OVERFLOWING, PHONE, browser, open_playground, page, pytestmark,  # noqa: F401
                            record_starts, send, shot, sign_up)
+from tests.servers import LONG_REPLY_PROMPT
 
 COST = re.compile(r"Cost\s+\$\d+\.\d+")
 
@@ -31,7 +32,7 @@ def test_compare_streams_both_columns_and_stop_stops_both(page, slow_gateway):
     expect(page.locator("#pg-state")).to_have_text("Done.")
     compare(page, "fast", "code")  # mid-chat: the second model continues the same conversation
     expect(page.locator("#pg-log-b .msg")).to_have_count(2)
-    send(page, "Tell me a long story about rivers", 400)
+    send(page, LONG_REPLY_PROMPT, 400)
     for log in ("#pg-log", "#pg-log-b"):  # both columns stream at once
         expect(page.locator(f"{log} .msg.assistant .text").last).to_have_text(re.compile(r"\w+ \w+ \w+"))
     expect(page.locator("#pg-state")).to_have_text("Streaming…")

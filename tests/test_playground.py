@@ -11,6 +11,8 @@ import pytest
 import requests
 import websockets
 
+from tests.servers import LONG_REPLY_PROMPT
+
 pytestmark = pytest.mark.integration  # real processes: runs on SQLite and in the PostgreSQL pass
 
 
@@ -34,7 +36,7 @@ def socket_headers(url: str, session: requests.Session, origin: str | None = Non
     return {"Cookie": "; ".join(f"{k}={v}" for k, v in session.cookies.items()), "Origin": origin or url}
 
 
-def start_message(csrf: str, model: str = "fast", text: str = "Tell me a long story about rivers") -> str:
+def start_message(csrf: str, model: str = "fast", text: str = LONG_REPLY_PROMPT) -> str:
     return json.dumps({"type": "start", "csrf": csrf, "model": model, "max_tokens": 400,
                        "messages": [{"role": "user", "content": text}]})
 
@@ -172,7 +174,7 @@ def test_a_message_nested_too_deeply_closes_the_socket_with_1007_not_an_http_500
 
 
 def compare_message(csrf: str, model: str = "fast", compare: str = "code", max_tokens: int = 400,
-                    text: str = "Tell me a long story about rivers") -> str:
+                    text: str = LONG_REPLY_PROMPT) -> str:
     return json.dumps({"type": "start", "csrf": csrf, "model": model, "compare": compare, "max_tokens": max_tokens,
                        "system": "Be brief.", "temperature": 0.3,
                        "messages": [{"role": "user", "content": text}]})
