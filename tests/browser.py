@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -17,6 +18,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration,
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+# Screenshots are for a person to look at, not checked by any test, and a full-page PNG costs chromium
+# about half a second of CPU: taken only when asked for.
+TAKE_SHOTS = os.environ.get("KYMA_TEST_SCREENSHOTS", "") not in ("", "0")
 PASSWORD = "browser-pw-1"
 
 
@@ -96,6 +100,9 @@ def sdk_env(monkeypatch):
 
 
 def shot(page, name: str) -> None:
+    """Save a full-page screenshot to test-artifacts/screenshots/NAME.png, when KYMA_TEST_SCREENSHOTS is set."""
+    if not TAKE_SHOTS:
+        return
     SHOTS.mkdir(parents=True, exist_ok=True)
     # caret="initial": hiding the caret injects a <style>, which our CSP (rightly) blocks.
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, caret="initial")
