@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jinja2
 import pytest
 import requests
 
@@ -117,6 +118,25 @@ def schema_file(tmp_path_factory):
     return path
 
 
+class _TemplateCode(jinja2.BytecodeCache):
+    """Compiled templates kept for every app of this pytest process: each test's fresh app would
+    otherwise parse and compile every page it renders again (jinja checks each template's source
+    against the checksum it was compiled from)."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:
+        if bucket.key in self._code:
+            bucket.bytecode_from_string(self._code[bucket.key])
+
+    def dump_bytecode(self, bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CODE = _TemplateCode()
+
+
 @pytest.fixture()
 def make_app(tmp_path, schema_file):
     """make_app(**settings) → an app on a fresh SQLite database with its schema, for the test client."""
@@ -137,6 +157,7 @@ def make_app(tmp_path, schema_file):
             "sim_base_port": 1,  # never the simulators of a `make run` on this machine: nothing listens there
             **settings,
         })
+        app.jinja_env.bytecode_cache = TEMPLATE_CODE
         if not copied:  # a database the test chose, or one an earlier app of this test used: as init-db leaves it
             with app.app_context():
                 create_or_migrate_schema()
