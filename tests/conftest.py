@@ -75,6 +75,21 @@ def pytest_runtest_teardown(item, nextitem):
         SHARED.close()
 
 
+# The PostgreSQL pass runs integration tests only, so it does not import a test module whose source
+# never says this: every import costs each of its pytest workers CPU. Browser modules take the marker
+# from tests/browser.py, and that pass leaves browser tests out anyway.
+INTEGRATION_MARK = "pytest.mark.integration"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In the PostgreSQL pass, skip test modules that mark no test integration."""
+    from tests.pg import postgres_pass
+
+    if postgres_pass() and collection_path.name.startswith("test_") and collection_path.suffix == ".py":
+        return INTEGRATION_MARK not in collection_path.read_text(encoding="utf-8") or None
+    return None
+
+
 def pytest_collection_modifyitems(items):
     order = _module_order(items)
     items.sort(key=lambda item: order[item.nodeid.split("::", 1)[0]])  # stable: a module keeps its own order
@@ -82,6 +97,11 @@ def pytest_collection_modifyitems(items):
                 and item.get_closest_marker("integration") is None]
     if unmarked:
         raise pytest.UsageError(f"tests that start processes need @pytest.mark.integration: {unmarked}")
+    integration = {item.path for item in items
+                   if item.get_closest_marker("integration") and not item.get_closest_marker("browser")}
+    unseen = sorted(str(path) for path in integration if INTEGRATION_MARK not in path.read_text(encoding="utf-8"))
+    if unseen:
+        raise pytest.UsageError(f"the PostgreSQL pass would not import these modules: say {INTEGRATION_MARK} in them: {unseen}")
 
 
 def register(target, email: str = "ada@example.com", password: str = PASSWORD) -> dict:
