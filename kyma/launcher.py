@@ -2,7 +2,8 @@
 
     python -m kyma.launcher [--gateway-app app:app]
 
-Simulators listen on 127.0.0.1 at KYMA_SIM_BASE_PORT + 0/1/2 (none when KYMA_SIMULATORS=off);
+Simulators listen on 127.0.0.1 at KYMA_SIM_BASE_PORT + 0/1/2, all three in one gunicorn process
+(none when KYMA_SIMULATORS=off);
 the gateway runs under gunicorn with gevent workers on KYMA_HOST:KYMA_PORT.
 """
 
@@ -48,19 +49,22 @@ def catalog_ids(path: Path) -> list[str]:
         return []
 
 
-def simulator_env(profile: SimProfile, settings: Settings) -> dict:
-    """Environment of one simulator process."""
+def profile_env(profile: SimProfile) -> dict:
+    """The settings of one simulated provider that differ from the others'."""
+    return {"KYMA_SIM_LATENCY_MS": str(profile.latency_ms), "KYMA_SIM_TOKENS_PER_SEC": str(profile.tokens_per_sec),
+            "KYMA_SIM_FAULTS": profile.faults}
+
+
+def simulator_env(settings: Settings) -> dict:
+    """Environment of the simulators' process: what they share, and each profile as its overrides."""
     # Not the gateway's metrics settings either: a simulator's gunicorn would empty the gateway's metric files.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("KYMA_SIM_") and k not in ("KYMA_METRICS", gunicorn_hooks.VARIABLE)}
     env.update({
-        "KYMA_SIM_NAME": profile.name,
-        "KYMA_SIM_LATENCY_MS": str(profile.latency_ms),
-        "KYMA_SIM_TOKENS_PER_SEC": str(profile.tokens_per_sec),
-        "KYMA_SIM_FAULTS": profile.faults,
         # A simulated timeout must outlast the gateway's first-byte timeout to trigger it.
         "KYMA_SIM_TIMEOUT_SECONDS": str(settings.first_byte_timeout + 5),
         "KYMA_SIM_MODELS": ",".join(catalog_ids(settings.catalog_path)),
+        "KYMA_SIM_OVERRIDES": json.dumps({p.name: profile_env(p) for p in PROFILES}),
     })
     return env
 
@@ -68,9 +72,7 @@ def simulator_env(profile: SimProfile, settings: Settings) -> dict:
 def start_simulators(settings: Settings) -> list[procs.Server]:
     """Start the simulated providers on KYMA_SIM_BASE_PORT + 0, 1, 2 (their ports bound here first)."""
     socks = [procs.listen("127.0.0.1", settings.sim_base_port + i) for i in range(len(PROFILES))]
-    return [procs.start(procs.SIM_TARGET, sock, simulator_env(profile, settings), log_level="warning",
-                        name=profile.name)
-            for sock, profile in zip(socks, PROFILES)]
+    return procs.start_simulators([p.name for p in PROFILES], socks, simulator_env(settings), log_level="warning")
 
 
 def banner(settings: Settings) -> str:

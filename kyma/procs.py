@@ -14,8 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import requests
 
@@ -25,6 +26,7 @@ from kyma.capacity import DEFAULT_WORKER_CONNECTIONS, LISTEN_BACKLOG, worker_con
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1  # Linux prctl option: signal the child when its parent dies
 SIM_TARGET = "kyma.sim.app:create_sim_app()"
+SIMS_TARGET = "kyma.sim.ports:create_sims_app()"  # several providers, one per socket
 
 
 class PortInUse(OSError):
@@ -70,7 +72,7 @@ def listen_consecutive(n: int, host: str = "127.0.0.1", attempts: int = 200) -> 
     raise PortInUse(0, f"no {n} consecutive free ports on {host}")
 
 
-def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "info",
+def gunicorn_command(target: str, bind: str | Sequence[str], workers: int, log_level: str = "info",
                      connections: int = DEFAULT_WORKER_CONNECTIONS) -> list[str]:
     """gunicorn with the gateway's gevent workers, no preload, no control socket, and the hooks that
     keep the workers' Prometheus files (kyma.gunicorn_hooks, which also names the worker class).
@@ -81,10 +83,11 @@ def gunicorn_command(target: str, bind: str, workers: int, log_level: str = "inf
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
     believe no one, so that the gateway alone decides, from KYMA_TRUSTED_PROXIES.
     """
+    binds = [bind] if isinstance(bind, str) else list(bind)
     return [sys.executable, "-m", "gunicorn", "-c", str(gunicorn_hooks.PATH), "-w", str(workers),
             "--worker-connections", str(connections), "--backlog", str(LISTEN_BACKLOG),
             "--no-control-socket", "--forwarded-allow-ips", "",
-            "--log-level", log_level, "-b", bind, target]
+            "--log-level", log_level, *(arg for b in binds for arg in ("-b", b)), target]
 
 
 @dataclass
@@ -117,27 +120,45 @@ class Server:
         stop([self], sig=sig, grace=grace)
 
 
-def start(target: str, sock: socket.socket, env: dict, *, log: Path | None = None, workers: int = 1,
-          cwd: Path = ROOT, log_level: str = "info", name: str = "", kind: type[Server] = Server,
-          extra: tuple[str, ...] = ()) -> Server:
-    """`target` under gunicorn + gevent on `sock`, which the child inherits and this process closes.
+def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict, *, log: Path | None = None,
+          workers: int = 1, cwd: Path = ROOT, log_level: str = "info", name: str = "",
+          kind: type[Server] = Server, extra: tuple[str, ...] = ()) -> Server:
+    """`target` under gunicorn + gevent on `sock` (or on each of several sockets), which the child
+    inherits and this process closes; the Server's port is the first socket's.
 
     Output goes to `log` when given (else to this process's own). The child leads its own process
     group, so a terminal's Ctrl-C reaches only its parent, and dies with the process that started it.
     """
-    fd = sock.fileno()
-    host, port = sock.getsockname()[:2]
+    socks = [sock] if isinstance(sock, socket.socket) else list(sock)
+    fds = [s.fileno() for s in socks]
+    host, port = socks[0].getsockname()[:2]
+    # Each listener keeps the connections it would have with a process of its own.
+    connections = worker_connections(env) * len(socks)
     out = log.open("ab") if log else None
     try:
-        command = gunicorn_command(target, f"fd://{fd}", workers, log_level, worker_connections(env))
+        command = gunicorn_command(target, [f"fd://{fd}" for fd in fds], workers, log_level, connections)
         popen = subprocess.Popen(command + list(extra),
                                  cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                 pass_fds=(fd,), start_new_session=True, preexec_fn=die_with_parent)
+                                 pass_fds=fds, start_new_session=True, preexec_fn=die_with_parent)
     finally:
-        sock.close()
+        for s in socks:
+            s.close()
         if out:
             out.close()
     return kind(popen, port, log, env, name=name, host=host)
+
+
+def start_simulators(names: Sequence[str], socks: Sequence[socket.socket], env: dict, **options) -> list[Server]:
+    """The simulated providers `names` in one gunicorn process, each on its socket of `socks`.
+
+    One Server per provider (its name, its port), all of the same process: stopping one stops them
+    all. `env` holds the settings they share; KYMA_SIM_OVERRIDES may set some for one provider.
+    """
+    ports = [s.getsockname()[1] for s in socks]
+    env = {**env, "KYMA_SIM_NAMES": ",".join(names), "KYMA_SIM_PORTS": ",".join(map(str, ports))}
+    env.pop("KYMA_SIM_NAME", None)
+    first = start(SIMS_TARGET, socks, env, name=names[0], **options)
+    return [first, *(replace(first, port=port, name=name) for name, port in zip(names[1:], ports[1:]))]
 
 
 def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -159,6 +180,7 @@ def wait_answering(url: str, proc: subprocess.Popen, timeout: float = 60) -> Non
 
 def stop(servers: list[Server], sig: int = signal.SIGTERM, grace: float = 10) -> None:
     """Signal each server's process group, wait for its master, SIGKILL the groups still there."""
+    servers = list({id(s.popen): s for s in servers}.values())  # providers sharing a process: once each
     for s in servers:
         if s.popen.poll() is None:
             _signal_group(s.popen.pid, sig)

@@ -208,11 +208,11 @@ def test_the_metrics_directory_is_emptied_and_named_for_the_workers(tmp_path):
 
 def test_simulators_do_not_inherit_the_metrics_settings(monkeypatch, tmp_path):
     from kyma.config import Settings
-    from kyma.launcher import PROFILES, simulator_env
+    from kyma.launcher import simulator_env
 
     monkeypatch.setenv("KYMA_METRICS", "on")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/somewhere")
-    env = simulator_env(PROFILES[0], Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}))
+    env = simulator_env(Settings.from_env({"instance_dir": tmp_path, "secret_key": "x"}))
     assert "KYMA_METRICS" not in env and "PROMETHEUS_MULTIPROC_DIR" not in env
 
 

@@ -12,8 +12,10 @@ import openai
 import pydantic
 import pytest
 import requests
+from werkzeug.test import Client
 
 from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_header, parse_rates
+from kyma.sim.ports import create_sims_app, provider_envs
 from kyma.sim.schema_values import value_for_schema
 from tests.servers import start_simulator
 
@@ -443,6 +445,26 @@ def test_configured_rates_seed_and_api_key(tmp_path):
 
 
 # --- pure parts ----------------------------------------------------------------------------------
+
+def test_each_port_gets_its_provider_with_the_shared_settings_and_its_own():
+    env = {"KYMA_SIM_NAMES": "sim-a, sim-b", "KYMA_SIM_PORTS": "5001,5002", "KYMA_SIM_SEED": "3",
+           "KYMA_SIM_NAME": "ignored", "HOME": "/x",
+           "KYMA_SIM_OVERRIDES": json.dumps({"sim-b": {"KYMA_SIM_FAULTS": "503:1", "KYMA_SIM_SEED": 9}})}
+    envs = provider_envs(env)
+    assert envs[5001] == {**env, "KYMA_SIM_NAME": "sim-a"}
+    assert envs[5002]["KYMA_SIM_NAME"] == "sim-b" and envs[5002]["KYMA_SIM_FAULTS"] == "503:1"
+    assert envs[5002]["KYMA_SIM_SEED"] == "9"
+    client = Client(create_sims_app(env))  # no socket here: the port is the URL's (SERVER_PORT)
+    body = {"model": "m", "messages": USER}
+    assert client.post("/v1/chat/completions", base_url="http://localhost:5001", json=body).status_code == 200
+    failed = client.post("/v1/chat/completions", base_url="http://localhost:5002", json=body)
+    assert failed.status_code == 503 and failed.headers["X-Sim-Provider"] == "sim-b"
+    assert client.get("/v1/models", base_url="http://localhost:5003").status_code == 404
+    for bad in ({"KYMA_SIM_NAMES": "a,b", "KYMA_SIM_PORTS": "1"},
+                {"KYMA_SIM_NAMES": "a", "KYMA_SIM_PORTS": "1", "KYMA_SIM_OVERRIDES": '{"b": {}}'}):
+        with pytest.raises(ValueError):
+            provider_envs(bad)
+
 
 def test_once_faults_hit_the_first_request_and_spare_its_retry(sim):
     messages = [{"role": "user", "content": "once-429 " + uuid.uuid4().hex}]
