@@ -1,7 +1,7 @@
 """Start a throw-away Kyma gateway for a notebook, or use the one KYMA_BASE_URL names.
 
 A notebook calls `gw = _gateway.start()` in its first cell and `gw.stop()` in its last one.
-Locally that is three simulated providers plus the gateway under gunicorn (gevent workers),
+Locally that is three simulated providers (one process) plus the gateway under gunicorn (gevent workers),
 on free 127.0.0.1 ports, with a fresh SQLite database in a temporary folder. Every process is
 stopped by its PID, at `gw.stop()` or, if the notebook dies first, by an atexit handler.
 """

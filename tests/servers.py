@@ -46,10 +46,20 @@ def start_simulator(name: str, workdir: Path, **settings: str) -> Server:
     return sim
 
 
+def spawn_simulators(workdir: Path, socks: list[socket.socket], **settings: str) -> list[Server]:
+    """The three simulated providers in one process, one on each socket; not yet waited for."""
+    env = {**os.environ, **{k.upper(): str(v) for k, v in settings.items()}}
+    log = workdir / f"sims-{socks[0].getsockname()[1]}.log"
+    return procs.start_simulators(SIMULATED_PROVIDERS, socks, env, log=log, kind=Server, extra=QUICK_STOP)
+
+
 def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]:
-    """The three simulated providers on consecutive ports, answering: (first port, servers)."""
-    socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
-    sims = [spawn_simulator(name, workdir, sock, **settings) for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    """The three simulated providers on consecutive ports, answering: (first port, servers).
+
+    One process serves the three (a Server each, by name and port; stopping one stops all): a test
+    that needs a provider gone, or one unlike the others, starts it alone with start_simulator().
+    """
+    sims = spawn_simulators(workdir, procs.listen_consecutive(len(SIMULATED_PROVIDERS)), **settings)
     try:
         for sim in sims:
             sim.wait_ready("/v1/models")
@@ -114,11 +124,10 @@ def start_gateway(workdir: Path, env: dict, workers: int = 1) -> Server:
 
 def start_stack(workdir: Path, sim_settings: dict | None = None, workers: int = 1,
                 **gateway_settings) -> tuple[Server, list[Server]]:
-    """The three simulators and a gateway in front of them, their four boots overlapping: (gateway, sims)."""
+    """The three simulators (one process) and a gateway in front of them, their boots overlapping: (gateway, sims)."""
     socks = procs.listen_consecutive(len(SIMULATED_PROVIDERS))
     env = gateway_env(workdir, socks[0].getsockname()[1], **gateway_settings)
-    servers = [spawn_simulator(name, workdir, sock, **(sim_settings or {}))
-               for name, sock in zip(SIMULATED_PROVIDERS, socks)]
+    servers = spawn_simulators(workdir, socks, **(sim_settings or {}))
     try:
         migrate(env)
         servers.append(spawn_gateway(workdir, env, workers))

@@ -444,6 +444,25 @@ def test_configured_rates_seed_and_api_key(tmp_path):
     assert [expected[f.kind if f else None] for f in replay] == statuses
 
 
+def test_the_three_providers_share_one_process_and_each_keeps_its_own_state(simulators):
+    base, sims = simulators
+    assert [s.port for s in sims] == [base, base + 1, base + 2] and len({s.popen.pid for s in sims}) == 1
+    assert [requests.get(f"{s.url}/sim/stats", timeout=5).json()["name"] for s in sims] == [
+        "sim-alpha", "sim-beta", "sim-gamma"]
+    model = f"m-{uuid.uuid4().hex[:8]}"  # the simulators are shared: count this test's requests only
+    beta = sims[1]
+    try:
+        assert requests.post(f"{beta.url}/sim/outage", json={"seconds": 30, "fault": "503"}, timeout=5).ok
+        answers = [chat(s, model=model) for s in sims]
+    finally:
+        assert requests.delete(f"{beta.url}/sim/outage", timeout=5).ok
+    assert [r.status_code for r in answers] == [200, 503, 200]
+    assert [r.headers["X-Sim-Provider"] for r in answers] == ["sim-alpha", "sim-beta", "sim-gamma"]
+    assert chat(sims[0], model=model).status_code == 200
+    counts = [requests.get(f"{s.url}/sim/stats", timeout=5).json()["by_model"].get(model) for s in sims]
+    assert counts == [2, 1, 1]
+
+
 # --- pure parts ----------------------------------------------------------------------------------
 
 def test_each_port_gets_its_provider_with_the_shared_settings_and_its_own():
