@@ -3,7 +3,7 @@
 Routes: POST /v1/chat/completions, POST /v1/completions (legacy, with fill-in-the-middle),
 POST /v1/embeddings (deterministic unit vectors), GET /v1/models, GET /sim/stats, POST /sim/reset, and
 POST/DELETE /sim/outage (the provider down for a window, then healthy again).
-Independent of the gateway: no gateway app, no database.
+Independent of the gateway: no gateway app, no database. kyma/sim/ports.py serves several in one process.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FAULT_HEADER = "X-Sim-Fault"
 
 @dataclass
 class SimState:
-    """Everything one simulator process keeps between requests."""
+    """Everything one simulated provider keeps between requests (its own even when it shares a process)."""
 
     settings: SimSettings
     picker: FaultPicker
@@ -160,7 +160,7 @@ def list_models() -> Response:
 
 @bp.get("/sim/stats")
 def stats() -> Response:
-    """How many chat requests reached this process, by fault and by model."""
+    """How many chat requests reached this provider, by fault and by model."""
     return Response(json.dumps(_state().stats.as_json(), default=str), mimetype="application/json")
 
 

@@ -1,4 +1,4 @@
-"""Per-process request counters, so gateway tests can prove how many attempts reached a provider."""
+"""Per-provider request counters, so gateway tests can prove how many attempts reached a provider."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SimStats:
-    """Requests served by this simulator process, by fault and by model."""
+    """Requests served by this simulated provider, by fault and by model."""
 
     name: str
     requests: int = 0
