@@ -4,11 +4,16 @@ A notebook calls `gw = _gateway.start()` in its first cell and `gw.stop()` in it
 Locally that is three simulated providers (one process) plus the gateway under gunicorn (gevent workers),
 on free 127.0.0.1 ports, with a fresh SQLite database in a temporary folder. Every process is
 stopped by its PID, at `gw.stop()` or, if the notebook dies first, by an atexit handler.
+
+Under nbval (notebooks/conftest.py) the notebooks with the default settings share one such stack,
+started once for the pass and named by KYMA_NOTEBOOK_STACK: booting it costs more CPU than most
+notebooks' own requests. Each of them signs up its own accounts, so none sees another's state.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -21,13 +26,17 @@ import requests
 
 # The repository root is on PYTHONPATH (notebooks/conftest.py under nbval, `make notebooks` for Lab).
 from kyma import procs
-from tests.servers import flask_cli, start_stack
+from tests.servers import flask_cli, gateway_env, migrate, spawn_gateway, start_stack
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
 DEFAULT_GATEWAY_SETTINGS = {"KYMA_FIRST_BYTE_TIMEOUT": "2", "KYMA_IDLE_TIMEOUT": "2",
                             "KYMA_BREAKER_FAILURES": "1000"}
 DEFAULT_SIM_SETTINGS = {"KYMA_SIM_TIMEOUT_SECONDS": "5"}
+# A JSON file describing the stack the notebooks pass shares (written by shared_stack()).
+SHARED_STACK = "KYMA_NOTEBOOK_STACK"
+# What gateway_env() takes from its caller's environment, not from the gateway's own settings.
+_CALLER_PREFIXES = ("KYMA_", "OPENAI_", "ANTHROPIC_")
 
 
 class NeedsLocalGateway(RuntimeError):
@@ -51,7 +60,7 @@ class Gateway:
 
     @property
     def local(self) -> bool:
-        """True when this notebook started the gateway itself."""
+        """True when the gateway runs here (started by this notebook or shared by the notebooks pass)."""
         return self.env is not None
 
     def _require_local(self, what: str) -> None:
@@ -87,30 +96,71 @@ class Gateway:
 
 
 def start(gateway_settings: dict | None = None, sim_settings: dict | None = None,
-          workers: int = 1) -> Gateway:
-    """KYMA_BASE_URL's gateway when set; else simulators plus a gunicorn gateway started here."""
+          workers: int = 1, *, fresh: bool = False) -> Gateway:
+    """KYMA_BASE_URL's gateway when set; else simulators plus a gunicorn gateway started here.
+
+    Under nbval a notebook with the default settings uses the stack the pass shares; with
+    `fresh=True` it gets a gateway and database of its own, in front of the shared simulators.
+    Settings of its own give a notebook the whole stack to itself (it may also break or reset
+    the simulators, as the reliability notebook does).
+    """
     remote = os.environ.get("KYMA_BASE_URL")
     if remote:
         return Gateway(url=remote.rstrip("/"))
-    return _start_local(gateway_settings or {}, sim_settings or {}, workers)
+    shared = _shared() if not (gateway_settings or sim_settings or workers != 1) else None
+    if shared is not None and not fresh:
+        return shared
+    return _start_local(gateway_settings or {}, sim_settings or {}, workers, sims=shared)
 
 
-def _start_local(gateway_settings: dict, sim_settings: dict, workers: int) -> Gateway:
-    """Three simulators and the gateway, their boots overlapping; all stopped again if one fails."""
+def _start_local(gateway_settings: dict, sim_settings: dict, workers: int,
+                 sims: Gateway | None = None) -> Gateway:
+    """The gateway and, unless `sims` lends theirs, three simulators, their boots overlapping;
+    all stopped again if one fails."""
     workdir = Path(tempfile.mkdtemp(prefix="kyma-notebook-"))
     gw = Gateway(url="", workdir=workdir)
     atexit.register(gw.stop)  # also when a cell fails and the kernel simply exits
+    settings = {**DEFAULT_GATEWAY_SETTINGS, **gateway_settings}
     try:
-        gateway, sims = start_stack(workdir, {**DEFAULT_SIM_SETTINGS, **sim_settings}, workers,
-                                    **{**DEFAULT_GATEWAY_SETTINGS, **gateway_settings})
+        if sims is None:
+            gateway, servers = start_stack(workdir, {**DEFAULT_SIM_SETTINGS, **sim_settings}, workers, **settings)
+            gw.servers = [*servers, gateway]
+            gw.simulators = {sim.name: sim.url for sim in servers}
+        else:
+            env = gateway_env(workdir, int(sims.env["KYMA_SIM_BASE_PORT"]), **settings)
+            migrate(env)
+            gateway = spawn_gateway(workdir, env, workers)
+            gw.servers = [gateway]
+            gateway.wait_ready("/healthz")
+            gw.simulators = dict(sims.simulators)
     except (OSError, RuntimeError, TimeoutError) as exc:
         gw.workdir = None  # keep the logs for the error message below
         gw.stop()
         raise RuntimeError(f"the notebook gateway did not start: {exc} (logs in {workdir})") from exc
-    gw.servers = [*sims, gateway]
-    gw.simulators = {sim.name: sim.url for sim in sims}
     gw.url, gw.env = gateway.url, gateway.env
     return gw
+
+
+def shared_stack() -> Gateway:
+    """A stack with the default settings for the notebooks pass to share: started here, and named in
+    this process's environment (so in every kernel started after it); gw.stop() stops it."""
+    gw = _start_local({}, {}, 1)
+    described = gw.workdir / "stack.json"
+    described.write_text(json.dumps({
+        "url": gw.url, "simulators": gw.simulators,
+        "env": {k: v for k, v in gw.env.items() if k.startswith(_CALLER_PREFIXES)}}))
+    os.environ[SHARED_STACK] = str(described)
+    return gw
+
+
+def _shared() -> Gateway | None:
+    """The stack the notebooks pass shares, if this kernel was started under it; nothing to stop."""
+    described = os.environ.get(SHARED_STACK)
+    if not described:
+        return None
+    stack = json.loads(Path(described).read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CALLER_PREFIXES)}
+    return Gateway(url=stack["url"], simulators=stack["simulators"], env={**env, **stack["env"]})
 
 
 def unique_email(name: str) -> str:

@@ -1,8 +1,29 @@
-"""Under nbval each kernel starts in notebooks/ with this process's environment: give it the repository."""
+"""Under nbval each kernel starts in notebooks/ with this process's environment: give it the repository,
+and the stack that the notebooks with the default settings share (see _gateway.py)."""
 
 import os
+import sys
 from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # for _gateway here, as in the kernels
+
+import _gateway  # noqa: E402  (after the repository is on the path)
+
+_stack: list[_gateway.Gateway] = []
+
+
+def pytest_collection_finish(session):
+    """Before the first kernel starts: one stack for the pass, unless notebooks run against KYMA_BASE_URL."""
+    if session.items and not os.environ.get("KYMA_BASE_URL") and not session.config.option.collectonly:
+        _stack.append(_gateway.shared_stack())
+
+
+def pytest_sessionfinish(session):
+    """Stop the shared stack by its PIDs once the last notebook is done."""
+    os.environ.pop(_gateway.SHARED_STACK, None)
+    while _stack:
+        _stack.pop().stop()
