@@ -85,8 +85,9 @@ test-notebooks: $(DEV_STAMP)
 	@# One process, no pytest workers: this pass ends long before the first, and two workers would
 	@# each import nbval again (the controller does too) on the cores the other passes need.
 	@# pytest.ini's addopts apply here too: no .pytest_cache is written (-p no:cacheprovider).
+	@# notebooks/lean_imports.py loads before nbval, to spare it an import it never uses.
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-	  $(PYTEST) -q -p nbval --nbval \
+	  $(PYTEST) -q -p notebooks.lean_imports -p nbval --nbval \
 	    --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks; fi
 
 bench: $(DEV_STAMP)
