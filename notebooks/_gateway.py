@@ -7,7 +7,8 @@ stopped by its PID, at `gw.stop()` or, if the notebook dies first, by an atexit 
 
 Under nbval (notebooks/conftest.py) the notebooks with the default settings share one such stack,
 started once for the pass and named by KYMA_NOTEBOOK_STACK: booting it costs more CPU than most
-notebooks' own requests. Each of them signs up its own accounts, so none sees another's state.
+notebooks' own requests. Each signs up its own accounts; one that shows gateway-wide numbers
+(04's uptime and status) asks for a fresh gateway of its own.
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int,
     settings = {**DEFAULT_GATEWAY_SETTINGS, **gateway_settings}
     try:
         if sims is None:
-            gateway, servers = start_stack(workdir, {**DEFAULT_SIM_SETTINGS, **sim_settings}, workers, **settings)
+            sim_env = {**DEFAULT_SIM_SETTINGS, **sim_settings}
+            gateway, servers = start_stack(workdir, sim_env, workers, **settings)
             gw.servers = [*servers, gateway]
             gw.simulators = {sim.name: sim.url for sim in servers}
         else:
