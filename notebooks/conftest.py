@@ -12,8 +12,27 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # for _gateway here, as in the kernels
 
 import _gateway  # noqa: E402  (after the repository is on the path)
+import ipykernel.kernelspec  # noqa: E402
 
 _stack: list[_gateway.Gateway] = []
+
+# This pass's kernels: ipykernel_launcher without the debugger, which nothing uses under nbval and
+# which would import debugpy (about a third of a kernel's start-up CPU) in every kernel.
+_LAUNCH = ("import sys; del sys.path[0]; sys.modules['debugpy'] = None; "
+           "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+
+
+def _kernel_dict(*args, _original=ipykernel.kernelspec.get_kernel_dict, **kwargs):
+    """The current environment's kernel spec (what --nbval-current-env starts), launched by _LAUNCH."""
+    spec = _original(*args, **kwargs)
+    argv = spec["argv"]
+    if "ipykernel_launcher" in argv and argv[argv.index("ipykernel_launcher") - 1] == "-m":
+        i = argv.index("ipykernel_launcher")
+        spec["argv"] = [*argv[:i - 1], "-c", _LAUNCH, *argv[i + 1:]]
+    return spec
+
+
+ipykernel.kernelspec.get_kernel_dict = _kernel_dict
 
 
 def pytest_collection_finish(session):
