@@ -1,5 +1,6 @@
 """Under nbval each kernel starts in notebooks/ with this process's environment: give it the repository,
-and the stack that the notebooks with the default settings share (see _gateway.py)."""
+and the stack that the notebooks with the default settings share (see _gateway.py); start the kernels
+without the debugger."""
 
 import os
 import sys
