@@ -99,13 +99,13 @@ def sdk_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def shot(page, name: str) -> None:
-    """Save a full-page screenshot to test-artifacts/screenshots/NAME.png, when KYMA_TEST_SCREENSHOTS is set."""
+def shot(page, name: str, full_page: bool = True) -> None:
+    """Save a screenshot (whole page or viewport) as test-artifacts/screenshots/NAME.png if KYMA_TEST_SCREENSHOTS."""
     if not TAKE_SHOTS:
         return
     SHOTS.mkdir(parents=True, exist_ok=True)
     # caret="initial": hiding the caret injects a <style>, which our CSP (rightly) blocks.
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, caret="initial")
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page, caret="initial")
 
 
 def sign_up(page, base: str) -> str:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.browser import SHOTS, browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
+from tests.browser import browser, page, pytestmark, sdk_env, shot, sign_up  # noqa: F401
 
 
 def test_signup_key_sdk_log_spend_revoke(page, gateway, sdk_env):
@@ -72,7 +72,7 @@ def test_request_detail_takes_focus_marks_its_row_and_closes_back_to_it(page, ga
     expect(second).to_have_class(re.compile(r"\bselected\b"))
     assert second.get_attribute("aria-current") == "true"
     assert page.locator("#log-table tr.selected").count() == 1
-    page.screenshot(path=str(SHOTS / "dashboard-request-detail.png"), caret="initial")  # the viewport, as seen
+    shot(page, "dashboard-request-detail", full_page=False)  # the viewport, as seen
     second.evaluate("tr => tr.dataset.old = 'yes'")
     page.clock.fast_forward(10_500)  # the log refreshes its rows: the mark stays on the same request
     expect(page.locator(f"#{row_id}[data-old]")).to_have_count(0)  # a new row element
