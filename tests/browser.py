@@ -15,8 +15,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
                                  "(apt-get install -y chromium; CI's .ci/run installs it)")]
 
+# A renderer process limit of one stops chromium from starting a spare renderer, ahead of a navigation
+# that never comes, for every browser context: the limit is soft (each context still gets its own
+# process, as contexts cannot share one), so it only keeps pages of one context in one process.
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--renderer-process-limit=1"]
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 # Screenshots are for a person to look at, not checked by any test, and a full-page PNG costs chromium
 # about half a second of CPU: taken only when asked for.
