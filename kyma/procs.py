@@ -132,11 +132,11 @@ def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict,
     socks = [sock] if isinstance(sock, socket.socket) else list(sock)
     fds = [s.fileno() for s in socks]
     host, port = socks[0].getsockname()[:2]
-    # Each listener keeps the connections it would have with a process of its own.
-    connections = worker_connections(env) * len(socks)
     out = log.open("ab") if log else None
     try:
-        command = gunicorn_command(target, [f"fd://{fd}" for fd in fds], workers, log_level, connections)
+        # gunicorn's gevent worker gives each listener a pool of its own, of this many connections.
+        command = gunicorn_command(target, [f"fd://{fd}" for fd in fds], workers, log_level,
+                                   worker_connections(env))
         popen = subprocess.Popen(command + list(extra),
                                  cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                  pass_fds=fds, start_new_session=True, preexec_fn=die_with_parent)
