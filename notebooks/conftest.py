@@ -18,8 +18,9 @@ import ipykernel.kernelspec  # noqa: E402
 _stack: list[_gateway.Gateway] = []
 
 # This pass's kernels: ipykernel_launcher without the debugger, which nothing uses under nbval and
-# which would import debugpy (about a third of a kernel's start-up CPU) in every kernel.
-_LAUNCH = ("import sys; del sys.path[0]; sys.modules['debugpy'] = None; "
+# which would import debugpy in every kernel. Like ipykernel_launcher, it drops only the empty
+# entry that `-c` puts first on sys.path (with PYTHONSAFEPATH there is none).
+_LAUNCH = ("import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; sys.modules['debugpy'] = None; "
            "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
 
 
