@@ -22,8 +22,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--renderer-process-limit=1"]
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-# Screenshots are for a person to look at, not checked by any test, and a full-page PNG costs chromium
-# about half a second of CPU: taken only when asked for.
+# Screenshots are for a person to look at and no test checks them, while each costs chromium real
+# work: taken only when asked for.
 TAKE_SHOTS = os.environ.get("KYMA_TEST_SCREENSHOTS", "") not in ("", "0")
 PASSWORD = "browser-pw-1"
 

@@ -141,7 +141,8 @@ def schema_file(tmp_path_factory):
 class _TemplateCode(jinja2.BytecodeCache):
     """Compiled templates kept for every app of this pytest process: each test's fresh app would
     otherwise parse and compile every page it renders again (jinja checks each template's source
-    against the checksum it was compiled from)."""
+    against the checksum it was compiled from). Keyed by template only, so it holds while every app
+    comes from create_app with the same jinja options and filters."""
 
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
