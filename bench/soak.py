@@ -9,7 +9,8 @@ Anthropic messages, key creation and revocation, credit purchases and `ledger re
 command line, for --seconds, or until the clients have made --calls calls. Then it stops the
 gateway and checks the database it left: SQLite's integrity check, `flask ledger check`, and that
 every success a client saw has its request-log row and ledger entry at the cost the client was
-told. Prints a JSON summary; exit 1 on any problem.
+told; and that the load itself made its calls, succeeded at every kind and made its minimums.
+Prints a JSON summary; exit 1 on any problem.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
 ACCOUNTS = 6
 MIN_PURCHASES, MIN_REAPS = 3, 2  # made even when the load outlasts --seconds on a slow machine
 CHAT_KINDS = ("chat", "chat_stream", "messages")
+# Every kind of call the load makes; a soak in which one never succeeded did not test that writer.
+KINDS = (*CHAT_KINDS, "key_create", "key_revoke", "revoked_key_refused")
 # What a worker's log must never say: a database error, an unhandled exception, a failed checkpoint
 # or integrity check, or anything else logged at ERROR or CRITICAL.
 BAD_LOG = re.compile(r"Traceback|DatabaseError|malformed|database is locked|disk I/O error|upkeep of|"
@@ -160,6 +163,22 @@ def check(seen: dict, gateway: procs.Server, root: Path) -> list[str]:
     return problems
 
 
+def check_load(args, seen: dict) -> list[str]:
+    """Whether the load did what a soak needs: its calls, every writer, its minimums, no client left."""
+    problems = []
+    if seen["unfinished"]:
+        problems.append(f"{seen['unfinished']} clients had not finished when the load was stopped")
+    if args.calls and len(seen["outcomes"]) < args.calls:
+        problems.append(f"--seconds ended the load at {len(seen['outcomes'])} of --calls {args.calls}")
+    succeeded = {o["kind"] for o in seen["outcomes"] if o["status"] in (200, 201)}
+    if missing := [kind for kind in KINDS if kind not in succeeded]:
+        problems.append(f"no successful call of {missing}")
+    if len(seen["purchases"]) < MIN_PURCHASES or seen["reaps"] < MIN_REAPS:
+        problems.append(f"{len(seen['purchases'])} purchases and {seen['reaps']} reaps, "
+                        f"below the minimums {MIN_PURCHASES} and {MIN_REAPS}")
+    return problems
+
+
 def _check_rows(seen: dict, url: str) -> list[str]:
     problems = []
     failed = [o for o in seen["outcomes"] if o["status"] not in (200, 201)]
@@ -237,7 +256,7 @@ def main(argv=None) -> int:
     finally:
         gateway.stop()
         sim.stop()
-    problems = check(seen, gateway, args.gateway_root)
+    problems = check_load(args, seen) + check(seen, gateway, args.gateway_root)
     if args.redis_url:  # the soak's rate-limit and circuit keys: its prefix is its own
         delete_redis_prefix(gateway.env["KYMA_REDIS_PREFIX"], args.redis_url)
     result = summary(args, seen, problems)

@@ -25,7 +25,6 @@ from tests.servers import ROOT
 # they do from the first calls. The soak's minimums of purchases and reaps are made however short it is.
 CALLS = {"sqlite": 1500, "postgres": 600}
 MAX_SECONDS = 300
-KINDS = ("chat", "chat_stream", "messages", "key_create", "key_revoke", "revoked_key_refused")
 
 
 def soak(calls: int, *args: str) -> tuple[dict, str]:
@@ -51,9 +50,7 @@ def test_workers_sharing_one_database_under_load_leave_it_sound(workers):
     finally:
         if url:
             pg.drop_database(url)
+    # The soak's own checks include the load's: all its calls made (the time cap cut none short),
+    # every writer succeeded, the minimums of purchases and reaps, no client left unfinished.
     assert result["problems"] == [], stderr
-    assert result["ok"] and result["unfinished_clients"] == 0
-    assert result["calls"] >= calls, "the time cap ended the load before its calls: fewer than catch corruption"
-    for kind in KINDS:  # the load really exercised every writer
-        assert result["by_kind"][kind].get("200", 0) + result["by_kind"][kind].get("201", 0) > 0, kind
-    assert result["purchases"] >= 3 and result["reaps"] >= 2  # the soak's minimums, made however slow the machine
+    assert result["ok"] and result["calls"] >= calls
