@@ -7,7 +7,7 @@ workers) from /proc, and for a PostgreSQL target that of the server backends on 
 
 Usage: .venv/bin/python -m bench.pg_ab NAME=PROJECT_DIR[:pg] ... [--peers DIR] [--rounds N] [-c 32,128] [-d 5s]
 The harness is BENCH_PEERS (default ../shared/bench-peers), its Python BENCH_PY (default its setup's venv).
-A wrk run in which any request failed or was answered other than 2xx stops the bench, with the counts.
+A wrk run in which any request failed or got a 4xx/5xx answer stops the bench, with the counts.
 Every server listens on 127.0.0.1 and is stopped by its PID at the end; the databases are dropped.
 """
 
@@ -40,6 +40,15 @@ def backends_cpu(dbname: str) -> float:
     return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
+def seconds(text: str) -> str:
+    """A duration given as N or Ns (what wrk_summary takes), refused otherwise."""
+    try:
+        float(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (5 or 5s)") from None
+    return text
+
+
 def wrk(url: str, api_key: str, connections: int, duration: str) -> dict:
     """One wrk run's BENCH_JSON summary; raise when wrk failed or any request got a 4xx/5xx or no answer."""
     summary = load.wrk_summary(url, BODY, f"Bearer {api_key}", connections, float(duration.rstrip("s")), threads=2)
@@ -59,7 +68,7 @@ def main() -> None:
     ap.add_argument("targets", nargs="+", help="NAME=PROJECT_DIR, with :pg for PostgreSQL + Redis")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("-c", default="32,128")
-    ap.add_argument("-d", default="5s")
+    ap.add_argument("-d", default="5s", type=seconds, help="each run's length, in seconds (5 or 5s)")
     args = ap.parse_args()
     if any("=" not in spec for spec in args.targets):
         ap.error("each target is NAME=PROJECT_DIR[:pg]; the harness is --peers or BENCH_PEERS")
