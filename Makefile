@@ -69,7 +69,7 @@ test-sqlite: $(DEV_STAMP) $(LEGACY_STAMP) $(AGENTS_STAMP)
 	@# PostgreSQL tests make throw-away databases, so nothing is shared between them. A test module
 	@# stays on one worker, so a module's own gateway starts once. This pass is the longest and much
 	@# of it waits (upstream timeouts, slowed simulators, browsers): more workers than cores keep the
-	@# cores busy while some wait, at the cost of one more start and collection (about 5 CPU-s) each.
+	@# cores busy while some wait, at the cost of one more start and collection each.
 	$(PYTEST) -q -n 4 --dist loadfile tests
 
 test-postgres: $(DEV_STAMP) $(LEGACY_STAMP)
