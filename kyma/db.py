@@ -103,12 +103,20 @@ def _committing(db, txn):
     missing one lets a revoked key work on. The list is peewee's own (pinned in requirements.txt).
     """
     pending: list = []
+    committed: list[bool] = []
+
+    def landed() -> None:
+        committed.append(True)
+
     try:
         with txn:
             yield
             pending = list(db._state.commit_callbacks)  # what leaving the block will commit and announce
+            if pending:  # peewee runs the callbacks in order once the COMMIT succeeded: this one first
+                db._state.commit_callbacks.insert(0, landed)
     except Exception as exc:
-        if pending and not wrote_nothing(exc):
+        # Not after a commit that succeeded, whose callbacks peewee ran (one of them raised this).
+        if pending and not committed and not wrote_nothing(exc):
             for callback in pending:
                 callback()
         raise
@@ -149,7 +157,7 @@ def pipelined(*local_settings: tuple[str, str]):
             # A function, not SET LOCAL, which takes effect only inside BEGIN … COMMIT (two more statements).
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         yield conn
-        if outer:  # the caller's transaction goes on without them
+        if outer:  # the caller's transaction goes on with the server's defaults, not any it had set
             for name, _ in local_settings:
                 conn.execute(f"SET LOCAL {name} TO DEFAULT")
 

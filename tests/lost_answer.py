@@ -18,10 +18,10 @@ def lost() -> peewee.OperationalError:
     return peewee.OperationalError(psycopg.OperationalError(LOST))
 
 
-def fail_first_commit(monkeypatch, when: str) -> None:
+def fail_first_commit(monkeypatch, when: str) -> list[str]:
     """The next COMMIT fails: `after` the server committed (its answer lost), `before` it was sent,
     `killed`: the server ends the session right after committing, or `disk`: SQLite's disk error.
-    Later COMMITs run as usual."""
+    Later COMMITs run as usual. The list returned holds `when` once the fault has fired."""
     db = database.obj
     real = db.commit
     fired = []
@@ -40,3 +40,4 @@ def fail_first_commit(monkeypatch, when: str) -> None:
         raise lost()
 
     monkeypatch.setattr(db, "commit", commit)
+    return fired
