@@ -146,8 +146,7 @@ def _landed_unseen(batch: list[Write], exc: Exception) -> bool:
     nothing can have landed or the database cannot say yet (the batch is tried again)."""
     from kyma.db import connected, wrote_nothing
 
-    landed = _landed(batch)
-    if landed is None or wrote_nothing(exc):
+    if any(w.landed is None for w in batch) or wrote_nothing(exc):
         return False
     try:
         with connected():
