@@ -31,10 +31,10 @@ class Server(procs.Server):
         super().stop(sig, grace)
 
 
-def spawn_simulator(name: str, workdir: Path, sock: socket.socket | None = None, **settings: str) -> Server:
+def spawn_simulator(name: str, workdir: Path, **settings: str) -> Server:
     """A simulated OpenAI-compatible provider (kyma.sim) under gunicorn + gevent; not yet waited for."""
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
-    sock = sock or procs.listen()
+    sock = procs.listen()
     return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name,
                        kind=Server, extra=QUICK_STOP)
 
