@@ -153,7 +153,11 @@ def schema_template(key: str, make_schema) -> str:
     copying a database is cheaper than creating every table again (dropped with drop_made)."""
     if key not in _templates:
         url = create_database("tmpl_")
-        make_schema(url)  # must close its connections: a template being used cannot be copied
+        try:
+            make_schema(url)  # must close its connections: a template being used cannot be copied
+        except BaseException:
+            _drop_in_background(url)
+            raise
         _templates[key] = url.rsplit("/", 1)[1]
     return _templates[key]
 
