@@ -13,8 +13,35 @@ class _Redis(Exception):
     pass
 
 
+class _FakeTransaction:
+    """A MULTI/EXEC of SET NX and INCR on the fake's one key."""
+
+    def __init__(self, redis: "_FakeRedis"):
+        self.redis, self.commands = redis, []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set(self, key: str, value, nx: bool):
+        assert nx
+        self.commands.append(("SET", key, value, "NX"))
+        return self
+
+    def incr(self, key: str):
+        self.commands.append(("INCR", key))
+        return self
+
+    def execute(self):
+        if self.redis.down:
+            raise _Redis("connection refused")
+        return [self.redis.execute_command(*command) for command in self.commands]
+
+
 class _FakeRedis:
-    """GET and INCR on one key, as the pipeliner and its client run them."""
+    """GET, SET NX and INCR on one key, as the pipeliner and its client run them."""
 
     def __init__(self):
         self.value: bytes | None = None
@@ -38,6 +65,10 @@ class _FakeRedis:
         assert command == "INCR"
         self.value = str(int(self.value or 0) + 1).encode()
         return int(self.value)
+
+    def pipeline(self, transaction: bool):
+        assert transaction
+        return _FakeTransaction(self)
 
 
 @pytest.fixture()

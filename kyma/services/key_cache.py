@@ -97,9 +97,11 @@ class KeyCache:
     def changed(self) -> None:
         """Call after committing a change to keys or accounts: every instance's kept rows stop counting."""
         self.entries.clear()
-        self._start()  # INCR of a missing key gives 1, which rows read before an earlier restart may carry
         try:
-            self.pipeliner.client.execute_command("INCR", self.key)
+            # INCR of a missing key gives 1, which rows read before an earlier restart may carry: the
+            # random first value goes in the same MULTI/EXEC, so no restart can fall between them.
+            with self.pipeliner.client.pipeline(transaction=True) as pipe:
+                pipe.set(self.key, secrets.randbits(62), nx=True).incr(self.key).execute()
         except self.errors as exc:
             log.error("auth cache: could not announce a key change (%s); other workers may accept it "
                       "for up to %.0f s", exc, TTL_SECONDS)
