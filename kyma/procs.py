@@ -122,12 +122,14 @@ class Server:
 
 def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict, *, log: Path | None = None,
           workers: int = 1, cwd: Path = ROOT, log_level: str = "info", name: str = "",
-          kind: type[Server] = Server, extra: tuple[str, ...] = ()) -> Server:
+          kind: type[Server] = Server, extra: tuple[str, ...] = (), spawn=subprocess.Popen) -> Server:
     """`target` under gunicorn + gevent on `sock` (or on each of several sockets), which the child
     inherits and this process closes; the Server's port is the first socket's.
 
     Output goes to `log` when given (else to this process's own). The child leads its own process
     group, so a terminal's Ctrl-C reaches only its parent, and dies with the process that started it.
+    `spawn` starts it, with subprocess.Popen's arguments (the tests fork theirs from a process that has
+    imported gunicorn already).
     """
     socks = [sock] if isinstance(sock, socket.socket) else list(sock)
     fds = [s.fileno() for s in socks]
@@ -137,7 +139,7 @@ def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict,
         # gunicorn's gevent worker gives each listener a pool of its own, of this many connections.
         command = gunicorn_command(target, [f"fd://{fd}" for fd in fds], workers, log_level,
                                    worker_connections(env))
-        popen = subprocess.Popen(command + list(extra),
+        popen = spawn(command + list(extra),
                                  cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
                                  pass_fds=fds, start_new_session=True, preexec_fn=die_with_parent)
     finally:

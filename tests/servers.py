@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from kyma import procs
+from tests import zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -36,7 +37,7 @@ def spawn_simulator(name: str, workdir: Path, **settings: str) -> Server:
     env = {**os.environ, "KYMA_SIM_NAME": name, **{k.upper(): str(v) for k, v in settings.items()}}
     sock = procs.listen()
     return procs.start(procs.SIM_TARGET, sock, env, log=workdir / f"{name}-{sock.getsockname()[1]}.log", name=name,
-                       kind=Server, extra=QUICK_STOP)
+                       kind=Server, extra=QUICK_STOP, spawn=zygote.spawn)
 
 
 def start_simulator(name: str, workdir: Path, **settings: str) -> Server:
@@ -50,7 +51,8 @@ def spawn_simulators(workdir: Path, socks: list[socket.socket], **settings: str)
     """The three simulated providers in one process, one on each socket; not yet waited for."""
     env = {**os.environ, **{k.upper(): str(v) for k, v in settings.items()}}
     log = workdir / f"sims-{socks[0].getsockname()[1]}.log"
-    return procs.start_simulators(SIMULATED_PROVIDERS, socks, env, log=log, kind=Server, extra=QUICK_STOP)
+    return procs.start_simulators(SIMULATED_PROVIDERS, socks, env, log=log, kind=Server, extra=QUICK_STOP,
+                                  spawn=zygote.spawn)
 
 
 def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]:
@@ -111,7 +113,7 @@ def spawn_gateway(workdir: Path, env: dict, workers: int = 1, sock: socket.socke
     """The gateway under gunicorn with gevent workers on its migrated database; not yet waited for."""
     sock = sock or procs.listen()
     return procs.start("app:app", sock, env, log=workdir / f"gateway-{sock.getsockname()[1]}.log",
-                       workers=workers, name="gateway", kind=Server, extra=QUICK_STOP)
+                       workers=workers, name="gateway", kind=Server, extra=QUICK_STOP, spawn=zygote.spawn)
 
 
 def start_gateway(workdir: Path, env: dict, workers: int = 1) -> Server:

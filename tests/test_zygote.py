@@ -1,0 +1,58 @@
+"""The test servers' zygote: gunicorn masters forked from one process behave as started ones do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from kyma import procs
+from tests import zygote
+
+pytestmark = [pytest.mark.integration, pytest.mark.no_database]  # stand-in servers: no backend plays a part
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_forked_server_runs_gunicorns_command_line_with_the_gateways_worker(tmp_path):
+    log = tmp_path / "sim.log"
+    sim = procs.start(procs.SIM_TARGET, procs.listen(), {**os.environ, "KYMA_SIM_NAME": "sim-forked"}, log=log,
+                      spawn=zygote.spawn)
+    try:
+        assert isinstance(sim.popen, zygote.ForkedServer)
+        assert parent_of(sim.popen.pid) != os.getpid()  # the zygote's child, not pytest's
+        sim.wait_ready("/v1/models")
+        # Its own environment, not the zygote's.
+        assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["name"] == "sim-forked"
+        assert sim.popen.poll() is None
+    finally:
+        sim.stop(signal.SIGINT)
+    assert sim.popen.returncode == 0 and sim.popen.poll() == 0
+    assert "Using worker: kyma.worker.ShareAcceptWorker" in log.read_text()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{sim.url}/v1/models", timeout=2)
+
+
+def test_a_forked_server_that_cannot_boot_reports_its_exit_status_and_log(tmp_path):
+    bad = procs.start("no_such_module:app", procs.listen(), dict(os.environ), log=tmp_path / "bad.log",
+                      spawn=zygote.spawn)
+    with pytest.raises(RuntimeError) as exc:
+        bad.wait_ready("/", timeout=60)
+    assert "exited" in str(exc.value) and "no_such_module" in str(exc.value)
+    assert bad.popen.wait(5) not in (0, None)  # gunicorn's exit status, as Popen would report it
+
+
+@pytest.mark.parametrize("change", [{"env": {"PYTHONHASHSEED": "7"}}, {"cwd": "/"}, {"command": ["-c", "pass"]}])
+def test_what_the_zygote_cannot_reproduce_starts_by_exec(change):
+    command = [sys.executable, *change.get("command", ["-m", "gunicorn", "--version"])]
+    started = zygote.spawn(command, cwd=change.get("cwd", zygote.ROOT), env={**os.environ, **change.get("env", {})},
+                           stdout=subprocess.DEVNULL)
+    assert isinstance(started, subprocess.Popen)
+    assert started.wait(60) == 0
