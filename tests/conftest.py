@@ -6,6 +6,7 @@ import jinja2
 import pytest
 import requests
 
+from tests import url_builders
 from tests.servers import gateway_env, reset_breakers, start_gateway, start_simulators, start_stack, stop_all
 
 PASSWORD = "correct horse"
@@ -156,6 +157,7 @@ class _TemplateCode(jinja2.BytecodeCache):
 
 
 TEMPLATE_CODE = _TemplateCode()
+url_builders.install()
 
 
 @pytest.fixture()
