@@ -114,11 +114,10 @@ class Zygote:
     def _start(self) -> socket.socket:
         if self._channel is None or self._process.poll() is not None:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            from kyma.procs import die_with_parent
-
+            # It ends when its channel does, however this process ends (not with the thread that started it,
+            # as a parent-death signal would).
             self._process = subprocess.Popen([sys.executable, "-m", "tests.zygote", str(theirs.fileno())],
-                                             cwd=ROOT, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()],
-                                             preexec_fn=die_with_parent)
+                                             cwd=ROOT, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
             theirs.close()
             self._channel = ours
         return self._channel
