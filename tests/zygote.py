@@ -14,7 +14,7 @@ command a user runs (`make run`, kyma.launcher) still starts gunicorn by exec, a
 
 `spawn()` takes subprocess.Popen's arguments as kyma.procs.start passes them and falls back to
 Popen for anything the zygote cannot reproduce: another working directory or interpreter settings,
-or a command that is not this interpreter's gunicorn.
+or a command that is not this interpreter's gunicorn; KYMA_TEST_ZYGOTE=off makes it always do so.
 """
 
 from __future__ import annotations
