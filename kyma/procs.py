@@ -139,9 +139,9 @@ def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict,
         # gunicorn's gevent worker gives each listener a pool of its own, of this many connections.
         command = gunicorn_command(target, [f"fd://{fd}" for fd in fds], workers, log_level,
                                    worker_connections(env))
-        popen = spawn(command + list(extra),
-                                 cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                 pass_fds=fds, start_new_session=True, preexec_fn=die_with_parent)
+        popen = spawn(command + list(extra), cwd=cwd, env=env, stdout=out,
+                      stderr=subprocess.STDOUT if out else None, pass_fds=fds, start_new_session=True,
+                      preexec_fn=die_with_parent)
     finally:
         for s in socks:
             s.close()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,10 +50,40 @@ def test_a_forked_server_that_cannot_boot_reports_its_exit_status_and_log(tmp_pa
     assert bad.popen.wait(5) not in (0, None)  # gunicorn's exit status, as Popen would report it
 
 
-@pytest.mark.parametrize("change", [{"env": {"PYTHONHASHSEED": "7"}}, {"cwd": "/"}, {"command": ["-c", "pass"]}])
+@pytest.mark.parametrize("change", [{"env": {"PYTHONHASHSEED": "12345"}}, {"cwd": "/"}, {"command": ["-c", "pass"]}])
 def test_what_the_zygote_cannot_reproduce_starts_by_exec(change):
     command = [sys.executable, *change.get("command", ["-m", "gunicorn", "--version"])]
     started = zygote.spawn(command, cwd=change.get("cwd", zygote.ROOT), env={**os.environ, **change.get("env", {})},
-                           stdout=subprocess.DEVNULL)
+                           start_new_session=True)
     assert isinstance(started, subprocess.Popen)
     assert started.wait(60) == 0
+
+
+def test_servers_end_with_their_zygote_and_the_next_spawn_starts_another(tmp_path):
+    own = zygote.Zygote()
+    env = {**os.environ, "KYMA_SIM_NAME": "sim-orphan"}
+    sim = procs.start(procs.SIM_TARGET, procs.listen(), env, log=tmp_path / "a.log", spawn=own.spawn)
+    try:
+        sim.wait_ready("/v1/models")
+        first = own._process
+        first.kill()
+        first.wait(10)
+        assert sim.popen.wait(10) == -signal.SIGTERM  # no status came: the zygote's death signal went out
+        gone = False
+        for _ in range(300):  # the master's graceful stop, bounded
+            try:
+                requests.get(f"{sim.url}/v1/models", timeout=2)
+            except requests.ConnectionError:
+                gone = True
+                break
+            time.sleep(0.1)
+        assert gone
+        again = procs.start(procs.SIM_TARGET, procs.listen(), env, log=tmp_path / "b.log", spawn=own.spawn)
+        try:
+            again.wait_ready("/v1/models")
+            assert own._process.pid != first.pid and parent_of(again.popen.pid) == own._process.pid
+        finally:
+            again.stop(signal.SIGINT)
+    finally:
+        sim.stop(signal.SIGINT)
+        own._stop()

@@ -8,9 +8,11 @@ once, then forks a gunicorn master per request. The master runs gunicorn's own c
 sockets and a log handed over with SCM_RIGHTS, leads its own session, and dies with the zygote, which
 dies with pytest.
 
-What differs from `python -m gunicorn` is only what was imported before the fork, and the master
-being patched too, as with a wrapper script that patches before it hands over to gunicorn. The
-command a user runs (`make run`, kyma.launcher) still starts gunicorn by exec, and its tests do too.
+What differs from `python -m gunicorn`: what was imported before the fork; the master being patched
+too, as with a wrapper script that patches before it hands over to gunicorn; the hash seed, locale and
+time zone the zygote started with; and an exit by os._exit once the exit handlers ran (no module
+teardown). The command a user runs (`make run`, kyma.launcher) still starts gunicorn by exec, and its
+tests do too.
 
 `spawn()` takes subprocess.Popen's arguments as kyma.procs.start passes them and falls back to
 Popen for anything the zygote cannot reproduce: another working directory or interpreter settings,
@@ -28,12 +30,13 @@ import struct
 import subprocess
 import sys
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Read by the interpreter at start-up or by gevent at import: a server whose environment sets them
 # differently from this process must be started by exec.
-STARTUP_VARIABLES = ("PYTHON", "GEVENT", "PROMETHEUS_MULTIPROC_DIR")
+STARTUP_VARIABLES = ("PYTHON", "GEVENT")
 _STATUS = struct.Struct("i")
 _MAX_MESSAGE = 1 << 20
 _MAX_FDS = 64
@@ -57,13 +60,15 @@ class ForkedServer:
                 raise subprocess.TimeoutExpired(self.args, timeout)
             data = os.read(self._status_fd, _STATUS.size)
             os.close(self._status_fd)
-            # No status at all: the zygote is gone, and the master with it (it dies with its parent).
+            # No status at all: the zygote is gone, and its death signal has reached the master.
             self.returncode = _STATUS.unpack(data)[0] if len(data) == _STATUS.size else -signal.SIGTERM
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            os.kill(self.pid, sig)
+        """As Popen's: nothing once the master has exited."""
+        if self.poll() is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -72,7 +77,9 @@ class ForkedServer:
         self.send_signal(signal.SIGKILL)
 
     def _ready(self, timeout: float | None) -> bool:
-        return bool(select.select([self._status_fd], [], [], timeout)[0])
+        poller = select.poll()  # not select(): a pytest process may hold more than 1024 descriptors
+        poller.register(self._status_fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(0, timeout) * 1000))
 
 
 class Zygote:
@@ -84,10 +91,13 @@ class Zygote:
         self._process: subprocess.Popen | None = None
         self._interpreter = {k: v for k, v in os.environ.items() if k.startswith(STARTUP_VARIABLES)}
 
-    def spawn(self, command: list[str], *, cwd, env: dict, stdout=None, stderr=None, pass_fds=(),
+    def spawn(self, command: list[str], *, cwd=None, env: dict | None = None, stdout=None, stderr=None, pass_fds=(),
               start_new_session: bool = False, preexec_fn=None):
-        """A ForkedServer running `command`, or a subprocess.Popen when the zygote cannot reproduce it."""
-        if not self._can_fork(command, cwd, env, stderr):
+        """A ForkedServer running `command`, or a subprocess.Popen when the zygote cannot reproduce it.
+
+        A forked master always leads its own session and dies with the zygote, as kyma.procs.start asks.
+        """
+        if not self._can_fork(command, cwd, env, stdout, stderr, start_new_session):
             return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
                                     start_new_session=start_new_session, preexec_fn=preexec_fn)
         read_end, write_end = os.pipe()
@@ -95,32 +105,60 @@ class Zygote:
         request = {"argv": command[3:], "env": env, "fds": list(pass_fds), "log": stdout is not None}
         try:
             with self._lock:
-                channel = self._start()
-                socket.send_fds(channel, [json.dumps(request).encode()], fds)
-                reply = channel.recv(64)
+                reply = self._ask(json.dumps(request).encode(), fds)
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
-        if not reply:
+        if not reply.isdigit():
             os.close(read_end)
-            raise RuntimeError("the test zygote exited; see pytest's output for why")
+            raise RuntimeError(f"the test zygote could not start the server: {reply or 'it exited'}")
         return ForkedServer(command, int(reply), read_end)
 
-    def _can_fork(self, command: list[str], cwd, env: dict, stderr) -> bool:
+    def _can_fork(self, command: list[str], cwd, env, stdout, stderr, start_new_session: bool) -> bool:
+        if os.environ.get("KYMA_TEST_ZYGOTE", "on") == "off" or env is None or not start_new_session:
+            return False
         same_interpreter = {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES)} == self._interpreter
-        return (os.environ.get("KYMA_TEST_ZYGOTE", "on") != "off" and same_interpreter
-                and command[:3] == [sys.executable, "-m", "gunicorn"] and Path(cwd).resolve() == ROOT
-                and stderr in (None, subprocess.STDOUT))
+        output_as_asked = (stdout is None and stderr is None) or (
+            hasattr(stdout, "fileno") and stderr == subprocess.STDOUT)  # a log file for both, or this process's
+        return (same_interpreter and output_as_asked and command[:3] == [sys.executable, "-m", "gunicorn"]
+                and Path(cwd or os.getcwd()).resolve() == ROOT)
+
+    def _ask(self, message: bytes, fds: list[int]) -> str:
+        """One request and its reply; on any failure between them the zygote is replaced, so that no
+        later request can read this one's reply."""
+        channel = self._start()
+        try:
+            socket.send_fds(channel, [message], fds)
+            return channel.recv(256).decode()
+        except BaseException:
+            self._stop()
+            raise
 
     def _start(self) -> socket.socket:
         if self._channel is None or self._process.poll() is not None:
+            self._stop()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            # Its interpreter settings are this module's snapshot, whatever a test has set since.
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith(STARTUP_VARIABLES)},
+                   **self._interpreter}
             # It ends when its channel does, however this process ends (not with the thread that started it,
             # as a parent-death signal would).
             self._process = subprocess.Popen([sys.executable, "-m", "tests.zygote", str(theirs.fileno())],
-                                             cwd=ROOT, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
+                                             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
             theirs.close()
             self._channel = ours
         return self._channel
+
+    def _stop(self) -> None:
+        """Close the channel (the zygote then exits, and its masters with it)."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)
 
 
 ZYGOTE = Zygote()
@@ -152,8 +190,8 @@ def _preload() -> None:
 
 
 class _Unpatched:
-    """The functions gevent patched over, as they were: the zygote never runs gevent's hub (so a forked
-    master inherits no loop), and gevent's own os.close would wait for that hub to close anything."""
+    """The functions gevent patched over, as they were: the zygote never waits through gevent's hub,
+    and gevent's own os.close would leave to that hub the closing of anything it might watch."""
 
     def __init__(self):
         from gevent.monkey import get_original
@@ -165,8 +203,6 @@ class _Unpatched:
 
 def _serve(channel: socket.socket) -> None:
     """Fork a master for each request; report each one's exit status as soon as it is reaped."""
-    from kyma.procs import die_with_parent
-
     unpatched = _Unpatched()
     woken, wake = os.pipe()  # a byte arrives here with each SIGCHLD, so select() returns at once
     os.set_blocking(wake, False)
@@ -179,18 +215,22 @@ def _serve(channel: socket.socket) -> None:
             os.read(woken, 4096)
             _reap(status_fds, unpatched)
         if channel in readable:
-            message, fds, _, _ = socket.recv_fds(channel, _MAX_MESSAGE, _MAX_FDS)
+            message, fds, flags, _ = socket.recv_fds(channel, _MAX_MESSAGE, _MAX_FDS)
             if not message:
                 return  # pytest is gone: the masters die with this process
-            pid = unpatched.fork()
-            if pid == 0:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGCHLD, signal.SIGINT):
-                    unpatched.signal(sig, signal.SIG_DFL)
-                for fd in (woken, wake, *status_fds.values()):
+            try:
+                if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                    raise OSError("the request or its descriptors were cut short")
+                sys.stdout.flush()  # nothing of this process's buffers may be written again by a child
+                sys.stderr.flush()
+                pid = unpatched.fork()
+            except OSError as exc:
+                for fd in fds:
                     unpatched.close(fd)
-                channel.close()
-                _child(json.loads(message), fds, die_with_parent, unpatched.close)
+                channel.send(str(exc).encode()[:256])
+                continue
+            if pid == 0:
+                _child(message, fds, channel, (woken, wake, *status_fds.values()), unpatched)
             status_fds[pid] = fds[0]
             for fd in fds[1:]:
                 unpatched.close(fd)
@@ -208,22 +248,34 @@ def _reap(status_fds: dict[int, int], unpatched: _Unpatched) -> None:
             return
         fd = status_fds.pop(pid, None)
         if fd is not None:
-            os.write(fd, _STATUS.pack(os.waitstatus_to_exitcode(status)))
+            with suppress(OSError):  # the test that started it has closed its end: no one is waiting
+                os.write(fd, _STATUS.pack(os.waitstatus_to_exitcode(status)))
             unpatched.close(fd)
 
 
-def _child(request: dict, fds: list[int], die_with_parent, close) -> None:
-    """In the forked master: become the server `request` names, and never return to the loop."""
+def _child(message: bytes, fds: list[int], channel: socket.socket, zygote_fds, unpatched: _Unpatched) -> None:
+    """In the forked master: become the server `message` names, and never return to the zygote's loop."""
     code = 1
     try:
+        import gevent
+
+        gevent.reinit()  # the zygote's imports made gevent's hub: this process's loop must be its own
+        signal.set_wakeup_fd(-1)
+        unpatched.signal(signal.SIGCHLD, signal.SIG_DFL)  # as a new interpreter has them
+        unpatched.signal(signal.SIGINT, signal.default_int_handler)
+        channel.close()
+        for fd in (*zygote_fds, fds[0]):
+            unpatched.close(fd)
+        request = json.loads(message)
         os.setsid()
+        from kyma.procs import die_with_parent
+
         die_with_parent()
-        close(fds[0])
         sockets = fds[1:1 + len(request["fds"])]
         if request["log"]:
             os.dup2(fds[-1], 1)
             os.dup2(fds[-1], 2)
-            close(fds[-1])
+            unpatched.close(fds[-1])
         # The parent's descriptor numbers in the command become this process's.
         renumber = {f"fd://{theirs}": f"fd://{ours}" for theirs, ours in zip(request["fds"], sockets)}
         os.environ.clear()
@@ -233,16 +285,29 @@ def _child(request: dict, fds: list[int], die_with_parent, close) -> None:
 
         run(prog="gunicorn")
         code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SystemExit as exc:  # a master's or (unwinding through here) one of its workers' exit
+        if isinstance(exc.code, int) or exc.code is None:
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
     except BaseException:
         import traceback
 
         traceback.print_exc()
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
+
+
+def _exit(code: int) -> None:
+    """End a forked process as an interpreter would, but for module teardown: exit handlers, then output."""
+    import atexit
+
+    with suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(BaseException):
+            stream.flush()
+    os._exit(code)
 
 
 def main() -> None:
