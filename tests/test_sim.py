@@ -481,7 +481,8 @@ def test_each_port_gets_its_provider_with_the_shared_settings_and_its_own():
     assert client.get("/v1/models", base_url="http://localhost:5003").status_code == 404
     for bad in ({"KYMA_SIM_NAMES": "a,b", "KYMA_SIM_PORTS": "1"},
                 {"KYMA_SIM_NAMES": "a", "KYMA_SIM_PORTS": "1", "KYMA_SIM_OVERRIDES": '{"b": {}}'},
-                {"KYMA_SIM_NAMES": "a,b", "KYMA_SIM_PORTS": "1,1"},
+                {"KYMA_SIM_NAMES": "a,b", "KYMA_SIM_PORTS": "1,1"}, {"KYMA_SIM_NAMES": "a,b", "KYMA_SIM_PORTS": "1,01"},
+                {"KYMA_SIM_NAMES": "a", "KYMA_SIM_PORTS": "x"},
                 {"KYMA_SIM_NAMES": "a", "KYMA_SIM_PORTS": "1", "KYMA_SIM_OVERRIDES": '{"a": "x"}'}):
         with pytest.raises(ValueError):
             provider_envs(bad)

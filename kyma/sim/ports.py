@@ -26,6 +26,9 @@ def _split(value: str) -> list[str]:
 def provider_envs(environ: Mapping[str, str]) -> dict[int, dict]:
     """Each port's provider environment: the shared variables, its name, its overrides."""
     names, ports = _split(environ.get("KYMA_SIM_NAMES", "")), _split(environ.get("KYMA_SIM_PORTS", ""))
+    if not all(port.isdigit() for port in ports):
+        raise ValueError(f"KYMA_SIM_PORTS must list port numbers, not {environ.get('KYMA_SIM_PORTS')!r}")
+    ports = [int(port) for port in ports]  # compared as numbers: 8001 and 08001 are one port
     if not names or len(names) != len(ports) or len(set(ports)) != len(ports):
         raise ValueError(f"KYMA_SIM_NAMES ({len(names)}) and KYMA_SIM_PORTS ({len(ports)}) must list "
                          "one port per provider, each port once")
@@ -33,7 +36,7 @@ def provider_envs(environ: Mapping[str, str]) -> dict[int, dict]:
     if (not isinstance(overrides, dict) or set(overrides) - set(names)
             or not all(isinstance(v, dict) for v in overrides.values())):
         raise ValueError("KYMA_SIM_OVERRIDES must be a JSON object of objects keyed by names in KYMA_SIM_NAMES")
-    return {int(port): {**environ, "KYMA_SIM_NAME": name, **{k: str(v) for k, v in overrides.get(name, {}).items()}}
+    return {port: {**environ, "KYMA_SIM_NAME": name, **{k: str(v) for k, v in overrides.get(name, {}).items()}}
             for name, port in zip(names, ports)}
 
 
