@@ -40,18 +40,20 @@ def backends_cpu(dbname: str) -> float:
     return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
-def seconds(text: str) -> str:
-    """A duration given as N or Ns (what wrk_summary takes), refused otherwise."""
+def seconds(text: str) -> float:
+    """A duration given as N or Ns, in seconds; anything else (or not above zero) refused."""
     try:
-        float(text.removesuffix("s"))
+        value = float(text.removesuffix("s"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (5 or 5s)") from None
-    return text
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (5 or 5s)")
+    return value
 
 
-def wrk(url: str, api_key: str, connections: int, duration: str) -> dict:
+def wrk(url: str, api_key: str, connections: int, duration: float) -> dict:
     """One wrk run's BENCH_JSON summary; raise when wrk failed or any request got a 4xx/5xx or no answer."""
-    summary = load.wrk_summary(url, BODY, f"Bearer {api_key}", connections, float(duration.rstrip("s")), threads=2)
+    summary = load.wrk_summary(url, BODY, f"Bearer {api_key}", connections, duration, threads=2)
     # A rate that counts refused or failed requests would flatter the target: such a run is no result.
     bad = {k: summary[k] for k in ("connect", "read", "write", "timeout", "status") if summary[k]}
     if bad or not summary["requests"]:

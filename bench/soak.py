@@ -38,6 +38,7 @@ KEY_ENV, UPSTREAM_KEY = "SOAK_UPSTREAM_KEY", "sk-soak-upstream"
 ACCOUNTS = 6
 MIN_PURCHASES, MIN_REAPS = 3, 2  # made even when the load outlasts --seconds on a slow machine
 CHAT_KINDS = ("chat", "chat_stream", "messages")
+SUCCESS = (200, 201)  # the statuses of a call that did what it asked (201: a key made)
 # Every kind of call the load makes; a soak in which one never succeeded did not test that writer.
 KINDS = (*CHAT_KINDS, "key_create", "key_revoke", "revoked_key_refused")
 # What a worker's log must never say: a database error, an unhandled exception, a failed checkpoint
@@ -170,7 +171,7 @@ def check_load(args, seen: dict) -> list[str]:
         problems.append(f"{seen['unfinished']} clients had not finished when the load was stopped")
     if args.calls and len(seen["outcomes"]) < args.calls:
         problems.append(f"--seconds ended the load at {len(seen['outcomes'])} of --calls {args.calls}")
-    succeeded = {o["kind"] for o in seen["outcomes"] if o["status"] in (200, 201)}
+    succeeded = {o["kind"] for o in seen["outcomes"] if o["status"] in SUCCESS}
     if missing := [kind for kind in KINDS if kind not in succeeded]:
         problems.append(f"no successful call of {missing}")
     if len(seen["purchases"]) < MIN_PURCHASES or seen["reaps"] < MIN_REAPS:
@@ -181,7 +182,7 @@ def check_load(args, seen: dict) -> list[str]:
 
 def _check_rows(seen: dict, url: str) -> list[str]:
     problems = []
-    failed = [o for o in seen["outcomes"] if o["status"] not in (200, 201)]
+    failed = [o for o in seen["outcomes"] if o["status"] not in SUCCESS]
     if failed:
         problems.append(f"{len(failed)} calls failed as the client saw them, e.g. {failed[:3]}")
     logged = {rid: (status, cost) for rid, status, cost in rows(url, "SELECT request_id, status, cost_micros "
