@@ -103,10 +103,11 @@ def _committing(db, txn):
     missing one lets a revoked key work on. The list is peewee's own (pinned in requirements.txt).
     """
     pending: list = []
-    committed: list[bool] = []
+    committed = False
 
     def landed() -> None:
-        committed.append(True)
+        nonlocal committed
+        committed = True
 
     try:
         with txn:
@@ -115,7 +116,8 @@ def _committing(db, txn):
             if pending:  # peewee runs the callbacks in order once the COMMIT succeeded: this one first
                 db._state.commit_callbacks.insert(0, landed)
     except Exception as exc:
-        # Not after a commit that succeeded, whose callbacks peewee ran (one of them raised this).
+        # Not after a commit that succeeded, whose callbacks peewee ran (one of them raised this, or
+        # peewee's ROLLBACK after it).
         if pending and not committed and not wrote_nothing(exc):
             for callback in pending:
                 callback()
@@ -157,7 +159,7 @@ def pipelined(*local_settings: tuple[str, str]):
             # A function, not SET LOCAL, which takes effect only inside BEGIN … COMMIT (two more statements).
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         yield conn
-        if outer:  # the caller's transaction goes on with the server's defaults, not any it had set
+        if outer:  # the caller's transaction goes on with the session's own values, losing any SET LOCAL of its own
             for name, _ in local_settings:
                 conn.execute(f"SET LOCAL {name} TO DEFAULT")
 

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import requests
 
@@ -77,7 +77,7 @@ def gunicorn_command(target: str, bind: str | Sequence[str], workers: int, log_l
     """gunicorn with the gateway's gevent workers, no preload, no control socket, and the hooks that
     keep the workers' Prometheus files (kyma.gunicorn_hooks, which also names the worker class).
 
-    Each worker holds up to `connections` at once (a stream holds one for its whole length); the
+    Each worker holds up to `connections` at once on each listener (a stream holds one for its whole length); the
     listen backlog queues what arrives faster than the workers accept.
 
     gunicorn itself believes X-Forwarded-Proto (and -Ssl) from 127.0.0.1 by default; it is told to
@@ -122,7 +122,8 @@ class Server:
 
 def start(target: str, sock: socket.socket | Sequence[socket.socket], env: dict, *, log: Path | None = None,
           workers: int = 1, cwd: Path = ROOT, log_level: str = "info", name: str = "",
-          kind: type[Server] = Server, extra: tuple[str, ...] = (), spawn=subprocess.Popen) -> Server:
+          kind: type[Server] = Server, extra: tuple[str, ...] = (),
+          spawn: Callable[..., subprocess.Popen] = subprocess.Popen) -> Server:
     """`target` under gunicorn + gevent on `sock` (or on each of several sockets), which the child
     inherits and this process closes; the Server's port is the first socket's.
 

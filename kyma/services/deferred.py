@@ -146,7 +146,7 @@ def _landed_unseen(batch: list[Write], exc: Exception) -> bool:
     nothing can have landed or the database cannot say yet (the batch is tried again)."""
     from kyma.db import connected, wrote_nothing
 
-    if any(w.landed is None for w in batch) or wrote_nothing(exc):
+    if not _can_tell(batch) or wrote_nothing(exc):
         return False
     try:
         with connected():
@@ -159,9 +159,14 @@ def _landed(batch: list[Write]) -> Landed | None:
     """Whether a batch's writes landed, when each can tell (they commit together, so all or none did)."""
     from kyma.services import group_commit
 
-    if any(w.landed is None for w in batch):
+    if not _can_tell(batch):
         return None
     return group_commit.Landed(_all_landed, batch)
+
+
+def _can_tell(batch: list[Write]) -> bool:
+    """Whether every write of the batch can tell that it landed."""
+    return all(w.landed is not None for w in batch)
 
 
 def _all_landed(batches: list[list[Write]]) -> list[bool | None]:

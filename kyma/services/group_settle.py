@@ -83,7 +83,8 @@ STATEMENT = (
 # A prepared statement keeps the plan it settles on within a connection's first runs (psycopg prepares
 # it after five, its default prepare_threshold; the server makes its generic plan five runs later)
 # until the tables' statistics change. A connection that drops the statement from its cache of
-# prepared ones plans it again from its counted runs onward, without the setting.
+# prepared ones, or has all of them dropped (psycopg does at every ROLLBACK), plans it again from its
+# counted runs onward, without the setting.
 # Made while the hold table was small (a new database, before autovacuum has analyzed it), that plan
 # reads every hold, and keeps reading them as the table grows by one row a request. So a connection's
 # first runs go without table scans, and the plan they leave goes through the index. Later runs reuse

@@ -68,7 +68,7 @@ class KeyCache:
         """Give the generation a random first value. A Redis that restarts empty (or evicts the key) must
         not bring back a number that rows read before a change are still tagged with."""
         try:
-            self.pipeliner.client.execute_command("SET", self.key, secrets.randbits(62), "NX")
+            self.pipeliner.client.execute_command("SET", self.key, _first_value(), "NX")
         except self.errors as exc:
             self._warn(exc)
 
@@ -101,13 +101,18 @@ class KeyCache:
             # INCR of a missing key gives 1, which rows read before an earlier restart may carry: the
             # random first value goes in the same MULTI/EXEC, so no restart can fall between them.
             with self.pipeliner.client.pipeline(transaction=True) as pipe:
-                pipe.set(self.key, secrets.randbits(62), nx=True).incr(self.key).execute()
+                pipe.set(self.key, _first_value(), nx=True).incr(self.key).execute()
         except self.errors as exc:
             log.error("auth cache: could not announce a key change (%s); other workers may accept it "
                       "for up to %.0f s", exc, TTL_SECONDS)
 
 
 _cache: KeyCache | None = None
+
+
+def _first_value() -> int:
+    """A generation's first value: random, so that one begun again after a restart repeats no old number."""
+    return secrets.randbits(62)
 
 
 def configure(pipeliner, prefix: str = "") -> None:
