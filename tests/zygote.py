@@ -2,11 +2,11 @@
 
 A gunicorn started by `python -m gunicorn` spends most of the CPU a test's short-lived server ever uses
 importing: gunicorn and gevent in the master, then Flask, peewee, psycopg and the gateway in each
-worker, and the tests start many such servers. So each pytest process
-keeps one zygote: a process that patches with gevent first, as a worker would, imports all of that
-once, then forks a gunicorn master per request. The master runs gunicorn's own command line on
-sockets and a log handed over with SCM_RIGHTS, leads its own session, and dies with the zygote, which
-dies with pytest.
+worker, and the tests start many such servers. So each pytest process keeps one zygote: a process
+that patches with gevent first, as a worker would, imports all of that once, then forks a gunicorn
+master per request. The master runs gunicorn's own command line on sockets and a log handed over with
+SCM_RIGHTS and leads its own session. When pytest ends, the zygote stops and reaps the masters still
+running, and pytest waits for it (so `time` counts their CPU); a master also dies with the zygote.
 
 What differs from `python -m gunicorn`: what was imported before the fork; the master being patched
 too, as with a wrapper script that patches before it hands over to gunicorn; the hash seed, locale and
@@ -21,6 +21,7 @@ or a command that is not this interpreter's gunicorn; KYMA_TEST_ZYGOTE=off makes
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -149,6 +150,8 @@ class Zygote:
                                              cwd=ROOT, env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
             theirs.close()
             self._channel = ours
+            # Waited for as this process exits, so that its CPU and its servers' count in this process's own.
+            atexit.register(self._stop)
         return self._channel
 
     def _stop(self) -> None:
@@ -216,8 +219,9 @@ def _serve(channel: socket.socket) -> None:
             _reap(status_fds, unpatched)
         if channel in readable:
             message, fds, flags, _ = socket.recv_fds(channel, _MAX_MESSAGE, _MAX_FDS)
-            if not message:
-                return  # pytest is gone: the masters die with this process
+            if not message:  # pytest is done: its servers go with it, and are reaped here
+                _end(status_fds, unpatched)
+                return
             try:
                 if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                     raise OSError("the request or its descriptors were cut short")
@@ -251,6 +255,19 @@ def _reap(status_fds: dict[int, int], unpatched: _Unpatched) -> None:
             with suppress(OSError):  # the test that started it has closed its end: no one is waiting
                 os.write(fd, _STATUS.pack(os.waitstatus_to_exitcode(status)))
             unpatched.close(fd)
+
+
+def _end(status_fds: dict[int, int], unpatched: _Unpatched, grace: float = 10) -> None:
+    """Stop the masters still running (gunicorn's quick shutdown) and reap them, within `grace` seconds."""
+    import time
+
+    for pid in status_fds:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while status_fds and time.monotonic() < deadline:
+        _reap(status_fds, unpatched)
+        time.sleep(0.05)
 
 
 def _child(message: bytes, fds: list[int], channel: socket.socket, zygote_fds, unpatched: _Unpatched) -> None:
