@@ -41,6 +41,7 @@ STARTUP_VARIABLES = ("PYTHON", "GEVENT")
 _STATUS = struct.Struct("i")
 _MAX_MESSAGE = 1 << 20
 _MAX_FDS = 64
+END_GRACE = 10  # seconds the zygote gives its masters to stop when pytest ends
 
 
 class ForkedServer:
@@ -91,6 +92,8 @@ class Zygote:
         self._channel: socket.socket | None = None
         self._process: subprocess.Popen | None = None
         self._interpreter = {k: v for k, v in os.environ.items() if k.startswith(STARTUP_VARIABLES)}
+        # Waited for as this process exits, so that its CPU and its servers' count in this process's own.
+        atexit.register(self._stop)
 
     def spawn(self, command: list[str], *, cwd=None, env: dict | None = None, stdout=None, stderr=None, pass_fds=(),
               start_new_session: bool = False, preexec_fn=None):
@@ -98,11 +101,12 @@ class Zygote:
 
         A forked master always leads its own session and dies with the zygote, as kyma.procs.start asks.
         """
-        if not self._can_fork(command, cwd, env, stdout, stderr, start_new_session):
+        if not self._can_fork(command, cwd, env, stdout, stderr, start_new_session, preexec_fn):
             return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr, pass_fds=pass_fds,
                                     start_new_session=start_new_session, preexec_fn=preexec_fn)
+        given = [*pass_fds] + ([stdout.fileno()] if stdout is not None else [])
         read_end, write_end = os.pipe()
-        fds = [write_end, *pass_fds] + ([stdout.fileno()] if stdout is not None else [])
+        fds = [write_end, *given]
         request = {"argv": command[3:], "env": env, "fds": list(pass_fds), "log": stdout is not None}
         try:
             with self._lock:
@@ -114,11 +118,16 @@ class Zygote:
             os.close(write_end)
         if not reply.isdigit():
             os.close(read_end)
+            if not reply:
+                self._stop()
             raise RuntimeError(f"the test zygote could not start the server: {reply or 'it exited'}")
         return ForkedServer(command, int(reply), read_end)
 
-    def _can_fork(self, command: list[str], cwd, env, stdout, stderr, start_new_session: bool) -> bool:
-        if os.environ.get("KYMA_TEST_ZYGOTE", "on") == "off" or env is None or not start_new_session:
+    def _can_fork(self, command: list[str], cwd, env, stdout, stderr, start_new_session: bool, preexec_fn) -> bool:
+        from kyma.procs import die_with_parent
+
+        if (os.environ.get("KYMA_TEST_ZYGOTE", "on") == "off" or env is None or not start_new_session
+                or preexec_fn not in (None, die_with_parent)):  # the master always runs die_with_parent
             return False
         same_interpreter = {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES)} == self._interpreter
         output_as_asked = (stdout is None and stderr is None) or (
@@ -127,12 +136,12 @@ class Zygote:
                 and Path(cwd or os.getcwd()).resolve() == ROOT)
 
     def _ask(self, message: bytes, fds: list[int]) -> str:
-        """One request and its reply; on any failure between them the zygote is replaced, so that no
-        later request can read this one's reply."""
+        """One request and its reply. A request sent whose reply is not read replaces the zygote, so that
+        no later request can read that reply (a failed send sent nothing)."""
         channel = self._start()
+        socket.send_fds(channel, [message], fds)
         try:
-            socket.send_fds(channel, [message], fds)
-            return channel.recv(256).decode()
+            return channel.recv(256).decode(errors="replace")
         except BaseException:
             self._stop()
             raise
@@ -150,18 +159,20 @@ class Zygote:
                                              cwd=ROOT, env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
             theirs.close()
             self._channel = ours
-            # Waited for as this process exits, so that its CPU and its servers' count in this process's own.
-            atexit.register(self._stop)
         return self._channel
 
     def _stop(self) -> None:
-        """Close the channel (the zygote then exits, and its masters with it)."""
+        """Close the channel and wait for the zygote, which stops its masters first (killed if it takes
+        longer than it gives them)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         if self._process is not None:
-            with suppress(subprocess.TimeoutExpired):
-                self._process.wait(5)
+            try:
+                self._process.wait(END_GRACE + 5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
 
 
 ZYGOTE = Zygote()
@@ -199,9 +210,10 @@ class _Unpatched:
     def __init__(self):
         from gevent.monkey import get_original
 
-        self.select, self.fork, self.waitpid, self.close, self.signal = (
+        self.select, self.fork, self.waitpid, self.close, self.signal, self.sleep = (
             get_original(module, name) for module, name in
-            (("select", "select"), ("os", "fork"), ("os", "waitpid"), ("os", "close"), ("signal", "signal")))
+            (("select", "select"), ("os", "fork"), ("os", "waitpid"), ("os", "close"), ("signal", "signal"),
+             ("time", "sleep")))
 
 
 def _serve(channel: socket.socket) -> None:
@@ -257,7 +269,7 @@ def _reap(status_fds: dict[int, int], unpatched: _Unpatched) -> None:
             unpatched.close(fd)
 
 
-def _end(status_fds: dict[int, int], unpatched: _Unpatched, grace: float = 10) -> None:
+def _end(status_fds: dict[int, int], unpatched: _Unpatched, grace: float = END_GRACE) -> None:
     """Stop the masters still running (gunicorn's quick shutdown) and reap them, within `grace` seconds."""
     import time
 
@@ -267,7 +279,7 @@ def _end(status_fds: dict[int, int], unpatched: _Unpatched, grace: float = 10) -
     deadline = time.monotonic() + grace
     while status_fds and time.monotonic() < deadline:
         _reap(status_fds, unpatched)
-        time.sleep(0.05)
+        unpatched.sleep(0.05)
 
 
 def _child(message: bytes, fds: list[int], channel: socket.socket, zygote_fds, unpatched: _Unpatched) -> None:
