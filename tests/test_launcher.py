@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from kyma import procs
+from tests import zygote
 from tests.servers import ROOT
 
 # Real launcher and gunicorn processes. The stand-in gateway below opens no database and the
@@ -145,11 +146,19 @@ def test_consecutive_sockets_listen_on_consecutive_ports():
             s.close()
 
 
-def test_a_server_answers_on_the_socket_bound_before_it_started(tmp_path):
+# Started as `make run` starts them, and forked from the tests' zygote (tests/zygote.py).
+SPAWNERS = pytest.mark.parametrize("spawn", [subprocess.Popen, zygote.spawn], ids=["exec", "zygote"])
+
+
+@SPAWNERS
+def test_a_server_answers_on_the_socket_bound_before_it_started(tmp_path, spawn, monkeypatch):
+    monkeypatch.delenv("KYMA_TEST_ZYGOTE", raising=False)
     sock = procs.listen()
     port = sock.getsockname()[1]
-    sim = procs.start(procs.SIM_TARGET, sock, {**os.environ, "KYMA_SIM_NAME": "sim-fd"}, log=tmp_path / "sim.log")
+    sim = procs.start(procs.SIM_TARGET, sock, {**os.environ, "KYMA_SIM_NAME": "sim-fd"}, log=tmp_path / "sim.log",
+                      spawn=spawn)
     try:
+        assert isinstance(sim.popen, subprocess.Popen if spawn is subprocess.Popen else zygote.ForkedServer)
         assert sim.port == port
         sim.wait_ready("/v1/models")
         assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["name"] == "sim-fd"
@@ -157,13 +166,17 @@ def test_a_server_answers_on_the_socket_bound_before_it_started(tmp_path):
         # gunicorn's quick shutdown: a graceful one waits out its gevent worker's one-second naps, and the
         # stop is not what this test is about (the launcher's tests stop gracefully).
         sim.stop(signal.SIGINT)
-    assert sim.popen.returncode is not None
+    assert sim.popen.returncode == 0  # gunicorn's quick shutdown, as Popen reports it either way
+    assert "Using worker: kyma.worker.ShareAcceptWorker" in (tmp_path / "sim.log").read_text()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{sim.url}/v1/models", timeout=2)
 
 
-def test_a_server_that_exits_is_reported_with_the_end_of_its_log(tmp_path):
-    sim = procs.start("no_such_module:app", procs.listen(), dict(os.environ), log=tmp_path / "bad.log")
+@SPAWNERS
+def test_a_server_that_exits_is_reported_with_the_end_of_its_log(tmp_path, spawn, monkeypatch):
+    monkeypatch.delenv("KYMA_TEST_ZYGOTE", raising=False)
+    sim = procs.start("no_such_module:app", procs.listen(), dict(os.environ), log=tmp_path / "bad.log", spawn=spawn)
     with pytest.raises(RuntimeError) as exc:
         sim.wait_ready("/", timeout=60)
     assert "exited" in str(exc.value) and "no_such_module" in str(exc.value)
+    assert sim.popen.wait(5) not in (0, None)  # gunicorn's exit status, as Popen would report it

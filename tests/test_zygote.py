@@ -22,32 +22,22 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def test_a_forked_server_runs_gunicorns_command_line_with_the_gateways_worker(tmp_path):
-    log = tmp_path / "sim.log"
-    sim = procs.start(procs.SIM_TARGET, procs.listen(), {**os.environ, "KYMA_SIM_NAME": "sim-forked"}, log=log,
-                      spawn=zygote.spawn)
+@pytest.fixture(autouse=True)
+def zygote_on(monkeypatch):
+    monkeypatch.delenv("KYMA_TEST_ZYGOTE", raising=False)  # these tests are of the zygote itself
+
+
+def test_a_forked_server_is_the_zygotes_child_with_its_own_environment(tmp_path):
+    sim = procs.start(procs.SIM_TARGET, procs.listen(), {**os.environ, "KYMA_SIM_NAME": "sim-forked"},
+                      log=tmp_path / "sim.log", spawn=zygote.spawn)
     try:
-        assert isinstance(sim.popen, zygote.ForkedServer)
-        assert parent_of(sim.popen.pid) != os.getpid()  # the zygote's child, not pytest's
+        assert parent_of(sim.popen.pid) == zygote.ZYGOTE._process.pid
         sim.wait_ready("/v1/models")
-        # Its own environment, not the zygote's.
-        assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["name"] == "sim-forked"
+        assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["name"] == "sim-forked"  # not the zygote's
         assert sim.popen.poll() is None
     finally:
         sim.stop(signal.SIGINT)
-    assert sim.popen.returncode == 0 and sim.popen.poll() == 0
-    assert "Using worker: kyma.worker.ShareAcceptWorker" in log.read_text()
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"{sim.url}/v1/models", timeout=2)
-
-
-def test_a_forked_server_that_cannot_boot_reports_its_exit_status_and_log(tmp_path):
-    bad = procs.start("no_such_module:app", procs.listen(), dict(os.environ), log=tmp_path / "bad.log",
-                      spawn=zygote.spawn)
-    with pytest.raises(RuntimeError) as exc:
-        bad.wait_ready("/", timeout=60)
-    assert "exited" in str(exc.value) and "no_such_module" in str(exc.value)
-    assert bad.popen.wait(5) not in (0, None)  # gunicorn's exit status, as Popen would report it
+    assert sim.popen.poll() == 0
 
 
 @pytest.mark.parametrize("change", [{"env": {"PYTHONHASHSEED": "12345"}}, {"cwd": "/"}, {"command": ["-c", "pass"]}])
@@ -68,7 +58,8 @@ def test_servers_end_with_their_zygote_and_the_next_spawn_starts_another(tmp_pat
         first = own._process
         first.kill()
         first.wait(10)
-        assert sim.popen.wait(10) == -signal.SIGTERM  # no status came: the zygote's death signal went out
+        # No status can come from a dead zygote (wait() says -SIGTERM); the loop below sees the master end.
+        assert sim.popen.wait(10) == -signal.SIGTERM
         gone = False
         for _ in range(300):  # the master's graceful stop, bounded
             try:
