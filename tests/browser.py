@@ -85,7 +85,7 @@ def page(browser):
     allowed: list[re.Pattern] = []
     pg.allow_console_error = lambda pattern: allowed.append(re.compile(pattern))  # for a test's expected 4xx
     pg.on("console", lambda msg: problems.append(f"{msg.text} @ {msg.location}") if msg.type == "error" else None)
-    pg.on("pageerror", lambda exc: problems.append(str(exc)))
+    pg.on("pageerror", lambda exc: problems.append(f"{exc} @ {pg.url}"))
     pg.on("dialog", lambda dialog: dialog.accept())  # hx-confirm on revoke
     # Every CSP violation becomes a console error too, whether or not chromium logs it by itself.
     pg.add_init_script("""document.addEventListener("securitypolicyviolation", e =>

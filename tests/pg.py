@@ -164,8 +164,7 @@ def schema_template(key: str, make_schema) -> str:
 
 def drop_made() -> None:
     """Drop the databases and Redis prefixes backend_env made in this process, and its schema templates.
-    pytest-xdist's workers end without running atexit handlers, so the test session calls this when it
-    finishes."""
+    The test session calls this when it finishes, not leaving it to exit handlers."""
     _wait_for_drops()
     while _templates:
         _, name = _templates.popitem()

@@ -71,9 +71,9 @@ def main(url: str, instance: str) -> dict:
 
     # The first request alone takes a hold and reaches the upstream call, where the pool fills; the rest of
     # the burst then finds it full. Sent all at once, how far each got before the pool filled was up to
-    # the scheduler: under a loaded `make test`, once, no request got as far as a hold.
+    # the scheduler, and at times none got as far as a hold.
     first = gevent.spawn(ask)
-    taken.wait(30)
+    assert taken.wait(30), "the first request never reached the upstream call"
     gevent.joinall([first, *(gevent.spawn(ask) for _ in range(BURST - 1))], timeout=60)
     owed = deferred.pending()
     give_back.set()
