@@ -27,7 +27,7 @@ import requests
 
 # The repository root is on PYTHONPATH (notebooks/conftest.py under nbval, `make notebooks` for Lab).
 from kyma import procs
-from tests.servers import flask_cli, gateway_env, migrate, spawn_gateway, start_stack
+from tests.servers import CALLER_PREFIXES, flask_cli, gateway_env, start_gateway, start_stack
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -36,8 +36,6 @@ DEFAULT_GATEWAY_SETTINGS = {"KYMA_FIRST_BYTE_TIMEOUT": "2", "KYMA_IDLE_TIMEOUT":
 DEFAULT_SIM_SETTINGS = {"KYMA_SIM_TIMEOUT_SECONDS": "5"}
 # A JSON file describing the stack the notebooks pass shares (written by shared_stack()).
 SHARED_STACK = "KYMA_NOTEBOOK_STACK"
-# What gateway_env() takes from its caller's environment, not from the gateway's own settings.
-_CALLER_PREFIXES = ("KYMA_", "OPENAI_", "ANTHROPIC_")
 
 
 class NeedsLocalGateway(RuntimeError):
@@ -129,11 +127,9 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int,
             gw.servers = [*servers, gateway]
             gw.simulators = {sim.name: sim.url for sim in servers}
         else:
-            env = gateway_env(workdir, int(sims.env["KYMA_SIM_BASE_PORT"]), **settings)
-            migrate(env)
-            gateway = spawn_gateway(workdir, env, workers)
+            gateway = start_gateway(workdir, gateway_env(workdir, int(sims.env["KYMA_SIM_BASE_PORT"]), **settings),
+                                    workers)
             gw.servers = [gateway]
-            gateway.wait_ready("/healthz")
             gw.simulators = dict(sims.simulators)
     except (OSError, RuntimeError, TimeoutError) as exc:
         gw.workdir = None  # keep the logs for the error message below
@@ -150,7 +146,7 @@ def shared_stack() -> Gateway:
     described = gw.workdir / "stack.json"
     described.write_text(json.dumps({
         "url": gw.url, "simulators": gw.simulators,
-        "env": {k: v for k, v in gw.env.items() if k.startswith(_CALLER_PREFIXES)}}))
+        "env": {k: v for k, v in gw.env.items() if k.startswith(CALLER_PREFIXES)}}))
     os.environ[SHARED_STACK] = str(described)
     return gw
 
@@ -161,7 +157,7 @@ def _shared() -> Gateway | None:
     if not described:
         return None
     stack = json.loads(Path(described).read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_CALLER_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CALLER_PREFIXES)}
     return Gateway(url=stack["url"], simulators=stack["simulators"], env={**env, **stack["env"]})
 
 

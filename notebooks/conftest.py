@@ -10,7 +10,7 @@ ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
 if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # for _gateway here, as in the kernels
+    sys.path.insert(0, ROOT)  # for _gateway's imports of kyma and tests, as in the kernels
 
 import _gateway  # noqa: E402  (after the repository is on the path)
 import ipykernel.kernelspec  # noqa: E402
