@@ -14,7 +14,7 @@ import requests
 from gevent.event import AsyncResult
 
 from kyma.models import Account, Hold, LedgerEntry
-from kyma.services import group_commit, ledger
+from kyma.services import group_commit, ledger, owners
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
 from tests.conftest import register
@@ -150,7 +150,7 @@ def test_the_one_statement_hold_on_postgresql_refuses_without_writing(pg_db):
     assert ledger.place_hold(acct, "fits", 1_000)
     hold = Hold.get(Hold.request_id == "fits")
     assert (hold.account_id, hold.amount_micros, hold.closed_at) == (acct, 1_000, None)
-    assert hold.owner == ledger.worker_identity()
+    assert hold.owner == owners.worker_identity()
     assert ledger.balance(acct) == ledger.Balance(acct, 0, 1_000, 0, 0)
     assert ledger.check_ledger() == []
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import socket
 import threading
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from kyma.db import connected, database, execute, is_sqlite_db, write_transactio
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import group_commit, key_limits
+from kyma.services.owners import owner_is_dead, worker_identity
 from kyma.services.pricing import usd_to_micros
 from kyma.services.row_locks import RowLocks
 from kyma.services.tiers import TierLadder
@@ -70,16 +70,6 @@ class Mismatch:
 
     def __str__(self) -> str:
         return f"account {self.account_id} <{self.email}>: {self.reason}"
-
-
-def worker_identity() -> str:
-    """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
-    return _identity(os.getpid())  # keyed by pid: a forked worker gets its own
-
-
-@functools.cache
-def _identity(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}"
 
 
 def _hold_ttl(ttl_seconds: int | None) -> int:
@@ -356,20 +346,6 @@ def release_hold(request_id: str, *, note: str = "") -> bool:
     return True
 
 
-def _owner_is_dead(owner: str, host: str, me: str) -> bool:
-    """True when `owner` is a process on this host that no longer exists."""
-    name, _, pid = owner.rpartition(":")
-    if name != host or owner == me or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return False
-
-
 def reap_expired_holds(now: datetime | None = None) -> int:
     """Release open holds past expires_at, and those of dead workers on this host; returns how many.
 
@@ -385,7 +361,7 @@ def reap_expired_holds(now: datetime | None = None) -> int:
     reaped = 0
     for hold in open_holds:
         expired = hold.expires_at <= now
-        if (expired or _owner_is_dead(hold.owner, host, me)) and _reap(
+        if (expired or owner_is_dead(hold.owner, host, me)) and _reap(
                 hold, "reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
             reaped += 1
     if reaped:

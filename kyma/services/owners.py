@@ -1,0 +1,48 @@
+"""Who owns a hold: a worker named host:pid, and whether that worker is gone."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+
+
+def worker_identity() -> str:
+    """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
+    return _identity(os.getpid())  # keyed by pid: a forked worker gets its own
+
+
+@functools.cache
+def _identity(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
+
+
+def owner_is_dead(owner: str, host: str, me: str) -> bool:
+    """True when `owner` is a process on this host that no longer runs."""
+    name, _, pid = owner.rpartition(":")
+    if name != host or owner == me or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return is_zombie(int(pid))
+
+
+def is_zombie(pid: int) -> bool:
+    """True when `pid` has exited and waits for its parent to reap it (Linux; False where unknown)."""
+    # A killed worker answers kill(pid, 0) until its master reaps it, which a busy master may not
+    # have done yet: its holds are abandoned all the same.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return process_state(stat) in ("Z", "X")
+
+
+def process_state(stat: str) -> str:
+    """The state letter of a /proc/PID/stat line, read after the command name (which may hold ")")."""
+    return stat.rpartition(")")[2].split()[0]
