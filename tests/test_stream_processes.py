@@ -77,6 +77,7 @@ def test_client_disconnect_closes_upstream_and_still_bills(slow_gateway):
 
 def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gateway):
     import os
+    import select
     import signal
 
     gw, user, _, env = slow_gateway
@@ -84,7 +85,14 @@ def test_kill_9_of_a_worker_mid_stream_then_reaper_releases_the_hold(slow_gatewa
     assert next(line for line in r.iter_lines() if line)
     owner, closed = db_rows(env, "select owner, closed_at from hold where request_id={p}", request_id)[0]
     assert closed is None
-    os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)  # the worker holding the stream dies at once
+    pid = int(owner.rsplit(":", 1)[1])
+    exited = os.pidfd_open(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)  # the worker holding the stream dies at once
+        # ... once the kernel has run its exit, which on a busy machine is not at once: wait for it.
+        assert select.select([exited], [], [], 30)[0], "the killed worker exited"
+    finally:
+        os.close(exited)
     r.close()
     reaped = flask_here(env, "ledger", "reap")
     assert reaped.returncode == 0 and "released 1" in reaped.stdout
