@@ -64,7 +64,7 @@ def gunicorn(name: str, target: str, env: dict, workdir: Path, cwd: Path, worker
 
 def simulator(name: str, workdir: Path, cwd: Path, api_key: str, **sim: str) -> Server:
     """A simulated provider (no latency, no faults unless given)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
+    env = procs.caller_env()
     env.update({"KYMA_SIM_NAME": name, "KYMA_SIM_API_KEY": api_key, "KYMA_SIM_MODELS": "bench-model"})
     env.update({f"KYMA_SIM_{k.upper()}": str(v) for k, v in sim.items()})
     return gunicorn(name, "kyma.sim.app:create_sim_app()", env, workdir, cwd)
@@ -102,7 +102,7 @@ def write_gateway_files(workdir: Path, plain_url: str, stream_url: str, key_env:
 def gateway_env(workdir: Path, routes: Path, tiers: Path, key_env: str, upstream_key: str,
                 extra: dict[str, str]) -> dict:
     """The gateway's environment: its own SQLite file, the bench routes and tiers, defaults otherwise."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "OPENAI_", "ANTHROPIC_"))}
+    env = procs.caller_env()
     env.update({
         "KYMA_INSTANCE_DIR": str(workdir),
         "KYMA_DATABASE_URL": f"sqlite:///{workdir / 'kyma.db'}",

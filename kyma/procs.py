@@ -29,6 +29,15 @@ SIM_TARGET = "kyma.sim.app:create_sim_app()"
 SIMS_TARGET = "kyma.sim.ports:create_sims_app()"  # several providers, one per socket
 
 
+# Variables a server started here never takes from its caller: it is given its own settings and keys.
+CALLER_PREFIXES = ("KYMA_", "OPENAI_", "ANTHROPIC_")
+
+
+def caller_env(*also: str) -> dict[str, str]:
+    """This process's environment without the variables named by CALLER_PREFIXES (nor `also`)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith((*CALLER_PREFIXES, *also))}
+
+
 class PortInUse(OSError):
     """The port asked for is held by another process."""
 

@@ -27,7 +27,7 @@ import requests
 
 # The repository root is on PYTHONPATH (notebooks/conftest.py under nbval, `make notebooks` for Lab).
 from kyma import procs
-from tests.servers import CALLER_PREFIXES, flask_cli, gateway_env, start_gateway, start_stack
+from tests.servers import flask_cli, gateway_env, start_gateway, start_stack
 
 # Notebook defaults: short upstream timeouts keep the fault demos quick, and a high breaker
 # threshold keeps routing predictable in every notebook but 06, which sets its own.
@@ -146,7 +146,7 @@ def shared_stack() -> Gateway:
     described = gw.workdir / "stack.json"
     described.write_text(json.dumps({
         "url": gw.url, "simulators": gw.simulators,
-        "env": {k: v for k, v in gw.env.items() if k.startswith(CALLER_PREFIXES)}}))
+        "env": {k: v for k, v in gw.env.items() if k.startswith(procs.CALLER_PREFIXES)}}))
     os.environ[SHARED_STACK] = str(described)
     return gw
 
@@ -157,7 +157,7 @@ def _shared() -> Gateway | None:
     if not described:
         return None
     stack = json.loads(Path(described).read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CALLER_PREFIXES)}
+    env = procs.caller_env()
     return Gateway(url=stack["url"], simulators=stack["simulators"], env={**env, **stack["env"]})
 
 

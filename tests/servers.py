@@ -71,13 +71,9 @@ def start_simulators(workdir: Path, **settings: str) -> tuple[int, list[Server]]
     return sims[0].port, sims
 
 
-# Variables a gateway's environment never takes from its caller's: each gateway gets its own.
-CALLER_PREFIXES = ("KYMA_", "OPENAI_", "ANTHROPIC_")
-
-
 def gateway_env(workdir: Path, sim_base_port: int, **extra: str) -> dict:
     """Environment for a gateway process with its own SQLite database under workdir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CALLER_PREFIXES)}
+    env = procs.caller_env()
     env.update({
         "KYMA_INSTANCE_DIR": str(workdir),
         "KYMA_DATABASE_URL": f"sqlite:///{workdir / 'kyma.db'}",

@@ -6,20 +6,19 @@ a command are answered in this process (tests.servers.flask_here), which skips a
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from kyma import sqlite
+from kyma import procs, sqlite
 from tests.conftest import register
 from tests.servers import flask_cli, flask_here
 
 
 def env_for(home: Path) -> dict:
     """The environment of a `flask` command on the database in `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
+    env = procs.caller_env()
     env.update(KYMA_INSTANCE_DIR=str(home), KYMA_DATABASE_URL=f"sqlite:///{home / 'kyma.db'}",
                KYMA_SECRET_KEY="test", KYMA_BCRYPT_ROUNDS="4", KYMA_LOG_LEVEL="WARNING")
     return env

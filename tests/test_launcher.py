@@ -48,7 +48,7 @@ def free_block(n: int) -> int:
 def launch(tmp_path, **extra):
     base = free_block(4)  # three simulators and the gateway: one block, so no two of them collide
     port = base + 3
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KYMA_")}
+    env = procs.caller_env()
     env.update({"KYMA_SIM_BASE_PORT": str(base), "KYMA_PORT": str(port), "KYMA_WORKERS": "1",
                 "KYMA_INSTANCE_DIR": str(tmp_path), "KYMA_SECRET_KEY": "test", **extra})
     proc = subprocess.Popen([sys.executable, "-m", "kyma.launcher", "--gateway-app", STAND_IN], cwd=ROOT,

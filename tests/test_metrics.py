@@ -16,6 +16,8 @@ import openai
 import pytest
 import requests
 
+from kyma import procs
+
 from tests.conftest import register
 from tests.servers import db_rows, gateway_env, start_gateway
 
@@ -156,7 +158,7 @@ def test_off_the_request_path_does_not_load_prometheus(tmp_path):
             "r = app.test_client().post('/v1/chat/completions', json={'model': 'kimi-k2.5', 'messages': []})\n"
             "assert r.status_code == 401, r.status_code\n"
             "print(sorted(m for m in sys.modules if m.startswith('prometheus')))")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "PROMETHEUS"))}
+    env = procs.caller_env("PROMETHEUS")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
@@ -218,7 +220,7 @@ def test_simulators_do_not_inherit_the_metrics_settings(monkeypatch, tmp_path):
 
 def test_a_command_with_a_missing_metrics_directory_still_starts(tmp_path):
     """`flask init-db` with KYMA_METRICS on and PROMETHEUS_MULTIPROC_DIR naming a directory not made yet."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYMA_", "PROMETHEUS"))}
+    env = procs.caller_env("PROMETHEUS")
     env.update({"KYMA_METRICS": "on", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not" / "yet"),
                 "KYMA_INSTANCE_DIR": str(tmp_path), "KYMA_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}",
                 "KYMA_SECRET_KEY": "x"})
