@@ -26,6 +26,7 @@ SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots
 # work: taken only when asked for.
 TAKE_SHOTS = os.environ.get("KYMA_TEST_SCREENSHOTS", "") not in ("", "0")
 PASSWORD = "browser-pw-1"
+WAIT_MS = 20_000  # the longest a test waits for the page: a bound, not a timing claim
 
 
 class SharedChromium:
@@ -46,8 +47,11 @@ class SharedChromium:
         if self._browser is not None and not self._browser.is_connected():
             self.close()
         if self._browser is None:
-            from playwright.sync_api import sync_playwright
+            from playwright.sync_api import expect, sync_playwright
 
+            # expect() has its own default (5 s) apart from the page's: both bound a wait for the page,
+            # so both get WAIT_MS, generous for a busy machine.
+            expect.set_options(timeout=WAIT_MS)
             self._playwright = sync_playwright().start()
             try:
                 self._browser = self._playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -90,7 +94,7 @@ def page(browser):
     # Every CSP violation becomes a console error too, whether or not chromium logs it by itself.
     pg.add_init_script("""document.addEventListener("securitypolicyviolation", e =>
       console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));""")
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(WAIT_MS)
     yield pg
     context.close()
     unexpected = [p for p in problems if not any(a.search(p) for a in allowed)]
