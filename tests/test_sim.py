@@ -502,6 +502,33 @@ def test_once_faults_hit_the_first_request_and_spare_its_retry(sim):
     assert codes == [500, 200, 200]
 
 
+def test_a_gate_holds_requests_until_released_and_then_they_are_answered_as_usual(sim):
+    def gated_count() -> int:
+        return requests.get(f"{sim.url}/sim/stats", timeout=5).json()["gated"]
+
+    def wait_for_gated(n: int) -> None:
+        deadline = time.monotonic() + 30  # a bound on the polling, not a timing claim
+        while gated_count() != n:
+            assert time.monotonic() < deadline, f"{gated_count()} requests at the gate, not {n}"
+            time.sleep(0.02)
+
+    with ThreadPoolExecutor(3) as pool:
+        first = [pool.submit(chat, sim, {"X-Sim-Fault": "gate"}) for _ in range(2)]
+        wait_for_gated(2)
+        assert not any(f.done() for f in first), "held until released"
+        assert requests.post(f"{sim.url}/sim/gate/release", timeout=5).json() == {"released": 2}
+        answers = [f.result() for f in first]
+        assert [r.status_code for r in answers] == [200, 200]
+        assert all(r.json()["choices"][0]["message"]["content"] for r in answers)
+        later = pool.submit(chat, sim, {"X-Sim-Fault": "gate"})  # a release lets through those waiting only
+        wait_for_gated(1)
+        assert not later.done()
+        assert requests.post(f"{sim.url}/sim/gate/release", timeout=5).json() == {"released": 1}
+        assert later.result().status_code == 200
+    assert gated_count() == 0
+    assert chat(sim, {"X-Sim-Fault": "gate:0"}).status_code == 200, "a gate's number bounds the wait"
+
+
 def test_an_outage_fails_every_request_for_its_window_then_ends(sim):
     try:
         assert requests.post(f"{sim.url}/sim/outage", json={"seconds": 30, "fault": "503"}, timeout=5).ok

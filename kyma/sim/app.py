@@ -1,8 +1,9 @@
 """The simulated provider's Flask app: `gunicorn -k gevent 'kyma.sim.app:create_sim_app()'`.
 
 Routes: POST /v1/chat/completions, POST /v1/completions (legacy, with fill-in-the-middle),
-POST /v1/embeddings (deterministic unit vectors), GET /v1/models, GET /sim/stats, POST /sim/reset, and
-POST/DELETE /sim/outage (the provider down for a window, then healthy again).
+POST /v1/embeddings (deterministic unit vectors), GET /v1/models, GET /sim/stats, POST /sim/reset,
+POST/DELETE /sim/outage (the provider down for a window, then healthy again) and POST /sim/gate/release
+(lets through the requests the `gate` fault holds).
 Independent of the gateway: no gateway app, no database. kyma/sim/ports.py serves several in one process.
 """
 
@@ -20,6 +21,7 @@ from kyma.sim.delivery import Pacing, fault_response, json_response, pause, plai
 from kyma.sim.embeddings import embeddings_body, inputs, tokens_of
 from kyma.sim.errors import SimRequestError
 from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, make_fault
+from kyma.sim.gate import Gate
 from kyma.sim.legacy import build_text_completion, text_completion_body, text_completion_events
 from kyma.sim.prompt_cache import PrefixCache
 from kyma.sim.settings import SimSettings
@@ -37,6 +39,7 @@ class SimState:
     picker: FaultPicker
     cache: PrefixCache
     stats: SimStats
+    gate: Gate
 
     @property
     def pacing(self) -> Pacing:
@@ -53,6 +56,7 @@ def create_sim_app(environ: dict | None = None) -> Flask:
         picker=FaultPicker(settings.name, settings.faults, settings.seed),
         cache=PrefixCache(),
         stats=SimStats(settings.name),
+        gate=Gate(),
     )
     app.register_blueprint(bp)
     app.register_error_handler(SimRequestError, lambda e: e.response())
@@ -108,7 +112,8 @@ def embeddings() -> Response:
 
 
 def _admit(prompt_field: str) -> tuple[dict, Fault | None]:
-    """Check the key, read the body, draw the fault and count the request; sleep out a timeout fault."""
+    """Check the key, read the body, draw the fault and count the request; sleep out a timeout fault,
+    wait out a gate (then answer as usual)."""
     state = _state()
     _check_key(state.settings)
     body = request.get_json(silent=True, force=True)
@@ -123,6 +128,9 @@ def _admit(prompt_field: str) -> tuple[dict, Fault | None]:
     state.stats.record(str(model), fault.kind if fault else "none", body, _safe_headers())
     if fault is not None and fault.kind == "timeout":
         time.sleep(state.settings.timeout_seconds)
+    if fault is not None and fault.kind == "gate":
+        state.gate.wait(fault.position)
+        fault = None
     return body, fault
 
 
@@ -160,8 +168,16 @@ def list_models() -> Response:
 
 @bp.get("/sim/stats")
 def stats() -> Response:
-    """How many chat requests reached this provider, by fault and by model."""
-    return Response(json.dumps(_state().stats.as_json(), default=str), mimetype="application/json")
+    """How many chat requests reached this provider, by fault and by model, and how many wait at its gate."""
+    state = _state()
+    counts = {**state.stats.as_json(), "gated": state.gate.waiting}
+    return Response(json.dumps(counts, default=str), mimetype="application/json")
+
+
+@bp.post("/sim/gate/release")
+def release_gate() -> Response:
+    """Let the requests waiting at the gate through; later `gate` requests wait for the next release."""
+    return jsonify({"released": _state().gate.release()})
 
 
 @bp.post("/sim/outage")

@@ -7,8 +7,9 @@ seeded RNG. The header is either one fault for every simulator (`503`) or a comm
 entry matching this provider and the request's model applies.
 
 A fault is `kind[:number][+once]`. The number is a position for stream faults (`cut:5` = after 5
-events), Retry-After seconds for `429`, and the delay for `slow-first` (headers at once, the first
-token that many seconds later). `+once` injects the fault into the first request with this header
+events), Retry-After seconds for `429`, the delay for `slow-first` (headers at once, the first
+token that many seconds later), and the longest wait for `gate` (held until POST /sim/gate/release,
+then answered as usual; see gate.py). `+once` injects the fault into the first request with this header
 and these messages only: a retry of the same request is served cleanly, as from a provider that
 recovered from a blip.
 """
@@ -24,12 +25,12 @@ from dataclasses import dataclass
 # Every fault kind the simulator knows, and what it does (see app.py / stream.py).
 FAULT_KINDS = (
     "429", "500", "502", "503", "refuse", "timeout", "stall", "cut", "malformed", "garbage", "no-done",
-    "no-finish", "no-usage", "context-length", "slow-first",
+    "no-finish", "no-usage", "context-length", "slow-first", "gate",
 )
 # The number when the spec gives none: events before a stream fault fires (`malformed` slips one
 # bad event in before the first, cut/stall/garbage hit mid-answer), Retry-After for 429, the delay
-# of slow-first.
-DEFAULT_NUMBER = {"malformed": 0, "cut": 3, "stall": 3, "garbage": 3, "429": 1, "slow-first": 20}
+# of slow-first, the longest wait at a gate.
+DEFAULT_NUMBER = {"malformed": 0, "cut": 3, "stall": 3, "garbage": 3, "429": 1, "slow-first": 20, "gate": 60}
 NO_FAULT = "none"
 ONCE_MEMORY = 10000  # request fingerprints an `+once` fault remembers
 
@@ -43,7 +44,7 @@ class Fault:
     """One injected fault: its kind and, for stream faults, how many events precede it."""
 
     kind: str
-    position: int = 0  # or Retry-After seconds (429), or the first token's delay (slow-first)
+    position: int = 0  # or Retry-After seconds (429), the first token's delay (slow-first), a gate's wait
     once: bool = False
 
 
