@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -14,6 +12,7 @@ from kyma.db import init_db
 from kyma.models import LedgerEntry
 from kyma.services import ledger
 from tests.conftest import register
+from tests.gated import GATE, gated
 from tests.servers import start_stack, stop_all
 
 pytestmark = pytest.mark.integration
@@ -22,20 +21,18 @@ BODY = {"model": "qwen-3-32b", "messages": [{"role": "user", "content": "Hello t
 
 
 @pytest.fixture()
-def slow_stack(tmp_path):
-    """Simulators that answer after 3 s (every hold lands before any settle) and a gateway whose
-    tier 0 allows 1000 requests/minute, so only credits can refuse."""
+def race_stack(tmp_path):
+    """Simulators and a gateway whose tier 0 allows 1000 requests/minute, so only credits can refuse."""
     tiers = json.loads(open("kyma/data/tiers.json").read())
     tiers["tiers"][0].update(rpm=1000, per_model_rpm=1000)
     (tmp_path / "tiers.json").write_text(json.dumps(tiers))
-    gw, sims = start_stack(tmp_path, {"KYMA_SIM_LATENCY_MS": "3000"}, workers=2,
-                           KYMA_TIERS=str(tmp_path / "tiers.json"))
-    yield gw, gw.env["KYMA_DATABASE_URL"]  # SQLite, or PostgreSQL in the scale-out pass
+    gw, sims = start_stack(tmp_path, workers=2, KYMA_TIERS=str(tmp_path / "tiers.json"))
+    yield gw, gw.env["KYMA_DATABASE_URL"], [sim.url for sim in sims]  # SQLite, or PostgreSQL in the scale-out pass
     stop_all([gw, *sims])
 
 
-def test_fifty_concurrent_requests_with_credit_for_ten(slow_stack):
-    gw, url = slow_stack
+def test_fifty_concurrent_requests_with_credit_for_ten(race_stack):
+    gw, url, simulators = race_stack
     reg = register(gw.url, "race@example.com")
     auth = {"Authorization": f"Bearer {reg['api_key']}"}
     probe = requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=auth, timeout=30)
@@ -48,14 +45,12 @@ def test_fifty_concurrent_requests_with_credit_for_ten(slow_stack):
     ledger.add_credit(account, Decimal(delta) / 1_000_000, kind="adjustment" if delta < 0 else "grant")
     assert ledger.balance(account).balance_micros == target
 
-    barrier = threading.Barrier(50)
+    # Held at the simulators' gate until all fifty are admitted or refused: every hold before any settle.
+    def one():
+        return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers={**auth, **GATE},
+                             timeout=90).status_code
 
-    def one(_):
-        barrier.wait()
-        return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=auth, timeout=60).status_code
-
-    with ThreadPoolExecutor(50) as pool:
-        statuses = list(pool.map(one, range(50)))
+    statuses = gated(simulators, [one] * 50)
     assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
     assert ledger.balance(account).balance_micros >= 0
     assert ledger.check_ledger() == []

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 import requests
 
-from tests.servers import announce_key_change, db_rows, flask_here
+from tests.conftest import register
+from tests.gated import GATE, gated
+from tests.servers import announce_key_change, db_rows, flask_here, gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -47,26 +47,37 @@ def _hold_of(gateway, account, body) -> int:
     return round(float(re.search(r"may cost up to \$([0-9.]+)", refused.value.message).group(1)) * 1_000_000)
 
 
-def test_credit_limit_is_exact_under_concurrent_requests(gateway, account):
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory, simulators):
+    """A 2-worker gateway on the shared simulators that waits a minute for a first byte (tests/gated.py),
+    with an account of its own."""
+    workdir = tmp_path_factory.mktemp("patient")
+    base, sims = simulators
+    gw = start_gateway(workdir, gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=60), workers=2)
+    try:
+        yield gw, {"email": "patient@example.com", **register(gw.url, "patient@example.com")}, [s.url for s in sims]
+    finally:
+        gw.stop()
+
+
+def test_credit_limit_is_exact_under_concurrent_requests(patient):
+    gateway, account, simulators = patient
     body = {"model": "glm-4.7-flash", "messages": HELLO, "max_tokens": 40}
     hold = _hold_of(gateway, account, body)
     key = _new_key(gateway, account)
     r = _patch(gateway, account, key["id"], credit_limit=5 * hold / 1_000_000)
     assert r.status_code == 200 and r.json()["credit_limit"] == 5 * hold / 1_000_000, r.text
-    # Each answer waits a second upstream, so all twenty are in flight together.
-    client = _sdk(gateway, key["key"], **{"X-Kyma-Sim-Fault": "slow-first:1"})
-    start = threading.Barrier(20)
+    # Held at the simulators' gate until all twenty are admitted or refused: no answer settles meanwhile.
+    client = _sdk(gateway, key["key"], **GATE).with_options(timeout=90)
 
-    def one(_):
-        start.wait()
+    def one():
         try:
             client.chat.completions.create(**body)
             return 200, ""
         except openai.APIStatusError as exc:
             return exc.status_code, exc.message
 
-    with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(one, range(20)))
+    results = gated(simulators, [one] * 20)
     assert sorted(s for s, _ in results) == [200] * 5 + [402] * 15, results
     for _, message in (r for r in results if r[0] == 402):
         assert "API key 'ci'" in message and "credit limit of $" in message

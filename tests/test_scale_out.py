@@ -3,8 +3,8 @@ and route health; a pooled gateway never needs more PostgreSQL connections than 
 
 Two gunicorn masters (2 gevent workers each) on different ports, one fresh PostgreSQL database,
 one Redis key prefix, and the pytest process's simulated providers, which answer at once, except in
-the races for credit, whose requests ask for an answer SLOW_SECONDS late so that they overlap (every
-credit hold is placed before any request settles).
+the races for credit, whose requests wait at the simulators' gate until every one is admitted or
+refused (tests/gated.py: every credit hold is placed before any request settles).
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ import requests
 from kyma.config import DATA
 from tests import pg
 from tests.conftest import register
+from tests.gated import GATE, gated
 from tests.servers import flask_cli, flask_here, gateway_env, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
-SLOW_SECONDS = 3
+# A first byte may take this long: a race's requests wait at the gate until all are decided, and one
+# the gateway gave up on would still be counted there.
+GATED_WAIT = 60
 MODEL = "qwen-3-32b"
 BREAKER_MODEL = "glm-4.5-air"  # its own routes, so no other test here touches their breakers
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 256}
@@ -51,6 +54,12 @@ def sims(backends, simulators):
     return base
 
 
+@pytest.fixture()
+def gates(simulators) -> list[str]:
+    """The simulated providers' URLs, whose gates the races for credit open."""
+    return [sim.url for sim in simulators[1]]
+
+
 def _tiers(path: Path, tier0_rpm: int) -> Path:
     """A tier ladder whose tier 0 allows `tier0_rpm` requests/minute and tier 1 ($5 bought) 1000."""
     ladder = json.loads((DATA / "tiers.json").read_text())
@@ -67,7 +76,7 @@ def cluster(tmp_path_factory, sims):
     url, prefix = pg.create_database(), pg.new_redis_prefix()
     shared = dict(KYMA_DATABASE_URL=url, KYMA_REDIS_URL=pg.REDIS_URL, KYMA_REDIS_PREFIX=prefix,
                   KYMA_DATABASE_POOL_SIZE=POOL_SIZE, KYMA_TIERS=_tiers(workdir / "tiers.json", TIER0_RPM),
-                  KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=120, KYMA_FIRST_BYTE_TIMEOUT=15)
+                  KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=120, KYMA_FIRST_BYTE_TIMEOUT=GATED_WAIT)
     gateways = []
     try:
         for name in ("a", "b"):
@@ -88,7 +97,7 @@ def pg_gateway(tmp_path, sims):
     """One 2-worker gateway on a fresh PostgreSQL database, limits in the database (no Redis)."""
     url = pg.create_database()
     env = gateway_env(tmp_path, sims, KYMA_DATABASE_URL=url, KYMA_DATABASE_POOL_SIZE=POOL_SIZE,
-                      KYMA_TIERS=_tiers(tmp_path / "tiers.json", 1000), KYMA_FIRST_BYTE_TIMEOUT=15)
+                      KYMA_TIERS=_tiers(tmp_path / "tiers.json", 1000), KYMA_FIRST_BYTE_TIMEOUT=GATED_WAIT)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
         yield gw, url
@@ -117,11 +126,11 @@ def _sdk_status(client: openai.OpenAI, body: dict) -> int:
         return exc.status_code
 
 
-def _slow_post_status(gw, key: str) -> int:
-    """One chat request answered SLOW_SECONDS late, with plain requests: light on the client's CPU, so a
-    race's requests start together, and each holds its credit while the others are admitted."""
-    headers = {"Authorization": f"Bearer {key}", "X-Kyma-Sim-Fault": f"slow-first:{SLOW_SECONDS}"}
-    return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=60).status_code
+def _gated_post_status(gw, key: str) -> int:
+    """One chat request held at the simulators' gate, with plain requests (light on the client's CPU):
+    it keeps its credit on hold until the race's every request is admitted or refused."""
+    headers = {"Authorization": f"Bearer {key}", **GATE}
+    return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=90).status_code
 
 
 def _concurrently(calls: list) -> list:
@@ -206,17 +215,18 @@ def test_rate_limit_is_global_across_instances(cluster):
     for gw in (a, b):
         limits = requests.get(f"{gw.url}/v1/auth/limits", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert TIER0_RPM - refills() <= limits.json()["rpm_used"] <= TIER0_RPM, limits.text
-    if refills() == 0:  # still inside the first refill interval: nothing can be admitted yet
-        assert _chat_status(b, key, small) == 429
+    late = _chat_status(b, key, small)
+    if refills() == 0:  # read after the request: no refill had come when it was admitted or refused
+        assert late == 429
 
 
-def test_balance_is_never_overspent_across_instances(cluster):
+def test_balance_is_never_overspent_across_instances(cluster, gates):
     (a, b), url = cluster
     email = _email()
     key = register(b.url, email)["api_key"]
     covered = 8
     account_id = _fund_for(url, a, email, key, covered)
-    statuses = _concurrently([lambda gw=(a, b)[i % 2]: _slow_post_status(gw, key) for i in range(30)])
+    statuses = gated(gates, [lambda gw=(a, b)[i % 2]: _gated_post_status(gw, key) for i in range(30)])
     assert (statuses.count(200), statuses.count(402)) == (covered, 30 - covered), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_here(b.env, "ledger", "check")
@@ -263,13 +273,13 @@ def test_open_circuit_seen_by_one_instance_is_honoured_by_the_other(cluster):
     assert raw.headers["X-Kyma-Fallback-Layer"] == "1"
 
 
-def test_fifty_concurrent_requests_with_credit_for_ten_on_postgres(pg_gateway):
+def test_fifty_concurrent_requests_with_credit_for_ten_on_postgres(pg_gateway, gates):
     gw, url = pg_gateway
     email = _email()
     key = register(gw.url, email)["api_key"]
     account_id = _fund_for(url, gw, email, key, 10)
     with PeakConnections(url) as conns:
-        statuses = _concurrently([lambda: _slow_post_status(gw, key) for _ in range(50)])
+        statuses = gated(gates, [lambda: _gated_post_status(gw, key) for _ in range(50)])
     assert (statuses.count(200), statuses.count(402)) == (10, 40), statuses
     assert _balance_micros(url, account_id) >= 0
     check = flask_here(gw.env, "ledger", "check")
