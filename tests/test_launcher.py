@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -37,12 +39,24 @@ def alive(pid: int) -> bool:
 
 
 def free_block(n: int) -> int:
-    """The first of n consecutive ports free now (the launcher binds them itself: its ports are settings)."""
-    socks = procs.listen_consecutive(n)
-    base = socks[0].getsockname()[1]
-    for s in socks:
-        s.close()
-    return base
+    """The first of n consecutive ports free now, below the kernel's ephemeral range.
+
+    The launcher binds them itself (its ports are settings), after this has let them go: below that
+    range no outgoing connection and no listener on port 0 can take one meanwhile.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        base = random.randrange(10_000, ephemeral_low - n)
+        held = []
+        try:
+            held += [procs.listen(port=port) for port in range(base, base + n)]
+            return base
+        except procs.PortInUse:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise procs.PortInUse(0, f"no {n} consecutive free ports below {ephemeral_low}")
 
 
 def launch(tmp_path, **extra):

@@ -240,11 +240,11 @@ def test_silence_before_the_headers_is_a_timeout_and_a_closed_port_a_connect_fai
     with pytest.raises(HTTPFailure) as info:
         _origin(server).post("/chat/completions", b"{}", {}, 0.3)
     assert info.value.phase == "timeout"
-    with socket.socket() as unused:  # a port nobody listens on
+    with socket.socket() as unused:  # a port held, so nobody else can listen on it, but not listening
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    with pytest.raises(HTTPFailure) as info:
-        Origin(f"http://127.0.0.1:{port}", size=1, connect_timeout=1).post("/x", b"", {}, 1)
+        with pytest.raises(HTTPFailure) as info:
+            Origin(f"http://127.0.0.1:{port}", size=1, connect_timeout=1).post("/x", b"", {}, 1)
     assert info.value.phase == "connect"
 
 
