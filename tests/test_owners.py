@@ -40,7 +40,24 @@ def test_a_running_worker_elsewhere_or_this_one_is_not_gone():
     assert not owners.owner_is_dead(f"{host}:not-a-pid", host, me)
 
 
+def test_a_long_host_name_is_cut_so_that_the_pid_stays_whole(monkeypatch):
+    host = "pod-" + "x" * 70
+    monkeypatch.setattr(owners.socket, "gethostname", lambda: host)
+    owners._identity.cache_clear()
+    try:
+        me = owners.worker_identity()
+        assert len(me) == owners.OWNER_LENGTH and me.endswith(f":{os.getpid()}")
+        assert not owners.owner_is_dead(me, host, me)
+        with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+            pass
+        assert owners.owner_is_dead(owners._identity(gone.pid), host, me), "a cut host still names this host"
+        assert not owners.owner_is_dead(f"{host[:10]}:{gone.pid}", host, me), "cut elsewhere: not this host's"
+    finally:
+        owners._identity.cache_clear()
+
+
 @pytest.mark.parametrize("name", ["python", "a b", "x) Z (y"])
 def test_the_state_is_read_after_the_command_name_whatever_it_holds(name):
     assert owners.process_state(f"123 ({name}) S 1 123 123 0 -1 4194304") == "S"
     assert owners.process_state(f"123 ({name}) Z 1 123 123 0 -1 4194304") == "Z"
+    assert owners.process_state(f"123 ({name})") == "", "a line cut short has no state"

@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+OWNER_LENGTH = 64  # the hold table's owner column
+
 
 def worker_identity() -> str:
     """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
@@ -15,13 +17,18 @@ def worker_identity() -> str:
 
 @functools.cache
 def _identity(pid: int) -> str:
-    return f"{socket.gethostname()}:{pid}"
+    return f"{_host_part(socket.gethostname(), str(pid))}:{pid}"
+
+
+def _host_part(host: str, pid: str) -> str:
+    """The host as an owner names it: cut so that the pid always fits whole (a cut pid names another process)."""
+    return host[:OWNER_LENGTH - 1 - len(pid)]
 
 
 def owner_is_dead(owner: str, host: str, me: str) -> bool:
     """True when `owner` is a process on this host that no longer runs."""
     name, _, pid = owner.rpartition(":")
-    if name != host or owner == me or not pid.isdigit():
+    if not pid.isdigit() or name != _host_part(host, pid) or owner == me:
         return False
     try:
         os.kill(int(pid), 0)
@@ -45,4 +52,5 @@ def is_zombie(pid: int) -> bool:
 
 def process_state(stat: str) -> str:
     """The state letter of a /proc/PID/stat line, read after the command name (which may hold ")")."""
-    return stat.rpartition(")")[2].split()[0]
+    fields = stat.rpartition(")")[2].split()
+    return fields[0] if fields else ""
