@@ -112,8 +112,7 @@ def embeddings() -> Response:
 
 
 def _admit(prompt_field: str) -> tuple[dict, Fault | None]:
-    """Check the key, read the body, draw the fault and count the request; sleep out a timeout fault,
-    wait out a gate (then answer as usual)."""
+    """Check the key, read the body, draw the fault and count the request, then hold it as the fault says."""
     state = _state()
     _check_key(state.settings)
     body = request.get_json(silent=True, force=True)
@@ -126,12 +125,19 @@ def _admit(prompt_field: str) -> tuple[dict, Fault | None]:
     except FaultSyntaxError as exc:
         raise SimRequestError(400, str(exc), param=FAULT_HEADER) from exc
     state.stats.record(str(model), fault.kind if fault else "none", body, _safe_headers())
+    return body, _hold(state, fault)
+
+
+def _hold(state: SimState, fault: Fault | None) -> Fault | None:
+    """Sleep out a timeout fault; wait at the gate for a gate fault, then answer as usual (None)."""
     if fault is not None and fault.kind == "timeout":
         time.sleep(state.settings.timeout_seconds)
     if fault is not None and fault.kind == "gate":
-        state.gate.wait(fault.position)
-        fault = None
-    return body, fault
+        if not state.gate.wait(fault.position):  # never released: say so, rather than answer late
+            raise SimRequestError(504, f"The gate was not released within {fault.position} seconds.",
+                                  type_="server_error", code="gate_timeout")
+        return None
+    return fault
 
 
 def _answer(body: dict, fault: Fault | None, completion, legacy: bool = False) -> Response:

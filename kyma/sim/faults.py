@@ -33,6 +33,7 @@ FAULT_KINDS = (
 DEFAULT_NUMBER = {"malformed": 0, "cut": 3, "stall": 3, "garbage": 3, "429": 1, "slow-first": 20, "gate": 60}
 NO_FAULT = "none"
 ONCE_MEMORY = 10000  # request fingerprints an `+once` fault remembers
+MAX_WAIT_SECONDS = 600  # the longest slow-first delay or gate wait: a request cannot hold a connection longer
 
 
 class FaultSyntaxError(ValueError):
@@ -76,6 +77,8 @@ def make_fault(spec: str) -> Fault:
     if pos:
         if not pos.isdigit():
             raise FaultSyntaxError(f"bad fault number in {spec!r}")
+        if kind in ("slow-first", "gate") and int(pos) > MAX_WAIT_SECONDS:
+            raise FaultSyntaxError(f"{kind} waits {MAX_WAIT_SECONDS} seconds at most, not {pos}")
         return Fault(kind, int(pos), once)
     return Fault(kind, DEFAULT_NUMBER.get(kind, 0), once)
 

@@ -3,8 +3,9 @@
 A race for credit needs every request admitted or refused before any is answered. A fixed delay is a
 guess a busy machine can lose; a test instead holds its requests here, waits until each is either
 refused or waiting at a gate (GET /sim/stats says how many wait), and releases them together. A
-provider's gate lives in its process (simulators run one gevent worker), and a request waits at most
-the fault's number of seconds.
+provider's gate lives in its process (simulators run one gevent worker). A request waits at most the
+fault's number of seconds, then gets a 504; one whose client went away still counts as waiting until
+then (a waiting worker cannot see the disconnect).
 """
 
 from __future__ import annotations
