@@ -34,7 +34,7 @@ CALLER_PREFIXES = ("KYMA_", "OPENAI_", "ANTHROPIC_")
 
 
 def caller_env(*also: str) -> dict[str, str]:
-    """This process's environment without the variables named by CALLER_PREFIXES (nor `also`)."""
+    """This process's environment but for the variables whose names start with CALLER_PREFIXES or `also`."""
     return {k: v for k, v in os.environ.items() if not k.startswith((*CALLER_PREFIXES, *also))}
 
 

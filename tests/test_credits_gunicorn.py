@@ -12,7 +12,7 @@ from kyma.db import init_db
 from kyma.models import LedgerEntry
 from kyma.services import ledger
 from tests.conftest import register
-from tests.gated import GATE, gated
+from tests.gated import FIRST_BYTE_TIMEOUT, GATE, gated
 from tests.servers import start_stack, stop_all
 
 pytestmark = pytest.mark.integration
@@ -22,11 +22,13 @@ BODY = {"model": "qwen-3-32b", "messages": [{"role": "user", "content": "Hello t
 
 @pytest.fixture()
 def race_stack(tmp_path):
-    """Simulators and a gateway whose tier 0 allows 1000 requests/minute, so only credits can refuse."""
+    """Simulators and a gateway whose tier 0 allows 1000 requests/minute, so only credits can refuse, and
+    that waits for a first byte as long as the race may take (tests/gated.py)."""
     tiers = json.loads(open("kyma/data/tiers.json").read())
     tiers["tiers"][0].update(rpm=1000, per_model_rpm=1000)
     (tmp_path / "tiers.json").write_text(json.dumps(tiers))
-    gw, sims = start_stack(tmp_path, workers=2, KYMA_TIERS=str(tmp_path / "tiers.json"))
+    gw, sims = start_stack(tmp_path, workers=2, KYMA_TIERS=str(tmp_path / "tiers.json"),
+                           KYMA_FIRST_BYTE_TIMEOUT=FIRST_BYTE_TIMEOUT)
     yield gw, gw.env["KYMA_DATABASE_URL"], [sim.url for sim in sims]  # SQLite, or PostgreSQL in the scale-out pass
     stop_all([gw, *sims])
 

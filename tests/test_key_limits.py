@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import register
-from tests.gated import GATE, gated
+from tests.gated import FIRST_BYTE_TIMEOUT, GATE, gated
 from tests.servers import announce_key_change, db_rows, flask_here, gateway_env, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -49,11 +49,11 @@ def _hold_of(gateway, account, body) -> int:
 
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory, simulators):
-    """A 2-worker gateway on the shared simulators that waits a minute for a first byte (tests/gated.py),
-    with an account of its own."""
+    """A 2-worker gateway on the shared simulators that waits for a first byte as long as a race for
+    credit may take (tests/gated.py), with an account of its own."""
     workdir = tmp_path_factory.mktemp("patient")
     base, sims = simulators
-    gw = start_gateway(workdir, gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=60), workers=2)
+    gw = start_gateway(workdir, gateway_env(workdir, base, KYMA_FIRST_BYTE_TIMEOUT=FIRST_BYTE_TIMEOUT), workers=2)
     try:
         yield gw, {"email": "patient@example.com", **register(gw.url, "patient@example.com")}, [s.url for s in sims]
     finally:

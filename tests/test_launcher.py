@@ -46,7 +46,7 @@ def free_block(n: int) -> int:
     """
     ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randrange(10_000, ephemeral_low - n)
+        base = random.randrange(min(10_000, ephemeral_low // 2), ephemeral_low - n)
         held = []
         try:
             held += [procs.listen(port=port) for port in range(base, base + n)]

@@ -24,14 +24,11 @@ import requests
 from kyma.config import DATA
 from tests import pg
 from tests.conftest import register
-from tests.gated import GATE, gated
+from tests.gated import FIRST_BYTE_TIMEOUT, GATE, gated
 from tests.servers import flask_cli, flask_here, gateway_env, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
-# A first byte may take this long: a race's requests wait at the gate until all are decided, and one
-# the gateway gave up on would still be counted there.
-GATED_WAIT = 60
 MODEL = "qwen-3-32b"
 BREAKER_MODEL = "glm-4.5-air"  # its own routes, so no other test here touches their breakers
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 256}
@@ -49,7 +46,7 @@ def backends():
 
 @pytest.fixture(scope="module")
 def sims(backends, simulators):
-    """The pytest process's simulated providers (they answer at once unless a request asks for a delay)."""
+    """The pytest process's simulated providers (they answer at once unless a request asks for a fault)."""
     base, _ = simulators
     return base
 
@@ -76,7 +73,8 @@ def cluster(tmp_path_factory, sims):
     url, prefix = pg.create_database(), pg.new_redis_prefix()
     shared = dict(KYMA_DATABASE_URL=url, KYMA_REDIS_URL=pg.REDIS_URL, KYMA_REDIS_PREFIX=prefix,
                   KYMA_DATABASE_POOL_SIZE=POOL_SIZE, KYMA_TIERS=_tiers(workdir / "tiers.json", TIER0_RPM),
-                  KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=120, KYMA_FIRST_BYTE_TIMEOUT=GATED_WAIT)
+                  KYMA_BREAKER_FAILURES=3, KYMA_BREAKER_COOLDOWN_SECONDS=120,
+                  KYMA_FIRST_BYTE_TIMEOUT=FIRST_BYTE_TIMEOUT)
     gateways = []
     try:
         for name in ("a", "b"):
@@ -97,7 +95,7 @@ def pg_gateway(tmp_path, sims):
     """One 2-worker gateway on a fresh PostgreSQL database, limits in the database (no Redis)."""
     url = pg.create_database()
     env = gateway_env(tmp_path, sims, KYMA_DATABASE_URL=url, KYMA_DATABASE_POOL_SIZE=POOL_SIZE,
-                      KYMA_TIERS=_tiers(tmp_path / "tiers.json", 1000), KYMA_FIRST_BYTE_TIMEOUT=GATED_WAIT)
+                      KYMA_TIERS=_tiers(tmp_path / "tiers.json", 1000), KYMA_FIRST_BYTE_TIMEOUT=FIRST_BYTE_TIMEOUT)
     gw = start_gateway(tmp_path, env, workers=2)
     try:
         yield gw, url
