@@ -18,6 +18,7 @@ from kyma.services import group_commit, ledger, owners
 from tests.accounts import make_account
 from tests.backends import pg_db  # noqa: F401
 from tests.conftest import register
+from tests.gated import GATE, release, waiting
 from tests.servers import db_rows, flask_here, gateway_env, start_gateway
 
 
@@ -159,8 +160,7 @@ def test_the_one_statement_hold_on_postgresql_refuses_without_writing(pg_db):
 
 # The flusher gathers this long: the four requests' settlements wait in one pending group while the
 # test kills the worker, well within it (the simulators' answers are awaited, not slept for: the kill
-# follows the last answer by one poll). Every request waits out the window twice, hold and settlement.
-# Long enough for a busy machine: the four holds must land in one group, and the kill inside the next.
+# follows them by one poll). Long enough for a busy machine to land the kill inside it.
 WINDOW_MS = 4000
 
 
@@ -176,9 +176,10 @@ def grouping_gateway(tmp_path, simulators):
     gw.stop()
 
 
-def _ask(url: str, key: str):
+def _ask(url: str, key: str, **headers: str):
     try:
-        return requests.post(f"{url}/v1/chat/completions", timeout=30, headers={"Authorization": f"Bearer {key}"},
+        return requests.post(f"{url}/v1/chat/completions", timeout=30,
+                             headers={"Authorization": f"Bearer {key}", **headers},
                              json={"model": "glm-4.5-air", "max_tokens": 20,
                                    "messages": [{"role": "user", "content": "Say hi"}]})
     except requests.ConnectionError as exc:
@@ -189,11 +190,6 @@ def _open_holds(env: dict) -> list[tuple[str, str]]:
     return db_rows(env, "select request_id, owner from hold where closed_at is null")
 
 
-def _upstream_requests(sims) -> int:
-    """Chat requests the simulators have taken (each answers the moment it counts one)."""
-    return sum(requests.get(f"{sim.url}/sim/stats", timeout=5).json()["requests"] for sim in sims)
-
-
 def _kinds(env: dict, request_id: str) -> list[str]:
     return [k for (k,) in db_rows(env, "select kind from ledgerentry where request_id={p} order by id", request_id)]
 
@@ -201,22 +197,22 @@ def _kinds(env: dict, request_id: str) -> list[str]:
 @pytest.mark.integration
 def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_gateway):
     gw, user, env, sims = grouping_gateway
-    key = user["api_key"]
-    earlier = _upstream_requests(sims)  # the simulators are shared: count this test's requests only
+    key, gates = user["api_key"], [sim.url for sim in sims]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(_ask, gw.url, key) for _ in range(4)]
-        deadline = time.monotonic() + 20
-        while len(_open_holds(env)) < 4 and time.monotonic() < deadline:
+        # Held at the simulators' gate until all four holds are open: none can settle before.
+        futures = [pool.submit(_ask, gw.url, key, **GATE) for _ in range(4)]
+        deadline = time.monotonic() + 60  # a bound on the polling, not a timing claim
+        while (len(_open_holds(env)) < 4 or waiting(gates) < 4) and time.monotonic() < deadline:
             time.sleep(0.05)
         holds = _open_holds(env)
-        assert len(holds) == 4
-        # Once the simulators have answered all four, their settlements wait in the flusher's group,
-        # which gathers for WINDOW_MS: the kill lands well inside it.
-        while _upstream_requests(sims) - earlier < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _upstream_requests(sims) - earlier == 4
+        assert len(holds) == 4 and waiting(gates) == 4
         killed = [rid for rid, _ in holds]
         assert db_rows(env, "select count(*) from requestlog") == [(0,)]
+        # Released, the simulators answer all four at once; their settlements then wait in the flusher's
+        # group, which gathers for WINDOW_MS: the kill lands well inside it.
+        release(gates)
+        while waiting(gates) and time.monotonic() < deadline:
+            time.sleep(0.05)
         os.kill(int(holds[0][1].rsplit(":", 1)[1]), signal.SIGKILL)
         answers = [f.result() for f in futures]
     assert not any(isinstance(a, requests.Response) and a.status_code == 200 for a in answers), \
