@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -16,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from kyma.db import database
 from kyma.errors import Conflict, InvalidRequest
 from kyma.models import Account, Hold, LedgerEntry, utcnow
-from kyma.services import group_commit, ledger
+from kyma.services import group_commit, ledger, owners
 from tests.accounts import make_account
 from tests.racers import hold_many, race_context
 
@@ -117,7 +116,7 @@ def test_reaper_releases_expired_and_dead_owner_holds(sqlite_db):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert ledger.place_hold(acct, "expired", 1000, ttl_seconds=1)
-    assert ledger.place_hold(acct, "orphan", 2000, owner=f"{socket.gethostname()}:{dead.pid}")
+    assert ledger.place_hold(acct, "orphan", 2000, owner=owners.identity_of(dead.pid))
     assert ledger.place_hold(acct, "live", 3000)  # this process: not reaped
     assert ledger.place_hold(acct, "elsewhere", 500, owner="other-host:1")
     assert ledger.reap_expired_holds(now=utcnow() + timedelta(seconds=5)) == 2

@@ -19,7 +19,7 @@ def test_a_worker_that_exited_but_is_not_yet_reaped_is_gone():
         # does until its master gets to it.
         os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
         os.kill(child.pid, 0)  # a zombie still answers the signal check: only its state tells
-        owner = f"{socket.gethostname()}:{child.pid}"
+        owner = owners.identity_of(child.pid)
         assert owners.is_zombie(child.pid)
         assert owners.owner_is_dead(owner, socket.gethostname(), owners.worker_identity())
     finally:
@@ -32,7 +32,7 @@ def test_a_running_worker_elsewhere_or_this_one_is_not_gone():
     with subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE) as alive:
         try:
             assert not owners.is_zombie(alive.pid)
-            assert not owners.owner_is_dead(f"{host}:{alive.pid}", host, me)
+            assert not owners.owner_is_dead(owners.identity_of(alive.pid), host, me)
         finally:
             alive.stdin.close()
     assert not owners.owner_is_dead(me, host, me)
@@ -40,20 +40,25 @@ def test_a_running_worker_elsewhere_or_this_one_is_not_gone():
     assert not owners.owner_is_dead(f"{host}:not-a-pid", host, me)
 
 
-def test_a_long_host_name_is_cut_so_that_the_pid_stays_whole(monkeypatch):
-    host = "pod-" + "x" * 70
+def test_a_long_host_name_is_cut_so_that_the_pid_stays_whole_and_hosts_stay_apart(monkeypatch):
+    host, twin = "pod-" + "x" * 55 + "-a1b2c", "pod-" + "x" * 55 + "-d3e4f"  # pod names differ at the end
     monkeypatch.setattr(owners.socket, "gethostname", lambda: host)
-    owners._identity.cache_clear()
+    owners.identity_of.cache_clear()
     try:
         me = owners.worker_identity()
         assert len(me) == owners.OWNER_LENGTH and me.endswith(f":{os.getpid()}")
         assert not owners.owner_is_dead(me, host, me)
         with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
             pass
-        assert owners.owner_is_dead(owners._identity(gone.pid), host, me), "a cut host still names this host"
+        ours = owners.identity_of(gone.pid)
+        assert owners.owner_is_dead(ours, host, me), "a cut host still names this host"
+        monkeypatch.setattr(owners.socket, "gethostname", lambda: twin)
+        owners.identity_of.cache_clear()
+        theirs = owners.identity_of(gone.pid)
+        assert theirs != ours and not owners.owner_is_dead(theirs, host, me), "another host's, cut alike"
         assert not owners.owner_is_dead(f"{host[:10]}:{gone.pid}", host, me), "cut elsewhere: not this host's"
     finally:
-        owners._identity.cache_clear()
+        owners.identity_of.cache_clear()
 
 
 @pytest.mark.parametrize("name", ["python", "a b", "x) Z (y"])

@@ -26,7 +26,7 @@ from kyma.db import connected, database, execute, is_sqlite_db, write_transactio
 from kyma.errors import Conflict, InvalidRequest, NotFound
 from kyma.models import Account, Hold, LedgerEntry, utcnow
 from kyma.services import group_commit, key_limits
-from kyma.services.owners import owner_is_dead, worker_identity
+from kyma.services.owners import OWNER_LENGTH, owner_is_dead, worker_identity
 from kyma.services.pricing import usd_to_micros
 from kyma.services.row_locks import RowLocks
 from kyma.services.tiers import TierLadder
@@ -214,7 +214,9 @@ def place_hold(account_id: int, request_id: str, amount_micros: int, *, owner: s
     now = utcnow()
     expires_at = now + timedelta(seconds=_hold_ttl(ttl_seconds))
     db, sql = database.obj, _sql()
-    owner = (owner or worker_identity())[:64]
+    owner = owner or worker_identity()
+    if len(owner) > OWNER_LENGTH:  # cut, it could name another worker, whose holds a reaper may release
+        raise ValueError(f"a hold's owner is {OWNER_LENGTH} characters at most")
     if sql.debit_and_hold is not None:
         # One statement: outside a transaction it commits by itself, so an account's row is locked
         # for one statement, not across round trips and a commit (a team's agents share one account).
@@ -254,7 +256,7 @@ def place_holds(requests: list[HoldRequest]) -> list[bool]:
         r = requests[0]
         return [place_hold(r.account_id, r.request_id, r.amount_micros, ttl_seconds=r.ttl_seconds, note=r.note)]
     db, sql = database.obj, _sql()
-    owner, now = worker_identity()[:64], utcnow()
+    owner, now = worker_identity(), utcnow()
     conn = db.connection()
     own = not db.in_transaction()
     cursors = {}
@@ -358,10 +360,11 @@ def reap_expired_holds(now: datetime | None = None) -> int:
     # ("database is locked") whenever another worker committed meanwhile.
     open_holds = list(Hold.select(Hold.request_id, Hold.account, Hold.owner, Hold.expires_at)
                       .where(Hold.closed_at.is_null()))
+    gone = {owner for owner in {hold.owner for hold in open_holds} if owner_is_dead(owner, host, me)}
     reaped = 0
     for hold in open_holds:
         expired = hold.expires_at <= now
-        if (expired or owner_is_dead(hold.owner, host, me)) and _reap(
+        if (expired or hold.owner in gone) and _reap(
                 hold, "reaped: expired" if expired else f"reaped: owner {hold.owner} gone"):
             reaped += 1
     if reaped:

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import socket
 from pathlib import Path
 
-OWNER_LENGTH = 64  # the hold table's owner column
+from kyma.models import Hold
+
+OWNER_LENGTH = Hold.owner.max_length
 
 
 def worker_identity() -> str:
     """This process as a hold owner: host:pid (lets the reaper spot holds of dead workers)."""
-    return _identity(os.getpid())  # keyed by pid: a forked worker gets its own
+    return identity_of(os.getpid())  # keyed by pid: a forked worker gets its own
 
 
 @functools.cache
-def _identity(pid: int) -> str:
+def identity_of(pid: int) -> str:
+    """Process `pid` of this host as a hold owner."""
     return f"{_host_part(socket.gethostname(), str(pid))}:{pid}"
 
 
 def _host_part(host: str, pid: str) -> str:
-    """The host as an owner names it: cut so that the pid always fits whole (a cut pid names another process)."""
-    return host[:OWNER_LENGTH - 1 - len(pid)]
+    """The host as an owner names it: whole when host:pid fits the column, else cut and ended with a hash
+    of the whole name. A cut pid would name another process, and a bare cut could make two hosts one
+    (pod names differ at their end)."""
+    room = OWNER_LENGTH - 1 - len(pid)
+    if len(host) <= room:
+        return host
+    return f"{host[:room - 9]}~{hashlib.sha256(host.encode()).hexdigest()[:8]}"
 
 
 def owner_is_dead(owner: str, host: str, me: str) -> bool:
