@@ -80,3 +80,25 @@ def test_servers_end_with_their_zygote_and_the_next_spawn_starts_another(tmp_pat
     finally:
         sim.stop(signal.SIGINT)
         own._stop()
+
+
+END_A_STUCK_MASTER = """
+import os, signal, subprocess, sys
+from tests import zygote
+
+ignores = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+master = subprocess.Popen([sys.executable, "-c", ignores], start_new_session=True, stdout=subprocess.PIPE)
+master.stdout.readline()  # it ignores SIGINT from here on
+read, write = os.pipe()
+status_fds = {master.pid: write}
+zygote._end(status_fds, zygote._Unpatched(), grace=0.2)
+print(status_fds == {}, zygote._STATUS.unpack(os.read(read, zygote._STATUS.size))[0])
+"""
+
+
+def test_a_master_that_ignores_its_stop_is_killed_at_the_end_and_its_status_told():
+    # In a process of its own: the zygote's reaping waits for any child, which would steal this one's.
+    done = subprocess.run([sys.executable, "-c", END_A_STUCK_MASTER], cwd=zygote.ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", str(-signal.SIGKILL)]

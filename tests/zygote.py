@@ -162,14 +162,14 @@ class Zygote:
         return self._channel
 
     def _stop(self) -> None:
-        """Close the channel and wait for the zygote, which stops its masters first (killed if it takes
-        longer than it gives them)."""
+        """Close the channel and wait for the zygote, which stops its masters first (it is killed itself
+        if it takes longer than it gives them)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
         if self._process is not None:
             try:
-                self._process.wait(END_GRACE + 5)
+                self._process.wait(END_GRACE + 10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
@@ -270,16 +270,19 @@ def _reap(status_fds: dict[int, int], unpatched: _Unpatched) -> None:
 
 
 def _end(status_fds: dict[int, int], unpatched: _Unpatched, grace: float = END_GRACE) -> None:
-    """Stop the masters still running (gunicorn's quick shutdown) and reap them, within `grace` seconds."""
+    """Stop the masters still running (gunicorn's quick shutdown) and reap them; after `grace` seconds,
+    kill what is left, each master with its workers (its own process group), as kyma.procs.stop does."""
     import time
 
-    for pid in status_fds:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + grace
-    while status_fds and time.monotonic() < deadline:
-        _reap(status_fds, unpatched)
-        unpatched.sleep(0.05)
+    phases = ((lambda pid: os.kill(pid, signal.SIGINT), grace), (lambda pid: os.killpg(pid, signal.SIGKILL), 5))
+    for send, wait in phases:
+        for pid in status_fds:
+            with suppress(ProcessLookupError):
+                send(pid)
+        deadline = time.monotonic() + wait
+        while status_fds and time.monotonic() < deadline:
+            _reap(status_fds, unpatched)
+            unpatched.sleep(0.05)
 
 
 def _child(message: bytes, fds: list[int], channel: socket.socket, zygote_fds, unpatched: _Unpatched) -> None:
