@@ -14,6 +14,7 @@ from kyma.providers.base import UpstreamFailure
 from kyma.providers.routes import Provider, Route
 from kyma.services.breaker import BreakerState, Verdict
 from kyma.services.catalog import Catalog
+from tests.clock import FakeClock
 
 CATALOG = Catalog.load(DATA / "catalog.json")
 MODEL = CATALOG.models[0]
@@ -47,16 +48,6 @@ class Breaker:
         self.failures[route] = 0
 
 
-class Clock:
-    """Monotonic seconds that move only when the loop pauses, so no check races the real clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def walk(attempts: Attempts, outcomes: dict, *, continuing=None) -> tuple[list, list, object]:
     """Run the loop: outcomes maps provider name → list of failures (None = serve) in order of tries."""
     tried, paused = [], []
@@ -71,7 +62,7 @@ def walk(attempts: Attempts, outcomes: dict, *, continuing=None) -> tuple[list, 
 
     def pause(seconds: float):
         paused.append(round(seconds, 3))
-        attempts.clock.now += seconds
+        attempts.clock.sleep(seconds)  # the loop pauses on this clock, not the real one
         yield from ()
 
     loop = attempts.run(attempt, pause, continuing=continuing)
@@ -83,7 +74,7 @@ def walk(attempts: Attempts, outcomes: dict, *, continuing=None) -> tuple[list, 
 
 
 def attempts_for(*cands: Candidate, breaker=None, **kw) -> Attempts:
-    clock = Clock()
+    clock = FakeClock()
     return Attempts(breaker or Breaker(), list(cands), max_attempts=kw.pop("max_attempts", 8),
                     deadline=clock() + 60, clock=clock, **kw)
 

@@ -208,11 +208,13 @@ def test_kill_9_with_a_group_pending_loses_no_charge_and_doubles_none(grouping_g
         assert len(holds) == 4 and waiting(gates) == 4
         killed = [rid for rid, _ in holds]
         assert db_rows(env, "select count(*) from requestlog") == [(0,)]
-        # Released, the simulators answer all four at once; their settlements then wait in the flusher's
-        # group, which gathers for WINDOW_MS: the kill lands well inside it.
-        release(gates)
+        # Released, the simulators answer all four at once, and their settlements then wait in the
+        # flusher's group, which gathers for WINDOW_MS: the kill follows within a poll, well inside it.
+        # (Were it to land before the answers, every check below must hold all the same.)
+        assert release(gates) == 4
         while waiting(gates) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert waiting(gates) == 0
         os.kill(int(holds[0][1].rsplit(":", 1)[1]), signal.SIGKILL)
         answers = [f.result() for f in futures]
     assert not any(isinstance(a, requests.Response) and a.status_code == 200 for a in answers), \

@@ -47,7 +47,7 @@ def _hold_of(gateway, account, body) -> int:
     return round(float(re.search(r"may cost up to \$([0-9.]+)", refused.value.message).group(1)) * 1_000_000)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def patient(tmp_path_factory, simulators):
     """A 2-worker gateway on the shared simulators that waits for a first byte as long as a race for
     credit may take (tests/gated.py), with an account of its own."""

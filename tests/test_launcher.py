@@ -42,11 +42,12 @@ def free_block(n: int) -> int:
     """The first of n consecutive ports free now, below the kernel's ephemeral range.
 
     The launcher binds them itself (its ports are settings), after this has let them go: below that
-    range no outgoing connection and no listener on port 0 can take one meanwhile.
+    range no outgoing connection and no listener on port 0 can take one meanwhile (another launcher
+    test choosing the same block at random still could, rarely).
     """
     ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randrange(min(10_000, ephemeral_low // 2), ephemeral_low - n)
+        base = random.randrange(max(1024, min(10_000, ephemeral_low // 2)), ephemeral_low - n)  # not privileged
         held = []
         try:
             held += [procs.listen(port=port) for port in range(base, base + n)]

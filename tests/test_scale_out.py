@@ -13,7 +13,6 @@ import json
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import requests
 from kyma.config import DATA
 from tests import pg
 from tests.conftest import register
-from tests.gated import FIRST_BYTE_TIMEOUT, GATE, gated
+from tests.gated import FIRST_BYTE_TIMEOUT, GATE, concurrently, gated
 from tests.servers import flask_cli, flask_here, gateway_env, start_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
@@ -131,18 +130,6 @@ def _gated_post_status(gw, key: str) -> int:
     return requests.post(f"{gw.url}/v1/chat/completions", json=BODY, headers=headers, timeout=90).status_code
 
 
-def _concurrently(calls: list) -> list:
-    """Run zero-argument calls at once (a barrier releases them together); their results in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
 def _fund_for(url: str, gw, email: str, key: str, requests_covered: int) -> int:
     """Lift the account to tier 1 (a $5 purchase), learn one request's hold from a probe, and set
     the balance to cover exactly `requests_covered` concurrent holds (plus half a hold)."""
@@ -204,7 +191,7 @@ def test_rate_limit_is_global_across_instances(cluster):
     small = dict(BODY, max_tokens=16)
     clients = [_client((a, b)[i % 2], key) for i in range(16)]  # built before the race: they cost CPU
     started = time.monotonic()
-    statuses = _concurrently([lambda c=c: _sdk_status(c, small) for c in clients])
+    statuses = concurrently([lambda c=c: _sdk_status(c, small) for c in clients])
     # The allowance refills one request every 60/rpm s: a slow machine may see a refill during the
     # race, never more than the time allows. Exact across instances means inside these bounds.
     refills = lambda: int((time.monotonic() - started) // (60 / TIER0_RPM))  # noqa: E731

@@ -17,6 +17,7 @@ from werkzeug.test import Client
 from kyma.sim.faults import Fault, FaultPicker, FaultSyntaxError, fault_from_header, parse_rates
 from kyma.sim.ports import create_sims_app, provider_envs
 from kyma.sim.schema_values import value_for_schema
+from tests.gated import waiting
 from tests.servers import start_simulator
 
 # The simulator under gunicorn (its pure parsers run here too); it has no database, so the
@@ -503,13 +504,10 @@ def test_once_faults_hit_the_first_request_and_spare_its_retry(sim):
 
 
 def test_a_gate_holds_requests_until_released_and_then_they_are_answered_as_usual(sim):
-    def gated_count() -> int:
-        return requests.get(f"{sim.url}/sim/stats", timeout=5).json()["gated"]
-
     def wait_for_gated(n: int) -> None:
         deadline = time.monotonic() + 15  # a bound on the polling, inside chat()'s read timeout
-        while gated_count() != n:
-            assert time.monotonic() < deadline, f"{gated_count()} requests at the gate, not {n}"
+        while waiting([sim.url]) != n:
+            assert time.monotonic() < deadline, f"{waiting([sim.url])} requests at the gate, not {n}"
             time.sleep(0.02)
 
     with ThreadPoolExecutor(3) as pool:
@@ -525,7 +523,7 @@ def test_a_gate_holds_requests_until_released_and_then_they_are_answered_as_usua
         assert not later.done()
         assert requests.post(f"{sim.url}/sim/gate/release", timeout=5).json() == {"released": 1}
         assert later.result().status_code == 200
-    assert gated_count() == 0
+    assert waiting([sim.url]) == 0
     never = chat(sim, {"X-Sim-Fault": "gate:0"})  # a gate's number bounds the wait: 0, no wait at all
     assert never.status_code == 504 and never.json()["error"]["code"] == "gate_timeout"
     assert chat(sim, {"X-Sim-Fault": "gate:601"}).status_code == 400, "600 seconds at most"

@@ -16,6 +16,7 @@ from kyma.services import ledger
 from kyma.services.accounts import Principal
 from kyma.chat.events import Chunk, Done, Failed, KeepAlive
 from kyma.chat.stream import ChatStream
+from tests.clock import FakeClock
 
 LEAD = {"id": "u", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
 
@@ -23,19 +24,6 @@ LEAD = {"id": "u", "object": "chat.completion.chunk", "choices": [{"index": 0, "
 def content(text: str, finish: str | None = None) -> dict:
     return {"id": "u", "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
-
-
-class FakeClock:
-    """Monotonic seconds that pass only when someone sleeps on this clock."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 class Scripted(UpstreamStream):
