@@ -602,6 +602,8 @@ def test_fault_header_syntax():
         fault_from_header("explode", "a", "m")
     with pytest.raises(FaultSyntaxError):
         parse_rates("503:0.7,500:0.5")
+    with pytest.raises(FaultSyntaxError, match="gate"):
+        parse_rates("gate:0.1")  # nobody would release it
 
 
 @pytest.mark.parametrize("schema", [

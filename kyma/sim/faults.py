@@ -90,7 +90,8 @@ def parse_rates(text: str) -> FaultRates:
         kind, sep, rate = item.rpartition(":")
         if not sep:
             raise FaultSyntaxError(f"fault rate {item!r} needs the form kind:probability")
-        make_fault(kind)
+        if make_fault(kind).kind == "gate":  # nobody would release it
+            raise FaultSyntaxError("a gate is for a request's header, not a rate")
         rates.append((kind.lower(), float(rate)))
     if sum(r for _, r in rates) > 1:
         raise FaultSyntaxError("fault probabilities add up to more than 1")
