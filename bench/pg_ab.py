@@ -40,15 +40,12 @@ def backends_cpu(dbname: str) -> float:
     return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
-def seconds(text: str) -> float:
-    """A duration given as N or Ns, in seconds; anything else (or not above zero) refused."""
-    try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (5 or 5s)")
-    return value
+def seconds(text: str) -> int:
+    """A duration given as N or Ns, a whole number of seconds above zero (wrk takes no fractions)."""
+    digits = text.removesuffix("s")
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds (5 or 5s)")
+    return int(digits)
 
 
 def wrk(url: str, api_key: str, connections: int, duration: float) -> dict:
