@@ -159,7 +159,7 @@ def pipelined(*local_settings: tuple[str, str]):
             # A function, not SET LOCAL, which takes effect only inside BEGIN … COMMIT (two more statements).
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         yield conn
-        if outer:  # the caller's transaction goes on with the session's own values, losing any SET LOCAL of its own
+        if outer:  # the caller's transaction goes on with the defaults (as if no SET had run), losing any SET of its own
             for name, _ in local_settings:
                 conn.execute(f"SET LOCAL {name} TO DEFAULT")
 
