@@ -127,8 +127,8 @@ def _start_local(gateway_settings: dict, sim_settings: dict, workers: int,
             gw.servers = [*servers, gateway]
             gw.simulators = {sim.name: sim.url for sim in servers}
         else:
-            gateway = start_gateway(workdir, gateway_env(workdir, int(sims.env["KYMA_SIM_BASE_PORT"]), **settings),
-                                    workers)
+            env = gateway_env(workdir, int(sims.env["KYMA_SIM_BASE_PORT"]), **settings)
+            gateway = start_gateway(workdir, env, workers)
             gw.servers = [gateway]
             gw.simulators = dict(sims.simulators)
     except (OSError, RuntimeError, TimeoutError) as exc:
